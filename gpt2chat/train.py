@@ -1,0 +1,348 @@
+"""Fine-tune a Keras-Hub GPT-2 preset, or train a GPT-2 from scratch, on MedQuAD question-answer pairs.
+
+    python -m gpt2chat.train --from-scratch --size small --steps 600 --output models/default
+    python -m gpt2chat.train --preset gpt2_base_en --lora-rank 8 --output models/gpt2-medquad   (needs network)
+
+The output directory is a Keras-Hub preset (``GPT2CausalLM.from_preset(output)`` loads the chatbot model) with
+``training_config.json``, ``metrics.json`` and ``split.json`` beside it. A run that is killed resumes from its last
+checkpoint when started again with the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gpt2chat import settings
+from gpt2chat.model import SIZES, ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    output: str = str(settings.DEFAULT_MODEL_DIR)
+    data: str | None = None  # MedQuAD directory; None = settings.medquad_dir()
+    preset: str | None = None  # Keras-Hub preset name or local preset directory; None = from scratch
+    size: str = "small"  # layout when training from scratch
+    sequence_length: int = 256
+    batch_size: int = 8
+    steps: int = 600
+    eval_interval: int = 100  # steps between validation, checkpoint and log line
+    eval_rows: int = 256  # validation rows (of sequence_length tokens) per evaluation
+    learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    dropout: float = 0.0
+    lora_rank: int = 0  # > 0 trains low-rank adapters only (pretrained presets)
+    precision: str = "float32"  # or mixed_bfloat16 (GPU/TPU), mixed_float16
+    grounded_fraction: float = 0.3  # share of examples that carry a reference passage
+    max_records: int | None = None  # train on the first N training pairs only (quick looks, tests)
+    seed: int = 1337
+
+    def validate(self) -> None:
+        if self.preset is None and self.size not in SIZES:
+            raise ValueError(f"--size must be one of {', '.join(SIZES)}")
+        for name in ("sequence_length", "batch_size", "steps", "eval_interval", "eval_rows"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive")
+        if self.steps % self.eval_interval:
+            raise ValueError("--steps must be a multiple of --eval-interval (checkpoints fall on evaluations)")
+        if self.warmup_steps >= self.steps:
+            raise ValueError("--warmup-steps must be smaller than --steps")
+        if self.precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
+            raise ValueError("--precision must be float32, mixed_bfloat16 or mixed_float16")
+
+
+class RunDirectory:
+    """The files of one run. Checkpoints are written to a temporary name and renamed, so a kill never leaves a
+    half-written checkpoint behind."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.checkpoints = self.root / "checkpoints"
+        self.config = self.root / "training_config.json"
+        self.metrics = self.root / "metrics.json"
+        self.split = self.root / "split.json"
+        self.last_weights = self.checkpoints / "last.weights.h5"
+        self.best_weights = self.checkpoints / "best.weights.h5"
+        self.state = self.checkpoints / "state.json"
+
+    def prepare(self, config: TrainConfig) -> None:
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        wanted = dataclasses.asdict(config)
+        if self.config.exists():
+            saved = json.loads(self.config.read_text())
+            if saved != wanted:
+                changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
+                raise ValueError(
+                    f"{self.root} holds a run with other settings ({', '.join(changed)}); "
+                    "use another --output or delete that directory"
+                )
+        self.config.write_text(json.dumps(wanted, indent=2))
+
+    def load_state(self) -> dict | None:
+        if self.state.exists() and self.last_weights.exists():
+            return json.loads(self.state.read_text())
+        return None
+
+    @staticmethod
+    def atomic_write_weights(model, path: Path) -> None:
+        partial = path.with_name(path.name.replace(".weights.h5", ".partial.weights.h5"))
+        model.save_weights(partial)
+        os.replace(partial, path)
+
+    @staticmethod
+    def atomic_write_json(payload, path: Path) -> None:
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(payload, indent=2))
+        os.replace(partial, path)
+
+
+def _keras_callbacks():
+    import keras
+
+    class Checkpointing(keras.callbacks.Callback):
+        """Per evaluation: log metrics, keep the best weights by validation loss, and save a resumable checkpoint."""
+
+        def __init__(self, run: RunDirectory, config: TrainConfig, history: list[dict], best: float):
+            super().__init__()
+            self.run, self.config, self.history, self.best = run, config, history, best
+            self.tokens_per_eval = config.eval_interval * config.batch_size * config.sequence_length
+            self.started = time.perf_counter()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.train_seconds = time.perf_counter() - self.started  # excludes the validation pass
+
+        def on_epoch_end(self, epoch, logs=None):
+            entry = {
+                "step": (epoch + 1) * self.config.eval_interval,
+                "train_loss": float(logs["loss"]),
+                "val_loss": float(logs["val_loss"]),
+                "val_perplexity": float(math.exp(min(logs["val_loss"], 50))),
+                "tokens_per_second": self.tokens_per_eval / self.train_seconds,
+            }
+            self.history.append(entry)
+            if entry["val_loss"] < self.best:
+                self.best = entry["val_loss"]
+                RunDirectory.atomic_write_weights(self.model, self.run.best_weights)
+            RunDirectory.atomic_write_weights(self.model, self.run.last_weights)
+            RunDirectory.atomic_write_json(
+                {"epoch": epoch, "best_val_loss": self.best, "history": self.history}, self.run.state
+            )
+            print(
+                f"step {entry['step']}: train loss {entry['train_loss']:.3f}, val loss {entry['val_loss']:.3f}, "
+                f"val perplexity {entry['val_perplexity']:.1f}, {entry['tokens_per_second']:.0f} tokens/s",
+                flush=True,
+            )
+
+    return Checkpointing
+
+
+def _batches(packed, config: TrainConfig):
+    """Rows in a fresh seeded order every pass over the data; batch k of the run is the same after a resume."""
+    import keras
+
+    class PackedBatches(keras.utils.PyDataset):
+        def __init__(self, first_epoch: int):
+            super().__init__()
+            self.epoch = first_epoch
+            self.rows = packed.rows
+
+        def __len__(self):
+            return config.eval_interval
+
+        def _row_indices(self, step: int) -> np.ndarray:
+            per_pass = len(self.rows) // config.batch_size
+            data_pass, position = divmod(step, per_pass)
+            order = np.random.default_rng([config.seed, data_pass]).permutation(len(self.rows))
+            return order[position * config.batch_size : (position + 1) * config.batch_size]
+
+        def __getitem__(self, index):
+            rows = self.rows[self._row_indices(self.epoch * config.eval_interval + index)]
+            token_ids = rows[:, :-1]
+            return {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids, dtype=bool)}, rows[:, 1:]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+
+    return PackedBatches
+
+
+def _build_model(config: TrainConfig):
+    from gpt2chat.model import build_causal_lm, load_preset
+
+    if config.preset:
+        causal_lm = load_preset(config.preset)
+        if config.lora_rank:
+            causal_lm.backbone.enable_lora(config.lora_rank)
+    else:
+        causal_lm = build_causal_lm(config.size, config.sequence_length, dropout=config.dropout)
+    limit = causal_lm.backbone.max_sequence_length
+    if config.sequence_length > limit:
+        raise ValueError(f"--sequence-length {config.sequence_length} exceeds the model's context of {limit}")
+    causal_lm.preprocessor.sequence_length = max(causal_lm.preprocessor.sequence_length, config.sequence_length)
+    return causal_lm
+
+
+def _compile(training_model, config: TrainConfig) -> None:
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        warmup_target=config.learning_rate,
+        warmup_steps=config.warmup_steps,
+        decay_steps=config.steps - config.warmup_steps,
+        alpha=0.1,
+    )
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule, weight_decay=config.weight_decay, beta_2=0.95, global_clipnorm=1.0
+    )
+    # Decaying norms, biases and embeddings hurts small models; GPT-2 practice decays matrices only.
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "embeddings"])
+    training_model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+
+
+def prepare_data(config: TrainConfig, tokenizer, run: RunDirectory):
+    from gpt2chat.data import load_records
+    from gpt2chat.splits import save_split, split_records
+    from gpt2chat.tokens import pack, render_examples
+
+    records, report = load_records(config.data, progress=True)
+    splits = split_records(records)
+    save_split(splits, run.split)
+    train_records = splits["train"][: config.max_records] if config.max_records else splits["train"]
+    print(f"{len(records)} answered pairs; training on {len(train_records)}, validating on "
+          f"{len(splits['validation'])} (split by focus, saved to {run.split})", flush=True)
+    train = pack(render_examples(train_records, grounded_fraction=config.grounded_fraction, seed=config.seed),
+                 tokenizer, config.sequence_length)
+    validation = pack(render_examples(splits["validation"], grounded_fraction=config.grounded_fraction,
+                                      seed=config.seed + 1), tokenizer, config.sequence_length)
+    rows = np.random.default_rng(config.seed).permutation(len(validation.rows))[: config.eval_rows]
+    validation.rows = validation.rows[np.sort(rows)]
+    return train, validation
+
+
+def train(config: TrainConfig) -> dict:
+    """Run (or resume) training; returns the summary written to metrics.json."""
+    config.validate()
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
+    run = RunDirectory(config.output)
+    run.prepare(config)
+
+    causal_lm = _build_model(config)
+    train_rows, validation = prepare_data(config, causal_lm.preprocessor.tokenizer, run)
+    # A plain functional model over the same layers: Keras' own fit feeds NumPy batches on every backend,
+    # whereas Keras-Hub's task fit routes them through tf.data or grain.
+    training_model = keras.Model(causal_lm.inputs, causal_lm.outputs, name="gpt2_training")
+    _compile(training_model, config)
+
+    total_epochs = config.steps // config.eval_interval
+    state = run.load_state()
+    first_epoch, history, best = 0, [], float("inf")
+    if state:
+        training_model.optimizer.build(training_model.trainable_variables)
+        training_model.load_weights(run.last_weights)
+        first_epoch, history, best = state["epoch"] + 1, state["history"], state["best_val_loss"]
+        print(f"resuming from step {first_epoch * config.eval_interval} (checkpoint in {run.checkpoints})",
+              flush=True)
+    print(f"{train_rows.num_tokens:,} training tokens in {len(train_rows.rows)} rows; "
+          f"{causal_lm.backbone.count_params():,} parameters; {config.steps} steps of "
+          f"{config.batch_size}x{config.sequence_length} tokens", flush=True)
+
+    if first_epoch < total_epochs:
+        started = time.perf_counter()
+        training_model.fit(
+            _batches(train_rows, config)(first_epoch),
+            validation_data=(validation.inputs, validation.targets),
+            validation_batch_size=config.batch_size,
+            epochs=total_epochs,
+            initial_epoch=first_epoch,
+            callbacks=[_keras_callbacks()(run, config, history, best)],
+            verbose=1,
+        )
+        wall = time.perf_counter() - started
+    else:
+        wall = 0.0
+        print("training already complete; writing the preset again", flush=True)
+
+    training_model.load_weights(run.best_weights)
+    causal_lm.save_to_preset(str(run.root))
+    best_entry = min(history, key=lambda e: e["val_loss"])
+    summary = {
+        "parameters": int(causal_lm.backbone.count_params()),
+        "training_tokens_available": train_rows.num_tokens,
+        "tokens_seen": config.steps * config.batch_size * config.sequence_length,
+        "best_step": best_entry["step"],
+        "best_val_loss": best_entry["val_loss"],
+        "best_val_perplexity": best_entry["val_perplexity"],
+        "median_tokens_per_second": float(np.median([e["tokens_per_second"] for e in history])),
+        "wall_seconds_this_session": wall,
+        "backend": keras.config.backend(),
+        "history": history,
+    }
+    RunDirectory.atomic_write_json(summary, run.metrics)
+    print(f"saved preset to {run.root} (best val perplexity {summary['best_val_perplexity']:.1f} "
+          f"at step {summary['best_step']})", flush=True)
+    return summary
+
+
+def parse_args(argv: list[str] | None) -> TrainConfig:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m gpt2chat.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output", default=defaults.output, help="run and preset directory (default: %(default)s)")
+    parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--preset", help="Keras-Hub preset name (e.g. gpt2_base_en) or local preset directory")
+    source.add_argument("--from-scratch", action="store_true", help="random initialisation (the default)")
+    parser.add_argument("--size", default=defaults.size, choices=sorted(SIZES), help="layout for --from-scratch")
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in ("output", "data", "preset", "size"):
+            continue
+        kind = int if field.name == "max_records" else type(field.default)
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}", type=kind, default=field.default,
+            help=f"(default: {field.default})",
+        )
+    args = parser.parse_args(argv)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        config = parse_args(argv)
+        train(config)
+    except (ValueError, ModelUnavailable, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
