@@ -39,14 +39,15 @@ Rules worth knowing:
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
 import functools
 import json
 import logging
 import statistics
 import sys
+import threading
 import time
-import unicodedata
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
@@ -98,9 +99,10 @@ class MaskerConfig:
     chunk_overlap: int = 300
     max_chars: int = 100_000
     phone_regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR", "AU", "IE")
+    # Hosts (and their subdomains) whose paths are public health information: "gov" covers nih.gov, cdc.gov...
     public_url_hosts: tuple[str, ...] = (
-        ".gov", ".gov.uk", ".nhs.uk", ".int", "nih.gov", "who.int", "mayoclinic.org", "clevelandclinic.org",
-        "cancer.org", "heart.org", "diabetes.org", "alz.org", "webmd.com", "wikipedia.org", "medlineplus.gov",
+        "gov", "gov.uk", "nhs.uk", "int", "mayoclinic.org", "clevelandclinic.org", "cancer.org", "heart.org",
+        "diabetes.org", "alz.org", "webmd.com", "wikipedia.org",
     )
 
 
@@ -138,10 +140,13 @@ tumour tumors cyst contracture esophagus oesophagus ulcer fracture virus fever d
 neuralgia neuroma chorea dementia test score scale maneuver manoeuvre reflex tube tubes duct ducts gland glands
 node nodes area cell cells smear procedure operation triad criteria classification deformity hernia aneurysm
 paralysis angina infection deficiency encephalopathy myopathy neuropathy carcinoma leukemia leukaemia myeloma
-melanoma glioma
+melanoma glioma breathing respiration sounds spots bodies body point lesion lesions diverticulum tear gait
+nodule nodules fibers fibres signs
 """.split())
 # Disease-like word endings; the stem of at least four letters keeps names such as "Paloma" out.
-_MEDICAL_SUFFIX = regex.compile(r"^\p{L}{4,}(?:itis|omas?|pathy|pathies|emia|aemia|osis|oses|plasia|trophy|algia|uria)$")
+_MEDICAL_SUFFIX = regex.compile(
+    r"^\p{L}{4,}(?:itis|omas?|pathy|pathies|emia|aemia|osis|oses|plasia|trophy|algia|uria)$"
+)
 _KIN = (
     "son|daughter|wife|husband|partner|mother|father|mom|mum|dad|brother|sister|grandson|granddaughter|grandmother|"
     "grandfather|grandma|grandpa|aunt|uncle|niece|nephew|cousin|friend|neighbou?r|baby|child|kid|twins?|boyfriend|"
@@ -193,17 +198,22 @@ def _disease_word_follows(rest: str, possessive: bool) -> bool:
     return False
 
 
+# Lower-case words that do occur inside names ("Ludwig van Beethoven", "Ahmed bin Salem").
 _NAME_PARTICLES = frozenset("van von de da del della di du la le bin ibn al el ter ten dos das st".split())
+# Sentence-initial requests that spaCy tags as names ("Email p.santos@...", "Call me at ...").
+_NOT_NAMES = frozenset(
+    "email e-mail call text phone ring contact send ask tell please thanks hi hello hey dear".split()
+)
 
 
 def is_name_shaped(span: str) -> bool:
-    """spaCy also tags "expiry 09/27", "Bill my Mastercard", URLs and acronyms such as "ID" as PERSON."""
+    """spaCy also tags "expiry 09/27", "Bill my Mastercard", URLs and acronyms ("ID", "LASIK") as PERSON."""
     if regex.search(r"[\d@/:]", span):
         return False
     words = span.split()
     if any(w[0].islower() and w not in _NAME_PARTICLES for w in words):
         return False
-    return not (len(words) == 1 and span.isupper() and len(span) <= 4)
+    return not (len(words) == 1 and (span.lower() in _NOT_NAMES or (span.isupper() and len(span) <= 6)))
 
 
 def is_medical_span(text: str, start: int, end: int) -> bool:
@@ -260,6 +270,10 @@ def _is_person(text: str, start: int, end: int) -> bool:
     return is_name_shaped(text[start:end]) and not is_medical_span(text, start, end)
 
 
+def _not_medical(text: str, start: int, end: int) -> bool:
+    return not is_medical_span(text, start, end)
+
+
 class _PersonRecognizer(SpacyRecognizer):
     """spaCy PERSON entities minus eponymous diseases, drug names and spans that cannot be names."""
 
@@ -280,10 +294,12 @@ class _OfflineEmailRecognizer(EmailRecognizer):
 
 
 class _StrictEmailRecognizer(_OfflineEmailRecognizer):
-    """Only the part after the last '@' is the domain: the stock check passes "medium.com/@anna.k" as an e-mail."""
+    """The stock check passes "medium.com/@anna.k" as an e-mail: here the domain is what follows the last '@'
+    and a '/' in the local part (legal, never seen in real addresses) marks a URL."""
 
     def validate_result(self, pattern_text: str) -> bool:
-        return super().validate_result(pattern_text.rpartition("@")[2])
+        local, _, domain = pattern_text.rpartition("@")
+        return "/" not in local and super().validate_result(domain)
 
 
 class _PersonalUrlRecognizer(UrlRecognizer):
@@ -303,25 +319,33 @@ class _PersonalUrlRecognizer(UrlRecognizer):
         return kept
 
     def _is_personal(self, url: str) -> bool:
-        parts = urlsplit(url if "://" in url else "http://" + url)
+        try:
+            parts = urlsplit(url if "://" in url else "http://" + url)
+            host = parts.hostname or ""
+        except ValueError:  # e.g. an unbalanced "[" taken for an IPv6 host: unreadable, so masked
+            return True
         if parts.path in ("", "/") and not parts.query and not parts.fragment:
             return False
-        host = (parts.hostname or "").removeprefix("www.")
-        public = any(host == h.lstrip(".") or host.endswith(h if h.startswith(".") else "." + h)
-                     for h in self._public_hosts)
+        public = any(host == h or host.endswith("." + h) for h in self._public_hosts)
         return not (public and not parts.query)
 
 
 # "Liam", "O'Connor", "Al-Sayed", "McDonald"; stops before a possessive ("Grace Kim's").
 _NAME = r"(?:\p{Lu}['’]\p{Lu}\p{L}+|\p{Lu}\p{L}+(?:['’]\p{Lu}\p{L}+|-\p{L}+)*)"
 _PERSON_CUES = (
-    rf"(?i:\bmy\s+name\s+is|\bmy\s+name's|\bi\s+am|\bi'm|\bthis\s+is|\b(?:hi|hello|hey)[,!]?\s+it's|\bcall\s+me"
-    rf"|\bnamed|\bcalled)"
-    rf"\s+(?P<value>{_NAME}(?:\s+{_NAME}){{0,2}})",
+    rf"(?i:\bmy\s+name\s+is|\bmy\s+name['’]s|\bthis\s+is|\b(?:hi|hello|hey)[,!]?\s+it['’]s|\bcall\s+me|\bnamed"
+    rf"|\bcalled)\s+(?P<value>{_NAME}(?:\s+{_NAME}){{0,2}})",
+    # "I'm Pregnant", "I am Hispanic": after "I am" only a first and last name counts.
+    rf"(?i:\bi\s+am|\bi['’]m)\s+(?P<value>{_NAME}(?:\s+{_NAME}){{1,2}})",
     rf"\b(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof)\.?\s+(?P<value>{_NAME}(?:\s+{_NAME}){{0,2}})",
     rf"(?i:\b(?:my|our|his|her|their)\s+(?:{_KIN}))\s*,?\s+(?P<value>{_NAME}(?:\s+{_NAME}){{0,2}})",
     rf"(?i:\b(?:thanks|thank\s+you|regards|cheers|sincerely|best)\b)[^\n.!?]{{0,30}},\s+"
     rf"(?P<value>{_NAME}(?:\s+{_NAME}){{0,2}})\s*[.!]?\s*$",
+)
+# After "my name is" a name may be typed in lower case: one or two words, stopping at function words.
+_NOT_NAME_WORD = r"(?:and|but|or|so|i|im|i'm|from|with|here|not|because|my|the|a|an|is|was|doctor|dr)\b"
+_LOWERCASE_NAME_CUE = (
+    rf"(?i:\bmy\s+name(?:\s+is|['’]s)\s+(?P<value>(?!{_NOT_NAME_WORD})\p{{L}}+(?:\s+(?!{_NOT_NAME_WORD})\p{{L}}+)?))"
 )
 
 _MONTH = (r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|"
@@ -389,11 +413,12 @@ def _nlp_engine(config: MaskerConfig, person_only: bool) -> NlpEngine:
     return NlpEngineProvider(nlp_configuration=nlp_configuration).create_engine()
 
 
+_CONTROL = regex.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _sanitise(text: str) -> str:
     """Control characters and lone surrogates become spaces, so offsets still match the original text."""
-    return "".join(
-        " " if (unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r") else c for c in text
-    )
+    return _CONTROL.sub(" ", text)
 
 
 def _chunks(length: int, size: int, overlap: int) -> Iterable[int]:
@@ -408,12 +433,17 @@ def _chunks(length: int, size: int, overlap: int) -> Iterable[int]:
 def _resolve_overlaps(results: Iterable[RecognizerResult]) -> list[RecognizerResult]:
     """Of overlapping results keep a pattern match over a PERSON (spaCy tags URLs and e-mails as names too),
     then the most confident, then the longest; return them in text order."""
-    kept: list[RecognizerResult] = []
+    kept: list[RecognizerResult] = []  # non-overlapping, sorted by start
+    starts: list[int] = []
     ranked = sorted(results, key=lambda r: (r.entity_type == "PERSON", -r.score, -(r.end - r.start), r.start))
     for result in ranked:
-        if result.end > result.start and all(result.end <= k.start or result.start >= k.end for k in kept):
-            kept.append(result)
-    return sorted(kept, key=lambda r: r.start)
+        i = bisect.bisect_right(starts, result.start)
+        if result.end <= result.start or (i and kept[i - 1].end > result.start) or (
+                i < len(kept) and kept[i].start < result.end):
+            continue
+        kept.insert(i, result)
+        starts.insert(i, result.start)
+    return kept
 
 
 class PIIMasker:
@@ -426,6 +456,7 @@ class PIIMasker:
             _PersonRecognizer(supported_entities=["PERSON"]),
             *(_RegexRecognizer("PERSON", p, 0.85, f"PersonCue{i}", keep=_is_person)
               for i, p in enumerate(_PERSON_CUES)),
+            _RegexRecognizer("PERSON", _LOWERCASE_NAME_CUE, 0.85, "PersonCueLowercase", keep=_not_medical),
             _StrictEmailRecognizer(),
             PhoneRecognizer(supported_regions=config.phone_regions),
             IbanRecognizer(),
@@ -443,6 +474,9 @@ class PIIMasker:
             registry=registry, nlp_engine=_nlp_engine(config, person_only=True), supported_languages=["en"]
         )
         self.anonymizer = AnonymizerEngine()
+        # spaCy does not promise that one pipeline may run in several threads at once, and Gradio calls
+        # handlers from a thread pool; a message takes milliseconds, so serialising costs nothing noticeable.
+        self._lock = threading.Lock()
         self._operators = {t: OperatorConfig("replace", {"new_value": f"<{t}>"}) for t in ENTITY_TYPES}
 
     def analyze(self, text: str) -> list[Finding]:
@@ -450,6 +484,7 @@ class PIIMasker:
         return [Finding(r.entity_type, r.start, r.end, round(r.score, 3)) for r in self._results(text)]
 
     def mask(self, text: str) -> MaskResult:
+        """``text`` with every finding replaced by ``<TYPE>``; any str works, a non-str raises TypeError."""
         if not isinstance(text, str):
             raise TypeError(f"mask() takes a str, not {type(text).__name__}")
         truncated = len(text) > self.config.max_chars
@@ -467,11 +502,12 @@ class PIIMasker:
             return []
         results = []
         size, overlap = self.config.chunk_chars, self.config.chunk_overlap
-        for offset in _chunks(len(text), size, overlap):
-            for r in self.analyzer.analyze(text[offset:offset + size], language="en",
-                                           score_threshold=self.config.score_threshold):
-                entity = _PRESIDIO_TO_OURS.get(r.entity_type, r.entity_type)
-                results.append(RecognizerResult(entity, r.start + offset, r.end + offset, r.score))
+        with self._lock:
+            for offset in _chunks(len(text), size, overlap):
+                for r in self.analyzer.analyze(text[offset:offset + size], language="en",
+                                               score_threshold=self.config.score_threshold):
+                    entity = _PRESIDIO_TO_OURS.get(r.entity_type, r.entity_type)
+                    results.append(RecognizerResult(entity, r.start + offset, r.end + offset, r.score))
         return _resolve_overlaps(results)
 
 

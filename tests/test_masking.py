@@ -1,0 +1,232 @@
+"""PII masking: every type masked, medical language kept, no values retained, bad input survived, eval thresholds."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import socket
+
+import pytest
+
+from gpt2chat import masking
+from gpt2chat.masking import Finding, MaskerConfig, MaskResult, PIIMasker, evaluate, get_masker, load_eval_set, mask
+
+
+@pytest.fixture(scope="module")
+def masker():
+    return get_masker()
+
+
+@pytest.fixture(scope="module")
+def small_masker():
+    """Tiny chunks and cap, so chunking and truncation are exercised on short, fast texts."""
+    return PIIMasker(MaskerConfig(chunk_chars=400, chunk_overlap=100, max_chars=3_000))
+
+
+@pytest.fixture(scope="module")
+def eval_rows():
+    return load_eval_set()
+
+
+PII_CASES = [
+    ("PERSON", "My name is Joanna Kowalczyk and I have asthma.", "Joanna Kowalczyk"),
+    ("PERSON", "My son Oliver has a fever of 39.", "Oliver"),
+    ("PERSON", "Dr. Samuel Okoye prescribed metformin.", "Samuel Okoye"),
+    ("EMAIL", "Send the results to lena.fischer@gmail.com please.", "lena.fischer@gmail.com"),
+    ("PHONE", "Call me on (312) 555-0176 about my MRI.", "(312) 555-0176"),
+    ("PHONE", "My mobile is +44 7911 123456.", "+44 7911 123456"),
+    ("IBAN", "Refund to DE89 3704 0044 0532 0130 00 for the scan.", "DE89 3704 0044 0532 0130 00"),
+    ("BANK_ACCOUNT", "My bank account number is 004455667788 for the refund.", "004455667788"),
+    ("CREDIT_CARD", "Charge 4111 1111 1111 1111 for the consultation.", "4111 1111 1111 1111"),
+    ("US_SSN", "My SSN is 536-22-1847 for the Medicaid form.", "536-22-1847"),
+    ("ADDRESS", "Send the kit to 1423 Maple Avenue, Springfield, IL 62704.", "1423 Maple Avenue"),
+    ("DATE_OF_BIRTH", "I was born on 03/14/1962 and have high cholesterol.", "03/14/1962"),
+    ("DATE_OF_BIRTH", "DOB: July 4, 1979. Is my PSA normal?", "July 4, 1979"),
+    ("MEDICAL_RECORD", "My MRN is 4478123, can you check my HbA1c?", "4478123"),
+    ("MEDICAL_RECORD", "Patient ID PT-558201 needs a refill.", "PT-558201"),
+    ("IP_ADDRESS", "The portal blocked 203.0.113.45 again.", "203.0.113.45"),
+    ("URL", "My profile is https://www.facebook.com/joanna.k.1983 if you need it.",
+     "https://www.facebook.com/joanna.k.1983"),
+]
+
+
+@pytest.mark.parametrize(("entity_type", "text", "value"), PII_CASES)
+def test_each_pii_type_is_masked(masker, entity_type, text, value):
+    result = masker.mask(text)
+    assert value not in result.text
+    assert f"<{entity_type}>" in result.text
+    assert entity_type in {f.entity_type for f in result.findings}
+    finding = next(f for f in result.findings if f.entity_type == entity_type)
+    assert text[finding.start:finding.end] in value or value in text[finding.start:finding.end]
+    assert result.changed
+
+
+MEDICAL_PHRASES = [
+    "What are the treatments for Parkinson's disease?",
+    "Is Crohn's disease hereditary?",
+    "What is the survival rate of Hodgkin lymphoma?",
+    "Does Down syndrome affect the heart?",
+    "My father has Alzheimer's and forgets names.",
+    "What causes Tourette syndrome?",
+    "Can Graves' disease cause bulging eyes?",
+    "How is Cushing's syndrome diagnosed?",
+    "Is Huntington's disease inherited?",
+    "Is Hashimoto's thyroiditis treated with levothyroxine?",
+    "What are the signs of Asperger syndrome in adults?",
+    "Is Addison's disease an emergency?",
+    "Will Bell's palsy go away on its own?",
+    "Is Kaposi sarcoma linked to HIV?",
+    "What is Wilms tumor?",
+    "Where does Ewing sarcoma start?",
+    "How long does Guillain-Barré syndrome last?",
+    "Does Marfan syndrome affect the aorta?",
+    "Can Sjögren's syndrome cause dry eyes?",
+    "What triggers Raynaud's phenomenon in the fingers?",
+    "Can I take Tylenol with ibuprofen?",
+    "Is warfarin safe with aspirin?",
+    "Does metformin cause stomach upset?",
+    "Is Ozempic or Lipitor better for my heart?",
+    "Why does my Achilles tendon hurt when I run?",
+    "I take 500 mg of metformin twice a day; my blood pressure was 150/95 on March 3.",
+    "See https://www.cdc.gov or medlineplus.gov for more about Lyme disease.",
+]
+
+
+@pytest.mark.parametrize("text", MEDICAL_PHRASES)
+def test_medical_language_is_kept(masker, text):
+    result = masker.mask(text)
+    assert result.text == text, result.summary()
+    assert not result.findings and not result.changed
+
+
+def test_eponym_surname_with_personal_cue_is_still_a_person(masker):
+    result = masker.mask("Please ask Dr. Bell whether my Bell's palsy will go away.")
+    assert result.text == "Please ask Dr. <PERSON> whether my Bell's palsy will go away."
+
+
+def test_findings_hold_no_original_values(masker):
+    text = "I'm Zebulon Quixotefield, email zq@example.co.uk, SSN 536-22-1847, MRN 4478123."
+    result = masker.mask(text)
+    assert [f.name for f in dataclasses.fields(Finding)] == ["entity_type", "start", "end", "score"]
+    assert {f.entity_type for f in result.findings} == {"PERSON", "EMAIL", "US_SSN", "MEDICAL_RECORD"}
+    dump = repr(result.findings) + result.summary()
+    for value in ("Zebulon", "Quixotefield", "zq@example", "536-22-1847", "4478123"):
+        assert value not in dump and value not in result.text
+    # offsets point into the original text
+    assert [text[f.start:f.end] for f in result.findings][0] == "Zebulon Quixotefield"
+
+
+def test_raw_text_is_not_logged(masker, caplog):
+    caplog.set_level(logging.DEBUG)
+    masker.mask("Hello, my name is Zebulon Quixotefield; social security 612 45 9873.")
+    assert "Quixotefield" not in caplog.text and "9873" not in caplog.text
+
+
+def test_no_network_needed(masker, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    assert masker.mask("Write to lena.fischer@example.co.uk").text == "Write to <EMAIL>"
+
+
+@pytest.mark.parametrize("text", [
+    "",
+    "   \n\t  ",
+    "My name is John\x00 Smith\x07, DOB: 01/02/1990\x1b[31m\x7f",
+    "Call 212-555-0198 \ud800 now",
+    "我叫王伟，我有帕金森病，我的电话是 13812345678。",
+    "Je m'appelle Jean Dupont et j'ai la maladie de Crohn.",
+    "اسمي أحمد وعندي مرض السكري",
+    "😀" * 300,
+    "1" * 20_000,
+])
+def test_bad_input_does_not_crash(masker, text):
+    result = masker.mask(text)
+    assert isinstance(result, MaskResult)
+    assert len(result.text) <= len(text) + 20 * len(result.findings)
+    for f in result.findings:
+        assert 0 <= f.start < f.end <= len(text)
+
+
+def test_control_characters_keep_offsets(masker):
+    text = "My name is John\x00 Smith, email j.smith@example.com\x07"
+    result = masker.mask(text)
+    assert result.text == "My name is <PERSON>, email <EMAIL>\x07"
+
+
+def test_huge_input_is_chunked_and_fully_masked(masker):
+    filler = "I have had knee pain for three weeks and take ibuprofen. " * 2000
+    text = (filler[:50_000] + " My SSN is 536-22-1847. " + filler)[:masker.config.max_chars - 40]
+    text += " email me at last.line@example.com"
+    assert len(text) > 90_000
+    result = masker.mask(text)
+    assert not result.truncated
+    assert {f.entity_type for f in result.findings} == {"US_SSN", "EMAIL"}
+    assert "536-22-1847" not in result.text and result.text.endswith("<EMAIL>")
+
+
+def test_over_long_input_is_truncated_not_leaked(small_masker):
+    text = "I take ibuprofen. " * 200 + "my SSN is 536-22-1847"
+    result = small_masker.mask(text)
+    assert result.truncated and result.changed
+    assert len(result.text) == small_masker.config.max_chars
+    assert "536-22-1847" not in result.text
+
+
+@pytest.mark.parametrize("offset", [370, 390, 399, 300, 600, 1_190])
+def test_value_across_chunk_boundary_is_masked(small_masker, offset):
+    filler = "My knee hurts when I walk. " * 60
+    text = filler[:offset] + " contact jane.doe@example.com or 212-555-0198 today. " + filler
+    result = small_masker.mask(text[:small_masker.config.max_chars])
+    assert "jane.doe@example.com" not in result.text and "212-555-0198" not in result.text
+    assert [f.entity_type for f in result.findings] == ["EMAIL", "PHONE"]
+
+
+def test_summary_and_changed():
+    assert MaskResult("hello").summary() == "no PII found"
+    assert not MaskResult("hello").changed
+    findings = (Finding("PERSON", 0, 4, 0.85), Finding("EMAIL", 5, 9, 1.0), Finding("PERSON", 10, 12, 0.85))
+    assert MaskResult("x", findings).summary() == "masked: PERSON, EMAIL"
+
+
+def test_masker_is_a_process_singleton():
+    assert get_masker() is get_masker()
+    assert mask("Call 212-555-0198").text == "Call <PHONE>"
+
+
+def test_eval_set_is_well_formed(eval_rows):
+    counts = collections.Counter(e["type"] for row in eval_rows for e in row["entities"])
+    assert len(eval_rows) >= 120
+    assert set(counts) == set(masking.ENTITY_TYPES)
+    assert min(counts.values()) >= 5
+    assert sum(1 for row in eval_rows if not row["entities"]) >= 40
+    for row in eval_rows:
+        for e in row["entities"]:
+            value = row["text"][e["start"]:e["end"]]
+            assert value and value == value.strip(), (row["text"], e)
+
+
+def test_eval_recall_and_no_medical_false_positives(masker, eval_rows):
+    report = evaluate(masker.analyze, eval_rows)
+    precision, recall, _ = report.prf()
+    assert recall >= 0.9
+    assert precision >= 0.9
+    assert report.negative_findings == 0
+
+
+def test_beats_presidio_defaults_on_medical_sentences(eval_rows):
+    negatives = [row for row in eval_rows if not row["entities"]]
+    baseline = evaluate(masking.presidio_defaults_analyzer(), negatives)
+    assert baseline.negative_findings > 10  # the problem this module exists for
+
+
+def test_cli(capsys):
+    assert masking.main(["My email is jane@example.com and I have Crohn's disease"]) == 0
+    out = capsys.readouterr().out
+    assert "My email is <EMAIL> and I have Crohn's disease" in out and "masked: EMAIL" in out
+    with pytest.raises(SystemExit) as exit_info:
+        masking.main(["--help"])
+    assert exit_info.value.code == 0
