@@ -1,0 +1,173 @@
+"""BM25 retrieval: chat-style paraphrases find the right topic, the on-disk cache is exact and never stale."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from unittest import mock
+
+import pytest
+
+from gpt2chat import retrieval, settings
+from gpt2chat.data import load_records
+from gpt2chat.retrieval import IndexSettings, Passage, RetrievalIndex, cache_key
+
+# Written for these tests in everyday wording, unlike MedQuAD's "What are the treatments for X ?" templates.
+PARAPHRASES = [
+    ("my doctor says I have glaucoma, how is it treated?", "Glaucoma"),
+    ("what can I do about gout flare ups in my big toe", "Gout"),
+    ("my son keeps wheezing at night, could asthma be the reason and what helps", "Asthma"),
+    ("blood clot in the leg veins after a long flight - what are the warning signs", "Deep Vein Thrombosis"),
+    ("cloudy lens in the eye, is surgery the only fix", "Cataract"),
+    ("can you get sick from home canned food toxin", "Botulism"),
+    ("trouble swallowing because the esophagus does not relax", "Achalasia"),
+    ("why is my mouth always so dry", "Dry Mouth"),
+    ("my thyroid is overactive, which treatment options exist?", "Hyperthyroidism"),
+    ("irregular fast heartbeat from the upper chambers of the heart", "Atrial Fibrillation"),
+    ("is it ok to eat eggs if my cholesterol is too high", "High Blood Cholesterol"),
+    ("sore bleeding gums when I brush my teeth", "Gum (Periodontal) Disease"),
+]
+
+
+@pytest.fixture(scope="module")
+def records(medquad_dir):
+    records, _ = load_records(medquad_dir, limit_files=30)  # ~1,600 pairs from every subset
+    return records
+
+
+@pytest.fixture(scope="module")
+def index(records):
+    return RetrievalIndex.build(records)
+
+
+@pytest.fixture
+def small_tree(tmp_path, medquad_dir):
+    """A private copy of a few MedQuAD files, to edit without touching the shared tree."""
+    root = tmp_path / "medquad"
+    for subset in ("7_SeniorHealth_QA", "8_NHLBI_QA_XML"):
+        (root / subset).mkdir(parents=True)
+        for path in sorted((medquad_dir / subset).glob("*.xml"))[:4]:
+            shutil.copy2(path, root / subset / path.name)
+    return root
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(settings.CACHE_ENV, str(cache))
+    return cache / "retrieval"
+
+
+@pytest.mark.parametrize("question, focus", PARAPHRASES)
+def test_paraphrased_question_finds_its_focus_in_the_top_3(index, question, focus):
+    foci = [p.focus.lower() for p in index.search(question, k=3)]
+    assert focus.lower() in foci, foci
+
+
+def test_search_returns_ranked_passages_with_their_fields(index, records):
+    passages = index.search("What are the treatments for Glaucoma ?", k=5)
+    assert 0 < len(passages) <= 5 and all(isinstance(p, Passage) for p in passages)
+    assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
+    by_id = {r.pair_id: r for r in records}
+    top = passages[0]
+    assert top.focus == "Glaucoma" and top.answer == by_id[top.pair_id].answer and top.url.startswith("http")
+    assert len(index) == len(records)
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\n\t", "what is the", "?!", "zzqxvw"])
+def test_queries_without_indexed_terms_return_nothing(index, query):
+    assert index.search(query) == []
+
+
+def test_k_is_capped_by_the_index_and_zero_gives_nothing(records):
+    tiny = RetrievalIndex.build(records[:3])
+    assert len(tiny.search(records[0].question, k=50)) <= 3
+    assert tiny.search(records[0].question, k=0) == []
+
+
+def test_save_and_load_give_identical_results(index, tmp_path):
+    index.save(tmp_path / "saved")
+    loaded = RetrievalIndex.load(tmp_path / "saved")
+    assert len(loaded) == len(index)
+    for question, _ in PARAPHRASES[:5]:
+        assert loaded.search(question, k=5) == index.search(question, k=5)
+
+
+def test_cache_key_follows_the_data_and_the_settings(small_tree):
+    key = cache_key(small_tree)
+    assert cache_key(small_tree) == key
+    assert cache_key(small_tree, IndexSettings(focus_field_weight=0.0)) != key
+    xml = next(small_tree.glob("7_*/*.xml"))
+    xml.write_text(xml.read_text().replace("</Answer>", " Extra sentence.</Answer>", 1))
+    assert cache_key(small_tree) != key
+
+
+def test_load_or_build_rebuilds_when_the_data_changes(small_tree, private_cache):
+    first = RetrievalIndex.load_or_build(small_tree)
+    assert [d.name for d in private_cache.iterdir()] == [first.key]
+
+    with mock.patch.object(RetrievalIndex, "build", side_effect=AssertionError("rebuilt an up-to-date index")):
+        assert RetrievalIndex.load_or_build(small_tree).search("heart") == first.search("heart")
+
+    xml = next(small_tree.glob("7_*/*.xml"))
+    xml.write_text(xml.read_text().replace("</Answer>", " Quokkasaurus sentinel.</Answer>", 1))
+    second = RetrievalIndex.load_or_build(small_tree)
+    assert second.key != first.key and second.search("quokkasaurus")
+    assert [d.name for d in private_cache.iterdir()] == [second.key]  # the stale index is gone
+
+
+@pytest.mark.parametrize("damage", ["manifest", "passages", "array", "missing"])
+def test_a_damaged_cache_is_rebuilt_with_a_warning(small_tree, private_cache, caplog, damage):
+    built = RetrievalIndex.load_or_build(small_tree)
+    directory = private_cache / built.key
+    if damage == "manifest":
+        (directory / "manifest.json").write_text("{not json")
+    elif damage == "passages":
+        lines = (directory / "passages.jsonl").read_text().splitlines()
+        (directory / "passages.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    elif damage == "array":
+        (directory / "document" / "data.csc.index.npy").write_bytes(b"garbage")
+    else:
+        shutil.rmtree(directory / "focus")
+    with caplog.at_level(logging.WARNING, logger="gpt2chat.retrieval"):
+        rebuilt = RetrievalIndex.load_or_build(small_tree)
+    assert "rebuilding" in caplog.text
+    assert rebuilt.search("heart", k=3) == built.search("heart", k=3)
+    assert RetrievalIndex.load(directory, built.key).search("heart", k=3) == built.search("heart", k=3)
+
+
+def test_load_refuses_an_index_built_for_another_key(small_tree, private_cache):
+    built = RetrievalIndex.load_or_build(small_tree)
+    with pytest.raises(ValueError, match="key"):
+        RetrievalIndex.load(private_cache / built.key, "0" * 20)
+
+
+def test_get_index_is_built_once_per_process(small_tree, private_cache):
+    retrieval.get_index.cache_clear()
+    try:
+        assert retrieval.get_index(str(small_tree)) is retrieval.get_index(str(small_tree))
+    finally:
+        retrieval.get_index.cache_clear()
+
+
+def test_command_line(small_tree, private_cache, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        retrieval.main(["--help"])
+    assert exit_info.value.code == 0 and "--eval" in capsys.readouterr().out
+    assert retrieval.main(["how is heart failure treated", "--data", str(small_tree), "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1. ") and "2. " in out and "http" in out
+    assert retrieval.main(["--eval", "--data", str(small_tree)]) == 0
+    out = capsys.readouterr().out
+    assert "top-1" in out and "p50" in out and "Index build" in out
+
+
+def test_full_collection_index(medquad_dir):
+    """The real knowledge base, from the repository's cache (built here on first run, in about 20 s)."""
+    started = time.perf_counter()
+    index = RetrievalIndex.load_or_build(medquad_dir)
+    assert time.perf_counter() - started < 60
+    assert len(index) > 16000  # 16,375 answered pairs at the time of writing
+    for question, focus in PARAPHRASES[:6]:
+        assert focus.lower() in [p.focus.lower() for p in index.search(question, k=3)], question
