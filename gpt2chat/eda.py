@@ -1,0 +1,585 @@
+"""Exploratory data analysis of the answered MedQuAD pairs: word clouds, length and category distributions.
+
+    python -m gpt2chat.eda [--data DIR] [--out livrables/eda] [--limit-files N] [--no-tokens]
+
+Writes PNG figures and a Markdown summary (``README.md``) into ``--out``. Lengths are counted in GPT-2 tokens,
+the unit the model's context is measured in; ``--no-tokens`` skips them (no TensorFlow start-up, no length
+figures, no context table). The pieces are small functions so tests and the notebook can call them one by one:
+
+    records, report = data.load_records()
+    stats = compute_stats(records, report, lengths=token_lengths(records, gpt2_tokenizer()))
+    plot_question_types(stats, Path("out/question_types.png"))
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import io
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from gpt2chat import settings
+from gpt2chat.data import LoadReport, MedQuADNotFound, QAPair, load_records
+from gpt2chat.prompt import training_example
+
+
+@dataclasses.dataclass(frozen=True)
+class EdaConfig:
+    contexts: tuple[int, ...] = (256, 512, 1024)  # context lengths (tokens) the table and histograms mark
+    top_types: int = 8  # question types that get their own word cloud
+    top_foci: int = 25
+    max_words: int = 100  # per word cloud; more only adds unreadable specks
+    top_words_listed: int = 10  # words per cloud quoted in the summary
+    dpi: int = 100  # keeps every PNG well under 300 KB, so the figures can be committed
+    seed: int = 0  # word-cloud layout, so re-runs give identical images
+    batch_size: int = 512  # texts per tokenizer call (one progress-bar step)
+
+
+# --- stop words -------------------------------------------------------------------------------------------------
+#
+# MedQuAD is generated from templates and NIH page layouts, so the most frequent words of a raw cloud are the
+# template itself ("what", "are", "symptoms of") and page boilerplate, which hides the medical vocabulary.
+# Three layers are removed, each as narrowly as possible:
+# 1. whole boilerplate passages repeated verbatim across thousands of answers (regexes below);
+# 2. question-template words, for question clouds only (in answers "genetic" or "risk" are content);
+# 3. generic filler that survives wordcloud's English STOPWORDS ("may", "also", "condition", "affected"), and,
+#    in each per-type cloud, the type's own word ("treatment" in the treatment cloud says nothing new).
+
+BOILERPLATE_PATTERNS = tuple(
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        # GARD "symptoms" answers: the Human Phenotype Ontology preamble and the note on frequencies (~2,200 each)
+        r"What are the signs and symptoms of [^?]*\?",
+        r"The Human Phenotype Ontology provides the following list of signs and symptoms for [^.]*\.",
+        r"If the information is available, the table below includes how often the symptom is seen in people "
+        r"with this condition\.",
+        r"You can use the MedlinePlus Medical Dictionary to look up the definitions for these medical terms\.",
+        r"Signs and Symptoms Approximate number of patients \(when available\)",
+        r"The Human Phenotype Ontology \(HPO\) has collected information on how often .*? may be rare or common\.",
+        # GHR "treatment" answers: the list of generic MedlinePlus resources (~1,100)
+        r"These resources address the diagnosis or management of [^:]*:",
+        r"These resources from MedlinePlus offer information about the diagnosis and management of various health "
+        r"conditions:( - (Diagnostic Tests|Drug Therapy|Surgery and Rehabilitation|Genetic Counseling|"
+        r"Palliative Care))*",
+        r"Genetic Testing Registry|MedlinePlus Encyclopedia",
+        # NCI (CancerGov) clinical-trial paragraphs repeated in every cancer summary
+        r"General information about clinical trials is available from the NCI website\.",
+        r"Check the list of NCI-supported cancer clinical trials [^.]*\.",
+        r"For more specific results, refine the search [^.]*\.",
+    )
+)
+
+QUESTION_TEMPLATE_WORDS = frozenset(
+    """
+    what are is how many people affected inherited genetic changes related causes cause diagnose outlook risk
+    research clinical trials done being prevent stages complications symptoms treatments information know need
+    do you have about who to for
+    """.split()
+)
+
+GENERIC_WORDS = frozenset(
+    """
+    may also condition conditions affected affect affects people many can one two will include includes including
+    usually often called known however cases case information individuals individual person see use used well
+    without within found number due other others might must per
+    """.split()
+)
+
+# The word(s) each question type is named after, removed from that type's own answer cloud only.
+TYPE_WORDS = {
+    "information": {"information"},
+    "symptoms": {"symptom", "symptoms", "signs", "sign"},
+    "treatment": {"treatment", "treatments", "treated", "treat"},
+    "inheritance": {"inherited", "inheritance", "inherit"},
+    "frequency": {"frequency", "affects", "estimated"},
+    "genetic changes": {"genetic", "changes", "change"},
+    "causes": {"cause", "causes", "caused"},
+    "exams and tests": {"test", "tests", "exam", "exams", "diagnose", "diagnosed", "diagnosis"},
+    "research": {"research", "researchers"},
+    "outlook": {"outlook", "prognosis"},
+    "susceptibility": {"risk", "susceptibility"},
+    "considerations": {"considerations"},
+    "prevention": {"prevent", "prevention", "prevented"},
+    "stages": {"stage", "stages"},
+    "complications": {"complications", "complication"},
+}
+
+
+def stopwords(kind: str, question_type: str | None = None) -> frozenset[str]:
+    """Words left out of a cloud of ``kind`` "questions" or "answers" (optionally of one question type)."""
+    from wordcloud import STOPWORDS
+
+    words = set(STOPWORDS) | GENERIC_WORDS
+    if kind == "questions":
+        words |= QUESTION_TEMPLATE_WORDS
+    if question_type is not None:
+        words |= TYPE_WORDS.get(question_type, {question_type})
+    return frozenset(words)
+
+
+def strip_boilerplate(text: str) -> str:
+    for pattern in BOILERPLATE_PATTERNS:
+        text = pattern.sub(" ", text)
+    return text
+
+
+_WORD = re.compile(r"[a-z][a-z0-9'-]*[a-z0-9]")
+
+
+def word_frequencies(texts: Iterable[str], stop: frozenset[str]) -> collections.Counter:
+    """Lower-cased word counts without boilerplate, stop words, numbers or possessive 's."""
+    counts: collections.Counter = collections.Counter()
+    for text in texts:
+        for word in _WORD.findall(strip_boilerplate(text).lower()):
+            word = word.removesuffix("'s")
+            if word not in stop:
+                counts[word] += 1
+    return counts
+
+
+# --- statistics -------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TokenLengths:
+    question: np.ndarray
+    answer: np.ndarray
+    example: np.ndarray  # the full training example: "Question: …\nAnswer: …<|endoftext|>"
+
+
+def count_tokens(texts: Sequence[str], tokenizer, *, batch_size: int = 512, progress: bool = False,
+                 desc: str = "tokenizing") -> np.ndarray:
+    """GPT-2 token count of each text, tokenized in batches (one progress step per batch)."""
+    starts: Iterable[int] = range(0, len(texts), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=desc, unit="batch")
+    lengths = [len(ids) for start in starts for ids in tokenizer(list(texts[start : start + batch_size]))]
+    return np.asarray(lengths, dtype=np.int64)
+
+
+def token_lengths(records: Sequence[QAPair], tokenizer, *, batch_size: int = 512,
+                  progress: bool = False) -> TokenLengths:
+    """Question, answer and training-example lengths; examples use the shared prompt format, as training does."""
+    def count(texts, desc):
+        return count_tokens(texts, tokenizer, batch_size=batch_size, progress=progress, desc=desc)
+
+    return TokenLengths(
+        question=count([r.question for r in records], "tokenizing questions"),
+        answer=count([r.answer for r in records], "tokenizing answers"),
+        example=count([training_example(r.question, r.answer) for r in records], "tokenizing examples"),
+    )
+
+
+def length_summary(lengths: np.ndarray) -> dict:
+    if len(lengths) == 0:
+        return {"count": 0}
+    return {
+        "count": int(len(lengths)),
+        "mean": float(lengths.mean()),
+        "median": float(np.median(lengths)),
+        "p90": float(np.percentile(lengths, 90)),
+        "p99": float(np.percentile(lengths, 99)),
+        "max": int(lengths.max()),
+    }
+
+
+def context_table(lengths: TokenLengths, contexts: Sequence[int]) -> list[dict]:
+    """Per context length: answers longer than it, and question+answer examples that fit in it (whole)."""
+    total = len(lengths.answer)
+    rows = []
+    for context in contexts:
+        over = int((lengths.answer > context).sum())
+        fit = int((lengths.example <= context).sum())
+        rows.append({
+            "context": int(context),
+            "answers_over": over,
+            "answers_over_pct": 100.0 * over / total if total else 0.0,
+            "examples_fit": fit,
+            "examples_fit_pct": 100.0 * fit / total if total else 0.0,
+        })
+    return rows
+
+
+def _focus_counts(records: Sequence[QAPair]) -> collections.Counter:
+    # Spelling varies in case between sources ("Breast cancer" / "Breast Cancer"): group case-insensitively and
+    # show the most frequent spelling.
+    by_key: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for r in records:
+        by_key[" ".join(r.focus.lower().split())][r.focus] += 1
+    return collections.Counter({spellings.most_common(1)[0][0]: sum(spellings.values())
+                                for key, spellings in by_key.items() if key})
+
+
+def compute_stats(records: Sequence[QAPair], report: LoadReport, lengths: TokenLengths | None = None,
+                  config: EdaConfig = EdaConfig()) -> dict:
+    """Everything the figures and the summary show, as plain numbers (no plotting)."""
+    types = collections.Counter(r.question_type for r in records)
+    foci = _focus_counts(records)
+    stats = {
+        "records": len(records),
+        "files_read": report.files_read,
+        "distinct_foci": len(foci),
+        "report_table": report.table(),
+        "sources": [
+            {"subset": s, "pairs": report.pairs_seen[s], "kept": report.kept[s], "no_answer": report.no_answer[s],
+             "duplicates": report.duplicates[s]}
+            for s in sorted(report.pairs_seen, key=_subset_key)
+        ],
+        "question_types": types.most_common(),
+        "top_foci": foci.most_common(config.top_foci),
+        "lengths": None,
+        "contexts": None,
+    }
+    if lengths is not None:
+        stats["lengths"] = {name: length_summary(getattr(lengths, name)) for name in ("question", "answer", "example")}
+        stats["contexts"] = context_table(lengths, config.contexts)
+    return stats
+
+
+def _subset_key(subset: str) -> tuple[int, str]:
+    number = subset.split("_", 1)[0]
+    return (int(number) if number.isdigit() else 999, subset)
+
+
+def cloud_frequencies(records: Sequence[QAPair], stats: dict,
+                      config: EdaConfig = EdaConfig()) -> dict[str, collections.Counter]:
+    """Word counts per cloud: "questions", "answers" and one per top question type (its answers)."""
+    clouds = {
+        "questions": word_frequencies((r.question for r in records), stopwords("questions")),
+        "answers": word_frequencies((r.answer for r in records), stopwords("answers")),
+    }
+    for question_type, _ in stats["question_types"][: config.top_types]:
+        clouds[question_type] = word_frequencies(
+            (r.answer for r in records if r.question_type == question_type), stopwords("answers", question_type)
+        )
+    return clouds
+
+
+# --- figures ----------------------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed on servers and in tests
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path, config: EdaConfig) -> Path:
+    """PNG with a 256-colour palette: word clouds are full of anti-aliased edges that make RGBA PNGs three times
+    larger for no visible gain, and the figures are committed."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=config.dpi, bbox_inches="tight", facecolor="white")
+    _pyplot().close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=256).save(path, optimize=True)
+    return path
+
+
+def font_path() -> str:
+    """DejaVu Sans as bundled with matplotlib: always installed, never downloaded."""
+    import matplotlib
+
+    return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")
+
+
+def _cloud_image(frequencies: collections.Counter, config: EdaConfig, width: int, height: int):
+    from wordcloud import WordCloud
+
+    cloud = WordCloud(width=width, height=height, background_color="white", max_words=config.max_words,
+                      font_path=font_path(), random_state=config.seed, colormap="viridis")
+    # An empty sample (tiny test subsets) would make WordCloud raise; one placeholder word keeps the figure valid.
+    return cloud.generate_from_frequencies(frequencies or {"(no words)": 1}).to_array()
+
+
+def plot_wordcloud(frequencies: collections.Counter, title: str, path: Path, config: EdaConfig = EdaConfig()) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.imshow(_cloud_image(frequencies, config, 800, 400), interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+    return _save(fig, path, config)
+
+
+def plot_wordcloud_grid(clouds: dict[str, collections.Counter], path: Path, config: EdaConfig = EdaConfig(),
+                        progress: bool = False) -> Path:
+    """One small cloud per question type, in a grid of up to four columns."""
+    plt = _pyplot()
+    columns = min(4, max(1, len(clouds)))
+    rows = max(1, math.ceil(len(clouds) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.6 * rows), squeeze=False)
+    items: Iterable = clouds.items()
+    if progress:
+        from tqdm.auto import tqdm
+
+        items = tqdm(items, total=len(clouds), desc="word clouds by type", unit="cloud")
+    for ax, (name, frequencies) in zip(axes.flat, items):
+        ax.imshow(_cloud_image(frequencies, config, 400, 220), interpolation="nearest")
+        ax.set_title(name)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path, config)
+
+
+def plot_lengths(lengths: TokenLengths, path: Path, config: EdaConfig = EdaConfig()) -> Path:
+    """Histograms of question, answer and example lengths; answers and examples on a log x axis."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    panels = (("question", "Questions", False), ("answer", "Answers", True),
+              ("example", "Question + answer examples", True))
+    for ax, (name, title, log_x) in zip(axes, panels):
+        values = getattr(lengths, name)
+        if len(values) == 0:
+            continue
+        if log_x:
+            ax.set_xscale("log")
+            bins = np.logspace(math.log10(max(1, values.min())), math.log10(values.max() + 1), 50)
+        else:
+            bins = np.arange(values.min(), values.max() + 2)
+        ax.hist(values, bins=bins, color="steelblue")
+        if log_x:
+            ax.set_ylim(top=ax.get_ylim()[1] * 1.2)  # headroom so the context labels clear the bars
+            for context in config.contexts:
+                ax.axvline(context, color="crimson", linestyle="--", linewidth=1)
+                ax.text(context, 0.99, f"{context} ", color="crimson", transform=ax.get_xaxis_transform(), va="top",
+                        ha="right", rotation=90, fontsize=8)
+        ax.set_title(f"{title} (median {np.median(values):.0f} tokens)")
+        ax.set_xlabel("GPT-2 tokens")
+        ax.set_ylabel("pairs")
+    fig.tight_layout()
+    return _save(fig, path, config)
+
+
+def plot_question_types(stats: dict, path: Path, config: EdaConfig = EdaConfig()) -> Path:
+    plt = _pyplot()
+    names, counts = zip(*stats["question_types"]) if stats["question_types"] else ((), ())
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.35 * len(names))))
+    bars = ax.barh(list(names)[::-1], list(counts)[::-1], color="steelblue")
+    ax.bar_label(bars, padding=2, fontsize=8)
+    ax.set_xlabel("answered pairs")
+    ax.set_title("Question types")
+    return _save(fig, path, config)
+
+
+def plot_sources(stats: dict, path: Path, config: EdaConfig = EdaConfig()) -> Path:
+    """Pairs per source folder, split into kept, dropped for no answer, and dropped as duplicates."""
+    plt = _pyplot()
+    sources = stats["sources"][::-1]
+    names = [s["subset"] for s in sources]
+    fig, ax = plt.subplots(figsize=(9, max(2.5, 0.45 * len(names))))
+    left = np.zeros(len(names))
+    for key, label, color in (("kept", "kept", "seagreen"), ("no_answer", "dropped: no answer", "silver"),
+                              ("duplicates", "dropped: duplicate", "darkorange")):
+        values = np.array([s[key] for s in sources], dtype=float)
+        ax.barh(names, values, left=left, label=label, color=color)
+        left += values
+    for y, total in enumerate(left):
+        ax.text(total, y, f" {int(total):,}", va="center", fontsize=8)
+    ax.set_xlabel("question-answer pairs")
+    ax.set_title("MedQuAD sources: kept vs. dropped")
+    ax.margins(x=0.08)  # room for the total labels
+    ax.legend(loc="upper right")
+    return _save(fig, path, config)
+
+
+def plot_top_foci(stats: dict, path: Path, config: EdaConfig = EdaConfig()) -> Path:
+    plt = _pyplot()
+    names, counts = zip(*stats["top_foci"]) if stats["top_foci"] else ((), ())
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.3 * len(names))))
+    bars = ax.barh(list(names)[::-1], list(counts)[::-1], color="slateblue")
+    ax.bar_label(bars, padding=2, fontsize=8)
+    ax.set_xlabel("answered pairs")
+    ax.set_title(f"Top {len(names)} foci")
+    return _save(fig, path, config)
+
+
+# --- summary ----------------------------------------------------------------------------------------------------
+
+
+def context_table_markdown(rows: list[dict]) -> str:
+    lines = ["| context (tokens) | answers longer | % of answers | Q+A examples that fit | % of examples |",
+             "|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['context']} | {row['answers_over']} | {row['answers_over_pct']:.1f}% "
+                     f"| {row['examples_fit']} | {row['examples_fit_pct']:.1f}% |")
+    return "\n".join(lines)
+
+
+def _top_words(frequencies: collections.Counter, n: int) -> str:
+    return ", ".join(f"{word} ({count:,})" for word, count in frequencies.most_common(n)) or "(none)"
+
+
+def render_markdown(stats: dict, figures: dict[str, Path], clouds: dict[str, collections.Counter], out_dir: Path,
+                    config: EdaConfig = EdaConfig()) -> str:
+    """The summary, with figures linked relative to ``out_dir`` so it renders on GitHub and in a checkout."""
+    def image(key: str, alt: str) -> str:
+        return f"![{alt}]({figures[key].relative_to(out_dir).as_posix()})" if key in figures else ""
+
+    total = stats["records"]
+    lines = [
+        "# MedQuAD: exploratory data analysis",
+        "",
+        "Generated by `python -m gpt2chat.eda`; do not edit by hand. Only the answered pairs kept by "
+        "`gpt2chat.data.load_records` are analysed (the three MedlinePlus subsets were published without answers, "
+        "and exact duplicates are dropped).",
+        "",
+        f"**{total:,} answered pairs** from {stats['files_read']:,} XML files, about "
+        f"**{stats['distinct_foci']:,} distinct foci** (diseases, drugs, topics; case-insensitive).",
+        "",
+        "## Sources: kept and dropped",
+        "",
+        stats["report_table"],
+        "",
+        image("sources", "pairs per source, kept vs. dropped"),
+        "",
+        "## Question types",
+        "",
+        "| question type | pairs | % |",
+        "|---|---:|---:|",
+        *[f"| {name} | {count:,} | {100 * count / total:.1f}% |" for name, count in stats["question_types"]],
+        "",
+        image("question_types", "question types"),
+        "",
+        f"## Top {len(stats['top_foci'])} foci",
+        "",
+        ", ".join(f"{name} ({count})" for name, count in stats["top_foci"]),
+        "",
+        image("top_foci", "top foci"),
+        "",
+    ]
+    if stats["lengths"] is not None:
+        lines += [
+            "## Lengths in GPT-2 tokens",
+            "",
+            "An *example* is what the model is trained on: `Question: …\\nAnswer: …<|endoftext|>` "
+            "(`gpt2chat.prompt.training_example`, without a reference passage).",
+            "",
+            "| text | mean | median | 90th pct | 99th pct | max |",
+            "|---|---:|---:|---:|---:|---:|",
+            *[f"| {name} | {s['mean']:.0f} | {s['median']:.0f} | {s['p90']:.0f} | {s['p99']:.0f} | {s['max']:,} |"
+              for name, s in stats["lengths"].items() if s["count"]],
+            "",
+            image("lengths", "length histograms"),
+            "",
+            "### Context length",
+            "",
+            context_table_markdown(stats["contexts"]),
+            "",
+            "Training packs examples into fixed rows, so a long answer is not lost, but an answer longer than the "
+            "context can never be seen (or generated) whole: the context column says how much of the corpus a model "
+            "of that context length can learn to answer in one piece.",
+            "",
+        ]
+    else:
+        lines += ["## Lengths", "", "Skipped (`--no-tokens`).", ""]
+    lines += [
+        "## Word clouds",
+        "",
+        "Stop words: wordcloud's English `STOPWORDS`, plus a curated list, because MedQuAD is generated from "
+        "templates and NIH page layouts and a raw cloud shows the template rather than the medicine:",
+        "",
+        "- **boilerplate passages** repeated verbatim across thousands of answers are cut before counting "
+        "(GARD's Human Phenotype Ontology preamble and frequency note, GHR's \"These resources address the diagnosis "
+        "or management of …\" list, NCI's clinical-trial paragraphs);",
+        "- **question-template words** (\"what\", \"are\", \"how many people are affected\", \"is … inherited\", "
+        "\"genetic changes related to\", …) are removed from the question cloud only, since in answers words like "
+        "\"genetic\" or \"risk\" carry content; what remains in questions is mostly the focus names;",
+        "- **generic filler** that survives the English list (\"may\", \"also\", \"condition\", \"affected\", "
+        "\"people\", \"many\", \"include\", …) is removed everywhere;",
+        "- in each **per-type cloud** (answers of one question type) the type's own word is removed "
+        "(\"treatment\" from the treatment cloud, \"symptoms\"/\"signs\" from the symptoms cloud, …).",
+        "",
+        f"Top words: **questions**: {_top_words(clouds['questions'], config.top_words_listed)}.",
+        "",
+        image("questions_cloud", "question word cloud"),
+        "",
+        f"**Answers**: {_top_words(clouds['answers'], config.top_words_listed)}.",
+        "",
+        image("answers_cloud", "answer word cloud"),
+        "",
+        f"### Answers by question type (top {len(clouds) - 2})",
+        "",
+        *[f"- **{name}**: {_top_words(freq, config.top_words_listed)}" for name, freq in clouds.items()
+          if name not in ("questions", "answers")],
+        "",
+        image("type_clouds", "word clouds by question type"),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class EdaResult:
+    stats: dict
+    figures: dict[str, Path]
+    summary: Path
+
+
+def run_eda(records: Sequence[QAPair], report: LoadReport, out_dir: str | Path, *, tokenizer=None,
+            config: EdaConfig = EdaConfig(), progress: bool = False) -> EdaResult:
+    """Statistics, figures and the Markdown summary into ``out_dir``; ``tokenizer=None`` skips token lengths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lengths = None
+    if tokenizer is not None:
+        lengths = token_lengths(records, tokenizer, batch_size=config.batch_size, progress=progress)
+    stats = compute_stats(records, report, lengths, config)
+    clouds = cloud_frequencies(records, stats, config)
+    type_clouds = {k: v for k, v in clouds.items() if k not in ("questions", "answers")}
+    figures = {
+        "sources": plot_sources(stats, out_dir / "sources.png", config),
+        "question_types": plot_question_types(stats, out_dir / "question_types.png", config),
+        "top_foci": plot_top_foci(stats, out_dir / "top_foci.png", config),
+        "questions_cloud": plot_wordcloud(clouds["questions"], "Questions", out_dir / "wordcloud_questions.png",
+                                          config),
+        "answers_cloud": plot_wordcloud(clouds["answers"], "Answers", out_dir / "wordcloud_answers.png", config),
+        "type_clouds": plot_wordcloud_grid(type_clouds, out_dir / "wordcloud_by_type.png", config, progress),
+    }
+    if lengths is not None:
+        figures["lengths"] = plot_lengths(lengths, out_dir / "lengths.png", config)
+    summary = out_dir / "README.md"
+    summary.write_text(render_markdown(stats, figures, clouds, out_dir, config), encoding="utf-8")
+    return EdaResult(stats, figures, summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpt2chat.eda", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
+    parser.add_argument("--out", default="livrables/eda", help="output directory (default: livrables/eda)")
+    parser.add_argument("--limit-files", type=int, metavar="N", help="read only the first N files of each subset")
+    parser.add_argument("--no-tokens", action="store_true", help="skip GPT-2 token lengths (no TensorFlow start-up)")
+    args = parser.parse_args(argv)
+    try:
+        records, report = load_records(args.data, limit_files=args.limit_files, progress=True)
+    except MedQuADNotFound as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    tokenizer = None
+    if not args.no_tokens:
+        from gpt2chat.tokenizer import gpt2_tokenizer
+
+        tokenizer = gpt2_tokenizer()
+    result = run_eda(records, report, args.out, tokenizer=tokenizer, progress=True)
+    if result.stats["contexts"] is not None:
+        print(context_table_markdown(result.stats["contexts"]))
+    print(f"{len(result.figures)} figures and {result.summary} written")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
