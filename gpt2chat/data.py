@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class QAPair:
-    pair_id: str  # "<subset>/<document id>-<pid>", unique across the collection
+    pair_id: str  # "<subset>/<file name>-<pid>", unique across the collection (some files share a document id)
     document_id: str
     subset: str  # upstream folder, e.g. "2_GARD_QA"
     source: str  # e.g. "GARD"
@@ -113,7 +113,7 @@ def parse_document(path: Path, subset: str) -> list[tuple[QAPair, bool]]:
             continue
         answer = normalise("".join(answer_node.itertext()) if answer_node is not None else "")
         record = QAPair(
-            pair_id=f"{subset}/{document_id}-{pair.get('pid', len(pairs) + 1)}",
+            pair_id=f"{subset}/{path.stem}-{pair.get('pid', len(pairs) + 1)}",
             document_id=document_id,
             subset=subset,
             source=source,

@@ -1,6 +1,6 @@
 """Fine-tune a Keras-Hub GPT-2 preset, or train a GPT-2 from scratch, on MedQuAD question-answer pairs.
 
-    python -m gpt2chat.train --from-scratch --size small --steps 600 --output models/default
+    python -m gpt2chat.train --from-scratch --size small --steps 400 --output models/default
     python -m gpt2chat.train --preset gpt2_base_en --lora-rank 8 --output models/gpt2-medquad   (needs network)
 
 The output directory is a Keras-Hub preset (``GPT2CausalLM.from_preset(output)`` loads the chatbot model) with
@@ -36,11 +36,11 @@ class TrainConfig:
     size: str = "small"  # layout when training from scratch
     sequence_length: int = 256
     batch_size: int = 8
-    steps: int = 600
+    steps: int = 400
     eval_interval: int = 100  # steps between validation, checkpoint and log line
     eval_rows: int = 256  # validation rows (of sequence_length tokens) per evaluation
     learning_rate: float = 1e-3
-    warmup_steps: int = 50
+    warmup_steps: int = 40
     weight_decay: float = 0.1
     dropout: float = 0.0
     lora_rank: int = 0  # > 0 trains low-rank adapters only (pretrained presets)
@@ -244,6 +244,9 @@ def train(config: TrainConfig) -> dict:
     config.validate()
     import keras
 
+    from gpt2chat.data import xml_files
+
+    xml_files(settings.medquad_dir(config.data))  # fail on a wrong path before the run directory is written
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
     run = RunDirectory(config.output)

@@ -1,0 +1,53 @@
+"""Shared fixtures: a small real sample of MedQuAD and a tiny GPT-2 trained on it for a few steps."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest
+
+from gpt2chat import settings
+
+TINY_TRAINING = dict(
+    size="tiny", sequence_length=64, batch_size=4, steps=20, eval_interval=10, warmup_steps=5,
+    eval_rows=16, max_records=300, learning_rate=3e-3,
+)
+
+
+@pytest.fixture(scope="session")
+def medquad_dir():
+    path = settings.medquad_dir()
+    if not path.is_dir():
+        pytest.fail(f"MedQuAD is expected at {path} (set {settings.MEDQUAD_ENV})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_records(medquad_dir):
+    from gpt2chat.data import load_records
+
+    records, _ = load_records(medquad_dir, limit_files=20)
+    return records
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, medquad_dir):
+    """A tiny model trained for 20 steps: its directory is a Keras-Hub preset plus the run's files."""
+    from gpt2chat.train import TrainConfig, train
+
+    output = tmp_path_factory.mktemp("tiny_run")
+    summary = train(TrainConfig(output=str(output), data=str(medquad_dir), **TINY_TRAINING))
+    return output, summary
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_run, sample_records):
+    """A chat engine over the tiny model and a retrieval index of the sample."""
+    from gpt2chat.engine import ChatEngine, EngineConfig
+    from gpt2chat.model import load_preset
+    from gpt2chat.retrieval import RetrievalIndex
+
+    output, _ = tiny_run
+    return ChatEngine(load_preset(output), RetrievalIndex.build(sample_records), EngineConfig(model=str(output)))

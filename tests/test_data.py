@@ -1,0 +1,86 @@
+import dataclasses
+import json
+
+import pytest
+
+from gpt2chat.data import MedQuADNotFound, load_records, parse_document
+from gpt2chat.splits import SPLIT_NAMES, load_split, save_split, split_records, to_hf_dataset
+
+
+@pytest.fixture(scope="module")
+def full(medquad_dir):
+    return load_records(medquad_dir)
+
+
+def test_full_collection_counts(full):
+    records, report = full
+    assert sum(report.pairs_seen.values()) == 47457
+    assert len(records) == sum(report.kept.values()) == 16375
+    # The three MedlinePlus subsets were published without answers.
+    for subset in ("10_MPlus_ADAM_QA", "11_MPlusDrugs_QA", "12_MPlusHerbsSupplements_QA"):
+        assert report.kept[subset] == 0 and report.no_answer[subset] == report.pairs_seen[subset]
+    assert sum(report.duplicates.values()) == 48
+    assert not report.files_skipped
+
+
+def test_records_have_every_field_clean(full):
+    records, _ = full
+    assert len({r.pair_id for r in records}) == len(records)
+    for record in records[::97]:
+        for field in dataclasses.fields(record):
+            value = getattr(record, field.name)
+            assert value == " ".join(value.split()), field.name  # whitespace normalised
+        assert record.question and record.answer and record.url.startswith("http")
+    # A few upstream documents have an empty <Focus>; the split falls back to their document id.
+    assert sum(bool(r.focus) for r in records) / len(records) > 0.99
+
+
+def test_both_xml_dialects_are_read(full):
+    records, _ = full
+    # 6_NINDS_QA/0000007.xml uses the <doc><pair> dialect.
+    assert any(r.pair_id.startswith("6_NINDS_QA/0000007-") and r.focus == "Holmes-Adie" for r in records)
+
+
+def test_corrupt_and_non_utf8_files_are_skipped_with_a_warning(tmp_path, caplog, medquad_dir):
+    subset = tmp_path / "2_GARD_QA"
+    subset.mkdir()
+    good = sorted((medquad_dir / "2_GARD_QA").glob("*.xml"))[0]
+    (subset / good.name).write_bytes(good.read_bytes())
+    (subset / "broken.xml").write_text("<Document><QAPairs><QAPair>")
+    (subset / "latin1.xml").write_bytes("<Document><Focus>caf\xe9</Focus></Document>".encode("latin-1"))
+    records, report = load_records(tmp_path)
+    assert records and report.files_read == 1
+    assert sorted(p.rsplit("/", 1)[1] for p in report.files_skipped) == ["broken.xml", "latin1.xml"]
+    assert "broken.xml" in caplog.text and "latin1.xml" in caplog.text
+
+
+def test_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(MedQuADNotFound, match="MedQuAD not found"):
+        load_records(tmp_path / "nowhere")
+
+
+def test_split_is_by_focus_deterministic_and_saved(full, tmp_path):
+    records, _ = full
+    splits = split_records(records)
+    foci = {name: {r.focus.lower() for r in splits[name]} for name in SPLIT_NAMES}
+    assert not foci["train"] & foci["test"] and not foci["train"] & foci["validation"]
+    assert not foci["validation"] & foci["test"]
+    assert sum(len(s) for s in splits.values()) == len(records)
+    assert 0.03 < len(splits["test"]) / len(records) < 0.08
+    assert split_records(records) == splits
+    save_split(splits, tmp_path / "split.json")
+    assert load_split(tmp_path / "split.json", records) == splits
+    assert json.loads((tmp_path / "split.json").read_text())["config"]["salt"]
+
+
+def test_hf_dataset_export(sample_records):
+    dataset = to_hf_dataset(split_records(sample_records))
+    assert set(dataset) == set(SPLIT_NAMES)
+    assert dataset["train"].column_names[:3] == ["pair_id", "document_id", "subset"]
+    assert sum(len(d) for d in dataset.values()) == len(sample_records)
+
+
+def test_parse_document_reports_unanswered_pairs(medquad_dir):
+    path = sorted((medquad_dir / "10_MPlus_ADAM_QA").glob("*.xml"))[0]
+    pairs = parse_document(path, "10_MPlus_ADAM_QA")
+    assert pairs and not any(has_answer for _, has_answer in pairs)
