@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine: a virtual environment in .venv with the pinned requirements.
+#   bash scripts/setup.sh          runtime (the app, training, reports)
+#   bash scripts/setup.sh --dev    also the test tools and Debian's Chromium for the browser test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv with $("$python" --version)"
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+requirements=requirements.txt
+[ "${1:-}" = "--dev" ] && requirements=requirements-dev.txt
+echo "installing $requirements (first time: a few minutes)"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+
+if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null; then
+  # The browser test drives Debian's Chromium through Playwright (Playwright's own browser download is not used).
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's chromium for the browser test"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: chromium is not installed; the browser test will be skipped (sudo apt-get install chromium)"
+  fi
+fi
+echo "setup done"
