@@ -45,6 +45,7 @@ class ChatReply:
     masked_message: str | None = None  # the message as the model saw it, only when masking changed it
     category: str = "answer"  # answer | emergency | boundary | invalid
     notice: str | None = None  # safety boundary or input problem, shown before the answer
+    evidence: str | None = None  # the retrieved NIH passage the answer was grounded on
     finished: bool = False
     stats: GenerationStats | None = None
 
@@ -54,6 +55,8 @@ class ChatReply:
         if self.category in ("emergency", "invalid"):
             return head
         tail = []
+        if self.evidence and self.sources:
+            tail.append(f"> **From {self.sources[0].title} ({self.sources[0].source}):** {self.evidence}")
         if self.sources:
             links = "; ".join(f"[{s.title}]({s.url}) ({s.source})" for s in self.sources)
             tail.append(f"**Sources:** {links}")
@@ -176,6 +179,7 @@ class ChatEngine:
         passages = self._retrieve(masked.text) if grounded else []
         reply.sources = _sources(passages)
         reference = reference_passage(passages[0].answer) if passages else None
+        reply.evidence = reference
         prompt_ids = self._prompt_ids(masked.text, reference, self._history(history), sampling.max_new_tokens)
         reply.stats = GenerationStats()
         yield reply
