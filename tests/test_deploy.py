@@ -1,0 +1,158 @@
+"""The Space bundle, the uploader's failure modes, app.py's model choice, and the app booted from a bundle."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import gradio
+import pytest
+
+import app
+from gpt2chat import deploy, settings
+from gpt2chat.engine import DISCLAIMER
+from tests.test_ui import MARKDOWN_LINK, serve_app
+
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused at once
+
+
+# --- Space metadata and model card --------------------------------------------------------------------------------
+
+
+def test_generated_front_matter_matches_the_installed_gradio():
+    metadata, body = deploy.split_front_matter(deploy.space_readme(None, deploy.SpaceCard()))
+    assert metadata["sdk"] == "gradio" and metadata["sdk_version"] == gradio.__version__
+    assert metadata["app_file"] == "app.py" and "models" not in metadata
+    assert len(metadata["short_description"]) <= 60  # the Hub's limit
+    assert body.startswith("# gpt2chat")
+
+
+def test_repository_front_matter_is_kept_with_the_bundle_keys_enforced():
+    readme = "---\ntitle: My chatbot\nemoji: 💊\nsdk: gradio\nsdk_version: 4.0.0\n---\n# Hello\n\nBody.\n"
+    metadata, body = deploy.split_front_matter(deploy.space_readme(readme, deploy.SpaceCard(models=("me/m",))))
+    assert metadata["title"] == "My chatbot" and metadata["emoji"] == "💊"
+    assert metadata["sdk_version"] == gradio.__version__ and metadata["models"] == ["me/m"]
+    assert body == "# Hello\n\nBody.\n"
+
+
+def test_model_card_carries_metrics_from_the_run(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"best_val_perplexity": 31.234, "best_val_loss": 3.4414, "best_step": 400, "parameters": 1234567,
+         "tokens_seen": 819200}))
+    metadata, body = deploy.split_front_matter(deploy.model_card(tmp_path, "me/gpt2chat-medquad"))
+    assert metadata["license"] and metadata["datasets"] and "medical" in metadata["tags"]
+    metrics = metadata["model-index"][0]["results"][0]["metrics"]
+    assert {m["type"]: m["value"] for m in metrics} == {"perplexity": 31.23, "loss": 3.4414}
+    assert 'from_preset("hf://me/gpt2chat-medquad")' in body and "not medical" in body
+
+
+# --- the bundle ---------------------------------------------------------------------------------------------------
+
+
+def test_bundle_holds_what_the_space_needs_and_nothing_else(tiny_run, tmp_path):
+    preset, _ = tiny_run
+    out = tmp_path / "bundle"
+    assert deploy.main(["--dry-run", "--out", str(out), "--model-dir", str(preset), "--no-index"]) == 0
+    assert {p.name for p in out.iterdir()} == {"app.py", "gpt2chat", "requirements.txt", "README.md", "model"}
+    assert (out / "gpt2chat" / "ui.py").is_file() and (out / "gpt2chat" / "resources").is_dir()
+    assert not list(out.rglob("__pycache__")) and not list(out.rglob("*.pyc"))
+    assert (out / "model" / "config.json").is_file() and not (out / "model" / "checkpoints").exists()
+    assert deploy.split_front_matter((out / "README.md").read_text())[0]["app_file"] == "app.py"
+    # Running it again replaces the earlier bundle; anything else is never deleted.
+    assert deploy.main(["--dry-run", "--out", str(out), "--no-index"]) == 0
+    assert not (out / "model").exists()
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("keep me")
+    assert deploy.main(["--dry-run", "--out", str(tmp_path / "precious"), "--no-index"]) == 2
+    assert (tmp_path / "precious" / "notes.txt").is_file()
+
+
+def test_model_repo_is_linked_instead_of_copied(tiny_run, tmp_path, capsys):
+    preset, _ = tiny_run
+    out = tmp_path / "bundle"
+    code = deploy.main(["--dry-run", "--out", str(out), "--no-index", "--model-dir", str(preset),
+                        "--model-repo", "me/gpt2chat-medquad"])
+    assert code == 0 and not (out / "model").exists()
+    assert deploy.split_front_matter((out / "README.md").read_text())[0]["models"] == ["me/gpt2chat-medquad"]
+    assert "GPT2CHAT_MODEL=me/gpt2chat-medquad" in capsys.readouterr().out
+
+
+# --- uploading without token or network fails fast, in one line --------------------------------------------------
+
+
+def test_upload_without_token_is_one_clear_line(monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert deploy.main(["--space-id", "me/gpt2chat", "--no-index"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "HF_TOKEN" in err
+
+
+def test_upload_without_network_fails_fast(monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.setattr(constants, "ENDPOINT", UNREACHABLE)
+    started = time.perf_counter()
+    assert deploy.main(["--space-id", "me/gpt2chat", "--no-index"]) == 2
+    err = capsys.readouterr().err
+    assert time.perf_counter() - started < 10
+    assert err.count("\n") == 1 and "cannot reach" in err and UNREACHABLE in err
+
+
+def test_hub_errors_during_upload_become_one_line(monkeypatch, tmp_path, capsys):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.setattr(deploy, "hub_unreachable", lambda endpoint: None)  # reachable, then the request fails
+    monkeypatch.setattr(constants, "ENDPOINT", UNREACHABLE)
+    assert deploy.main(["--space-id", "me/gpt2chat", "--no-index", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: upload failed")
+
+
+# --- app.py -------------------------------------------------------------------------------------------------------
+
+
+def test_app_model_choice_order(tmp_path, monkeypatch):
+    assert app.model_source("explicit", env={"GPT2CHAT_MODEL": "env"}) == "explicit"
+    assert app.model_source(None, env={"GPT2CHAT_MODEL": "env"}) == "env"
+    monkeypatch.setattr(app, "BUNDLED_MODEL", tmp_path)
+    assert app.model_source(None, env={}) == str(settings.DEFAULT_MODEL_DIR)
+    (tmp_path / "config.json").write_text("{}")
+    assert app.model_source(None, env={}) == str(tmp_path)
+
+
+def test_app_recognises_hub_repo_ids(tmp_path, monkeypatch):
+    assert app.is_hub_repo_id("me/gpt2chat-medquad") and app.is_hub_repo_id("hf://me/gpt2chat-medquad")
+    assert not app.is_hub_repo_id("gpt2_base_en") and not app.is_hub_repo_id("/abs/path")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    assert not app.is_hub_repo_id("models/mine")  # a local directory wins
+
+
+def test_app_arguments_default_to_the_gradio_environment():
+    config = app.parse_args([], env={"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7861"})
+    assert (config.host, config.port, config.model) == ("0.0.0.0", 7861, None)
+    assert app.parse_args(["--port", "9000", "--model", "m"], env={}).port == 9000
+    assert app.ServeConfig().queue_size >= 20
+
+
+def test_app_help_starts_nothing(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        app.parse_args(["--help"])
+    assert exit_info.value.code == 0 and "--model" in capsys.readouterr().out
+
+
+def test_app_boots_from_the_dry_run_bundle(tiny_run, medquad_dir, sample_records, tmp_path):
+    """What a Space does: the bundle's app.py, its model/ and its index/, then one question over the API."""
+    from gradio_client import Client
+
+    preset, _ = tiny_run
+    bundle = tmp_path / "bundle"
+    assert deploy.main(["--dry-run", "--out", str(bundle), "--model-dir", str(preset)]) == 0
+    assert (bundle / "index" / "manifest.json").is_file()
+    with serve_app(bundle, tmp_path / "app.log", GPT2CHAT_MODEL=str(preset), GPT2CHAT_MEDQUAD=str(medquad_dir)) as url:
+        answer = Client(url, verbose=False).predict(sample_records[0].question, 0.0, 24, True, api_name="/ask")
+    log = (tmp_path / "app.log").read_text()
+    assert MARKDOWN_LINK.search(answer) and DISCLAIMER in answer, answer
+    assert "Model ready" in log and sample_records[0].question not in log

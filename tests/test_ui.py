@@ -1,0 +1,210 @@
+"""The Gradio app: pure functions without a server, then the served app under concurrent API clients."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gpt2chat import settings, ui
+from gpt2chat.engine import DISCLAIMER, answer_from_markdown
+
+REPO_ROOT = settings.REPO_ROOT
+MARKDOWN_LINK = re.compile(r"\[[^\]]+\]\(https?://[^)\s]+\)")
+BOOT_TIMEOUT_S = 420  # TensorFlow import, model, masker, index and warm-up on 2 shared cores
+
+
+# --- a served app, shared with test_deploy and test_browser --------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_app(app_dir: Path, log_path: Path, **env):
+    """Run ``python app.py`` from ``app_dir`` on a free loopback port; yield its URL once it answers."""
+    port = free_port()
+    environment = {
+        **os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+        # The repository's cache holds the retrieval index already built for this MedQuAD tree.
+        settings.CACHE_ENV: str(settings.cache_dir()), **env,
+    }
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=app_dir, env=environment, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"app.py exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/gradio_api/info", timeout=5).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py did not answer within {BOOT_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def live_app(tiny_run, medquad_dir, tmp_path_factory):
+    """The repository's app.py serving the tiny model."""
+    preset, _ = tiny_run
+    log_path = tmp_path_factory.mktemp("live_app") / "app.log"
+    with serve_app(REPO_ROOT, log_path, GPT2CHAT_MODEL=str(preset), GPT2CHAT_MEDQUAD=str(medquad_dir)) as url:
+        yield url
+
+
+# --- pure functions --------------------------------------------------------------------------------------------
+
+
+def test_history_pairs_reads_gradio_messages():
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "What is gout?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Gout is arthritis."}], "metadata": None},
+        {"role": "user", "content": "How is it treated?"},  # plain strings too (older clients)
+        {"role": "assistant", "content": "Rest and medicines."},
+    ]
+    assert ui.history_pairs(history) == [("What is gout?", "Gout is arthritis."),
+                                         ("How is it treated?", "Rest and medicines.")]
+
+
+def test_history_pairs_joins_split_turns_and_drops_unanswered_ones():
+    file_part = {"type": "file", "file": {"path": "/tmp/x.png"}}
+    history = [
+        {"role": "assistant", "content": "Welcome!"},  # nothing asked yet
+        {"role": "user", "content": [file_part, {"type": "text", "text": "What is this rash?"}]},
+        {"role": "assistant", "content": "It may be eczema."},
+        {"role": "assistant", "content": "See a doctor."},
+        {"role": "user", "content": "stopped before any answer"},
+        {"role": "user", "content": "What is asthma?"},
+        {"role": "assistant", "content": "A lung disease."},
+        {"role": "user", "content": "and the last one, being answered now"},
+    ]
+    assert ui.history_pairs(history) == [
+        ("What is this rash?", "It may be eczema.\n\nSee a doctor."),
+        ("stopped before any answer\nWhat is asthma?", "A lung disease."),
+    ]
+    assert ui.history_pairs([]) == ui.history_pairs(None) == []
+
+
+def test_sampling_config_clamps_what_the_api_may_send():
+    assert ui.sampling_config(0.3, 100.0).max_new_tokens == 100
+    assert ui.sampling_config(-1, 10_000).temperature == 0.0
+    assert ui.sampling_config(0.7, 10_000).max_new_tokens == ui.MAX_NEW_TOKENS
+    assert ui.sampling_config(0.7, 0).max_new_tokens == 1
+
+
+def test_theme_uses_local_fonts_only():
+    theme = ui.medical_theme()
+    fonts = [f for f in ui.FONT_STACK + ui.MONO_STACK if not isinstance(f, str)]
+    assert fonts and not any(isinstance(f, ui.gr.themes.GoogleFont) for f in fonts)
+    assert all(sheet.get("url") is None for sheet in theme._stylesheets if isinstance(sheet, dict))
+    assert "googleapis" not in theme._get_theme_css()
+    assert set(ui.launch_options()) == {"theme", "css"}
+
+
+def _question(sample_records) -> str:
+    return sample_records[0].question  # indexed in tiny_engine's retrieval sample, so it has a source
+
+
+def test_chat_streams_a_growing_reply_with_sources_and_disclaimer(tiny_engine, sample_records):
+    chat = ui.make_chat_fn(tiny_engine)
+    outputs = list(chat(_question(sample_records), [], 0.0, 48, True, False))
+    answers = [answer_from_markdown(text) for text in outputs]
+    assert len(outputs) >= 3, outputs
+    assert len(set(outputs)) == len(outputs)  # only changes are sent
+    assert max(len(a) for a in answers) > len(answers[0])  # the answer grows as tokens arrive
+    assert MARKDOWN_LINK.search(outputs[-1]) and "**Sources:**" in outputs[-1]
+    assert DISCLAIMER in outputs[-1]
+
+
+def test_chat_passes_history_and_grounding_switch(tiny_engine, sample_records):
+    chat = ui.make_chat_fn(tiny_engine)
+    history = [{"role": "user", "content": "What is gout?"}, {"role": "assistant", "content": "A kind of arthritis."}]
+    last = list(chat(_question(sample_records), history, 0.0, 16, False, False))[-1]
+    assert "**Sources:**" not in last and DISCLAIMER in last
+
+
+def test_masking_note_and_show_masked_switch(tiny_engine):
+    chat = ui.make_chat_fn(tiny_engine)
+    message = "My email is jane.doe@example.com, what helps with gout?"
+    hidden = list(chat(message, [], 0.0, 8, True, False))[-1]
+    shown = list(chat(message, [], 0.0, 8, True, True))[-1]
+    assert "Personal details were removed" in hidden and "EMAIL" in hidden.upper()
+    assert "jane.doe@example.com" not in hidden + shown
+    assert "The model saw" in shown and "The model saw" not in hidden
+
+
+def test_raw_messages_are_never_logged(tiny_engine, caplog):
+    secret = "Zorblax Quuxington lives at 42 Wallaby Way"
+    with caplog.at_level(logging.DEBUG):
+        list(ui.make_chat_fn(tiny_engine)(f"{secret}: what is asthma?", [], 0.0, 8, True, False))
+        ui.make_ask_fn(tiny_engine)(f"{secret}: what is asthma?", 0.0, 8, True)
+    assert caplog.records, "the reply statistics are logged"
+    assert not any("Zorblax" in record.getMessage() for record in caplog.records)
+
+
+def test_ask_returns_the_final_markdown(tiny_engine, sample_records):
+    ask = ui.make_ask_fn(tiny_engine)
+    grounded = ask(_question(sample_records), 0.0, 24, True)
+    assert MARKDOWN_LINK.search(grounded) and DISCLAIMER in grounded and "…" not in answer_from_markdown(grounded)
+    assert "**Sources:**" not in ask(_question(sample_records), 0.0, 8, False)
+
+
+def test_build_app_exposes_chat_and_ask_endpoints(tiny_engine):
+    demo = ui.build_app(tiny_engine)
+    endpoints = demo.get_api_info()["named_endpoints"]
+    assert {"/ask", "/chat"} <= set(endpoints)
+    assert [p["parameter_name"] for p in endpoints["/ask"]["parameters"]] == [
+        "message", "temperature", "max_new_tokens", "grounded"]
+    assert [r["python_type"]["type"] for r in endpoints["/ask"]["returns"]] == ["str"]
+    assert "Answer one medical question" in endpoints["/ask"]["description"]
+
+
+# --- the served app ---------------------------------------------------------------------------------------------
+
+
+def test_api_view_documents_ask(live_app, capsys):
+    from gradio_client import Client
+
+    Client(live_app, verbose=False).view_api(print_info=True)
+    assert 'api_name="/ask"' in capsys.readouterr().out
+
+
+def test_concurrent_clients_all_get_answers(live_app, sample_records):
+    from gradio_client import Client
+
+    question = _question(sample_records)
+
+    def one_user(number: int) -> str:
+        client = Client(live_app, verbose=False)
+        return client.submit(f"{question} ({number})", 0.7, 16, True, api_name="/ask").result(timeout=240)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(one_user, range(12), timeout=300))
+    assert len(answers) == 12 and all(DISCLAIMER in a for a in answers), answers
+    print(f"12 concurrent /ask requests answered in {time.perf_counter() - started:.1f} s")
