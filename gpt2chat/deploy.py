@@ -44,14 +44,14 @@ class SpaceCard:
 
     title: str = "gpt2chat"
     emoji: str = "🩺"
-    colorFrom: str = "green"  # the Hub's thumbnail colours: red, yellow, green, blue, indigo, purple, pink, gray
-    colorTo: str = "blue"
+    colorFrom: str = "blue"  # the Hub's thumbnail colours: red, yellow, green, blue, indigo, purple, pink, gray
+    colorTo: str = "green"
     sdk: str = "gradio"
     sdk_version: str = dataclasses.field(default_factory=lambda: _installed_version("gradio"))
     python_version: str = "3.11"
     app_file: str = "app.py"
     pinned: bool = False
-    license: str = "cc-by-4.0"  # MedQuAD's licence: the Space serves its passages
+    license: str = "mit"  # the code's licence, as in the repository README (the model card says MedQuAD's)
     short_description: str = "GPT-2 answers to health questions, citing NIH pages"
     models: tuple[str, ...] = ()
 
