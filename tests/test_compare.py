@@ -1,0 +1,152 @@
+"""The comparison report: a tiny trained model against an untrained one of the same size, on a few questions."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import math
+import threading
+
+import pytest
+
+from gpt2chat import compare
+
+QUESTIONS = ("What causes asthma?", "How is high blood pressure treated?")
+
+
+@pytest.fixture(scope="module")
+def comparison(tiny_run, medquad_dir, tmp_path_factory):
+    run_dir, _ = tiny_run
+    out = tmp_path_factory.mktemp("comparison")
+    config = compare.CompareConfig(
+        models=[str(run_dir), "scratch:tiny"], data=str(medquad_dir), out=str(out), limit=3, perplexity_rows=8,
+        max_new_tokens=24, questions=QUESTIONS, progress=False,
+    )
+    return compare.run(config), out, str(run_dir)
+
+
+def test_writes_report_files(comparison):
+    result, out, _ = comparison
+    for name in ("comparison.md", "comparison.json", "comparison.html", "comparison_quality.png",
+                 "comparison_perplexity.png", "comparison_latency.png"):
+        assert (out / name).stat().st_size > 0, name
+    markdown = (out / "comparison.md").read_text()
+    assert "scratch:tiny" in markdown and "gold pair excluded" in markdown
+    assert all(q in markdown for q in QUESTIONS)
+    page = (out / "comparison.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "<table>" in page
+    assert json.loads((out / "comparison.json").read_text())["pair_ids"] == result["pair_ids"]
+
+
+def test_metrics_match_a_direct_recomputation(comparison):
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    _, out, _ = comparison
+    saved = json.loads((out / "comparison.json").read_text())
+    references = saved["references"]
+    assert len(references) == 3
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    for model in saved["results"].values():
+        for mode in compare.MODES:
+            predictions = model["modes"][mode]["predictions"]
+            metrics = model["modes"][mode]["metrics"]
+            scores = [scorer.score(r, p) for p, r in zip(predictions, references)]
+            for name in ("rouge1", "rouge2", "rougeL"):
+                expected = 100 * sum(s[name].fmeasure for s in scores) / len(scores)
+                assert metrics[name] == pytest.approx(expected)
+            assert metrics["bleu"] == pytest.approx(sacrebleu.corpus_bleu(predictions, [references]).score)
+            f1 = [compare.token_f1(p, r) for p, r in zip(predictions, references)]
+            assert metrics["token_f1"] == pytest.approx(100 * sum(f1) / len(f1))
+
+
+def test_token_f1():
+    assert compare.token_f1("Insulin helps.", "insulin HELPS") == 1.0
+    assert compare.token_f1("a b", "a c") == pytest.approx(0.5)
+    assert compare.token_f1("", "something") == 0.0
+    assert compare.token_f1("", "") == 1.0
+
+
+def test_trained_model_has_lower_test_perplexity(comparison):
+    result, _, run_dir = comparison
+    labels = {m["spec"]: m["label"] for m in result["models"]}
+    trained = result["results"][labels[run_dir]]["perplexity"]["perplexity"]
+    untrained = result["results"]["scratch:tiny"]["perplexity"]["perplexity"]
+    assert math.isfinite(trained) and trained > 0
+    assert trained < untrained
+
+
+def test_judge_skipped_without_url(comparison):
+    result, out, _ = comparison
+    assert result["judge"]["status"] == "skipped"
+    assert "skipped" in (out / "comparison.md").read_text()
+
+
+class _Judge(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert request["messages"][0]["role"] == "system"
+        body = json.dumps({"choices": [{"message": {"content": "Score: 4"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def _judge_inputs():
+    from gpt2chat.data import QAPair
+
+    record = QAPair("s/d-1", "d", "s", "S", "", "asthma", "causes", "What causes asthma?", "Allergens and genes.")
+    results = {"m": {"modes": {mode: {"predictions": ["Allergens."]} for mode in compare.MODES}}}
+    return results, [record]
+
+
+def test_judge_scores_through_an_openai_compatible_endpoint():
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        results, records = _judge_inputs()
+        config = compare.CompareConfig(judge_url=f"http://127.0.0.1:{server.server_port}", progress=False)
+        judged = compare.run_judge(results, records, config)
+    finally:
+        server.shutdown()
+    assert judged["status"] == "ok"
+    assert judged["means"]["m"] == {mode: 4.0 for mode in compare.MODES}
+
+
+def test_unreachable_judge_is_a_note_not_a_crash():
+    results, records = _judge_inputs()
+    config = compare.CompareConfig(judge_url="http://127.0.0.1:9/v1", progress=False)
+    judged = compare.run_judge(results, records, config)
+    assert judged["status"] == "failed" and "could not be used" in judged["note"]
+
+
+def test_held_out_index_drops_the_gold_pair(sample_records):
+    from gpt2chat.retrieval import RetrievalIndex
+
+    index = compare.HeldOutIndex(RetrievalIndex.build(sample_records))
+    record = next(r for r in sample_records if r.pair_id in {p.pair_id for p in index.search(r.question, k=3)})
+    index.held_out = record
+    passages = index.search(record.question, k=3)
+    assert passages and all(p.pair_id != record.pair_id and p.answer != record.answer for p in passages)
+
+
+def test_model_arguments(tmp_path, capsys):
+    assert compare.parse_model("scratch:tiny").size == "tiny"
+    assert compare.parse_model("gpt2_base_en").kind == "preset"
+    assert compare.main(["--model", str(tmp_path / "missing"), "--no-progress"]) == 2
+    assert compare.main(["--model", "scratch:huge"]) == 2
+    assert compare.main(["--model", str(tmp_path)]) == 2  # a directory without a preset
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        compare.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "scratch:SIZE" in capsys.readouterr().out
