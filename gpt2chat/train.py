@@ -309,6 +309,24 @@ def train(config: TrainConfig) -> dict:
     return summary
 
 
+FLAG_HELP = {
+    "sequence_length": "tokens per training row",
+    "batch_size": "rows per step",
+    "steps": "optimizer steps in the whole run",
+    "eval_interval": "steps between validation, checkpoint and log line",
+    "eval_rows": "validation rows per evaluation",
+    "learning_rate": "peak learning rate (linear warm-up, then cosine decay to 10%)",
+    "warmup_steps": "steps of linear warm-up",
+    "weight_decay": "AdamW weight decay on weight matrices",
+    "dropout": "dropout rate (--from-scratch only)",
+    "lora_rank": "train rank-R LoRA adapters instead of all weights (pretrained presets)",
+    "precision": "float32, mixed_bfloat16 (GPU/TPU) or mixed_float16",
+    "grounded_fraction": "share of training examples that carry a reference passage",
+    "max_records": "train on the first N training pairs only",
+    "seed": "seed for initialisation, data order and grounding choice",
+}
+
+
 def parse_args(argv: list[str] | None) -> TrainConfig:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
@@ -326,7 +344,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         kind = int if field.name == "max_records" else type(field.default)
         parser.add_argument(
             f"--{field.name.replace('_', '-')}", type=kind, default=field.default,
-            help=f"(default: {field.default})",
+            help=f"{FLAG_HELP[field.name]} (default: {field.default})",
         )
     args = parser.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
