@@ -315,7 +315,7 @@ FLAG_HELP = {
     "steps": "optimizer steps in the whole run",
     "eval_interval": "steps between validation, checkpoint and log line",
     "eval_rows": "validation rows per evaluation",
-    "learning_rate": "peak learning rate (linear warm-up, then cosine decay to 10%)",
+    "learning_rate": "peak learning rate (linear warm-up, then cosine decay to 10%%)",
     "warmup_steps": "steps of linear warm-up",
     "weight_decay": "AdamW weight decay on weight matrices",
     "dropout": "dropout rate (--from-scratch only)",
