@@ -1,0 +1,21 @@
+"""Every entry point answers --help (a flag it promises must exist) without a traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+ENTRY_POINTS = ["data", "train", "masking", "retrieval", "engine", "eda", "compare", "deploy"]
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_help(module):
+    result = subprocess.run([sys.executable, "-m", f"gpt2chat.{module}", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:") and "Traceback" not in result.stderr
+
+
+def test_app_help():
+    result = subprocess.run([sys.executable, "app.py", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--model" in result.stdout
