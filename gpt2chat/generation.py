@@ -1,10 +1,10 @@
 """Token-streaming generation for a Keras-Hub ``GPT2CausalLM`` with a key/value cache.
 
 ``GPT2CausalLM.generate`` returns only when the whole answer is done; a chat UI wants each token as it comes.
-This decodes one token per call of a compiled step function over a cache of fixed length, so shapes never
-change and nothing is recompiled between messages: one prefill function per prompt-length bucket (prompts
-longer than the largest bucket are fed through it in chunks), one step function. Tokens are picked by
-Keras-Hub samplers (greedy, or top-p with top-k and temperature).
+This decodes one token per call of a compiled step function. Shapes come from a few fixed buckets, so nothing
+is recompiled between messages: one compiled prefill per prompt-length bucket and one compiled step per
+cache-length bucket, each compiled the first time it is used (``warm_up`` compiles them ahead). Tokens are
+picked by Keras-Hub samplers (greedy, or top-p with top-k and temperature).
 
 Why it is fast on CPU (see benchmarks/README.md for the measurements):
 
@@ -12,22 +12,31 @@ Why it is fast on CPU (see benchmarks/README.md for the measurements):
   XLA on TensorFlow treats a slice's start as a compile-time constant and would compile the step again for
   every new position;
 * the language-model head runs on the last prompt position only, not on the whole prefill bucket;
+* XLA for narrow models, TensorFlow's plain graph (oneDNN kernels) for wide ones (``XLA_MAX_HIDDEN``);
 * greedy decoding (``GreedySampler``) runs inside the compiled step, so a step hands back one int, not the
   logits, and no eager op runs between steps; the sampling samplers run eagerly on the step's logits;
-* the cache is one tensor per layer that stays a backend tensor from step to step (never converted to NumPy).
+* the cache is one tensor per layer that stays a backend tensor from step to step (never converted to NumPy),
+  and it is only as long as the conversation so far needs (128, 256, 512, ... positions): each step copies
+  and reads the whole cache, so a cache of the full context would cost a short answer far more than its
+  weights' share of memory traffic.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from gpt2chat.tokenizer import END_OF_TEXT_ID
 
-PREFILL_BUCKETS = (32, 64, 128)  # longer prompts run through the largest bucket in chunks
+PREFILL_BUCKETS = (32, 64, 128, 256, 512, 1024)  # prompt lengths: one compiled prefill each, as used
+CACHE_BUCKETS = (128, 256, 512, 1024)  # key/value cache lengths: one compiled step each, as used
+# On CPU, XLA fuses the many small ops of a narrow model (the 256-wide `small`: 2x the tokens/s of the plain graph)
+# but its matrix-vector products trail TensorFlow's oneDNN kernels on wide ones (the 768-wide `base`: the plain
+# graph is faster and compiles in half the time). Measured in benchmarks/README.md.
+XLA_MAX_HIDDEN = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,19 +83,19 @@ def make_sampler(config: SamplingConfig):
 
 
 class StreamingGenerator:
-    def __init__(self, causal_lm, context_length: int | None = None, *, jit_compile: bool = True):
+    def __init__(self, causal_lm, context_length: int | None = None, *, jit_compile: bool | None = None):
+        """``jit_compile``: XLA-compile the TensorFlow graphs; None picks by model width (see ``XLA_MAX_HIDDEN``)."""
         import keras_hub
         from keras import ops
 
         self.causal_lm = causal_lm
         self.tokenizer = causal_lm.preprocessor.tokenizer
         backbone = causal_lm.backbone
+        if jit_compile is None:
+            jit_compile = backbone.hidden_dim <= XLA_MAX_HIDDEN
+        self.jit_compile = jit_compile
         self.context_length = min(context_length or backbone.max_sequence_length, backbone.max_sequence_length)
         self.end_token_id: int | None = END_OF_TEXT_ID  # None: never stop before max_new_tokens
-        self._layer_cache_shape = (
-            1, 2, self.context_length, backbone.num_heads, backbone.hidden_dim // backbone.num_heads,
-        )
-        self._cache_dtype = causal_lm.compute_dtype
         greedy = keras_hub.samplers.GreedySampler()
 
         def forward(token_ids, caches, start):
@@ -106,8 +115,16 @@ class StreamingGenerator:
             logits = ops.cast(logits, "float32")
             return logits, ops.cast(greedy.get_next_token(logits), "int32")
 
-        def prefill(token_ids, caches, start, last_index):
-            hidden, caches = forward(token_ids, caches, start)
+        # The tied language-model head (vocabulary x hidden) is the largest matrix-vector product of a step and
+        # XLA's is faster than the plain graph's (which also transposes the embedding matrix first), so it is
+        # always XLA-compiled, also inside a plain-graph step.
+        head = _compile(head, True)
+
+        def prefill(token_ids, last_index):
+            heads, head_dim = backbone.num_heads, backbone.hidden_dim // backbone.num_heads
+            shape = (1, 2, ops.shape(token_ids)[1], heads, head_dim)
+            caches = tuple(ops.zeros(shape, dtype=causal_lm.compute_dtype) for _ in backbone.transformer_layers)
+            hidden, caches = forward(token_ids, caches, ops.convert_to_tensor(0, "int32"))
             logits, token = head(ops.take(hidden, last_index[None], axis=1))
             return token, logits, caches
 
@@ -119,13 +136,44 @@ class StreamingGenerator:
         self._prefill = _compile(prefill, jit_compile)
         self._step = _compile(step, jit_compile)
 
-    def _empty_cache(self):
+    def _cache_length(self, needed: int, current: int = 0) -> int:
+        """The smallest cache bucket that holds ``needed`` positions (and no fewer than ``current``)."""
+        buckets = [b for b in CACHE_BUCKETS if b < self.context_length] + [self.context_length]
+        return next(b for b in buckets if b >= max(needed, current))
+
+    @staticmethod
+    def _grow(caches, length: int):
+        """Pad each layer's cache (1, 2, positions, heads, head_dim) with empty positions up to ``length``."""
         from keras import ops
 
-        return tuple(
-            ops.zeros(self._layer_cache_shape, dtype=self._cache_dtype)
-            for _ in range(self.causal_lm.backbone.num_layers)
-        )
+        extra = length - int(ops.shape(caches[0])[2])
+        if extra <= 0:
+            return caches
+        return tuple(ops.pad(c, [[0, 0], [0, 0], [0, extra], [0, 0], [0, 0]]) for c in caches)
+
+    def warm_up(self, prompt_lengths: Iterable[int] | None = None) -> float:
+        """Compile ahead what a conversation will use, so that no user waits for a compilation; returns seconds.
+
+        With XLA: the step for every cache bucket and the prefill for the buckets that hold ``prompt_lengths``
+        (default: every bucket). Without XLA one graph serves every shape once traced for two of them."""
+        from keras import ops
+
+        started = time.perf_counter()
+        limit = self.context_length
+        prefill_buckets = sorted({min(b, limit) for b in PREFILL_BUCKETS})
+        if prompt_lengths is not None:
+            prefill_buckets = sorted({min(next((b for b in PREFILL_BUCKETS if b >= n), limit), limit)
+                                      for n in prompt_lengths})
+        cache_lengths = sorted({self._cache_length(b) for b in (*CACHE_BUCKETS, limit) if b <= limit})
+        if not self.jit_compile:  # the second shape makes TensorFlow trace a graph for any shape
+            prefill_buckets, cache_lengths = prefill_buckets[:2], cache_lengths[:2]
+        caches = None
+        for bucket in prefill_buckets:
+            _, _, caches = self._prefill(np.zeros((1, bucket), dtype=np.int32), np.int32(0))
+        for length in cache_lengths:
+            caches = tuple(ops.zeros((1, 2, length, *ops.shape(c)[3:]), dtype=c.dtype) for c in caches)
+            self._step(np.zeros((1, 1), dtype=np.int32), caches, np.int32(0))
+        return time.perf_counter() - started
 
     def encode(self, text: str) -> list[int]:
         return [int(i) for i in np.asarray(self.tokenizer(text)).reshape(-1)]
@@ -139,26 +187,6 @@ class StreamingGenerator:
         """How many prompt tokens fit beside ``max_new_tokens`` new ones."""
         return self.context_length - min(max_new_tokens, self.context_length // 2)
 
-    def _run_prefill(self, prompt_ids: list[int]):
-        """Feed the prompt through the smallest bucket that holds it, or in chunks of the largest one."""
-        length = len(prompt_ids)
-        largest = min(PREFILL_BUCKETS[-1], self.context_length)
-        caches = self._empty_cache()
-        start = 0
-        while True:
-            rest = length - start
-            bucket = min(next((b for b in PREFILL_BUCKETS if b >= rest), largest), largest)
-            # The last chunk must fit in the cache: shift it back over tokens already fed (same values rewritten).
-            start = min(start, self.context_length - bucket) if rest <= bucket else start
-            chunk = np.zeros((1, bucket), dtype=np.int32)
-            piece = prompt_ids[start : start + bucket]
-            chunk[0, : len(piece)] = piece
-            last = min(length - start, bucket) - 1
-            token, logits, caches = self._prefill(chunk, caches, np.int32(start), np.int32(last))
-            if start + bucket >= length:
-                return token, logits, caches
-            start += bucket
-
     def stream_ids(
         self, prompt_ids: list[int], config: SamplingConfig, stats: GenerationStats | None = None
     ) -> Iterator[int]:
@@ -171,7 +199,10 @@ class StreamingGenerator:
         prompt_ids = list(prompt_ids)[-budget:] or [END_OF_TEXT_ID]  # keep the end: it holds the question
         length = len(prompt_ids)
         sampler = None if config.temperature <= 0 else make_sampler(config)
-        token, logits, caches = self._run_prefill(prompt_ids)
+        bucket = min(next((b for b in PREFILL_BUCKETS if b >= length), self.context_length), self.context_length)
+        padded = np.zeros((1, bucket), dtype=np.int32)
+        padded[0, :length] = prompt_ids
+        token, logits, caches = self._prefill(padded, np.int32(length - 1))
         stats.prompt_tokens = length
         max_new = min(config.max_new_tokens, self.context_length - length)
         for position in range(length, length + max_new):
@@ -188,6 +219,8 @@ class StreamingGenerator:
             stats.seconds_total = time.perf_counter() - started
             if position + 1 >= self.context_length or stats.new_tokens >= max_new:
                 break
+            # The cache grows by buckets as the answer does: a short answer never reads or copies a long cache.
+            caches = self._grow(caches, self._cache_length(position + 1, int(ops.shape(caches[0])[2])))
             token, logits, caches = self._step(np.array([[next_id]], dtype=np.int32), caches, np.int32(position))
 
     def stream_text(
