@@ -8,8 +8,8 @@
     python benchmarks/train_throughput.py --backend tensorflow --size tiny --sequence-lengths 64 --batch-size 2 \\
         --steps 3 --warmup-steps 1
 
-The model is built and compiled exactly as ``python -m gpt2chat.train`` does (``gpt2chat.train._build_model`` and
-``gpt2chat.train._compile``: AdamW with the cosine schedule, weight-decay exclusions, global-norm clipping,
+The model is built and compiled exactly as ``python -m gpt2chat.train`` does (``gpt2chat.train.build_training_model``,
+whose ``compile_for_training`` sets AdamW with the cosine schedule, weight-decay exclusions, global-norm clipping,
 ``jit_compile=True``) as the same plain functional ``keras.Model`` over the ``GPT2CausalLM`` layers, under the
 ``--precision`` policy (default ``mixed_bfloat16``). Batches are packed rows of synthetic random tokens (every
 position is a real token, as in training). ``--warmup-steps`` steps (compilation included) are run first and not
@@ -101,9 +101,7 @@ def measure(sequence_length: int, args) -> dict:
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
     # The same construction and compile as gpt2chat.train.train.
-    causal_lm = training._build_model(config)
-    training_model = keras.Model(causal_lm.inputs, causal_lm.outputs, name="gpt2_training")
-    training._compile(training_model, config)
+    causal_lm, training_model = training.build_training_model(config)
 
     rng = np.random.default_rng(config.seed)
     vocabulary = causal_lm.backbone.vocabulary_size

@@ -112,15 +112,25 @@ class ChatEngine:
 
     @classmethod
     def load(cls, config: EngineConfig = EngineConfig()) -> "ChatEngine":
+        from concurrent.futures import ThreadPoolExecutor
+
         from gpt2chat.masking import get_masker
         from gpt2chat.model import load_preset
         from gpt2chat.retrieval import get_index
 
-        get_masker()  # build Presidio and spaCy now rather than on the first message
-        return cls(load_preset(config.model), get_index(config.data), config)
+        def masker_and_index():
+            get_masker()  # build Presidio and spaCy now rather than on the first message
+            return get_index(config.data)
+
+        # The masker and the index (built on a first start) load while the model does.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            index = pool.submit(masker_and_index)
+            causal_lm = load_preset(config.model)
+            return cls(causal_lm, index.result(), config)
 
     def warm_up(self) -> None:
-        """Compile the prefill and step functions before the first user waits for them."""
+        """Compile every prompt and cache size ahead, then run one message through the whole pipeline."""
+        self.generator.warm_up()
         for _ in self.stream("What is glaucoma?", grounded=True, sampling=SamplingConfig(max_new_tokens=2)):
             pass
 

@@ -181,7 +181,7 @@ def _batches(packed, config: TrainConfig):
     return PackedBatches
 
 
-def _build_model(config: TrainConfig):
+def _load_or_build(config: TrainConfig):
     from gpt2chat.model import build_causal_lm, load_preset
 
     if config.preset:
@@ -197,7 +197,20 @@ def _build_model(config: TrainConfig):
     return causal_lm
 
 
-def _compile(training_model, config: TrainConfig) -> None:
+def build_training_model(config: TrainConfig):
+    """(causal_lm, training_model): the task that is saved as the preset, and the model that ``fit`` trains.
+
+    The training model is a plain functional model over the same layers: Keras' own fit feeds NumPy batches on
+    every backend, whereas Keras-Hub's task fit routes them through tf.data or grain."""
+    import keras
+
+    causal_lm = _load_or_build(config)
+    training_model = keras.Model(causal_lm.inputs, causal_lm.outputs, name="gpt2_training")
+    compile_for_training(training_model, config)
+    return causal_lm, training_model
+
+
+def compile_for_training(training_model, config: TrainConfig) -> None:
     import keras
 
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -252,12 +265,8 @@ def train(config: TrainConfig) -> dict:
     run = RunDirectory(config.output)
     run.prepare(config)
 
-    causal_lm = _build_model(config)
+    causal_lm, training_model = build_training_model(config)
     train_rows, validation = prepare_data(config, causal_lm.preprocessor.tokenizer, run)
-    # A plain functional model over the same layers: Keras' own fit feeds NumPy batches on every backend,
-    # whereas Keras-Hub's task fit routes them through tf.data or grain.
-    training_model = keras.Model(causal_lm.inputs, causal_lm.outputs, name="gpt2_training")
-    _compile(training_model, config)
 
     total_epochs = config.steps // config.eval_interval
     state = run.load_state()
