@@ -2,7 +2,7 @@
 
     python benchmarks/cold_start.py                       # models/default if it is a preset, else a random `small`
     python benchmarks/cold_start.py --model models/default --runs 3 --json cold.json
-    python benchmarks/cold_start.py --parallel            # also time the proposed parallel start-up
+    python benchmarks/cold_start.py --parallel            # also time the start-up as ChatEngine.load does it (masker + index on a thread)
 
 Each measurement runs in a new subprocess (nothing imported or compiled beforehand) that does what the app does
 at start-up (``ChatEngine.load`` then ``ChatEngine.warm_up``) and then answers one question:
@@ -17,7 +17,7 @@ at start-up (``ChatEngine.load`` then ``ChatEngine.warm_up``) and then answers o
 "cold cache" runs with an empty ``GPT2CHAT_CACHE`` directory, so the retrieval index is built from the MedQuAD
 XML; "warm cache" runs again on the cache that run left, as every later start of the app does. ``--parallel``
 adds runs where the masker and the index are built on a second thread while the model loads and compiles
-(the proposed change to ``ChatEngine.load``; see benchmarks/README.md), then warms up as the app does. Python's own start-up is included in
+(what ``ChatEngine.load`` does), then warms up as the app does. Python's own start-up is included in
 ``total`` (the wall time the parent saw), not in the phases.
 """
 
