@@ -196,9 +196,10 @@ class ChatEngine:
         generated: list[int] = []
         for token in self.generator.stream_ids(prompt_ids, sampling, reply.stats):
             generated.append(token)
-            reply.answer = postprocess(self.generator.decode(generated), finished=False)
-            if _BLOCK_START.search(self.generator.decode(generated[-4:])):
+            text = self.generator.decode(generated)
+            if _BLOCK_START.search(text):
                 break  # the model started a new Question/Reference block: the answer is over
+            reply.answer = postprocess(text, finished=False)
             yield reply
         reply.answer = postprocess(self.generator.decode(generated), finished=True)
         if not reply.answer:
