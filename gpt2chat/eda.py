@@ -365,15 +365,20 @@ def plot_lengths(lengths: TokenLengths, path: Path, config: EdaConfig = EdaConfi
     return _save(fig, path, config)
 
 
-def plot_question_types(stats: dict, path: Path, config: EdaConfig = EdaConfig()) -> Path:
+def _ranked_bars(ranked: list, title: str, color: str, bar_height: float, path: Path, config: EdaConfig) -> Path:
+    """Horizontal bars of (name, count) pairs, largest on top, each labelled with its count."""
     plt = _pyplot()
-    names, counts = zip(*stats["question_types"]) if stats["question_types"] else ((), ())
-    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.35 * len(names))))
-    bars = ax.barh(list(names)[::-1], list(counts)[::-1], color="steelblue")
+    names, counts = zip(*ranked) if ranked else ((), ())
+    fig, ax = plt.subplots(figsize=(8, max(2.5, bar_height * len(names))))
+    bars = ax.barh(list(names)[::-1], list(counts)[::-1], color=color)
     ax.bar_label(bars, padding=2, fontsize=8)
     ax.set_xlabel("answered pairs")
-    ax.set_title("Question types")
+    ax.set_title(title)
     return _save(fig, path, config)
+
+
+def plot_question_types(stats: dict, path: Path, config: EdaConfig = EdaConfig()) -> Path:
+    return _ranked_bars(stats["question_types"], "Question types", "steelblue", 0.35, path, config)
 
 
 def plot_sources(stats: dict, path: Path, config: EdaConfig = EdaConfig()) -> Path:
@@ -398,14 +403,7 @@ def plot_sources(stats: dict, path: Path, config: EdaConfig = EdaConfig()) -> Pa
 
 
 def plot_top_foci(stats: dict, path: Path, config: EdaConfig = EdaConfig()) -> Path:
-    plt = _pyplot()
-    names, counts = zip(*stats["top_foci"]) if stats["top_foci"] else ((), ())
-    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.3 * len(names))))
-    bars = ax.barh(list(names)[::-1], list(counts)[::-1], color="slateblue")
-    ax.bar_label(bars, padding=2, fontsize=8)
-    ax.set_xlabel("answered pairs")
-    ax.set_title(f"Top {len(names)} foci")
-    return _save(fig, path, config)
+    return _ranked_bars(stats["top_foci"], f"Top {len(stats['top_foci'])} foci", "slateblue", 0.3, path, config)
 
 
 # --- summary ----------------------------------------------------------------------------------------------------
