@@ -33,7 +33,6 @@ import datetime
 import gc
 import html
 import json
-import math
 import os
 import re
 import shlex
@@ -45,7 +44,9 @@ from typing import Sequence
 import numpy as np
 
 from gpt2chat import settings
+from gpt2chat.metrics import perplexity as perplexity_of
 from gpt2chat.model import SIZES
+from gpt2chat.tokens import model_inputs
 
 SCRATCH_PREFIX = "scratch:"
 JUDGE_URL_ENV = "GPT2CHAT_JUDGE_URL"
@@ -165,15 +166,13 @@ def perplexity(causal_lm, rows: np.ndarray, *, batch_size: int = 4, progress: bo
 
     total, count = 0.0, 0
     for start in tqdm(range(0, len(rows), batch_size), desc=f"perplexity {label}", disable=not progress):
-        batch = rows[start : start + batch_size]
-        token_ids, targets = batch[:, :-1], batch[:, 1:]
-        logits = causal_lm({"token_ids": token_ids, "padding_mask": np.ones_like(token_ids, dtype=bool)},
-                           training=False)
+        inputs, targets = model_inputs(rows[start : start + batch_size])
+        logits = causal_lm(inputs, training=False)
         losses = keras.losses.sparse_categorical_crossentropy(targets, ops.cast(logits, "float32"), from_logits=True)
         total += float(ops.sum(losses))
         count += targets.size
     loss = total / count
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "tokens": count}
+    return {"loss": loss, "perplexity": perplexity_of(loss), "tokens": count}
 
 
 # ---------------------------------------------------------------------------------------------------- models

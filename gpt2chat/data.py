@@ -74,6 +74,12 @@ def normalise(text: str | None) -> str:
     return _WHITESPACE.sub(" ", text or "").strip()
 
 
+def focus_key(focus: str) -> str:
+    """The one normalised form of a focus name, for grouping, splitting and matching: case and spacing folded
+    ("Breast cancer" and "Breast  Cancer" are one focus)."""
+    return " ".join(focus.lower().split())
+
+
 def _subset_order(subset: str) -> tuple[int, str]:
     number = subset.split("_", 1)[0]
     return (int(number) if number.isdigit() else 999, subset)
@@ -202,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(report.table())
-    print(f"\n{len(records)} answered pairs, {len({r.focus.lower() for r in records})} distinct foci")
+    print(f"\n{len(records)} answered pairs, {len({focus_key(r.focus) for r in records if r.focus})} distinct foci")
     return 0
 
 

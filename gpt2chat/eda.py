@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from gpt2chat import settings
-from gpt2chat.data import LoadReport, MedQuADNotFound, QAPair, load_records
+from gpt2chat.data import LoadReport, MedQuADNotFound, QAPair, focus_key, load_records
 from gpt2chat.prompt import training_example
 
 
@@ -214,7 +214,7 @@ def _focus_counts(records: Sequence[QAPair]) -> collections.Counter:
     # show the most frequent spelling.
     by_key: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for r in records:
-        by_key[" ".join(r.focus.lower().split())][r.focus] += 1
+        by_key[focus_key(r.focus)][r.focus] += 1
     return collections.Counter({spellings.most_common(1)[0][0]: sum(spellings.values())
                                 for key, spellings in by_key.items() if key})
 

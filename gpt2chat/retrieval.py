@@ -36,7 +36,7 @@ import numpy as np
 import Stemmer
 
 from gpt2chat import data, settings
-from gpt2chat.data import QAPair
+from gpt2chat.data import QAPair, focus_key
 
 log = logging.getLogger(__name__)
 # bm25s sets its own logger to DEBUG on import, which would print index internals in any app that logs.
@@ -243,10 +243,10 @@ def evaluate(index: RetrievalIndex, queries: Sequence[QAPair]) -> dict:
         started = time.perf_counter()
         results = index.search(record.question, k=6)
         latencies.append((time.perf_counter() - started) * 1000)
-        focus = record.focus.lower()
+        focus = focus_key(record.focus)
         others = [p for p in results if p.pair_id != record.pair_id]
         for counts, ranked in ((exact, results[:5]), (held_out, others[:5])):
-            foci = [p.focus.lower() for p in ranked]
+            foci = [focus_key(p.focus) for p in ranked]
             counts["top1"] += bool(foci) and foci[0] == focus
             counts["top5"] += focus in foci
     return {"n": len(queries), "exact": exact, "held_out": held_out,
@@ -267,8 +267,8 @@ def _run_eval(data_dir: str | None, limit: int | None) -> int:
     result = evaluate(index, queries)
     n = result["n"]
     # A query whose focus has no other pair cannot be a held-out hit: the ceiling for that row.
-    focus_counts = collections.Counter(r.focus.lower() for r in records)
-    reachable = sum(focus_counts[q.focus.lower()] > 1 for q in queries)
+    focus_counts = collections.Counter(focus_key(r.focus) for r in records)
+    reachable = sum(focus_counts[focus_key(q.focus)] > 1 for q in queries)
     print(f"Knowledge base: all {len(index)} answered MedQuAD pairs (every split). The index IS the knowledge base,")
     print("so each test question's own pair is in it; the second row removes that pair from the results and")
     print("counts a hit only if another pair with the same focus is found.")

@@ -350,3 +350,13 @@ def check_input(text: str, max_chars: int = 2000) -> tuple[str, InputProblem | N
     if _mostly_not_english(cleaned):
         return cleaned, InputProblem("not_english", NOT_ENGLISH_REPLY)
     return cleaned, None
+
+
+class SafetyPolicy:
+    """The checks the chat engine runs, as one collaborator that tests and reports can replace."""
+
+    def check_input(self, text: str, max_chars: int = 2000) -> tuple[str, InputProblem | None]:
+        return check_input(text, max_chars)
+
+    def assess(self, masked_text: str) -> SafetyVerdict:
+        return assess(masked_text)

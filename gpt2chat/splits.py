@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from gpt2chat.data import QAPair
+from gpt2chat.data import QAPair, focus_key
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -26,7 +26,7 @@ class SplitConfig:
 
 
 def _focus_key(record: QAPair) -> str:
-    return " ".join(record.focus.lower().split()) or record.document_id
+    return focus_key(record.focus) or record.document_id
 
 
 def split_of(record: QAPair, config: SplitConfig = SplitConfig()) -> str:

@@ -39,18 +39,23 @@ def render_examples(records: Sequence[QAPair], *, grounded_fraction: float, seed
     ]
 
 
+def model_inputs(rows: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Packed rows of ``sequence_length + 1`` tokens → (the GPT-2 inputs, the next-token targets)."""
+    token_ids = rows[:, :-1]
+    return {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids, dtype=bool)}, rows[:, 1:]
+
+
 @dataclasses.dataclass
 class PackedTokens:
     rows: np.ndarray  # (n, sequence_length + 1) int32
 
     @property
     def inputs(self) -> dict[str, np.ndarray]:
-        token_ids = self.rows[:, :-1]
-        return {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids, dtype=bool)}
+        return model_inputs(self.rows)[0]
 
     @property
     def targets(self) -> np.ndarray:
-        return self.rows[:, 1:]
+        return model_inputs(self.rows)[1]
 
     @property
     def num_tokens(self) -> int:

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
-import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from gpt2chat import settings
+from gpt2chat.metrics import perplexity
 from gpt2chat.model import SIZES, ModelUnavailable
+from gpt2chat.rundir import RunDirectory
+from gpt2chat.tokens import model_inputs
 
 log = logging.getLogger(__name__)
 
@@ -63,51 +63,6 @@ class TrainConfig:
             raise ValueError("--precision must be float32, mixed_bfloat16 or mixed_float16")
 
 
-class RunDirectory:
-    """The files of one run. Checkpoints are written to a temporary name and renamed, so a kill never leaves a
-    half-written checkpoint behind."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.checkpoints = self.root / "checkpoints"
-        self.config = self.root / "training_config.json"
-        self.metrics = self.root / "metrics.json"
-        self.split = self.root / "split.json"
-        self.last_weights = self.checkpoints / "last.weights.h5"
-        self.best_weights = self.checkpoints / "best.weights.h5"
-        self.state = self.checkpoints / "state.json"
-
-    def prepare(self, config: TrainConfig) -> None:
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        wanted = dataclasses.asdict(config)
-        if self.config.exists():
-            saved = json.loads(self.config.read_text())
-            if saved != wanted:
-                changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
-                raise ValueError(
-                    f"{self.root} holds a run with other settings ({', '.join(changed)}); "
-                    "use another --output or delete that directory"
-                )
-        self.config.write_text(json.dumps(wanted, indent=2))
-
-    def load_state(self) -> dict | None:
-        if self.state.exists() and self.last_weights.exists():
-            return json.loads(self.state.read_text())
-        return None
-
-    @staticmethod
-    def atomic_write_weights(model, path: Path) -> None:
-        partial = path.with_name(path.name.replace(".weights.h5", ".partial.weights.h5"))
-        model.save_weights(partial)
-        os.replace(partial, path)
-
-    @staticmethod
-    def atomic_write_json(payload, path: Path) -> None:
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(payload, indent=2))
-        os.replace(partial, path)
-
-
 def _keras_callbacks():
     import keras
 
@@ -131,7 +86,7 @@ def _keras_callbacks():
                 "step": (epoch + 1) * self.config.eval_interval,
                 "train_loss": float(logs["loss"]),
                 "val_loss": float(logs["val_loss"]),
-                "val_perplexity": float(math.exp(min(logs["val_loss"], 50))),
+                "val_perplexity": perplexity(logs["val_loss"]),
                 "tokens_per_second": self.tokens_per_eval / self.train_seconds,
             }
             self.history.append(entry)
@@ -171,9 +126,7 @@ def _batches(packed, config: TrainConfig):
             return order[position * config.batch_size : (position + 1) * config.batch_size]
 
         def __getitem__(self, index):
-            rows = self.rows[self._row_indices(self.epoch * config.eval_interval + index)]
-            token_ids = rows[:, :-1]
-            return {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids, dtype=bool)}, rows[:, 1:]
+            return model_inputs(self.rows[self._row_indices(self.epoch * config.eval_interval + index)])
 
         def on_epoch_end(self):
             self.epoch += 1
@@ -263,7 +216,7 @@ def train(config: TrainConfig) -> dict:
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
     run = RunDirectory(config.output)
-    run.prepare(config)
+    run.prepare(dataclasses.asdict(config))
 
     causal_lm, training_model = build_training_model(config)
     train_rows, validation = prepare_data(config, causal_lm.preprocessor.tokenizer, run)
