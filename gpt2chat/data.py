@@ -197,6 +197,51 @@ def load_records(
     return records, report
 
 
+@dataclasses.dataclass(frozen=True)
+class FocusAnnotation:
+    """What one MedQuAD document says about its topic, answered or not: the retriever's focus and type lexicon."""
+
+    subset: str
+    url: str
+    focus: str
+    synonyms: tuple[str, ...] = ()  # <Synonyms><Synonym>
+    cuis: tuple[str, ...] = ()  # UMLS concept ids, <CUI>
+    typed_questions: tuple[tuple[str, str], ...] = ()  # (qtype, question) of every pair, with or without answer
+
+
+def parse_annotation(path: Path, subset: str) -> FocusAnnotation:
+    """The focus, synonyms, CUIs and typed questions of one XML file. Raises ValueError for unreadable files."""
+    try:
+        root = ET.fromstring(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ET.ParseError) as error:
+        raise ValueError(f"{path}: {error}") from error
+    focus_node = _child(root, "Focus", "doctitle-focus")
+    questions = [_child(pair, "Question") for pair in [*_descendants(root, "qapair"), *_descendants(root, "pair")]]
+    return FocusAnnotation(
+        subset=subset, url=root.get("url", ""), focus=normalise(focus_node.text if focus_node is not None else ""),
+        synonyms=tuple(normalise(n.text) for n in _descendants(root, "synonym") if normalise(n.text)),
+        cuis=tuple(normalise(n.text) for n in _descendants(root, "cui") if normalise(n.text)),
+        typed_questions=tuple((q.get("qtype", "unknown"), normalise("".join(q.itertext())))
+                              for q in questions if q is not None and normalise("".join(q.itertext()))),
+    )
+
+
+def load_annotations(root: str | Path | None = None, progress: bool = False) -> list[FocusAnnotation]:
+    """One annotation per readable XML file of every subset, including the three published without answers."""
+    annotations = []
+    files = xml_files(settings.medquad_dir(root))
+    if progress:
+        from tqdm.auto import tqdm
+
+        files = tqdm(files, desc="reading MedQuAD foci", unit="file")
+    for subset, path in files:
+        try:
+            annotations.append(parse_annotation(path, subset))
+        except (ValueError, OSError) as error:
+            log.warning("skipping unreadable MedQuAD file %s", error)
+    return annotations
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2chat.data", description=__doc__.split("\n")[0])
     parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
