@@ -32,6 +32,7 @@ from gpt2chat import settings
 PACKAGE_DIR = Path(__file__).resolve().parent
 _SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 _NOT_SERVED = ("checkpoints",)  # resumable training state: large, and the app never reads it
+BUNDLE_MARKER = ".gpt2chat-bundle.json"  # lists what deploy wrote, so a later run removes exactly that
 
 
 class DeployError(RuntimeError):
@@ -157,13 +158,76 @@ def copy_model(model_dir: Path, destination: Path) -> None:
     shutil.copytree(model_dir, destination, ignore=shutil.ignore_patterns(*_NOT_SERVED, ".*"))
 
 
+def _entries(root: Path) -> set[str]:
+    """Every file, directory and symlink under ``root`` as a relative path (directories end in "/"); symlinks are
+    listed, never followed, so a link to the user's own files can never be mistaken for part of a bundle."""
+    entries = set()
+    for folder, dirs, files in os.walk(root):
+        base = Path(folder).relative_to(root)
+        for name in dirs:
+            is_link = (Path(folder) / name).is_symlink()
+            entries.add((base / name).as_posix() + ("" if is_link else "/"))
+        entries.update((base / name).as_posix() for name in files)
+    return entries
+
+
+def _written_by_deploy(out: Path) -> list[str]:
+    """What an earlier run wrote into ``out`` (to be removed before writing anew); [] for a new or empty directory.
+    Raises DeployError for anything else: deploy only ever removes what it wrote itself."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise DeployError(f"--out {out} is a file or a link, not a directory: choose a new directory")
+    if not out.exists():
+        return []
+    if (out / ".git").exists() or settings.REPO_ROOT.is_relative_to(out.resolve()):
+        raise DeployError(f"--out {out} holds a repository (it has .git or is this checkout): choose a new directory")
+    present = _entries(out)
+    if not present:
+        return []
+    try:
+        written = set(json.loads((out / BUNDLE_MARKER).read_text())["entries"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DeployError(f"--out {out} is not empty and was not written by gpt2chat.deploy: "
+                          "choose a new or empty directory") from None
+    foreign = sorted(present - written - {BUNDLE_MARKER})
+    if foreign:
+        raise DeployError(f"--out {out} holds {len(foreign)} entries gpt2chat.deploy did not write "
+                          f"(e.g. {foreign[0]}): move them or choose another directory")
+    return sorted(present & written, reverse=True)  # children before their directories
+
+
 def write_bundle(config: DeployConfig, out: Path) -> Path:
-    """Write everything the Space needs into ``out``, replacing an earlier bundle but nothing else."""
-    if out.exists() and any(out.iterdir()):
-        if not ((out / "app.py").is_file() and (out / "gpt2chat").is_dir()) or out.resolve() == settings.REPO_ROOT:
-            raise DeployError(f"{out} is not empty and is not an earlier bundle: choose another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    """Write everything the Space needs into ``out``. An earlier bundle there is replaced; nothing else is ever
+    removed. The bundle is written beside ``out`` first, so a failure leaves ``out`` as it was."""
+    earlier = _written_by_deploy(out)
+    existing = next(parent for parent in out.absolute().parents if parent.exists())
+    if not existing.is_dir():
+        raise DeployError(f"cannot create --out {out}: {existing} is a file")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as error:
+        raise DeployError(f"cannot create --out {out}: {error.strerror or error}") from None
+    try:
+        staging.chmod(0o755)  # mkdtemp makes it private; the bundle is an ordinary directory
+        _fill_bundle(config, staging)
+        (staging / BUNDLE_MARKER).write_text(json.dumps({"written_by": "gpt2chat.deploy",
+                                                         "entries": sorted(_entries(staging))}, indent=1))
+        for entry in earlier:
+            if entry.endswith("/"):
+                (out / entry).rmdir()
+            else:
+                (out / entry).unlink()
+        (out / BUNDLE_MARKER).unlink(missing_ok=True)
+        os.replace(staging, out)  # onto a missing or (now) empty directory
+    except OSError as error:
+        raise DeployError(f"cannot write the bundle to {out}: {error.strerror or error}") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out
+
+
+def _fill_bundle(config: DeployConfig, out: Path) -> None:
     shutil.copy2(settings.REPO_ROOT / "app.py", out / "app.py")
     shutil.copy2(settings.REPO_ROOT / "requirements.txt", out / "requirements.txt")
     shutil.copytree(PACKAGE_DIR, out / "gpt2chat", ignore=_SKIPPED)
@@ -179,7 +243,6 @@ def write_bundle(config: DeployConfig, out: Path) -> Path:
             RetrievalIndex.load_or_build(config.data).save(out / "index")
         except FileNotFoundError as error:
             raise DeployError(f"cannot build the retrieval index: {error} (pass --data, or --no-index)") from error
-    return out
 
 
 def hub_unreachable(endpoint: str, timeout: float = 5.0) -> str | None:
@@ -212,7 +275,7 @@ def upload(config: DeployConfig, bundle: Path, token: str) -> str:
         api.add_space_variable(config.space_id, settings.MODEL_ENV, config.model_repo,
                                description="Hub model repo the app serves")
     api.upload_folder(repo_id=config.space_id, repo_type="space", folder_path=bundle,
-                      commit_message="Deploy gpt2chat")
+                      ignore_patterns=[BUNDLE_MARKER], commit_message="Deploy gpt2chat")
     return f"https://huggingface.co/spaces/{config.space_id}"
 
 

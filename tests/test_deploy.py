@@ -53,7 +53,8 @@ def test_bundle_holds_what_the_space_needs_and_nothing_else(tiny_run, tmp_path):
     preset, _ = tiny_run
     out = tmp_path / "bundle"
     assert deploy.main(["--dry-run", "--out", str(out), "--model-dir", str(preset), "--no-index"]) == 0
-    assert {p.name for p in out.iterdir()} == {"app.py", "gpt2chat", "requirements.txt", "README.md", "model"}
+    assert {p.name for p in out.iterdir()} == {"app.py", "gpt2chat", "requirements.txt", "README.md", "model",
+                                               deploy.BUNDLE_MARKER}
     assert (out / "gpt2chat" / "ui.py").is_file() and (out / "gpt2chat" / "resources").is_dir()
     assert not list(out.rglob("__pycache__")) and not list(out.rglob("*.pyc"))
     assert (out / "model" / "config.json").is_file() and not (out / "model" / "checkpoints").exists()
@@ -65,6 +66,65 @@ def test_bundle_holds_what_the_space_needs_and_nothing_else(tiny_run, tmp_path):
     (tmp_path / "precious" / "notes.txt").write_text("keep me")
     assert deploy.main(["--dry-run", "--out", str(tmp_path / "precious"), "--no-index"]) == 2
     assert (tmp_path / "precious" / "notes.txt").is_file()
+
+
+def _user_checkout(root):
+    """What the old deploy deleted: a directory holding app.py and gpt2chat/, with the user's own files."""
+    (root / "gpt2chat").mkdir(parents=True)
+    (root / "app.py").write_text("print('mine')")
+    (root / "notes.txt").write_text("keep me")
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("with_git", [False, True])
+def test_dry_run_never_deletes_a_directory_it_did_not_write(tmp_path, capsys, with_git):
+    checkout = tmp_path / "checkout"
+    before = _user_checkout(checkout)
+    if with_git:
+        (checkout / ".git").mkdir()
+        (checkout / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+        before = sorted(str(p.relative_to(checkout)) for p in checkout.rglob("*"))
+    assert deploy.main(["--dry-run", "--out", str(checkout), "--no-index"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("not written by gpt2chat.deploy" in err or ".git" in err), err
+    assert sorted(str(p.relative_to(checkout)) for p in checkout.rglob("*")) == before
+    assert (checkout / "notes.txt").read_text() == "keep me"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkout"]  # no staging directory left behind
+
+
+def test_a_bundle_with_the_users_files_added_is_not_replaced(tmp_path, capsys):
+    out = tmp_path / "bundle"
+    assert deploy.main(["--dry-run", "--out", str(out), "--no-index"]) == 0
+    (out / "gpt2chat" / "my_patch.py").write_text("# mine")
+    assert deploy.main(["--dry-run", "--out", str(out), "--no-index"]) == 2
+    assert "did not write" in capsys.readouterr().err and (out / "gpt2chat" / "my_patch.py").is_file()
+    (out / "gpt2chat" / "my_patch.py").unlink()
+    (out / "README.md").write_text("stale")  # a file deploy wrote: replaced
+    assert deploy.main(["--dry-run", "--out", str(out), "--no-index"]) == 0
+    assert (out / "README.md").read_text() != "stale"
+
+
+def test_a_failed_bundle_leaves_the_earlier_one_untouched(tmp_path, capsys):
+    out = tmp_path / "bundle"
+    assert deploy.main(["--dry-run", "--out", str(out), "--no-index"]) == 0
+    (out / "README.md").write_text("the earlier bundle")
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert deploy.main(["--dry-run", "--out", str(out), "--no-index", "--model-dir", str(tmp_path / "nope")]) == 2
+    assert "not a Keras-Hub preset directory" in capsys.readouterr().err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    assert (out / "README.md").read_text() == "the earlier bundle"
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+@pytest.mark.parametrize("target", ["a_file", "a_file/bundle", "link"])
+def test_out_that_is_a_file_or_under_one_is_a_one_line_error(tmp_path, capsys, target):
+    (tmp_path / "a_file").write_text("data")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    assert deploy.main(["--dry-run", "--out", str(tmp_path / target), "--no-index"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert (tmp_path / "a_file").read_text() == "data" and not any((tmp_path / "elsewhere").iterdir())
 
 
 def test_model_repo_is_linked_instead_of_copied(tiny_run, tmp_path, capsys):
