@@ -1,0 +1,250 @@
+"""The feedback store: masking before storage, concurrency, broken databases, Hub sync set-up, the commands."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import logging
+import sqlite3
+import types
+
+import pytest
+
+from gpt2chat import feedback
+from gpt2chat.feedback import FeedbackStore, Rating
+
+PII_QUESTION = "I'm John Smith, SSN 536-22-8741, email john.smith@example.com. How is my glaucoma treated?"
+PII_VALUES = ("John", "Smith", "536-22-8741", "john.smith@example.com", "415-555-0123")
+ANSWER = ("Glaucoma is treated with eye drops, laser or surgery.\n\n---\n**Sources:** "
+          "[Glaucoma](https://nei.nih.gov/health/glaucoma/glaucoma_facts) (NIHSeniorHealth)\n\n_Not advice._")
+
+
+@pytest.fixture(scope="module")
+def masker():
+    from gpt2chat.masking import get_masker
+
+    return get_masker()
+
+
+def rating(**overrides) -> Rating:
+    values = dict(liked=False, question="What is glaucoma?", answer=ANSWER, session_id="session-a",
+                  reason="wrong", urls=feedback.cited_urls(ANSWER), sources=["NIHSeniorHealth"], shown="model",
+                  model_id="models/default", settings={"temperature": 0.7, "max_new_tokens": 160, "grounded": True})
+    return Rating(**{**values, **overrides})
+
+
+def database_bytes(path) -> bytes:
+    """The database file and its write-ahead log: everything SQLite has put on disk."""
+    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+
+def test_stored_rows_never_hold_raw_personal_details(tmp_path, masker, caplog):
+    caplog.set_level(logging.DEBUG)
+    store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
+    reason = "Wrong! John Smith here, call me at 415-555-0123"
+    assert store.record(rating(question=PII_QUESTION, reason=reason, answer=ANSWER + "\nJohn Smith asked."))
+
+    [row] = store.rows()
+    assert "glaucoma" in row["question"] and "<US_SSN>" in row["question"]
+    assert {"PERSON", "US_SSN", "EMAIL", "PHONE"} <= set(row["masked_types"])
+    assert row["question_type"] == "treatment" and row["reason"].startswith("Wrong!")
+    assert row["urls"] == ["https://nei.nih.gov/health/glaucoma/glaucoma_facts"]  # public NIH links are kept
+    assert row["liked"] is False and row["shown"] == "model" and row["settings"]["temperature"] == 0.7
+    on_disk = database_bytes(store.path)
+    for value in PII_VALUES:
+        assert value.encode() not in on_disk, value
+        assert value not in caplog.text, value
+    with sqlite3.connect(store.path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_twenty_threads_write_at_once(tmp_path, masker):
+    store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
+    # Warm the masker in this thread: the test is about the database, not spaCy's first load.
+    masker.mask("warm up")
+
+    def rate(worker: int) -> list[bool]:
+        return [store.record(rating(session_id=f"s{worker}", liked=bool(i % 2), question=f"What causes gout {i}?"))
+                for i in range(3)]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        results = [ok for batch in pool.map(rate, range(20)) for ok in batch]
+    assert results == [True] * 60
+    rows = store.rows()
+    assert len(rows) == 60 and len({row["session_id"] for row in rows}) == 20
+    with sqlite3.connect(store.path) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_corrupt_database_logs_one_line_and_never_raises(tmp_path, masker, caplog):
+    path = tmp_path / "feedback.sqlite3"
+    path.write_bytes(b"this is not a database, it was truncated by a crash" * 100)
+    caplog.set_level(logging.WARNING, logger="gpt2chat.feedback")
+    store = FeedbackStore(path, masker)
+    assert store.available is False
+    assert store.record(rating()) is False and store.record(rating()) is False
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "is unusable" in lines[0] and str(path) in lines[0]
+    assert store.rows() == []
+
+
+def test_locked_database_costs_the_rating_not_the_chat(tmp_path, masker, caplog):
+    path = tmp_path / "feedback.sqlite3"
+    store = FeedbackStore(path, masker, timeout=0.2)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+    caplog.set_level(logging.WARNING, logger="gpt2chat.feedback")
+    try:
+        assert store.record(rating()) is False
+        assert store.record(rating()) is False
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "database is locked" in lines[0] and "the chat goes on" in lines[0]
+    assert store.record(rating()) is True and len(store.rows()) == 1
+
+
+def test_rating_rejects_what_it_cannot_store():
+    with pytest.raises(ValueError, match="shown must be one of"):
+        rating(shown="hallucinated")
+    with pytest.raises(ValueError, match="session id"):
+        rating(session_id=" ")
+    with pytest.raises(RuntimeError, match="no masker"):
+        FeedbackStore("unused.sqlite3", create=False).record(rating())
+
+
+def test_collection_is_on_unless_turned_off():
+    assert feedback.collection_enabled({})
+    assert not feedback.collection_enabled({feedback.ENABLED_ENV: "off"})
+    assert feedback.default_db_path({feedback.DB_ENV: "/tmp/x.sqlite3"}).as_posix() == "/tmp/x.sqlite3"
+
+
+def _filled_store(tmp_path, masker) -> FeedbackStore:
+    day = iter(dt.datetime(2026, 11, d, 12, tzinfo=dt.timezone.utc) for d in (20, 20, 21, 22, 22, 22))
+    store = FeedbackStore(tmp_path / "db" / "feedback.sqlite3", masker, clock=lambda: next(day))
+    store.record(rating(liked=True, session_id="alice", question="What is glaucoma?", reason=""))
+    store.record(rating(liked=False, session_id="alice", question=PII_QUESTION))
+    store.record(rating(liked=True, session_id="bob", question="What causes gout?", sources=["GARD"], reason=""))
+    store.record(rating(liked=False, session_id="bob", question="What causes gout?", sources=["GARD"],
+                        reason="off-topic", shown="extractive"))
+    store.record(rating(liked=False, session_id="carol", question="Is gout inherited?", model_id="other"))
+    store.record(rating(liked=True, session_id="carol", question="Is gout inherited?", shown="none", reason=""))
+    return store
+
+
+def test_report_export_and_delete_commands(tmp_path, masker, capsys):
+    store = _filled_store(tmp_path, masker)
+    db = str(store.path)
+
+    assert feedback.main(["report", "--db", db, "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "feedback.md").read_text()
+    assert "**6 ratings** from 3 sessions between 2026-11-20 and 2026-11-22: **50.0% thumbs up**" in report
+    assert "| treatment | 1 | 0.0% |" in report and "| causes | 2 | 50.0% |" in report
+    assert "| GARD | 2 | 50.0% |" in report and "| extractive | 1 | 0.0% |" in report
+    assert "<US_SSN>" in report and "536-22-8741" not in report
+    assert "off-topic (1)" in report
+    for name in ("over_time", "approval_question_types", "approval_sources", "approval_models", "approval_shown"):
+        assert (tmp_path / "out" / "feedback" / f"{name}.png").stat().st_size > 1000
+
+    assert feedback.main(["export", "--db", db, "--out", str(tmp_path / "export")]) == 0
+    import datasets
+
+    exported = datasets.load_from_disk(str(tmp_path / "export"))
+    assert len(exported) == 6 and set(exported["session_id"]) == {"alice", "bob", "carol"}
+    assert not any("536-22-8741" in q for q in exported["question"])
+
+    assert feedback.main(["delete", "--db", db, "--session", "bob"]) == 0
+    assert "deleted 2 ratings" in capsys.readouterr().out
+    assert feedback.main(["delete", "--db", db, "--before", "2026-11-21"]) == 0
+    assert "deleted 2 ratings" in capsys.readouterr().out
+    assert {row["session_id"] for row in store.rows()} == {"carol"}
+    assert b"What causes gout" not in database_bytes(store.path)  # erased, not just unlinked from the table
+
+
+def test_commands_explain_bad_input(tmp_path, capsys):
+    assert feedback.main(["export", "--db", str(tmp_path / "missing.sqlite3")]) == 2
+    assert "no usable feedback database" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        feedback.main(["delete", "--db", str(tmp_path / "x.sqlite3"), "--before", "last tuesday"])
+    assert "not a date" in capsys.readouterr().err
+
+
+def test_hub_sync_without_a_token_stays_local_and_says_so(tmp_path, masker, caplog):
+    store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
+    caplog.set_level(logging.INFO, logger="gpt2chat.feedback")
+    assert feedback.start_hub_sync(store, env={feedback.REPO_ENV: "me/gpt2chat-feedback"}, token="") is None
+    assert feedback.start_hub_sync(store, env={}) is None
+    first, second = [r.getMessage() for r in caplog.records]
+    assert "no Hugging Face token" in first and "stays local" in first and str(store.path) in first
+    assert "stored locally" in second
+
+
+def test_hub_sync_builds_a_private_dataset_scheduler(tmp_path, masker):
+    store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
+    built = {}
+
+    def scheduler(**kwargs):
+        built.update(kwargs)
+        return "scheduler"
+
+    assert feedback.start_hub_sync(store, env={feedback.REPO_ENV: "me/fb"}, token="hf_x",
+                                   scheduler_class=scheduler) == "scheduler"
+    assert built["repo_id"] == "me/fb" and built["repo_type"] == "dataset" and built["private"] is True
+    assert built["token"] == "hf_x" and built["folder_path"] == tmp_path / "hub" and built["squash_history"]
+    assert built["snapshot"] == store.snapshot and built["allow_patterns"] == [feedback.SNAPSHOT_NAME]
+
+
+def test_hub_sync_failure_keeps_the_store_local(tmp_path, masker, caplog):
+    store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
+
+    def offline(**kwargs):
+        raise ConnectionError("Failed to resolve 'huggingface.co'\nmore detail")
+
+    caplog.set_level(logging.WARNING, logger="gpt2chat.feedback")
+    assert feedback.start_hub_sync(store, env={feedback.REPO_ENV: "me/fb"}, token="t", scheduler_class=offline) is None
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "Failed to resolve 'huggingface.co'" in line and "more detail" not in line and "stays local" in line
+
+
+class FakeHubApi:
+    """What CommitScheduler calls on HfApi, recording each commit's files instead of uploading them."""
+
+    def __init__(self):
+        self.commits = []
+
+    def create_repo(self, repo_id, private, repo_type, exist_ok):
+        assert private is True and repo_type == "dataset" and exist_ok
+        return types.SimpleNamespace(repo_id=repo_id)
+
+    def run_as_future(self, function):
+        future = concurrent.futures.Future()
+        future.set_result(function())
+        return future
+
+    def create_commit(self, repo_id, repo_type, operations, commit_message, revision):
+        self.commits.append({op.path_in_repo: op.path_or_fileobj.read() for op in operations})
+        return "commit"
+
+    def super_squash_history(self, repo_id, repo_type, branch):
+        pass
+
+
+def test_scheduler_uploads_a_consistent_snapshot(tmp_path, masker):
+    store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
+    api = FakeHubApi()
+    scheduler = feedback.snapshot_scheduler_class()(
+        snapshot=store.snapshot, repo_id="me/fb", repo_type="dataset", private=True, token="t",
+        folder_path=tmp_path / "hub", allow_patterns=[feedback.SNAPSHOT_NAME], every=60, hf_api=api)
+    try:
+        store.record(rating(question=PII_QUESTION))
+        store.record(rating())
+        scheduler.trigger().result()
+    finally:
+        scheduler.stop()
+    uploaded = api.commits[-1][feedback.SNAPSHOT_NAME]
+    copy = tmp_path / "uploaded.sqlite3"
+    copy.write_bytes(uploaded)
+    assert FeedbackStore(copy, create=False).rows()[-1]["question"] == "What is glaucoma?"
+    assert len(FeedbackStore(copy, create=False).rows()) == 2
+    assert b"536-22-8741" not in uploaded
