@@ -13,6 +13,7 @@ import collections
 import dataclasses
 import logging
 import re
+import stat
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -21,6 +22,11 @@ from typing import Iterable, Iterator
 from gpt2chat import settings
 
 log = logging.getLogger(__name__)
+
+# MedQuAD's largest file is 59,956 bytes (7_SeniorHealth_QA/0000008.xml). Parsing needs 3.6x a file's size in
+# memory for MedQuAD-like XML and 12x for many tiny elements (measured on 52-60 MB files), so a stray file over
+# 8 MiB, 140x the largest real one, is skipped unread instead of costing gigabytes.
+MAX_FILE_BYTES = 8 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,10 +105,40 @@ def _descendants(element: ET.Element, name: str) -> Iterator[ET.Element]:
             yield node
 
 
+def unreadable_reason(path: Path) -> str | None:
+    """Why ``path`` cannot be a MedQuAD document (a directory or device named .xml, a broken symlink or a symlink
+    loop, a file over MAX_FILE_BYTES), or None."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_size > MAX_FILE_BYTES:
+        return f"{info.st_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit for one file"
+    return None
+
+
+def read_document(path: Path) -> bytes:
+    """The bytes of one XML file, never more than MAX_FILE_BYTES of them. Raises ValueError saying why not."""
+    problem = unreadable_reason(path)
+    if problem is None:
+        try:
+            with path.open("rb") as handle:
+                content = handle.read(MAX_FILE_BYTES + 1)  # bounded even if the file grew since the check
+        except OSError as error:
+            problem = error.strerror or type(error).__name__
+        else:
+            if len(content) <= MAX_FILE_BYTES:
+                return content
+            problem = f"over the {MAX_FILE_BYTES:,}-byte limit for one file"
+    raise ValueError(f"{path}: {problem}")
+
+
 def parse_document(path: Path, subset: str) -> list[tuple[QAPair, bool]]:
     """All pairs of one XML file as (record, has_answer). Raises ValueError for unreadable files."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_document(path).decode("utf-8")
         root = ET.fromstring(text)
     except (UnicodeDecodeError, ET.ParseError) as error:
         raise ValueError(f"{path}: {error}") from error
@@ -134,6 +170,14 @@ def parse_document(path: Path, subset: str) -> list[tuple[QAPair, bool]]:
 
 
 def xml_files(root: Path) -> list[tuple[str, Path]]:
+    """The readable ``<subset>/<name>.xml`` files under ``root``; ``load_records`` reports the others."""
+    files = [(subset, path) for subset, path in _listed_xml(root) if unreadable_reason(path) is None]
+    if not files:
+        raise MedQuADNotFound(f"No readable MedQuAD XML file under {root}.")
+    return files
+
+
+def _listed_xml(root: Path) -> list[tuple[str, Path]]:
     if not root.is_dir():
         raise MedQuADNotFound(
             f"MedQuAD not found at {root}. Clone https://github.com/abachaa/MedQuAD and pass --data PATH "
@@ -154,7 +198,7 @@ def load_records(
     ``limit_files`` reads only the first N files of each subset (tests and quick looks).
     """
     root = settings.medquad_dir(root)
-    files = xml_files(root)
+    files = _listed_xml(root)  # unreadable entries too, so that the report names them
     if subsets is not None:
         wanted = set(subsets)
         files = [(s, p) for s, p in files if s in wanted]
@@ -212,7 +256,7 @@ class FocusAnnotation:
 def parse_annotation(path: Path, subset: str) -> FocusAnnotation:
     """The focus, synonyms, CUIs and typed questions of one XML file. Raises ValueError for unreadable files."""
     try:
-        root = ET.fromstring(path.read_bytes().decode("utf-8"))
+        root = ET.fromstring(read_document(path).decode("utf-8"))
     except (UnicodeDecodeError, ET.ParseError) as error:
         raise ValueError(f"{path}: {error}") from error
     focus_node = _child(root, "Focus", "doctitle-focus")

@@ -54,6 +54,40 @@ def test_corrupt_and_non_utf8_files_are_skipped_with_a_warning(tmp_path, caplog,
     assert "broken.xml" in caplog.text and "latin1.xml" in caplog.text
 
 
+def test_links_folders_pipes_and_huge_files_named_xml_are_skipped_unread(tmp_path, caplog, medquad_dir):
+    import os
+
+    from gpt2chat import data
+    from gpt2chat.retrieval import cache_key
+
+    subset = tmp_path / "2_GARD_QA"
+    subset.mkdir()
+    good = sorted((medquad_dir / "2_GARD_QA").glob("*.xml"))[0]
+    (subset / good.name).write_bytes(good.read_bytes())
+    (subset / "loop.xml").symlink_to(subset / "loop.xml")
+    (subset / "broken.xml").symlink_to(tmp_path / "nowhere.xml")
+    (subset / "folder.xml").mkdir()
+    os.mkfifo(subset / "pipe.xml")  # opening it would block forever
+    with open(subset / "huge.xml", "wb") as huge:  # sparse: no disk used, but reading it would fill memory
+        huge.truncate(data.MAX_FILE_BYTES + 1)
+    (tmp_path / "loop_subset").symlink_to(tmp_path / "loop_subset")
+    records, report = load_records(tmp_path)
+    assert records and report.files_read == 1
+    skipped = sorted(p.rsplit("/", 1)[1] for p in report.files_skipped)
+    assert skipped == ["broken.xml", "folder.xml", "huge.xml", "loop.xml", "pipe.xml"]
+    assert "huge.xml" in caplog.text and "limit" in caplog.text and "loop.xml" in caplog.text
+    # Train and deploy list the files and hash them for the retrieval cache: only the readable one is listed.
+    assert [path.name for _, path in data.xml_files(tmp_path)] == [good.name]
+    assert cache_key(tmp_path)
+
+
+def test_largest_medquad_file_is_well_under_the_size_limit(medquad_dir):
+    from gpt2chat import data
+
+    largest = max(path.stat().st_size for _, path in data.xml_files(medquad_dir))
+    assert 50_000 < largest < data.MAX_FILE_BYTES / 100  # the margin the limit's comment claims
+
+
 def test_missing_directory_is_a_clear_error(tmp_path):
     with pytest.raises(MedQuADNotFound, match="MedQuAD not found"):
         load_records(tmp_path / "nowhere")
