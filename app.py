@@ -84,7 +84,7 @@ def prepare_model(source: str) -> str:
         from gpt2chat.train import TrainConfig, train
 
         print(TRAINING_NOTICE, flush=True)
-        train(TrainConfig(output=str(default)))
+        train(TrainConfig.from_recipe("quickstart", output=str(default)))
     return source
 
 

@@ -1,7 +1,11 @@
 """Fine-tune a Keras-Hub GPT-2 preset, or train a GPT-2 from scratch, on MedQuAD question-answer pairs.
 
-    python -m gpt2chat.train --from-scratch --size small --steps 400 --output models/default
-    python -m gpt2chat.train --preset gpt2_base_en --lora-rank 8 --output models/gpt2-medquad   (needs network)
+    python -m gpt2chat.train                                   # the quick-start recipe into models/default
+    python -m gpt2chat.train --recipe tiny --output /tmp/tiny   # seconds: tests and notebooks
+    python -m gpt2chat.train --recipe finetune-base --lora-rank 8 --output models/gpt2-medquad   (needs network)
+
+Recipes are data: ``gpt2chat/recipes/<name>.json`` names the settings it changes from the quick-start recipe, and
+any flag overrides the recipe.
 
 The output directory is a Keras-Hub preset (``GPT2CausalLM.from_preset(output)`` loads the chatbot model) with
 ``training_config.json``, ``metrics.json`` and ``split.json`` beside it. A run that is killed resumes from its last
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -28,26 +33,63 @@ from gpt2chat.tokens import model_inputs
 log = logging.getLogger(__name__)
 
 
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+DEFAULT_RECIPE = "quickstart"
+
+
+def recipe_names() -> list[str]:
+    return sorted(path.stem for path in RECIPES_DIR.glob("*.json"))
+
+
+def read_recipe(name: str) -> dict:
+    """A recipe's settings (``recipes/<name>.json``); what it does not name keeps the quick-start value."""
+    path = RECIPES_DIR / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(recipe_names())}")
+    values = json.loads(path.read_text(encoding="utf-8"))
+    values.pop("description", None)
+    return values
+
+
+_QUICKSTART = read_recipe(DEFAULT_RECIPE)
+
+
+def _setting(name: str, help: str):
+    """A training setting whose default is the quick-start recipe's value: the numbers live in the recipe file."""
+    return dataclasses.field(default=_QUICKSTART[name], metadata={"help": help})
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    output: str = str(settings.DEFAULT_MODEL_DIR)
-    data: str | None = None  # MedQuAD directory; None = settings.medquad_dir()
-    preset: str | None = None  # Keras-Hub preset name or local preset directory; None = from scratch
-    size: str = "small"  # layout when training from scratch
-    sequence_length: int = 256
-    batch_size: int = 8
-    steps: int = 400
-    eval_interval: int = 100  # steps between validation, checkpoint and log line
-    eval_rows: int = 256  # validation rows (of sequence_length tokens) per evaluation
-    learning_rate: float = 1e-3
-    warmup_steps: int = 40
-    weight_decay: float = 0.1
-    dropout: float = 0.0
-    lora_rank: int = 0  # > 0 trains low-rank adapters only (pretrained presets)
-    precision: str = "float32"  # or mixed_bfloat16 (GPU/TPU), mixed_float16
-    grounded_fraction: float = 0.3  # share of examples that carry a reference passage
-    max_records: int | None = None  # train on the first N training pairs only (quick looks, tests)
-    seed: int = 1337
+    output: str = dataclasses.field(default=str(settings.DEFAULT_MODEL_DIR),
+                                    metadata={"help": f"run and preset directory (default: {settings.DEFAULT_MODEL_DIR})"})
+    data: str | None = dataclasses.field(
+        default=None, metadata={"help": f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)"})
+    recipe: str = dataclasses.field(default=DEFAULT_RECIPE, metadata={"help": "the recipe these settings came from"})
+    preset: str | None = _setting("preset", "Keras-Hub preset name (e.g. gpt2_base_en) or local preset directory; "
+                                            "none trains from scratch")
+    size: str = _setting("size", f"layout when training from scratch: {', '.join(SIZES)}")
+    sequence_length: int = _setting("sequence_length", "tokens per training row")
+    batch_size: int = _setting("batch_size", "rows per step")
+    steps: int = _setting("steps", "optimizer steps in the whole run")
+    eval_interval: int = _setting("eval_interval", "steps between validation, checkpoint and log line")
+    eval_rows: int = _setting("eval_rows", "validation rows (of sequence_length tokens) per evaluation")
+    learning_rate: float = _setting("learning_rate", "peak learning rate (linear warm-up, then cosine decay to 10%)")
+    warmup_steps: int = _setting("warmup_steps", "steps of linear warm-up")
+    weight_decay: float = _setting("weight_decay", "AdamW weight decay on weight matrices")
+    dropout: float = _setting("dropout", "dropout rate (from scratch only)")
+    lora_rank: int = _setting("lora_rank", "train rank-R LoRA adapters instead of all weights (pretrained presets)")
+    precision: str = _setting("precision", "float32, mixed_bfloat16 or mixed_float16")
+    grounded_fraction: float = _setting("grounded_fraction", "share of training examples that carry a reference "
+                                                             "passage")
+    max_records: int | None = _setting("max_records", "train on the first N training pairs only")
+    seed: int = dataclasses.field(default=1337, metadata={"help": "seed for initialisation, data order and "
+                                                                  "grounding choice"})
+
+    @classmethod
+    def from_recipe(cls, name: str = DEFAULT_RECIPE, **overrides) -> "TrainConfig":
+        """The named recipe's settings, then ``overrides`` (output, data, seed or any setting)."""
+        return cls(**{"recipe": name, **read_recipe(name), **overrides})
 
     def validate(self) -> None:
         if self.preset is None and self.size not in SIZES:
@@ -271,46 +313,34 @@ def train(config: TrainConfig) -> dict:
     return summary
 
 
-FLAG_HELP = {
-    "sequence_length": "tokens per training row",
-    "batch_size": "rows per step",
-    "steps": "optimizer steps in the whole run",
-    "eval_interval": "steps between validation, checkpoint and log line",
-    "eval_rows": "validation rows per evaluation",
-    "learning_rate": "peak learning rate (linear warm-up, then cosine decay to 10%%)",
-    "warmup_steps": "steps of linear warm-up",
-    "weight_decay": "AdamW weight decay on weight matrices",
-    "dropout": "dropout rate (--from-scratch only)",
-    "lora_rank": "train rank-R LoRA adapters instead of all weights (pretrained presets)",
-    "precision": "float32, mixed_bfloat16 (GPU/TPU) or mixed_float16",
-    "grounded_fraction": "share of training examples that carry a reference passage",
-    "max_records": "train on the first N training pairs only",
-    "seed": "seed for initialisation, data order and grounding choice",
-}
+_ARGUMENT_TYPES = {"max_records": int}  # settings whose default (None) does not tell their type; others: str
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
-    defaults = TrainConfig()
+    """The recipe (``--recipe``, default quickstart), then any setting given as a flag."""
     parser = argparse.ArgumentParser(
         prog="python -m gpt2chat.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--output", default=defaults.output, help="run and preset directory (default: %(default)s)")
-    parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--preset", help="Keras-Hub preset name (e.g. gpt2_base_en) or local preset directory")
-    source.add_argument("--from-scratch", action="store_true", help="random initialisation (the default)")
-    parser.add_argument("--size", default=defaults.size, choices=sorted(SIZES), help="layout for --from-scratch")
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE, choices=recipe_names(),
+                        help="named settings in gpt2chat/recipes/ (default: %(default)s); flags below override them")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="random initialisation even if the recipe names a preset")
     for field in dataclasses.fields(TrainConfig):
-        if field.name in ("output", "data", "preset", "size"):
+        if field.name == "recipe":
             continue
-        kind = int if field.name == "max_records" else type(field.default)
+        default = f" (quickstart: {_QUICKSTART[field.name]})" if field.name in _QUICKSTART else ""
         parser.add_argument(
-            f"--{field.name.replace('_', '-')}", type=kind, default=field.default,
-            help=f"{FLAG_HELP[field.name]} (default: {field.default})",
+            f"--{field.name.replace('_', '-')}", type=_ARGUMENT_TYPES.get(field.name, str if field.default is None else type(field.default)),
+            default=argparse.SUPPRESS, choices=sorted(SIZES) if field.name == "size" else None,
+            help=field.metadata["help"].replace("%", "%%") + default,
         )
-    args = parser.parse_args(argv)
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**values)
+    args = vars(parser.parse_args(argv))
+    recipe, from_scratch = args.pop("recipe"), args.pop("from_scratch")
+    if from_scratch:
+        if args.get("preset"):
+            parser.error("--from-scratch and --preset exclude each other")
+        args["preset"] = None
+    return TrainConfig.from_recipe(recipe, **args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,11 +10,6 @@ import pytest
 
 from gpt2chat import settings
 
-TINY_TRAINING = dict(
-    size="tiny", sequence_length=64, batch_size=4, steps=20, eval_interval=10, warmup_steps=5,
-    eval_rows=16, max_records=300, learning_rate=3e-3,
-)
-
 
 @pytest.fixture(scope="session")
 def medquad_dir():
@@ -38,7 +33,7 @@ def tiny_run(tmp_path_factory, medquad_dir):
     from gpt2chat.train import TrainConfig, train
 
     output = tmp_path_factory.mktemp("tiny_run")
-    summary = train(TrainConfig(output=str(output), data=str(medquad_dir), **TINY_TRAINING))
+    summary = train(TrainConfig.from_recipe("tiny", output=str(output), data=str(medquad_dir)))
     return output, summary
 
 

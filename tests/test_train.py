@@ -9,7 +9,6 @@ import pytest
 
 from gpt2chat.model import load_preset
 from gpt2chat.train import TrainConfig, main, train
-from tests.conftest import TINY_TRAINING
 
 
 def test_twenty_steps_lower_the_loss(tiny_run):
@@ -33,7 +32,7 @@ def test_run_directory_is_a_loadable_preset_with_its_records(tiny_run):
 def test_other_settings_in_the_same_directory_are_refused(tiny_run):
     output, _ = tiny_run
     with pytest.raises(ValueError, match="other settings"):
-        train(TrainConfig(output=str(output), **{**TINY_TRAINING, "learning_rate": 1e-4}))
+        train(TrainConfig.from_recipe("tiny", output=str(output), learning_rate=1e-4))
 
 
 def test_bad_arguments_give_one_line_errors(tmp_path, capsys):
@@ -47,19 +46,17 @@ def test_lora_fine_tuning_of_a_local_preset(tmp_path, medquad_dir):
     from gpt2chat.model import build_causal_lm
 
     build_causal_lm("tiny", 64).save_to_preset(str(tmp_path / "base"))
-    config = {**TINY_TRAINING, "steps": 10, "warmup_steps": 2, "max_records": 50}
-    config.pop("size")
-    summary = train(TrainConfig(output=str(tmp_path / "lora"), preset=str(tmp_path / "base"), lora_rank=4,
-                                data=str(medquad_dir), **config))
+    summary = train(TrainConfig.from_recipe("tiny", output=str(tmp_path / "lora"), preset=str(tmp_path / "base"),
+                                            lora_rank=4, data=str(medquad_dir), steps=10, warmup_steps=2,
+                                            max_records=50))
     assert summary["history"][-1]["step"] == 10
     assert load_preset(tmp_path / "lora").backbone.num_layers == 2
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, medquad_dir):
     output = tmp_path / "run"
-    args = [sys.executable, "-m", "gpt2chat.train", "--output", str(output), "--data", str(medquad_dir),
-            "--size", "tiny", "--sequence-length", "64", "--batch-size", "4", "--steps", "60",
-            "--eval-interval", "10", "--warmup-steps", "5", "--eval-rows", "8", "--max-records", "100"]
+    args = [sys.executable, "-m", "gpt2chat.train", "--recipe", "tiny", "--output", str(output),
+            "--data", str(medquad_dir), "--steps", "60", "--eval-rows", "8", "--max-records", "100"]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     state = output / "checkpoints" / "state.json"
     deadline = time.time() + 300
@@ -74,3 +71,15 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, medquad_dir):
     assert f"resuming from step {saved_step}" in resumed.stdout
     history = json.loads((output / "metrics.json").read_text())["history"]
     assert [entry["step"] for entry in history] == list(range(10, 70, 10))
+
+
+def test_recipes_are_data_and_flags_override_them():
+    from gpt2chat.train import parse_args, read_recipe, recipe_names
+
+    assert {"tiny", "quickstart", "finetune-base"} <= set(recipe_names())
+    assert TrainConfig() == TrainConfig.from_recipe("quickstart")
+    tiny = parse_args(["--recipe", "tiny", "--steps", "30"])
+    assert tiny.recipe == "tiny" and tiny.size == read_recipe("tiny")["size"] and tiny.steps == 30
+    assert parse_args(["--recipe", "finetune-base", "--from-scratch"]).preset is None
+    with pytest.raises(ValueError, match="unknown recipe"):
+        TrainConfig.from_recipe("no-such-recipe")
