@@ -40,7 +40,9 @@ DB_ENV = "GPT2CHAT_FEEDBACK_DB"
 ENABLED_ENV = "GPT2CHAT_FEEDBACK"  # "0", "off", "false" or "no" turns collection off
 REPO_ENV = "GPT2CHAT_FEEDBACK_REPO"
 DEFAULT_DB = settings.REPO_ROOT / "data" / "feedback" / "feedback.sqlite3"
-SHOWN = ("model", "extractive", "none")  # what the user saw: model text, the extractive fallback, or no answer
+# What the user saw: the model's text, the extractive summary of the NIH passage, or no answer. The values of
+# gpt2chat.engine's ChatReply.answer_kind (not imported: the commands here must not start TensorFlow).
+SHOWN = ("model", "extract", "none")
 REASONS = ("wrong", "off-topic", "unclear", "unsafe")  # offered in the UI; any other short text is accepted too
 NOTICE = ("👍/👎 under an answer saves a rating with your question **with personal details removed**, the answer "
           "and its sources, to improve the chatbot.")
@@ -60,7 +62,7 @@ CREATE TABLE IF NOT EXISTS ratings (
     answer TEXT NOT NULL,              -- as shown (Markdown), masked
     urls TEXT NOT NULL,                -- JSON list of cited URLs
     sources TEXT NOT NULL,             -- JSON list of NIH source names, first = the grounding passage
-    shown TEXT NOT NULL,               -- model | extractive | none
+    shown TEXT NOT NULL,               -- model | extract | none
     model_id TEXT NOT NULL,
     settings TEXT NOT NULL             -- JSON object: temperature, max_new_tokens, grounded...
 );

@@ -108,7 +108,7 @@ class FollowupFinder:
     @classmethod
     def from_index(cls, index) -> FollowupFinder:
         """From a ``gpt2chat.retrieval.RetrievalIndex``: its passages are the questions MedQuAD answers."""
-        return cls(index._passages)  # the index keeps its passage fields as dicts; only read here
+        return cls(index._passages if index is not None else ())  # the index keeps them as dicts; only read here
 
     def __len__(self) -> int:
         return len(self._by_focus)
@@ -116,17 +116,24 @@ class FollowupFinder:
     def suggest(self, passage, asked: str = "", k: int = 3, exclude: Sequence[str] = ()) -> list[str]:
         """Up to ``k`` questions on ``passage``'s focus, one per question type, none of the type just answered
         (the passage's, and the one ``asked`` was phrased as) and never the answered or ``exclude``d questions."""
-        if k <= 0 or not getattr(passage, "focus", ""):
+        return self.suggest_for_focus(passage.focus, asked, k, exclude, answered=passage)
+
+    def suggest_for_focus(self, focus: str, asked: str = "", k: int = 3, exclude: Sequence[str] = (),
+                          answered=None) -> list[str]:
+        """``suggest`` when only the focus is known (a reply's first source): the type ``asked`` is skipped."""
+        if k <= 0 or not focus:
             return []
-        answered_types = {question_type(passage.question, passage.focus)}
-        if asked:
-            answered_types.add(question_type(asked, passage.focus))
+        answered_types = {question_type(asked, focus)} if asked else set()
+        seen = {_fold(asked), *map(_fold, exclude)}
+        if answered is not None:
+            answered_types.add(question_type(answered.question, focus))
+            seen.add(_fold(answered.question))
         answered_types.discard(OTHER)
-        seen = {_fold(passage.question), _fold(asked), *map(_fold, exclude)}
         suggestions, types = [], set()
-        for candidate in self._by_focus.get(focus_key(passage.focus), ()):
-            if (candidate.pair_id == passage.pair_id or candidate.question_type in answered_types
-                    or candidate.question_type in types or candidate.folded in seen):
+        for candidate in self._by_focus.get(focus_key(focus), ()):
+            if ((answered is not None and candidate.pair_id == answered.pair_id)
+                    or candidate.question_type in answered_types or candidate.question_type in types
+                    or candidate.folded in seen):
                 continue
             suggestions.append(candidate.question)
             types.add(candidate.question_type)

@@ -114,6 +114,12 @@ def test_rating_rejects_what_it_cannot_store():
         FeedbackStore("unused.sqlite3", create=False).record(rating())
 
 
+def test_shown_values_are_the_engines_answer_kinds():
+    from gpt2chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, NO_ANSWER
+
+    assert set(feedback.SHOWN) == {MODEL_ANSWER, EXTRACT_ANSWER, NO_ANSWER}
+
+
 def test_collection_is_on_unless_turned_off():
     assert feedback.collection_enabled({})
     assert not feedback.collection_enabled({feedback.ENABLED_ENV: "off"})
@@ -127,7 +133,7 @@ def _filled_store(tmp_path, masker) -> FeedbackStore:
     store.record(rating(liked=False, session_id="alice", question=PII_QUESTION))
     store.record(rating(liked=True, session_id="bob", question="What causes gout?", sources=["GARD"], reason=""))
     store.record(rating(liked=False, session_id="bob", question="What causes gout?", sources=["GARD"],
-                        reason="off-topic", shown="extractive"))
+                        reason="off-topic", shown="extract"))
     store.record(rating(liked=False, session_id="carol", question="Is gout inherited?", model_id="other"))
     store.record(rating(liked=True, session_id="carol", question="Is gout inherited?", shown="none", reason=""))
     return store
@@ -141,7 +147,7 @@ def test_report_export_and_delete_commands(tmp_path, masker, capsys):
     report = (tmp_path / "out" / "feedback.md").read_text()
     assert "**6 ratings** from 3 sessions between 2026-11-20 and 2026-11-22: **50.0% thumbs up**" in report
     assert "| treatment | 1 | 0.0% |" in report and "| causes | 2 | 50.0% |" in report
-    assert "| GARD | 2 | 50.0% |" in report and "| extractive | 1 | 0.0% |" in report
+    assert "| GARD | 2 | 50.0% |" in report and "| extract | 1 | 0.0% |" in report
     assert "<US_SSN>" in report and "536-22-8741" not in report
     assert "off-topic (1)" in report
     for name in ("over_time", "approval_question_types", "approval_sources", "approval_models", "approval_shown"):

@@ -98,3 +98,10 @@ def test_suggesting_is_fast(sample_records, finder):
         timings.append(time.perf_counter() - started)
     timings.sort()
     assert timings[len(timings) // 2] < 0.005  # the median; the full-index figure is in the report
+
+
+def test_focus_only_suggestions_skip_the_asked_type(sample_records, finder):
+    record = next(r for r in sample_records if r.question_type == "treatment")
+    suggestions = finder.suggest_for_focus(record.focus.upper(), asked=f"How is {record.focus} treated?")
+    assert suggestions and not any(question_type(s, record.focus) == "treatment" for s in suggestions)
+    assert FollowupFinder.from_index(None).suggest_for_focus(record.focus) == []
