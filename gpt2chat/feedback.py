@@ -123,7 +123,12 @@ class FeedbackStore:
         self._clock = clock
         self._reported: set[str] = set()
         self._report_lock = threading.Lock()
-        self.available = self._open(create)
+        # A missing database is created by the first rating, not by opening: an app nobody rates (tests, demos)
+        # leaves no file behind. An existing one is checked now, so a corrupt file is reported at start-up.
+        self._exists = self.path.is_file()
+        self._create_lock = threading.Lock()
+        self.hub_sync = None  # the CommitScheduler pushing snapshots, when start_hub_sync set one up
+        self.available = self._open(create) if self._exists or not create else True
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
@@ -163,6 +168,12 @@ class FeedbackStore:
         """Mask and store one rating; False (and one log line per kind of failure) when it could not be saved."""
         if self._masker is None:
             raise RuntimeError("this FeedbackStore has no masker: it cannot record ratings")
+        if not self._exists:
+            with self._create_lock:
+                if not self._exists:
+                    self._exists = self._open(create=True)  # a failure (one log line) is retried next time
+                    if not self._exists:
+                        return False
         if not self.available:
             return False
         question, question_types = self._mask(rating.question, LIMITS["question"])
@@ -195,7 +206,7 @@ class FeedbackStore:
 
     def rows(self) -> list[dict]:
         """Every rating, oldest first, JSON columns decoded."""
-        if not self.available:
+        if not self.available or not self._exists:
             return []
         with _closing(self._connect()) as connection:
             rows = [dict(row) for row in connection.execute("SELECT * FROM ratings ORDER BY created_at, id")]
@@ -223,8 +234,11 @@ class FeedbackStore:
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return deleted
 
-    def snapshot(self, destination: str | os.PathLike) -> Path:
-        """A consistent copy of the live database (SQLite's online backup), written atomically."""
+    def snapshot(self, destination: str | os.PathLike) -> Path | None:
+        """A consistent copy of the live database (SQLite's online backup), written atomically; None while
+        there is no database yet."""
+        if not self.path.is_file():
+            return None
         destination = Path(destination)
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = destination.with_name(destination.name + ".tmp")
@@ -296,6 +310,16 @@ def start_hub_sync(store: FeedbackStore, env: Mapping[str, str] = os.environ, to
         log.warning("cannot sync feedback to the Hub dataset %s (%s): it stays local at %s",
                     repo_id, str(error).splitlines()[0] if str(error) else type(error).__name__, store.path)
         return None
+
+
+def open_app_store(masker, env: Mapping[str, str] = os.environ) -> FeedbackStore | None:
+    """The app's store (None when $GPT2CHAT_FEEDBACK turns collection off), synced to the Hub when configured."""
+    if not collection_enabled(env):
+        log.info("feedback collection is off (%s=%s)", ENABLED_ENV, env.get(ENABLED_ENV))
+        return None
+    store = FeedbackStore(default_db_path(env), masker)
+    store.hub_sync = start_hub_sync(store, env)
+    return store
 
 
 # --- report and export -------------------------------------------------------------------------------------------

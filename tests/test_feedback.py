@@ -58,6 +58,13 @@ def test_stored_rows_never_hold_raw_personal_details(tmp_path, masker, caplog):
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_the_database_is_created_by_the_first_rating(tmp_path, masker):
+    store = FeedbackStore(tmp_path / "sub" / "feedback.sqlite3", masker)
+    assert store.available and not store.path.exists() and store.rows() == []
+    assert store.snapshot(tmp_path / "copy.sqlite3") is None
+    assert store.record(rating()) and len(store.rows()) == 1
+
+
 def test_twenty_threads_write_at_once(tmp_path, masker):
     store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
     # Warm the masker in this thread: the test is about the database, not spaCy's first load.
@@ -91,6 +98,7 @@ def test_corrupt_database_logs_one_line_and_never_raises(tmp_path, masker, caplo
 def test_locked_database_costs_the_rating_not_the_chat(tmp_path, masker, caplog):
     path = tmp_path / "feedback.sqlite3"
     store = FeedbackStore(path, masker, timeout=0.2)
+    assert store.record(rating())
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
     caplog.set_level(logging.WARNING, logger="gpt2chat.feedback")
@@ -102,7 +110,7 @@ def test_locked_database_costs_the_rating_not_the_chat(tmp_path, masker, caplog)
         blocker.close()
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "database is locked" in lines[0] and "the chat goes on" in lines[0]
-    assert store.record(rating()) is True and len(store.rows()) == 1
+    assert store.record(rating()) is True and len(store.rows()) == 2
 
 
 def test_rating_rejects_what_it_cannot_store():
@@ -184,6 +192,13 @@ def test_hub_sync_without_a_token_stays_local_and_says_so(tmp_path, masker, capl
     first, second = [r.getMessage() for r in caplog.records]
     assert "no Hugging Face token" in first and "stays local" in first and str(store.path) in first
     assert "stored locally" in second
+
+
+def test_the_app_store_follows_the_environment(tmp_path, masker):
+    env = {feedback.DB_ENV: str(tmp_path / "app.sqlite3")}
+    store = feedback.open_app_store(masker, env)
+    assert store.path == tmp_path / "app.sqlite3" and store.hub_sync is None
+    assert feedback.open_app_store(masker, {**env, feedback.ENABLED_ENV: "0"}) is None
 
 
 def test_hub_sync_builds_a_private_dataset_scheduler(tmp_path, masker):
