@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -83,3 +84,37 @@ def test_recipes_are_data_and_flags_override_them():
     assert parse_args(["--recipe", "finetune-base", "--from-scratch"]).preset is None
     with pytest.raises(ValueError, match="unknown recipe"):
         TrainConfig.from_recipe("no-such-recipe")
+
+
+def test_loss_and_metric_count_answer_tokens_only():
+    """The compiled loss and the logged answer_loss are sum(weight × cross-entropy) / sum(weight): a target
+    with weight 0 (prompt, reference, question) changes neither."""
+    import numpy as np
+
+    from gpt2chat.tokens import pack_examples
+    from gpt2chat.train import build_training_model
+
+    config = TrainConfig.from_recipe("tiny")
+    _, model = build_training_model(config)
+    rng = np.random.default_rng(0)
+    tokenized = [(rng.integers(0, 50000, size=30).astype(np.int32), rng.integers(0, 50000, size=8).astype(np.int32))
+                 for _ in range(12)]
+    x, y, weights = pack_examples(tokenized, config.sequence_length).batch
+    logits = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+    log_probs = logits - logits.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    cross_entropy = -np.take_along_axis(log_probs, y[..., None], -1)[..., 0]
+    expected = (cross_entropy * weights).sum() / weights.sum()
+    assert 0 < weights.sum() < weights.size
+    result = model.evaluate(x, y, sample_weight=weights, batch_size=len(y), return_dict=True, verbose=0)
+    assert result["answer_loss"] == pytest.approx(expected, rel=1e-4)
+    assert result["loss"] == pytest.approx(expected, rel=1e-4)
+    other_targets = np.where(weights > 0, y, (y + 1) % 50000)
+    again = model.evaluate(x, other_targets, sample_weight=weights, batch_size=len(y), return_dict=True, verbose=0)
+    assert again["answer_loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_run_reports_its_answer_tokens(tiny_run):
+    output, summary = tiny_run
+    assert 0 < summary["training_answer_tokens_available"] < summary["training_tokens_available"]
+    assert all(entry["val_perplexity"] == pytest.approx(math.exp(entry["val_loss"])) for entry in summary["history"])
