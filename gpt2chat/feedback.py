@@ -18,13 +18,11 @@ pushed to that private dataset repo every few minutes (a Space loses its disk on
 from __future__ import annotations
 
 import argparse
-import collections
 import dataclasses
 import datetime as dt
 import json
 import logging
 import os
-import re
 import sqlite3
 import sys
 import threading
@@ -101,14 +99,6 @@ class Rating:
             raise ValueError(f"shown must be one of {', '.join(SHOWN)}, not {self.shown!r}")
         if not str(self.session_id).strip():
             raise ValueError("a rating needs a session id (erasure requests are made by session)")
-
-
-_LINK = re.compile(r"\]\((https?://[^)\s]+)\)")
-
-
-def cited_urls(markdown: str) -> list[str]:
-    """The link targets of a rendered reply, in order, once each."""
-    return list(dict.fromkeys(_LINK.findall(markdown or "")))
 
 
 class FeedbackStore:
@@ -322,154 +312,6 @@ def open_app_store(masker, env: Mapping[str, str] = os.environ) -> FeedbackStore
     return store
 
 
-# --- report and export -------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class ReportConfig:
-    worst: int = 10  # worst-rated answers listed
-    min_ratings: int = 1  # groups with fewer ratings are left out of the approval tables
-    dpi: int = 100
-
-
-def approval(rows: Sequence[dict], key: Callable[[dict], str]) -> list[tuple[str, int, int]]:
-    """(group, ratings, thumbs up) per group, most rated first."""
-    totals, liked = collections.Counter(), collections.Counter()
-    for row in rows:
-        totals[key(row)] += 1
-        liked[key(row)] += row["liked"]
-    return [(group, count, liked[group]) for group, count in totals.most_common()]
-
-
-def worst_answers(rows: Sequence[dict], limit: int) -> list[dict]:
-    """Answers by thumbs down (then approval), each with its masked question and the reasons given."""
-    groups: dict[tuple[str, str], dict] = {}
-    for row in rows:
-        group = groups.setdefault((row["question"], row["answer"]), {
-            "question": row["question"], "answer": row["answer"], "shown": row["shown"], "model_id": row["model_id"],
-            "down": 0, "up": 0, "reasons": collections.Counter()})
-        group["up" if row["liked"] else "down"] += 1
-        if not row["liked"] and row["reason"]:
-            group["reasons"][row["reason"]] += 1
-    ranked = sorted((g for g in groups.values() if g["down"]), key=lambda g: (-g["down"], g["up"]))
-    return ranked[:limit]
-
-
-def _source(row: dict) -> str:
-    return row["sources"][0] if row["sources"] else "(no source)"
-
-
-DIMENSIONS = (("question type", "question_types", lambda row: row["question_type"]),
-              ("NIH source", "sources", _source),
-              ("model", "models", lambda row: row["model_id"] or "(unknown)"),
-              ("answer shown", "shown", lambda row: row["shown"]))
-
-
-def _cell(text: str, limit: int = 160) -> str:
-    text = " ".join(str(text).split())
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return text.replace("|", "\\|")
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers and in tests
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_over_time(rows: Sequence[dict], path: Path, config: ReportConfig) -> Path:
-    plt = _pyplot()
-    days = sorted({row["created_at"][:10] for row in rows})
-    up = collections.Counter(row["created_at"][:10] for row in rows if row["liked"])
-    down = collections.Counter(row["created_at"][:10] for row in rows if not row["liked"])
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.bar(days, [up[d] for d in days], color="#249e96", label="up")
-    ax.bar(days, [down[d] for d in days], bottom=[up[d] for d in days], color="#c8553a", label="down")
-    ax.set_ylabel("ratings per day")
-    ax.set_title("Ratings over time")
-    ax.legend(frameon=False)
-    ax.tick_params(axis="x", rotation=45)
-    fig.savefig(path, dpi=config.dpi, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
-    return path
-
-
-def plot_approval(groups: list[tuple[str, int, int]], title: str, path: Path, config: ReportConfig) -> Path:
-    plt = _pyplot()
-    groups = groups[:15]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(groups) + 1.2))
-    labels = [group for group, _, _ in groups][::-1]
-    rates = [100 * up / count for _, count, up in groups][::-1]
-    ax.barh(labels, rates, color="#249e96")
-    for y, (rate, (_, count, _)) in enumerate(zip(rates, groups[::-1])):
-        ax.text(min(rate + 1, 88), y, f"{rate:.0f}% of {count}", va="center", fontsize=8)
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("thumbs up, % of ratings")
-    ax.set_title(f"Approval by {title}")
-    fig.savefig(path, dpi=config.dpi, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
-    return path
-
-
-def write_report(rows: Sequence[dict], out: str | os.PathLike, config: ReportConfig = ReportConfig()) -> Path:
-    """``feedback.md`` in ``out``, plots in ``out/feedback/``; with no ratings, a report that says so."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "feedback.md"
-    lines = ["# Feedback from users", "",
-             "Generated by `python -m gpt2chat.feedback report`; do not edit by hand. Questions, reasons and "
-             "answers are stored masked (personal details removed) by the chat engine's masker.", ""]
-    if not rows:
-        lines.append("No ratings recorded yet: the 👍/👎 buttons under each answer in the app store them.")
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return path
-    figures = out / "feedback"
-    figures.mkdir(exist_ok=True)
-    liked = sum(row["liked"] for row in rows)
-    sessions = len({row["session_id"] for row in rows})
-    lines += [f"**{len(rows):,} ratings** from {sessions:,} sessions between {rows[0]['created_at'][:10]} and "
-              f"{rows[-1]['created_at'][:10]}: **{100 * liked / len(rows):.1f}% thumbs up** ({liked:,} up, "
-              f"{len(rows) - liked:,} down).", "",
-              f"![ratings over time]({figures.name}/over_time.png)", ""]
-    plot_over_time(rows, figures / "over_time.png", config)
-    reasons = collections.Counter(row["reason"] for row in rows if not row["liked"] and row["reason"])
-    if reasons:
-        lines += ["Reasons given with a thumbs down: "
-                  + ", ".join(f"{_cell(r, 40)} ({n})" for r, n in reasons.most_common(8)) + ".", ""]
-    for title, stem, key in DIMENSIONS:
-        groups = [g for g in approval(rows, key) if g[1] >= config.min_ratings]
-        lines += [f"## Approval by {title}", "", f"| {title} | ratings | thumbs up |", "|---|---:|---:|"]
-        lines += [f"| {_cell(group, 60)} | {count:,} | {100 * up / count:.1f}% |" for group, count, up in groups]
-        lines.append("")
-        if len(groups) > 1:
-            plot_approval(groups, title, figures / f"approval_{stem}.png", config)
-            lines += [f"![approval by {title}]({figures.name}/approval_{stem}.png)", ""]
-    worst = worst_answers(rows, config.worst)
-    lines += ["## Worst-rated answers", ""]
-    if worst:
-        lines += ["| 👎 | 👍 | masked question | answer shown | shown | reasons |", "|---:|---:|---|---|---|---|"]
-        lines += [f"| {g['down']} | {g['up']} | {_cell(g['question'])} | {_cell(g['answer'].split(chr(10) * 2 + '---')[0])} "
-                  f"| {g['shown']} | {_cell(', '.join(g['reasons']) or '—', 60)} |" for g in worst]
-    else:
-        lines.append("No answer has a thumbs down yet.")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def export_dataset(rows: Sequence[dict], out: str | os.PathLike) -> Path:
-    """The ratings as a Hugging Face dataset saved to disk (``datasets.load_from_disk(out)`` reads it back)."""
-    if not rows:
-        raise ValueError("there are no ratings to export")
-    import datasets
-
-    records = [{**row, "settings": json.dumps(row["settings"], sort_keys=True)} for row in rows]  # keys vary
-    dataset = datasets.Dataset.from_list(records)
-    dataset.save_to_disk(str(out))
-    return Path(out)
-
-
 # --- command line ------------------------------------------------------------------------------------------------
 
 def _parse_date(text: str) -> dt.datetime:
@@ -487,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", parents=[common], help="write feedback.md and its plots")
     report.add_argument("--out", default=str(settings.REPO_ROOT / "livrables"), help="directory (default: livrables)")
-    report.add_argument("--worst", type=int, default=ReportConfig.worst, help="worst-rated answers to list")
+    report.add_argument("--worst", type=int, default=10, help="worst-rated answers to list (default: %(default)s)")
     export = commands.add_parser("export", parents=[common], help="save the ratings as a `datasets` dataset")
     export.add_argument("--out", help="directory (default: export/ beside the database)")
     delete = commands.add_parser("delete", parents=[common], help="erase ratings (erasure requests)")
@@ -499,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.db).expanduser() if args.db else default_db_path()
     store = FeedbackStore(path, create=False)
     if args.command == "report":
+        from gpt2chat.feedback_report import ReportConfig, write_report
+
         out = write_report(store.rows(), args.out, ReportConfig(worst=args.worst))
         print(f"wrote {out} from {len(store.rows()):,} ratings")
         return 0
@@ -506,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no usable feedback database at {path}", file=sys.stderr)
         return 2
     if args.command == "export":
+        from gpt2chat.feedback_report import export_dataset
+
         try:
             out = export_dataset(store.rows(), args.out or path.parent / "export")
         except ValueError as error:

@@ -133,7 +133,7 @@ class Deck:
 
     def slide(self, title: str, notes: str, subtitle: str = ""):
         from pptx.dml.color import RGBColor
-        from pptx.util import Inches, Pt
+        from pptx.util import Inches
 
         slide = self.presentation.slides.add_slide(self._blank)
         bar = slide.shapes.add_shape(1, 0, 0, self.presentation.slide_width, Inches(0.12))  # 1: rectangle

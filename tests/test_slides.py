@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2chat import feedback, settings, slides
+from gpt2chat import feedback_report, settings, slides
 
 LIVRABLES = settings.REPO_ROOT / "livrables"
 
@@ -86,7 +86,7 @@ def full_sources(tmp_path):
              "reason": "" if d % 2 == 0 else "wrong", "question": "What causes gout?", "question_type": "causes",
              "answer": "Gout is caused by uric acid.", "sources": ["NIDDK"], "model_id": "models/default",
              "shown": "model"} for d in range(4)]
-    feedback.write_report(rows, livrables)
+    feedback_report.write_report(rows, livrables)
     return slides.DeckSources(livrables=livrables, model_dir=run,
                               screenshot=settings.REPO_ROOT / "docs" / "screenshot.png")
 
