@@ -14,7 +14,8 @@ Why it is fast on CPU (see benchmarks/README.md for the measurements):
 * the language-model head runs on the last prompt position only, not on the whole prefill bucket;
 * XLA for narrow models, TensorFlow's plain graph (oneDNN kernels) for wide ones (``XLA_MAX_HIDDEN``);
 * greedy decoding (``GreedySampler``) runs inside the compiled step, so a step hands back one int, not the
-  logits, and no eager op runs between steps; the sampling samplers run eagerly on the step's logits;
+  logits, and no eager op runs between steps; the sampling samplers run eagerly on the step's logits, and so
+  does a ``logits_processor`` (copy-biased decoding), on the host;
 * the cache is one tensor per layer that stays a backend tensor from step to step (never converted to NumPy),
   and it is only as long as the conversation so far needs (128, 256, 512, ... positions): each step copies
   and reads the whole cache, so a cache of the full context would cost a short answer far more than its
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -37,6 +38,10 @@ CACHE_BUCKETS = (128, 256, 512, 1024)  # key/value cache lengths: one compiled s
 # but its matrix-vector products trail TensorFlow's oneDNN kernels on wide ones (the 768-wide `base`: the plain
 # graph is faster and compiles in half the time). Measured in benchmarks/README.md.
 XLA_MAX_HIDDEN = 512
+
+
+# Rewrites one step's logits (vocabulary,) given the ids generated so far, e.g. gpt2chat.copybias.CopyBias.
+LogitsProcessor = Callable[[np.ndarray, Sequence[int]], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,10 +192,33 @@ class StreamingGenerator:
         """How many prompt tokens fit beside ``max_new_tokens`` new ones."""
         return self.context_length - min(max_new_tokens, self.context_length // 2)
 
+    @staticmethod
+    def _next_id(token, logits, sampler, logits_processor: LogitsProcessor | None, generated: list[int]) -> int:
+        """The step's pick: the compiled greedy token, or greedy/sampled on the (processed) logits."""
+        from keras import ops
+
+        if logits_processor is None and sampler is None:  # GreedySampler already ran in the compiled step
+            return int(ops.convert_to_numpy(token)[0])
+        if logits_processor is not None:
+            logits = logits_processor(ops.convert_to_numpy(logits)[0], generated)[None, :]
+            if sampler is None:
+                return int(np.argmax(logits[0]))
+        probabilities = sampler.compute_probabilities(ops.convert_to_tensor(logits, "float32"))
+        return int(ops.convert_to_numpy(sampler.get_next_token(probabilities))[0])
+
     def stream_ids(
-        self, prompt_ids: list[int], config: SamplingConfig, stats: GenerationStats | None = None
+        self,
+        prompt_ids: list[int],
+        config: SamplingConfig,
+        stats: GenerationStats | None = None,
+        *,
+        logits_processor: LogitsProcessor | None = None,
     ) -> Iterator[int]:
-        """Yield new token ids until the end marker, ``max_new_tokens`` or a full context."""
+        """Yield new token ids until the end marker, ``max_new_tokens`` or a full context.
+
+        ``logits_processor`` (e.g. ``gpt2chat.copybias.CopyBias``) rewrites each step's logits, given the ids
+        generated so far, before the greedy or sampled pick; the logits then come to the host at every step, so
+        without one, greedy keeps its pick inside the compiled step."""
         from keras import ops
 
         stats = stats if stats is not None else GenerationStats()
@@ -205,13 +233,12 @@ class StreamingGenerator:
         token, logits, caches = self._prefill(padded, np.int32(length - 1))
         stats.prompt_tokens = length
         max_new = min(config.max_new_tokens, self.context_length - length)
+        generated: list[int] = []
         for position in range(length, length + max_new):
-            if sampler is None:  # greedy: GreedySampler already ran inside the compiled function
-                next_id = int(ops.convert_to_numpy(token)[0])
-            else:
-                next_id = int(ops.convert_to_numpy(sampler.get_next_token(sampler.compute_probabilities(logits)))[0])
+            next_id = self._next_id(token, logits, sampler, logits_processor, generated)
             if next_id == self.end_token_id:
                 break
+            generated.append(next_id)
             stats.new_tokens += 1
             if stats.new_tokens == 1:
                 stats.seconds_to_first_token = time.perf_counter() - started
@@ -222,12 +249,3 @@ class StreamingGenerator:
             # The cache grows by buckets as the answer does: a short answer never reads or copies a long cache.
             caches = self._grow(caches, self._cache_length(position + 1, int(ops.shape(caches[0])[2])))
             token, logits, caches = self._step(np.array([[next_id]], dtype=np.int32), caches, np.int32(position))
-
-    def stream_text(
-        self, prompt: str, config: SamplingConfig, stats: GenerationStats | None = None
-    ) -> Iterator[str]:
-        """Yield the growing decoded continuation of ``prompt`` after each new token."""
-        generated: list[int] = []
-        for token in self.stream_ids(self.encode(prompt), config, stats):
-            generated.append(token)
-            yield self.decode(generated)

@@ -1,0 +1,137 @@
+"""Copy-biased decoding: a logits processor that makes the model continue spans of the reference passage.
+
+A decode-time pointer (in the spirit of See et al. 2017's pointer-generator, without training a copy gate): find
+the longest suffix of the generated tokens that also occurs in the reference; the tokens that follow its
+occurrences are the "copy" candidates. With no match (the answer's start), or when the match ends a reference
+sentence, the first tokens of the reference's sentences are candidates too.
+
+* soft mode (``constrain=False``): the candidates' logits get ``+strength``; the model may still write freely;
+* hard mode (``constrain=True``): only the candidates, and the end marker at a sentence boundary, are allowed, so
+  the answer is a sequence of whole-sentence-aligned spans of the reference;
+* both: no word-piece n-gram of size ``no_repeat_ngram`` is generated twice (as ``no_repeat_ngram_size`` in
+  Hugging Face's generate), which stops the "of the doctor of the doctor" loops.
+
+Used as ``StreamingGenerator.stream_ids(..., logits_processor=CopyBias(ids))``; a processor is any callable
+``(logits (vocab,) float32, generated_ids) -> logits``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Sequence
+
+import numpy as np
+
+from gpt2chat.tokenizer import END_OF_TEXT_ID
+
+MASKED = -1e9  # a finite "never": a sampler's temperature division of -inf is fine, but softmax of all -inf is NaN
+_SENTENCE_END = re.compile(r"^[^\w\s]*[.!?][\"'”’)\]]*$")  # BPE pieces such as ".", ".)", "?\"", "..."
+
+
+@functools.lru_cache(maxsize=1)
+def gpt2_piece_kinds() -> tuple[frozenset[int], frozenset[int]]:
+    """(ids of pieces that end a sentence, ids of pieces that start a word) in GPT-2's byte-level vocabulary,
+    where "Ġ" stands for a leading space."""
+    from gpt2chat.tokenizer import gpt2_vocabulary_and_merges
+
+    vocabulary, _ = gpt2_vocabulary_and_merges()
+    ends = frozenset(i for piece, i in vocabulary.items() if _SENTENCE_END.match(piece))
+    word_starts = frozenset(i for piece, i in vocabulary.items() if piece.startswith("Ġ"))
+    return ends, word_starts
+
+
+class CopyBias:
+    def __init__(
+        self,
+        reference_ids: Sequence[int],
+        *,
+        strength: float = 5.0,
+        constrain: bool = False,
+        no_repeat_ngram: int = 4,
+        max_match: int = 32,
+        max_sentences: int | None = None,
+        end_id: int = END_OF_TEXT_ID,
+        sentence_end_ids: frozenset[int] | None = None,
+        word_start_ids: frozenset[int] | None = None,
+    ):
+        """``reference_ids``: the passage's token ids as the answer would spell it (encode it with a leading space:
+        the answer starts after "Answer:" with a space). ``max_sentences``: end the answer after that many sentence ends
+        (hard mode). ``sentence_end_ids``/``word_start_ids`` default to GPT-2's."""
+        if strength < 0 or no_repeat_ngram < 0 or max_match < 1:
+            raise ValueError("strength and no_repeat_ngram must be >= 0 and max_match >= 1")
+        if sentence_end_ids is None or word_start_ids is None:
+            default_ends, default_starts = gpt2_piece_kinds()
+            sentence_end_ids = default_ends if sentence_end_ids is None else sentence_end_ids
+            word_start_ids = default_starts if word_start_ids is None else word_start_ids
+        self.reference = [int(i) for i in reference_ids]
+        self.strength, self.constrain = float(strength), constrain
+        self.no_repeat_ngram, self.max_match, self.end_id = no_repeat_ngram, max_match, end_id
+        self.max_sentences, self._sentence_end_ids = max_sentences, sentence_end_ids
+        n = len(self.reference)
+        # A reference sentence ends at a sentence-final piece followed by a new word (not "2.5" or "e.g.x").
+        self.sentence_ends = {
+            p for p in range(n)
+            if self.reference[p] in sentence_end_ids and (p + 1 == n or self.reference[p + 1] in word_start_ids)
+        }
+        self.sentence_starts = sorted({0} | {p + 1 for p in self.sentence_ends if p + 1 < n})
+        self._positions: dict[int, list[int]] = {}
+        for p, token in enumerate(self.reference):
+            self._positions.setdefault(token, []).append(p)
+
+    def match(self, generated: Sequence[int]) -> tuple[int, list[int]]:
+        """(length, reference end positions) of the longest suffix of ``generated`` found in the reference."""
+        if not generated:
+            return 0, []
+        ends = self._positions.get(int(generated[-1]), [])
+        length = 1 if ends else 0
+        while ends and length < min(self.max_match, len(generated)):
+            longer = [p for p in ends if p - length >= 0 and self.reference[p - length] == generated[-1 - length]]
+            if not longer:
+                break
+            ends, length = longer, length + 1
+        return length, ends
+
+    def candidates(self, generated: Sequence[int]) -> tuple[set[int], bool]:
+        """(tokens that continue the reference, whether the answer is at a sentence boundary)."""
+        length, ends = self.match(generated)
+        at_boundary = not generated or (length > 0 and any(p in self.sentence_ends for p in ends))
+        tokens = {self.reference[p + 1] for p in ends if p + 1 < len(self.reference)}
+        if at_boundary or length == 0:
+            tokens.update(self.reference[p] for p in self.sentence_starts)
+        return tokens, at_boundary
+
+    def banned(self, generated: Sequence[int]) -> set[int]:
+        """Tokens that would repeat an n-gram of size ``no_repeat_ngram`` already generated."""
+        n = self.no_repeat_ngram
+        if n == 0 or len(generated) < n:
+            return set()
+        prefix = tuple(generated[len(generated) - n + 1:]) if n > 1 else ()
+        return {
+            int(generated[i + n - 1]) for i in range(len(generated) - n + 1)
+            if tuple(generated[i: i + n - 1]) == prefix
+        }
+
+    def __call__(self, logits: np.ndarray, generated_ids: Sequence[int]) -> np.ndarray:
+        raw = np.asarray(logits, dtype=np.float32).reshape(-1)
+        generated = [int(t) for t in generated_ids]
+        tokens, at_boundary = self.candidates(generated)
+        banned = self.banned(generated)
+        allowed = sorted(tokens - banned)
+        if self.constrain:
+            may_end = at_boundary and len(generated) > 0  # a whole sentence was copied: the answer may end here
+            sentences = sum(t in self._sentence_end_ids for t in generated)
+            if not allowed or (may_end and self.max_sentences is not None and sentences >= self.max_sentences):
+                out = np.full_like(raw, MASKED)  # nothing left to copy, or long enough: end
+                out[self.end_id] = 0.0
+                return out
+            out = np.full_like(raw, MASKED)
+            out[allowed] = raw[allowed]
+            if may_end:
+                out[self.end_id] = raw[self.end_id]
+            return out
+        out = raw.copy()
+        out[allowed] += self.strength
+        if banned:
+            out[sorted(banned)] = MASKED
+        return out

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from gpt2chat.copybias import MASKED, CopyBias
+from gpt2chat.generation import SamplingConfig, StreamingGenerator
+from gpt2chat.grounding import split_sentences, verify
+from gpt2chat.model import build_causal_lm
+from gpt2chat.tokenizer import END_OF_TEXT_ID
+
+PROMPT = "Question: What causes asthma?\nAnswer:"
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return StreamingGenerator(build_causal_lm("tiny", 64))
+
+
+def test_identity_processor_matches_the_compiled_greedy_path(generator):
+    ids = generator.encode(PROMPT)
+    greedy = SamplingConfig(max_new_tokens=8, temperature=0)
+    seen = []
+
+    def identity(logits, generated):
+        assert logits.shape == (generator.causal_lm.backbone.vocabulary_size,)
+        seen.append(list(generated))
+        return logits
+
+    expected = list(generator.stream_ids(ids, greedy))
+    assert list(generator.stream_ids(ids, greedy, logits_processor=identity)) == expected
+    assert seen == [expected[:i] for i in range(len(expected))]  # the ids generated so far, at every step
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_a_processor_decides_what_greedy_and_sampling_may_pick(generator, temperature):
+    target = [464, 3290, 13]  # "The dog."
+
+    def force(logits, generated):
+        forced = np.full_like(logits, MASKED)
+        forced[target[len(generated)] if len(generated) < len(target) else END_OF_TEXT_ID] = 0.0
+        return forced
+
+    config = SamplingConfig(max_new_tokens=10, temperature=temperature, seed=3)
+    assert list(generator.stream_ids(generator.encode(PROMPT), config, logits_processor=force)) == target
+
+
+def test_constrained_copy_bias_only_writes_sentences_of_the_reference(generator):
+    reference = ("Asthma is a chronic disease of the airways. Attacks are caused by triggers such as pollen. "
+                 "Inhalers reduce the swelling.")
+    processor = CopyBias(generator.encode(" " + reference), constrain=True, max_sentences=2)
+    prompt = generator.encode(f"Reference: {reference}\n\n{PROMPT}")
+    answer = generator.decode(list(generator.stream_ids(
+        prompt, SamplingConfig(max_new_tokens=40, temperature=0), logits_processor=processor)))
+    sentences = split_sentences(answer)
+    assert 1 <= len(sentences) <= 2
+    assert all(s in reference for s in sentences)
+    assert verify(answer, [reference]).support_rate == 1.0

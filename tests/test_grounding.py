@@ -1,0 +1,185 @@
+import random
+
+import numpy as np
+import pytest
+
+from gpt2chat import grounding
+from gpt2chat.copybias import MASKED, CopyBias, gpt2_piece_kinds
+from gpt2chat.grounding import (
+    ExtractConfig, SupportThresholds, Vocabulary, extractive_answer, fragments, is_degenerate, k_precision, lead_k,
+    split_sentences, verify, words,
+)
+
+PASSAGE = (
+    "Glaucoma is a group of diseases that can damage the eye's optic nerve. It is a leading cause of blindness "
+    "in the U.S. and usually has no early symptoms. Treatment includes medicines such as eye drops (e.g. "
+    "timolol), laser trabeculoplasty and conventional surgery. Dr. Smith reported that 2.5 million people have it."
+)
+
+
+def test_sentences_split_at_ends_but_not_at_abbreviations_initials_or_decimals():
+    assert split_sentences(PASSAGE) == [
+        "Glaucoma is a group of diseases that can damage the eye's optic nerve.",
+        "It is a leading cause of blindness in the U.S. and usually has no early symptoms.",
+        "Treatment includes medicines such as eye drops (e.g. timolol), laser trabeculoplasty and conventional surgery.",
+        "Dr. Smith reported that 2.5 million people have it.",
+    ]
+    assert split_sentences("Is it rare? Yes! See J. Doe et al. 2001.\nNext line") == [
+        "Is it rare?", "Yes!", "See J. Doe et al. 2001.", "Next line"]
+    assert split_sentences("   ") == [] and split_sentences("no end punctuation") == ["no end punctuation"]
+
+
+def test_newsroom_fragments_coverage_and_density():
+    article = "the cat sat on the mat and the dog ran".split()
+    summary = "the dog sat on the mat quickly".split()
+    assert fragments(summary, article) == [2, 4]  # "the dog", "sat on the mat"; "quickly" is novel
+    assert fragments([], article) == [] and fragments(summary, []) == []
+
+
+def test_k_precision_counts_content_words_and_negations():
+    passage = words("Aspirin does not prevent glaucoma.")
+    assert k_precision(words("Aspirin does not prevent glaucoma."), passage) == 1.0
+    assert k_precision(words("The of and is."), passage) == 0.0  # no content word at all
+    assert k_precision(words("Aspirin prevents cancer"), passage) == pytest.approx(1 / 3)
+    assert k_precision(words("never glaucoma"), passage) == 0.5  # a negation is content, and not in the passage
+
+
+def test_verify_keeps_supported_sentences_and_drops_salad_and_unsupported_claims():
+    other = "Asthma is a chronic disease of the airways. Inhaled steroids reduce swelling."
+    answer = (
+        "Treatment includes medicines such as eye drops. "  # a compressed copy
+        "Glaucoma is caused by eating carrots every day. "  # an unsupported claim
+        "Nerve the glaucoma of damage diseases group optic can. "  # the passage's words, shuffled
+        "Inhaled steroids reduce swelling."  # supported by the second passage
+    )
+    result = verify(answer, [PASSAGE, other])
+    assert [s.supported for s in result.sentences] == [True, False, False, True]
+    assert [s.passage for s in result.kept] == [0, 1] and result.supporting_passages == [0, 1]
+    shuffled = result.sentences[2]
+    assert shuffled.k_precision == 1.0 and shuffled.density < 2  # why density is part of the check
+    assert result.support_rate == 0.5
+    assert result.text == "Treatment includes medicines such as eye drops. Inhaled steroids reduce swelling."
+    assert not result.needs_fallback()
+    assert verify("", [PASSAGE]).support_rate == 0.0 and verify("", [PASSAGE]).needs_fallback()
+    assert verify("Glaucoma is a group of diseases.", []).kept == []
+
+
+def test_thresholds_are_configurable():
+    sentence = "Glaucoma is a group of diseases that can damage hearing."
+    assert not verify(sentence, [PASSAGE]).kept
+    assert verify(sentence, [PASSAGE], SupportThresholds(k_precision=0.5, coverage=0.5, density=1.0)).kept
+
+
+def test_extract_follows_the_question_keeps_passage_order_and_never_cuts_a_sentence():
+    siblings = [
+        "What are the signs and symptoms of glaucoma? Most people have no symptoms at first. Later, side vision "
+        "is slowly lost.",
+        PASSAGE,
+    ]
+    extract = extractive_answer("How is glaucoma treated?", siblings, max_sentences=1)
+    assert extract.text.startswith("Treatment includes medicines") and extract.passages == [1]
+    both = extractive_answer("How is glaucoma treated?", siblings, max_sentences=2, max_chars=400)
+    assert both.sentences == tuple(sorted(both.sentences))  # reading order
+    assert all(s.endswith((".", "!")) for s in split_sentences(both.text))
+    assert "?" not in both.text  # question-like headings are never picked
+    short = extractive_answer("What is glaucoma?", [PASSAGE], max_chars=80)
+    assert short.text == "Glaucoma is a group of diseases that can damage the eye's optic nerve."
+    assert extractive_answer("What is glaucoma?", [PASSAGE], max_chars=10).text == ""
+    no_cues = extractive_answer("How is glaucoma treated?", siblings, 1, config=ExtractConfig(cue_weight=0))
+    assert no_cues.sentences != extract.sentences  # the cue words are what finds the treatment sentence
+    assert extractive_answer("What is glaucoma?", []).text == ""
+
+
+def test_lead_k():
+    assert lead_k(PASSAGE, 2) == " ".join(split_sentences(PASSAGE)[:2])
+    assert lead_k("", 3) == ""
+
+
+def test_degenerate_answers_have_a_reason():
+    assert is_degenerate("").reason == "empty"
+    assert is_degenerate(" ... ").reason == "empty"
+    assert is_degenerate("The condition.").reason == "under 5 words"
+    assert is_degenerate("of the doctor of the doctor of the doctor of the doctor").reason == "repeated n-grams"
+    assert not is_degenerate(PASSAGE)
+    corpus = [PASSAGE, "Asthma is a chronic disease of the airways that makes breathing hard."]
+    vocabulary = Vocabulary.from_texts(corpus)
+    assert not is_degenerate(PASSAGE, vocabulary)
+    assert is_degenerate("Zorbly quandix flemtor wibble snark plonk glaucoma.", vocabulary).reason == (
+        "out-of-vocabulary words")
+    salad = "diseases the of glaucoma nerve is optic group a damage can that"
+    assert is_degenerate(salad, vocabulary).reason == "word salad"
+    assert vocabulary.unseen_bigram_rate(words(PASSAGE)) == 0.0
+
+
+# ------------------------------------------------------------------------------------------ copy-biased decoding
+END = 99
+# A synthetic vocabulary: 0 is ".", ids >= 10 start words. Reference: "10 11 12 . 13 14 . 15 11 16 ."
+REFERENCE = [10, 11, 12, 0, 13, 14, 0, 15, 11, 16, 0]
+
+
+def copy_bias(**options) -> CopyBias:
+    return CopyBias(REFERENCE, end_id=END, sentence_end_ids=frozenset({0}),
+                    word_start_ids=frozenset(range(10, 20)), **options)
+
+
+def test_copy_bias_boosts_the_tokens_that_continue_the_reference():
+    bias = copy_bias(strength=5.0, no_repeat_ngram=0)
+    logits = np.zeros(100, dtype=np.float32)
+    assert bias.match([99, 10, 11]) == (2, [1])
+    boosted = bias(logits, [10, 11])
+    assert boosted[12] == 5.0 and np.count_nonzero(boosted) == 1
+    ambiguous = bias(logits, [11])  # "11" occurs twice: both continuations are candidates
+    assert set(np.flatnonzero(ambiguous)) == {12, 16}
+    start = bias(logits, [])  # the answer's first token: a sentence start
+    assert set(np.flatnonzero(start)) == {10, 13, 15}
+    assert logits.sum() == 0  # the input is not modified
+
+
+def test_constrained_copying_allows_only_reference_continuations_sentence_starts_and_the_end():
+    bias = copy_bias(constrain=True, no_repeat_ngram=0)
+    logits = np.random.default_rng(0).normal(size=100).astype(np.float32)
+    assert set(np.flatnonzero(bias(logits, [10]) > MASKED / 2)) == {11}
+    at_boundary = set(np.flatnonzero(bias(logits, [10, 11, 12, 0]) > MASKED / 2))
+    assert at_boundary == {10, 13, 15, END}  # a new sentence, or the end; never mid-sentence text
+    assert bias(logits, [10, 11, 12, 0])[END] == logits[END]  # the model still decides whether to end
+    assert set(np.flatnonzero(bias(logits, []) > MASKED / 2)) == {10, 13, 15}  # no empty answer
+    assert set(np.flatnonzero(bias(logits, [50]) > MASKED / 2)) == {10, 13, 15}  # off the reference: restart
+    limited = copy_bias(constrain=True, max_sentences=1)
+    assert set(np.flatnonzero(limited(logits, [10, 11, 12, 0]) > MASKED / 2)) == {END}
+
+
+def test_no_repeat_ngram_bans_a_repeated_ngram():
+    bias = copy_bias(strength=0.0, no_repeat_ngram=2)
+    logits = np.zeros(100, dtype=np.float32)
+    assert bias(logits, [10, 11, 13, 10])[11] == MASKED  # "10 11" again
+    assert bias(logits, [10, 11, 13, 10])[12] == 0.0
+    stuck = copy_bias(constrain=True, no_repeat_ngram=2)
+    assert set(np.flatnonzero(stuck(logits, [10, 11, 12, 0, 10]) > MASKED / 2)) == {END}  # nothing left to copy
+    with pytest.raises(ValueError):
+        copy_bias(strength=-1)
+
+
+def test_gpt2_sentence_ends_and_word_starts():
+    ends, word_starts = gpt2_piece_kinds()
+    assert 13 in ends and 30 in ends  # "." and "?"
+    assert 383 in word_starts and 13 not in word_starts  # "ĠThe"
+    bias = CopyBias([464, 3290, 13, 383, 3797, 13])  # "The dog. The cat."
+    assert bias.sentence_starts == [0, 3]
+
+
+def test_calibration_chooses_thresholds_that_separate_copies_from_salad(sample_records):
+    from gpt2chat.grounding_eval import build_examples, choose_thresholds, features, support_report
+
+    examples = build_examples(sample_records[:60], random.Random(0))
+    kinds, x = np.asarray([k for k, _, _ in examples]), features(examples)
+    assert {"copy", "compressed", "shuffled", "salad", "other focus"} <= set(kinds)
+    thresholds = choose_thresholds(kinds, x, 0.95)
+    report = support_report(kinds, x, thresholds)
+    assert report["precision"] >= 0.95 and report["accepted"]["copy"][0] == 1.0
+    assert report["accepted"]["shuffled"][0] < 0.1
+
+
+def test_cli_requires_calibrate(capsys):
+    with pytest.raises(SystemExit):
+        grounding.main([])
+    assert "--calibrate" in capsys.readouterr().err
