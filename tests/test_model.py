@@ -36,8 +36,9 @@ def test_saved_preset_reloads_and_generates_identically(tmp_path):
     reloaded = load_preset(tmp_path)
     config = SamplingConfig(max_new_tokens=12, temperature=0.8, seed=7)
     prompt = "Question: What is glaucoma?\nAnswer:"
-    first = list(StreamingGenerator(causal_lm).stream_text(prompt, config))
-    second = list(StreamingGenerator(reloaded).stream_text(prompt, config))
+    ids = StreamingGenerator(causal_lm).encode(prompt)
+    first = list(StreamingGenerator(causal_lm).stream_ids(ids, config))
+    second = list(StreamingGenerator(reloaded).stream_ids(ids, config))
     assert first and first == second
     greedy = SamplingConfig(max_new_tokens=8, temperature=0)
     assert list(StreamingGenerator(causal_lm).stream_ids([15496, 995], greedy)) == list(
