@@ -10,24 +10,30 @@ Usage:
         if verdict.blocks_answer:                  # emergencies: the reply is the whole answer
             return
 
-Emergency detection is keyword rules, not a classifier. A topic alone ("What are the symptoms of a stroke?")
-is an information question; it becomes an emergency only with a sign that it is happening to someone now: a
-first- or third-person subject ("I", "my dad", "she is"), an acute verb ("having a stroke", "took 30 pills"),
-or a statement rather than a question. Generic hypotheticals ("what should I do if someone has a seizure?"),
-negated mentions ("I don't have chest pain") and past events ("my father had a stroke last year") are not
-emergencies. The rules lean towards flagging: a needless emergency number costs less than a missed one.
+Emergencies are found by the keyword rules (``gpt2chat.emergency_rules``) combined with a classifier trained on
+hand-written messages in the way people type ("i took like 40 tylenol", "my friend OD'd", "kms"): see
+``gpt2chat.emergency``. Informational questions about the same conditions ("What are the warning signs of a
+stroke?"), past events and hypotheticals are answered. The detector leans towards flagging: a needless emergency
+number costs less than a missed one. ``python -m gpt2chat.safety --eval`` measures it on held-out messages.
 
 Prompt injection: the app has no hidden instructions, tools, retrieval filters or secrets that text could
 reach or reveal. The message is always placed in the prompt's Question slot as content, and the model only
-continues that text. ``looks_like_injection`` exists so the engine and reports can count such messages; it
-changes nothing about how they are answered.
+continues that text, so the engine answers such messages like any other. ``looks_like_injection`` recognises
+them for anyone probing or reporting on the app (tests/test_safety.py checks it on attempts and ordinary
+questions); nothing in the app calls it or counts them.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import functools
 import re
+import sys
 import unicodedata
+from pathlib import Path
+
+from gpt2chat.emergency import SET_PATH, EmergencyDetector, default_detector
 
 EMERGENCY = "emergency"
 PERSONAL_DOSING = "personal_dosing"
@@ -72,148 +78,6 @@ DIAGNOSIS_REPLY = (
 
 _FLAGS = re.IGNORECASE
 
-# ---------------------------------------------------------------------------------------------------- emergency
-# Words written as they appear in chat: apostrophes optional ("cant", "dont", "im").
-_CANT = r"(?:can'?t|cannot|can not|unable to)"
-_WONT = r"(?:won'?t|will not|doesn'?t|does not|isn'?t going to)"
-
-# Someone specific, now. "you" and "someone" are deliberately absent: they make a question general.
-_PERSON = re.compile(
-    r"\b(?:i|i'?m|i'?ve|i'?d|me|my|myself|mine|we|we'?re|our|us|he|he'?s|him|his|she|she'?s|her|they|they'?re|"
-    r"them|their|this)\b|\bright now\b|^\s*help\b|\bhelp(?: me| us)?\s*$|"
-    r"\bcall(?:ing)? (?:an? )?(?:ambulance|911|112)\b|\bgo to (?:the )?(?:er|emergency|hospital)\b",
-    _FLAGS,
-)
-# "What should I do", "tell me about": the speaker asks for know-how; their "I" or "me" is not the patient.
-_HELPER = re.compile(
-    r"\b(?:what|how)\s+(?:should|can|could|do|would|must)\s+(?:i|we)(?:\s+do)?\b|"
-    r"\b(?:should|can|could|do)\s+(?:i|we)\b|\b(?:tell|show|explain to|teach) me\b|"
-    r"\bi(?:'?m| am| was)? (?:curious|wondering|interested)\b|"
-    r"\bi (?:want|would like|need) to (?:know|learn|understand)\b",
-    _FLAGS,
-)
-_GENERIC = re.compile(r"\b(?:if|when|whenever|in case)\s+(?:someone|somebody|anyone|a person|people|you|a child|one)\b",
-                      _FLAGS)
-_QUESTION = re.compile(  # a question or a request for information ("tell me about self-harm in teenagers")
-    r"^\s*(?:please\s+)?(?:what|how|why|when|which|who|is|are|can|could|does|do|should|will|would|tell|explain|"
-    r"describe|define|list|give|show|info|information|facts)\b|\?\s*$",
-    _FLAGS,
-)
-_HISTORY = re.compile(
-    r"\b(?:last (?:year|month|week|summer|winter|spring|fall)|(?:years?|months?|weeks?) ago|in (?:19|20)\d\d|"
-    r"history of|in the past|used to|recover(?:ing|ed) from|survivor|previous|prior)\b",
-    _FLAGS,
-)
-# A negation just before a finding ("no chest pain", "I don't have chest pain", "not having a stroke").
-_NEGATED = re.compile(
-    r"\b(?:no|not|never|without|denies|(?:do|does|did)(?: not|n'?t) have|(?:have|has)(?: not|n'?t) had)\s+"
-    r"(?:\w+\s+){0,2}$",
-    _FLAGS,
-)
-
-_CHEST_PAIN = re.compile(
-    r"\bchest (?:pains?|pressure|tightness|hurts?|is hurting|feels? (?:tight|heavy|crushed))\b|"
-    r"\b(?:pain|pressure|tightness|squeezing) in (?:my|his|her|the) chest\b|\bcrushing\b[^.?!]*\bchest\b",
-    _FLAGS,
-)
-_CHEST_COMPANION = re.compile(  # what turns chest pain into "possible heart attack"
-    r"\bshort(?:ness)? of breath\b|\bbreathless\w*\b|\b(?:trouble|difficulty|hard|struggling to) breath\w*\b|"
-    rf"\b{_CANT} (?:breathe|catch (?:my|his|her|a) breath|get (?:enough )?air)\b|"
-    r"\b(?:left |down (?:my|his|her|the) )?arm\b|\bjaw\b|\bsweat\w*\b|\bcrushing\b|\bnause\w*\b|\bfaint\w*\b",
-    _FLAGS,
-)
-
-# (kind, pattern): the kind picks the extra lines of the reply. Each needs a specific person, now.
-_EMERGENCIES = [
-    ("heart", re.compile(r"\b(?:having|just had|in the middle of) (?:a |an )?heart attack\b|"
-                         r"\b(?:is|was) (?:this|it|that) (?:a )?heart attack\b|\bheart attack (?:right )?now\b",
-                         _FLAGS)),
-    ("stroke", re.compile(
-        r"\b(?:having|just had) (?:a |an )?stroke\b|\b(?:is|was) (?:this|it|that) (?:a )?stroke\b|"
-        r"\b(?:face|mouth|smile|lip)s? (?:is |are |has |have |started |keeps? )?"
-        r"(?:drooping|droops|drooped|sagging|numb)\b|"
-        r"\bdrooping (?:face|mouth|smile)\b|\bslurr(?:ed|ing)\b|"
-        rf"\b{_CANT} (?:move|lift|feel) (?:my|his|her|their|one) (?:arm|leg|face|side)\b|"
-        r"\bsudden(?:ly)? (?:numbness|weakness|confusion|numb|weak|confused)\b",
-        _FLAGS)),
-    ("suicide", re.compile(
-        r"\b(?:kill|killing|hurt|hurting|harm|harming|cut|cutting|end|ending) (?:myself|himself|herself|themselves)\b|"
-        r"\bsuicid\w*|\bself[- ]?harm\w*|\bend(?:ing)? (?:my|his|her|their) (?:own )?life\b|\bend it all\b|"
-        r"\b(?:don'?t|do not|doesn'?t|does not) want to (?:live|be alive|be here|wake up)\b|\bwant(?:s)? to die\b|"
-        r"\bbetter off dead\b|\bno reason to live\b|\btake my (?:own )?life\b",
-        _FLAGS)),
-    ("poison", re.compile(
-        r"\boverdos\w*|\bpoisoned\b|"
-        r"\b(?:took|taken|swallowed|ate|eaten) (?:too many|too much|an overdose|a handful of|a bunch of|"
-        r"a (?:whole|full) (?:bottle|pack|box)|the (?:whole|entire) (?:bottle|pack|box)|an entire (?:bottle|pack|box)|"
-        r"all (?:of )?(?:my|his|her|their|the) (?:pills|tablets|medicine|meds))\b|"
-        # "took 30 tylenol", but not "took 20 mg" or "took 10 minutes"
-        r"\b(?:took|taken|swallowed) [1-9]\d+ (?!(?:mg|mcg|g|ml|iu|units?|milligrams?|micrograms?|minutes?|mins?|"
-        r"hours?|hrs?|days?|weeks?|months?|years?|seconds?|times?|percent)\b)\w+|"
-        r"\b(?:swallowed|drank|drunk|ingested|ate|eaten|got into|chewed|licked)\b[^.?!]{0,40}?\b(?:bleach|"
-        r"detergent|(?:laundry|dishwasher|detergent) pods?|cleaner|antifreeze|poison|pesticide|weed ?killer|"
-        r"batter(?:y|ies)|lamp oil|gasoline|petrol|chemicals?|wild mushrooms?)\b",
-        _FLAGS)),
-    ("bleeding", re.compile(
-        rf"\b{_WONT} stop bleeding\b|\b{_CANT} stop (?:the )?bleeding\b|\bbleeding {_WONT} stop\b|"
-        r"\bbleeding (?:heavily|profusely|badly|everywhere)\b|\b(?:severe|uncontrolled|massive) bleeding\b|"
-        r"\bblood (?:is )?(?:spurting|gushing|pouring)\b|\b(?:spurting|gushing|pouring) blood\b|"
-        r"\blosing (?:a lot of|lots of|so much) blood\b|\b(?:vomiting|throwing up|coughing up) (?:a lot of )?blood\b",
-        _FLAGS)),
-    ("anaphylaxis", re.compile(
-        r"\b(?:throat|tongue)s? (?:is |are |feels? |keeps? )?(?:swelling|swollen|closing|tight(?:ening)?)\b|"
-        r"\bswollen (?:throat|tongue)\b|\bswelling (?:of|in) (?:my|his|her|the) (?:throat|tongue)\b|"
-        r"\b(?:having|in|going into) (?:an )?anaphyla\w*|\banaphylactic (?:shock|reaction)\b",
-        _FLAGS)),
-    ("unconscious", re.compile(
-        rf"\bunconscious\b|\bunresponsive\b|\b{_WONT} wake up\b|\b{_CANT} wake (?:him|her|them|up)\b|"
-        r"\bnot waking up\b|\bcollapsed\b|\b(?:isn'?t|is not|not|stopped|aren'?t) breathing\b",
-        _FLAGS)),
-    ("seizure", re.compile(
-        r"\b(?:having|had) (?:a |another )?(?:seizure|fit|convulsion)s?\b[^.?!]*\b(?:won'?t stop|not stopping|"
-        r"minutes|mins|back to back|one after another|still)\b|"
-        r"\b(?:seizure|convulsion|fit)s? (?:has |have )?(?:lasted|lasting|going on|won'?t stop|not stopping)\b|"
-        r"\b(?:seizing|convulsing)\b|\b(?:is|he'?s|she'?s) fitting\b",
-        _FLAGS)),
-    ("breathing", re.compile(
-        # "I can't breathe through my nose" is a blocked nose, not an emergency.
-        rf"\b{_CANT} (?:breathe|breath|get (?:any |enough )?air)\b"
-        r"(?! (?:through|out of|in through) (?:my|his|her|the|one) nos)|"
-        r"\bcan barely breathe\b|\bstruggling to breathe\b|\bgasping for (?:air|breath)\b|\bturning blue\b|"
-        r"\b(?:is|are|he'?s|she'?s|i'?m) choking\b",
-        _FLAGS)),
-]
-
-
-def _clauses(message: str) -> list[str]:
-    """Sentences, split again at "but", so "I had a stroke last year but now my face is drooping" is two."""
-    return [c for c in re.split(r"[.!?;\n]+|\bbut\b", message, flags=_FLAGS) if c.strip()]
-
-
-def _about_someone_now(clause: str) -> bool:
-    if _HISTORY.search(clause) or _GENERIC.search(clause):
-        return False
-    if _PERSON.search(_HELPER.sub(" ", clause)):
-        return True
-    return not _QUESTION.search(clause)  # a bare statement ("crushing chest pain, can't breathe") is first-hand
-
-
-def _live(pattern: re.Pattern, clause: str) -> bool:
-    """A match that is not negated just before it."""
-    return any(not _NEGATED.search(clause[: m.start()]) for m in pattern.finditer(clause))
-
-
-def _emergency_kinds(message: str) -> list[str]:
-    kinds = []
-    personal = [c for c in _clauses(message) if _about_someone_now(c)]
-    for kind, pattern in _EMERGENCIES:
-        if any(_live(pattern, c) for c in personal):
-            kinds.append(kind)
-    # Chest pain is an emergency with a companion sign anywhere in the message (often the next sentence).
-    if any(_live(_CHEST_PAIN, c) for c in personal) and any(_live(_CHEST_COMPANION, c) for c in _clauses(message)):
-        kinds.append("heart")
-    return kinds
-
 
 def _emergency_reply(kinds: list[str]) -> str:
     lines = [CALL_NOW]
@@ -254,15 +118,8 @@ _DIAGNOSIS = re.compile(
 
 
 def assess(message: str) -> SafetyVerdict:
-    """The first category that applies: emergency, then personal dosing, then diagnosis; SAFE otherwise."""
-    kinds = _emergency_kinds(message)
-    if kinds:
-        return SafetyVerdict(EMERGENCY, _emergency_reply(kinds), blocks_answer=True)
-    if _DOSING.search(message):
-        return SafetyVerdict(PERSONAL_DOSING, DOSING_REPLY)
-    if _DIAGNOSIS.search(message):
-        return SafetyVerdict(DIAGNOSIS, DIAGNOSIS_REPLY)
-    return SAFE
+    """``default_policy().assess``: the first category that applies (emergency, personal dosing, diagnosis)."""
+    return default_policy().assess(message)
 
 
 # ----------------------------------------------------------------------------------------------- prompt injection
@@ -352,11 +209,72 @@ def check_input(text: str, max_chars: int = 2000) -> tuple[str, InputProblem | N
     return cleaned, None
 
 
+@dataclasses.dataclass(frozen=True)
 class SafetyPolicy:
     """The checks the chat engine runs, as one collaborator that tests and reports can replace."""
+
+    emergencies: EmergencyDetector | None = None  # None: the process-wide detector, trained on first use
 
     def check_input(self, text: str, max_chars: int = 2000) -> tuple[str, InputProblem | None]:
         return check_input(text, max_chars)
 
     def assess(self, masked_text: str) -> SafetyVerdict:
-        return assess(masked_text)
+        """The first category that applies: emergency, then personal dosing, then diagnosis; SAFE otherwise."""
+        kinds = (self.emergencies or default_detector()).kinds(masked_text)
+        if kinds:
+            return SafetyVerdict(EMERGENCY, _emergency_reply(kinds), blocks_answer=True)
+        if _DOSING.search(masked_text):
+            return SafetyVerdict(PERSONAL_DOSING, DOSING_REPLY)
+        if _DIAGNOSIS.search(masked_text):
+            return SafetyVerdict(DIAGNOSIS, DIAGNOSIS_REPLY)
+        return SAFE
+
+
+@functools.cache
+def default_policy() -> SafetyPolicy:
+    """The process-wide policy; its emergency classifier is trained once, on the first call (about 1-2 s)."""
+    return SafetyPolicy(default_detector())
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gpt2chat.emergency_eval import CONSUMER_QA_DIR, run_evaluation
+
+    parser = argparse.ArgumentParser(
+        prog="python -m gpt2chat.safety",
+        description="Assess one message, or (--eval) measure emergency detection on the held-out labelled messages.",
+    )
+    parser.add_argument("message", nargs="?", help="a message to assess: prints the category and reply")
+    parser.add_argument("--eval", action="store_true",
+                        help="recall per kind and false-positive rate on the held-out split, for the rules alone, "
+                             "the classifier alone and both; the reply's extra lines; latency per message")
+    parser.add_argument("--set", type=Path, default=SET_PATH, help="labelled set (jsonl: text, kind, split)")
+    parser.add_argument("--consumer-qa", type=Path, default=CONSUMER_QA_DIR,
+                        help="MEDIQA 2019 folder whose real consumer questions (not emergencies) give a flag rate; "
+                             "skipped when missing")
+    parser.add_argument("--repeats", type=int, default=5, help="passes over the held-out messages when timing")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.eval:
+        try:
+            print(run_evaluation(args.set, consumer_qa=args.consumer_qa, repeats=args.repeats))
+        except (OSError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
+    if not args.message:
+        parser.print_help()
+        return 0
+    text, problem = check_input(args.message)
+    if problem:
+        print(f"input problem ({problem.code}): {problem.reply}")
+        return 1
+    verdict = default_policy().assess(text)
+    print(f"category: {verdict.category or 'none (answered)'}")
+    if verdict.reply:
+        print(verdict.reply)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
