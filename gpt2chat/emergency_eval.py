@@ -96,7 +96,7 @@ def run_evaluation(set_path: Path, *, consumer_qa: Path, repeats: int) -> str:
     lines = [
         f"Labelled set {set_path.name}: {len(training)} training rows, {len(held_out)} held out "
         f"({sum(m.is_emergency for m in held_out)} emergencies, {sum(not m.is_emergency for m in held_out)} not). "
-        f"Training (threshold by {len(choices)}x cross-validation included): {training_seconds:.1f} s.",
+        f"Training the detector (its 5-fold cross-validated threshold included): {training_seconds:.1f} s.",
         "",
         "Threshold chosen on the training rows (5-fold out-of-fold probabilities, cost = 5 x missed + false alarms):",
     ]

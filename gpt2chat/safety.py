@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", action="store_true",
                         help="recall per kind and false-positive rate on the held-out split, for the rules alone, "
                              "the classifier alone and both; the reply's extra lines; latency per message")
-    parser.add_argument("--set", type=Path, default=SET_PATH, help="labelled set (jsonl: text, kind, split)")
+    parser.add_argument("--set", type=Path, default=SET_PATH, help="labelled set for --eval (jsonl: text, kind, split)")
     parser.add_argument("--consumer-qa", type=Path, default=CONSUMER_QA_DIR,
                         help="MEDIQA 2019 folder whose real consumer questions (not emergencies) give a flag rate; "
                              "skipped when missing")
