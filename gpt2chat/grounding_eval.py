@@ -19,14 +19,14 @@ Degenerate answers: the repetition, unknown-word and unseen-bigram thresholds ar
 ``--false-positive`` of the validation answers (cut like a reference passage) are flagged, against a vocabulary of
 the train split's answers; reported on the test split with the share of shuffled answers flagged.
 
-Extract: on test questions whose focus has several answers, the passages are all of them in a random order; the
+Extract: on questions whose focus has several answers, the passages are all of them in a random order; the
 question-focused extract is compared with lead-3 of the first passage (ROUGE-L against the gold answer, and the
-share of extract sentences taken from the gold passage).
+share of extract sentences taken from the gold passage): its weights swept on the validation split, the default
+reported on the test split.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import random
 import re
@@ -171,17 +171,6 @@ def degeneracy_scores(texts, vocabulary: grounding.Vocabulary) -> np.ndarray:
     return np.asarray(rows)
 
 
-@dataclasses.dataclass
-class ExtractScores:
-    lead3_rouge_l: float
-    extract_rouge_l: float
-    extract_no_cues_rouge_l: float
-    gold_sentence_share: float
-    gold_sentence_share_no_cues: float
-    lead3_gold_share: float
-    questions: int
-
-
 def _rouge_l(predictions, references) -> float:
     """Mean ROUGE-L F-measure in percent (rouge_score with the Porter stemmer, as the comparison report)."""
     from rouge_score import rouge_scorer
@@ -190,28 +179,31 @@ def _rouge_l(predictions, references) -> float:
     return 100 * float(np.mean([scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]))
 
 
-def extract_report(records, rng: random.Random, limit: int) -> ExtractScores:
+def extract_report(records, rng: random.Random, limit: int, configs: dict) -> dict[str, tuple[float, float]]:
+    """{name: (ROUGE-L against the gold answer, share of sentences from the gold passage)} for lead-3 of the first
+    passage and for the extract with each of ``configs``, on questions whose focus has several answers, with all
+    of them as passages in a random order."""
     by_focus = defaultdict(list)
     for record in records:
         by_focus[focus_key(record.focus)].append(record)
     cases = [r for r in records if len(by_focus[focus_key(r.focus)]) > 1]
     cases = rng.sample(cases, min(limit, len(cases)))
-    golds, lead, full, plain, share, share_plain, lead_share = [], [], [], [], [], [], []
-    no_cues = dataclasses.replace(grounding.ExtractConfig(), cue_weight=0.0)
+    orders = []
     for record in cases:
         passages = [r.answer for r in by_focus[focus_key(record.focus)]]
         rng.shuffle(passages)
-        gold_index = passages.index(record.answer)
-        golds.append(record.answer)
-        lead.append(grounding.lead_k(passages[0], 3))
-        lead_share.append(float(gold_index == 0))
-        for config, texts, shares in ((grounding.ExtractConfig(), full, share), (no_cues, plain, share_plain)):
+        orders.append((passages, passages.index(record.answer)))
+    golds = [r.answer for r in cases]
+    report = {"lead-3": (_rouge_l([grounding.lead_k(p[0], 3) for p, _ in orders], golds),
+                         float(np.mean([g == 0 for _, g in orders])))}
+    for name, config in configs.items():
+        texts, shares = [], []
+        for record, (passages, gold_index) in zip(cases, orders):
             extract = grounding.extractive_answer(record.question, passages, config=config)
             texts.append(extract.text)
             shares.append(np.mean([p == gold_index for p, _ in extract.sentences]) if extract.sentences else 0.0)
-    rouge = [_rouge_l(texts, golds) for texts in (lead, full, plain)]
-    return ExtractScores(*rouge, float(np.mean(share)), float(np.mean(share_plain)), float(np.mean(lead_share)),
-                         len(cases))
+        report[name] = (_rouge_l(texts, golds), float(np.mean(shares)))
+    return report
 
 
 def calibrate(data: str | None, *, limit: int, min_precision: float, false_positive: float, seed: int) -> str:
@@ -260,10 +252,12 @@ def calibrate(data: str | None, *, limit: int, min_precision: float, false_posit
                 reasons[f.reason] += 1
         lines.append(f"  {label}: {100 * np.mean([bool(f) for f in flagged]):.1f}% of {len(texts)} flagged "
                      f"{dict(reasons)}")
-    extract = extract_report(splits["test"], rng, limit)
-    lines.append(f"\nExtract vs lead-3 on {extract.questions} test questions (all answers of the focus as passages, "
-                 f"shuffled): ROUGE-L lead-3 {extract.lead3_rouge_l:.1f}, extract {extract.extract_rouge_l:.1f} "
-                 f"(without question cues {extract.extract_no_cues_rouge_l:.1f}); sentences from the gold passage: "
-                 f"extract {100 * extract.gold_sentence_share:.0f}%, without cues "
-                 f"{100 * extract.gold_sentence_share_no_cues:.0f}%, lead-3 {100 * extract.lead3_gold_share:.0f}%")
+    default = grounding.ExtractConfig()
+    sweep = {f"cues {c:g}, rank prior {r:g}": grounding.ExtractConfig(cue_weight=c, rank_weight=r)
+             for c in (0.0, 0.5, 1.0, 1.5, 2.0) for r in (0.0, default.rank_weight)}
+    for split, configs in (("validation", sweep), ("test", {"extract (default)": default})):
+        lines.append(f"\nExtract on {split} questions with all their focus's answers as passages, shuffled "
+                     f"(ROUGE-L against the gold answer; share of sentences from the gold passage):")
+        for name, (rouge, share) in extract_report(splits[split], rng, limit, configs).items():
+            lines.append(f"  {name:<26} ROUGE-L {rouge:5.1f}   gold-passage sentences {100 * share:3.0f}%")
     return "\n".join(lines)
