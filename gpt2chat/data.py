@@ -51,21 +51,29 @@ class LoadReport:
     no_answer: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     duplicates: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
+    def frame(self):
+        """A DataFrame with one row per source folder, in upstream order: subset, pairs, kept, no_answer,
+        duplicates."""
+        import pandas as pd
+
+        counts = ("pairs", "kept", "no_answer", "duplicates")
+        rows = [{"subset": s, "pairs": self.pairs_seen[s], "kept": self.kept[s], "no_answer": self.no_answer[s],
+                 "duplicates": self.duplicates[s]} for s in sorted(self.pairs_seen, key=_subset_order)]
+        return pd.DataFrame(rows, columns=["subset", *counts]).astype({c: "int64" for c in counts})
+
     def table(self) -> str:
-        rows = ["| source | pairs | kept | no answer | duplicate |", "|---|---:|---:|---:|---:|"]
-        for subset in sorted(self.pairs_seen, key=_subset_order):
-            rows.append(
-                f"| {subset} | {self.pairs_seen[subset]} | {self.kept[subset]} "
-                f"| {self.no_answer[subset]} | {self.duplicates[subset]} |"
-            )
-        rows.append(
-            f"| **total** | {sum(self.pairs_seen.values())} | {sum(self.kept.values())} "
-            f"| {sum(self.no_answer.values())} | {sum(self.duplicates.values())} |"
-        )
+        import pandas as pd
+
+        from gpt2chat.report import markdown_table
+
+        per_source = self.frame()
+        total = pd.DataFrame([{"subset": "**total**", **per_source.drop(columns="subset").sum()}])
+        table = pd.concat([per_source, total], ignore_index=True).rename(
+            columns={"subset": "source", "no_answer": "no answer", "duplicates": "duplicate"})
         summary = f"{self.files_read} XML files read, {len(self.files_skipped)} skipped"
         if self.files_skipped:
             summary += ": " + ", ".join(self.files_skipped[:10])
-        return summary + "\n\n" + "\n".join(rows)
+        return summary + "\n\n" + markdown_table(table)
 
 
 class MedQuADNotFound(FileNotFoundError):

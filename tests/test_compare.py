@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from gpt2chat import compare
+from gpt2chat import compare, judge
+from gpt2chat.metrics import token_f1
 
 QUESTIONS = ("What causes asthma?", "How is high blood pressure treated?")
 
@@ -56,15 +57,15 @@ def test_metrics_match_a_direct_recomputation(comparison):
                 expected = 100 * sum(s[name].fmeasure for s in scores) / len(scores)
                 assert metrics[name] == pytest.approx(expected)
             assert metrics["bleu"] == pytest.approx(sacrebleu.corpus_bleu(predictions, [references]).score)
-            f1 = [compare.token_f1(p, r) for p, r in zip(predictions, references)]
+            f1 = [token_f1(p, r) for p, r in zip(predictions, references)]
             assert metrics["token_f1"] == pytest.approx(100 * sum(f1) / len(f1))
 
 
 def test_token_f1():
-    assert compare.token_f1("Insulin helps.", "insulin HELPS") == 1.0
-    assert compare.token_f1("a b", "a c") == pytest.approx(0.5)
-    assert compare.token_f1("", "something") == 0.0
-    assert compare.token_f1("", "") == 1.0
+    assert token_f1("Insulin helps.", "insulin HELPS") == 1.0
+    assert token_f1("a b", "a c") == pytest.approx(0.5)
+    assert token_f1("", "something") == 0.0
+    assert token_f1("", "") == 1.0
 
 
 def test_trained_model_has_lower_test_perplexity(comparison):
@@ -110,8 +111,8 @@ def test_judge_scores_through_an_openai_compatible_endpoint():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         results, records = _judge_inputs()
-        config = compare.CompareConfig(judge_url=f"http://127.0.0.1:{server.server_port}", progress=False)
-        judged = compare.run_judge(results, records, config)
+        config = judge.JudgeConfig(url=f"http://127.0.0.1:{server.server_port}", progress=False)
+        judged = judge.run_judge(results, records, config)
     finally:
         server.shutdown()
     assert judged["status"] == "ok"
@@ -120,8 +121,8 @@ def test_judge_scores_through_an_openai_compatible_endpoint():
 
 def test_unreachable_judge_is_a_note_not_a_crash():
     results, records = _judge_inputs()
-    config = compare.CompareConfig(judge_url="http://127.0.0.1:9/v1", progress=False)
-    judged = compare.run_judge(results, records, config)
+    config = judge.JudgeConfig(url="http://127.0.0.1:9/v1", progress=False)
+    judged = judge.run_judge(results, records, config)
     assert judged["status"] == "failed" and "could not be used" in judged["note"]
 
 
