@@ -4,10 +4,12 @@
 
 Writes PNG figures and a Markdown summary (``README.md``) into ``--out``. Lengths are counted in GPT-2 tokens,
 the unit the model's context is measured in; ``--no-tokens`` skips them (no TensorFlow start-up, no length
-figures, no context table). The pieces are small functions so tests and the notebook can call them one by one:
+figures, no context table). Statistics are computed with pandas on the table of ``gpt2chat.dataset`` (one row
+per pair; its docstring lists the columns). The pieces are small functions so tests and the notebook can call
+them one by one:
 
-    records, report = data.load_records()
-    stats = compute_stats(records, report, lengths=token_lengths(records, gpt2_tokenizer()))
+    table = dataset.load_table()
+    stats = compute_stats(table.frame, table.report)
     plot_question_types(stats, Path("out/question_types.png"))
 """
 
@@ -26,8 +28,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from gpt2chat import settings
-from gpt2chat.data import LoadReport, MedQuADNotFound, QAPair, focus_key, load_records
-from gpt2chat.prompt import training_example
+from gpt2chat.data import LoadReport, MedQuADNotFound, focus_key, load_records
+from gpt2chat.dataset import TOKEN_COLUMNS, records_frame
+from gpt2chat.report import markdown_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,71 +137,45 @@ _WORD = re.compile(r"[a-z][a-z0-9'-]*[a-z0-9]")
 
 
 def word_frequencies(texts: Iterable[str], stop: frozenset[str]) -> collections.Counter:
-    """Lower-cased word counts without boilerplate, stop words, numbers or possessive 's."""
-    counts: collections.Counter = collections.Counter()
-    for text in texts:
-        for word in _WORD.findall(strip_boilerplate(text).lower()):
-            word = word.removesuffix("'s")
-            if word not in stop:
-                counts[word] += 1
-    return counts
+    """Lower-cased word counts without boilerplate, stop words, numbers or possessive 's (in order of first
+    appearance, which fixes the word-cloud layout among equal counts)."""
+    import pandas as pd
+
+    words = (pd.Series(list(texts), dtype="str").map(strip_boilerplate).str.lower().str.findall(_WORD.pattern)
+             .explode().dropna().str.removesuffix("'s"))
+    return collections.Counter(words[~words.isin(stop)].value_counts(sort=False).to_dict())
 
 
 # --- statistics -------------------------------------------------------------------------------------------------
+# All computed from the table of ``gpt2chat.dataset.records_frame`` (one row per pair, lengths in GPT-2 tokens).
 
 
-@dataclasses.dataclass
-class TokenLengths:
-    question: np.ndarray
-    answer: np.ndarray
-    example: np.ndarray  # the full training example: "Question: …\nAnswer: …<|endoftext|>"
+def has_token_lengths(frame) -> bool:
+    return len(frame) > 0 and bool(frame[list(TOKEN_COLUMNS)].notna().all().all())
 
 
-def count_tokens(texts: Sequence[str], tokenizer, *, batch_size: int = 512, progress: bool = False,
-                 desc: str = "tokenizing") -> np.ndarray:
-    """GPT-2 token count of each text, tokenized in batches (one progress step per batch)."""
-    starts: Iterable[int] = range(0, len(texts), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=desc, unit="batch")
-    lengths = [len(ids) for start in starts for ids in tokenizer(list(texts[start : start + batch_size]))]
-    return np.asarray(lengths, dtype=np.int64)
-
-
-def token_lengths(records: Sequence[QAPair], tokenizer, *, batch_size: int = 512,
-                  progress: bool = False) -> TokenLengths:
-    """Question, answer and training-example lengths; examples use the shared prompt format, as training does."""
-    def count(texts, desc):
-        return count_tokens(texts, tokenizer, batch_size=batch_size, progress=progress, desc=desc)
-
-    return TokenLengths(
-        question=count([r.question for r in records], "tokenizing questions"),
-        answer=count([r.answer for r in records], "tokenizing answers"),
-        example=count([training_example(r.question, r.answer) for r in records], "tokenizing examples"),
-    )
-
-
-def length_summary(lengths: np.ndarray) -> dict:
+def length_summary(lengths) -> dict:
+    """Mean, median, 90th and 99th percentile (linear interpolation) and maximum of a Series of lengths."""
     if len(lengths) == 0:
         return {"count": 0}
+    lengths = lengths.astype("int64")
     return {
-        "count": int(len(lengths)),
+        "count": int(lengths.count()),
         "mean": float(lengths.mean()),
-        "median": float(np.median(lengths)),
-        "p90": float(np.percentile(lengths, 90)),
-        "p99": float(np.percentile(lengths, 99)),
+        "median": float(lengths.median()),
+        "p90": float(lengths.quantile(0.90)),
+        "p99": float(lengths.quantile(0.99)),
         "max": int(lengths.max()),
     }
 
 
-def context_table(lengths: TokenLengths, contexts: Sequence[int]) -> list[dict]:
+def context_table(frame, contexts: Sequence[int]) -> list[dict]:
     """Per context length: answers longer than it, and question+answer examples that fit in it (whole)."""
-    total = len(lengths.answer)
+    total = len(frame)
     rows = []
     for context in contexts:
-        over = int((lengths.answer > context).sum())
-        fit = int((lengths.example <= context).sum())
+        over = int((frame["answer_tokens"] > context).sum())
+        fit = int((frame["example_tokens"] <= context).sum())
         rows.append({
             "context": int(context),
             "answers_over": over,
@@ -209,58 +186,50 @@ def context_table(lengths: TokenLengths, contexts: Sequence[int]) -> list[dict]:
     return rows
 
 
-def _focus_counts(records: Sequence[QAPair]) -> collections.Counter:
-    # Spelling varies in case between sources ("Breast cancer" / "Breast Cancer"): group case-insensitively and
-    # show the most frequent spelling.
-    by_key: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for r in records:
-        by_key[focus_key(r.focus)][r.focus] += 1
-    return collections.Counter({spellings.most_common(1)[0][0]: sum(spellings.values())
-                                for key, spellings in by_key.items() if key})
+def _ranked(counts) -> list[tuple[str, int]]:
+    """(name, count) pairs, largest first; equal counts keep their order of first appearance."""
+    return [(name, int(count)) for name, count in counts.sort_values(ascending=False, kind="stable").items()]
 
 
-def compute_stats(records: Sequence[QAPair], report: LoadReport, lengths: TokenLengths | None = None,
-                  config: EdaConfig = EdaConfig()) -> dict:
+def focus_counts(frame) -> list[tuple[str, int]]:
+    """Pairs per focus, grouped with ``data.focus_key`` (sources spell "Breast cancer" / "Breast Cancer") and
+    shown in the most frequent spelling."""
+    named = frame.assign(key=frame["focus"].map(focus_key)).query("key != ''")
+    spellings = named.groupby(["key", "focus"], sort=False).size()
+    by_key = spellings.groupby(level="key", sort=False)
+    top_spelling = [focus for _, focus in by_key.idxmax()]
+    return _ranked(by_key.sum().set_axis(top_spelling))
+
+
+def compute_stats(frame, report: LoadReport, config: EdaConfig = EdaConfig()) -> dict:
     """Everything the figures and the summary show, as plain numbers (no plotting)."""
-    types = collections.Counter(r.question_type for r in records)
-    foci = _focus_counts(records)
+    foci = focus_counts(frame)
     stats = {
-        "records": len(records),
+        "records": len(frame),
         "files_read": report.files_read,
         "distinct_foci": len(foci),
         "report_table": report.table(),
-        "sources": [
-            {"subset": s, "pairs": report.pairs_seen[s], "kept": report.kept[s], "no_answer": report.no_answer[s],
-             "duplicates": report.duplicates[s]}
-            for s in sorted(report.pairs_seen, key=_subset_key)
-        ],
-        "question_types": types.most_common(),
-        "top_foci": foci.most_common(config.top_foci),
+        "sources": report.frame().to_dict("records"),
+        "question_types": _ranked(frame["type"].value_counts(sort=False)),
+        "top_foci": foci[: config.top_foci],
         "lengths": None,
         "contexts": None,
     }
-    if lengths is not None:
-        stats["lengths"] = {name: length_summary(getattr(lengths, name)) for name in ("question", "answer", "example")}
-        stats["contexts"] = context_table(lengths, config.contexts)
+    if has_token_lengths(frame):
+        stats["lengths"] = {name: length_summary(frame[f"{name}_tokens"]) for name in ("question", "answer", "example")}
+        stats["contexts"] = context_table(frame, config.contexts)
     return stats
 
 
-def _subset_key(subset: str) -> tuple[int, str]:
-    number = subset.split("_", 1)[0]
-    return (int(number) if number.isdigit() else 999, subset)
-
-
-def cloud_frequencies(records: Sequence[QAPair], stats: dict,
-                      config: EdaConfig = EdaConfig()) -> dict[str, collections.Counter]:
+def cloud_frequencies(frame, stats: dict, config: EdaConfig = EdaConfig()) -> dict[str, collections.Counter]:
     """Word counts per cloud: "questions", "answers" and one per top question type (its answers)."""
     clouds = {
-        "questions": word_frequencies((r.question for r in records), stopwords("questions")),
-        "answers": word_frequencies((r.answer for r in records), stopwords("answers")),
+        "questions": word_frequencies(frame["question"], stopwords("questions")),
+        "answers": word_frequencies(frame["answer"], stopwords("answers")),
     }
     for question_type, _ in stats["question_types"][: config.top_types]:
-        clouds[question_type] = word_frequencies(
-            (r.answer for r in records if r.question_type == question_type), stopwords("answers", question_type)
-        )
+        clouds[question_type] = word_frequencies(frame.loc[frame["type"] == question_type, "answer"],
+                                                 stopwords("answers", question_type))
     return clouds
 
 
@@ -336,14 +305,15 @@ def plot_wordcloud_grid(clouds: dict[str, collections.Counter], path: Path, conf
     return _save(fig, path, config)
 
 
-def plot_lengths(lengths: TokenLengths, path: Path, config: EdaConfig = EdaConfig()) -> Path:
-    """Histograms of question, answer and example lengths; answers and examples on a log x axis."""
+def plot_lengths(frame, path: Path, config: EdaConfig = EdaConfig()) -> Path:
+    """Histograms of question, answer and example lengths (the table's token columns); answers and examples on a
+    log x axis."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     panels = (("question", "Questions", False), ("answer", "Answers", True),
               ("example", "Question + answer examples", True))
     for ax, (name, title, log_x) in zip(axes, panels):
-        values = getattr(lengths, name)
+        values = frame[f"{name}_tokens"].to_numpy(dtype="int64")
         if len(values) == 0:
             continue
         if log_x:
@@ -410,12 +380,31 @@ def plot_top_foci(stats: dict, path: Path, config: EdaConfig = EdaConfig()) -> P
 
 
 def context_table_markdown(rows: list[dict]) -> str:
-    lines = ["| context (tokens) | answers longer | % of answers | Q+A examples that fit | % of examples |",
-             "|---:|---:|---:|---:|---:|"]
-    for row in rows:
-        lines.append(f"| {row['context']} | {row['answers_over']} | {row['answers_over_pct']:.1f}% "
-                     f"| {row['examples_fit']} | {row['examples_fit_pct']:.1f}% |")
-    return "\n".join(lines)
+    import pandas as pd
+
+    columns = {"context": "context (tokens)", "answers_over": "answers longer", "answers_over_pct": "% of answers",
+               "examples_fit": "Q+A examples that fit", "examples_fit_pct": "% of examples"}
+    table = pd.DataFrame(rows, columns=list(columns)).rename(columns=columns)
+    return markdown_table(table, {"% of answers": "{:.1f}%", "% of examples": "{:.1f}%"})
+
+
+def question_types_markdown(stats: dict) -> str:
+    import pandas as pd
+
+    table = pd.DataFrame(stats["question_types"], columns=["question type", "pairs"])
+    table["%"] = 100 * table["pairs"] / stats["records"]
+    return markdown_table(table, {"pairs": "{:,}", "%": "{:.1f}%"})
+
+
+def lengths_markdown(stats: dict) -> str:
+    import pandas as pd
+
+    columns = {"mean": "mean", "median": "median", "p90": "90th pct", "p99": "99th pct", "max": "max"}
+    table = (pd.DataFrame.from_dict({name: s for name, s in stats["lengths"].items() if s["count"]}, orient="index",
+                                    columns=list(columns))
+             .rename(columns=columns).rename_axis("text").reset_index())
+    return markdown_table(table, {"mean": "{:.0f}", "median": "{:.0f}", "90th pct": "{:.0f}", "99th pct": "{:.0f}",
+                                  "max": "{:,}"})
 
 
 def _top_words(frequencies: collections.Counter, n: int) -> str:
@@ -447,9 +436,7 @@ def render_markdown(stats: dict, figures: dict[str, Path], clouds: dict[str, col
         "",
         "## Question types",
         "",
-        "| question type | pairs | % |",
-        "|---|---:|---:|",
-        *[f"| {name} | {count:,} | {100 * count / total:.1f}% |" for name, count in stats["question_types"]],
+        question_types_markdown(stats),
         "",
         image("question_types", "question types"),
         "",
@@ -467,10 +454,7 @@ def render_markdown(stats: dict, figures: dict[str, Path], clouds: dict[str, col
             "An *example* is what the model is trained on: `Question: …\\nAnswer: …<|endoftext|>` "
             "(`gpt2chat.prompt.training_example`, without a reference passage).",
             "",
-            "| text | mean | median | 90th pct | 99th pct | max |",
-            "|---|---:|---:|---:|---:|---:|",
-            *[f"| {name} | {s['mean']:.0f} | {s['median']:.0f} | {s['p90']:.0f} | {s['p99']:.0f} | {s['max']:,} |"
-              for name, s in stats["lengths"].items() if s["count"]],
+            lengths_markdown(stats),
             "",
             image("lengths", "length histograms"),
             "",
@@ -528,16 +512,14 @@ class EdaResult:
     summary: Path
 
 
-def run_eda(records: Sequence[QAPair], report: LoadReport, out_dir: str | Path, *, tokenizer=None,
-            config: EdaConfig = EdaConfig(), progress: bool = False) -> EdaResult:
-    """Statistics, figures and the Markdown summary into ``out_dir``; ``tokenizer=None`` skips token lengths."""
+def run_eda(frame, report: LoadReport, out_dir: str | Path, *, config: EdaConfig = EdaConfig(),
+            progress: bool = False) -> EdaResult:
+    """Statistics, figures and the Markdown summary of the pairs table ``frame`` (``gpt2chat.dataset``) into
+    ``out_dir``; without token counts (<NA>) the length figure and tables are skipped."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lengths = None
-    if tokenizer is not None:
-        lengths = token_lengths(records, tokenizer, batch_size=config.batch_size, progress=progress)
-    stats = compute_stats(records, report, lengths, config)
-    clouds = cloud_frequencies(records, stats, config)
+    stats = compute_stats(frame, report, config)
+    clouds = cloud_frequencies(frame, stats, config)
     type_clouds = {k: v for k, v in clouds.items() if k not in ("questions", "answers")}
     figures = {
         "sources": plot_sources(stats, out_dir / "sources.png", config),
@@ -548,8 +530,8 @@ def run_eda(records: Sequence[QAPair], report: LoadReport, out_dir: str | Path, 
         "answers_cloud": plot_wordcloud(clouds["answers"], "Answers", out_dir / "wordcloud_answers.png", config),
         "type_clouds": plot_wordcloud_grid(type_clouds, out_dir / "wordcloud_by_type.png", config, progress),
     }
-    if lengths is not None:
-        figures["lengths"] = plot_lengths(lengths, out_dir / "lengths.png", config)
+    if stats["lengths"] is not None:
+        figures["lengths"] = plot_lengths(frame, out_dir / "lengths.png", config)
     summary = out_dir / "README.md"
     summary.write_text(render_markdown(stats, figures, clouds, out_dir, config), encoding="utf-8")
     return EdaResult(stats, figures, summary)
@@ -572,7 +554,9 @@ def main(argv: list[str] | None = None) -> int:
         from gpt2chat.tokenizer import gpt2_tokenizer
 
         tokenizer = gpt2_tokenizer()
-    result = run_eda(records, report, args.out, tokenizer=tokenizer, progress=True)
+    config = EdaConfig()
+    frame = records_frame(records, tokenizer=tokenizer, batch_size=config.batch_size, progress=True)
+    result = run_eda(frame, report, args.out, config=config, progress=True)
     if result.stats["contexts"] is not None:
         print(context_table_markdown(result.stats["contexts"]))
     print(f"{len(result.figures)} figures and {result.summary} written")

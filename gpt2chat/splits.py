@@ -57,15 +57,3 @@ def load_split(path: str | Path, records: Sequence[QAPair]) -> dict[str, list[QA
     payload = json.loads(Path(path).read_text())
     by_id = {r.pair_id: r for r in records}
     return {n: [by_id[i] for i in payload[n] if i in by_id] for n in SPLIT_NAMES}
-
-
-def to_hf_dataset(splits: dict[str, list[QAPair]]):
-    """A ``datasets.DatasetDict`` with one column per record field."""
-    import datasets
-
-    return datasets.DatasetDict(
-        {
-            name: datasets.Dataset.from_list([dataclasses.asdict(r) for r in records])
-            for name, records in splits.items()
-        }
-    )

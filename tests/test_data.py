@@ -4,7 +4,7 @@ import json
 import pytest
 
 from gpt2chat.data import MedQuADNotFound, load_records, parse_document
-from gpt2chat.splits import SPLIT_NAMES, load_split, save_split, split_records, to_hf_dataset
+from gpt2chat.splits import SPLIT_NAMES, load_split, save_split, split_records
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +105,6 @@ def test_split_is_by_focus_deterministic_and_saved(full, tmp_path):
     save_split(splits, tmp_path / "split.json")
     assert load_split(tmp_path / "split.json", records) == splits
     assert json.loads((tmp_path / "split.json").read_text())["config"]["salt"]
-
-
-def test_hf_dataset_export(sample_records):
-    dataset = to_hf_dataset(split_records(sample_records))
-    assert set(dataset) == set(SPLIT_NAMES)
-    assert dataset["train"].column_names[:3] == ["pair_id", "document_id", "subset"]
-    assert sum(len(d) for d in dataset.values()) == len(sample_records)
 
 
 def test_parse_document_reports_unanswered_pairs(medquad_dir):
