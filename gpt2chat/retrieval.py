@@ -1,18 +1,27 @@
-"""BM25 retrieval over every answered MedQuAD pair: the chatbot's knowledge base.
+"""Retrieval over every answered MedQuAD pair: the chatbot's knowledge base.
 
 Usage:
-    python -m gpt2chat.retrieval "how is glaucoma treated?"   # top passages for one question
-    python -m gpt2chat.retrieval --eval [--limit N]          # focus accuracy and latency on test-split questions
+    python -m gpt2chat.retrieval "how is glaucoma treated?"   # understood question(s) and their passages
+    python -m gpt2chat.retrieval --eval [medquad|consumer|rqe|followups|latency]   # see gpt2chat.retrieval_eval
 
     from gpt2chat.retrieval import get_index
-    for passage in get_index().search("my doctor says I have gout, what helps?", k=3):
-        print(passage.focus, passage.score, passage.url)
+    result = get_index().retrieve("and how is it treated?", history=["what causes gout?"], k=3)
+    for question in result.questions:          # one per core sub-question of the message
+        print(question.foci, question.types, question.answerable, [p.url for p in question.passages])
+    result.passages(k=3)                       # what to cite; result.medlineplus_url when not answerable
+    get_index().search("gout", k=3)            # plain BM25, no understanding
+
+``retrieve`` (gpt2chat.ranking) recognises the foci and question types, splits long messages, carries the focus
+of a follow-up over from the history, re-ranks with a question-entailment model and says when MedQuAD has no
+answer. Its learned parts (gpt2chat.understanding, gpt2chat.entailment) are built with the index.
 
 Each indexed document is the pair's question and focus (both repeated, so the topic outweighs the long answer)
 followed by the answer; a second, smaller BM25 over the focus name alone adds a boost for pairs whose topic the
 query names. Text is tokenised by bm25s with English stopwords and the Snowball stemmer (PyStemmer). Cached
-under ``settings.cache_dir()/retrieval/<key>``; the key hashes the MedQuAD XML contents, the loader's source and
-the index settings, so any change to them builds a fresh index instead of serving a stale one.
+under ``settings.cache_dir()/retrieval/<key>``; the key hashes the MedQuAD XML contents, the RQE train data, the
+source of the loader and of the learned parts, and the index settings, so any change to them builds a fresh
+index instead of serving a stale one. The manifest records a SHA-256 of every file: a cache whose files were
+damaged or edited (out-of-range arrays, emptied vocabularies) is rebuilt instead of trusted.
 """
 
 from __future__ import annotations
@@ -35,19 +44,29 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from gpt2chat import data, settings
+from gpt2chat import data, ranking, settings
 from gpt2chat.data import QAPair, focus_key
+from gpt2chat.entailment import rqe_path
+from gpt2chat.ranking import RetrievalResult, Understanding
 
 log = logging.getLogger(__name__)
 # bm25s sets its own logger to DEBUG on import, which would print index internals in any app that logs.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 # Bump when the on-disk layout or the document text changes in a way the settings below do not capture.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _MANIFEST = "manifest.json"
 _PASSAGES = "passages.jsonl"
+_UNDERSTANDING = "understanding"
 _FIELDS = ("document", "focus")
-_PASSAGE_FIELDS = ("pair_id", "question", "answer", "focus", "source", "url")
+_DESCRIPTION = "description"  # BM25 over each focus's own description, one document per answered focus
+_DESCRIPTION_KEYS = "description_foci.json"
+# What a focus "is" in its own answers: a description written the way people describe a condition.
+_DESCRIPTION_TYPES = ("information", "symptoms", "causes")
+_DESCRIPTION_CHARS = 1500  # of each answer: the opening says what the condition is; 4,732 foci built in ~5 s
+_PASSAGE_FIELDS = ("pair_id", "question", "answer", "focus", "source", "url", "question_type")
+# The code that builds the learned parts is part of what the cached index depends on.
+_LEARNED_SOURCES = ("understanding.py", "entailment.py", "ranking.py")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +78,7 @@ class Passage:
     source: str
     url: str
     score: float
+    question_type: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +127,10 @@ def cache_key(data_dir: str | os.PathLike | None = None, config: IndexSettings =
                              sort_keys=True).encode())
     # The loader decides which pairs are kept (answered, de-duplicated), so its code is part of the data.
     digest.update(Path(data.__file__).read_bytes())
+    for name in _LEARNED_SOURCES:
+        digest.update(Path(__file__).with_name(name).read_bytes())
+    if rqe_path().is_file():
+        digest.update(rqe_path().read_bytes())
     root = settings.medquad_dir(data_dir)
     for subset, path in data.xml_files(root):
         content = path.read_bytes()
@@ -116,18 +140,30 @@ def cache_key(data_dir: str | os.PathLike | None = None, config: IndexSettings =
 
 
 class RetrievalIndex:
-    """A BM25 index plus the passages it returns; build from records, or load a saved one."""
+    """A BM25 index, the passages it returns and the question understanding that ranks them; build from records,
+    or load a saved one."""
 
-    def __init__(self, fields: dict[str, bm25s.BM25], passages: list[dict], config: IndexSettings, key: str = ""):
+    def __init__(self, fields: dict[str, bm25s.BM25], passages: list[dict], config: IndexSettings, key: str = "",
+                 understanding: Understanding | None = None,
+                 descriptions: tuple[bm25s.BM25, list[str]] | None = None):
         self._fields = fields  # _FIELDS name -> BM25 over that text, one document per passage
+        self._descriptions = descriptions  # BM25 over focus descriptions, and the focus key of each document
         self._passages = passages
         self._config = config
         self.key = key  # the cache key it was built for ("" when built from records directly)
+        self.understanding = understanding
         self._stemmer = _stemmer(config)
+        self._by_focus: dict[str, list[int]] = collections.defaultdict(list)
+        for i, passage in enumerate(passages):
+            self._by_focus[focus_key(passage["focus"])].append(i)
+        self.answered_types = frozenset(p["question_type"] for p in passages)
+        self._type_probabilities: np.ndarray | None = None
 
     @classmethod
-    def build(cls, records: Sequence[QAPair], config: IndexSettings = IndexSettings(),
-              progress: bool = False) -> RetrievalIndex:
+    def build(cls, records: Sequence[QAPair], config: IndexSettings = IndexSettings(), progress: bool = False,
+              annotations: Sequence[data.FocusAnnotation] | None = None,
+              rqe: Sequence[tuple[str, str, bool]] | None = None) -> RetrievalIndex:
+        """BM25 fields plus the learned parts (see ``ranking.Understanding.build`` for the defaults)."""
         if not records:
             raise ValueError("cannot build a retrieval index from no records")
         stemmer = _stemmer(config)
@@ -137,25 +173,84 @@ class RetrievalIndex:
             fields[name] = bm25s.BM25(k1=config.k1, b=config.b)
             fields[name].index(_tokenize(texts, config.stopwords, stemmer, progress), show_progress=progress)
         passages = [{name: getattr(r, name) for name in _PASSAGE_FIELDS} for r in records]
-        return cls(fields, passages, config)
+        described: dict[str, list[str]] = collections.defaultdict(list)
+        for record in records:
+            if record.question_type in _DESCRIPTION_TYPES:
+                described[focus_key(record.focus)].append(record.answer[:_DESCRIPTION_CHARS])
+        keys = sorted(described)
+        descriptions = None
+        if keys:
+            description_bm25 = bm25s.BM25(k1=config.k1, b=config.b)
+            description_bm25.index(_tokenize([" ".join(described[k]) for k in keys], config.stopwords, stemmer),
+                                   show_progress=False)
+            descriptions = (description_bm25, keys)
+        return cls(fields, passages, config, understanding=Understanding.build(records, annotations, rqe),
+                   descriptions=descriptions)
 
     def __len__(self) -> int:
         return len(self._passages)
 
     def search(self, query: str, k: int = 5) -> list[Passage]:
-        """The ``k`` best passages, best first; only passages sharing at least one term with the query."""
+        """The ``k`` best passages by BM25 alone, best first; only passages sharing at least one term with the query."""
         if not query or not query.strip() or k <= 0:
             return []
+        scores = self.bm25_scores(query)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [self.passage_result(i, float(scores[i])) for i in top if scores[i] > 0]
+
+    def retrieve(self, message: str, history: Sequence[str] = (), k: int = 3) -> RetrievalResult:
+        """Understand ``message`` (already PII-masked) and rank passages for each of its core questions.
+
+        ``history`` is the user's earlier masked messages, oldest first: a follow-up that names no focus ("and
+        how is it treated?") is about the focus of the latest one that did. See ``ranking.RetrievalResult``:
+        one ``SubQuestion`` per core question (text, foci with confidence, types, passages, ``answerable``),
+        ``passages(k)`` to cite, and ``medlineplus_url`` (a MedlinePlus search) for what MedQuAD cannot answer.
+        Never raises for odd text (empty, noise, another language): it returns a non-answerable result.
+        """
+        if self.understanding is None:
+            raise ValueError("this index was loaded without its question understanding")
+        return ranking.retrieve(self, message, history, k)
+
+    def bm25_scores(self, query: str) -> np.ndarray:
+        """BM25 score of every passage: the document field plus the weighted focus-name field."""
         tokens = _tokenize([query], self._config.stopwords, self._stemmer)[0]
         scores = np.zeros(len(self), dtype=np.float32)
         for name, weight in (("document", 1.0), ("focus", self._config.focus_field_weight)):
             token_ids = self._fields[name].get_tokens_ids(tokens)
             if token_ids:
                 scores += weight * self._fields[name].get_scores_from_ids(token_ids)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [Passage(**self._passages[i], score=float(scores[i])) for i in top if scores[i] > 0]
+        return scores
+
+    def described_foci(self, text: str, n: int = 3) -> list[tuple[str, float]]:
+        """The answered foci whose own description (what their answers say it is, its symptoms and causes) best
+        matches ``text``: how "the sugar disease where your body stops making insulin" reaches type 1 diabetes."""
+        if self._descriptions is None:
+            return []
+        bm25, keys = self._descriptions
+        token_ids = bm25.get_tokens_ids(_tokenize([text], self._config.stopwords, self._stemmer)[0])
+        if not token_ids:
+            return []
+        scores = bm25.get_scores_from_ids(token_ids)
+        top = np.argsort(-scores)[:n]
+        return [(keys[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    def passage(self, i: int) -> dict:
+        return self._passages[i]
+
+    def passage_result(self, i: int, score: float) -> Passage:
+        return Passage(**self._passages[i], score=score)
+
+    def pairs_of_focus(self, key: str) -> list[int]:
+        """Indexes of the passages about one focus (``data.focus_key``)."""
+        return self._by_focus.get(key, [])
+
+    def type_probabilities(self, indexes: np.ndarray) -> np.ndarray:
+        """Question-type probabilities of these passages' questions, computed for all passages on first use."""
+        if self._type_probabilities is None:
+            self._type_probabilities = self.understanding.types.probabilities([p["question"] for p in self._passages])
+        return self._type_probabilities[indexes]
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write atomically: a half-written directory never sits at ``directory``."""
@@ -169,8 +264,14 @@ class RetrievalIndex:
             with open(staging / _PASSAGES, "w", encoding="utf-8") as handle:
                 for passage in self._passages:
                     handle.write(json.dumps(passage, ensure_ascii=False) + "\n")
+            if self.understanding is not None:
+                self.understanding.save(staging / _UNDERSTANDING)
+            if self._descriptions is not None:
+                self._descriptions[0].save(staging / _DESCRIPTION, show_progress=False)
+                (staging / _DESCRIPTION_KEYS).write_text(json.dumps(self._descriptions[1]))
             # Written last: a directory without a manifest is incomplete.
-            manifest = {"key": self.key, "count": len(self), "settings": dataclasses.asdict(self._config)}
+            manifest = {"key": self.key, "count": len(self), "settings": dataclasses.asdict(self._config),
+                        "sha256": _checksums(staging)}
             (staging / _MANIFEST).write_text(json.dumps(manifest, indent=1))
             shutil.rmtree(directory, ignore_errors=True)
             os.replace(staging, directory)
@@ -184,6 +285,10 @@ class RetrievalIndex:
         manifest = json.loads((directory / _MANIFEST).read_text())
         if key is not None and manifest.get("key") != key:
             raise ValueError(f"index at {directory} was built for key {manifest.get('key')!r}, not {key!r}")
+        # Readable but wrong bytes (an out-of-range array value, an emptied vocabulary) load without an error
+        # and fail later or find nothing, so every file must match what was written.
+        if manifest.get("sha256") != _checksums(directory):
+            raise ValueError(f"index at {directory} does not match the checksums in its manifest")
         config = IndexSettings(**manifest["settings"])
         with open(directory / _PASSAGES, encoding="utf-8") as handle:
             passages = [json.loads(line) for line in handle]
@@ -193,7 +298,13 @@ class RetrievalIndex:
             raise ValueError(f"index at {directory} is inconsistent: document counts {sorted(sizes)}")
         if any(set(p) != set(_PASSAGE_FIELDS) for p in passages):
             raise ValueError(f"index at {directory} has malformed passages")
-        return cls(fields, passages, config, manifest.get("key", ""))
+        understanding = Understanding.load(directory / _UNDERSTANDING)
+        description_keys = json.loads((directory / _DESCRIPTION_KEYS).read_text())
+        description_bm25 = bm25s.BM25.load(directory / _DESCRIPTION, show_progress=False, verbosity=0)
+        if description_bm25.scores["num_docs"] != len(description_keys):
+            raise ValueError(f"index at {directory} has focus descriptions that do not match their foci")
+        return cls(fields, passages, config, manifest.get("key", ""), understanding,
+                   (description_bm25, description_keys))
 
     @classmethod
     def load_or_build(cls, data_dir: str | os.PathLike | None = None, progress: bool = False,
@@ -207,7 +318,8 @@ class RetrievalIndex:
             except Exception as error:  # any damage (truncated JSON, missing array, bad dtype) means rebuild
                 log.warning("retrieval cache at %s is unreadable (%s); rebuilding it", directory, error)
         records, _ = data.load_records(data_dir, progress=progress)
-        index = cls.build(records, config, progress=progress)
+        index = cls.build(records, config, progress=progress,
+                          annotations=data.load_annotations(data_dir, progress=progress))
         index.key = key
         try:
             index.save(directory)
@@ -215,6 +327,15 @@ class RetrievalIndex:
         except OSError as error:  # a read-only or full disk costs a rebuild next start, not the answer now
             log.warning("could not cache the retrieval index at %s (%s)", directory, error)
         return index
+
+
+EVALUATIONS = ("medquad", "consumer", "rqe", "followups", "latency")
+
+
+def _checksums(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``directory`` except the manifest, by relative path."""
+    return {str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(directory.rglob("*")) if path.is_file() and path.name != _MANIFEST}
 
 
 def _prune_other_keys(keep: Path) -> None:
@@ -230,65 +351,15 @@ def get_index(data_dir: str | os.PathLike | None = None) -> RetrievalIndex:
     return RetrievalIndex.load_or_build(data_dir)
 
 
-def _percent(hits: int, total: int) -> str:
-    return f"{100 * hits / total:5.1f}%" if total else "  n/a"
-
-
-def evaluate(index: RetrievalIndex, queries: Sequence[QAPair]) -> dict:
-    """Focus accuracy of each query's top results, with its own pair in the index and with it held out."""
-    exact = {"top1": 0, "top5": 0}
-    held_out = {"top1": 0, "top5": 0}
-    latencies = []
-    for record in queries:
-        started = time.perf_counter()
-        results = index.search(record.question, k=6)
-        latencies.append((time.perf_counter() - started) * 1000)
-        focus = focus_key(record.focus)
-        others = [p for p in results if p.pair_id != record.pair_id]
-        for counts, ranked in ((exact, results[:5]), (held_out, others[:5])):
-            foci = [focus_key(p.focus) for p in ranked]
-            counts["top1"] += bool(foci) and foci[0] == focus
-            counts["top5"] += focus in foci
-    return {"n": len(queries), "exact": exact, "held_out": held_out,
-            "p50_ms": float(np.percentile(latencies, 50)) if latencies else 0.0,
-            "p95_ms": float(np.percentile(latencies, 95)) if latencies else 0.0}
-
-
-def _run_eval(data_dir: str | None, limit: int | None) -> int:
-    from gpt2chat.splits import split_records
-
-    started = time.perf_counter()
-    records, _ = data.load_records(data_dir, progress=True)
-    read_s = time.perf_counter() - started
-    started = time.perf_counter()
-    index = RetrievalIndex.build(records, progress=True)
-    build_s = time.perf_counter() - started
-    queries = split_records(records)["test"][:limit]
-    result = evaluate(index, queries)
-    n = result["n"]
-    # A query whose focus has no other pair cannot be a held-out hit: the ceiling for that row.
-    focus_counts = collections.Counter(focus_key(r.focus) for r in records)
-    reachable = sum(focus_counts[focus_key(q.focus)] > 1 for q in queries)
-    print(f"Knowledge base: all {len(index)} answered MedQuAD pairs (every split). The index IS the knowledge base,")
-    print("so each test question's own pair is in it; the second row removes that pair from the results and")
-    print("counts a hit only if another pair with the same focus is found.")
-    print(f"Queries: {n} MedQuAD test-split questions (focus match, case-insensitive)\n")
-    print(f"{'':<26}{'top-1':>8}{'top-5':>8}")
-    for label, counts in (("own pair in index", result["exact"]), ("own pair held out", result["held_out"])):
-        print(f"{label:<26}{_percent(counts['top1'], n):>8}{_percent(counts['top5'], n):>8}")
-    print(f"(held-out ceiling: {_percent(reachable, n).strip()} of test questions have another pair "
-          "with their focus)")
-    print(f"\nQuery latency: p50 {result['p50_ms']:.2f} ms, p95 {result['p95_ms']:.2f} ms (single queries, CPU)")
-    print(f"Index build: {build_s:.1f} s for {len(index)} pairs (plus {read_s:.1f} s reading the XML)")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2chat.retrieval", description=__doc__.split("\n")[0])
     parser.add_argument("question", nargs="?", help="question to search for")
     parser.add_argument("-k", type=int, default=5, help="passages to show (default 5)")
-    parser.add_argument("--eval", action="store_true", help="measure focus accuracy on the test-split questions")
-    parser.add_argument("--limit", type=int, help="with --eval: only the first N test questions")
+    parser.add_argument("--history", action="append", default=[], metavar="MESSAGE",
+                        help="an earlier user message, oldest first (repeatable), for a follow-up question")
+    parser.add_argument("--eval", nargs="?", const="medquad", choices=EVALUATIONS, metavar="WHAT",
+                        help=f"measure instead: {', '.join(EVALUATIONS)} (default medquad; see gpt2chat.retrieval_eval)")
+    parser.add_argument("--limit", type=int, help="with --eval: only the first N questions")
     parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -296,17 +367,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give a question, or --eval")
     try:
         if args.eval:
-            return _run_eval(args.data, args.limit)
+            from gpt2chat import retrieval_eval
+
+            return retrieval_eval.run(args.eval, args.data, args.limit)
         index = RetrievalIndex.load_or_build(args.data, progress=True)
-    except data.MedQuADNotFound as error:
+    except (data.MedQuADNotFound, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    passages = index.search(args.question, k=args.k)
-    if not passages:
-        print("no passage shares a term with that question")
-    for rank, passage in enumerate(passages, 1):
-        print(f"{rank}. {passage.focus}  [{passage.source}]  score {passage.score:.2f}\n"
-              f"   {passage.url}\n   Q: {passage.question}")
+    result = index.retrieve(args.question, args.history, k=args.k)
+    for question in result.questions:
+        foci = ", ".join(f"{m.focus} ({m.confidence:.2f}{', carried over' if question.carried_over else ''})"
+                         for m in question.foci) or "none"
+        types = ", ".join(f"{t} ({p:.2f})" for t, p in question.types) or "none"
+        print(f"Q: {question.text}\n   foci: {foci}\n   types: {types}")
+        if not question.answerable:
+            print("   no NIH answer found")
+        for rank, passage in enumerate(question.passages, 1):
+            print(f"{rank}. {passage.focus}  [{passage.source}]  score {passage.score:.2f}\n"
+                  f"   {passage.url}\n   Q: {passage.question}")
+    if not result.answerable:
+        print(f"No NIH answer found; MedlinePlus search: {result.medlineplus_url}")
     return 0
 
 

@@ -1,0 +1,147 @@
+"""Question understanding and ``RetrievalIndex.retrieve`` on a small real index: misspelt and abbreviated foci,
+question types, long messages, follow-ups, lay descriptions, and messages MedQuAD has no answer for."""
+
+from __future__ import annotations
+
+import random
+import string
+
+import pytest
+
+from gpt2chat.data import focus_key, load_annotations, load_records
+from gpt2chat.entailment import rqe_pairs
+from gpt2chat.retrieval import RetrievalIndex
+from gpt2chat.understanding import split_questions
+
+# Answered foci the tests ask about, plus their neighbours that compete for the same words.
+FOCI = {"gout", "glaucoma", "diabetes", "type 1 diabetes", "diabetes insipidus", "deep vein thrombosis", "antiphospholipid syndrome",
+        "familial mediterranean fever", "common variable immunodeficiency", "lyme disease", "tick bites",
+        "osteoporosis", "menopause", "croup", "chronic lymphocytic leukemia", "acute lymphoblastic leukemia",
+        "adult acute lymphoblastic leukemia", "lupus", "asthma", "klinefelter syndrome", "q fever", "fever"}
+# Every MedlinePlus health topic as well, so that lay descriptions compete with ~900 foci as in the real index.
+HEALTH_TOPICS = "4_MPlus_Health_Topics_QA"
+# Topics MedQuAD publishes without answers (drugs, encyclopedia articles): recognised, never answered.
+UNANSWERED = {"acetaminophen", "ibuprofen", "metformin", "acetaminophen dosing for children"}
+
+
+@pytest.fixture(scope="module")
+def records(medquad_dir):
+    records, _ = load_records(medquad_dir)
+    return [r for r in records if focus_key(r.focus) in FOCI or r.subset == HEALTH_TOPICS]
+
+
+@pytest.fixture(scope="module")
+def index(records, medquad_dir):
+    annotations = [a for a in load_annotations(medquad_dir)
+                   if focus_key(a.focus) in FOCI | UNANSWERED or a.subset == HEALTH_TOPICS]
+    # A sample of the RQE train split keeps the build at a few seconds; the full split is used by the app.
+    return RetrievalIndex.build(records, annotations=annotations, rqe=rqe_pairs("train")[:800])
+
+
+def _foci(index, text):
+    return [m.key for m in index.understanding.recogniser.find(text)]
+
+
+@pytest.mark.parametrize("message, focus", [
+    ("whats diabete", "diabetes"),
+    ("Antiphosoholipid syndrome", "antiphospholipid syndrome"),
+    ("Hello i would like more info about Familial Mediterean Fever please", "familial mediterranean fever"),
+    ("How can I get Information on Cronic Lymphocytice Leukemia", "chronic lymphocytic leukemia"),
+    ("what are some of the treatments available to males with klinefelter's", "klinefelter syndrome"),
+    ("GOUT!!! in my big toe", "gout"),
+])
+def test_misspelt_cased_and_possessive_foci_are_recognised(index, message, focus):
+    assert _foci(index, message)[0] == focus
+
+
+@pytest.mark.parametrize("message, focus", [("what is DVT", "deep vein thrombosis"), ("dvt after a flight", "deep vein thrombosis"),
+                                            ("is CVID inherited", "common variable immunodeficiency")])
+def test_abbreviations_are_recognised(index, message, focus):
+    assert focus in _foci(index, message)
+
+
+def test_an_abbreviation_that_is_an_everyday_word_needs_capitals(index):
+    assert not any("lymphoblastic" in key for key in _foci(index, "all of my family has it"))
+    assert any("lymphoblastic" in key for key in _foci(index, "my son has ALL"))
+
+
+def test_unanswered_topics_are_recognised_as_such(index):
+    matches = index.understanding.recogniser.find("how much metformin")
+    assert matches and matches[0].key == "metformin" and not matches[0].answered
+
+
+@pytest.mark.parametrize("message, qtype", [
+    ("how do you check for lupus?", "exams and tests"),
+    ("How is glaucoma treated?", "treatment"),
+    ("is it hereditary", "inheritance"),
+    ("how common is it", "frequency"),
+    ("what are the warning signs", "symptoms"),
+    ("How much tylenol can I take?", "usage"),
+])
+def test_question_type_classifier(index, message, qtype):
+    assert index.understanding.types.types(message)[0][0] == qtype
+
+
+def test_a_message_can_carry_several_types(index):
+    result = index.retrieve("Gout. My father has gout. What causes it? How is it treated?")
+    assert [q.types[0][0] for q in result.questions] == ["causes", "treatment"]
+    assert all([m.key for m in q.foci][0] == "gout" for q in result.questions)
+    # each sub-question is answered from its own passage, so the reply can cite both
+    assert [q.passages[0].question_type for q in result.questions] == ["causes", "treatment"]
+    assert len(result.passages(k=3)) >= 1 and result.answerable
+
+
+def test_splitting_keeps_the_questions_and_drops_the_subject_line():
+    message = "Chronic lymphocytic leukemia. How can I get information on it? Thanks so much."
+    assert split_questions(message) == ["How can I get information on it?"]
+    assert split_questions("lupus treatment") == ["lupus treatment"]
+    assert len(split_questions("What is it? " * 10)) == 3
+
+
+@pytest.mark.parametrize("first, followup, focus, qtype", [
+    ("what is gout?", "What causes it?", "gout", "causes"),
+    ("My dad was just diagnosed with gout", "and how is it treated?", "gout", "treatment"),
+    ("tell me about glaucoma", "how is it treated", "glaucoma", "treatment"),
+])
+def test_a_follow_up_inherits_the_focus_of_the_conversation(index, first, followup, focus, qtype):
+    result = index.retrieve(followup, history=["hello", first])
+    question = result.questions[0]
+    assert question.carried_over and question.foci[0].key == focus
+    assert focus_key(question.passages[0].focus) == focus and question.passages[0].question_type == qtype
+
+
+def test_a_follow_up_naming_a_new_focus_does_not_carry_the_old_one(index):
+    question = index.retrieve("what about asthma?", history=["what is gout?"]).questions[0]
+    assert not question.carried_over and question.foci[0].key == "asthma"
+
+
+@pytest.mark.parametrize("message, focus", [
+    ("the sugar disease where your body stops making insulin", "type 1 diabetes"),
+    ("my joints hurt and my big toe is red and swollen", "gout"),
+])
+def test_lay_descriptions_reach_the_condition(index, message, focus):
+    result = index.retrieve(message)
+    assert result.answerable and focus_key(result.passages(1)[0].focus) == focus
+
+
+def test_ranking_follows_the_question_type(index):
+    passages = index.retrieve("How is glaucoma treated?").passages(1)
+    assert passages[0].focus == "Glaucoma" and passages[0].question_type == "treatment"
+
+
+NOISE = "".join(random.Random(0).choice(string.ascii_letters + "  ") for _ in range(2000))
+
+
+@pytest.mark.parametrize("message", [
+    "", "   ", "what is the", "?!", NOISE, "How much tylenol can I take?", "how many mg of metformin should I take",
+    "¿Cuáles son los síntomas de la diabetes?", "Was sind die Symptome von Diabetes?", "糖尿病的症状是什么", "\x00\x01",
+])
+def test_no_answer_without_an_exception(index, message):
+    result = index.retrieve(message, history=["what is gout?"] if message == "?!" else ())
+    assert not result.answerable and result.passages() == []
+    assert result.medlineplus_url.startswith("https://medlineplus.gov/search/?query=")
+
+
+def test_no_answer_offers_a_medlineplus_search_for_what_was_asked(index):
+    result = index.retrieve("How much tylenol can I take?")
+    assert not result.answerable and "Acetaminophen" in result.medlineplus_url
