@@ -27,7 +27,8 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from gpt2chat import settings
 from gpt2chat.data import QAPair
-from gpt2chat.understanding import SEED_PHRASES, TypeClassifier, raw_words, stems
+from gpt2chat.question_types import SEED_PHRASES, TypeClassifier
+from gpt2chat.understanding import raw_words, stems
 
 CONSUMER_QA_ENV = "GPT2CHAT_CONSUMER_QA"
 RQE_FILE = "mediqa2019_rqe.jsonl"

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from gpt2chat.data import FocusAnnotation, QAPair, focus_key
+from gpt2chat.data import FocusAnnotation, QAPair
 from gpt2chat.entailment import EntailmentModel, rqe_pairs, rqe_path, type_contrast_pairs
-from gpt2chat.understanding import (FocusMatch, FocusRecogniser, TypeClassifier, carried_focus, raw_words,
-                                    split_questions)
+from gpt2chat.question_types import TypeClassifier
+from gpt2chat.understanding import FocusMatch, FocusRecogniser, carried_focus, raw_words, split_questions
 
 if TYPE_CHECKING:
     from gpt2chat.retrieval import Passage, RetrievalIndex

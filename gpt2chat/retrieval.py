@@ -13,7 +13,8 @@ Usage:
 
 ``retrieve`` (gpt2chat.ranking) recognises the foci and question types, splits long messages, carries the focus
 of a follow-up over from the history, re-ranks with a question-entailment model and says when MedQuAD has no
-answer. Its learned parts (gpt2chat.understanding, gpt2chat.entailment) are built with the index.
+answer. Its learned parts (gpt2chat.understanding, gpt2chat.question_types, gpt2chat.entailment) are built with the
+index.
 
 Each indexed document is the pair's question and focus (both repeated, so the topic outweighs the long answer)
 followed by the answer; a second, smaller BM25 over the focus name alone adds a boost for pairs whose topic the
@@ -36,7 +37,6 @@ import logging
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -66,7 +66,7 @@ _DESCRIPTION_TYPES = ("information", "symptoms", "causes")
 _DESCRIPTION_CHARS = 1500  # of each answer: the opening says what the condition is; 4,732 foci built in ~5 s
 _PASSAGE_FIELDS = ("pair_id", "question", "answer", "focus", "source", "url", "question_type")
 # The code that builds the learned parts is part of what the cached index depends on.
-_LEARNED_SOURCES = ("understanding.py", "entailment.py", "ranking.py")
+_LEARNED_SOURCES = ("understanding.py", "question_types.py", "entailment.py", "ranking.py")
 
 
 @dataclasses.dataclass(frozen=True)

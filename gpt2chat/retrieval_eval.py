@@ -5,7 +5,8 @@
                 question's own pair in the index and held out.
 * ``consumer``  the MEDIQA 2019 consumer questions (``../shared/consumer_qa``, evaluation only): page-level hit@1,
                 hit@5 and MRR against judged-correct answers (score >= 3) for the 76 questions with such an answer
-                on a MedQuAD page, per subset; how often a cited page was judged incorrect (score 1).
+                on a MedQuAD page, per subset, and focus@1 (the first passage is about the focus of a judged-correct
+                page, whichever site); how often a cited page was judged incorrect (score 1).
 * ``rqe``       accuracy of the question-entailment model on the RQE validation and test splits.
 * ``followups`` focus carried over in our own two-turn conversations (gpt2chat/resources/followup_conversations.jsonl).
 * ``latency``   ``retrieve`` p50/p95 over every question above, one at a time.
@@ -115,7 +116,10 @@ def consumer_questions(path: Path | None = None) -> list[dict]:
 
 
 def evaluate_consumer(index: RetrievalIndex, questions: list[dict], full_pipeline: bool) -> dict:
-    indexed_pages = {normalise_url(p["url"]) for p in (index.passage(i) for i in range(len(index)))}
+    focus_of_page: dict[str, set[str]] = collections.defaultdict(set)
+    for passage in (index.passage(i) for i in range(len(index))):
+        focus_of_page[normalise_url(passage["url"])].add(focus_key(passage["focus"]))
+    indexed_pages = set(focus_of_page)
     per_set: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     cited = collections.Counter()
     latencies = []
@@ -146,6 +150,9 @@ def evaluate_consumer(index: RetrievalIndex, questions: list[dict], full_pipelin
         counts = per_set[question["set"]]
         counts["n"] += 1
         counts["hit@1"] += bool(pages) and pages[0] in good
+        # the topic is right even when another NIH site's page on it was judged (or none was)
+        counts["focus@1"] += bool(passages) and focus_key(passages[0].focus) in set().union(
+            *(focus_of_page[page] for page in good))
         counts["hit@5"] += bool(set(pages[:5]) & good)
         rank = next((r for r, page in enumerate(pages[:10], 1) if page in good), None)
         counts["mrr"] += 1 / rank if rank else 0.0
@@ -157,7 +164,7 @@ def run_consumer(data_dir: str | None, limit: int | None) -> int:
     questions = consumer_questions()[:limit]
     print(f"MEDIQA 2019 consumer questions: {len(questions)}; page-level hits against judged-correct answers "
           "(score >= 3) on MedQuAD pages\n")
-    print(f"{'':<12}{'subset':<12}{'n':>4}{'hit@1':>12}{'hit@5':>12}{'MRR':>7}")
+    print(f"{'':<12}{'subset':<12}{'n':>4}{'hit@1':>12}{'hit@5':>12}{'MRR':>7}{'focus@1':>13}")
     for name, full in (("search", False), ("retrieve", True)):
         result = evaluate_consumer(index, questions, full)
         total = collections.Counter()
@@ -167,7 +174,8 @@ def run_consumer(data_dir: str | None, limit: int | None) -> int:
                 total.update(counts)
             n = counts["n"]
             print(f"{name:<12}{subset:<12}{n:>4}{counts['hit@1']:>5} {_percent(counts['hit@1'], n)}"
-                  f"{counts['hit@5']:>5} {_percent(counts['hit@5'], n)}{counts['mrr'] / max(n, 1):>7.3f}")
+                  f"{counts['hit@5']:>5} {_percent(counts['hit@5'], n)}{counts['mrr'] / max(n, 1):>7.3f}"
+                  f"{counts['focus@1']:>6} {_percent(counts['focus@1'], n)}")
         cited = result["cited"]
         print(f"{name:<12}first cited page over all {cited['questions']} questions: cited {cited['cited']}, "
               f"no NIH answer {cited['no answer']}; of the cited pages {cited['judged']} were judged: "
