@@ -57,6 +57,11 @@ def load_preset(name_or_dir: str | Path, *, dtype=None):
     is_local = Path(source).expanduser().exists()
     if is_local and not (Path(source) / "config.json").is_file():
         raise ModelUnavailable(f"{source} is not a Keras-Hub preset directory (no config.json)")
+    if not is_local and "://" not in source and source not in keras_hub.models.GPT2CausalLM.presets:
+        raise ModelUnavailable(
+            f"{source} does not exist: it is neither a local preset directory nor a Keras-Hub preset name "
+            f"({', '.join(keras_hub.models.GPT2CausalLM.presets)}, or an hf:// or kaggle:// handle)"
+        )
     try:
         return keras_hub.models.GPT2CausalLM.from_preset(
             str(Path(source).expanduser()) if is_local else source, dtype=dtype

@@ -19,6 +19,7 @@ import collections
 import dataclasses
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -29,11 +30,15 @@ from gpt2chat import settings
 from gpt2chat.metrics import perplexity
 from gpt2chat.model import SIZES, ModelUnavailable
 from gpt2chat.rundir import RunDirectory
+from gpt2chat.tokenizer import VOCABULARY_SIZE
 
 log = logging.getLogger(__name__)
 
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+# Guessing uniformly over the vocabulary costs ln(50,257) = 10.8 per token; a loss past twice that is a run that
+# has diverged, not one that is learning slowly.
+DIVERGED_LOSS = 2 * math.log(VOCABULARY_SIZE)
 DEFAULT_RECIPE = "quickstart"
 
 
@@ -107,6 +112,20 @@ class TrainConfig:
             raise ValueError("--warmup-steps must be smaller than --steps")
         if self.precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
             raise ValueError("--precision must be float32, mixed_bfloat16 or mixed_float16")
+        if self.max_records is not None and self.max_records < 1:
+            raise ValueError("--max-records must be at least 1 (leave it out to train on every pair)")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError("--learning-rate must be a positive number")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError("--weight-decay must be zero or a positive number")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("--dropout must be at least 0 and below 1")
+        if self.warmup_steps < 0 or self.lora_rank < 0:
+            raise ValueError("--warmup-steps and --lora-rank cannot be negative")
+        output = Path(self.output).expanduser()
+        existing = next(path for path in (output, *output.parents) if path.exists())
+        if not existing.is_dir():
+            raise ValueError(f"--output {self.output}: {existing} is a file, not a directory")
         self.grounding()  # raises on out-of-range grounding settings
 
     def grounding(self):
@@ -116,11 +135,30 @@ class TrainConfig:
                          answer_sentences=self.answer_sentences, answer_tokens=self.answer_tokens)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN, infinite or far worse than guessing: the run stops instead of training on garbage."""
+
+
+def seed_states(model) -> list[list[int]]:
+    """The random-number state of every dropout layer, which Keras leaves out of the weights file: without it a
+    resumed run with dropout would draw other masks than an uninterrupted one."""
+    return [np.asarray(v).tolist() for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def restore_seed_states(model, states: list[list[int]]) -> None:
+    variables = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    if len(variables) != len(states):
+        raise ValueError("the checkpoint's random state does not fit this model; use another --output")
+    for variable, state in zip(variables, states):
+        variable.assign(np.asarray(state, dtype=variable.dtype))
+
+
 def _keras_callbacks():
     import keras
 
     class Checkpointing(keras.callbacks.Callback):
-        """Per evaluation: log metrics, keep the best weights by validation loss, and save a resumable checkpoint."""
+        """Per evaluation: log metrics, keep the best weights by validation loss, and save a resumable checkpoint.
+        A NaN, infinite or exploding loss stops the run at once, before it can overwrite a good checkpoint."""
 
         def __init__(self, run: RunDirectory, config: TrainConfig, history: list[dict], best: float):
             super().__init__()
@@ -130,11 +168,25 @@ def _keras_callbacks():
 
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
+            self.epoch = epoch
 
         def on_train_batch_end(self, batch, logs=None):
             self.train_seconds = time.perf_counter() - self.started  # excludes the validation pass
+            self._stop_if_diverged(self.epoch * self.config.eval_interval + batch + 1, float(logs["loss"]))
+
+        def _stop_if_diverged(self, step: int, loss: float) -> None:
+            if math.isfinite(loss) and loss <= DIVERGED_LOSS:
+                return
+            if self.history:
+                where = (f"the checkpoint of step {self.history[-1]['step']} is kept; start a new run (another "
+                         f"--output, or delete {self.run.root})")
+            else:
+                where = "nothing was saved; run again"
+            raise TrainingDiverged(f"training diverged at step {step} (loss {loss:.4g}): {where} with a lower "
+                                   f"--learning-rate than {self.config.learning_rate:g}")
 
         def on_epoch_end(self, epoch, logs=None):
+            self._stop_if_diverged((epoch + 1) * self.config.eval_interval, float(logs["val_loss"]))
             entry = {  # losses per answer token: prompt, reference and question carry no weight
                 "step": (epoch + 1) * self.config.eval_interval,
                 "train_loss": float(logs["answer_loss"]),
@@ -148,7 +200,8 @@ def _keras_callbacks():
                 RunDirectory.atomic_write_weights(self.model, self.run.best_weights)
             RunDirectory.atomic_write_weights(self.model, self.run.last_weights)
             RunDirectory.atomic_write_json(
-                {"epoch": epoch, "best_val_loss": self.best, "history": self.history}, self.run.state
+                {"epoch": epoch, "best_val_loss": self.best, "history": self.history,
+                 "seed_states": seed_states(self.model)}, self.run.state
             )
             print(
                 f"step {entry['step']}: per answer token: train loss {entry['train_loss']:.3f}, "
@@ -160,18 +213,20 @@ def _keras_callbacks():
     return Checkpointing
 
 
-def _batches(packed, config: TrainConfig):
-    """Rows in a fresh seeded order every pass over the data; batch k of the run is the same after a resume."""
+def _batches(packed, config: TrainConfig, first_step: int):
+    """The run's batches from ``first_step`` on: rows in a fresh seeded order every pass over the data, and batch k
+    a function of k alone, so a resumed run sees exactly the batches of an uninterrupted one. (Counting epochs in
+    the dataset broke that: Keras calls on_epoch_end once before training, and fit's shuffle reorders each epoch's
+    batches with Python's random state, which no checkpoint holds.)"""
     import keras
 
     class PackedBatches(keras.utils.PyDataset):
-        def __init__(self, first_epoch: int):
+        def __init__(self):
             super().__init__()
-            self.epoch = first_epoch
             self.packed = packed
 
         def __len__(self):
-            return config.eval_interval
+            return config.steps - first_step
 
         def _row_indices(self, step: int) -> np.ndarray:
             per_pass = len(self.packed.rows) // config.batch_size
@@ -180,12 +235,9 @@ def _batches(packed, config: TrainConfig):
             return order[position * config.batch_size : (position + 1) * config.batch_size]
 
         def __getitem__(self, index):
-            return self.packed.select(self._row_indices(self.epoch * config.eval_interval + index)).batch
+            return self.packed.select(self._row_indices(first_step + index)).batch
 
-        def on_epoch_end(self):
-            self.epoch += 1
-
-    return PackedBatches
+    return PackedBatches()
 
 
 def _load_or_build(config: TrainConfig):
@@ -299,20 +351,40 @@ def prepare_data(config: TrainConfig, tokenizer, run: RunDirectory):
 
 
 def train(config: TrainConfig) -> dict:
-    """Run (or resume) training; returns the summary written to metrics.json."""
+    """Run (or resume) training; returns the summary written to metrics.json.
+
+    The settings, the data path and the model (a preset that does not load) are checked before the run directory
+    is written, and a run that fails before its first checkpoint takes its settings file with it: either way the
+    corrected command is not refused as "a run with other settings"."""
     config.validate()
     import keras
 
     from gpt2chat.data import xml_files
 
-    xml_files(settings.medquad_dir(config.data))  # fail on a wrong path before the run directory is written
+    xml_files(settings.medquad_dir(config.data))
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
-    run = RunDirectory(config.output)
-    run.prepare(dataclasses.asdict(config))
-
     causal_lm, training_model = build_training_model(config)
+    run = RunDirectory(config.output)
+    fresh = run.training_config() is None
+    try:
+        run.prepare(dataclasses.asdict(config))
+    except OSError as error:
+        raise ValueError(f"cannot write the run directory {run.root}: {error.strerror or error}") from None
+    try:
+        return _train_in(run, config, causal_lm, training_model)
+    except BaseException:
+        if fresh and run.load_state() is None:
+            run.config.unlink(missing_ok=True)
+        raise
+
+
+def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model) -> dict:
+    import keras
+
     train_rows, validation = prepare_data(config, causal_lm.preprocessor.tokenizer, run)
+    if len(train_rows.rows) < config.batch_size:
+        raise ValueError(f"only {len(train_rows.rows)} training rows, fewer than --batch-size {config.batch_size}")
 
     total_epochs = config.steps // config.eval_interval
     state = run.load_state()
@@ -321,6 +393,8 @@ def train(config: TrainConfig) -> dict:
         training_model.optimizer.build(training_model.trainable_variables)
         training_model.load_weights(run.last_weights)
         first_epoch, history, best = state["epoch"] + 1, state["history"], state["best_val_loss"]
+        if "seed_states" in state:  # absent from checkpoints written before it was saved
+            restore_seed_states(training_model, state["seed_states"])
         print(f"resuming from step {first_epoch * config.eval_interval} (checkpoint in {run.checkpoints})",
               flush=True)
     print(f"{train_rows.num_tokens:,} training tokens in {len(train_rows.rows)} rows; "
@@ -330,7 +404,9 @@ def train(config: TrainConfig) -> dict:
     if first_epoch < total_epochs:
         started = time.perf_counter()
         training_model.fit(
-            _batches(train_rows, config)(first_epoch),
+            _batches(train_rows, config, first_epoch * config.eval_interval),
+            steps_per_epoch=config.eval_interval,
+            shuffle=False,  # the order is _batches' own, seeded by step
             validation_data=validation.batch,
             validation_batch_size=config.batch_size,
             epochs=total_epochs,
@@ -343,6 +419,8 @@ def train(config: TrainConfig) -> dict:
         wall = 0.0
         print("training already complete; writing the preset again", flush=True)
 
+    if not run.best_weights.exists():
+        raise TrainingDiverged(f"no best checkpoint in {run.checkpoints}: delete {run.root} and train again")
     training_model.load_weights(run.best_weights)
     causal_lm.save_to_preset(str(run.root))
     best_entry = min(history, key=lambda e: e["val_loss"])
@@ -400,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_args(argv)
         train(config)
-    except (ValueError, ModelUnavailable, FileNotFoundError) as error:
+    except (ValueError, ModelUnavailable, FileNotFoundError, TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

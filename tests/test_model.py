@@ -61,7 +61,10 @@ def test_streaming_matches_keras_hub_generate():
 
 
 def test_unknown_preset_and_bad_directory_are_clear_errors(tmp_path):
-    with pytest.raises(ModelUnavailable, match="--from-scratch"):
+    with pytest.raises(ModelUnavailable, match="neither a local preset directory nor a Keras-Hub preset name"):
         load_preset("gpt2_base_en_that_does_not_exist")
+    with pytest.raises(ModelUnavailable, match="does not exist") as error:  # a path, not a download
+        load_preset(tmp_path / "models" / "mine")
+    assert "download" not in str(error.value)
     with pytest.raises(ModelUnavailable, match="not a Keras-Hub preset directory"):
         load_preset(tmp_path)

@@ -12,6 +12,20 @@ from gpt2chat.model import load_preset
 from gpt2chat.train import TrainConfig, main, train
 
 
+@pytest.fixture(scope="module")
+def small_medquad(tmp_path_factory, medquad_dir):
+    """The first 40 files of every MedQuAD subset (2,082 answered pairs): reading it takes under a second, so a
+    test can afford several runs."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("medquad")
+    for subset in sorted(p for p in medquad_dir.iterdir() if p.is_dir()):
+        (root / subset.name).mkdir()
+        for path in sorted(subset.glob("*.xml"))[:40]:
+            shutil.copy(path, root / subset.name / path.name)
+    return root
+
+
 def test_twenty_steps_lower_the_loss(tiny_run):
     output, summary = tiny_run
     first, last = summary["history"][0], summary["history"][-1]
@@ -54,11 +68,19 @@ def test_lora_fine_tuning_of_a_local_preset(tmp_path, medquad_dir):
     assert load_preset(tmp_path / "lora").backbone.num_layers == 2
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, medquad_dir):
+def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, small_medquad):
+    """Killed after a checkpoint and started again, a run ends with the losses and weights of a run that was never
+    killed. Dropout is on, so its random state must survive the resume too."""
+    import numpy as np
+
+    def command(output):
+        return [sys.executable, "-m", "gpt2chat.train", "--recipe", "tiny", "--output", str(output), "--data",
+                str(small_medquad), "--steps", "30", "--eval-rows", "8", "--max-records", "100", "--dropout", "0.1"]
+
+    whole = subprocess.run(command(tmp_path / "whole"), capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-2000:]
     output = tmp_path / "run"
-    args = [sys.executable, "-m", "gpt2chat.train", "--recipe", "tiny", "--output", str(output),
-            "--data", str(medquad_dir), "--steps", "60", "--eval-rows", "8", "--max-records", "100"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(command(output), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     state = output / "checkpoints" / "state.json"
     deadline = time.time() + 300
     while not state.exists() and time.time() < deadline and process.poll() is None:
@@ -66,12 +88,58 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, medquad_dir):
     process.send_signal(signal.SIGKILL)
     process.wait()
     saved_step = (json.loads(state.read_text())["epoch"] + 1) * 10
-    assert saved_step < 60, "the run finished before it could be killed"
-    resumed = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert saved_step < 30, "the run finished before it could be killed"
+    resumed = subprocess.run(command(output), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert f"resuming from step {saved_step}" in resumed.stdout
-    history = json.loads((output / "metrics.json").read_text())["history"]
-    assert [entry["step"] for entry in history] == list(range(10, 70, 10))
+
+    def losses(run_dir):
+        history = json.loads((run_dir / "metrics.json").read_text())["history"]
+        return [(entry["step"], entry["train_loss"], entry["val_loss"]) for entry in history]
+
+    assert [step for step, _, _ in losses(output)] == [10, 20, 30]
+    assert losses(output) == losses(tmp_path / "whole")
+    weights = [load_preset(run_dir).backbone.get_weights() for run_dir in (output, tmp_path / "whole")]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
+
+
+def test_a_diverging_run_stops_at_once_and_the_corrected_command_runs(tmp_path, small_medquad, capsys):
+    args = ["--recipe", "tiny", "--output", str(tmp_path / "run"), "--data", str(small_medquad), "--steps", "10",
+            "--warmup-steps", "2"]
+    assert main([*args, "--learning-rate", "10000"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the loader's progress bar
+    assert err.startswith("error: training diverged at step") and "lower --learning-rate" in err, err
+    step = int(err.split("at step ")[1].split()[0])
+    assert step < 10  # stopped where it diverged, not at the end of the run
+    assert not (tmp_path / "run" / "training_config.json").exists()
+    assert main(args) == 0  # the corrected command is not refused as "a run with other settings"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["history"][-1]["step"] == 10
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-records", "0"], "--max-records must be at least 1"),
+    (["--max-records", "-5"], "--max-records must be at least 1"),
+    (["--learning-rate", "nan"], "--learning-rate must be a positive number"),
+    (["--dropout", "1.5"], "--dropout must be"),
+    (["--preset", "./no/such/preset"], "does not exist"),
+    (["--preset", "gpt2_bse_en"], "does not exist"),
+    (["--sequence-length", "4096"], "exceeds the model's context"),
+])
+def test_rejected_flags_are_one_line_errors_that_write_no_run_settings(tmp_path, small_medquad, capsys,
+                                                                                flags, message):
+    output = tmp_path / "run"
+    assert main(["--recipe", "tiny", "--output", str(output), "--data", str(small_medquad), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (output / "training_config.json").exists()
+
+
+@pytest.mark.parametrize("output", ["a_file", "a_file/run"])
+def test_output_at_or_under_a_file_is_a_one_line_error(tmp_path, small_medquad, capsys, output):
+    (tmp_path / "a_file").write_text("mine")
+    assert main(["--recipe", "tiny", "--output", str(tmp_path / output), "--data", str(small_medquad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file" in err and (tmp_path / "a_file").read_text() == "mine"
 
 
 def test_recipes_are_data_and_flags_override_them():
