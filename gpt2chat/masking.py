@@ -19,10 +19,17 @@ The engine is built once per process (:func:`get_masker`); a message then costs 
 Rules worth knowing:
 
 * Types and placeholders: PERSON, EMAIL, PHONE, IBAN, BANK_ACCOUNT, CREDIT_CARD, US_SSN, ADDRESS,
-  DATE_OF_BIRTH, MEDICAL_RECORD, IP_ADDRESS, URL, each replaced by ``<TYPE>``. spaCy's ORG, GPE/LOC and NORP
-  are not masked (disease and drug names are their main false positives here); places are masked only as part
-  of a street address. Plain dates are kept; a date is masked only after a birth cue ("born on", "DOB",
-  "date of birth"). Bank accounts and medical record numbers are masked only after their cue words.
+  DATE_OF_BIRTH, MEDICAL_RECORD, IP_ADDRESS, URL, PASSPORT, DRIVERS_LICENSE, each replaced by ``<TYPE>``.
+  spaCy's ORG, GPE/LOC and NORP are not masked (disease and drug names are their main false positives here);
+  places are masked only as part of a postal address (US, UK, Irish, Canadian, Australian, Indian and
+  continental formats, "Hauptstraße 5, 10115 Berlin") or as a postcode after its cue ("my postcode is ...").
+  Plain dates are kept; a date is masked only after a birth cue ("born on", "DOB", "date of birth"). Bank
+  accounts, medical record, passport and driving-licence numbers are masked only after their cue words, so
+  "stage 4", "T2N1M0" or "BRCA1" never look like identifiers.
+* Names typed in lower case are found after a personal cue: after "my name is" any word but a function or
+  medical word; after a weaker cue ("im", "this is", "my son", "thanks,") only a listed given name
+  (``resources/given_names.txt``) or a word that is no English word at all (spaCy's lemmatizer tables), so
+  "im pregnant", "this is normal" and "my son has" stay.
 * Medical language is not a person: a PERSON span is dropped when a disease word follows it ("Hodgkin
   lymphoma", "Graves' disease", "Guillain-Barré syndrome"), when it is a listed eponym with a possessive
   ("I have Alzheimer's"), or when it is a drug name (``resources/medical_terms.txt``), unless a personal cue
@@ -70,10 +77,11 @@ from presidio_anonymizer.entities import OperatorConfig
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
 MEDICAL_TERMS = RESOURCES / "medical_terms.txt"
+GIVEN_NAMES = RESOURCES / "given_names.txt"
 
 ENTITY_TYPES = (
     "PERSON", "EMAIL", "PHONE", "IBAN", "BANK_ACCOUNT", "CREDIT_CARD", "US_SSN",
-    "ADDRESS", "DATE_OF_BIRTH", "MEDICAL_RECORD", "IP_ADDRESS", "URL",
+    "ADDRESS", "DATE_OF_BIRTH", "MEDICAL_RECORD", "IP_ADDRESS", "URL", "PASSPORT", "DRIVERS_LICENSE",
 )
 # Presidio's names for the types its stock recognizers emit.
 PRESIDIO_TO_OURS = {
@@ -161,9 +169,9 @@ _FOLLOWING_WORD = regex.compile(r"\G[\s\-‐]+(\p{L}+)")
 
 
 @functools.lru_cache(maxsize=1)
-def _medical_terms() -> tuple[frozenset[str], frozenset[str]]:
-    """(eponyms, drugs) from resources/medical_terms.txt, read on first use only."""
-    sections: dict[str, set[str]] = {"eponyms": set(), "drugs": set()}
+def _medical_terms() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(eponyms, drugs, other medical words) from resources/medical_terms.txt, read on first use only."""
+    sections: dict[str, set[str]] = {"eponyms": set(), "drugs": set(), "words": set()}
     current = None
     for line in MEDICAL_TERMS.read_text(encoding="utf-8").splitlines():
         line = line.strip()
@@ -173,7 +181,7 @@ def _medical_terms() -> tuple[frozenset[str], frozenset[str]]:
             current = sections[line.strip("[]")]
         elif current is not None:
             current.add(line.lower())
-    return frozenset(sections["eponyms"]), frozenset(sections["drugs"])
+    return frozenset(sections["eponyms"]), frozenset(sections["drugs"]), frozenset(sections["words"])
 
 
 def _is_disease_word(word: str) -> bool:
@@ -226,12 +234,128 @@ def is_medical_span(text: str, start: int, end: int) -> bool:
         return False
     if any(_is_disease_word(w) for w in words):
         return True
-    eponyms, drugs = _medical_terms()
+    eponyms, drugs, _ = _medical_terms()
     if all(w in drugs for w in words):
         return True
     if _disease_word_follows(text[end + (after.end() if after else 0):end + 80], possessive):
         return True
     return possessive and all(w in eponyms for w in words)
+
+
+# --- names typed in lower case ----------------------------------------------------------------------------------
+
+_POS = ("noun", "verb", "adj", "adv")
+# Chat spellings that no dictionary lists and no name is ("im gonna", "its kinda").
+_CHAT_WORDS = frozenset("""
+gonna wanna gotta kinda sorta dont cant didnt doesnt isnt wasnt arent werent havent hasnt hadnt wouldnt couldnt
+shouldnt ive youre theyre thats whats hes shes ok okay yeah yep nope pls plz thx idk tbh btw lol omg hmm um uh
+""".split())
+_REPEATED_LETTER = regex.compile(r"(\p{L})\1\1")  # "sooo", "pleeease"
+# Endings of adjectives and verb forms that the dictionary may lack ("im bedbound", "im vaping"); no given name
+# ends this way ("-ing" only from five letters, so "ming" stays a name).
+_NOT_NAME_ENDING = regex.compile(r"(?:bound|ous|ive|ful|less|able|ible|ical|ated|ized|ised|\p{L}{2}ing)$")
+
+
+@functools.lru_cache(maxsize=1)
+def _given_names() -> frozenset[str]:
+    lines = GIVEN_NAMES.read_text(encoding="utf-8").splitlines()
+    return frozenset(word for line in lines if not line.startswith("#") for word in line.split())
+
+
+def _is_medical_word(word: str) -> bool:
+    """A lower-case word of medical language: listed drug, eponym or medical word, or a disease-shaped word."""
+    eponyms, drugs, words = _medical_terms()
+    forms = (word, regex.sub(r"(?:['’]s|s|['’])$", "", word))  # "crohns", "hashimoto's"
+    return any(f in eponyms or f in drugs or f in words for f in forms) or _is_disease_word(word)
+
+
+class EnglishLexicon:
+    """Which parts of speech a lower-case word can have, from the spaCy pipeline's own lemmatizer tables
+    (WordNet's word index, irregular forms and suffix rules) and stop words: nothing else to install."""
+
+    def __init__(self, nlp):
+        lookups = nlp.get_pipe("lemmatizer").lookups if "lemmatizer" in nlp.pipe_names else None
+
+        def table(name: str) -> dict:
+            return lookups.get_table(name) if lookups is not None and lookups.has_table(name) else {}
+
+        index, irregular, rules = table("lemma_index"), table("lemma_exc"), table("lemma_rules")
+        self.stop_words = frozenset(nlp.Defaults.stop_words)
+        self._index = {pos: frozenset(index.get(pos, ())) for pos in _POS}
+        self._irregular = {pos: frozenset(irregular.get(pos, {})) for pos in _POS}
+        self._rules = {pos: tuple(tuple(rule) for rule in rules.get(pos, ())) for pos in _POS}
+
+    def readings(self, word: str) -> frozenset[str]:
+        """The parts of speech of ``word`` ("tested" -> verb, "jones" -> noun, "priya" -> none)."""
+        return frozenset(pos for pos in _POS if word in self._index[pos] or word in self._irregular[pos] or any(
+            word.endswith(old) and word[:len(word) - len(old)] + new in self._index[pos]
+            for old, new in self._rules[pos]))
+
+    def is_inflected_verb(self, word: str) -> bool:
+        """ "tested", "fell", "keeps": a verb form that ends a name ("my mum joan fell")."""
+        return word in self._irregular["verb"] or (
+            word not in self._index["verb"] and "verb" in self.readings(word))
+
+    def could_be_name(self, word: str) -> bool:
+        """Not a function, chat or medical word: after "my name is" that is enough."""
+        return (len(word) > 1 and word not in self.stop_words and word not in _CHAT_WORDS
+                and not _REPEATED_LETTER.search(word) and not _is_medical_word(word))
+
+    def is_given_name(self, word: str) -> bool:
+        """A listed given name, or a word English does not have ("priya"): after a weaker cue ("im", "this is",
+        "my son") only these count, so "im pregnant", "this is normal" and "my son has" stay."""
+        return self.could_be_name(word) and (word in _given_names() or (
+            not self.readings(word) and not _NOT_NAME_ENDING.search(word)))
+
+    def could_be_surname(self, word: str, strong_cue: bool) -> bool:
+        """The word after a name: a surname unless it is a verb form or an adverb ("tom again", "raj tested").
+        After a weaker cue an English word counts only if it is a plain noun ("mary jones", "john smith")."""
+        if not self.could_be_name(word) or self.is_inflected_verb(word):
+            return False
+        readings = self.readings(word)
+        if strong_cue:
+            return "adv" not in readings
+        return word in _given_names() or readings <= {"noun"}
+
+
+# Lower-case words only: capitalised names after a cue are _PERSON_CUES' and spaCy's.
+_LOWER_WORD = r"\p{Ll}+(?:-\p{Ll}+)?(?![\p{L}\d])"
+_ANY_WORD = r"\p{L}+(?:-\p{L}+)?(?![\p{L}\d])"
+_STRONG_NAME_CUE = (
+    rf"(?:(?i:\bmy\s+name(?:\s+is|['’]s)|\bi['’]?m\s+called|\bi\s+am\s+called)\s+|(?i:\bname)\s*:\s*)"
+    rf"(?P<first>{_ANY_WORD})(?:\s+(?P<second>{_ANY_WORD}))?"
+)
+_WEAK_NAME_CUE = (
+    rf"(?i:\bi\s+am|\bi['’]?m|\bthis\s+is|\bit['’]?s|\bcall\s+me|\b(?:my|our|his|her|their)\s+(?:{_KIN})\s*,?"
+    rf"|\b(?:thanks|thank\s+you|regards|cheers|best|love)\s*,)\s+"
+    rf"(?P<first>{_LOWER_WORD})(?:\s+(?P<second>{_LOWER_WORD}))?"
+)
+
+
+class _LowercaseNameRecognizer(EntityRecognizer):
+    """Names typed in lower case, which spaCy's NER does not see: "my name is john smith", "im mary jones",
+    "this is bob", "my son jacob", "thanks, mike"."""
+
+    def __init__(self, lexicon: EnglishLexicon):
+        self._lexicon = lexicon
+        self._cues = ((regex.compile(_STRONG_NAME_CUE), True), (regex.compile(_WEAK_NAME_CUE), False))
+        super().__init__(supported_entities=["PERSON"], name="LowercaseNameRecognizer", supported_language="en")
+
+    def load(self) -> None:  # compiled in __init__
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
+        results = []
+        for pattern, strong in self._cues:
+            for match in pattern.finditer(text):
+                first, second = match.group("first").lower(), match.group("second")
+                if not (self._lexicon.could_be_name(first) if strong else self._lexicon.is_given_name(first)):
+                    continue
+                end = match.end("first")
+                if second and self._lexicon.could_be_surname(second.lower(), strong):
+                    end = match.end("second")
+                results.append(RecognizerResult("PERSON", match.start("first"), end, 0.85))
+        return results
 
 
 # --- recognizers ------------------------------------------------------------------------------------------------
@@ -265,10 +389,6 @@ class _RegexRecognizer(EntityRecognizer):
 
 def _is_person(text: str, start: int, end: int) -> bool:
     return is_name_shaped(text[start:end]) and not is_medical_span(text, start, end)
-
-
-def _not_medical(text: str, start: int, end: int) -> bool:
-    return not is_medical_span(text, start, end)
 
 
 class _PersonRecognizer(SpacyRecognizer):
@@ -339,12 +459,6 @@ _PERSON_CUES = (
     rf"(?i:\b(?:thanks|thank\s+you|regards|cheers|sincerely|best)\b)[^\n.!?]{{0,30}},\s+"
     rf"(?P<value>{_NAME}(?:\s+{_NAME}){{0,2}})\s*[.!]?\s*$",
 )
-# After "my name is" a name may be typed in lower case: one or two words, stopping at function words.
-_NOT_NAME_WORD = r"(?:and|but|or|so|i|im|i'm|from|with|here|not|because|my|the|a|an|is|was|doctor|dr)\b"
-_LOWERCASE_NAME_CUE = (
-    rf"(?i:\bmy\s+name(?:\s+is|['’]s)\s+(?P<value>(?!{_NOT_NAME_WORD})\p{{L}}+(?:\s+(?!{_NOT_NAME_WORD})\p{{L}}+)?))"
-)
-
 _MONTH = (r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|"
           r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
 _DAY = r"\d{1,2}(?i:st|nd|rd|th)?"
@@ -367,17 +481,71 @@ _BANK = (
     r"(?i:\s+(?:is|was))?\s*[:#]?\s*(?P<value>\d(?:[ \-]?\d){5,16})(?![\d\w])"
 )
 _STREET_SUFFIX = (r"(?i:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|terrace|"
-                  r"ter|circle|cir|highway|hwy|parkway|pkwy|square|sq|close|crescent|trail|row|plaza)\b\.?")
+                  r"ter|circle|cir|highway|hwy|parkway|pkwy|square|sq|close|crescent|trail|row|plaza|grove|gardens|"
+                  r"gdns|mews|hill|walk|green|park|rise|view|parade|esplanade|quay|wharf|gate|marg)\b\.?")
+# A flat, unit or house before the number or the street ("Flat 3, 12 High Street", "House No. 45, Sector 15").
+_UNIT = r"(?i:flat|unit|apt|apartment|suite|ste|house|plot|door|block|shop)\.?\s*(?i:no\.?\s*)?#?[\w\-/]{1,6}"
+_UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}"  # SW1A 2AA, M14 5GH
+_CA_POSTCODE = r"[A-Z]\d[A-Z]\s?\d[A-Z]\d"  # H3B 1K9
+_EIRCODE = r"[A-Z]\d{2}\s?[A-Z\d]{4}"  # D02 X285
+# What ends an address after its city: a US state and ZIP, a Canadian province and postcode, an Australian state
+# and postcode, an Indian PIN, a UK postcode, or a bare state code.
+_POSTCODE = (
+    rf"(?:[A-Z]{{2,3}}\s+)?(?:{_CA_POSTCODE}|\d{{4,6}}(?:-\d{{4}})?)(?![\w-])|{_UK_POSTCODE}(?![\w-])"
+    r"|[A-Z]{2}(?=[\s,.;)]|$)"
+)
+_CITY = r"\p{Lu}[\p{L}.'’\-]+(?:\s+\p{Lu}[\p{L}.'’\-]*){0,2}"
 _CITY_TAIL = (
-    r"(?:,?\s+(?i:apt|apartment|suite|ste|unit|flat|floor|#)\.?\s*#?[\w\-]{1,6})?"
-    r"(?:,\s+\p{Lu}[\p{L}.'\-]*(?:\s+\p{Lu}[\p{L}.'\-]*){0,2})?"
-    r"(?:,?\s+[A-Z]{2}(?=[\s,.]|$))?(?:\s+\d{5}(?:-\d{4})?)?(?:\s+[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2})?"
+    rf"(?:,?\s+{_UNIT})?(?:,\s+{_CITY}){{0,3}}"
+    rf"(?:,?\s+\p{{Ll}}+(?=,?\s+(?:{_POSTCODE})))?"  # a lower-case city right before a postcode: "london WC1N 3AX"
+    rf"(?:,?\s+(?:{_POSTCODE}))?"
 )
+# Continental order: street then number, then postcode and city ("Hauptstraße 5, 10115 Berlin", "Calle Mayor 10",
+# "Keizersgracht 123, 1015 CJ Amsterdam").
+_EU_TAIL = r"(?:,?\s+(?:[A-Z]{1,2}-)?\d{4,5}(?:\s[A-Z]{2})?\s+\p{Lu}[\p{L}\-]+(?:\s+\p{Lu}[\p{L}\-]+)?)"
+_EU_STREET_WORD = (r"\p{Lu}\p{L}{2,}(?:straße|strasse|str\.|weg|gasse|platz|allee|damm|ufer|gracht|kade|laan|plein|"
+                   r"steeg|vej|gade|gatan|vägen|veien|gata)")
+_TYPE_FIRST = r"(?:Calle|Carrer|Avenida|Paseo|Plaza|Via|Viale|Piazza|Corso|Rua|Praça|Rue|Avenue|Boulevard|Chemin)"
+_PARTICLE = r"(?:de|del|della|di|da|do|dos|des|du|la|le|les|el|l['’]|d['’])"
+_NUMBER_FIRST_TYPE = r"(?i:rue|avenue|av\.|boulevard|bd|chemin|allée|allee|impasse|place|quai|route|cours)"
+# Address cues after which a street may be typed in lower case ("i live at 27 old gloucester road").
+_ADDRESS_CUE = (r"(?i:\b(?:live|lives|living|stay|staying|moved|move)\s+(?:at|to|in|on)|\baddress(?:\s+is)?\s*:?"
+                r"|\b(?:send|post|mail|deliver|ship)\b[^\n.!?]{0,25}\bto)\s+")
 _ADDRESS = (
-    rf"(?P<value>(?:\b\d{{1,6}}[A-Za-z]?\s+(?:(?:\p{{Lu}}[\p{{L}}'’.\-]*|\d{{1,3}}(?i:st|nd|rd|th))\s+){{1,4}}"
-    rf"{_STREET_SUFFIX}(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?"
-    rf"|(?i:\bp\.?\s?o\.?\s+box|\bpost\s+office\s+box)\s+\d{{1,6}}){_CITY_TAIL})"
+    rf"(?P<value>(?:(?:\b{_UNIT},?\s+)?\b\d{{1,6}}[A-Za-z]?\s+"
+    rf"(?:(?:\p{{Lu}}[\p{{L}}'’.\-]*|\d{{1,3}}(?i:st|nd|rd|th))\s+){{1,4}}{_STREET_SUFFIX}"
+    rf"(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?"
+    rf"|(?<={_ADDRESS_CUE})\d{{1,6}}[a-z]?\s+(?:\p{{Ll}}[\p{{L}}'’.\-]*\s+){{1,4}}{_STREET_SUFFIX}"
+    rf"|(?i:\bp\.?\s?o\.?\s+box|\bpost\s+office\s+box)\s+\d{{1,6}}"
+    rf"|\b\d{{1,5}}(?:\s?(?:bis|ter))?,?\s+{_NUMBER_FIRST_TYPE}(?:\s+(?:{_PARTICLE}|\p{{Lu}}[\p{{L}}'’\-]*)){{1,5}}"
+    rf"){_CITY_TAIL}"
+    rf"|(?:\b{_EU_STREET_WORD}|\b\p{{Lu}}\p{{L}}+\s+(?:Straße|Strasse|Str\.|Weg|Gasse|Platz|Allee)"
+    rf"|\b{_TYPE_FIRST}(?:\s+(?:{_PARTICLE}|\p{{Lu}}[\p{{L}}'’\-]*)){{1,4}})\s+\d{{1,4}}[a-zA-Z]?(?![\w-]){_EU_TAIL}?"
+    rf"|\b\p{{Lu}}[\p{{L}}.'’\-]+(?:\s+\p{{L}}[\p{{L}}.'’\-]+){{0,3}}\s+\d{{1,4}}[a-zA-Z]?{_EU_TAIL}"
+    # Comma-separated parts from a flat or house number to a 6-digit PIN ("B-12, Lajpat Nagar II, New Delhi 110024").
+    rf"|\b(?:{_UNIT}|[A-Z]-?\d{{1,4}}[A-Z]?)(?:,\s+[\p{{Lu}}\d][\p{{L}}\d.'’\-]*(?:\s+[\p{{Lu}}\d][\p{{L}}\d.'’\-]*){{0,3}}){{1,5}}"
+    rf",?\s+\d{{6}}(?![\w-]))"
 )
+# A postcode on its own is masked after its cue word ("my postcode is M14 5GH").
+_POSTCODE_CUE = (
+    r"(?i:\bpost\s*code|\bpostal\s+code|\bzip(?:\s*code)?|\beircode|\bpin\s*code)(?i:\s+(?:is|was))?\s*[:#]?\s*"
+    rf"(?P<value>(?i:{_UK_POSTCODE}|{_CA_POSTCODE}|{_EIRCODE}|\d{{5}}(?:-\d{{4}})?|\d{{4}}|\d{{6}}))(?![\w-])"
+)
+_ID_NUMBER_CUE = r"(?:\s*#|\s+(?i:number|no\.?|num|id))?(?i:\s+(?:is|was))?\s*[:#]?\s*"
+_PASSPORT = (
+    rf"(?i:\bpassport){_ID_NUMBER_CUE}"
+    r"(?P<value>(?=(?:[A-Za-z]*\d){5})[A-Za-z\d]{6,10})(?![\w-])"
+)
+# US licences are a letter and digits or digit groups, UK ones 16 characters, Ontario's A1234-56789-01234.
+_DRIVERS_LICENSE = (
+    rf"(?:(?i:\b(?:driv(?:er|ing)['’]?s?\s+)?(?:licen[cs]e\b|lic\.))|(?<![/\w])C?DL\b){_ID_NUMBER_CUE}"
+    r"(?P<value>[A-Za-z]{0,6}\d[A-Za-z\d]*(?:[ \-][A-Za-z]{0,2}\d[A-Za-z\d]*){0,4})(?![\w-])"
+)
+
+
+def _has_five_digits(text: str, start: int, end: int) -> bool:
+    """A licence number has at least five digits: "licence 2 years ago" has a number, not an identifier."""
+    return sum(c.isdigit() for c in text[start:end]) >= 5
 
 
 def _resolve_spacy_model(candidates: Iterable[str]) -> str:
@@ -448,12 +616,14 @@ class PIIMasker:
 
     def __init__(self, config: MaskerConfig = MaskerConfig()):
         self.config = config
+        engine = nlp_engine(config, person_only=True)
+        nlp = engine.nlp["en"]  # the loaded spaCy pipeline; its lemmatizer tables are the English lexicon
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in (
             _PersonRecognizer(supported_entities=["PERSON"]),
             *(_RegexRecognizer("PERSON", p, 0.85, f"PersonCue{i}", keep=_is_person)
               for i, p in enumerate(_PERSON_CUES)),
-            _RegexRecognizer("PERSON", _LOWERCASE_NAME_CUE, 0.85, "PersonCueLowercase", keep=_not_medical),
+            _LowercaseNameRecognizer(EnglishLexicon(nlp)),
             _StrictEmailRecognizer(),
             PhoneRecognizer(supported_regions=config.phone_regions),
             IbanRecognizer(),
@@ -465,10 +635,14 @@ class PIIMasker:
             _RegexRecognizer("MEDICAL_RECORD", _MRN, 0.9, "MedicalRecordRecognizer"),
             _RegexRecognizer("BANK_ACCOUNT", _BANK, 0.9, "BankAccountRecognizer"),
             _RegexRecognizer("ADDRESS", _ADDRESS, 0.9, "StreetAddressRecognizer"),
+            _RegexRecognizer("ADDRESS", _POSTCODE_CUE, 0.9, "PostcodeRecognizer"),
+            _RegexRecognizer("PASSPORT", _PASSPORT, 0.9, "PassportRecognizer"),
+            _RegexRecognizer("DRIVERS_LICENSE", _DRIVERS_LICENSE, 0.9, "DriversLicenseRecognizer",
+                             keep=_has_five_digits),
         ):
             registry.add_recognizer(recognizer)
         self.analyzer = AnalyzerEngine(
-            registry=registry, nlp_engine=nlp_engine(config, person_only=True), supported_languages=["en"]
+            registry=registry, nlp_engine=engine, supported_languages=["en"]
         )
         self.anonymizer = AnonymizerEngine()
         # spaCy does not promise that one pipeline may run in several threads at once, and Gradio calls

@@ -49,13 +49,25 @@ PII_CASES = [
     ("IP_ADDRESS", "The portal blocked 203.0.113.45 again.", "203.0.113.45"),
     ("URL", "My profile is https://www.facebook.com/joanna.k.1983 if you need it.",
      "https://www.facebook.com/joanna.k.1983"),
+    ("PASSPORT", "My passport number is 533380006; do I need a letter for my insulin?", "533380006"),
+    ("PASSPORT", "passport no. K1234567, which vaccines for India?", "K1234567"),
+    ("DRIVERS_LICENSE", "My driver's license number is D1234567 and I had a seizure.", "D1234567"),
+    ("DRIVERS_LICENSE", "driving licence: MORGA753116SM9IJ, the DVLA asks about epilepsy", "MORGA753116SM9IJ"),
+    ("ADDRESS", "I live at 10 Downing Street, London SW1A 2AA and cough.", "10 Downing Street, London SW1A 2AA"),
+    ("ADDRESS", "My address is Hauptstraße 5, 10115 Berlin; which hospital?", "Hauptstraße 5, 10115 Berlin"),
+    ("ADDRESS", "Send it to 12 rue de la Paix, 75002 Paris.", "12 rue de la Paix, 75002 Paris"),
+    ("ADDRESS", "The nurse can visit 55 Queen St E, Toronto, ON M5C 1R6 on Monday.", "55 Queen St E, Toronto, ON M5C 1R6"),
+    ("ADDRESS", "We are at Unit 4, 17 George Street, Sydney NSW 2000.", "Unit 4, 17 George Street, Sydney NSW 2000"),
+    ("ADDRESS", "Flat 302, Shanti Apartments, MG Road, Bengaluru 560001 is my address.",
+     "Flat 302, Shanti Apartments, MG Road, Bengaluru 560001"),
+    ("ADDRESS", "my postcode is M14 5GH, where is a walk-in centre?", "M14 5GH"),
 ]
 
 
 @pytest.mark.parametrize(("entity_type", "text", "value"), PII_CASES)
 def test_each_pii_type_is_masked(masker, entity_type, text, value):
     result = masker.mask(text)
-    assert value not in result.text
+    assert value not in result.text and all(part not in result.text for part in value.split(", "))
     assert f"<{entity_type}>" in result.text
     assert entity_type in {f.entity_type for f in result.findings}
     finding = next(f for f in result.findings if f.entity_type == entity_type)
@@ -91,6 +103,21 @@ MEDICAL_PHRASES = [
     "Why does my Achilles tendon hurt when I run?",
     "I take 500 mg of metformin twice a day; my blood pressure was 150/95 on March 3.",
     "See https://www.cdc.gov or medlineplus.gov for more about Lyme disease.",
+    # identifier-shaped medical language next to the postcode, passport and licence patterns
+    "My biopsy says T2N1M0 and Gleason 3+4=7; is stage 4 or type 2 worse?",
+    "Is HbA1c 7.5 high, and should I test for BRCA1 or a deletion on chromosome 15q11?",
+    "Does CYP2D6 matter with 40 mg atorvastatin and vitamin D3 5000 IU?",
+    "Can I drive with a driver's license after a seizure, and do I need my passport for insulin?",
+    "I need a passport letter for 20 units of insulin.",
+    "I live in London and my asthma is worse in Spring 2024.",
+    # lower-case personal cues followed by no name
+    "im pregnant and have a headache, can i take tylenol?",
+    "this is my third migraine this week",
+    "i am type 2 diabetic and my hba1c is 7.5",
+    "my son has a fever and my daughter is stage 4",
+    "my name is on the waiting list for a kidney transplant",
+    "im not sure if this is crohns or ibs, it's been 3 days",
+    "im worried, im feeling dizzy and im bedbound. thanks, doctor",
 ]
 
 
@@ -99,6 +126,30 @@ def test_medical_language_is_kept(masker, text):
     result = masker.mask(text)
     assert result.text == text, result.summary()
     assert not result.findings and not result.changed
+
+
+LOWERCASE_NAMES = [
+    ("my name is john smith and i have had a cough", "john smith"),
+    ("im mary jones, is it normal to bleed after a smear test?", "mary jones"),
+    ("this is bob, my blood sugar is 300", "bob"),
+    ("hey its priya again, the antibiotics are not working", "priya"),
+    ("my son jacob has a fever of 39", "jacob"),
+    ("call me liz, i think i have shingles", "liz"),
+    ("the itching is worse at night. thanks, mike", "mike"),
+]
+
+
+@pytest.mark.parametrize(("text", "name"), LOWERCASE_NAMES)
+def test_lowercase_names_after_a_personal_cue(masker, text, name):
+    result = masker.mask(text)
+    assert [f.entity_type for f in result.findings] == ["PERSON"]
+    assert text[result.findings[0].start:result.findings[0].end] == name
+    assert name not in result.text
+
+
+def test_lowercase_name_stops_before_a_verb_or_adverb(masker):
+    assert masker.mask("my mum joan fell and hit her head").text == "my mum <PERSON> fell and hit her head"
+    assert masker.mask("hi its tom again, the rash is spreading").text == "hi its <PERSON> again, the rash is spreading"
 
 
 def test_eponym_surname_with_personal_cue_is_still_a_person(masker):
@@ -222,6 +273,24 @@ def test_beats_presidio_defaults_on_medical_sentences(eval_rows):
     negatives = [row for row in eval_rows if not row["entities"]]
     baseline = evaluate(masking_eval.presidio_defaults_analyzer(), negatives)
     assert baseline.negative_findings > 10  # the problem this module exists for
+
+
+def test_eval_cli_alias_and_bad_file(capsys, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "My passport number is 533380006.", "entities": [{"type": "PASSPORT", "start": 22, '
+                    '"end": 31}]}\n{"text": "Is stage 4 colon cancer curable?", "entities": []}\n', encoding="utf-8")
+    assert masking.main(["--eval", "--eval-file", str(rows)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 sentences, 1 gold entities (rows.jsonl)")
+    assert ["PASSPORT", "1.000", "1.000", "1.000", "1", "0", "0"] in [line.split() for line in out.splitlines()]
+    assert "medical terms wrongly masked on 1 negative sentences: 0" in out
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("My SSN is 536-22-1847\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        masking_eval.main(["--eval-file", str(broken)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "536-22-1847" not in err
 
 
 def test_cli(capsys):
