@@ -9,7 +9,7 @@ import re
 import pytest
 from PIL import Image
 
-from gpt2chat import eda
+from gpt2chat import eda, wordclouds
 from gpt2chat.data import load_records
 from gpt2chat.dataset import records_frame
 from gpt2chat.prompt import training_example
@@ -127,10 +127,12 @@ def test_headline_numbers_unchanged_by_the_move_to_pandas(result):
 def test_boilerplate_and_template_words_are_left_out():
     hpo = ("What are the signs and symptoms of ABCD syndrome? The Human Phenotype Ontology provides the following "
            "list of signs and symptoms for ABCD syndrome. Albinism - Hearing impairment")
-    assert "Phenotype" not in eda.strip_boilerplate(hpo)
-    questions = eda.word_frequencies(["What are the symptoms of Wilson Disease ?"], eda.stopwords("questions"))
+    assert "Phenotype" not in wordclouds.strip_boilerplate(hpo)
+    questions = wordclouds.word_frequencies(["What are the symptoms of Wilson Disease ?"],
+                                            wordclouds.stopwords("questions"))
     assert set(questions) == {"wilson", "disease"}
-    answers = eda.word_frequencies(["Treatment may also include surgery."], eda.stopwords("answers", "treatment"))
+    answers = wordclouds.word_frequencies(["Treatment may also include surgery."],
+                                          wordclouds.stopwords("answers", "treatment"))
     assert set(answers) == {"surgery"}
 
 
