@@ -1,30 +1,39 @@
-"""Training throughput (tokens/s) and model FLOPs utilisation of gpt2chat's training path, for a GPU.
+"""Training throughput (tokens/s) of gpt2chat's training step, and its share of the device's matmul peak.
 
-    # GPU (the figures this benchmark is for): JAX backend, bf16 mixed precision, XLA
+    # CPU (this project's machines): float32 vs bf16, XLA on and off, and a cheaper output layer, side by side
+    python benchmarks/train_throughput.py --backend tensorflow --size small --sequence-lengths 256 --batch-size 8 \\
+        --precisions float32 mixed_bfloat16 --jit on off --output-vocabularies 50257 16384 --measure-peak
+
+    # GPU: JAX backend, bf16 mixed precision, MFU against the accelerator's datasheet peak
     pip install "jax[cuda12]"                     # on the GPU machine, beside requirements.txt
     python benchmarks/train_throughput.py --size base --sequence-lengths 512 1024 --batch-size 16 --json gpu.json
 
-    # CPU smoke check (proves the script runs; the numbers mean nothing)
-    python benchmarks/train_throughput.py --backend tensorflow --size tiny --sequence-lengths 64 --batch-size 2 \\
-        --steps 3 --warmup-steps 1
+Each variant is the model built and compiled as ``python -m gpt2chat.train`` does (``build_training_model``:
+AdamW with the cosine schedule, weight-decay exclusions, global-norm clipping, the loss and ``answer_loss`` per
+answer token) under its precision policy, fed packed rows of random tokens with answer-token weights on
+``--answer-share`` of the positions, as training is. ``--jit off`` recompiles without XLA (TensorFlow then runs
+oneDNN kernels). An ``--output-vocabularies`` value below 50,257 computes the training logits over only the first
+K token ids (a model of a training-time softmax over the vocabulary MedQuAD actually uses: 16,304 distinct GPT-2
+tokens in the training split's examples); the embedding and every token id stay GPT-2's.
 
-The model is built and compiled exactly as ``python -m gpt2chat.train`` does (``gpt2chat.train.build_training_model``,
-whose ``compile_for_training`` sets AdamW with the cosine schedule, weight-decay exclusions, global-norm clipping,
-``jit_compile=True``) as the same plain functional ``keras.Model`` over the ``GPT2CausalLM`` layers, under the
-``--precision`` policy (default ``mixed_bfloat16``). Batches are packed rows of synthetic random tokens (every
-position is a real token, as in training). ``--warmup-steps`` steps (compilation included) are run first and not
-timed; then ``--steps`` steps are timed, each ending when its loss is back on the host.
+All variants are built first and then stepped in turn, round after round, so a shared machine's load falls on all
+of them alike; the figures are medians over the timed rounds, and ``speed-up`` is the median of the per-round
+ratios to the first variant.
 
-FLOPs per token = 6·N + 12·L·H·T (forward and backward: 2 per multiply-add for each of N parameters in matrix
-products, times 3; plus attention scores and weighted values), where N counts every parameter that multiplies
-(the tied token embedding counts once, as the output projection; the position embedding, a lookup, does not),
-L is the number of layers, H the hidden width and T the sequence length. MFU = tokens/s × FLOPs per token /
-peak FLOP/s; ``--peak-tflops`` defaults to 989, the dense bf16 peak of an H100 SXM (an H200 has the same).
+``--measure-peak`` times a large square matmul (``--peak-size``) in the same framework and compute dtype, with and
+without XLA, in every round beside the training steps; the faster is that round's peak, and ``of peak`` is the
+median over rounds of (the variant's FLOP/s in the round) / (the round's peak), so a load that comes and goes
+during the run affects both alike. FLOPs per token = 6·N + 12·L·H·T (forward and backward: 2 per
+multiply-add for each of N parameters in matrix products, times 3; plus attention), where N counts the parameters
+that multiply (the output projection counts the K rows it uses; the position embedding, a lookup, does not).
+Without ``--measure-peak``, MFU is against ``--peak-tflops`` (default 989, the dense bf16 peak of an H100 SXM).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
 import statistics
@@ -35,6 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 H100_BF16_DENSE_TFLOPS = 989.0
+COMPUTE_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
 
 def parse_args(argv=None):
@@ -47,25 +57,48 @@ def parse_args(argv=None):
     parser.add_argument("--sequence-lengths", type=int, nargs="+", default=[512, 1024],
                         help="tokens per row (default: 512 1024)")
     parser.add_argument("--batch-size", type=int, default=16, help="rows per step (default: 16)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps (default: 20)")
-    parser.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first, compile included (default: 3)")
-    parser.add_argument("--precision", default="mixed_bfloat16",
-                        choices=("float32", "mixed_bfloat16", "mixed_float16"), help="(default: mixed_bfloat16)")
+    parser.add_argument("--steps", type=int, default=20, help="timed rounds (default: 20)")
+    parser.add_argument("--warmup-steps", type=int, default=3, help="untimed rounds first, compile included (default: 3)")
+    parser.add_argument("--precisions", nargs="+", default=["mixed_bfloat16"], choices=tuple(COMPUTE_DTYPES),
+                        help="(default: mixed_bfloat16)")
+    parser.add_argument("--jit", nargs="+", default=["on"], choices=("on", "off"),
+                        help="XLA compilation of the train step, as in training (on), or not (default: on)")
+    parser.add_argument("--output-vocabularies", type=int, nargs="+", default=[50257],
+                        help="token ids the training logits cover (default: 50257, all of GPT-2's)")
+    parser.add_argument("--answer-share", type=float, default=0.22,
+                        help="share of weighted (answer) positions (default: 0.22, the quick-start recipe's)")
+    parser.add_argument("--measure-peak", action="store_true",
+                        help="measure this device's matmul peak per compute dtype and report MFU against it")
+    parser.add_argument("--peak-size", type=int, default=2048, help="matmul size for --measure-peak (default: 2048)")
     parser.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS,
-                        help=f"accelerator peak for MFU (default: {H100_BF16_DENSE_TFLOPS:g}, H100/H200 bf16 dense)")
+                        help=f"peak for MFU without --measure-peak (default: {H100_BF16_DENSE_TFLOPS:g}, H100 bf16)")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--json", help="write the results here")
     return parser.parse_args(argv)
 
 
-def matmul_parameters(backbone) -> int:
-    """Parameters that take part in matrix products: all of them but the position embedding (a lookup)."""
-    return int(backbone.count_params()) - int(backbone.position_embedding.count_params())
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    precision: str
+    jit: bool
+    output_vocabulary: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.precision}, XLA {'on' if self.jit else 'off'}, logits over {self.output_vocabulary:,} ids"
 
 
-def flops_per_token(backbone, sequence_length: int) -> float:
+def matmul_parameters(backbone, output_vocabulary: int) -> int:
+    """Parameters that take part in matrix products: all but the position embedding (a lookup), with the tied
+    output projection counting the rows the logits use."""
+    embedding = int(backbone.token_embedding.count_params())
+    rows_used = embedding // backbone.vocabulary_size * output_vocabulary
+    return int(backbone.count_params()) - int(backbone.position_embedding.count_params()) - embedding + rows_used
+
+
+def flops_per_token(backbone, sequence_length: int, output_vocabulary: int) -> float:
     layers, hidden = backbone.num_layers, backbone.hidden_dim
-    return 6.0 * matmul_parameters(backbone) + 12.0 * layers * hidden * sequence_length
+    return 6.0 * matmul_parameters(backbone, output_vocabulary) + 12.0 * layers * hidden * sequence_length
 
 
 def devices() -> list[str]:
@@ -86,63 +119,129 @@ def devices() -> list[str]:
     return [torch.cuda.get_device_name(0)] if torch.cuda.is_available() else ["cpu"]
 
 
-def measure(sequence_length: int, args) -> dict:
+def matmul_timers(dtype: str, size: int) -> dict:
+    """name → a function that times one ``size``² matmul in ``dtype`` through the backend (with XLA, and without
+    on TensorFlow) and returns its FLOP/s in TFLOP/s; each is compiled and run once here."""
     import keras
     import numpy as np
+
+    backend = keras.config.backend()
+    a = keras.ops.cast(keras.random.normal((size, size), seed=1), dtype)
+    b = keras.ops.cast(keras.random.normal((size, size), seed=2), dtype)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        functions = {"xla": tf.function(tf.matmul, jit_compile=True), "no xla": tf.function(tf.matmul)}
+    elif backend == "jax":
+        import jax
+
+        functions = {"xla": jax.jit(lambda x, y: x @ y)}
+    else:
+        raise SystemExit("--measure-peak supports the tensorflow and jax backends")
+
+    def timer(matmul):
+        def tflops() -> float:
+            began = time.perf_counter()
+            np.asarray(keras.ops.cast(matmul(a, b)[:1, :1], "float32"))  # waits for the product
+            return 2.0 * size**3 / (time.perf_counter() - began) / 1e12
+
+        tflops()  # compile
+        return tflops
+
+    return {name: timer(matmul) for name, matmul in functions.items()}
+
+
+def _restricted_output_model(causal_lm, output_vocabulary: int):
+    """The training model with logits over the first ``output_vocabulary`` ids of the tied embedding only."""
+    import keras
+
+    embedding = causal_lm.backbone.token_embedding
+
+    class FirstIdsLogits(keras.layers.Layer):
+        def call(self, hidden):
+            table = keras.ops.cast(embedding.embeddings[:output_vocabulary], hidden.dtype)
+            return keras.ops.matmul(hidden, keras.ops.transpose(table))
+
+    inputs = causal_lm.backbone.input  # {"token_ids", "padding_mask"}
+    hidden = causal_lm.backbone(inputs)
+    return keras.Model(inputs, FirstIdsLogits(dtype=causal_lm.backbone.dtype_policy)(hidden))
+
+
+def build_variant(variant: Variant, sequence_length: int, args):
+    import keras
 
     from gpt2chat import train as training
 
     total_steps = args.warmup_steps + args.steps
-    config = training.TrainConfig(
-        size=args.size, sequence_length=sequence_length, batch_size=args.batch_size, precision=args.precision,
-        steps=total_steps + 1, eval_interval=total_steps + 1, warmup_steps=min(10, total_steps), seed=args.seed,
+    config = training.TrainConfig.from_recipe(
+        "quickstart", size=args.size, sequence_length=sequence_length, batch_size=args.batch_size,
+        precision=variant.precision, steps=total_steps + 1, eval_interval=total_steps + 1,
+        warmup_steps=min(10, total_steps), seed=args.seed,
     )
     config.validate()
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
-    # The same construction and compile as gpt2chat.train.train.
-    causal_lm, training_model = training.build_training_model(config)
+    causal_lm, training_model = training.build_training_model(config)  # the same construction as training
+    if variant.output_vocabulary < causal_lm.backbone.vocabulary_size:
+        training_model = _restricted_output_model(causal_lm, variant.output_vocabulary)
+        training.compile_for_training(training_model, config)
+    if not variant.jit:
+        training_model.jit_compile = False  # the train function is built on the first step, after this
+    return causal_lm, training_model
 
-    rng = np.random.default_rng(config.seed)
-    vocabulary = causal_lm.backbone.vocabulary_size
-    batches = []
-    for _ in range(4):  # a few distinct packed batches, cycled
-        rows = rng.integers(0, vocabulary, size=(config.batch_size, sequence_length + 1), dtype=np.int32)
-        token_ids = rows[:, :-1]
-        batches.append(({"token_ids": token_ids, "padding_mask": np.ones_like(token_ids, dtype=bool)}, rows[:, 1:]))
 
-    started = time.perf_counter()
-    for step in range(args.warmup_steps):
-        x, y = batches[step % len(batches)]
-        float(np.asarray(training_model.train_on_batch(x, y)).reshape(-1)[0])
-    warmup_seconds = time.perf_counter() - started
-    step_seconds, losses = [], []
-    for step in range(args.steps):
-        x, y = batches[step % len(batches)]
-        began = time.perf_counter()
-        losses.append(float(np.asarray(training_model.train_on_batch(x, y)).reshape(-1)[0]))  # waits for the step
-        step_seconds.append(time.perf_counter() - began)
+def batches(sequence_length: int, output_vocabulary: int, args, count: int = 4) -> list:
+    import numpy as np
 
-    tokens_per_step = config.batch_size * sequence_length
-    median_step = statistics.median(step_seconds)
-    tokens_per_second = tokens_per_step / median_step
-    per_token = flops_per_token(causal_lm.backbone, sequence_length)
-    achieved_tflops = tokens_per_second * per_token / 1e12
-    return {
-        "sequence_length": sequence_length,
-        "batch_size": config.batch_size,
-        "tokens_per_step": tokens_per_step,
-        "median_step_seconds": median_step,
-        "step_seconds": [round(s, 5) for s in step_seconds],
-        "tokens_per_second": tokens_per_second,
-        "flops_per_token": per_token,
-        "achieved_tflops": achieved_tflops,
-        "mfu": achieved_tflops / args.peak_tflops,
-        "warmup_seconds_including_compile": warmup_seconds,
-        "final_loss": losses[-1],
-        "parameters": int(causal_lm.backbone.count_params()),
-        "matmul_parameters": matmul_parameters(causal_lm.backbone),
-    }
+    from gpt2chat.tokens import model_inputs
+
+    rng = np.random.default_rng(args.seed)
+    shape = (args.batch_size, sequence_length + 1)
+    return [model_inputs(rng.integers(0, output_vocabulary, size=shape, dtype=np.int32),
+                         (rng.random(shape) < args.answer_share).astype(np.float32)) for _ in range(count)]
+
+
+def measure(sequence_length: int, variants: list[Variant], args, peaks: dict) -> list[dict]:
+    """Every variant's tokens/s, and its share of the matmul peak of its compute dtype measured in the same rounds
+    (``peaks``: dtype → name → timer; filled with each round's figures)."""
+    import numpy as np
+
+    built = [(v, *build_variant(v, sequence_length, args)) for v in variants]
+    data = {v.output_vocabulary: batches(sequence_length, v.output_vocabulary, args) for v in variants}
+    timings = {v: [] for v in variants}
+    round_peaks = {dtype: [] for dtype in peaks}
+    losses = {}
+    for round_ in range(args.warmup_steps + args.steps):
+        for variant, _, model in built:
+            x, y, weights = data[variant.output_vocabulary][round_ % 4]
+            began = time.perf_counter()
+            loss = float(np.asarray(model.train_on_batch(x, y, sample_weight=weights)).reshape(-1)[0])  # waits
+            if round_ >= args.warmup_steps:
+                timings[variant].append(time.perf_counter() - began)
+            losses[variant] = loss
+        if round_ >= args.warmup_steps:
+            for dtype, timers in peaks.items():
+                round_peaks[dtype].append({name: timer() for name, timer in timers.items()})
+    tokens_per_step = args.batch_size * sequence_length
+    first = timings[variants[0]]
+    runs = []
+    for variant, causal_lm, _ in built:
+        seconds = timings[variant]
+        per_token = flops_per_token(causal_lm.backbone, sequence_length, variant.output_vocabulary)
+        achieved = [tokens_per_step * per_token / s / 1e12 for s in seconds]
+        dtype_peaks = round_peaks.get(COMPUTE_DTYPES[variant.precision])
+        shares = ([a / max(p.values()) for a, p in zip(achieved, dtype_peaks)] if dtype_peaks
+                  else [a / args.peak_tflops for a in achieved])
+        runs.append({
+            **dataclasses.asdict(variant), "label": variant.label, "sequence_length": sequence_length,
+            "batch_size": args.batch_size, "tokens_per_second": tokens_per_step / statistics.median(seconds),
+            "step_seconds": [round(s, 5) for s in seconds],
+            "speed_up": statistics.median(f / s for f, s in zip(first, seconds)),
+            "flops_per_token": per_token, "achieved_tflops": statistics.median(achieved),
+            "mfu": statistics.median(shares), "final_loss": losses[variant],
+            "parameters": int(causal_lm.backbone.count_params()),
+        })
+    return runs, round_peaks
 
 
 def main(argv=None) -> int:
@@ -155,24 +254,37 @@ def main(argv=None) -> int:
 
     if args.size not in SIZES:
         raise SystemExit(f"--size must be one of {', '.join(SIZES)}")
+    from gpt2chat import model
+
+    # One tokenizer for every variant: building GPT-2's BPE tables takes 15-30 s and plays no part in a step.
+    model.gpt2_tokenizer = functools.cache(model.gpt2_tokenizer)
     if keras.config.backend() != args.backend:
         raise SystemExit(f"Keras was already imported with the {keras.config.backend()} backend")
-    result = {"backend": args.backend, "devices": devices(), "size": args.size, "precision": args.precision,
-              "peak_tflops": args.peak_tflops, "keras": keras.__version__, "runs": []}
-    print(f"backend {args.backend} on {', '.join(result['devices'])}; {args.size}, {args.precision}, "
-          f"batch {args.batch_size}, {args.steps} timed steps after {args.warmup_steps} warm-up", flush=True)
+    variants = [Variant(p, j == "on", k) for p in args.precisions for j in args.jit for k in args.output_vocabularies]
+    result = {"backend": args.backend, "devices": devices(), "size": args.size, "keras": keras.__version__,
+              "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg(), "peaks": {}, "runs": []}
+    timers = {}
+    if args.measure_peak:
+        timers = {dtype: matmul_timers(dtype, args.peak_size)
+                  for dtype in sorted({COMPUTE_DTYPES[p] for p in args.precisions})}
+    print(f"backend {args.backend} on {', '.join(result['devices'])}; {args.size}, batch {args.batch_size}, "
+          f"{args.steps} timed rounds after {args.warmup_steps} warm-up; {len(variants)} variants in turn", flush=True)
     for sequence_length in args.sequence_lengths:
-        run = measure(sequence_length, args)
-        result["runs"].append(run)
-        print(f"T={sequence_length}: {run['tokens_per_second']:,.0f} tokens/s, {run['achieved_tflops']:.2f} TFLOP/s, "
-              f"MFU {100 * run['mfu']:.1f}% (step {1000 * run['median_step_seconds']:.1f} ms, "
-              f"warm-up {run['warmup_seconds_including_compile']:.1f} s, loss {run['final_loss']:.2f})", flush=True)
-    print(f"\n{'seq len':>8}{'batch':>7}{'tokens/s':>12}{'TFLOP/s':>10}{'MFU':>8}")
+        runs, round_peaks = measure(sequence_length, variants, args, timers)
+        result["runs"].extend(runs)
+        result["peaks"][sequence_length] = round_peaks
+    for dtype, rounds in (result["peaks"].get(args.sequence_lengths[-1]) or {}).items():
+        for name in rounds[0]:
+            figures = [r[name] for r in rounds]
+            print(f"matmul {dtype} {args.peak_size}², {name}: median {1000 * statistics.median(figures):.0f}, "
+                  f"best {1000 * max(figures):.0f} GFLOP/s over the rounds")
+    result["load_average_after"] = os.getloadavg()
+    print(f"\n{'variant':<58}{'T':>5}{'tokens/s':>10}{'speed-up':>10}{'GFLOP/s':>9}{'of peak':>9}")
     for run in result["runs"]:
-        print(f"{run['sequence_length']:>8}{run['batch_size']:>7}{run['tokens_per_second']:>12,.0f}"
-              f"{run['achieved_tflops']:>10.2f}{100 * run['mfu']:>7.1f}%")
-    print(f"MFU against {args.peak_tflops:g} TFLOP/s; FLOPs/token = 6N + 12LHT with N = "
-          f"{result['runs'][0]['matmul_parameters']:,} matmul parameters")
+        print(f"{run['label']:<58}{run['sequence_length']:>5}{run['tokens_per_second']:>10,.0f}"
+              f"{run['speed_up']:>9.2f}x{1000 * run['achieved_tflops']:>9.1f}{100 * run['mfu']:>8.1f}%")
+    print(f"load average before {result['load_average_before'][0]:.1f}, after {result['load_average_after'][0]:.1f} "
+          f"on {result['cpu_count']} CPUs; FLOPs/token = 6N + 12LHT")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")
