@@ -91,7 +91,7 @@ class SoakConfig:
 @dataclasses.dataclass(frozen=True)
 class Call:
     kind: str  # "valid" or a HOSTILE key
-    outcome: str  # "answered", "refused" (the app's own one-line error) or "error" (anything else)
+    outcome: str  # "replied" (any non-empty text), "refused" (the app's own one-line error) or "error"
     seconds: float
 
 
@@ -115,7 +115,7 @@ def ask(client, message: str, max_new_tokens: int, kind: str) -> Call:
     started = time.perf_counter()
     try:
         answer = client.predict(message, 0.7, max_new_tokens, True, api_name="/ask")
-        outcome = "answered" if isinstance(answer, str) and answer.strip() else "error"
+        outcome = "replied" if isinstance(answer, str) and answer.strip() else "error"
     except AppError:  # a gr.Error raised on purpose: a clear refusal, not a failure
         outcome = "refused"
     except Exception:  # connection, timeout, server error: all count as failures
@@ -137,7 +137,7 @@ def summarise(calls: list[Call]) -> dict:
         by_kind.setdefault(call.kind, {}).setdefault(call.outcome, 0)
         by_kind[call.kind][call.outcome] += 1
     latencies = [c.seconds for c in calls]
-    valid = [c.seconds for c in calls if c.kind == "valid" and c.outcome == "answered"]
+    valid = [c.seconds for c in calls if c.kind == "valid" and c.outcome == "replied"]
     return {
         "calls": len(calls),
         "errors": sum(c.outcome == "error" for c in calls),

@@ -48,10 +48,10 @@ def test_message_mix_covers_questions_and_every_hostile_kind():
 
 
 def test_summary_counts_outcomes_latencies_and_memory_growth():
-    calls = [soak.Call("valid", "answered", seconds) for seconds in (1.0, 2.0, 3.0, 4.0)]
+    calls = [soak.Call("valid", "replied", seconds) for seconds in (1.0, 2.0, 3.0, 4.0)]
     calls += [soak.Call("empty", "refused", 0.1), soak.Call("long_10k", "error", 9.0)]
     summary = soak.summarise(calls)
     assert (summary["calls"], summary["errors"], summary["refused"]) == (6, 1, 1)
     assert (summary["valid_p50_s"], summary["valid_p95_s"]) == (3.0, 4.0)
-    assert summary["by_kind"] == {"valid": {"answered": 4}, "empty": {"refused": 1}, "long_10k": {"error": 1}}
+    assert summary["by_kind"] == {"valid": {"replied": 4}, "empty": {"refused": 1}, "long_10k": {"error": 1}}
     assert soak._slope([(500, 100.0), (600, 101.0), (700, 102.0)]) == pytest.approx(0.01)
