@@ -27,7 +27,6 @@ from presidio_analyzer import AnalyzerEngine
 from gpt2chat.masking import (
     ENTITY_TYPES,
     PRESIDIO_TO_OURS,
-    RESOURCES,
     Finding,
     MaskerConfig,
     OfflineEmailRecognizer,
@@ -36,7 +35,7 @@ from gpt2chat.masking import (
     resolve_overlaps,
 )
 
-EVAL_SET = RESOURCES / "pii_eval.jsonl"
+EVAL_SET = Path(__file__).resolve().parent / "resources" / "pii_eval.jsonl"
 
 # Presidio's stock types credited to ours in the baseline comparison: a DATE_TIME over a birth date or a
 # LOCATION over an address counts as a hit; everything else it masks under another name is a false positive.
