@@ -59,6 +59,9 @@ class FocusMatch:
     span: str  # the words of the message that named it (already PII-masked text)
     answered: bool  # whether MedQuAD has answered pairs for it (drugs and A.D.A.M. topics have none)
     generic: bool = False  # a one-word topic named by a word questions use anyway ("surgery", "test", "gene")
+    # named (a name, synonym or abbreviation), unordered (all its words, any order), containing (its name contains
+    # a named focus), described (gpt2chat.ranking: its description matches), carried (from an earlier message)
+    kind: str = "named"
 
 
 class FocusRecogniser:
@@ -181,7 +184,8 @@ class FocusRecogniser:
         for key in set().union(*(self._foci_with_stem.get(s, set()) for s in message_stems)) if message_stems else ():
             focus_stems = self._focus_stems[key]
             if len(focus_stems) >= 2 and focus_stems <= message_stems and key not in named:
-                named[key] = FocusMatch(self.names[key], key, ORDER_FREE_CONFIDENCE, self.names[key], True)
+                named[key] = FocusMatch(self.names[key], key, ORDER_FREE_CONFIDENCE, self.names[key], True,
+                                        kind="unordered")
         specific = {key: match for key, match in named.items()
                     if not any(key != other and self._stems_of(key) < self._stems_of(other) for other in named)}
         found = dict(specific)
@@ -193,7 +197,7 @@ class FocusRecogniser:
             ranked = sorted(containing, key=lambda k: (-len(span) / len(self._focus_stems[k]), k))
             for key in ranked[:MAX_CONTAINING]:
                 confidence = round(CONTAINING_CONFIDENCE * match.confidence * len(span) / len(self._focus_stems[key]), 3)
-                found[key] = FocusMatch(self.names[key], key, confidence, match.span, True, match.generic)
+                found[key] = FocusMatch(self.names[key], key, confidence, match.span, True, match.generic, "containing")
         return sorted(found.values(), key=lambda m: -m.confidence)
 
     def _stems_of(self, key: str) -> frozenset:
@@ -333,5 +337,5 @@ def carried_focus(history: Sequence[str], recogniser: FocusRecogniser) -> list[F
         if all(m.generic for m in matches):
             continue
         if matches:
-            return [dataclasses.replace(m, confidence=round(m.confidence * 0.9, 3)) for m in matches]
+            return [dataclasses.replace(m, confidence=round(m.confidence * 0.9, 3), kind="carried") for m in matches]
     return []

@@ -145,3 +145,12 @@ def test_no_answer_without_an_exception(index, message):
 def test_no_answer_offers_a_medlineplus_search_for_what_was_asked(index):
     result = index.retrieve("How much tylenol can I take?")
     assert not result.answerable and "Acetaminophen" in result.medlineplus_url
+
+
+def test_huge_messages_and_histories_are_cut_not_processed_whole(index):
+    import time
+
+    started = time.perf_counter()
+    result = index.retrieve("how is gout treated? " * 50_000, history=["what is glaucoma? " * 50_000] * 20)
+    assert time.perf_counter() - started < 2.0
+    assert result.answerable and len(result.questions) <= 3
