@@ -1,13 +1,16 @@
 """Serve gpt2chat in the browser and over the API: the Hugging Face Space entry point, also run locally.
 
-    python app.py                                   # models/default, trained first when missing (~15 min)
+    python app.py                                   # models/default; trained in the background when missing
     python app.py --model models/my-run             # a local Keras-Hub preset directory
     python app.py --model you/gpt2chat-medquad      # a Hub model repo, downloaded once (needs network)
 
 The model comes from --model, else $GPT2CHAT_MODEL, else the bundle's ``model/`` directory (what
-``python -m gpt2chat.deploy --model-dir`` ships), else ``models/default``. The retrieval index comes from the
-bundle's ``index/`` directory when present (a Space has no MedQuAD XML), else it is built from MedQuAD.
-Only the standard library is imported here, so ``import app`` starts nothing.
+``python -m gpt2chat.deploy --model-dir`` ships), else ``models/default``. When ``models/default`` is missing,
+the app serves at once (answers are summaries of the NIH pages) while the quick-start model trains in a
+background process; the page shows the training progress, and the engine switches to the model once it is
+saved and has passed its quality gate, without a restart. The retrieval index comes from the bundle's
+``index/`` directory when present (a Space has no MedQuAD XML), else it is built from MedQuAD. Only the standard
+library is imported here, so ``import app`` starts nothing.
 """
 
 from __future__ import annotations
@@ -17,17 +20,22 @@ import dataclasses
 import logging
 import os
 import re
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from gpt2chat import settings  # paths only: no TensorFlow, no Gradio
+from gpt2chat.rundir import is_preset_dir
 
 HERE = Path(__file__).resolve().parent
 BUNDLED_MODEL = HERE / "model"
 BUNDLED_INDEX = HERE / "index"
 _HUB_REPO_ID = re.compile(r"^(hf://)?[A-Za-z0-9][\w.-]*/[\w.-]+$")
-TRAINING_NOTICE = "No trained model found: training the quick-start model (about 15 minutes on 2 CPU cores)…"
+TRAINING_NOTICE = ("No trained model found: training the quick-start model in the background (about 15 minutes "
+                   "on 2 CPU cores); until then answers are summaries of the NIH pages.")
+log = logging.getLogger("gpt2chat.app")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +68,7 @@ def model_source(explicit: str | None = None, env: dict = os.environ) -> str:
         return explicit
     if env.get(settings.MODEL_ENV):
         return env[settings.MODEL_ENV]
-    if (BUNDLED_MODEL / "config.json").is_file():
+    if is_preset_dir(BUNDLED_MODEL):
         return str(BUNDLED_MODEL)
     return str(settings.DEFAULT_MODEL_DIR)
 
@@ -71,36 +79,66 @@ def is_hub_repo_id(source: str) -> bool:
 
 
 def prepare_model(source: str) -> str:
-    """A loadable preset: download a Hub repo, train the default model when it is missing, else pass through."""
+    """A loadable preset: a Hub repo is downloaded; anything else passes through."""
     if is_hub_repo_id(source):
         from huggingface_hub import snapshot_download
 
         repo_id = source.removeprefix("hf://")
         print(f"Downloading the model from the Hugging Face Hub: {repo_id}", flush=True)
-        # Resumable training state is not needed to serve.
-        return snapshot_download(repo_id, ignore_patterns=["checkpoints/*"])
-    default = settings.DEFAULT_MODEL_DIR
-    if Path(source).expanduser().resolve() == default.resolve() and not (default / "config.json").is_file():
-        from gpt2chat.train import TrainConfig, train
-
-        print(TRAINING_NOTICE, flush=True)
-        train(TrainConfig.from_recipe("quickstart", output=str(default)))
+        return snapshot_download(repo_id, ignore_patterns=["checkpoints/*"])  # training state is not served
     return source
 
 
-def load_engine(model: str):
-    from gpt2chat.engine import ChatEngine, EngineConfig
+def needs_training(source: str) -> bool:
+    """The default model is missing: the app trains it in the background (other missing models are errors)."""
+    default = settings.DEFAULT_MODEL_DIR
+    return Path(source).expanduser().resolve() == default.resolve() and not is_preset_dir(default)
 
-    config = EngineConfig(model=model)
-    if not (BUNDLED_INDEX / "manifest.json").is_file():
-        return ChatEngine.load(config)
-    # A Space has no MedQuAD XML to build the index from: serve the one the bundle carries.
-    from gpt2chat.masking import get_masker
-    from gpt2chat.model import load_preset
-    from gpt2chat.retrieval import RetrievalIndex
 
-    get_masker()
-    return ChatEngine(load_preset(model), RetrievalIndex.load(BUNDLED_INDEX), config)
+class BackgroundTraining:
+    """``python -m gpt2chat.train`` in a child process; when its preset is saved, the engine swaps it in."""
+
+    def __init__(self, engine, output: Path):
+        from gpt2chat.train import TrainConfig
+
+        self.engine, self.output = engine, output
+        self.steps = TrainConfig().steps
+        output.mkdir(parents=True, exist_ok=True)
+        with open(output / "train.log", "a") as log:  # training output only: no user data reaches it
+            self.process = subprocess.Popen([sys.executable, "-m", "gpt2chat.train", "--output", str(output)],
+                                            stdout=log, stderr=subprocess.STDOUT, cwd=HERE)
+        self.failed: str | None = None
+        threading.Thread(target=self._swap_when_saved, name="model-swap", daemon=True).start()
+
+    def _swap_when_saved(self) -> None:
+        from gpt2chat.model import ModelUnavailable, load_preset
+
+        code = self.process.wait()
+        if code != 0 or not is_preset_dir(self.output):
+            self.failed = f"training stopped with exit code {code}; see {self.output / 'train.log'}"
+            log.error("background %s", self.failed)
+            return
+        try:
+            status = self.engine.use_model(load_preset(self.output))
+        except ModelUnavailable as error:
+            self.failed = str(error)
+            return
+        log.info("trained model loaded: %s", status.detail)
+
+    def progress(self) -> str:
+        """One line for the page: where training is, or what the model's quality gate decided."""
+        from gpt2chat.rundir import RunDirectory
+
+        if self.failed:
+            return f"⚠️ Model training failed ({self.failed}). Answers are summaries of the NIH pages."
+        if self.process.poll() is None:
+            state = RunDirectory(self.output).load_state() or {}
+            history = state.get("history") or []
+            done = history[-1]["step"] if history else 0
+            loss = f", validation loss {history[-1]['val_loss']:.2f}" if history else ""
+            return (f"⏳ Training the quick-start model in the background: step {done} of {self.steps}{loss}. "
+                    "Until it is ready, answers are summaries of the NIH pages.")
+        return f"ℹ️ {self.engine.status.detail}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,23 +146,38 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP poll otherwise
     started = time.perf_counter()
+    from gpt2chat.server import PortUnavailable, check_port
+
+    try:
+        check_port(config.host, config.port)  # in a second, not after a minute of loading
+    except PortUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from gpt2chat.engine import ChatEngine, EngineConfig
     from gpt2chat.model import ModelUnavailable
 
     try:
-        model = prepare_model(model_source(config.model))
-        print(f"Loading {model}", flush=True)
-        engine = load_engine(model)
+        source = model_source(config.model)
+        train_first = needs_training(source)
+        model = None if train_first else prepare_model(source)
+        print(TRAINING_NOTICE if train_first else f"Loading {model}", flush=True)
+        index_dir = str(BUNDLED_INDEX) if (BUNDLED_INDEX / "manifest.json").is_file() else None
+        engine = ChatEngine.build(EngineConfig(model=model, index_dir=index_dir))
     except (ModelUnavailable, OSError, ValueError) as error:  # OSError: missing files, Hub and network errors
         print(f"error: {error}", file=sys.stderr)
         return 2
     engine.warm_up()
-    print(f"Model ready in {time.perf_counter() - started:.0f} s", flush=True)
+    training = BackgroundTraining(engine, settings.DEFAULT_MODEL_DIR) if train_first else None
+    if not train_first:
+        engine.gate()
+    print(f"Model ready in {time.perf_counter() - started:.0f} s ({engine.status.detail})", flush=True)
 
+    from gpt2chat.server import serve
     from gpt2chat.ui import build_app, launch_options
 
-    demo = build_app(engine)
+    demo = build_app(engine, status=training.progress if training else None)
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
-    demo.launch(server_name=config.host, server_port=config.port, show_error=True, **launch_options())
+    serve(demo, config.host, config.port, launch_options=launch_options())
     return 0
 
 

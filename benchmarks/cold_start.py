@@ -2,10 +2,10 @@
 
     python benchmarks/cold_start.py                       # models/default if it is a preset, else a random `small`
     python benchmarks/cold_start.py --model models/default --runs 3 --json cold.json
-    python benchmarks/cold_start.py --parallel            # also time the start-up as ChatEngine.load does it (masker + index on a thread)
+    python benchmarks/cold_start.py --parallel            # also time the start-up as ChatEngine.build does it (masker + index on a thread)
 
 Each measurement runs in a new subprocess (nothing imported or compiled beforehand) that does what the app does
-at start-up (``ChatEngine.load`` then ``ChatEngine.warm_up``) and then answers one question:
+at start-up (``ChatEngine.build`` then ``ChatEngine.warm_up``) and then answers one question:
 
     import       import gpt2chat.engine and Keras-Hub (TensorFlow, Keras)
     model        load the preset (``gpt2chat.model.load_preset``)
@@ -17,7 +17,7 @@ at start-up (``ChatEngine.load`` then ``ChatEngine.warm_up``) and then answers o
 "cold cache" runs with an empty ``GPT2CHAT_CACHE`` directory, so the retrieval index is built from the MedQuAD
 XML; "warm cache" runs again on the cache that run left, as every later start of the app does. ``--parallel``
 adds runs where the masker and the index are built on a second thread while the model loads and compiles
-(what ``ChatEngine.load`` does), then warms up as the app does. Python's own start-up is included in
+(what ``ChatEngine.build`` does), then warms up as the app does. Python's own start-up is included in
 ``total`` (the wall time the parent saw), not in the phases.
 """
 
@@ -60,28 +60,19 @@ def child(args) -> None:
     from gpt2chat.retrieval import get_index
 
     config = engine_module.EngineConfig(model=args.model, data=args.data)
-    if args.parallel:
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(max_workers=1)
-        background = pool.submit(lambda: (get_masker(), get_index(config.data)))
-        causal_lm = load_preset(config.model)
-        now = mark("model", now)
-        _, index = background.result()
-        now = mark("masker+index (waited)", now)
-        engine = engine_module.ChatEngine(causal_lm, index, config)
-        engine.warm_up()
-        now = mark("compile", now)
+    if args.parallel:  # what the app does: the factory loads the masker and the index beside the model
+        engine = engine_module.ChatEngine.build(config)
+        now = mark("model+masker+index", now)
     else:
         causal_lm = load_preset(config.model)
         now = mark("model", now)
-        get_masker()
+        masker = get_masker()
         now = mark("masker", now)
         index = get_index(config.data)
         now = mark("index", now)
-        engine = engine_module.ChatEngine(causal_lm, index, config)
-        engine.warm_up()
-        now = mark("compile", now)
+        engine = engine_module.ChatEngine.build(config, causal_lm=causal_lm, index=index, masker=masker)
+    engine.warm_up()
+    now = mark("compile", now)
     reply = engine.reply(QUESTION, grounded=True,
                          sampling=SamplingConfig(max_new_tokens=args.new_tokens, temperature=0.0))
     now = mark("answer", now)
@@ -117,7 +108,7 @@ def run_child(args, cache_dir: str, parallel: bool) -> dict:
 def default_model(workdir: Path) -> str:
     """models/default when it holds a preset, else a freshly saved random `small` preset."""
     default = REPO / "models" / "default"
-    if (default / "config.json").is_file():
+    if (default / "config.json").is_file():  # the benchmark runs without importing the package
         return str(default)
     target = workdir / "small-preset"
     print(f"{default} holds no preset: saving a random `small` preset to {target}", flush=True)

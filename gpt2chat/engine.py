@@ -1,10 +1,17 @@
-"""The chat engine: one object that the UI, the API and the reports all use.
+"""The chat engine: one object that the UI, the API, the benchmarks and the reports all use.
 
     message → check input → mask PII → safety → retrieve NIH passages → prompt (history within the context
-    budget, reference passage when grounded) → stream tokens → post-process → answer + citations + disclaimer
+    budget, reference passage when grounded) → stream tokens → verify every sentence against the passages
+    → structured reply (answer, how it was made, citations)
 
-The model, the masker and the retrieval index are loaded once per process (``ChatEngine.load``), never per
-message. Raw messages are never logged or written anywhere: only the masked text goes past ``mask``.
+Nothing the user reads is unsupported: each sentence the model writes is shown only once it is complete and the
+cited passage supports it (``gpt2chat.grounding.verify``). When too little of the model's text survives, or there
+is no model yet, or the model has not passed its quality gate, the answer is a question-focused extract of the
+NIH passage, labelled as such. Rendering is the UI's job (``gpt2chat.ui.render_reply``).
+
+One factory builds it: ``ChatEngine.build(config, causal_lm=None, index=None, masker=None, safety=None)`` loads
+whatever is not passed in (the masker and the index on a thread while the model loads). Raw messages are never
+logged or written anywhere: only the masked text goes past the masker.
 
     python -m gpt2chat.engine "How is glaucoma treated?" [--model DIR] [--no-grounding]
 """
@@ -13,21 +20,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
+import logging
 import sys
+import threading
 from typing import Iterator, Sequence
 
 from gpt2chat import settings
 from gpt2chat.generation import GenerationStats, SamplingConfig, StreamingGenerator
-from gpt2chat.prompt import ANSWER_PREFIX, QUESTION_PREFIX, REFERENCE_PREFIX, build_prompt
-from gpt2chat.tokens import reference_passage
+from gpt2chat.grounding import extractive_answer, is_degenerate, split_sentences, verify
+from gpt2chat.prompt import answer_ends, build_prompt, clean_answer, reference_passage
 
-DISCLAIMER = (
-    "General information from NIH sources, not medical advice. It may be incomplete or wrong; "
-    "ask a doctor or pharmacist about your own situation. In an emergency, call your local emergency number."
-)
-# The rendered reply puts the answer before this line, so history can recover the answer alone.
-SECTION_BREAK = "\n\n---\n"
+log = logging.getLogger(__name__)
+
+MODEL_ANSWER, EXTRACT_ANSWER, NO_ANSWER = "model", "extract", "none"
+EXTRACT_NOTICE = "Summary of the NIH page"
+NO_ANSWER_TEXT = "I could not find an NIH answer to that question. Please rephrase it, or search MedlinePlus."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,111 +44,155 @@ class Source:
     source: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Turn:
+    """One earlier exchange of a conversation, as plain text: the user's message and the answer it got."""
+
+    question: str
+    answer: str
+
+
 @dataclasses.dataclass
 class ChatReply:
-    answer: str = ""
+    answer: str = ""  # what the user reads: supported model sentences, or the extract, or empty
+    answer_kind: str = NO_ANSWER  # MODEL_ANSWER | EXTRACT_ANSWER | NO_ANSWER
     sources: list[Source] = dataclasses.field(default_factory=list)
     masked_types: list[str] = dataclasses.field(default_factory=list)
     masked_message: str | None = None  # the message as the model saw it, only when masking changed it
-    category: str = "answer"  # answer | emergency | boundary | invalid
+    category: str = "answer"  # answer | emergency | boundary | invalid | no_answer
     notice: str | None = None  # safety boundary or input problem, shown before the answer
     evidence: str | None = None  # the retrieved NIH passage the answer was grounded on
+    model_text: str | None = None  # the model's own cleaned text, for reports; never shown to users
+    support_rate: float | None = None  # share of the model's sentences the passages support
     finished: bool = False
     stats: GenerationStats | None = None
-
-    def markdown(self, show_masked: bool = False) -> str:
-        """The reply as one Markdown message: notice, answer, then sources, masking note and disclaimer."""
-        head = "\n\n".join(part for part in (self.notice, self.answer or ("…" if not self.finished else "")) if part)
-        if self.category in ("emergency", "invalid"):
-            return head
-        tail = []
-        if self.evidence and self.sources:
-            tail.append(f"> **From {self.sources[0].title} ({self.sources[0].source}):** {self.evidence}")
-        if self.sources:
-            links = "; ".join(f"[{s.title}]({s.url}) ({s.source})" for s in self.sources)
-            tail.append(f"**Sources:** {links}")
-        if self.masked_types:
-            note = f"🔒 Personal details were removed before processing: {', '.join(self.masked_types)}."
-            if show_masked and self.masked_message:
-                note += f"\n\nThe model saw: “{self.masked_message}”"
-            tail.append(note)
-        tail.append(f"_{DISCLAIMER}_")
-        return head + SECTION_BREAK + "\n\n".join(tail)
-
-
-def answer_from_markdown(message: str) -> str:
-    """The answer part of a rendered reply (history holds rendered replies)."""
-    return message.split(SECTION_BREAK, 1)[0]
-
-
-_BLOCK_START = re.compile(rf"\n?\s*(?:{QUESTION_PREFIX.strip()}|{REFERENCE_PREFIX.strip()}|{ANSWER_PREFIX})")
-_SENTENCE = re.compile(r"[^.!?]+[.!?]+[\"')\]]*\s*|[^.!?]+$")
-
-
-def postprocess(text: str, *, finished: bool) -> str:
-    """Cut the continuation at a new prompt block, drop repeated sentences and, once finished, a cut-off tail."""
-    text = _BLOCK_START.split(text, 1)[0]
-    kept, seen = [], set()
-    for sentence in _SENTENCE.findall(text):
-        key = " ".join(sentence.lower().split())
-        if key and key in seen:
-            continue
-        seen.add(key)
-        kept.append(sentence)
-    text = "".join(kept).strip()
-    if finished and re.search(r"[.!?]", text):
-        text = text[: max(text.rfind(c) for c in ".!?") + 1]
-    return text
 
 
 @dataclasses.dataclass(frozen=True)
 class EngineConfig:
-    model: str = dataclasses.field(default_factory=settings.default_model)
+    model: str | None = dataclasses.field(default_factory=settings.default_model)  # None: extracts only
     data: str | None = None  # MedQuAD directory for the retrieval index
+    index_dir: str | None = None  # a built retrieval index to load instead (the Space bundle's index/)
     retrieval_k: int = 3
     max_input_chars: int = 2000
     history_turns: int = 3
     context_length: int | None = None  # None: the model's own context
+    # Below this share of supported sentences the model's answer is replaced by the extract: most of what it
+    # wrote being unsupported means its kept sentences are more likely chance copies than an answer.
+    min_support_rate: float = 0.5
+    # A model serves its own text only after this share of the gate questions got a shown model answer.
+    gate_pass_rate: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStatus:
+    """Whether the model's own text is shown, and the measurement that decided it."""
+
+    loaded: bool = False
+    trusted: bool = False
+    gate_pass_rate: float | None = None
+    detail: str = "no model loaded: answers are summaries of the NIH pages"
 
 
 class ChatEngine:
-    def __init__(self, causal_lm, index, config: EngineConfig = EngineConfig()):
+    def __init__(self, causal_lm, index, *, masker, safety, config: EngineConfig = EngineConfig()):
+        """Collaborators are passed in; ``ChatEngine.build`` loads the defaults. ``causal_lm`` may be None."""
         self.config = config
-        self.generator = StreamingGenerator(causal_lm, config.context_length)
         self.index = index
+        self.masker = masker
+        self.safety = safety
+        self.generator: StreamingGenerator | None = None
+        self.status = ModelStatus()
+        self._swap_lock = threading.Lock()
+        if causal_lm is not None:
+            self.generator = StreamingGenerator(causal_lm, config.context_length)
+            self.status = ModelStatus(loaded=True, trusted=True, detail="model loaded, not yet gated")
 
     @classmethod
-    def load(cls, config: EngineConfig = EngineConfig()) -> "ChatEngine":
+    def build(cls, config: EngineConfig = EngineConfig(), *, causal_lm=None, index=None, masker=None,
+              safety=None) -> "ChatEngine":
+        """The engine with every collaborator not passed in loaded once per process (masker and index on a
+        thread while the model loads). ``config.model=None`` and no ``causal_lm``: extracts only."""
         from concurrent.futures import ThreadPoolExecutor
 
         from gpt2chat.masking import get_masker
-        from gpt2chat.model import load_preset
-        from gpt2chat.retrieval import get_index
+        from gpt2chat.safety import default_policy
 
         def masker_and_index():
-            get_masker()  # build Presidio and spaCy now rather than on the first message
-            return get_index(config.data)
+            from gpt2chat.retrieval import RetrievalIndex, get_index
 
-        # The masker and the index (built on a first start) load while the model does.
+            loaded_masker = masker or get_masker()  # Presidio and spaCy now rather than on the first message
+            loaded_safety = safety or default_policy()  # the emergency classifier trains here (1-2 s), not later
+            if index is not None:
+                return loaded_masker, loaded_safety, index
+            if config.index_dir:
+                return loaded_masker, loaded_safety, RetrievalIndex.load(config.index_dir)
+            return loaded_masker, loaded_safety, get_index(config.data)
+
         with ThreadPoolExecutor(max_workers=1) as pool:
-            index = pool.submit(masker_and_index)
-            causal_lm = load_preset(config.model)
-            return cls(causal_lm, index.result(), config)
+            collaborators = pool.submit(masker_and_index)
+            if causal_lm is None and config.model:
+                from gpt2chat.model import load_preset
 
+                causal_lm = load_preset(config.model)
+            loaded_masker, loaded_safety, loaded_index = collaborators.result()
+        return cls(causal_lm, loaded_index, masker=loaded_masker, safety=loaded_safety, config=config)
+
+    # ------------------------------------------------------------------------------------------ the model
     def warm_up(self) -> None:
         """Compile every prompt and cache size ahead, then run one message through the whole pipeline."""
-        self.generator.warm_up()
-        for _ in self.stream("What is glaucoma?", grounded=True, sampling=SamplingConfig(max_new_tokens=2)):
-            pass
+        if self.generator is not None:
+            self.generator.warm_up()
+        self.reply("What is glaucoma?", sampling=SamplingConfig(max_new_tokens=2))
 
-    def _retrieve(self, masked_question: str) -> list:
+    def gate(self, questions: Sequence[str] | None = None) -> ModelStatus:
+        """Measure whether the model's own text may be shown: the share of ``questions`` (default: seeded
+        questions from the index) whose reply keeps model text after the support check."""
+        if self.generator is None:
+            return self.status
+        questions = list(questions or gate_questions())
+        shown = 0
+        for question in questions:
+            *_, reply = self._answer_stream(question, self._passages(question), [], True,
+                                            SamplingConfig(temperature=0.0))
+            shown += reply.answer_kind == MODEL_ANSWER
+        rate = shown / len(questions) if questions else 0.0
+        trusted = rate >= self.config.gate_pass_rate
+        self.status = ModelStatus(
+            loaded=True, trusted=trusted, gate_pass_rate=rate,
+            detail=(f"model text shown: {shown}/{len(questions)} gate questions passed the support check"
+                    if trusted else f"model text withheld: only {shown}/{len(questions)} gate questions passed the "
+                                    "support check, so answers are summaries of the NIH pages"))
+        log.info("quality gate: %s", self.status.detail)
+        return self.status
+
+    def use_model(self, causal_lm) -> ModelStatus:
+        """Swap in a newly trained model without a restart: compile it and gate it before any user sees it."""
+        generator = StreamingGenerator(causal_lm, self.config.context_length)
+        generator.warm_up()
+        with self._swap_lock:
+            previous, self.generator = self.generator, generator
+            status = self.gate()
+            if not status.trusted and previous is None:
+                self.generator = None  # an untrusted model is not worth its generation time
+        return status
+
+    # ------------------------------------------------------------------------------------------ one message
+    def _passages(self, masked_question: str) -> list:
         return self.index.search(masked_question, k=self.config.retrieval_k) if self.index else []
 
-    def _history(self, history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-        from gpt2chat.masking import mask
-
-        recent = list(history)[-self.config.history_turns :]
-        return [(mask(q).text, answer_from_markdown(a)) for q, a in recent]
+    def _history(self, history: Sequence[Turn | tuple[str, str]]) -> list[tuple[str, str]]:
+        """The recent turns the prompt may use, masked. Oversized or rejected messages are dropped before any
+        processing, so one huge message cannot slow every later turn."""
+        turns = []
+        for turn in list(history)[-self.config.history_turns:]:
+            question, answer = (turn.question, turn.answer) if isinstance(turn, Turn) else turn
+            if len(question) > self.config.max_input_chars:
+                continue
+            text, problem = self.safety.check_input(question, self.config.max_input_chars)
+            if problem is None:
+                turns.append((self.masker.mask(text).text, answer[: self.config.max_input_chars]))
+        return turns
 
     def _prompt_ids(self, question: str, reference: str | None, history: list, max_new_tokens: int) -> list[int]:
         """The longest prompt that fits: drop the oldest turns first, then shorten the reference."""
@@ -160,61 +211,85 @@ class ChatEngine:
     def stream(
         self,
         message: str,
-        history: Sequence[tuple[str, str]] = (),
+        history: Sequence[Turn | tuple[str, str]] = (),
         *,
         grounded: bool = True,
         sampling: SamplingConfig = SamplingConfig(),
     ) -> Iterator[ChatReply]:
-        """Yield a growing reply; the last one has ``finished=True``. ``history`` is (user, assistant) pairs."""
-        from gpt2chat.masking import mask
-        from gpt2chat.safety import assess, check_input
-
-        text, problem = check_input(message, max_chars=self.config.max_input_chars)
+        """Yield a growing reply; the last one has ``finished=True``. ``history`` is earlier turns, oldest first.
+        ``grounded=False`` leaves the passage out of the prompt; the answer is still checked against it."""
+        text, problem = self.safety.check_input(message, self.config.max_input_chars)
         if problem:
             yield ChatReply(category="invalid", notice=problem.reply, finished=True)
             return
-        masked = mask(text)
-        reply = ChatReply(
-            masked_types=sorted({f.entity_type for f in masked.findings}),
-            masked_message=masked.text if masked.changed else None,
-        )
-        verdict = assess(masked.text)
+        masked = self.masker.mask(text)
+        reply_fields = dict(masked_types=sorted({f.entity_type for f in masked.findings}),
+                            masked_message=masked.text if masked.changed else None)
+        verdict = self.safety.assess(masked.text)
+        if verdict.category and verdict.blocks_answer:
+            yield ChatReply(category="emergency", notice=verdict.reply, finished=True, **reply_fields)
+            return
         if verdict.category:
-            reply.category = "emergency" if verdict.blocks_answer else "boundary"
-            reply.notice = verdict.reply
-            if verdict.blocks_answer:
+            reply_fields.update(category="boundary", notice=verdict.reply)
+        yield from self._answer_stream(masked.text, self._passages(masked.text), self._history(history), grounded,
+                                       sampling, **reply_fields)
+
+    def _answer_stream(self, question: str, passages: list, history: list, grounded: bool,
+                       sampling: SamplingConfig, **reply_fields) -> Iterator[ChatReply]:
+        """Growing replies to a masked question over its retrieved passages."""
+        reply = ChatReply(**reply_fields)
+        if not passages:
+            reply.category = "no_answer" if reply.category == "answer" else reply.category
+            reply.answer, reply.finished = NO_ANSWER_TEXT, True
+            yield reply
+            return
+        reply.sources = _sources(passages)
+        reply.evidence = reference_passage(passages[0].answer)
+        texts = [reply.evidence]  # the passage the model saw is the one its sentences must come from
+        generator = self.generator if self.status.trusted else None
+        if generator is not None:
+            reference = reply.evidence if grounded else None
+            prompt_ids = self._prompt_ids(question, reference, history, sampling.max_new_tokens)
+            reply.stats = GenerationStats()
+            yield reply
+            generated: list[int] = []
+            shown = 0
+            for token in generator.stream_ids(prompt_ids, sampling, reply.stats):
+                generated.append(token)
+                draft = generator.decode(generated)
+                if answer_ends(draft):
+                    break  # the model started a new Question/Reference block: the answer is over
+                # Only complete sentences are checked and shown: the last one may still be growing.
+                complete = split_sentences(clean_answer(draft, finished=False))[:-1]
+                if len(complete) > shown:
+                    shown = len(complete)
+                    checked = verify(" ".join(complete), texts)
+                    if checked.text != reply.answer:
+                        reply.answer, reply.answer_kind = checked.text, MODEL_ANSWER
+                        yield reply
+            reply.model_text = clean_answer(generator.decode(generated), finished=True)
+            checked = verify(reply.model_text, texts)
+            reply.support_rate = checked.support_rate
+            if checked.support_rate >= self.config.min_support_rate and not is_degenerate(checked.text):
+                reply.answer, reply.answer_kind = checked.text, MODEL_ANSWER
                 reply.finished = True
                 yield reply
                 return
-        passages = self._retrieve(masked.text) if grounded else []
-        reply.sources = _sources(passages)
-        reference = reference_passage(passages[0].answer) if passages else None
-        reply.evidence = reference
-        prompt_ids = self._prompt_ids(masked.text, reference, self._history(history), sampling.max_new_tokens)
-        reply.stats = GenerationStats()
-        yield reply
-        generated: list[int] = []
-        for token in self.generator.stream_ids(prompt_ids, sampling, reply.stats):
-            generated.append(token)
-            text = self.generator.decode(generated)
-            if _BLOCK_START.search(text):
-                break  # the model started a new Question/Reference block: the answer is over
-            reply.answer = postprocess(text, finished=False)
-            yield reply
-        reply.answer = postprocess(self.generator.decode(generated), finished=True)
-        if not reply.answer:
-            reply.answer = (
-                "I could not produce an answer to that. The sources below may help."
-                if reply.sources else "I could not produce an answer to that. Please rephrase your question."
-            )
+        extract = extractive_answer(question, texts)
+        reply.answer, reply.answer_kind = extract.text, EXTRACT_ANSWER if extract.text else NO_ANSWER
         reply.finished = True
         yield reply
 
-    def reply(self, message: str, history: Sequence[tuple[str, str]] = (), **options) -> ChatReply:
+    def reply(self, message: str, history: Sequence[Turn | tuple[str, str]] = (), **options) -> ChatReply:
         last = ChatReply()
         for last in self.stream(message, history, **options):
             pass
         return last
+
+
+def gate_questions() -> list[str]:
+    lines = (settings.PACKAGE_DIR / "resources" / "gate_questions.txt").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 def _sources(passages) -> list[Source]:
@@ -226,12 +301,22 @@ def _sources(passages) -> list[Source]:
     return sources
 
 
+def plain_text(reply: ChatReply) -> str:
+    """The reply for a terminal: notice, answer (with how it was made), sources."""
+    lines = [part for part in (reply.notice, reply.answer) if part]
+    if reply.answer_kind == EXTRACT_ANSWER:
+        lines.insert(len(lines) - 1, f"[{EXTRACT_NOTICE}]")
+    lines += [f"- {s.title} ({s.source}): {s.url}" for s in reply.sources]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2chat.engine", description=__doc__.split("\n")[0])
     parser.add_argument("question")
     parser.add_argument("--model", default=settings.default_model(), help="preset name or directory")
     parser.add_argument("--data", help="MedQuAD directory for the retrieval index")
-    parser.add_argument("--no-grounding", action="store_true", help="answer without a retrieved passage")
+    parser.add_argument("--no-grounding", action="store_true", help="leave the retrieved passage out of the prompt")
+    parser.add_argument("--no-gate", action="store_true", help="show model text without the quality gate")
     parser.add_argument("--temperature", type=float, default=SamplingConfig.temperature)
     parser.add_argument("--max-new-tokens", type=int, default=SamplingConfig.max_new_tokens)
     parser.add_argument("--seed", type=int)
@@ -239,16 +324,19 @@ def main(argv: list[str] | None = None) -> int:
     from gpt2chat.model import ModelUnavailable
 
     try:
-        engine = ChatEngine.load(EngineConfig(model=args.model, data=args.data))
+        engine = ChatEngine.build(EngineConfig(model=args.model, data=args.data))
     except (ModelUnavailable, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if not args.no_gate:
+        print(engine.gate().detail, file=sys.stderr)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
     reply = engine.reply(args.question, grounded=not args.no_grounding, sampling=sampling)
-    print(reply.markdown())
+    print(plain_text(reply))
     if reply.stats and reply.stats.new_tokens:
         print(f"\n[{reply.stats.new_tokens} tokens, first after {reply.stats.seconds_to_first_token:.2f} s, "
-              f"{reply.stats.tokens_per_second:.1f} tokens/s]", file=sys.stderr)
+              f"{reply.stats.tokens_per_second:.1f} tokens/s; support rate {reply.support_rate:.0%}]",
+              file=sys.stderr)
     return 0
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
 
 # MedQuAD sits beside the checkout (../shared/medquad) in this project's machines and CI;
 # users elsewhere point GPT2CHAT_MEDQUAD (or --data) at their own clone of the upstream repository.

@@ -3,19 +3,24 @@
     from gpt2chat.ui import build_app, launch_options
     build_app(engine).queue(default_concurrency_limit=2, max_size=64).launch(**launch_options())
 
-Everything below ``build_app`` is a small function that tests call without a browser. Gradio 6 takes the theme
-and CSS in ``launch()``, hence ``launch_options``. Raw user messages are never logged: only reply statistics.
+Everything below ``build_app`` is a small function that tests call without a browser. The engine returns
+structured replies; this module renders them as Markdown (``render_reply``) and reads the answer back out of
+Gradio's history (``history_turns``). Text that comes from the user is escaped, never rendered as Markdown, so
+a message cannot put links or images into a reply. Every API argument is checked with a message that never
+echoes its value. Gradio 6 takes the theme and CSS in ``launch()``, hence ``launch_options``. Raw user messages
+are never logged: only reply statistics.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import typing
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
-from gpt2chat.engine import DISCLAIMER, ChatEngine
+from gpt2chat.engine import EXTRACT_ANSWER, EXTRACT_NOTICE, ChatEngine, ChatReply, Turn
 from gpt2chat.generation import SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -33,8 +38,16 @@ EXAMPLES = (
     "Is Parkinson's disease inherited?",
     "What causes type 2 diabetes?",
 )
-MAX_NEW_TOKENS = 320  # the API clamps to this too: longer answers only ramble on a model this small
+MAX_NEW_TOKENS = 320  # the API enforces this too: longer answers only ramble on a model this small
+MAX_TEMPERATURE = 1.5
 DEFAULT_SAMPLING = SamplingConfig()
+DISCLAIMER = (
+    "General information from NIH sources, not medical advice. It may be incomplete or wrong; "
+    "ask a doctor or pharmacist about your own situation. In an emergency, call your local emergency number."
+)
+# A rendered reply puts the answer before this line, so history can recover the answer alone.
+SECTION_BREAK = "\n\n---\n"
+MEDLINEPLUS_SEARCH = "https://medlineplus.gov/search/?query="
 
 # A calm teal / clinical blue palette; neutral greys lean blue so the page never looks harsh.
 TEAL = gr.themes.Color(
@@ -107,41 +120,108 @@ def _text(content: Any) -> str:
     return ""
 
 
-def history_pairs(history: Sequence[dict] | None) -> list[tuple[str, str]]:
-    """Gradio's messages history → the engine's (user, assistant) pairs. Consecutive messages of one role are
-    joined; a user turn that got no answer (stopped, failed) is dropped."""
-    pairs: list[tuple[str, str]] = []
+def literal(text: str) -> str:
+    """User-derived text as a Markdown code span: shown as typed, so no link, autolinked URL, image, HTML or
+    emphasis can come out of it. Backticks, which would end the span, become a look-alike."""
+    return "`" + " ".join(text.replace("`", "ˋ").split()) + "`"
+
+
+def render_reply(reply: ChatReply, show_masked: bool = False) -> str:
+    """The reply as one Markdown message: notice, answer, then the NIH passage, sources, masking note and
+    disclaimer after ``SECTION_BREAK``."""
+    answer = reply.answer or ("…" if not reply.finished else "")
+    if reply.answer_kind == EXTRACT_ANSWER and answer:
+        answer = f"**{EXTRACT_NOTICE}:** {answer}"
+    head = "\n\n".join(part for part in (reply.notice, answer) if part)
+    if reply.category in ("emergency", "invalid"):
+        return head
+    tail = []
+    if reply.evidence and reply.sources:
+        tail.append(f"> **From {reply.sources[0].title} ({reply.sources[0].source}):** {reply.evidence}")
+    if reply.sources:
+        links = "; ".join(f"[{s.title}]({s.url}) ({s.source})" for s in reply.sources)
+        tail.append(f"**Sources:** {links}")
+    elif reply.category == "no_answer":
+        tail.append(f"**Search MedlinePlus:** [{MEDLINEPLUS_SEARCH}…]({MEDLINEPLUS_SEARCH})")
+    if reply.masked_types:
+        note = f"🔒 Personal details were removed before processing: {', '.join(reply.masked_types)}."
+        if show_masked and reply.masked_message:
+            note += f"\n\nThe model saw: {literal(reply.masked_message)}"
+        tail.append(note)
+    tail.append(f"_{DISCLAIMER}_")
+    return head + SECTION_BREAK + "\n\n".join(tail)
+
+
+def answer_of(rendered: str) -> str:
+    """The answer part of a rendered reply (Gradio's history holds rendered replies)."""
+    return rendered.split(SECTION_BREAK, 1)[0]
+
+
+def history_turns(history: Sequence[dict] | None) -> list[Turn]:
+    """Gradio's messages history → the engine's turns (the user's message and the answer alone). Consecutive
+    messages of one role are joined; a user turn that got no answer (stopped, failed) is dropped."""
+    turns: list[Turn] = []
     user: str | None = None
     assistant: list[str] = []
     for message in history or ():
         role, text = message.get("role"), _text(message.get("content"))
         if role == "user":
             if user is not None and assistant:
-                pairs.append((user, "\n\n".join(assistant)))
+                turns.append(Turn(user, "\n\n".join(assistant)))
                 user, assistant = None, []
             user = text if user is None or assistant else f"{user}\n{text}"
         elif role == "assistant" and user is not None and text:
-            assistant.append(text)
+            assistant.append(answer_of(text))
     if user is not None and assistant:
-        pairs.append((user, "\n\n".join(assistant)))
-    return pairs
+        turns.append(Turn(user, "\n\n".join(assistant)))
+    return turns
 
 
-def sampling_config(temperature: float, max_new_tokens: float) -> SamplingConfig:
-    """Slider or API values → sampling settings, clamped to what the model can use."""
+def _number(value: Any, name: str, low: float, high: float) -> float:
+    """An API argument as a finite number within [low, high]; the error names the argument, never its value."""
+    if isinstance(value, bool):
+        raise gr.Error(f"{name} must be a number between {low:g} and {high:g}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not math.isfinite(number) or not low <= number <= high:
+        raise gr.Error(f"{name} must be a number between {low:g} and {high:g}")
+    return number
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise gr.Error(f"{name} must be true or false")
+
+
+def _message(value: Any) -> str:
+    if not isinstance(value, str):
+        raise gr.Error("message must be text")
+    return value
+
+
+def sampling_config(temperature: Any, max_new_tokens: Any) -> SamplingConfig:
+    """Slider or API values → sampling settings; out-of-range or non-numeric values are refused."""
     return SamplingConfig(
-        max_new_tokens=max(1, min(int(max_new_tokens), MAX_NEW_TOKENS)),
-        temperature=max(0.0, float(temperature)),
+        max_new_tokens=int(_number(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)),
+        temperature=_number(temperature, "temperature", 0.0, MAX_TEMPERATURE),
     )
 
 
 def _log_reply(reply) -> None:
     stats = reply.stats
     if stats and stats.new_tokens:
-        log.info("reply %s: %d prompt + %d new tokens, first after %.2f s, %.1f tokens/s", reply.category,
-                 stats.prompt_tokens, stats.new_tokens, stats.seconds_to_first_token, stats.tokens_per_second)
+        log.info("reply %s (%s): %d prompt + %d new tokens, first after %.2f s, %.1f tokens/s", reply.category,
+                 reply.answer_kind, stats.prompt_tokens, stats.new_tokens, stats.seconds_to_first_token,
+                 stats.tokens_per_second)
     else:
-        log.info("reply %s: no generation", reply.category)
+        log.info("reply %s (%s): no generation", reply.category, reply.answer_kind)
 
 
 def make_chat_fn(engine: ChatEngine):
@@ -151,9 +231,10 @@ def make_chat_fn(engine: ChatEngine):
              show_masked: bool) -> Iterator[str]:
         """Answer one chat message, streaming the Markdown reply (answer, sources, disclaimer)."""
         shown, reply = None, None
-        for reply in engine.stream(message, history_pairs(history), grounded=bool(grounded),
-                                   sampling=sampling_config(temperature, max_new_tokens)):
-            text = reply.markdown(bool(show_masked))
+        sampling = sampling_config(temperature, max_new_tokens)
+        show_masked, grounded = _flag(show_masked, "show_masked"), _flag(grounded, "grounded")
+        for reply in engine.stream(_message(message), history_turns(history), grounded=grounded, sampling=sampling):
+            text = render_reply(reply, show_masked)
             if text != shown:  # a token that does not change the cleaned answer is not worth a round trip
                 shown = text
                 yield text
@@ -169,11 +250,13 @@ def make_ask_fn(engine: ChatEngine):
     def ask(message: str, temperature: float = DEFAULT_SAMPLING.temperature,
             max_new_tokens: int = DEFAULT_SAMPLING.max_new_tokens, grounded: bool = True) -> str:
         """Answer one medical question (no conversation history). Returns Markdown: the answer, links to the
-        NIH source pages, a note when personal details were removed, and the disclaimer. temperature 0 is
-        greedy decoding; max_new_tokens is capped at 320; grounded=False answers without a retrieved passage."""
-        reply = engine.reply(message, grounded=bool(grounded), sampling=sampling_config(temperature, max_new_tokens))
+        NIH source pages, a note when personal details were removed, and the disclaimer. temperature (0 to 1.5)
+        0 is greedy decoding; max_new_tokens is 1 to 320; grounded=False leaves the passage out of the model's
+        prompt (the answer is still checked against it)."""
+        sampling = sampling_config(temperature, max_new_tokens)
+        reply = engine.reply(_message(message), grounded=_flag(grounded, "grounded"), sampling=sampling)
         _log_reply(reply)
-        return reply.markdown(show_masked=False)
+        return render_reply(reply)
 
     # gr.api reads the return annotation unresolved: a postponed "str" would be documented as Any.
     ask.__annotations__ = typing.get_type_hints(ask)
@@ -184,7 +267,7 @@ def settings_inputs() -> list[gr.components.Component]:
     """The chat's additional inputs, in the order the chat function takes them. Unrendered, so that the
     ChatInterface places them in its settings accordion rather than where they were created."""
     return [
-        gr.Slider(0.0, 1.5, value=DEFAULT_SAMPLING.temperature, step=0.05, label="Temperature",
+        gr.Slider(0.0, MAX_TEMPERATURE, value=DEFAULT_SAMPLING.temperature, step=0.05, label="Temperature",
                   info="0 = always the most likely word; higher = more varied, less reliable", render=False),
         gr.Slider(16, MAX_NEW_TOKENS, value=DEFAULT_SAMPLING.max_new_tokens, step=16, label="Max new tokens",
                   render=False),
@@ -195,11 +278,18 @@ def settings_inputs() -> list[gr.components.Component]:
     ]
 
 
-def build_app(engine: ChatEngine) -> gr.Blocks:
-    """The whole app: header, disclaimer, streaming chat with settings, and the ``/ask`` endpoint."""
+STATUS_REFRESH_S = 10
+
+
+def build_app(engine: ChatEngine, status: Callable[[], str] | None = None) -> gr.Blocks:
+    """The whole app: header, disclaimer, model status, streaming chat with settings, and the ``/ask`` endpoint.
+    ``status`` returns one Markdown line about the model (e.g. background training progress), refreshed."""
     with gr.Blocks(title=TITLE, fill_height=True, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\n\n{DESCRIPTION}", elem_id="gpt2chat-header")
         gr.Markdown(f"⚠️ **Not medical advice.** {DISCLAIMER}", elem_id="gpt2chat-disclaimer")
+        status_line = gr.Markdown(status() if status else f"ℹ️ {engine.status.detail}", elem_id="gpt2chat-status")
+        if status:
+            gr.Timer(STATUS_REFRESH_S).tick(status, outputs=status_line, api_visibility="private", queue=False)
         gr.ChatInterface(
             make_chat_fn(engine),
             chatbot=gr.Chatbot(label="gpt2chat", scale=1, min_height=420, buttons=["copy"],

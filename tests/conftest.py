@@ -45,4 +45,5 @@ def tiny_engine(tiny_run, sample_records):
     from gpt2chat.retrieval import RetrievalIndex
 
     output, _ = tiny_run
-    return ChatEngine(load_preset(output), RetrievalIndex.build(sample_records), EngineConfig(model=str(output)))
+    return ChatEngine.build(EngineConfig(model=str(output)), causal_lm=load_preset(output),
+                            index=RetrievalIndex.build(sample_records))

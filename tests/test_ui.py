@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from gpt2chat import settings, ui
-from gpt2chat.engine import DISCLAIMER, answer_from_markdown
+from gpt2chat.engine import ChatReply, Source
+from gpt2chat.ui import DISCLAIMER, answer_of
 
 REPO_ROOT = settings.REPO_ROOT
 MARKDOWN_LINK = re.compile(r"\[[^\]]+\]\(https?://[^)\s]+\)")
@@ -80,18 +81,25 @@ def live_app(tiny_run, medquad_dir, tmp_path_factory):
 # --- pure functions --------------------------------------------------------------------------------------------
 
 
-def test_history_pairs_reads_gradio_messages():
+def test_history_turns_reads_gradio_messages():
     history = [
         {"role": "user", "content": [{"type": "text", "text": "What is gout?"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "Gout is arthritis."}], "metadata": None},
         {"role": "user", "content": "How is it treated?"},  # plain strings too (older clients)
         {"role": "assistant", "content": "Rest and medicines."},
     ]
-    assert ui.history_pairs(history) == [("What is gout?", "Gout is arthritis."),
-                                         ("How is it treated?", "Rest and medicines.")]
+    assert ui.history_turns(history) == [ui.Turn("What is gout?", "Gout is arthritis."),
+                                         ui.Turn("How is it treated?", "Rest and medicines.")]
 
 
-def test_history_pairs_joins_split_turns_and_drops_unanswered_ones():
+def test_history_turns_keep_the_answer_without_its_sources():
+    rendered = ui.render_reply(ChatReply(answer="Gout is arthritis.", sources=[Source("Gout", "https://x.gov", "NIH")],
+                                         finished=True))
+    history = [{"role": "user", "content": "What is gout?"}, {"role": "assistant", "content": rendered}]
+    assert ui.history_turns(history) == [ui.Turn("What is gout?", "Gout is arthritis.")]
+
+
+def test_history_turns_join_split_turns_and_drop_unanswered_ones():
     file_part = {"type": "file", "file": {"path": "/tmp/x.png"}}
     history = [
         {"role": "assistant", "content": "Welcome!"},  # nothing asked yet
@@ -103,18 +111,52 @@ def test_history_pairs_joins_split_turns_and_drops_unanswered_ones():
         {"role": "assistant", "content": "A lung disease."},
         {"role": "user", "content": "and the last one, being answered now"},
     ]
-    assert ui.history_pairs(history) == [
-        ("What is this rash?", "It may be eczema.\n\nSee a doctor."),
-        ("stopped before any answer\nWhat is asthma?", "A lung disease."),
+    assert ui.history_turns(history) == [
+        ui.Turn("What is this rash?", "It may be eczema.\n\nSee a doctor."),
+        ui.Turn("stopped before any answer\nWhat is asthma?", "A lung disease."),
     ]
-    assert ui.history_pairs([]) == ui.history_pairs(None) == []
+    assert ui.history_turns([]) == ui.history_turns(None) == []
 
 
-def test_sampling_config_clamps_what_the_api_may_send():
+def test_sampling_config_accepts_what_the_sliders_send():
     assert ui.sampling_config(0.3, 100.0).max_new_tokens == 100
-    assert ui.sampling_config(-1, 10_000).temperature == 0.0
-    assert ui.sampling_config(0.7, 10_000).max_new_tokens == ui.MAX_NEW_TOKENS
-    assert ui.sampling_config(0.7, 0).max_new_tokens == 1
+    assert ui.sampling_config("0.7", "64") == ui.SamplingConfig(max_new_tokens=64, temperature=0.7)
+    assert ui.sampling_config(0, ui.MAX_NEW_TOKENS).temperature == 0.0
+
+
+SECRET = "I am Ann Lee, SSN 536-22-8741"
+
+
+@pytest.mark.parametrize("temperature, max_new_tokens", [
+    (float("inf"), 64), (float("nan"), 64), (-1, 64), (2.0, 64), (0.7, 0), (0.7, -5), (0.7, 10_000),
+    (SECRET, 64), (0.7, SECRET), (None, 64), (True, 64), ([0.7], 64),
+])
+def test_out_of_range_api_values_are_refused_without_echoing_them(temperature, max_new_tokens):
+    with pytest.raises(ui.gr.Error) as error:
+        ui.sampling_config(temperature, max_new_tokens)
+    assert "must be a number between" in str(error.value) and "Ann Lee" not in str(error.value)
+
+
+def test_misplaced_arguments_give_a_clear_error_without_the_value(tiny_engine, caplog):
+    ask = ui.make_ask_fn(tiny_engine)
+    with caplog.at_level(logging.DEBUG), pytest.raises(ui.gr.Error) as error:
+        ask("What is asthma?", SECRET, 64, True)
+    assert "temperature" in str(error.value) and "536-22" not in str(error.value) and "536-22" not in caplog.text
+    for grounded in (SECRET, 3):
+        with pytest.raises(ui.gr.Error, match="grounded must be true or false"):
+            ask("What is asthma?", 0.7, 64, grounded)
+    with pytest.raises(ui.gr.Error, match="message must be text"):
+        ask(None, 0.7, 64, True)
+
+
+def test_user_text_is_never_rendered_as_markdown():
+    hostile = "![pixel](https://tracker.example/p.png) [click](https://evil.example) <img src=x> **bold** `x`"
+    reply = ChatReply(answer="An answer.", masked_types=["PERSON"], masked_message=hostile, finished=True)
+    rendered = ui.render_reply(reply, show_masked=True)
+    span = re.search(r"The model saw: `([^`]*)`", rendered)
+    assert span and "![pixel](https://tracker.example/p.png)" in span.group(1)  # shown as typed, inside code
+    outside = rendered.replace(span.group(0), "")
+    assert "tracker.example" not in outside and "<img" not in outside
 
 
 def test_theme_uses_local_fonts_only():
@@ -133,10 +175,10 @@ def _question(sample_records) -> str:
 def test_chat_streams_a_growing_reply_with_sources_and_disclaimer(tiny_engine, sample_records):
     chat = ui.make_chat_fn(tiny_engine)
     outputs = list(chat(_question(sample_records), [], 0.0, 48, True, False))
-    answers = [answer_from_markdown(text) for text in outputs]
-    assert len(outputs) >= 3, outputs
+    answers = [answer_of(text) for text in outputs]
+    assert len(outputs) >= 2, outputs
     assert len(set(outputs)) == len(outputs)  # only changes are sent
-    assert max(len(a) for a in answers) > len(answers[0])  # the answer grows as tokens arrive
+    assert answers[0] == "…" and len(answers[-1]) > 1  # a placeholder first, then the (checked) answer
     assert MARKDOWN_LINK.search(outputs[-1]) and "**Sources:**" in outputs[-1]
     assert DISCLAIMER in outputs[-1]
 
@@ -145,7 +187,7 @@ def test_chat_passes_history_and_grounding_switch(tiny_engine, sample_records):
     chat = ui.make_chat_fn(tiny_engine)
     history = [{"role": "user", "content": "What is gout?"}, {"role": "assistant", "content": "A kind of arthritis."}]
     last = list(chat(_question(sample_records), history, 0.0, 16, False, False))[-1]
-    assert "**Sources:**" not in last and DISCLAIMER in last
+    assert "**Sources:**" in last and DISCLAIMER in last  # answers are always checked against a cited page
 
 
 def test_masking_note_and_show_masked_switch(tiny_engine):
@@ -170,8 +212,8 @@ def test_raw_messages_are_never_logged(tiny_engine, caplog):
 def test_ask_returns_the_final_markdown(tiny_engine, sample_records):
     ask = ui.make_ask_fn(tiny_engine)
     grounded = ask(_question(sample_records), 0.0, 24, True)
-    assert MARKDOWN_LINK.search(grounded) and DISCLAIMER in grounded and "…" not in answer_from_markdown(grounded)
-    assert "**Sources:**" not in ask(_question(sample_records), 0.0, 8, False)
+    assert MARKDOWN_LINK.search(grounded) and DISCLAIMER in grounded and "…" not in answer_of(grounded)
+    assert "**Sources:**" in ask(_question(sample_records), 0.0, 8, False)
 
 
 def test_build_app_exposes_chat_and_ask_endpoints(tiny_engine):
