@@ -108,20 +108,30 @@ _NUMBER_FIRST_TYPE = r"(?i:rue|avenue|av\.|boulevard|bd|chemin|allée|allee|impa
 # Address cues after which a street may be typed in lower case ("i live at 27 old gloucester road").
 _ADDRESS_CUE = (r"(?i:\b(?:live|lives|living|stay|staying|moved|move)\s+(?:at|to|in|on)|\baddress(?:\s+is)?\s*:?"
                 r"|\b(?:send|post|mail|deliver|ship)\b[^\n.!?]{0,25}\bto)\s+")
+_STREET_WORD = r"\p{Lu}[\p{L}'’\-]*"
+_NUMBER_FIRST = "|".join((
+    # "1423 Maple Avenue", "250 West 57th Street", "Flat 3, 12 High Street"
+    rf"(?:\b{_UNIT},?\s+)?\b\d{{1,6}}[A-Za-z]?\s+(?:(?:\p{{Lu}}[\p{{L}}'’.\-]*|\d{{1,3}}(?i:st|nd|rd|th))\s+){{1,4}}"
+    rf"{_STREET_SUFFIX}(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?",
+    # "i live at 27 old gloucester road"
+    rf"(?<={_ADDRESS_CUE})\d{{1,6}}[a-z]?\s+(?:\p{{Ll}}[\p{{L}}'’.\-]*\s+){{1,4}}{_STREET_SUFFIX}",
+    r"(?i:\bp\.?\s?o\.?\s+box|\bpost\s+office\s+box)\s+\d{1,6}",
+    # "12 rue de la Paix", "1200 rue Sainte-Catherine Ouest"
+    rf"\b\d{{1,5}}(?:\s?(?:bis|ter))?,?\s+{_NUMBER_FIRST_TYPE}(?:\s+(?:{_PARTICLE}|{_STREET_WORD})){{1,5}}",
+))
+_NUMBER_AFTER = "|".join((
+    rf"\b{_EU_STREET_WORD}",  # "Hauptstraße", "Keizersgracht"
+    r"\b\p{Lu}\p{L}+\s+(?:Straße|Strasse|Str\.|Weg|Gasse|Platz|Allee)",  # "Berliner Straße"
+    rf"\b{_TYPE_FIRST}(?:\s+(?:{_PARTICLE}|{_STREET_WORD})){{1,4}}",  # "Calle Mayor", "Via Roma"
+))
+# Comma-separated parts from a flat or house number to a 6-digit PIN ("B-12, Lajpat Nagar II, New Delhi 110024").
+_PART = r"[\p{Lu}\d][\p{L}\d.'’\-]*(?:\s+[\p{Lu}\d][\p{L}\d.'’\-]*){0,3}"
+_INDIAN = rf"\b(?:{_UNIT}|[A-Z]-?\d{{1,4}}[A-Z]?)(?:,\s+{_PART}){{1,5}},?\s+\d{{6}}(?![\w-])"
 _ADDRESS = (
-    rf"(?P<value>(?:(?:\b{_UNIT},?\s+)?\b\d{{1,6}}[A-Za-z]?\s+"
-    rf"(?:(?:\p{{Lu}}[\p{{L}}'’.\-]*|\d{{1,3}}(?i:st|nd|rd|th))\s+){{1,4}}{_STREET_SUFFIX}"
-    rf"(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?"
-    rf"|(?<={_ADDRESS_CUE})\d{{1,6}}[a-z]?\s+(?:\p{{Ll}}[\p{{L}}'’.\-]*\s+){{1,4}}{_STREET_SUFFIX}"
-    rf"|(?i:\bp\.?\s?o\.?\s+box|\bpost\s+office\s+box)\s+\d{{1,6}}"
-    rf"|\b\d{{1,5}}(?:\s?(?:bis|ter))?,?\s+{_NUMBER_FIRST_TYPE}(?:\s+(?:{_PARTICLE}|\p{{Lu}}[\p{{L}}'’\-]*)){{1,5}}"
-    rf"){_CITY_TAIL}"
-    rf"|(?:\b{_EU_STREET_WORD}|\b\p{{Lu}}\p{{L}}+\s+(?:Straße|Strasse|Str\.|Weg|Gasse|Platz|Allee)"
-    rf"|\b{_TYPE_FIRST}(?:\s+(?:{_PARTICLE}|\p{{Lu}}[\p{{L}}'’\-]*)){{1,4}})\s+\d{{1,4}}[a-zA-Z]?(?![\w-]){_EU_TAIL}?"
-    rf"|\b\p{{Lu}}[\p{{L}}.'’\-]+(?:\s+\p{{L}}[\p{{L}}.'’\-]+){{0,3}}\s+\d{{1,4}}[a-zA-Z]?{_EU_TAIL}"
-    # Comma-separated parts from a flat or house number to a 6-digit PIN ("B-12, Lajpat Nagar II, New Delhi 110024").
-    rf"|\b(?:{_UNIT}|[A-Z]-?\d{{1,4}}[A-Z]?)(?:,\s+[\p{{Lu}}\d][\p{{L}}\d.'’\-]*(?:\s+[\p{{Lu}}\d][\p{{L}}\d.'’\-]*){{0,3}}){{1,5}}"
-    rf",?\s+\d{{6}}(?![\w-]))"
+    rf"(?P<value>(?:{_NUMBER_FIRST}){_CITY_TAIL}"
+    rf"|(?:{_NUMBER_AFTER})\s+\d{{1,4}}[a-zA-Z]?(?![\w-]){_EU_TAIL}?"
+    rf"|\b\p{{Lu}}[\p{{L}}.'’\-]+(?:\s+\p{{L}}[\p{{L}}.'’\-]+){{0,3}}\s+\d{{1,4}}[a-zA-Z]?{_EU_TAIL}"  # any street
+    rf"|{_INDIAN})"
 )
 # A postcode on its own is masked after its cue word ("my postcode is M14 5GH").
 _POSTCODE_CUE = (
