@@ -10,7 +10,7 @@ import pytest
 
 import app
 from gpt2chat import deploy, settings
-from gpt2chat.engine import DISCLAIMER
+from gpt2chat.ui import DISCLAIMER
 from tests.test_ui import MARKDOWN_LINK, serve_app
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused at once
