@@ -325,7 +325,8 @@ def _parse_date(text: str) -> dt.datetime:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2chat.feedback", description=__doc__.split("\n")[0])
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", help=f"the ratings database (default: ${DB_ENV} or {DEFAULT_DB.relative_to(settings.REPO_ROOT)})")
+    common.add_argument("--db", help=f"the ratings database (default: ${DB_ENV} or "
+                                     f"{DEFAULT_DB.relative_to(settings.REPO_ROOT)})")
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", parents=[common], help="write feedback.md and its plots")
     report.add_argument("--out", default=str(settings.REPO_ROOT / "livrables"), help="directory (default: livrables)")

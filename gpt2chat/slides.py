@@ -282,7 +282,8 @@ def model_slides(deck: Deck, sources: DeckSources) -> list[str]:
     if not metrics or not metrics.get("history"):
         raise Missing(f"{sources.rel(run.metrics)} not found (python -m gpt2chat.train)")
     config = run.training_config() or {}
-    origin = f"fine-tuned from {config['preset']}" if config.get("preset") else f"size {config.get('size', '?')}, from scratch"
+    origin = (f"fine-tuned from {config['preset']}" if config.get("preset")
+              else f"size {config.get('size', '?')}, from scratch")
     lines = [f"GPT-2 architecture ({origin}), {metrics['parameters']:,} parameters",
              f"{metrics['tokens_seen']:,} training tokens seen"
              + (f": {config['steps']} steps of {config['batch_size']} × {config['sequence_length']} tokens"

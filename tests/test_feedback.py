@@ -28,7 +28,8 @@ def masker():
 
 def rating(**overrides) -> Rating:
     values = dict(liked=False, question="What is glaucoma?", answer=ANSWER, session_id="session-a",
-                  reason="wrong", urls=["https://nei.nih.gov/health/glaucoma/glaucoma_facts"], sources=["NIHSeniorHealth"], shown="model",
+                  reason="wrong", urls=["https://nei.nih.gov/health/glaucoma/glaucoma_facts"],
+                  sources=["NIHSeniorHealth"], shown="model",
                   model_id="models/default", settings={"temperature": 0.7, "max_new_tokens": 160, "grounded": True})
     return Rating(**{**values, **overrides})
 

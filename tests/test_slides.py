@@ -115,7 +115,8 @@ def test_command_writes_the_deck_and_says_what_it_skipped(tmp_path, capsys):
 
 
 def test_markdown_helpers_keep_identifiers():
-    assert slides.plain("**Bold** `gpt2_base_en` <US_SSN> _it_ [NIH](https://nih.gov)") == "Bold gpt2_base_en <US_SSN> it NIH"
+    markdown = "**Bold** `gpt2_base_en` <US_SSN> _it_ [NIH](https://nih.gov)"
+    assert slides.plain(markdown) == "Bold gpt2_base_en <US_SSN> it NIH"
     text = "# T\n\nintro\n\n- **One.** first\n  more\n- two\n\n### Sub\n\n- three\n"
     assert slides.bullets(slides.section(text, "T")) == ["One. first more", "two"]
 
