@@ -62,6 +62,7 @@ class ChatReply:
     category: str = "answer"  # answer | emergency | boundary | invalid | no_answer
     notice: str | None = None  # safety boundary or input problem, shown before the answer
     evidence: str | None = None  # the retrieved NIH passage the answer was grounded on
+    search_url: str | None = None  # a MedlinePlus search for what was asked, to offer when there is no NIH answer
     model_text: str | None = None  # the model's own cleaned text, for reports; never shown to users
     support_rate: float | None = None  # share of the model's sentences the passages support
     finished: bool = False
@@ -153,8 +154,8 @@ class ChatEngine:
         questions = list(questions or gate_questions())
         shown = 0
         for question in questions:
-            *_, reply = self._answer_stream(question, self._passages(question), [], True,
-                                            SamplingConfig(temperature=0.0))
+            passages, _ = self._passages(question)
+            *_, reply = self._answer_stream(question, passages, [], True, SamplingConfig(temperature=0.0))
             shown += reply.answer_kind == MODEL_ANSWER
         rate = shown / len(questions) if questions else 0.0
         trusted = rate >= self.config.gate_pass_rate
@@ -178,8 +179,15 @@ class ChatEngine:
         return status
 
     # ------------------------------------------------------------------------------------------ one message
-    def _passages(self, masked_question: str) -> list:
-        return self.index.search(masked_question, k=self.config.retrieval_k) if self.index else []
+    def _passages(self, masked_question: str, masked_history: Sequence[str] = ()) -> tuple[list, str | None]:
+        """The passages to cite for a masked message, and a MedlinePlus search for it. Each core question of the
+        message gets its own passage (so a reply may cite several pages); none at all when MedQuAD has no answer
+        (dosing, a drug, another language), rather than a loosely related page. ``masked_history`` is the user's
+        earlier masked messages, oldest first: a follow-up ("and how is it treated?") keeps their focus."""
+        if not self.index:
+            return [], None
+        result = self.index.retrieve(masked_question, masked_history, k=self.config.retrieval_k)
+        return result.passages(self.config.retrieval_k), result.medlineplus_url
 
     def _history(self, history: Sequence[Turn | tuple[str, str]]) -> list[tuple[str, str]]:
         """The recent turns the prompt may use, masked. Oversized or rejected messages are dropped before any
@@ -231,8 +239,9 @@ class ChatEngine:
             return
         if verdict.category:
             reply_fields.update(category="boundary", notice=verdict.reply)
-        yield from self._answer_stream(masked.text, self._passages(masked.text), self._history(history), grounded,
-                                       sampling, **reply_fields)
+        turns = self._history(history)
+        passages, reply_fields["search_url"] = self._passages(masked.text, [question for question, _ in turns])
+        yield from self._answer_stream(masked.text, passages, turns, grounded, sampling, **reply_fields)
 
     def _answer_stream(self, question: str, passages: list, history: list, grounded: bool,
                        sampling: SamplingConfig, **reply_fields) -> Iterator[ChatReply]:

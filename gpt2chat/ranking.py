@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 MEDLINEPLUS_SEARCH = "https://medlineplus.gov/search/?query="
 BM25_CANDIDATES = 40
+ENTAILMENT_CANDIDATES = 30
 FOCUS_CANDIDATES = 120
 # Grid over focus 1-3, type 0.5-2, containing 0-1 (python -m gpt2chat.retrieval --eval medquad / consumer):
 # type 1.0 and containing 1.0 gave consumer page hit@1 61/76 but MedQuAD held-out top-1 77.6% (a regression from
@@ -171,13 +172,14 @@ def retrieve(index: RetrievalIndex, message: str, history: Sequence[str] = (), k
     for sub in split_questions(text):
         own = recogniser.find(sub) or whole
         foci = [*carried, *own] if carried and all(m.generic for m in own) else own
-        types = understanding.types.types(sub)
+        type_probs = understanding.types.probabilities([sub])[0]
+        types = understanding.types.top(type_probs)
         signature = (tuple(sorted(m.key for m in foci)), types[0][0] if types else "")
         if signature in seen:
             continue  # "What is it? Tell me about it." asks one thing twice
         seen.add(signature)
         carried_over = bool(carried) and foci[:1] == carried[:1]
-        questions.append(_answer(index, understanding, sub, tuple(foci), tuple(types), carried_over, k))
+        questions.append(_answer(index, understanding, sub, tuple(foci), tuple(types), type_probs, carried_over, k))
     all_foci = [m for q in questions for m in q.foci if m.span]
     return RetrievalResult(tuple(questions), medlineplus_search_url(all_foci[:3], text))
 
@@ -194,7 +196,7 @@ def _looks_answerable_text(text: str, recogniser: FocusRecogniser) -> bool:
 
 
 def _answer(index: RetrievalIndex, understanding: Understanding, text: str, foci: tuple[FocusMatch, ...],
-            types: tuple[tuple[str, float], ...], carried: bool, k: int) -> SubQuestion:
+            types: tuple[tuple[str, float], ...], type_probs: np.ndarray, carried: bool, k: int) -> SubQuestion:
     answered = [m for m in foci if m.answered]
     unanswered_type = types and types[0][0] not in index.answered_types and types[0][1] >= 0.5
     if unanswered_type or (foci and not answered):
@@ -224,16 +226,19 @@ def _answer(index: RetrievalIndex, understanding: Understanding, text: str, foci
         return SubQuestion(text, foci, types, (), False, carried)
     order = np.array(sorted(candidates))
     passages = [index.passage(i) for i in order]
-    type_probs = understanding.types.probabilities([text])[0]
     class_of = {c: j for j, c in enumerate(understanding.types.classes)}
     type_score = np.array([type_probs[class_of[p["question_type"]]] if p["question_type"] in class_of else 0.0
                            for p in passages])
-    entailment = understanding.entailment.probabilities(query, [p["question"] for p in passages], type_probs,
-                                                        index.type_probabilities(order))
     lexical = bm25[order] / (bm25[order].max() or 1.0)
     focus = np.array([confidence.get(i, 0.0) for i in order])
     preference = np.array([SOURCE_PREFERENCE.get(p["source"], 0.1) for p in passages])
-    score = lexical + FOCUS_WEIGHT * focus + TYPE_WEIGHT * type_score + entailment + PREFERENCE_WEIGHT * preference
+    score = lexical + FOCUS_WEIGHT * focus + TYPE_WEIGHT * type_score + PREFERENCE_WEIGHT * preference
+    # The entailment model re-ranks the best of the rest: its features are per-candidate Python, the slow part.
+    shortlist = np.argsort(-score, kind="stable")[:ENTAILMENT_CANDIDATES]
+    entailment = np.zeros(len(order))
+    entailment[shortlist] = understanding.entailment.probabilities(
+        query, [passages[j]["question"] for j in shortlist], type_probs, index.type_probabilities(order[shortlist]))
+    score = score + entailment
     best = np.argsort(-score, kind="stable")[:k]
     top = best[0]
     answerable = bool(answered) or (entailment[top] >= MIN_ENTAILMENT and bm25[order[top]] >= MIN_BM25)

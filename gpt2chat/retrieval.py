@@ -211,6 +211,8 @@ class RetrievalIndex:
         """
         if self.understanding is None:
             raise ValueError("this index was loaded without its question understanding")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, not {k}")
         return ranking.retrieve(self, message, history, k)
 
     def bm25_scores(self, query: str) -> np.ndarray:
@@ -365,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if not args.eval and not args.question:
         parser.error("give a question, or --eval")
+    if args.k < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("-k and --limit must be at least 1")
     try:
         if args.eval:
             from gpt2chat import retrieval_eval
