@@ -154,3 +154,32 @@ def test_huge_messages_and_histories_are_cut_not_processed_whole(index):
     result = index.retrieve("how is gout treated? " * 50_000, history=["what is glaucoma? " * 50_000] * 20)
     assert time.perf_counter() - started < 2.0
     assert result.answerable and len(result.questions) <= 3
+
+
+@pytest.fixture(scope="module")
+def extract_engine(index):
+    """The chat engine over this index without a model: answers are extracts of the passages retrieve picks."""
+    from gpt2chat.engine import ChatEngine
+    from gpt2chat.masking import get_masker
+    from gpt2chat.safety import default_policy
+
+    return ChatEngine(None, index, masker=get_masker(), safety=default_policy())
+
+
+def test_the_engine_carries_the_focus_of_a_follow_up(extract_engine):
+    from gpt2chat.engine import Turn
+
+    earlier = [Turn("what is gout?", "Gout is a kind of arthritis.")]
+    reply = extract_engine.reply("and how is it treated?", history=earlier)
+    assert reply.sources and reply.sources[0].title == "Gout" and reply.answer
+
+
+def test_the_engine_cites_one_page_per_core_question(extract_engine):
+    reply = extract_engine.reply("What are the symptoms of gout? And how is glaucoma treated?")
+    assert {"Gout", "Glaucoma"} <= {source.title for source in reply.sources}
+
+
+def test_the_engine_says_there_is_no_nih_answer_instead_of_citing_a_loose_page(extract_engine):
+    reply = extract_engine.reply("how many mg of metformin should I take")
+    assert reply.category in ("no_answer", "boundary") and not reply.sources and not reply.evidence
+    assert reply.search_url.startswith("https://medlineplus.gov/search/?query=") and "Metformin" in reply.search_url
