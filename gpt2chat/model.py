@@ -73,7 +73,3 @@ def load_preset(name_or_dir: str | Path, *, dtype=None):
             f"could not download preset {source!r} ({type(error).__name__}); "
             "pass a local preset directory or train with --from-scratch"
         ) from error
-
-
-def count_parameters(causal_lm) -> int:
-    return int(causal_lm.backbone.count_params())

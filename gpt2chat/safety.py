@@ -18,9 +18,7 @@ number costs less than a missed one. ``python -m gpt2chat.safety --eval`` measur
 
 Prompt injection: the app has no hidden instructions, tools, retrieval filters or secrets that text could
 reach or reveal. The message is always placed in the prompt's Question slot as content, and the model only
-continues that text, so the engine answers such messages like any other. ``looks_like_injection`` recognises
-them for anyone probing or reporting on the app (tests/test_safety.py checks it on attempts and ordinary
-questions); nothing in the app calls it or counts them.
+continues that text, so the engine answers such messages like any other (tests/test_engine.py checks the prompt).
 """
 
 from __future__ import annotations
@@ -120,25 +118,6 @@ _DIAGNOSIS = re.compile(
 def assess(message: str) -> SafetyVerdict:
     """``default_policy().assess``: the first category that applies (emergency, personal dosing, diagnosis)."""
     return default_policy().assess(message)
-
-
-# ----------------------------------------------------------------------------------------------- prompt injection
-_INJECTION = re.compile(
-    r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:all\s+|any\s+|the\s+)?(?:of\s+)?(?:the\s+|your\s+)?"
-    r"(?:previous|prior|above|earlier|preceding|original|system|those|these|your)?\s*(?:instructions?|prompts?|rules|"
-    r"directions|guidelines|programming)\b|\b(?:ignore|disregard|forget) (?:everything|all) (?:above|before|else)\b|"
-    r"\bsystem prompt\b|\byou are now\b|\bfrom now on,? you\b|"
-    r"\b(?:reveal|show|print|repeat|output|tell me|what are)\b[^.?!]{0,30}\b(?:your|the) (?:hidden |initial |"
-    r"original |secret )?(?:instructions|prompt|rules|guidelines)\b|\bjailbreak\w*|\bdeveloper mode\b|"
-    r"\bpretend (?:to be|you are|you'?re)\b|\bact as (?:an?|my)\b|<\|\w+\|>|^\s*(?:system|assistant)\s*:|"
-    r"\bnew instructions\b",
-    _FLAGS | re.MULTILINE,
-)
-
-
-def looks_like_injection(text: str) -> bool:
-    """True for text that tries to re-instruct the assistant. Informational only: see the module docstring."""
-    return bool(_INJECTION.search(text))
 
 
 # ------------------------------------------------------------------------------------------------ input checking

@@ -20,7 +20,6 @@ from gpt2chat.safety import (
     assess,
     check_input,
     default_policy,
-    looks_like_injection,
     main,
 )
 
@@ -156,16 +155,6 @@ def test_an_emergency_wins_over_a_dosing_question():
     assert assess("I took too many pills, how much is too much?").category == EMERGENCY
 
 
-@pytest.mark.parametrize("text", INJECTIONS)
-def test_injection_attempts_are_recognised(text):
-    assert looks_like_injection(text)
-
-
-@pytest.mark.parametrize("text", INFORMATION + DOSING + DIAGNOSES + ["Should I ignore my doctor's instructions?"])
-def test_ordinary_questions_are_not_injections(text):
-    assert not looks_like_injection(text)
-
-
 # ---------------------------------------------------------------------------------------------- input validation
 
 
@@ -232,7 +221,6 @@ def test_nothing_raises_on_any_string():
         for candidate in (cleaned, text[:3000]):
             verdict = assess(candidate)
             assert verdict.category in (None, EMERGENCY, PERSONAL_DOSING, DIAGNOSIS)
-            assert isinstance(looks_like_injection(candidate), bool)
 
 
 # ------------------------------------------------------------------------ emergencies written the way people write
@@ -322,3 +310,8 @@ def test_the_eval_command_reports_recall_fpr_and_latency(tmp_path, capsys):
         main(["--help"])
     assert exit_info.value.code == 0 and "--eval" in capsys.readouterr().out
     assert main(["my friend OD'd"]) == 0 and "category: emergency" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text", INJECTIONS)
+def test_injection_attempts_are_ordinary_input(text):
+    assert check_input(text)[1] is None  # answered as a question; the prompt test in test_engine.py shows how
