@@ -7,7 +7,7 @@ lengths, and agreement of the two questions' predicted types. Trained on the RQE
 (8,588 clinical question pairs); ``python -m gpt2chat.retrieval_eval --rqe`` reports validation and test accuracy.
 
     model = EntailmentModel.build(rqe_pairs("train"), type_classifier, idf_texts)
-    model.probabilities("how do you check for lupus?", ["How to diagnose Lupus ?", "What is (are) Lupus ?"])
+    model.probabilities("is there a test for lupus?", ["How to diagnose Lupus ?", "What is (are) Lupus ?"])
 """
 
 from __future__ import annotations

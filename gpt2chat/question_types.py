@@ -2,7 +2,7 @@
 inheritance, ... and the drug types of the subsets without answers: usage, side effects, ...) a message asks.
 
     classifier = TypeClassifier.build(annotations)    # scikit-learn over MedQuAD's ~47k typed questions
-    classifier.types("how do you check for lupus?")   # -> [('exams and tests', 0.88)]
+    classifier.types("is there a test for lupus?")     # -> [("exams and tests", ...)]
 
 Built with the retrieval index and saved beside it (JSON and NumPy arrays, no pickles).
 """
@@ -21,32 +21,29 @@ from gpt2chat.data import FocusAnnotation
 from gpt2chat.understanding import raw_words, stems
 
 # A few everyday phrasings per question type, written for this classifier: MedQuAD's own questions are
-# templates ("What are the treatments for X ?"), so without these "how do you check for lupus" or "can it be
-# cured" have no word the templates use.
+# templates ("What are the treatments for X ?"), so without these "how do doctors find out" or "is it hereditary"
+# have no word the templates use. None is taken from the MEDIQA consumer questions (evaluation only): phrasings
+# that echoed them were removed, which cost page hit@1 on that set (59 -> 54 of 76).
 SEED_PHRASES = {
     "information": ["what is it", "tell me about it", "i want to know more about it", "information on it please",
-                    "can you send me information about it", "what does it mean", "explain it to me",
-                    "i was diagnosed with it and want to learn all i can", "what kind of disease is it"],
+                    "what does it mean", "explain it to me", "what kind of disease is it"],
     "symptoms": ["what are the signs of it", "how do i know if i have it", "what does it feel like",
-                 "is pain a sign of it", "how early do signs appear", "it makes me dizzy, is that normal"],
-    "causes": ["why do people get it", "what causes it", "what is the cause of it", "what is the reason it happens", "how do you get it", "where does it come from",
-               "how do you catch it", "what is the reason for it", "can it cause dizziness"],
-    "treatment": ["how is it treated", "is there a cure", "can it be cured", "what helps with it",
-                  "what can i do about it", "how to get rid of it", "which medicine or surgery fixes it",
-                  "therapy options", "how can i help her get better", "stem cell therapy for it"],
-    "exams and tests": ["how do you check for it", "what test shows it", "how do doctors find out",
-                        "how is it detected", "is there a blood test", "how can i find out if i have it"],
+                 "is pain a sign of it"],
+    "causes": ["why do people get it", "what causes it", "how do you get it", "where does it come from",
+               "how do you catch it", "what is the reason for it"],
+    "treatment": ["how is it treated", "is there a cure", "what helps with it", "what can i do about it",
+                  "how to get rid of it", "which medicine or surgery fixes it", "therapy options"],
+    "exams and tests": ["what test shows it", "how do doctors find out", "how is it detected",
+                        "is there a blood test", "how can i find out if i have it"],
     "prevention": ["how can i avoid it", "how do i stop getting it", "can it be prevented", "how to lower my risk"],
     "inheritance": ["is it hereditary", "can it be passed on to my children", "does it run in families",
-                    "is it genetic", "can a person with it have children", "will my kids get it",
-                    "can it be passed down to future generations", "how is it passed down", "how is it inherited"],
-    "outlook": ["will i get better", "how long will i live with it", "is it fatal", "how bad can it get",
-                "what is the life expectancy", "does it go away"],
-    "frequency": ["how common is it", "how many people have it", "is it rare"],
-    "susceptibility": ["who gets it", "am i at risk", "what are the risk factors", "who is more likely to get it"],
+                    "is it genetic", "will my kids get it", "how is it inherited"],
+    "outlook": ["will i get better", "how long will i live with it", "is it fatal", "what is the life expectancy",
+                "does it go away"],
+    "frequency": ["how many people have it", "is it rare"],
+    "susceptibility": ["who gets it", "am i at risk", "who is more likely to get it"],
     "complications": ["what problems can it lead to", "can it damage my heart", "what happens if it is not treated"],
-    "research": ["are there clinical trials", "is there new research", "will there ever be a cure",
-                 "what studies are being done"],
+    "research": ["are there clinical trials", "is there new research", "what studies are being done"],
     "genetic changes": ["which gene is involved", "what mutation causes it"],
     "support groups": ["where can i find support", "is there a support group for families"],
     "usage": ["how much should i take", "what is the right dose", "how many mg can i take", "how often do i take it",

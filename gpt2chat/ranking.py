@@ -36,8 +36,9 @@ ENTAILMENT_CANDIDATES = 30
 FOCUS_CANDIDATES = 120
 # Grid over focus 1-3, type 0.5-2, containing 0-1 (python -m gpt2chat.retrieval --eval medquad / consumer):
 # type 1.0 and containing 1.0 gave consumer page hit@1 61/76 but MedQuAD held-out top-1 77.6% (a regression from
-# BM25's 81.3%: same-type pairs of neighbouring foci outranked the focus's other pairs); these give 59/76 and
-# 82.6%. A heavier focus weight (2-3) did not beat them on either set.
+# BM25's 81.3%: same-type pairs of neighbouring foci outranked the focus's other pairs); these gave 59/76 and
+# 82.6% (54/76 and 82.8% once the type phrasings echoing the consumer set were removed). A heavier focus weight
+# (2-3) did not beat them on either set.
 FOCUS_WEIGHT = 1.5
 TYPE_WEIGHT = 0.5
 CONTAINING_WEIGHT = 0.5
@@ -67,7 +68,7 @@ MAX_WORDS = 400  # a message or earlier message is cut to this many words: the c
 # Several NIH sites often answer the same question in the same template words, so BM25, focus and type tie
 # between their pages. Ties go to the sites written for the public with the broadest pages (NHLBI health topics
 # and GHR cover causes to treatment on one page); NIHSeniorHealth comes last as NIH has retired that site.
-# Consumer dev set: page hit@1 53 -> 59 of 76 with this preference (focus@1 68 -> 69).
+# Consumer dev set: page hit@1 51 -> 54 of 76 with this preference (focus@1 68 -> 69).
 SOURCE_PREFERENCE = {"NHLBI": 0.3, "GHR": 0.25, "NINDS": 0.2, "MPlusHealthTopics": 0.15, "NIDDK": 0.15, "CDC": 0.15,
                      "GARD": 0.05, "CancerGov": 0.05, "NIHSeniorHealth": 0.0}
 
@@ -162,7 +163,8 @@ def retrieve(index: RetrievalIndex, message: str, history: Sequence[str] = (), k
     understanding: Understanding = index.understanding
     text = " ".join(message.split()[:MAX_WORDS])
     if not _looks_answerable_text(text, understanding.recogniser):
-        return RetrievalResult((SubQuestion(text, (), (), (), False),) if text else (), medlineplus_search_url((), text))
+        unanswerable = (SubQuestion(text, (), (), (), False),) if text else ()
+        return RetrievalResult(unanswerable, medlineplus_search_url((), text))
     recogniser = understanding.recogniser
     whole = recogniser.find(text)
     # Carry the conversation's focus over when the message names none, or only everyday-word topics.

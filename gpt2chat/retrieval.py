@@ -360,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", action="append", default=[], metavar="MESSAGE",
                         help="an earlier user message, oldest first (repeatable), for a follow-up question")
     parser.add_argument("--eval", nargs="?", const="medquad", choices=EVALUATIONS, metavar="WHAT",
-                        help=f"measure instead: {', '.join(EVALUATIONS)} (default medquad; see gpt2chat.retrieval_eval)")
+                        help=f"measure instead: {', '.join(EVALUATIONS)} "
+                             "(default medquad; see gpt2chat.retrieval_eval)")
     parser.add_argument("--limit", type=int, help="with --eval: only the first N questions")
     parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
     args = parser.parse_args(argv)

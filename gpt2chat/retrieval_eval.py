@@ -192,7 +192,8 @@ def run_rqe(data_dir: str | None, limit: int | None) -> int:
     for split in ("train", "validation", "test"):
         pairs = rqe_pairs(split)[:limit]
         majority = max(sum(e for *_, e in pairs), sum(not e for *_, e in pairs)) / max(len(pairs), 1)
-        print(f"  {split:<11} {len(pairs):>5} pairs  accuracy {_percent(round(model.accuracy(pairs) * len(pairs)), len(pairs))}"
+        correct = round(model.accuracy(pairs) * len(pairs))
+        print(f"  {split:<11} {len(pairs):>5} pairs  accuracy {_percent(correct, len(pairs))}"
               f"  (majority class {_percent(round(majority * len(pairs)), len(pairs)).strip()})")
     return 0
 

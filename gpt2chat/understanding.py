@@ -196,7 +196,8 @@ class FocusRecogniser:
             containing = set.intersection(*(self._foci_with_stem.get(s, set()) for s in span)) - set(found)
             ranked = sorted(containing, key=lambda k: (-len(span) / len(self._focus_stems[k]), k))
             for key in ranked[:MAX_CONTAINING]:
-                confidence = round(CONTAINING_CONFIDENCE * match.confidence * len(span) / len(self._focus_stems[key]), 3)
+                coverage = len(span) / len(self._focus_stems[key])
+                confidence = round(CONTAINING_CONFIDENCE * match.confidence * coverage, 3)
                 found[key] = FocusMatch(self.names[key], key, confidence, match.span, True, match.generic, "containing")
         return sorted(found.values(), key=lambda m: -m.confidence)
 

@@ -14,7 +14,8 @@ from gpt2chat.retrieval import RetrievalIndex
 from gpt2chat.understanding import split_questions
 
 # Answered foci the tests ask about, plus their neighbours that compete for the same words.
-FOCI = {"gout", "glaucoma", "diabetes", "type 1 diabetes", "diabetes insipidus", "deep vein thrombosis", "antiphospholipid syndrome",
+FOCI = {"gout", "glaucoma", "diabetes", "type 1 diabetes", "diabetes insipidus", "deep vein thrombosis",
+        "antiphospholipid syndrome",
         "familial mediterranean fever", "common variable immunodeficiency", "lyme disease", "tick bites",
         "osteoporosis", "menopause", "croup", "chronic lymphocytic leukemia", "acute lymphoblastic leukemia",
         "adult acute lymphoblastic leukemia", "lupus", "asthma", "klinefelter syndrome", "q fever", "fever"}
@@ -54,8 +55,10 @@ def test_misspelt_cased_and_possessive_foci_are_recognised(index, message, focus
     assert _foci(index, message)[0] == focus
 
 
-@pytest.mark.parametrize("message, focus", [("what is DVT", "deep vein thrombosis"), ("dvt after a flight", "deep vein thrombosis"),
-                                            ("is CVID inherited", "common variable immunodeficiency")])
+@pytest.mark.parametrize("message, focus", [
+    ("what is DVT", "deep vein thrombosis"), ("dvt after a flight", "deep vein thrombosis"),
+    ("is CVID inherited", "common variable immunodeficiency"),
+])
 def test_abbreviations_are_recognised(index, message, focus):
     assert focus in _foci(index, message)
 
@@ -71,10 +74,10 @@ def test_unanswered_topics_are_recognised_as_such(index):
 
 
 @pytest.mark.parametrize("message, qtype", [
-    ("how do you check for lupus?", "exams and tests"),
+    ("how do doctors find out if you have lupus?", "exams and tests"),
     ("How is glaucoma treated?", "treatment"),
     ("is it hereditary", "inheritance"),
-    ("how common is it", "frequency"),
+    ("how many people get it", "frequency"),
     ("what are the warning signs", "symptoms"),
     ("How much tylenol can I take?", "usage"),
 ])
@@ -134,7 +137,8 @@ NOISE = "".join(random.Random(0).choice(string.ascii_letters + "  ") for _ in ra
 
 @pytest.mark.parametrize("message", [
     "", "   ", "what is the", "?!", NOISE, "How much tylenol can I take?", "how many mg of metformin should I take",
-    "¿Cuáles son los síntomas de la diabetes?", "Was sind die Symptome von Diabetes?", "糖尿病的症状是什么", "\x00\x01",
+    "¿Cuáles son los síntomas de la diabetes?", "Was sind die Symptome von Diabetes?", "糖尿病的症状是什么",
+    "\x00\x01",
 ])
 def test_no_answer_without_an_exception(index, message):
     result = index.retrieve(message, history=["what is gout?"] if message == "?!" else ())
