@@ -27,18 +27,20 @@ from gpt2chat.tokenizer import END_OF_TEXT_ID
 
 MASKED = -1e9  # a finite "never": a sampler's temperature division of -inf is fine, but softmax of all -inf is NaN
 _SENTENCE_END = re.compile(r"^[^\w\s]*[.!?][\"'”’)\]]*$")  # BPE pieces such as ".", ".)", "?\"", "..."
+# Pieces that can open a sentence after a space: a capital, a digit, a quote or a bracket ("ĠThe", "Ġ(", "Ġ2").
+_SENTENCE_START = re.compile(r"^Ġ[\"'“‘(\[]?[A-Z0-9]|^Ġ[\"'“‘(\[]$")
 
 
 @functools.lru_cache(maxsize=1)
 def gpt2_piece_kinds() -> tuple[frozenset[int], frozenset[int]]:
-    """(ids of pieces that end a sentence, ids of pieces that start a word) in GPT-2's byte-level vocabulary,
-    where "Ġ" stands for a leading space."""
+    """(ids of pieces that end a sentence, ids of pieces that can start one after it) in GPT-2's byte-level
+    vocabulary, where "Ġ" stands for a leading space."""
     from gpt2chat.tokenizer import gpt2_vocabulary_and_merges
 
     vocabulary, _ = gpt2_vocabulary_and_merges()
     ends = frozenset(i for piece, i in vocabulary.items() if _SENTENCE_END.match(piece))
-    word_starts = frozenset(i for piece, i in vocabulary.items() if piece.startswith("Ġ"))
-    return ends, word_starts
+    starts = frozenset(i for piece, i in vocabulary.items() if _SENTENCE_START.match(piece))
+    return ends, starts
 
 
 class CopyBias:
@@ -53,26 +55,27 @@ class CopyBias:
         max_sentences: int | None = None,
         end_id: int = END_OF_TEXT_ID,
         sentence_end_ids: frozenset[int] | None = None,
-        word_start_ids: frozenset[int] | None = None,
+        sentence_start_ids: frozenset[int] | None = None,
     ):
         """``reference_ids``: the passage's token ids as the answer would spell it (encode it with a leading space:
         the answer starts after "Answer:" with a space). ``max_sentences``: end the answer after that many sentence ends
-        (hard mode). ``sentence_end_ids``/``word_start_ids`` default to GPT-2's."""
+        (hard mode). ``sentence_end_ids``/``sentence_start_ids`` default to GPT-2's."""
         if strength < 0 or no_repeat_ngram < 0 or max_match < 1:
             raise ValueError("strength and no_repeat_ngram must be >= 0 and max_match >= 1")
-        if sentence_end_ids is None or word_start_ids is None:
+        if sentence_end_ids is None or sentence_start_ids is None:
             default_ends, default_starts = gpt2_piece_kinds()
             sentence_end_ids = default_ends if sentence_end_ids is None else sentence_end_ids
-            word_start_ids = default_starts if word_start_ids is None else word_start_ids
+            sentence_start_ids = default_starts if sentence_start_ids is None else sentence_start_ids
         self.reference = [int(i) for i in reference_ids]
         self.strength, self.constrain = float(strength), constrain
         self.no_repeat_ngram, self.max_match, self.end_id = no_repeat_ngram, max_match, end_id
         self.max_sentences, self._sentence_end_ids = max_sentences, sentence_end_ids
         n = len(self.reference)
-        # A reference sentence ends at a sentence-final piece followed by a new word (not "2.5" or "e.g.x").
+        # A reference sentence ends at a sentence-final piece followed by a sentence start: not at "2.5",
+        # "e.g. aspirin" or "the U.S. population" (a constrained answer once ended at "The U.S.").
         self.sentence_ends = {
             p for p in range(n)
-            if self.reference[p] in sentence_end_ids and (p + 1 == n or self.reference[p + 1] in word_start_ids)
+            if self.reference[p] in sentence_end_ids and (p + 1 == n or self.reference[p + 1] in sentence_start_ids)
         }
         self.sentence_starts = sorted({0} | {p + 1 for p in self.sentence_ends if p + 1 < n})
         self._positions: dict[int, list[int]] = {}

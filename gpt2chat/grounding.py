@@ -117,16 +117,19 @@ def fragments(summary: Sequence[str], article: Sequence[str]) -> list[int]:
 @dataclasses.dataclass(frozen=True)
 class SupportThresholds:
     """A sentence is supported when all hold against one passage. Chosen by ``python -m gpt2chat.grounding
-    --calibrate`` (highest recall at precision >= 0.99 on 2,893 validation examples, ties to the stricter): every
-    word in the passage, every content word too, and copied spans two words long on average. On the test split's
-    2,923 examples: precision 0.995, recall 1.000; accepted: copies, compressed and edited spans 100%, other foci's
-    sentences 0.5%, entity swaps 0.3%, shuffled passage sentences 1.0%, passage-word salad 0%, and inserted
-    negations 28% (a known limit of token-overlap checks)."""
+    --calibrate`` (highest recall at precision >= 0.99 on 3,306 validation examples, ties to the stricter): every
+    word in the passage, every content word too, and copied spans 4.5 words long on average. On the test split's
+    3,325 examples: precision 0.994, recall 0.944; accepted: copies and compressed spans 100%, spans with one or
+    two words left out 81%, other foci's sentences 0.3%, entity swaps 0.3%, passage fragments spliced together
+    1.8%, shuffled passage sentences 0.2%, passage-word salad 0%, and inserted negations 27% (a known limit of
+    token-overlap checks). A sentence under 5 words is never supported (density <= its length): 1.1% of
+    MedQuAD's sentences are that short."""
 
     k_precision: float = 1.0
     coverage: float = 1.0
-    density: float = 2.0
-    min_content_words: int = 1  # a sentence with no content word says nothing the passage could support
+    density: float = 4.5
+    # "The signs." or "The condition." is copied but says nothing; 0.23% of MedQuAD's sentences have under 2.
+    min_content_words: int = 2
 
 
 DEFAULT_THRESHOLDS = SupportThresholds()
@@ -274,12 +277,12 @@ class Extract:
 @dataclasses.dataclass(frozen=True)
 class ExtractConfig:
     """Weights swept by ``--calibrate`` on 400 validation questions, each with all its focus's answers as passages in
-    a random order (ROUGE-L against the gold answer; lead-3 24.3): cue weight 0 / 0.5 / 1 / 1.5 / 2 gave 25.9 /
-    33.1 / 35.0 / 35.8 / 36.3, flattening out. No position prior: one for a passage's first sentences (0.1 to 0.5)
-    cost 0.8 to 2 ROUGE-L in an earlier sweep of 300 validation questions."""
+    a random order (ROUGE-L against the gold answer; lead-3 24.5): cue weight 0 / 0.5 / 1 / 1.5 / 2 gave 25.3 /
+    33.0 / 35.3 / 36.2 / 36.8, flattening out (test split, default weights: 32.1 vs lead-3 21.5). No position
+    prior: one for a passage's first sentences (0.1 to 0.5) cost 0.8 to 2 ROUGE-L in an earlier such sweep."""
 
     cue_weight: float = 1.5  # a cue word of the question's type weighs 1.5 question words
-    # Prefer the better-retrieved passages (the reply cites the first): -0.2 ROUGE-L in that sweep, where the
+    # Prefer the better-retrieved passages (the reply cites the first): -0.3 ROUGE-L in that sweep, where the
     # passage order is random by construction; retrieval's order is not.
     rank_weight: float = 0.1
     min_words: int = 4  # shorter "sentences" are headings or list fragments
@@ -354,7 +357,7 @@ class Vocabulary:
 class DegeneracyThresholds:
     """The 99.5th percentiles of 731 validation answers cut to 600 characters, against a vocabulary of the train
     split's answers (``--calibrate``). On the test split they flag 1.6% of the 812 real answers (mostly long
-    symptom lists) and 94% of the same answers with their words shuffled."""
+    symptom lists) and 91% of the same answers with their words shuffled."""
 
     min_words: int = 5
     repetition: float = 0.22  # seq-rep-4 (Welleck et al. 2020): 1 - distinct word 4-grams / word 4-grams

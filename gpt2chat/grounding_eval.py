@@ -8,8 +8,9 @@ Support check. Every example is (sentence, passage), the passage being a MedQuAD
 * unsupported: a sentence of another focus's answer to the same question type that the passage does not contain
   (``other focus``), a sentence of the passage with the focus name swapped for another focus's (``entity swap``,
   one of FactCC's transformations, Kryscinski et al. 2020), and word salad made of the passage's own words: a
-  passage sentence shuffled (``shuffled``) or words drawn from the passage (``salad``), which is what the
-  quick-start model writes.
+  passage sentence shuffled (``shuffled``), words drawn from the passage (``salad``, what the quick-start model
+  writes), or two or three spans of 2-4 words from random places of the passage joined (``spliced``, what a
+  softly copy-biased model writes: "The signs and symptoms of the liver.").
 
 Thresholds are chosen on the validation split's foci (highest recall on supported sentences with precision at
 least ``--precision`` against the unsupported ones, the classes balanced) and reported on the test split's foci.
@@ -42,7 +43,7 @@ KP_GRID = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 COVERAGE_GRID = tuple(np.round(np.arange(0.5, 1.001, 0.05), 2))
 DENSITY_GRID = tuple(np.arange(1.0, 10.01, 0.5))
 SUPPORTED_KINDS = ("copy", "compressed", "edited")
-UNSUPPORTED_KINDS = ("other focus", "entity swap", "shuffled", "salad")
+UNSUPPORTED_KINDS = ("other focus", "entity swap", "shuffled", "salad", "spliced")
 
 
 def _cut(text: str, limit: int = PASSAGE_CHARS) -> str:
@@ -90,6 +91,12 @@ def build_examples(records, rng: random.Random, per_record: int = 1) -> list[tup
             examples.append(("shuffled", _sentence(shuffled), passage))
             pool = grounding.words(passage)
             examples.append(("salad", _sentence(rng.choices(pool, k=len(tokens))), passage))
+            spans = []
+            for _ in range(rng.randint(2, 3)):
+                width = rng.randint(2, 4)
+                start = rng.randrange(max(len(pool) - width, 1))
+                spans.extend(pool[start: start + width])
+            examples.append(("spliced", _sentence(spans), passage))
             others = [r for r in by_type[record.question_type] if focus_key(r.focus) != focus_key(record.focus)]
             if others:
                 other = [s for s in grounding.split_sentences(rng.choice(others).answer)

@@ -45,12 +45,12 @@ def test_k_precision_counts_content_words_and_negations():
 
 
 def test_verify_keeps_supported_sentences_and_drops_salad_and_unsupported_claims():
-    other = "Asthma is a chronic disease of the airways. Inhaled steroids reduce swelling."
+    other = "Asthma is a chronic disease of the airways. Inhaled steroids reduce swelling in the airways."
     answer = (
         "Treatment includes medicines such as eye drops. "  # a compressed copy
         "Glaucoma is caused by eating carrots every day. "  # an unsupported claim
         "Nerve the glaucoma of damage diseases group optic can. "  # the passage's words, shuffled
-        "Inhaled steroids reduce swelling."  # supported by the second passage
+        "Inhaled steroids reduce swelling in the airways."  # supported by the second passage
     )
     result = verify(answer, [PASSAGE, other])
     assert [s.supported for s in result.sentences] == [True, False, False, True]
@@ -58,7 +58,9 @@ def test_verify_keeps_supported_sentences_and_drops_salad_and_unsupported_claims
     shuffled = result.sentences[2]
     assert shuffled.k_precision == 1.0 and shuffled.density < 2  # why density is part of the check
     assert result.support_rate == 0.5
-    assert result.text == "Treatment includes medicines such as eye drops. Inhaled steroids reduce swelling."
+    assert result.text == (
+        "Treatment includes medicines such as eye drops. Inhaled steroids reduce swelling in the airways.")
+    assert not verify("It is common.", ["It is common."]).kept  # too short to be a claim: density under 4.5
     assert not result.needs_fallback()
     assert verify("", [PASSAGE]).support_rate == 0.0 and verify("", [PASSAGE]).needs_fallback()
     assert verify("Glaucoma is a group of diseases.", []).kept == []
@@ -119,7 +121,7 @@ REFERENCE = [10, 11, 12, 0, 13, 14, 0, 15, 11, 16, 0]
 
 def copy_bias(**options) -> CopyBias:
     return CopyBias(REFERENCE, end_id=END, sentence_end_ids=frozenset({0}),
-                    word_start_ids=frozenset(range(10, 20)), **options)
+                    sentence_start_ids=frozenset(range(10, 20)), **options)
 
 
 def test_copy_bias_boosts_the_tokens_that_continue_the_reference():
@@ -159,12 +161,17 @@ def test_no_repeat_ngram_bans_a_repeated_ngram():
         copy_bias(strength=-1)
 
 
-def test_gpt2_sentence_ends_and_word_starts():
-    ends, word_starts = gpt2_piece_kinds()
-    assert 13 in ends and 30 in ends  # "." and "?"
-    assert 383 in word_starts and 13 not in word_starts  # "ĠThe"
-    bias = CopyBias([464, 3290, 13, 383, 3797, 13])  # "The dog. The cat."
-    assert bias.sentence_starts == [0, 3]
+def test_gpt2_sentence_ends_and_starts():
+    from gpt2chat.tokenizer import gpt2_vocabulary_and_merges
+
+    vocabulary, _ = gpt2_vocabulary_and_merges()
+    ends, starts = gpt2_piece_kinds()
+    assert vocabulary["."] in ends and vocabulary["?"] in ends and vocabulary["Ġdog"] not in ends
+    assert vocabulary["ĠThe"] in starts and vocabulary["Ġ2"] in starts and vocabulary["Ġ("] in starts
+    assert vocabulary["Ġpopulation"] not in starts and vocabulary["The"] not in starts
+    the, dog, cat, period = vocabulary["ĠThe"], vocabulary["Ġdog"], vocabulary["Ġcat"], vocabulary["."]
+    bias = CopyBias([the, dog, period, the, cat, period, vocabulary["Ġcat"], period])  # " The dog. The cat. cat."
+    assert bias.sentence_starts == [0, 3]  # "cat." after "cat." is no new sentence: lower case
 
 
 def test_calibration_chooses_thresholds_that_separate_copies_from_salad(sample_records):
