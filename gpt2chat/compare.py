@@ -14,16 +14,22 @@ Every model is measured on the held-out TEST split (the specialised run's split.
 * perplexity, teacher-forced, on a fixed seeded sample of packed test rows in the shared prompt format;
 * greedy answers through the chat engine to ``--limit`` test questions, without grounding, grounded, and
   grounded with the gold pair removed from retrieval: ROUGE-1/2/L (F-measure), BLEU, token F1, answer length,
-  seconds per answer and tokens per second;
-* side-by-side answers to a few general medical questions, with and without grounding;
+  seconds per answer and tokens per second, of the answer shown and of the model's own text;
+* grounding (``gpt2chat.grounding``): support rate (share of the model's sentences the cited passage supports),
+  fallback rate (share of replies where the engine replaced the model's text by an extract of the passage) and
+  degenerate rate (empty, under 5 words, repeated 4-grams, word salad), for the model's text and what is shown;
+* the same scores for two answers without a model: lead-3 (the top passage's first sentences) and the
+  question-focused extract of the top passage;
+* side-by-side answers to a few general medical questions, with and without grounding, as a reader sees them;
 * optionally scores 1-5 from an LLM judge behind any OpenAI-compatible ``/v1/chat/completions`` endpoint
   (``--judge-url`` or $GPT2CHAT_JUDGE_URL, key in $GPT2CHAT_JUDGE_KEY).
 
 It writes ``comparison.md``, ``comparison.json`` (with every prediction and reference, so each number can be
 recomputed), a self-contained ``comparison.html`` and PNG bar charts to ``--out``.
 
-This module runs the evaluation; the scores are ``gpt2chat.metrics``, the judge ``gpt2chat.judge`` and the
-report files ``gpt2chat.report``.
+This module loads the models and runs the comparison; answering and scoring one model or baseline is
+``gpt2chat.evaluation``, the scores ``gpt2chat.metrics``, the judge ``gpt2chat.judge`` and the report files
+``gpt2chat.report``.
 """
 
 from __future__ import annotations
@@ -42,11 +48,11 @@ from typing import Sequence
 import numpy as np
 
 from gpt2chat import rundir, settings
+from gpt2chat.evaluation import (BASELINES, GROUNDING_MODES, HeldOutIndex, answer_questions, as_read,
+                                 baseline_answers, greedy_reply, model_perplexity)
 from gpt2chat.judge import JUDGE_KEY_ENV, JUDGE_MODEL_ENV, JUDGE_URL_ENV, JudgeConfig, run_judge
-from gpt2chat.metrics import latency_metrics, perplexity, text_metrics
 from gpt2chat.model import SIZES
-from gpt2chat.report import write_comparison
-from gpt2chat.tokens import model_inputs
+from gpt2chat.report import percent, write_comparison
 
 SCRATCH_PREFIX = "scratch:"
 
@@ -59,14 +65,6 @@ GENERAL_QUESTIONS = (
     "How can I prevent the flu?",
     "What is glaucoma?",
 )
-
-# How each test question is answered; the labels (and the short ones under the charts) travel in the JSON report.
-GROUNDING_MODES = {
-    "ungrounded": {"label": "no grounding", "short": "none"},
-    "grounded": {"label": "grounded", "short": "grounded"},
-    "grounded_heldout": {"label": "grounded, gold pair excluded", "short": "gold out"},
-}
-MODES = tuple(GROUNDING_MODES)
 
 
 @dataclasses.dataclass
@@ -90,24 +88,6 @@ class CompareConfig:
 
     def judge(self) -> JudgeConfig:
         return JudgeConfig(url=self.judge_url, model=self.judge_model, key=self.judge_key, progress=self.progress)
-
-
-def model_perplexity(causal_lm, rows: np.ndarray, *, batch_size: int = 4, progress: bool = False,
-                     label: str = "") -> dict[str, float]:
-    """Teacher-forced mean cross-entropy (nats per token) over every position of the packed rows, and its exp."""
-    import keras
-    from keras import ops
-    from tqdm import tqdm
-
-    total, count = 0.0, 0
-    for start in tqdm(range(0, len(rows), batch_size), desc=f"perplexity {label}", disable=not progress):
-        inputs, targets = model_inputs(rows[start : start + batch_size])
-        logits = causal_lm(inputs, training=False)
-        losses = keras.losses.sparse_categorical_crossentropy(targets, ops.cast(logits, "float32"), from_logits=True)
-        total += float(ops.sum(losses))
-        count += targets.size
-    loss = total / count
-    return {"loss": loss, "perplexity": perplexity(loss), "tokens": count}
 
 
 # ---------------------------------------------------------------------------------------------------- models
@@ -167,35 +147,18 @@ def load_model(spec: ModelSpec, seed: int):
     return load_preset(spec.spec)
 
 
-class HeldOutIndex:
-    """A retrieval index whose searches can leave out one test pair: its own passage and any passage with the
-    identical answer text (MedQuAD repeats some answers under other ids). Remembers the top passage returned."""
-
-    def __init__(self, index):
-        self.index = index
-        self.held_out = None  # the QAPair to leave out, or None to search normally
-        self.last_top_pair_id: str | None = None
-
-    def search(self, query: str, k: int = 5):
-        passages = self.index.search(query, k + 3 if self.held_out else k)
-        if self.held_out:
-            passages = [p for p in passages
-                        if p.pair_id != self.held_out.pair_id and p.answer != self.held_out.answer][:k]
-        self.last_top_pair_id = passages[0].pair_id if passages else None
-        return passages
-
-
 # ---------------------------------------------------------------------------------------------------- evaluation
 
 
-def held_out_test_pairs(records, specialised: ModelSpec | None):
-    """The test pairs, from the specialised run's saved split when it has one, and where they came from."""
+def held_out_split(records, specialised: ModelSpec | None):
+    """The train/validation/test split, from the specialised run's saved split when it has one, and where it came
+    from."""
     from gpt2chat.splits import load_split, split_records
 
     split = rundir.RunDirectory(specialised.spec).split if specialised else None
     if split is not None and split.is_file():
-        return load_split(split, records)["test"], f"{specialised.label}/{split.name}"
-    return split_records(records)["test"], "gpt2chat.splits.split_records (no split.json)"
+        return load_split(split, records), f"{specialised.label}/{split.name}"
+    return split_records(records), "gpt2chat.splits.split_records (no split.json)"
 
 
 def perplexity_rows(test_records, config: CompareConfig) -> np.ndarray:
@@ -210,68 +173,31 @@ def perplexity_rows(test_records, config: CompareConfig) -> np.ndarray:
     return packed.rows[np.sort(chosen)]
 
 
-def _reply(engine, question: str, *, grounded: bool, max_new_tokens: int):
-    from gpt2chat.generation import SamplingConfig
-
-    return engine.reply(question, grounded=grounded,
-                        sampling=SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens))
-
-
-def _stats(reply) -> dict:
-    stats = reply.stats
-    if stats is None:  # a message the engine refused (safety or input check): nothing was generated
-        return {"new_tokens": 0, "seconds_total": 0.0, "seconds_to_first_token": 0.0, "tokens_per_second": 0.0}
-    return {"new_tokens": stats.new_tokens, "seconds_total": stats.seconds_total,
-            "seconds_to_first_token": stats.seconds_to_first_token, "tokens_per_second": stats.tokens_per_second}
-
-
-def answer_questions(engine, index: HeldOutIndex, questions, config: CompareConfig, label: str) -> dict:
-    """Greedy answers to the test questions in each grounding mode, with metrics and per-answer stats."""
+def evaluate_model(spec: ModelSpec, causal_lm, rows, questions, index, vocabulary, config: CompareConfig) -> dict:
+    """Perplexity, answers to the test questions in every grounding mode, and the side-by-side answers. The
+    engine is not gated (``ChatEngine.gate``), so every model's supported sentences are shown."""
     from tqdm import tqdm
 
-    references = [r.answer for r in questions]
-    results = {}
-    for mode in MODES:
-        predictions, stats, categories, gold_on_top = [], [], [], 0
-        for record in tqdm(questions, desc=f"{label}: {GROUNDING_MODES[mode]['label']}", disable=not config.progress):
-            index.held_out = record if mode == "grounded_heldout" else None
-            reply = _reply(engine, record.question, grounded=mode != "ungrounded",
-                           max_new_tokens=config.max_new_tokens)
-            predictions.append(reply.answer)
-            stats.append(_stats(reply))
-            categories.append(reply.category)
-            gold_on_top += mode == "grounded" and index.last_top_pair_id == record.pair_id
-        index.held_out = None
-        results[mode] = {
-            "metrics": text_metrics(predictions, references),
-            "latency": latency_metrics(stats),
-            "gold_passage_on_top": gold_on_top / len(questions) if mode == "grounded" else None,
-            "predictions": predictions,
-            "categories": categories,
-            "stats": stats,
-        }
-    return results
-
-
-def evaluate_model(spec: ModelSpec, causal_lm, rows, questions, index, config: CompareConfig) -> dict:
     from gpt2chat.engine import ChatEngine, EngineConfig
-    from tqdm import tqdm
 
     label = spec.label
     if causal_lm.backbone.max_sequence_length < config.sequence_length:
         raise BadModel(f"{label}: context of {causal_lm.backbone.max_sequence_length} tokens is shorter than "
                        f"the perplexity rows ({config.sequence_length})")
     held_out_index = HeldOutIndex(index)
-    engine = ChatEngine(causal_lm, held_out_index, EngineConfig(model=spec.spec, data=config.data))
+    engine = ChatEngine.build(EngineConfig(model=spec.spec, data=config.data), causal_lm=causal_lm,
+                              index=held_out_index)
     engine.warm_up()
     result = {
         "perplexity": model_perplexity(causal_lm, rows, progress=config.progress, label=label),
-        "modes": answer_questions(engine, held_out_index, questions, config, label),
+        "modes": answer_questions(engine, held_out_index, questions, vocabulary=vocabulary,
+                                  max_new_tokens=config.max_new_tokens, progress=config.progress, label=label),
         "side_by_side": {},
     }
     for question in tqdm(config.questions, desc=f"{label}: general questions", disable=not config.progress):
         result["side_by_side"][question] = {
-            mode: _reply(engine, question, grounded=mode == "grounded", max_new_tokens=config.max_new_tokens).answer
+            mode: as_read(greedy_reply(engine, question, grounded=mode == "grounded",
+                                       max_new_tokens=config.max_new_tokens))
             for mode in ("ungrounded", "grounded")
         }
     return result
@@ -306,6 +232,7 @@ def _environment() -> str:
 def run(config: CompareConfig) -> dict:
     """Evaluate every model, write the report files to ``config.out`` and return the JSON payload."""
     from gpt2chat.data import load_records
+    from gpt2chat.grounding import Vocabulary
     from gpt2chat.model import ModelUnavailable
     from gpt2chat.retrieval import get_index
 
@@ -314,13 +241,16 @@ def run(config: CompareConfig) -> dict:
         raise BadModel("give at least one --model")
     specialised = next((s for s in specs if s.kind == "run"), None)
     records, _ = load_records(config.data, progress=config.progress)
-    test_records, split_source = held_out_test_pairs(records, specialised)
+    splits, split_source = held_out_split(records, specialised)
+    test_records = splits["test"]
     if not test_records:
         raise ValueError("the test split is empty")
     rng = np.random.default_rng(config.seed)
     questions = [test_records[i] for i in np.sort(rng.permutation(len(test_records))[: config.limit])]
     rows = perplexity_rows(test_records, config)
     index = get_index(config.data)
+    # The word-salad test compares answers with the training answers' words and word pairs, as calibrated.
+    vocabulary = Vocabulary.from_texts(r.answer for r in splits["train"])
 
     models, results, notes = [], {}, []
     pending = list(specs)
@@ -343,13 +273,16 @@ def run(config: CompareConfig) -> dict:
                              "as the baseline instead.")
             continue
         models.append(_model_info(spec, causal_lm, config))
-        results[spec.label] = evaluate_model(spec, causal_lm, rows, questions, index, config)
+        results[spec.label] = evaluate_model(spec, causal_lm, rows, questions, index, vocabulary, config)
         del causal_lm
         gc.collect()
     if not results:
         raise BadModel("none of the models could be loaded: " + "; ".join(m["error"] for m in models))
-
     grounded_tops = [r["modes"]["grounded"]["gold_passage_on_top"] for r in results.values()]
+    results.update(baseline_answers(HeldOutIndex(index), questions, vocabulary=vocabulary, progress=config.progress))
+    models += [{"label": label, "spec": label, "kind": "baseline", "role": "baseline without a model",
+                "available": True, "note": description} for label, description in BASELINES.items()]
+
     result = {
         "created": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "command": config.command,
@@ -442,9 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(config.out)
     print(f"wrote {out / 'comparison.md'}, .json, .html and charts in {time.perf_counter() - started:.0f} s")
     for label, r in result["results"].items():
-        metrics = r["modes"]["ungrounded"]["metrics"]
-        print(f"{label}: perplexity {r['perplexity']['perplexity']:.1f}, ungrounded ROUGE-L {metrics['rougeL']:.1f}, "
-              f"BLEU {metrics['bleu']:.1f}, token F1 {metrics['token_f1']:.1f}")
+        grounded = r["modes"]["grounded_heldout"]
+        perplexity = f"perplexity {r['perplexity']['perplexity']:.1f}, " if r.get("perplexity") else ""
+        print(f"{label}: {perplexity}gold pair excluded: ROUGE-L {grounded['metrics']['rougeL']:.1f}, "
+              f"token F1 {grounded['metrics']['token_f1']:.1f}, support {percent(grounded['grounding']['support_rate'])}")
     return 0
 
 

@@ -85,3 +85,21 @@ def latency_metrics(stats: Sequence[dict]) -> dict[str, float]:
         "tokens_per_second": float(statistics.median(rates)) if rates else 0.0,
         "new_tokens": float(statistics.fmean([s["new_tokens"] for s in stats])) if stats else 0.0,
     }
+
+
+def support_rate(answers: Sequence[str], passages: Sequence[Sequence[str]]) -> float | None:
+    """Share of all the answers' sentences that their passages support (``gpt2chat.grounding.verify``: K-Precision
+    and extractive coverage/density); None when the answers hold no sentence at all."""
+    from gpt2chat.grounding import verify
+
+    checks = [verify(answer, texts) for answer, texts in zip(answers, passages, strict=True)]
+    sentences = sum(len(check.sentences) for check in checks)
+    return sum(len(check.kept) for check in checks) / sentences if sentences else None
+
+
+def degenerate_rate(answers: Sequence[str], vocabulary=None) -> float:
+    """Share of answers ``gpt2chat.grounding.is_degenerate`` flags (empty, under 5 words, repeated 4-grams and, with
+    a ``grounding.Vocabulary``, out-of-vocabulary word salad)."""
+    from gpt2chat.grounding import is_degenerate
+
+    return sum(bool(is_degenerate(answer, vocabulary)) for answer in answers) / len(answers) if answers else 0.0

@@ -93,6 +93,23 @@ def summary_frame(result: dict):
     return pd.DataFrame(rows)
 
 
+def grounding_frame(result: dict):
+    """One row per model (or baseline) and grounding mode: support, fallback and degenerate rates (fractions), and
+    the model's own text scored against the gold answer."""
+    import pandas as pd
+
+    rows = []
+    for label, r in result["results"].items():
+        for mode, answers in r["modes"].items():
+            grounding, own = answers["grounding"], answers.get("model_text_metrics") or {}
+            rows.append({"model": label, "grounding": result["grounding_modes"][mode]["label"],
+                         "support": grounding["support_rate"], "fallback": grounding["fallback_rate"],
+                         "degenerate (model text)": grounding["degenerate_model_text"],
+                         "degenerate (shown)": grounding["degenerate_shown"],
+                         "ROUGE-L (model text)": own.get("rougeL"), "token F1 (model text)": own.get("token_f1")})
+    return pd.DataFrame(rows)
+
+
 def _summary_formats() -> dict[str, str]:
     return {**{METRIC_LABELS[m]: "{:.1f}" for m in TEXT_METRICS},
             "words": "{:.0f}", "s/answer": "{:.2f}", "tokens/s": "{:.0f}"}
@@ -184,7 +201,7 @@ def comparison_markdown(result: dict, images: list[tuple[Path, str]]) -> str:
     blocks.append(
         "**Grounding caveat:** the retrieval knowledge base holds every answered MedQuAD pair, test pairs "
         "included, so with grounding the reference passage given to the model is often the gold answer itself "
-        f"(top passage = gold pair for {_percent(result['gold_passage_on_top'])} of the test questions). "
+        f"(top passage = gold pair for {percent(result['gold_passage_on_top'])} of the test questions). "
         "The _grounded_ rows therefore measure how well a model copies a relevant passage, not what it knows. "
         "The _gold pair excluded_ rows search again without the test pair (and without any pair with the same "
         "answer text), which is the fairer reading of grounded quality; other pairs about the same focus remain."
@@ -201,6 +218,18 @@ def comparison_markdown(result: dict, images: list[tuple[Path, str]]) -> str:
                   "penalty brings answers much shorter than the reference close to 0 whatever they say. "
                   "Latency is the median over answers on this machine's CPU; it includes the first compilation "
                   "of each prompt-length bucket only in the few answers that hit it.")
+    blocks += ["### Grounding", markdown_table(grounding_frame(result), {
+        "support": percent, "fallback": percent, "degenerate (model text)": percent, "degenerate (shown)": percent,
+        "ROUGE-L (model text)": "{:.1f}", "token F1 (model text)": "{:.1f}"})]
+    blocks.append("The table above scores what a reader is shown: the model's sentences that the cited passage "
+                  "supports, or, when too few are (under half) or what is left is degenerate, the question-focused "
+                  "extract of the passage. Here _support_ is the share of all the model's own sentences (all the "
+                  "baseline's, for a baseline) that the cited passage supports (K-Precision and extractive "
+                  "coverage/density, `gpt2chat.grounding.verify`); _fallback_ the share of replies whose model text "
+                  "was replaced by the extract; _degenerate_ the share of answers that are empty, under 5 words, "
+                  "repeat 4-grams or are word salad against the training answers' vocabulary "
+                  "(`gpt2chat.grounding.is_degenerate`). The last two columns score the model's own text against "
+                  "the gold answer. Baselines answer without a model, so only from a retrieved passage.")
     blocked = {label: sum(c in ("emergency", "invalid") for answers in r["modes"].values()
                           for c in answers["categories"])
                for label, r in result["results"].items()}
@@ -220,12 +249,14 @@ def comparison_markdown(result: dict, images: list[tuple[Path, str]]) -> str:
         blocks.append(judge["note"])
 
     blocks += ["## Side by side: general medical questions",
-               "Greedy answers through the chat engine; _grounded_ adds the top retrieved NIH passage. "
+               "Greedy answers through the chat engine as a reader sees them (supported model sentences, or "
+               "the labelled extract); _grounded_ adds the top retrieved NIH passage to the prompt. "
                f"Answers longer than {SIDE_BY_SIDE_CHARS} characters are cut here (in full in the JSON)."]
     for question in result["general_questions"]:
-        answers = pd.DataFrame([{"model": label, "without grounding": _shorten(r["side_by_side"][question]["ungrounded"]),
-                                 "with grounding": _shorten(r["side_by_side"][question]["grounded"])}
-                                for label, r in result["results"].items() if question in r["side_by_side"]])
+        answered = {label: r["side_by_side"][question] for label, r in result["results"].items()
+                    if question in r.get("side_by_side", {})}  # baselines have no side-by-side answers
+        answers = pd.DataFrame([{"model": label, "without grounding": _shorten(by_mode["ungrounded"]),
+                                 "with grounding": _shorten(by_mode["grounded"])} for label, by_mode in answered.items()])
         blocks += [f"### {question}", markdown_table(answers)]
 
     blocks += ["## Files",
@@ -257,8 +288,8 @@ def _model_details(model: dict) -> str:
     return "; ".join(details)
 
 
-def _percent(value) -> str:
-    return f"{100 * value:.0f}%" if value is not None else "n/a"
+def percent(value) -> str:
+    return f"{100 * value:.0f}%" if value is not None and value == value else "n/a"
 
 
 def write_comparison(result: dict, out: Path) -> dict[str, Path]:

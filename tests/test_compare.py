@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from gpt2chat import compare, judge
+from gpt2chat import compare, evaluation, judge
 from gpt2chat.metrics import token_f1
 
 QUESTIONS = ("What causes asthma?", "How is high blood pressure treated?")
@@ -49,9 +49,9 @@ def test_metrics_match_a_direct_recomputation(comparison):
     assert len(references) == 3
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     for model in saved["results"].values():
-        for mode in compare.MODES:
-            predictions = model["modes"][mode]["predictions"]
-            metrics = model["modes"][mode]["metrics"]
+        for mode, answers in model["modes"].items():
+            predictions = answers["predictions"]
+            metrics = answers["metrics"]
             scores = [scorer.score(r, p) for p, r in zip(predictions, references)]
             for name in ("rouge1", "rouge2", "rougeL"):
                 expected = 100 * sum(s[name].fmeasure for s in scores) / len(scores)
@@ -59,6 +59,29 @@ def test_metrics_match_a_direct_recomputation(comparison):
             assert metrics["bleu"] == pytest.approx(sacrebleu.corpus_bleu(predictions, [references]).score)
             f1 = [token_f1(p, r) for p, r in zip(predictions, references)]
             assert metrics["token_f1"] == pytest.approx(100 * sum(f1) / len(f1))
+
+
+def test_grounding_scores_and_baselines(comparison):
+    from gpt2chat.engine import MODEL_ANSWER
+
+    result, out, run_dir = comparison
+    labels = {m["spec"]: m["label"] for m in result["models"]}
+    for mode in evaluation.MODES:
+        answers = result["results"][labels[run_dir]]["modes"][mode]
+        kinds = [k for k, text in zip(answers["answer_kinds"], answers["model_texts"]) if text is not None]
+        assert answers["grounding"]["fallback_rate"] == pytest.approx(
+            sum(k != MODEL_ANSWER for k in kinds) / len(kinds))
+        assert 0 <= answers["grounding"]["support_rate"] <= 1
+        assert answers["model_text_metrics"]["rougeL"] >= 0
+    for label in evaluation.BASELINES:
+        modes = result["results"][label]["modes"]
+        assert set(modes) == {"grounded", "grounded_heldout"}
+        assert all(answers["predictions"] and all(answers["predictions"]) for answers in modes.values())
+    # lead-3 copies the cited passage's first sentences, so the support check must accept them (all but one-word
+    # fragments such as "Nutrition.": 99.6% of lead-3 sentences on 100 test questions)
+    assert result["results"][evaluation.LEAD_BASELINE]["modes"]["grounded"]["grounding"]["support_rate"] >= 0.9
+    markdown = (out / "comparison.md").read_text()
+    assert "### Grounding" in markdown and evaluation.LEAD_BASELINE in markdown
 
 
 def test_token_f1():
@@ -102,7 +125,7 @@ def _judge_inputs():
     from gpt2chat.data import QAPair
 
     record = QAPair("s/d-1", "d", "s", "S", "", "asthma", "causes", "What causes asthma?", "Allergens and genes.")
-    results = {"m": {"modes": {mode: {"predictions": ["Allergens."]} for mode in compare.MODES}}}
+    results = {"m": {"modes": {mode: {"predictions": ["Allergens."]} for mode in evaluation.MODES}}}
     return results, [record]
 
 
@@ -116,7 +139,7 @@ def test_judge_scores_through_an_openai_compatible_endpoint():
     finally:
         server.shutdown()
     assert judged["status"] == "ok"
-    assert judged["means"]["m"] == {mode: 4.0 for mode in compare.MODES}
+    assert judged["means"]["m"] == {mode: 4.0 for mode in evaluation.MODES}
 
 
 def test_unreachable_judge_is_a_note_not_a_crash():
@@ -129,11 +152,16 @@ def test_unreachable_judge_is_a_note_not_a_crash():
 def test_held_out_index_drops_the_gold_pair(sample_records):
     from gpt2chat.retrieval import RetrievalIndex
 
-    index = compare.HeldOutIndex(RetrievalIndex.build(sample_records))
+    index = evaluation.HeldOutIndex(RetrievalIndex.build(sample_records))
     record = next(r for r in sample_records if r.pair_id in {p.pair_id for p in index.search(r.question, k=3)})
     index.held_out = record
     passages = index.search(record.question, k=3)
     assert passages and all(p.pair_id != record.pair_id and p.answer != record.answer for p in passages)
+    retrieved = index.retrieve(record.question, k=3)
+    assert all(p.pair_id != record.pair_id and p.answer != record.answer
+               for question in retrieved.questions for p in question.passages)
+    index.held_out = None
+    assert record.pair_id in {p.pair_id for p in index.retrieve(record.question, k=3).passages(3)}
 
 
 def test_model_arguments(tmp_path, capsys):
