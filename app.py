@@ -172,10 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         engine.gate()
     print(f"Model ready in {time.perf_counter() - started:.0f} s ({engine.status.detail})", flush=True)
 
+    from gpt2chat.feedback import open_app_store
     from gpt2chat.server import serve
     from gpt2chat.ui import build_app, launch_options
 
-    demo = build_app(engine, status=training.progress if training else None)
+    # Ratings on by default ($GPT2CHAT_FEEDBACK=0 turns them off), masked by the engine's own masker.
+    demo = build_app(engine, status=training.progress if training else None,
+                     feedback=open_app_store(engine.masker))
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     serve(demo, config.host, config.port, launch_options=launch_options())
     return 0

@@ -8,19 +8,26 @@ structured replies; this module renders them as Markdown (``render_reply``) and 
 Gradio's history (``history_turns``). Text that comes from the user is escaped, never rendered as Markdown, so
 a message cannot put links or images into a reply. Every API argument is checked with a message that never
 echoes its value. Gradio 6 takes the theme and CSS in ``launch()``, hence ``launch_options``. Raw user messages
-are never logged: only reply statistics.
+are never logged: only reply statistics. With a ``FeedbackStore``, every answer gets 👍/👎 (and reasons under the
+flag) and ``/rate`` takes ratings over the API; the store masks them. Each final answer offers follow-up
+questions on the same focus as clickable options (``gpt2chat.followups``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import typing
 from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
-from gpt2chat.engine import EXTRACT_ANSWER, EXTRACT_NOTICE, ChatEngine, ChatReply, Turn
+from gpt2chat.engine import (EXTRACT_ANSWER, EXTRACT_NOTICE, MODEL_ANSWER, NO_ANSWER, NO_ANSWER_TEXT, ChatEngine,
+                             ChatReply, Turn)
+from gpt2chat.feedback import NOTICE as FEEDBACK_NOTICE
+from gpt2chat.feedback import REASONS, FeedbackStore, Rating
+from gpt2chat.followups import FollowupFinder
 from gpt2chat.generation import SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -224,8 +231,9 @@ def _log_reply(reply) -> None:
         log.info("reply %s (%s): no generation", reply.category, reply.answer_kind)
 
 
-def make_chat_fn(engine: ChatEngine):
-    """The ChatInterface function: a generator yielding the growing Markdown reply, token by token."""
+def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None):
+    """The ChatInterface function: a generator yielding the growing Markdown reply, token by token; with
+    ``followups``, the finished reply comes last as a message whose options are follow-up questions."""
 
     def chat(message: str, history: list[dict], temperature: float, max_new_tokens: float, grounded: bool,
              show_masked: bool) -> Iterator[str]:
@@ -240,6 +248,12 @@ def make_chat_fn(engine: ChatEngine):
                 yield text
         if reply is not None:
             _log_reply(reply)
+        answered = reply is not None and reply.sources and reply.category in ("answer", "boundary")
+        if followups is not None and answered:
+            asked = [turn.question for turn in history_turns(history)]  # never offer what was already asked
+            suggestions = followups.suggest_for_focus(reply.sources[0].title, asked=message, exclude=asked)
+            if suggestions:  # clicking an option sends it as the next message (ChatInterface.option_clicked)
+                yield gr.ChatMessage(content=shown, options=[{"value": q} for q in suggestions])
 
     return chat
 
@@ -263,6 +277,81 @@ def make_ask_fn(engine: ChatEngine):
     return ask
 
 
+# --- ratings and follow-ups -----------------------------------------------------------------------------------
+
+# Thumbs up/down, then the reasons under Gradio's flag menu (any option other than Like/Dislike goes there).
+FEEDBACK_OPTIONS = ("Like", "Dislike", *(reason.capitalize() for reason in REASONS))
+_SOURCE_LINK = re.compile(r"\[[^\]]*\]\((https?://[^)\s]+)\) \(([^)]+)\)")
+
+
+def reply_facts(rendered: str) -> dict:
+    """What a rendered reply showed, read back from its Markdown (the like event and the API only have the
+    text): the kind of answer (``Rating.shown``), the cited URLs and their NIH sources."""
+    head, _, tail = rendered.partition(SECTION_BREAK)
+    if f"**{EXTRACT_NOTICE}:**" in head:
+        shown = EXTRACT_ANSWER
+    elif not tail or NO_ANSWER_TEXT in head:
+        shown = NO_ANSWER
+    else:
+        shown = MODEL_ANSWER
+    sources_line = next((part for part in tail.split("\n\n") if part.startswith("**Sources:**")), "")
+    links = _SOURCE_LINK.findall(sources_line)
+    return {"shown": shown, "urls": [url for url, _ in links], "sources": [source for _, source in links]}
+
+
+def rated_turn(history: Sequence[dict], index: int) -> tuple[str, str]:
+    """The rated assistant message and the user message(s) it answered."""
+    answer = _text(history[index].get("content"))
+    asked: list[str] = []
+    for message in reversed(history[:index]):
+        if message.get("role") == "user":
+            asked.append(_text(message.get("content")))
+        elif asked:
+            break
+    return "\n".join(reversed(asked)), answer
+
+
+def _model_id(engine: ChatEngine) -> str:
+    return engine.config.model or "none (NIH summaries only)"
+
+
+def make_like_fn(store: FeedbackStore, engine: ChatEngine):
+    """The chatbot's like handler: one rating per thumb or flag click, masked by the store."""
+
+    def rate_message(data: gr.LikeData, history: list[dict], reason: str, temperature: float,
+                     max_new_tokens: float, grounded: bool, show_masked: bool, request: gr.Request) -> str:
+        if data.liked in ("", None) or not isinstance(data.index, int) or data.index >= len(history or ()):
+            return reason  # a thumb clicked off again: nothing to store
+        question, answer = rated_turn(history, data.index)
+        flagged = data.liked if isinstance(data.liked, str) else ""
+        saved = store.record(Rating(
+            liked=data.liked is True, question=question, answer=answer,
+            session_id=getattr(request, "session_hash", None) or "anonymous",
+            reason=" — ".join(part for part in (flagged.lower(), (reason or "").strip()) if part),
+            model_id=_model_id(engine), **reply_facts(answer),
+            settings={"temperature": temperature, "max_new_tokens": max_new_tokens, "grounded": grounded}))
+        gr.Info("Thank you: your rating was saved." if saved else "Sorry: your rating could not be saved.")
+        return "" if saved else reason
+
+    return rate_message
+
+
+def make_rate_fn(store: FeedbackStore, engine: ChatEngine):
+    """The ``/rate`` API function: rate an answer the API gave."""
+
+    def rate(question: str, answer: str, liked: bool, reason: str = "", session_id: str = "api") -> str:
+        """Rate one answer: question as asked, answer as returned by /ask or /chat (Markdown), liked true for
+        thumbs up. reason: optional ("wrong", "off-topic", "unclear", "unsafe" or short free text). Personal
+        details are removed from every text before it is stored. Returns "saved" or why it was not."""
+        rating = Rating(liked=_flag(liked, "liked"), question=_message(question), answer=_message(answer),
+                        session_id=str(session_id or "api"), reason=str(reason or ""), model_id=_model_id(engine),
+                        settings={"via": "api"}, **reply_facts(answer))
+        return "saved" if store.record(rating) else "not saved: the feedback store is unavailable"
+
+    rate.__annotations__ = typing.get_type_hints(rate)
+    return rate
+
+
 def settings_inputs() -> list[gr.components.Component]:
     """The chat's additional inputs, in the order the chat function takes them. Unrendered, so that the
     ChatInterface places them in its settings accordion rather than where they were created."""
@@ -281,20 +370,23 @@ def settings_inputs() -> list[gr.components.Component]:
 STATUS_REFRESH_S = 10
 
 
-def build_app(engine: ChatEngine, status: Callable[[], str] | None = None) -> gr.Blocks:
+def build_app(engine: ChatEngine, status: Callable[[], str] | None = None,
+              feedback: FeedbackStore | None = None) -> gr.Blocks:
     """The whole app: header, disclaimer, model status, streaming chat with settings, and the ``/ask`` endpoint.
-    ``status`` returns one Markdown line about the model (e.g. background training progress), refreshed."""
+    ``status`` returns one Markdown line about the model (e.g. background training progress), refreshed.
+    ``feedback``: where 👍/👎 ratings go (and the ``/rate`` endpoint); None shows no rating buttons."""
     with gr.Blocks(title=TITLE, fill_height=True, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\n\n{DESCRIPTION}", elem_id="gpt2chat-header")
         gr.Markdown(f"⚠️ **Not medical advice.** {DISCLAIMER}", elem_id="gpt2chat-disclaimer")
         status_line = gr.Markdown(status() if status else f"ℹ️ {engine.status.detail}", elem_id="gpt2chat-status")
         if status:
             gr.Timer(STATUS_REFRESH_S).tick(status, outputs=status_line, api_visibility="private", queue=False)
-        gr.ChatInterface(
-            make_chat_fn(engine),
-            chatbot=gr.Chatbot(label="gpt2chat", scale=1, min_height=420, buttons=["copy"],
-                               feedback_options=None,
-                               placeholder="Ask a question about a disease, a symptom or a treatment."),
+        chatbot = gr.Chatbot(label="gpt2chat", scale=1, min_height=420, buttons=["copy"],
+                             feedback_options=FEEDBACK_OPTIONS if feedback is not None else None,
+                             placeholder="Ask a question about a disease, a symptom or a treatment.")
+        chat = gr.ChatInterface(
+            make_chat_fn(engine, FollowupFinder.from_index(engine.index)),
+            chatbot=chatbot,
             textbox=gr.Textbox(placeholder="Type a health question…", show_label=False, scale=7,
                                submit_btn=True, stop_btn=True, max_lines=6),
             additional_inputs=settings_inputs(),
@@ -308,4 +400,10 @@ def build_app(engine: ChatEngine, status: Callable[[], str] | None = None) -> gr
             fill_height=True,
         )
         gr.api(make_ask_fn(engine), api_name="ask")
+        if feedback is not None:
+            gr.Markdown(f"🗳️ {FEEDBACK_NOTICE}", elem_id="gpt2chat-feedback-notice")
+            reason = gr.Textbox(label="Why? (optional, sent with your next 👍/👎)", max_lines=1, max_length=500)
+            chatbot.like(make_like_fn(feedback, engine), [chatbot, reason, *chat.additional_inputs], [reason],
+                         api_visibility="private")
+            gr.api(make_rate_fn(feedback, engine), api_name="rate")
     return demo
