@@ -58,7 +58,8 @@ def parse_args(argv=None):
                         help="tokens per row (default: 512 1024)")
     parser.add_argument("--batch-size", type=int, default=16, help="rows per step (default: 16)")
     parser.add_argument("--steps", type=int, default=20, help="timed rounds (default: 20)")
-    parser.add_argument("--warmup-steps", type=int, default=3, help="untimed rounds first, compile included (default: 3)")
+    parser.add_argument("--warmup-steps", type=int, default=3,
+                        help="untimed rounds first, compile included (default: 3)")
     parser.add_argument("--precisions", nargs="+", default=["mixed_bfloat16"], choices=tuple(COMPUTE_DTYPES),
                         help="(default: mixed_bfloat16)")
     parser.add_argument("--jit", nargs="+", default=["on"], choices=("on", "off"),

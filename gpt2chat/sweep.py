@@ -141,7 +141,8 @@ def write_report(records: list[dict], report: Path, budget_minutes: float) -> st
         summary = record["summary"]
         lines.append(
             f"| `{record['variant']}` | {summary['best_val_loss']:.3f} | {summary['best_val_perplexity']:.1f} | "
-            f"{summary['best_step']} | {summary['median_tokens_per_second']:,.0f} | {record['wall_seconds'] / 60:.1f} | "
+            f"{summary['best_step']} | {summary['median_tokens_per_second']:,.0f} | "
+            f"{record['wall_seconds'] / 60:.1f} | "
             f"{record['cpu_seconds'] / 60:.1f} | {summary['parameters']:,} |")
     lines += ["", "Settings that differ between variants:", ""]
     keys = sorted({k for r in records for k in r["config"]} - {"output", "data", "recipe"})
@@ -160,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2chat.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", required=True,
-                        help="comma-separated variants: recipe[+setting=value...], e.g. quickstart,quickstart+steps=200")
-    parser.add_argument("--runs", default=str(DEFAULT_RUNS), help="directory of the variants' runs (default: %(default)s)")
+                        help="comma-separated variants: recipe[+setting=value...], "
+                             "e.g. quickstart,quickstart+steps=200")
+    parser.add_argument("--runs", default=str(DEFAULT_RUNS),
+                        help="directory of the variants' runs (default: %(default)s)")
     parser.add_argument("--report", default=str(DEFAULT_REPORT), help="Markdown report to write (default: %(default)s)")
     parser.add_argument("--budget-minutes", type=float, default=15.0,
                         help="wall-time budget a chosen variant must meet (default: %(default)s)")

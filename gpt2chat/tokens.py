@@ -178,7 +178,8 @@ def _regroup(items: list, counts: list[int]) -> list[list]:
     return [items[end - count : end] for end, count in zip(ends, counts)]
 
 
-def tokenize_examples(examples: Sequence[Example], tokenizer, answer_tokens: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def tokenize_examples(examples: Sequence[Example], tokenizer,
+                      answer_tokens: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(prompt ids, answer ids ending in <|endoftext|>) per example; the answer keeps its leading sentences that
     fit ``answer_tokens``. An example whose first sentence alone does not fit is dropped rather than cut mid-way."""
     prompts, sentences = _tokenized_pieces(examples, tokenizer)
