@@ -96,9 +96,11 @@ class RetrievalResult:
         return any(q.answerable for q in self.questions)
 
     def passages(self, k: int = 3) -> list[Passage]:
-        """The passages to cite: the sub-questions' best passages in turn, one page once, at most ``k``."""
-        ranked, pages = [], set()
-        for depth in range(max((len(q.passages) for q in self.questions), default=0)):
+        """The passages to cite, at most ``k``: every sub-question's best passage first (two questions answered
+        by one page give two passages of it), then the next best of each in turn from pages not cited yet."""
+        ranked = list({q.passages[0].pair_id: q.passages[0] for q in self.questions if q.passages}.values())
+        pages = {p.url for p in ranked}
+        for depth in range(1, max((len(q.passages) for q in self.questions), default=0)):
             for question in self.questions:
                 if depth < len(question.passages) and question.passages[depth].url not in pages:
                     pages.add(question.passages[depth].url)
