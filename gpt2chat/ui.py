@@ -15,9 +15,11 @@ questions on the same focus as clickable options (``gpt2chat.followups``).
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import re
+import threading
 import typing
 from typing import Any, Callable, Iterator, Sequence
 
@@ -315,18 +317,33 @@ def _model_id(engine: ChatEngine) -> str:
     return engine.config.model or "none (NIH summaries only)"
 
 
-def make_like_fn(store: FeedbackStore, engine: ChatEngine):
-    """The chatbot's like handler: one rating per thumb or flag click, masked by the store."""
+def make_like_fn(store: FeedbackStore, engine: ChatEngine, remembered: int = 10_000):
+    """The chatbot's like handler: one rating per thumb or flag click, masked by the store. The same choice
+    repeated on the same message counts once (Gradio 6.31 sends each flag-menu click twice)."""
+    last_choice: collections.OrderedDict[tuple, Any] = collections.OrderedDict()  # (session, message) -> choice
+    lock = threading.Lock()
+
+    def repeated(key: tuple, choice: Any) -> bool:
+        with lock:
+            if last_choice.get(key) == choice:
+                return True
+            last_choice[key] = choice
+            last_choice.move_to_end(key)
+            if len(last_choice) > remembered:
+                last_choice.popitem(last=False)
+            return False
 
     def rate_message(data: gr.LikeData, history: list[dict], reason: str, temperature: float,
                      max_new_tokens: float, grounded: bool, show_masked: bool, request: gr.Request) -> str:
-        if data.liked in ("", None) or not isinstance(data.index, int) or data.index >= len(history or ()):
-            return reason  # a thumb clicked off again: nothing to store
+        if not isinstance(data.index, int) or data.index >= len(history or ()):
+            return reason
         question, answer = rated_turn(history, data.index)
+        session = getattr(request, "session_hash", None) or "anonymous"
+        if repeated((session, data.index, hash(answer)), data.liked) or data.liked in ("", None):
+            return reason  # the same choice sent again, or a thumb clicked off: nothing new to store
         flagged = data.liked if isinstance(data.liked, str) else ""
         saved = store.record(Rating(
-            liked=data.liked is True, question=question, answer=answer,
-            session_id=getattr(request, "session_hash", None) or "anonymous",
+            liked=data.liked is True, question=question, answer=answer, session_id=session,
             reason=" — ".join(part for part in (flagged.lower(), (reason or "").strip()) if part),
             model_id=_model_id(engine), **reply_facts(answer),
             settings={"temperature": temperature, "max_new_tokens": max_new_tokens, "grounded": grounded}))

@@ -77,6 +77,7 @@ def test_like_and_dislike_are_stored_masked_end_to_end(tiny_engine, masker, tmp_
 
     assert rate(like(1, True), history, "", 0.0, 32, True, False, request) == ""
     assert rate(like(1, "Wrong"), history, "my name John Smith is in it", 0.0, 32, True, False, request) == ""
+    assert rate(like(1, "Wrong"), history, "again", 0.0, 32, True, False, request) == "again"  # sent twice
     assert rate(like(1, ""), history, "kept", 0.0, 32, True, False, request) == "kept"  # a thumb clicked off
 
     up, flagged = store.rows()
@@ -139,7 +140,7 @@ def wait_for_rows(store: FeedbackStore, count: int, timeout_s: float = 30) -> li
     pytest.fail(f"expected {count} stored ratings, found {len(store.rows())}")
 
 
-def test_thumb_clicked_in_the_browser_stores_a_masked_row(browser, rated_app, sample_records):  # noqa: F811
+def test_thumb_and_flag_clicked_in_the_browser_store_masked_rows(browser, rated_app, sample_records):  # noqa: F811
     url, store = rated_app
     record = record_with_follow_ups(sample_records)
     page = browser.new_page(viewport={"width": 1100, "height": 1000})
@@ -158,6 +159,12 @@ def test_thumb_clicked_in_the_browser_stores_a_masked_row(browser, rated_app, sa
     assert row["session_id"] and row["model_id"] and row["urls"]
     on_disk = b"".join(p.read_bytes() for p in Path(store.path).parent.glob("feedback.sqlite3*"))
     assert not any(value in on_disk for value in PII_VALUES)
+
+    page.get_by_label("Feedback").last.click()  # the flag menu of reasons
+    page.locator(".extra-feedback-option", has_text="Wrong").click()
+    flagged = wait_for_rows(store, 2)[1]
+    time.sleep(2)  # Gradio sends a flag-menu click twice: the second must not become a row
+    assert len(store.rows()) == 2 and flagged["reason"] == "wrong" and flagged["liked"] is False
 
     question = follow_up.inner_text().strip()
     follow_up.click()  # a follow-up is sent as the next question
