@@ -101,8 +101,15 @@ class CopyBias:
         at_boundary = not generated or (length > 0 and any(p in self.sentence_ends for p in ends))
         tokens = {self.reference[p + 1] for p in ends if p + 1 < len(self.reference)}
         if at_boundary or length == 0:
-            tokens.update(self.reference[p] for p in self.sentence_starts)
+            tokens.update(self._fresh_sentence_starts(generated))
         return tokens, at_boundary
+
+    def _fresh_sentence_starts(self, generated: Sequence[int]) -> set[int]:
+        """First tokens of the reference sentences not copied yet: one whose opening n-gram was already generated
+        would be cut off by the repetition ban after a few tokens."""
+        n = self.no_repeat_ngram
+        seen = {tuple(generated[i: i + n]) for i in range(len(generated) - n + 1)} if n else set()
+        return {self.reference[q] for q in self.sentence_starts if tuple(self.reference[q: q + n]) not in seen}
 
     def banned(self, generated: Sequence[int]) -> set[int]:
         """Tokens that would repeat an n-gram of size ``no_repeat_ngram`` already generated."""

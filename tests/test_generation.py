@@ -45,7 +45,7 @@ def test_a_processor_decides_what_greedy_and_sampling_may_pick(generator, temper
 
 def test_constrained_copy_bias_only_writes_sentences_of_the_reference(generator):
     reference = ("Asthma is a chronic disease of the airways. Attacks are caused by triggers such as pollen. "
-                 "Inhalers reduce the swelling.")
+                 "Inhalers reduce the swelling of the airways.")
     processor = CopyBias(generator.encode(" " + reference), constrain=True, max_sentences=2)
     prompt = generator.encode(f"Reference: {reference}\n\n{PROMPT}")
     answer = generator.decode(list(generator.stream_ids(

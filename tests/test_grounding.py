@@ -157,6 +157,8 @@ def test_no_repeat_ngram_bans_a_repeated_ngram():
     assert bias(logits, [10, 11, 13, 10])[12] == 0.0
     stuck = copy_bias(constrain=True, no_repeat_ngram=2)
     assert set(np.flatnonzero(stuck(logits, [10, 11, 12, 0, 10]) > MASKED / 2)) == {END}  # nothing left to copy
+    fresh = set(np.flatnonzero(stuck(logits, [10, 11, 12, 0]) > MASKED / 2))
+    assert fresh == {13, 15, END}  # the first sentence is not started again
     with pytest.raises(ValueError):
         copy_bias(strength=-1)
 
