@@ -26,6 +26,7 @@ import threading
 from typing import Iterator, Sequence
 
 from gpt2chat import settings
+from gpt2chat.copybias import CopyBias
 from gpt2chat.generation import GenerationStats, SamplingConfig, StreamingGenerator
 from gpt2chat.grounding import extractive_answer, is_degenerate, split_sentences, verify
 from gpt2chat.prompt import answer_ends, build_prompt, clean_answer, reference_passage
@@ -83,6 +84,11 @@ class EngineConfig:
     min_support_rate: float = 0.5
     # A model serves its own text only after this share of the gate questions got a shown model answer.
     gate_pass_rate: float = 0.5
+    # Copy-biased decoding (gpt2chat.copybias) when the passage is in the prompt: "hard" lets the model only
+    # continue spans of the passage or start one of its sentences, "soft" adds copy_strength to those tokens'
+    # logits, "off" decodes freely.
+    copy_mode: str = "hard"
+    copy_strength: float = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,7 +260,8 @@ class ChatEngine:
             return
         reply.sources = _sources(passages)
         reply.evidence = reference_passage(passages[0].answer)
-        texts = [reply.evidence]  # the passage the model saw is the one its sentences must come from
+        # Every cited passage may support a sentence (a message with several questions cites one per question).
+        texts = [reply.evidence, *(reference_passage(p.answer) for p in passages[1:])]
         generator = self.generator if self.status.trusted else None
         if generator is not None:
             reference = reply.evidence if grounded else None
@@ -263,7 +270,8 @@ class ChatEngine:
             yield reply
             generated: list[int] = []
             shown = 0
-            for token in generator.stream_ids(prompt_ids, sampling, reply.stats):
+            processor = self._copy_bias(generator, reference)
+            for token in generator.stream_ids(prompt_ids, sampling, reply.stats, logits_processor=processor):
                 generated.append(token)
                 draft = generator.decode(generated)
                 if answer_ends(draft):
@@ -288,6 +296,13 @@ class ChatEngine:
         reply.answer, reply.answer_kind = extract.text, EXTRACT_ANSWER if extract.text else NO_ANSWER
         reply.finished = True
         yield reply
+
+    def _copy_bias(self, generator: StreamingGenerator, reference: str | None) -> CopyBias | None:
+        if not reference or self.config.copy_mode == "off":
+            return None
+        # The answer follows "Answer:" after a space, so the passage is encoded as the answer would spell it.
+        return CopyBias(generator.encode(" " + reference), strength=self.config.copy_strength,
+                        constrain=self.config.copy_mode == "hard")
 
     def reply(self, message: str, history: Sequence[Turn | tuple[str, str]] = (), **options) -> ChatReply:
         last = ChatReply()

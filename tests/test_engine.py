@@ -47,7 +47,7 @@ class CopyingGenerator:
     def __getattr__(self, name):
         return getattr(self.real, name)
 
-    def stream_ids(self, prompt_ids, sampling, stats=None):
+    def stream_ids(self, prompt_ids, sampling, stats=None, logits_processor=None):
         stats.new_tokens = 0
         for token in self.real.encode(self.text):
             stats.new_tokens += 1
@@ -90,14 +90,23 @@ def test_without_a_model_the_engine_answers_with_the_extract(tiny_engine, sample
 
 
 def test_quality_gate_withholds_a_model_whose_text_is_unsupported(tiny_engine):
-    engine = ChatEngine(None, tiny_engine.index, masker=tiny_engine.masker, safety=tiny_engine.safety,
-                        config=tiny_engine.config)
-    status = engine.use_model(tiny_engine.generator.causal_lm)  # the tiny model: word salad
+    free = dataclasses.replace(tiny_engine.config, copy_mode="off")  # the tiny model decoding freely: word salad
+    engine = ChatEngine(None, tiny_engine.index, masker=tiny_engine.masker, safety=tiny_engine.safety, config=free)
+    status = engine.use_model(tiny_engine.generator.causal_lm)
     assert status.loaded and not status.trusted and status.gate_pass_rate < 0.5
     assert engine.generator is None  # an untrusted first model is not run at all
     copying = _copying_engine(tiny_engine, "")
     copying.generator = CopyingGenerator(tiny_engine.generator, "")
     assert copying.gate(["What is glaucoma?"]).gate_pass_rate == 0.0  # an empty answer never passes
+
+
+def test_hard_copy_decoding_makes_even_the_tiny_model_quote_its_passage(tiny_engine, sample_records):
+    hard = tiny_engine.reply(sample_records[0].question, sampling=FAST)
+    free_engine = ChatEngine(tiny_engine.generator.causal_lm, tiny_engine.index, masker=tiny_engine.masker,
+                             safety=tiny_engine.safety, config=dataclasses.replace(tiny_engine.config, copy_mode="off"))
+    free = free_engine.reply(sample_records[0].question, sampling=FAST)
+    assert hard.model_text and all(sentence in hard.evidence for sentence in split_sentences(hard.model_text)[:-1])
+    assert hard.support_rate > free.support_rate
 
 
 def test_the_factory_takes_its_collaborators(tiny_engine):
