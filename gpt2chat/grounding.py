@@ -119,7 +119,7 @@ class SupportThresholds:
     """A sentence is supported when all hold against one passage. Chosen by ``python -m gpt2chat.grounding
     --calibrate`` (highest recall at precision >= 0.99 on 3,306 validation examples, ties to the stricter): every
     word in the passage, every content word too, and copied spans 4.5 words long on average. On the test split's
-    3,325 examples: precision 0.994, recall 0.944; accepted: copies and compressed spans 100%, spans with one or
+    3,292 examples: precision 0.994, recall 0.944; accepted: copies and compressed spans 100%, spans with one or
     two words left out 81%, other foci's sentences 0.3%, entity swaps 0.3%, passage fragments spliced together
     1.8%, shuffled passage sentences 0.2%, passage-word salad 0%, and inserted negations 27% (a known limit of
     token-overlap checks). A sentence under 5 words is never supported (density <= its length): 1.1% of
