@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         grounded = r["modes"]["grounded_heldout"]
         perplexity = f"perplexity {r['perplexity']['perplexity']:.1f}, " if r.get("perplexity") else ""
         print(f"{label}: {perplexity}gold pair excluded: ROUGE-L {grounded['metrics']['rougeL']:.1f}, "
-              f"token F1 {grounded['metrics']['token_f1']:.1f}, support {percent(grounded['grounding']['support_rate'])}")
+              f"token F1 {grounded['metrics']['token_f1']:.1f}, "
+              f"support {percent(grounded['grounding']['support_rate'])}")
     return 0
 
 

@@ -180,7 +180,8 @@ def plot_wordcloud_grid(clouds: dict[str, collections.Counter], path: Path, conf
 
         items = tqdm(items, total=len(clouds), desc="word clouds by type", unit="cloud")
     for ax, (name, frequencies) in zip(axes.flat, items):
-        ax.imshow(cloud_image(frequencies, 400, 220, max_words=config.max_words, seed=config.seed), interpolation="nearest")
+        ax.imshow(cloud_image(frequencies, 400, 220, max_words=config.max_words, seed=config.seed),
+                  interpolation="nearest")
         ax.set_title(name)
     for ax in axes.flat:
         ax.axis("off")

@@ -27,7 +27,8 @@ LEAD_SENTENCES = 3  # lead-k baseline: the classic summarisation baseline's k
 LEAD_BASELINE, EXTRACT_BASELINE = f"baseline: lead-{LEAD_SENTENCES}", "baseline: extract"
 BASELINES = {
     LEAD_BASELINE: f"no model: the top retrieved passage's first {LEAD_SENTENCES} sentences",
-    EXTRACT_BASELINE: "no model: the question-focused extract of the top retrieved passage (the engine's fallback)",
+    EXTRACT_BASELINE: "no model: the question-focused extract (grounding.extractive_answer) of the top retrieved "
+                      "passage",
 }
 
 
@@ -158,7 +159,7 @@ def baseline_answers(index: HeldOutIndex, questions, *, vocabulary=None, progres
 
     answerers = {
         LEAD_BASELINE: lambda question, passage: lead_k(passage, LEAD_SENTENCES),
-        # exactly the engine's fallback: an extract of the passage as the prompt quotes it
+        # the passage as the prompt quotes it; the engine's own fallback may also draw on the other cited passages
         EXTRACT_BASELINE: lambda question, passage: extractive_answer(question, [reference_passage(passage)]).text,
     }
     references = [r.answer for r in questions]

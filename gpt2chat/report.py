@@ -256,7 +256,8 @@ def comparison_markdown(result: dict, images: list[tuple[Path, str]]) -> str:
         answered = {label: r["side_by_side"][question] for label, r in result["results"].items()
                     if question in r.get("side_by_side", {})}  # baselines have no side-by-side answers
         answers = pd.DataFrame([{"model": label, "without grounding": _shorten(by_mode["ungrounded"]),
-                                 "with grounding": _shorten(by_mode["grounded"])} for label, by_mode in answered.items()])
+                                 "with grounding": _shorten(by_mode["grounded"])}
+                                for label, by_mode in answered.items()])
         blocks += [f"### {question}", markdown_table(answers)]
 
     blocks += ["## Files",
