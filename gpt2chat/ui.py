@@ -56,7 +56,6 @@ DISCLAIMER = (
 )
 # A rendered reply puts the answer before this line, so history can recover the answer alone.
 SECTION_BREAK = "\n\n---\n"
-MEDLINEPLUS_SEARCH = "https://medlineplus.gov/search/?query="
 
 # A calm teal / clinical blue palette; neutral greys lean blue so the page never looks harsh.
 TEAL = gr.themes.Color(
@@ -150,8 +149,8 @@ def render_reply(reply: ChatReply, show_masked: bool = False) -> str:
     if reply.sources:
         links = "; ".join(f"[{s.title}]({s.url}) ({s.source})" for s in reply.sources)
         tail.append(f"**Sources:** {links}")
-    elif reply.category == "no_answer":
-        tail.append(f"**Search MedlinePlus:** [{MEDLINEPLUS_SEARCH}…]({MEDLINEPLUS_SEARCH})")
+    elif reply.search_url:
+        tail.append(f"**Search MedlinePlus instead:** [medlineplus.gov search]({reply.search_url})")
     if reply.masked_types:
         note = f"🔒 Personal details were removed before processing: {', '.join(reply.masked_types)}."
         if show_masked and reply.masked_message:

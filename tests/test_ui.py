@@ -250,3 +250,9 @@ def test_concurrent_clients_all_get_answers(live_app, sample_records):
         answers = list(pool.map(one_user, range(12), timeout=300))
     assert len(answers) == 12 and all(DISCLAIMER in a for a in answers), answers
     print(f"12 concurrent /ask requests answered in {time.perf_counter() - started:.1f} s")
+
+
+def test_no_answer_links_the_medlineplus_search_instead_of_a_source():
+    url = "https://medlineplus.gov/search/?query=metformin+dose"
+    rendered = ui.render_reply(ChatReply(answer="No NIH answer.", category="no_answer", search_url=url, finished=True))
+    assert f"]({url})" in rendered and "**Sources:**" not in rendered
