@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-ENTRY_POINTS = ["data", "train", "masking", "retrieval", "engine", "eda", "compare", "deploy"]
+ENTRY_POINTS = ["data", "train", "sweep", "masking", "masking_eval", "safety", "retrieval", "grounding", "engine",
+                "followups", "feedback", "deploy", "eda", "compare", "slides"]
 
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)
