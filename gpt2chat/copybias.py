@@ -9,7 +9,9 @@ sentence, the first tokens of the reference's sentences are candidates too.
 * hard mode (``constrain=True``): only the candidates, and the end marker at a sentence boundary, are allowed, so
   the answer is a sequence of whole-sentence-aligned spans of the reference;
 * both: no word-piece n-gram of size ``no_repeat_ngram`` is generated twice (as ``no_repeat_ngram_size`` in
-  Hugging Face's generate), which stops the "of the doctor of the doctor" loops.
+  Hugging Face's generate), which stops the "of the doctor of the doctor" loops, except to extend a verbatim
+  reference span at least that long (the reference may say "of the airways" twice), and a reference sentence
+  already copied is not started again.
 
 Used as ``StreamingGenerator.stream_ids(..., logits_processor=CopyBias(ids))``; a processor is any callable
 ``(logits (vocab,) float32, generated_ids) -> logits``.
@@ -95,15 +97,6 @@ class CopyBias:
             ends, length = longer, length + 1
         return length, ends
 
-    def candidates(self, generated: Sequence[int]) -> tuple[set[int], bool]:
-        """(tokens that continue the reference, whether the answer is at a sentence boundary)."""
-        length, ends = self.match(generated)
-        at_boundary = not generated or (length > 0 and any(p in self.sentence_ends for p in ends))
-        tokens = {self.reference[p + 1] for p in ends if p + 1 < len(self.reference)}
-        if at_boundary or length == 0:
-            tokens.update(self._fresh_sentence_starts(generated))
-        return tokens, at_boundary
-
     def _fresh_sentence_starts(self, generated: Sequence[int]) -> set[int]:
         """First tokens of the reference sentences not copied yet: one whose opening n-gram was already generated
         would be cut off by the repetition ban after a few tokens."""
@@ -125,9 +118,14 @@ class CopyBias:
     def __call__(self, logits: np.ndarray, generated_ids: Sequence[int]) -> np.ndarray:
         raw = np.asarray(logits, dtype=np.float32).reshape(-1)
         generated = [int(t) for t in generated_ids]
-        tokens, at_boundary = self.candidates(generated)
+        length, ends = self.match(generated)
+        at_boundary = not generated or (length > 0 and any(p in self.sentence_ends for p in ends))
+        continuations = {self.reference[p + 1] for p in ends if p + 1 < len(self.reference)}
+        starts = self._fresh_sentence_starts(generated) if at_boundary or length == 0 else set()
         banned = self.banned(generated)
-        allowed = sorted(tokens - banned)
+        if length >= self.no_repeat_ngram:  # extending a verbatim reference span ("of the airways" twice) is no loop
+            banned -= continuations
+        allowed = sorted((continuations | starts) - banned)
         if self.constrain:
             may_end = at_boundary and len(generated) > 0  # a whole sentence was copied: the answer may end here
             sentences = sum(t in self._sentence_end_ids for t in generated)

@@ -159,6 +159,10 @@ def test_no_repeat_ngram_bans_a_repeated_ngram():
     assert set(np.flatnonzero(stuck(logits, [10, 11, 12, 0, 10]) > MASKED / 2)) == {END}  # nothing left to copy
     fresh = set(np.flatnonzero(stuck(logits, [10, 11, 12, 0]) > MASKED / 2))
     assert fresh == {13, 15, END}  # the first sentence is not started again
+    shared = CopyBias([10, 20, 21, 22, 0, 13, 20, 21, 22, 0], constrain=True, no_repeat_ngram=3, end_id=END,
+                      sentence_end_ids=frozenset({0}), sentence_start_ids=frozenset({10, 13}))
+    copying = set(np.flatnonzero(shared(logits, [10, 20, 21, 22, 0, 13, 20, 21]) > MASKED / 2))
+    assert copying == {22}  # a phrase the reference itself repeats may be copied again
     with pytest.raises(ValueError):
         copy_bias(strength=-1)
 
