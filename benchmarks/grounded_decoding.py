@@ -127,9 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.model} is not a model directory (train one with python -m gpt2chat.train)",
               file=sys.stderr)
         return 2
+    import pandas as pd
     from tqdm.auto import tqdm
 
     from gpt2chat.model import load_preset
+    from gpt2chat.report import markdown_table
 
     questions, records = held_out_questions(args.model, args.data, args.limit, args.seed)
     vocabulary = grounding.Vocabulary.from_texts(r.answer for r in records)
@@ -156,14 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = [score(r.question, extract(r.question, reference_passage(r.answer)), reference_passage(
             r.answer), vocabulary) for r in questions]
     summary = {name: summarise(answers, gold) for name, answers in results.items()}
-    columns = ["support_rate", "raw_degenerate", "fallback", "shown_degenerate", "rougeL_raw", "rougeL_shown",
-               "words_shown", "tokens_per_second"]
+    columns = {"support_rate": "support %", "raw_degenerate": "degenerate raw %", "fallback": "fallback %",
+               "shown_degenerate": "degenerate shown %", "rougeL_raw": "ROUGE-L raw", "rougeL_shown": "ROUGE-L shown",
+               "words_shown": "words shown", "tokens_per_second": "tokens/s"}
+    table = pd.DataFrame([{"mode": name, **{label: row[key] for key, label in columns.items()}}
+                          for name, row in summary.items()])
     print(f"\n{len(questions)} test questions, model {args.model}, {time.perf_counter() - started:.0f} s\n")
-    print("| mode | support % | degenerate raw % | fallback % | degenerate shown % | ROUGE-L raw | ROUGE-L shown "
-          "| words shown | tokens/s |")
-    print("|---|" + "---:|" * len(columns))
-    for name, row in summary.items():
-        print(f"| {name} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |")
+    print(markdown_table(table, {label: "{:.1f}" for label in columns.values()}))
     for name, answers in results.items():
         print(f"\n{name}, first answer: {answers[0].raw!r}\n  shown: {answers[0].shown!r}")
     if args.out:

@@ -60,10 +60,9 @@ DIMENSIONS = (("question type", "question_types", lambda row: row["question_type
               ("answer shown", "shown", lambda row: row["shown"]))
 
 
-def _cell(text: str, limit: int = 160) -> str:
+def _shorten(text: str, limit: int = 160) -> str:
     text = " ".join(str(text).split())
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return text.replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _pyplot():
@@ -111,6 +110,10 @@ def plot_approval(groups: list[tuple[str, int, int]], title: str, path: Path, co
 
 def write_report(rows: Sequence[dict], out: str | os.PathLike, config: ReportConfig = ReportConfig()) -> Path:
     """``feedback.md`` in ``out``, plots in ``out/feedback/``; with no ratings, a report that says so."""
+    import pandas as pd
+
+    from gpt2chat.report import markdown_table
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "feedback.md"
@@ -133,21 +136,23 @@ def write_report(rows: Sequence[dict], out: str | os.PathLike, config: ReportCon
     reasons = collections.Counter(row["reason"] for row in rows if not row["liked"] and row["reason"])
     if reasons:
         lines += ["Reasons given with a thumbs down: "
-                  + ", ".join(f"{_cell(r, 40)} ({n})" for r, n in reasons.most_common(8)) + ".", ""]
+                  + ", ".join(f"{_shorten(r, 40)} ({n})" for r, n in reasons.most_common(8)) + ".", ""]
     for title, stem, key in DIMENSIONS:
         groups = [g for g in approval(rows, key) if g[1] >= config.min_ratings]
-        lines += [f"## Approval by {title}", "", f"| {title} | ratings | thumbs up |", "|---|---:|---:|"]
-        lines += [f"| {_cell(group, 60)} | {count:,} | {100 * up / count:.1f}% |" for group, count, up in groups]
-        lines.append("")
+        table = pd.DataFrame([{title: _shorten(group, 60), "ratings": count, "thumbs up": 100 * up / count}
+                              for group, count, up in groups], columns=[title, "ratings", "thumbs up"])
+        lines += [f"## Approval by {title}", "", markdown_table(table, {"ratings": "{:,}", "thumbs up": "{:.1f}%"}),
+                  ""]
         if len(groups) > 1:
             plot_approval(groups, title, figures / f"approval_{stem}.png", config)
             lines += [f"![approval by {title}]({figures.name}/approval_{stem}.png)", ""]
     worst = worst_answers(rows, config.worst)
     lines += ["## Worst-rated answers", ""]
     if worst:
-        lines += ["| 👎 | 👍 | masked question | answer shown | shown | reasons |", "|---:|---:|---|---|---|---|"]
-        lines += [f"| {g['down']} | {g['up']} | {_cell(g['question'])} | {_cell(g['answer'])} "
-                  f"| {g['shown']} | {_cell(', '.join(g['reasons']) or '—', 60)} |" for g in worst]
+        lines.append(markdown_table(pd.DataFrame([
+            {"👎": g["down"], "👍": g["up"], "masked question": _shorten(g["question"]),
+             "answer shown": _shorten(g["answer"]), "shown": g["shown"],
+             "reasons": _shorten(", ".join(g["reasons"]) or "—", 60)} for g in worst])))
     else:
         lines.append("No answer has a thumbs down yet.")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -152,6 +152,10 @@ def _fold(question: str) -> str:
 
 def evaluate(records, finder: FollowupFinder, passages) -> str:
     """Classifier agreement with MedQuAD's qtype, and suggestion latency over the given passages."""
+    import pandas as pd  # here, not at the top: the UI imports this module at start-up
+
+    from gpt2chat.report import markdown_table
+
     agree = collections.Counter()
     totals = collections.Counter()
     for record in records:
@@ -164,11 +168,11 @@ def evaluate(records, finder: FollowupFinder, passages) -> str:
         latencies.append((time.perf_counter() - started) * 1000)
         counts[count] += 1
     latencies.sort()
+    table = pd.DataFrame([{"question type": name, "pairs": total, "agreement": 100 * agree[name] / total}
+                          for name, total in totals.most_common()])
     lines = [f"question-type rules agree with MedQuAD's qtype on {sum(agree.values()):,} of "
              f"{sum(totals.values()):,} pairs ({100 * sum(agree.values()) / sum(totals.values()):.2f}%)",
-             "", "| question type | pairs | agreement |", "|---|---:|---:|"]
-    for name, total in totals.most_common():
-        lines.append(f"| {name} | {total:,} | {100 * agree[name] / total:.1f}% |")
+             "", markdown_table(table, {"pairs": "{:,}", "agreement": "{:.1f}%"})]
     lines += ["", f"suggestions per answered passage over {len(passages):,}: "
               + ", ".join(f"{n} → {counts[n]:,}" for n in sorted(counts)),
               f"suggest() latency: median {latencies[len(latencies) // 2]:.3f} ms, "

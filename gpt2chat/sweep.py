@@ -117,9 +117,18 @@ def _plots(records: list[dict], directory: Path) -> list[Path]:
 
 def write_report(records: list[dict], report: Path, budget_minutes: float) -> str | None:
     """The Markdown report and its plots; returns the chosen variant (None when no run fits the budget)."""
+    import pandas as pd
+
+    from gpt2chat.report import markdown_table
+
     within = [r for r in records if r["wall_seconds"] <= budget_minutes * 60]
     chosen = min(within, key=lambda r: r["summary"]["best_val_loss"]) if within else None
     plots = _plots(records, report.parent / report.stem)
+    table = pd.DataFrame([{"variant": r["variant"], "best val loss": r["summary"]["best_val_loss"],
+                           "val perplexity": r["summary"]["best_val_perplexity"], "at step": r["summary"]["best_step"],
+                           "tokens/s": r["summary"]["median_tokens_per_second"], "wall min": r["wall_seconds"] / 60,
+                           "CPU min": r["cpu_seconds"] / 60, "parameters": r["summary"]["parameters"]}
+                          for r in records])
     lines = [
         "# Optimisation: training recipe variants",
         "",
@@ -134,16 +143,10 @@ def write_report(records: list[dict], report: Path, budget_minutes: float) -> st
          f"{perplexity(chosen['summary']['best_val_loss']):.1f})." if chosen else
          f"- Chosen: none (no run finished within {budget_minutes:g} minutes of wall time)."),
         "",
-        "| variant | best val loss | val perplexity | at step | tokens/s | wall min | CPU min | parameters |",
-        "|---|---|---|---|---|---|---|---|",
+        markdown_table(table, {"variant": "`{}`", "best val loss": "{:.3f}", "val perplexity": "{:.1f}",
+                               "tokens/s": "{:,.0f}", "wall min": "{:.1f}", "CPU min": "{:.1f}",
+                               "parameters": "{:,}"}),
     ]
-    for record in records:
-        summary = record["summary"]
-        lines.append(
-            f"| `{record['variant']}` | {summary['best_val_loss']:.3f} | {summary['best_val_perplexity']:.1f} | "
-            f"{summary['best_step']} | {summary['median_tokens_per_second']:,.0f} | "
-            f"{record['wall_seconds'] / 60:.1f} | "
-            f"{record['cpu_seconds'] / 60:.1f} | {summary['parameters']:,} |")
     lines += ["", "Settings that differ between variants:", ""]
     keys = sorted({k for r in records for k in r["config"]} - {"output", "data", "recipe"})
     differing = [k for k in keys if len({json.dumps(r["config"].get(k)) for r in records}) > 1]

@@ -148,6 +148,13 @@ def _filled_store(tmp_path, masker) -> FeedbackStore:
     return store
 
 
+def table_rows(markdown: str) -> list[list[str]]:
+    """The stripped cells of every Markdown table row, header rows included, separator rows left out."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in markdown.splitlines() if line.startswith("|")]
+    return [row for row in rows if not all(set(cell) <= set(":-") for cell in row)]
+
+
 def test_report_export_and_delete_commands(tmp_path, masker, capsys):
     store = _filled_store(tmp_path, masker)
     db = str(store.path)
@@ -155,8 +162,13 @@ def test_report_export_and_delete_commands(tmp_path, masker, capsys):
     assert feedback.main(["report", "--db", db, "--out", str(tmp_path / "out")]) == 0
     report = (tmp_path / "out" / "feedback.md").read_text()
     assert "**6 ratings** from 3 sessions between 2026-11-20 and 2026-11-22: **50.0% thumbs up**" in report
-    assert "| treatment | 1 | 0.0% |" in report and "| causes | 2 | 50.0% |" in report
-    assert "| GARD | 2 | 50.0% |" in report and "| extract | 1 | 0.0% |" in report
+    rows = table_rows(report)
+    assert ["treatment", "1", "0.0%"] in rows and ["causes", "2", "50.0%"] in rows
+    assert ["GARD", "2", "50.0%"] in rows and ["extract", "1", "0.0%"] in rows
+    worst = rows[rows.index(["👎", "👍", "masked question", "answer shown", "shown", "reasons"]) + 1:]
+    assert [(down, up, reasons) for down, up, *_, reasons in worst] == \
+        [("1", "0", "wrong"), ("1", "1", "off-topic"), ("1", "1", "wrong")]  # most thumbs down, then approval
+    assert worst[0][2] == "I'm <PERSON>, SSN <US_SSN>, email <EMAIL>. How is my glaucoma treated?"
     assert "<US_SSN>" in report and "536-22-8741" not in report
     assert "off-topic (1)" in report
     for name in ("over_time", "approval_question_types", "approval_sources", "approval_models", "approval_shown"):

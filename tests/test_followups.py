@@ -9,7 +9,7 @@ import time
 import pytest
 
 from gpt2chat.data import focus_key
-from gpt2chat.followups import FollowupFinder, question_type, readable
+from gpt2chat.followups import FollowupFinder, evaluate, question_type, readable
 from gpt2chat.retrieval import Passage, RetrievalIndex
 
 
@@ -105,3 +105,15 @@ def test_focus_only_suggestions_skip_the_asked_type(sample_records, finder):
     suggestions = finder.suggest_for_focus(record.focus.upper(), asked=f"How is {record.focus} treated?")
     assert suggestions and not any(question_type(s, record.focus) == "treatment" for s in suggestions)
     assert FollowupFinder.from_index(None).suggest_for_focus(record.focus) == []
+
+
+def test_evaluation_tabulates_agreement_per_question_type(sample_records, finder):
+    report = evaluate(sample_records, finder, [passage_of(r) for r in sample_records[:20]])
+    totals = collections.Counter(r.question_type for r in sample_records)
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                              for line in report.splitlines() if line.startswith("|"))}
+    assert rows["question type"] == ["pairs", "agreement"]
+    for name, total in totals.items():
+        agreed = sum(question_type(r.question, r.focus) == name for r in sample_records if r.question_type == name)
+        assert rows[name] == [f"{total:,}", f"{100 * agreed / total:.1f}%"]
+    assert "suggestions per answered passage over 20:" in report
