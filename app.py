@@ -98,32 +98,37 @@ def needs_training(source: str) -> bool:
 class BackgroundTraining:
     """``python -m gpt2chat.train`` in a child process; when its preset is saved, the engine swaps it in."""
 
-    def __init__(self, engine, output: Path):
+    def __init__(self, engine, output: Path, recipe: str = "quickstart", data: str | None = None):
         from gpt2chat.train import TrainConfig
 
         self.engine, self.output = engine, output
-        self.steps = TrainConfig().steps
+        self.steps = TrainConfig.from_recipe(recipe).steps
         output.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "gpt2chat.train", "--recipe", recipe, "--output", str(output)]
         with open(output / "train.log", "a") as log:  # training output only: no user data reaches it
-            self.process = subprocess.Popen([sys.executable, "-m", "gpt2chat.train", "--output", str(output)],
-                                            stdout=log, stderr=subprocess.STDOUT, cwd=HERE)
+            self.process = subprocess.Popen(command + (["--data", data] if data else []), stdout=log,
+                                            stderr=subprocess.STDOUT, cwd=HERE)
         self.failed: str | None = None
+        self.swapped = threading.Event()  # set once the trained model is in the engine (or training failed)
         threading.Thread(target=self._swap_when_saved, name="model-swap", daemon=True).start()
 
     def _swap_when_saved(self) -> None:
         from gpt2chat.model import ModelUnavailable, load_preset
 
         code = self.process.wait()
-        if code != 0 or not is_preset_dir(self.output):
-            self.failed = f"training stopped with exit code {code}; see {self.output / 'train.log'}"
-            log.error("background %s", self.failed)
-            return
         try:
-            status = self.engine.use_model(load_preset(self.output))
-        except ModelUnavailable as error:
-            self.failed = str(error)
-            return
-        log.info("trained model loaded: %s", status.detail)
+            if code != 0 or not is_preset_dir(self.output):
+                self.failed = f"training stopped with exit code {code}; see {self.output / 'train.log'}"
+                log.error("background %s", self.failed)
+                return
+            try:
+                status = self.engine.use_model(load_preset(self.output))
+            except ModelUnavailable as error:
+                self.failed = str(error)
+                return
+            log.info("trained model loaded: %s", status.detail)
+        finally:
+            self.swapped.set()
 
     def progress(self) -> str:
         """One line for the page: where training is, or what the model's quality gate decided."""
