@@ -114,7 +114,7 @@ def answer_questions(engine, index: HeldOutIndex, questions, *, vocabulary=None,
     (a ``grounding.Vocabulary``) for the word-salad test."""
     from tqdm import tqdm
 
-    from gpt2chat.engine import MODEL_ANSWER
+    from gpt2chat.engine import MODEL_ANSWER, NO_ANSWER
 
     references = [r.answer for r in questions]
     results = {}
@@ -136,7 +136,9 @@ def answer_questions(engine, index: HeldOutIndex, questions, *, vocabulary=None,
                 "fallback_rate": (sum(r.answer_kind != MODEL_ANSWER for r in generated) / len(generated)
                                   if generated else None),
                 "degenerate_model_text": degenerate_rate([r.model_text for r in generated], vocabulary),
-                "degenerate_shown": degenerate_rate([r.answer for r in replies], vocabulary),
+                # Only answers count: the fixed emergency and "no NIH answer" replies are not answers to score.
+                "degenerate_shown": degenerate_rate([r.answer for r in replies if r.answer_kind != NO_ANSWER],
+                                                    vocabulary),
             },
             "latency": latency_metrics([_stats(r) for r in replies]),
             "gold_passage_on_top": gold_on_top / len(questions) if mode == "grounded" else None,
