@@ -21,6 +21,7 @@ from presidio_analyzer import EntityRecognizer, RecognizerResult
 RESOURCES = Path(__file__).resolve().parent / "resources"
 MEDICAL_TERMS = RESOURCES / "medical_terms.txt"
 GIVEN_NAMES = RESOURCES / "given_names.txt"
+FOCUS_WORDS = RESOURCES / "focus_words.txt"
 
 
 # --- medical vocabulary: which PERSON spans are really disease or drug names ---------------------------------
@@ -71,6 +72,30 @@ def _medical_terms() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     return frozenset(sections["eponyms"]), frozenset(sections["drugs"]), frozenset(sections["words"])
 
 
+@functools.lru_cache(maxsize=1)
+def _focus_words() -> frozenset[str]:
+    """The words of MedQuAD's focus names and synonyms (resources/focus_words.txt), made with::
+
+        words = {w for a in data.load_annotations() for name in (a.focus, *a.synonyms)
+                 for w in re.findall("[a-z]+", name.lower())
+                 if len(w) >= 3 and w not in given_names and w not in sklearn's ENGLISH_STOP_WORDS}
+    """
+    lines = FOCUS_WORDS.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+_SPAN_STOP_WORDS = frozenset("and or of the in with to for".split())
+
+
+def names_a_condition(words: list[str]) -> bool:
+    """Every word of the span is a word of MedQuAD's condition names (or a joining word) and none is a given name:
+    spaCy tagged a capitalised condition as PERSON ("What is (are) Personality Disorders ?" lost its topic on 8
+    of 100 MedQuAD test questions). "John Smith" stays a name: "john" is a given name."""
+    given, foci = _given_names(), _focus_words()
+    content = [w for w in words if w not in _SPAN_STOP_WORDS]
+    return bool(content) and all(w in foci for w in content) and not any(w in given for w in content)
+
+
 def _is_disease_word(word: str) -> bool:
     word = word.lower()
     return word in _EPONYM_HEADS or bool(_MEDICAL_SUFFIX.match(word))
@@ -119,7 +144,7 @@ def is_medical_span(text: str, start: int, end: int) -> bool:
     words = [w.lower() for w in regex.split(r"[\s\-‐]+", stripped) if w]
     if not words:
         return False
-    if any(_is_disease_word(w) for w in words):
+    if any(_is_disease_word(w) for w in words) or names_a_condition([w.strip(",.;:") for w in words]):
         return True
     eponyms, drugs, _ = _medical_terms()
     if all(w in drugs for w in words):
