@@ -11,7 +11,10 @@ sentence, the first tokens of the reference's sentences are candidates too.
 * both: no word-piece n-gram of size ``no_repeat_ngram`` is generated twice (as ``no_repeat_ngram_size`` in
   Hugging Face's generate), which stops the "of the doctor of the doctor" loops, except to extend a verbatim
   reference span at least that long (the reference may say "of the airways" twice), and a reference sentence
-  already copied is not started again.
+  already copied is not started again;
+* both: only reference sentences that ``gpt2chat.grounding.is_answer_sentence`` accepts are started or continued
+  into: a "Yes." or a question heading copied first can only be dropped by the support check (for "How is
+  glaucoma treated?" the quick-start model copied "Yes." and ended, and the reply fell back to the extract).
 
 Used as ``StreamingGenerator.stream_ids(..., logits_processor=CopyBias(ids))``; a processor is any callable
 ``(logits (vocab,) float32, generated_ids) -> logits``.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -45,6 +48,31 @@ def gpt2_piece_kinds() -> tuple[frozenset[int], frozenset[int]]:
     return ends, starts
 
 
+@functools.lru_cache(maxsize=1)
+def _gpt2_pieces_and_bytes() -> tuple[dict[int, str], dict[str, int]]:
+    """(id → byte-level piece, piece character → byte): GPT-2's byte-to-unicode table, inverted."""
+    from gpt2chat.tokenizer import gpt2_vocabulary_and_merges
+
+    vocabulary, _ = gpt2_vocabulary_and_merges()
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = [b for b in range(256) if b not in printable]
+    characters = {chr(b): b for b in printable} | {chr(256 + i): b for i, b in enumerate(shifted)}
+    return {i: piece for piece, i in vocabulary.items()}, characters
+
+
+def gpt2_text(token_ids: Sequence[int]) -> str:
+    """GPT-2 token ids → text, in pure Python (no TensorFlow call per reference sentence)."""
+    pieces, byte_of = _gpt2_pieces_and_bytes()
+    text = "".join(pieces.get(int(i), "") for i in token_ids)
+    return bytes(byte_of[c] for c in text if c in byte_of).decode("utf-8", errors="replace")
+
+
+def gpt2_answer_sentence(sentence_ids: Sequence[int]) -> bool:
+    from gpt2chat.grounding import is_answer_sentence  # grounding re-exports CopyBias: import it late
+
+    return is_answer_sentence(gpt2_text(sentence_ids))
+
+
 class CopyBias:
     def __init__(
         self,
@@ -58,10 +86,12 @@ class CopyBias:
         end_id: int = END_OF_TEXT_ID,
         sentence_end_ids: frozenset[int] | None = None,
         sentence_start_ids: frozenset[int] | None = None,
+        answer_sentence: Callable[[Sequence[int]], bool] = gpt2_answer_sentence,
     ):
         """``reference_ids``: the passage's token ids as the answer would spell it (encode it with a leading space:
         the answer starts after "Answer:" with a space). ``max_sentences``: end the answer after that many sentence ends
-        (hard mode). ``sentence_end_ids``/``sentence_start_ids`` default to GPT-2's."""
+        (hard mode). ``sentence_end_ids``/``sentence_start_ids`` default to GPT-2's. ``answer_sentence`` tells
+        from a reference sentence's ids whether it may be copied (default: grounding's rule, GPT-2 decoding)."""
         if strength < 0 or no_repeat_ngram < 0 or max_match < 1:
             raise ValueError("strength and no_repeat_ngram must be >= 0 and max_match >= 1")
         if sentence_end_ids is None or sentence_start_ids is None:
@@ -80,6 +110,11 @@ class CopyBias:
             if self.reference[p] in sentence_end_ids and (p + 1 == n or self.reference[p + 1] in sentence_start_ids)
         }
         self.sentence_starts = sorted({0} | {p + 1 for p in self.sentence_ends if p + 1 < n})
+        bounds = [*self.sentence_starts, n]
+        copyable = [(q, end) for q, end in zip(bounds, bounds[1:]) if answer_sentence(self.reference[q:end])]
+        self.copyable_starts = [q for q, _ in copyable]
+        # Reference positions inside the copyable sentences: the only tokens copying may continue into.
+        self._copyable = {p for q, end in copyable for p in range(q, end)}
         self._positions: dict[int, list[int]] = {}
         for p, token in enumerate(self.reference):
             self._positions.setdefault(token, []).append(p)
@@ -98,11 +133,11 @@ class CopyBias:
         return length, ends
 
     def _fresh_sentence_starts(self, generated: Sequence[int]) -> set[int]:
-        """First tokens of the reference sentences not copied yet: one whose opening n-gram was already generated
-        would be cut off by the repetition ban after a few tokens."""
+        """First tokens of the copyable reference sentences not copied yet: one whose opening n-gram was already
+        generated would be cut off by the repetition ban after a few tokens."""
         n = self.no_repeat_ngram
         seen = {tuple(generated[i: i + n]) for i in range(len(generated) - n + 1)} if n else set()
-        return {self.reference[q] for q in self.sentence_starts if tuple(self.reference[q: q + n]) not in seen}
+        return {self.reference[q] for q in self.copyable_starts if tuple(self.reference[q: q + n]) not in seen}
 
     def banned(self, generated: Sequence[int]) -> set[int]:
         """Tokens that would repeat an n-gram of size ``no_repeat_ngram`` already generated."""
@@ -120,7 +155,7 @@ class CopyBias:
         generated = [int(t) for t in generated_ids]
         length, ends = self.match(generated)
         at_boundary = not generated or (length > 0 and any(p in self.sentence_ends for p in ends))
-        continuations = {self.reference[p + 1] for p in ends if p + 1 < len(self.reference)}
+        continuations = {self.reference[p + 1] for p in ends if p + 1 in self._copyable}
         starts = self._fresh_sentence_starts(generated) if at_boundary or length == 0 else set()
         banned = self.banned(generated)
         if length >= self.no_repeat_ngram:  # extending a verbatim reference span ("of the airways" twice) is no loop

@@ -30,8 +30,8 @@ import numpy as np
 
 from gpt2chat.copybias import CopyBias  # the decoding side of grounding, importable from here
 
-__all__ = ["CopyBias", "Extract", "ExtractConfig", "Verification", "Vocabulary", "extractive_answer", "is_degenerate",
-           "lead_k", "split_sentences", "verify"]
+__all__ = ["CopyBias", "Extract", "ExtractConfig", "Verification", "Vocabulary", "extractive_answer",
+           "is_answer_sentence", "is_degenerate", "lead_k", "lead_words", "split_sentences", "verify"]
 
 # ------------------------------------------------------------------------------------------ sentences and words
 # Words that end with a period without ending a sentence ("e.g. aspirin", "Dr. Smith", "vs. placebo").
@@ -209,10 +209,28 @@ def verify(
     return Verification(tuple(sentence_support(s, passage_tokens, thresholds) for s in split_sentences(answer)))
 
 
+def is_question(sentence: str) -> bool:
+    """A question-like heading ("What are the signs of glaucoma?"): never an answer, whatever it copies."""
+    return sentence.rstrip().endswith("?")
+
+
+def is_answer_sentence(sentence: str, thresholds: SupportThresholds = DEFAULT_THRESHOLDS) -> bool:
+    """Whether ``sentence``, copied verbatim, can be shown as an answer sentence: the support check accepts it
+    against itself (at least 5 words, ``min_content_words`` content words) and it is not a question. "Yes.",
+    "Nutrition." or "What is glaucoma?" copied from a passage can only be dropped, so copy decoding never starts
+    them (``gpt2chat.copybias``)."""
+    return not is_question(sentence) and sentence_support(sentence, [words(sentence)], thresholds).supported
+
+
 # ------------------------------------------------------------------------------------------ answers without a model
 def lead_k(passage: str, k: int = 3) -> str:
     """The passage's first ``k`` sentences (the classic summarisation baseline)."""
     return " ".join(split_sentences(passage)[:k])
+
+
+def lead_words(passage: str, n: int) -> str:
+    """The passage's first ``n`` whitespace-separated words: the lead baseline at exactly an answer's length."""
+    return " ".join((passage or "").split()[:n])
 
 
 # Question cue → words that answers of that MedQuAD question type use. Only ranks passage sentences for the
@@ -302,7 +320,7 @@ def extractive_answer(
     for p, passage in enumerate(passages):
         for s, sentence in enumerate(split_sentences(passage)):
             tokens = words(sentence)
-            if len(tokens) >= config.min_words and not sentence.endswith("?") and len(sentence) <= max_chars:
+            if len(tokens) >= config.min_words and not is_question(sentence) and len(sentence) <= max_chars:
                 candidates.append((p, s, sentence, tokens))
     if not candidates:
         return Extract("", ())

@@ -120,6 +120,7 @@ REFERENCE = [10, 11, 12, 0, 13, 14, 0, 15, 11, 16, 0]
 
 
 def copy_bias(**options) -> CopyBias:
+    options.setdefault("answer_sentence", lambda ids: True)  # synthetic ids: every sentence may be copied
     return CopyBias(REFERENCE, end_id=END, sentence_end_ids=frozenset({0}),
                     sentence_start_ids=frozenset(range(10, 20)), **options)
 
@@ -150,6 +151,34 @@ def test_constrained_copying_allows_only_reference_continuations_sentence_starts
     assert set(np.flatnonzero(limited(logits, [10, 11, 12, 0]) > MASKED / 2)) == {END}
 
 
+def test_copying_never_starts_or_runs_into_a_sentence_that_cannot_be_an_answer():
+    short = copy_bias(constrain=True, no_repeat_ngram=0, answer_sentence=lambda ids: len(ids) > 3)  # not "13 14 ."
+    logits = np.zeros(100, dtype=np.float32)
+    assert short.copyable_starts == [0, 7]
+    assert set(np.flatnonzero(short(logits, []) > MASKED / 2)) == {10, 15}
+    assert set(np.flatnonzero(short(logits, [10, 11, 12, 0]) > MASKED / 2)) == {10, 15, END}  # not "13 14 ."
+    soft = copy_bias(strength=5.0, no_repeat_ngram=0, answer_sentence=lambda ids: len(ids) > 3)
+    assert set(np.flatnonzero(soft(logits, [10, 11, 12, 0]))) == {10, 15}
+    nothing = copy_bias(constrain=True, answer_sentence=lambda ids: False)
+    assert set(np.flatnonzero(nothing(logits, []) > MASKED / 2)) == {END}  # an empty answer: the extract is shown
+
+
+def test_gpt2_copy_decoding_skips_sentences_grounding_would_not_show():
+    from gpt2chat.copybias import gpt2_text
+    from gpt2chat.grounding import is_answer_sentence
+    from gpt2chat.tokenizer import gpt2_tokenizer
+
+    assert not is_answer_sentence("Yes.") and not is_answer_sentence("What is glaucoma and who gets it?")
+    assert is_answer_sentence("Glaucoma is treated with eye drops or surgery.")
+    text = " Yes. Glaucoma is treated with eye drops or surgery. What is glaucoma and who gets it? Nutrition."
+    ids = [int(i) for i in gpt2_tokenizer()(text)]
+    assert gpt2_text(ids) == text
+    bias = CopyBias(ids, constrain=True)
+    assert len(bias.sentence_starts) == 4
+    assert [gpt2_text(ids[q:]).split(".")[0] for q in bias.copyable_starts] == [
+        " Glaucoma is treated with eye drops or surgery"]
+
+
 def test_no_repeat_ngram_bans_a_repeated_ngram():
     bias = copy_bias(strength=0.0, no_repeat_ngram=2)
     logits = np.zeros(100, dtype=np.float32)
@@ -160,7 +189,8 @@ def test_no_repeat_ngram_bans_a_repeated_ngram():
     fresh = set(np.flatnonzero(stuck(logits, [10, 11, 12, 0]) > MASKED / 2))
     assert fresh == {13, 15, END}  # the first sentence is not started again
     shared = CopyBias([10, 20, 21, 22, 0, 13, 20, 21, 22, 0], constrain=True, no_repeat_ngram=3, end_id=END,
-                      sentence_end_ids=frozenset({0}), sentence_start_ids=frozenset({10, 13}))
+                      sentence_end_ids=frozenset({0}), sentence_start_ids=frozenset({10, 13}),
+                      answer_sentence=lambda ids: True)
     copying = set(np.flatnonzero(shared(logits, [10, 20, 21, 22, 0, 13, 20, 21]) > MASKED / 2))
     assert copying == {22}  # a phrase the reference itself repeats may be copied again
     with pytest.raises(ValueError):
