@@ -11,10 +11,13 @@ untrained baseline of the specialised model's size added so that there is still 
 
 Every model is measured on the held-out TEST split (the specialised run's split.json when there is one):
 
-* perplexity, teacher-forced, on a fixed seeded sample of packed test rows in the shared prompt format;
-* greedy answers through the chat engine to ``--limit`` test questions, without grounding, grounded, and
-  grounded with the gold pair removed from retrieval: ROUGE-1/2/L (F-measure), BLEU, token F1, answer length,
-  seconds per answer and tokens per second, of the answer shown and of the model's own text;
+* perplexity, teacher-forced, on a fixed seeded sample of packed test rows in the shared prompt format, and the
+  loss per answer token of grounded test examples (the passage in the prompt, as the model was trained);
+* greedy answers through the chat engine to ``--limit`` test questions, without grounding, grounded, grounded
+  with the gold pair removed from retrieval, and grounded without the copy constraint: ROUGE-1/2/L (F-measure),
+  BLEU, token F1, answer length, seconds per answer and tokens per second, of the answer shown and of the model's
+  own text; the cited passage's lead cut to each shown answer's length, scored the same way; which passage
+  sentences the model copied (its lead, or others);
 * grounding (``gpt2chat.grounding``): support rate (share of the model's sentences the cited passage supports),
   fallback rate (share of replies where the engine replaced the model's text by an extract of the passage) and
   degenerate rate (empty, under 5 words, repeated 4-grams, word salad), for the model's text and what is shown;
@@ -173,9 +176,29 @@ def perplexity_rows(test_records, config: CompareConfig) -> np.ndarray:
     return packed.rows[np.sort(chosen)]
 
 
-def evaluate_model(spec: ModelSpec, causal_lm, rows, questions, index, vocabulary, config: CompareConfig) -> dict:
-    """Perplexity, answers to the test questions in every grounding mode, and the side-by-side answers. The
-    engine is not gated (``ChatEngine.gate``), so every model's supported sentences are shown."""
+def answer_rows(test_records, index, specialised: ModelSpec | None, config: CompareConfig):
+    """A fixed seeded sample of packed grounded test examples (``tokens.PackedTokens``, weights on the answer
+    tokens): each question with its gold passage as the reference when retrieval finds it, the target cut as the
+    specialised run's recipe cuts it (the quick-start recipe's 3 sentences / 96 tokens without a run)."""
+    from gpt2chat.tokenizer import gpt2_tokenizer
+    from gpt2chat.tokens import Grounding, grounded_examples, pack_examples, tokenize_examples
+
+    training = (rundir.RunDirectory(specialised.spec).training_config() if specialised else None) or {}
+    grounding = Grounding(grounded_fraction=1.0, sibling_fraction=0.0,
+                          answer_sentences=training.get("answer_sentences") or 3,
+                          answer_tokens=training.get("answer_tokens") or 96)
+    examples = grounded_examples(test_records, index, grounding, seed=config.seed)
+    packed = pack_examples(tokenize_examples(examples, gpt2_tokenizer(), grounding.answer_tokens),
+                           config.sequence_length)
+    chosen = np.random.default_rng(config.seed).permutation(len(packed.rows))[: config.perplexity_rows]
+    return packed.select(np.sort(chosen))
+
+
+def evaluate_model(spec: ModelSpec, causal_lm, rows, grounded_rows, questions, index, vocabulary,
+                   config: CompareConfig) -> dict:
+    """Perplexity, answer-token loss with the passage (``grounded_rows``), answers to the test questions in every
+    grounding mode, and the side-by-side answers. The engine is not gated (``ChatEngine.gate``), so every model's
+    supported sentences are shown."""
     from tqdm import tqdm
 
     from gpt2chat.engine import ChatEngine, EngineConfig
@@ -190,6 +213,8 @@ def evaluate_model(spec: ModelSpec, causal_lm, rows, questions, index, vocabular
     engine.warm_up()
     result = {
         "perplexity": model_perplexity(causal_lm, rows, progress=config.progress, label=label),
+        "answer_loss": model_perplexity(causal_lm, grounded_rows.rows, grounded_rows.weights,
+                                        progress=config.progress, label=f"{label} answer tokens"),
         "modes": answer_questions(engine, held_out_index, questions, vocabulary=vocabulary,
                                   max_new_tokens=config.max_new_tokens, progress=config.progress, label=label),
         "side_by_side": {},
@@ -249,6 +274,7 @@ def run(config: CompareConfig) -> dict:
     questions = [test_records[i] for i in np.sort(rng.permutation(len(test_records))[: config.limit])]
     rows = perplexity_rows(test_records, config)
     index = get_index(config.data)
+    grounded_rows = answer_rows(test_records, index, specialised, config)
     # The word-salad test compares answers with the words and word pairs of every NIH answer the chatbot can
     # quote: with the training answers only, correct copies naming a rare test-split gene ("MAN2B1") were
     # flagged as word salad (4 of 100 grounded answers of the quick-start model).
@@ -275,7 +301,8 @@ def run(config: CompareConfig) -> dict:
                              "as the baseline instead.")
             continue
         models.append(_model_info(spec, causal_lm, config))
-        results[spec.label] = evaluate_model(spec, causal_lm, rows, questions, index, vocabulary, config)
+        results[spec.label] = evaluate_model(spec, causal_lm, rows, grounded_rows, questions, index, vocabulary,
+                                             config)
         del causal_lm
         gc.collect()
     if not results:
@@ -297,6 +324,7 @@ def run(config: CompareConfig) -> dict:
             "split_source": split_source, "test_pairs": len(test_records), "questions": len(questions),
             "perplexity_rows": int(len(rows)), "sequence_length": config.sequence_length,
             "perplexity_tokens": int(rows.shape[0] * (rows.shape[1] - 1)), "max_new_tokens": config.max_new_tokens,
+            "answer_rows": int(len(grounded_rows.rows)), "answer_tokens": grounded_rows.num_answer_tokens,
             "reference_words": float(np.mean([len(r.answer.split()) for r in questions])),
         },
         "gold_passage_on_top": float(np.mean(grounded_tops)),

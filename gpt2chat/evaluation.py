@@ -3,12 +3,15 @@ without a model, in each grounding mode. ``gpt2chat.compare`` runs this for ever
 
 Every answer is scored against the gold NIH answer (``gpt2chat.metrics``: ROUGE, BLEU, token F1) and for grounding
 (``gpt2chat.grounding``): the share of sentences the cited passage supports, how often the engine replaced the
-model's text by an extract of the passage (fallback), and how often an answer is degenerate.
+model's text by an extract of the passage (fallback), and how often an answer is degenerate. Each shown answer is
+also set against the cited passage's lead at the same length (its first as many words, and its first as many
+sentences), and a model's copied sentences against the passage's order (does it just copy the lead?).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 
 import numpy as np
@@ -21,6 +24,8 @@ GROUNDING_MODES = {
     "ungrounded": {"label": "no grounding", "short": "none"},
     "grounded": {"label": "grounded", "short": "grounded"},
     "grounded_heldout": {"label": "grounded, gold pair excluded", "short": "gold out"},
+    # The passage in the prompt but no copy constraint (EngineConfig.copy_mode "off"): what the model writes alone.
+    "grounded_free": {"label": "grounded, free decoding", "short": "free", "copy_mode": "off"},
 }
 MODES = tuple(GROUNDING_MODES)
 LEAD_SENTENCES = 3  # lead-k baseline: the classic summarisation baseline's k
@@ -64,22 +69,26 @@ class HeldOutIndex:
         return result
 
 
-def model_perplexity(causal_lm, rows: np.ndarray, *, batch_size: int = 4, progress: bool = False,
-                     label: str = "") -> dict[str, float]:
-    """Teacher-forced mean cross-entropy (nats per token) over every position of the packed rows, and its exp."""
+def model_perplexity(causal_lm, rows: np.ndarray, weights: np.ndarray | None = None, *, batch_size: int = 4,
+                     progress: bool = False, label: str = "") -> dict[str, float]:
+    """Teacher-forced mean cross-entropy (nats per token) over the packed rows, and its exp: every position, or
+    with per-token ``weights`` (``tokens.PackedTokens``) only the weighted ones (the answer tokens)."""
     import keras
     from keras import ops
     from tqdm import tqdm
 
-    total, count = 0.0, 0
+    total, count = 0.0, 0.0
     for start in tqdm(range(0, len(rows), batch_size), desc=f"perplexity {label}", disable=not progress):
-        inputs, targets = model_inputs(rows[start : start + batch_size])
+        batch = slice(start, start + batch_size)
+        inputs, targets, *target_weights = model_inputs(rows[batch], None if weights is None else weights[batch])
         logits = causal_lm(inputs, training=False)
         losses = keras.losses.sparse_categorical_crossentropy(targets, ops.cast(logits, "float32"), from_logits=True)
-        total += float(ops.sum(losses))
-        count += targets.size
+        losses = ops.convert_to_numpy(losses)
+        mask = target_weights[0] if target_weights else np.ones_like(losses)
+        total += float(np.sum(losses * mask))
+        count += float(np.sum(mask))
     loss = total / count
-    return {"loss": loss, "perplexity": perplexity(loss), "tokens": count}
+    return {"loss": loss, "perplexity": perplexity(loss), "tokens": int(count)}
 
 
 def greedy_reply(engine, question: str, *, grounded: bool, max_new_tokens: int):
@@ -87,6 +96,40 @@ def greedy_reply(engine, question: str, *, grounded: bool, max_new_tokens: int):
 
     return engine.reply(question, grounded=grounded,
                         sampling=SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens))
+
+
+def same_length_lead(answers, passages, references) -> dict:
+    """Text metrics of the cited passage's lead cut to each answer's length: its first as many words
+    (``grounding.lead_words``) and its first as many sentences (``grounding.lead_k``); no passage, no lead."""
+    from gpt2chat.grounding import lead_k, lead_words, split_sentences
+
+    by_words = [lead_words(p or "", len(a.split())) for a, p in zip(answers, passages, strict=True)]
+    by_sentences = [lead_k(p or "", len(split_sentences(a))) if a else "" for a, p in zip(answers, passages)]
+    return {"words": text_metrics(by_words, references), "sentences": text_metrics(by_sentences, references),
+            "texts": {"words": by_words, "sentences": by_sentences}}
+
+
+def copy_order(model_texts, passages) -> dict | None:
+    """Which passage sentences the model copied: per answer, the position in the passage of each of its sentences
+    (None when not a verbatim passage sentence). Summaries over the answers that copied at least one sentence:
+    the share opening with the passage's first sentence, the share that are exactly its lead (sentences 0..k-1),
+    and the mean position of the first copied sentence. None when nothing was copied."""
+    from gpt2chat.grounding import split_sentences
+
+    positions = []
+    for text, passage in zip(model_texts, passages, strict=True):
+        order = {sentence: i for i, sentence in reversed(list(enumerate(split_sentences(passage or ""))))}
+        positions.append([order.get(sentence) for sentence in split_sentences(text or "")])
+    copied = [p for p in positions if p and p[0] is not None]
+    if not copied:
+        return None
+    return {
+        "answers": len(copied),
+        "starts_at_first_sentence": sum(p[0] == 0 for p in copied) / len(copied),
+        "is_the_lead": sum(p == list(range(len(p))) for p in copied) / len(copied),
+        "first_position_mean": statistics.fmean(p[0] for p in copied),
+        "positions": positions,
+    }
 
 
 def as_read(reply) -> str:
@@ -111,21 +154,26 @@ def answer_questions(engine, index: HeldOutIndex, questions, *, vocabulary=None,
 
     ``predictions`` are what the reader is shown (supported model sentences, or the extract); ``model_texts`` what
     the model wrote. Text metrics are computed for both; grounding scores use ``vocabulary``
-    (a ``grounding.Vocabulary``) for the word-salad test."""
+    (a ``grounding.Vocabulary``) for the word-salad test. A mode may set its own ``copy_mode`` (the engine's
+    config is switched for that mode and restored)."""
     from tqdm import tqdm
 
     from gpt2chat.engine import MODEL_ANSWER, NO_ANSWER
 
     references = [r.answer for r in questions]
+    engine_config = engine.config
     results = {}
     for mode in MODES:
         replies, gold_on_top = [], 0
+        engine.config = dataclasses.replace(
+            engine_config, copy_mode=GROUNDING_MODES[mode].get("copy_mode", engine_config.copy_mode))
         for record in tqdm(questions, desc=f"{label}: {GROUNDING_MODES[mode]['label']}", disable=not progress):
             index.held_out = record if mode == "grounded_heldout" else None
             replies.append(greedy_reply(engine, record.question, grounded=mode != "ungrounded",
                                         max_new_tokens=max_new_tokens))
             gold_on_top += mode == "grounded" and index.last_top_pair_id == record.pair_id
         index.held_out = None
+        engine.config = engine_config
         generated = [r for r in replies if r.model_text is not None]
         model_texts = [r.model_text or "" for r in replies]
         results[mode] = {
@@ -140,6 +188,9 @@ def answer_questions(engine, index: HeldOutIndex, questions, *, vocabulary=None,
                 "degenerate_shown": degenerate_rate([r.answer for r in replies if r.answer_kind != NO_ANSWER],
                                                     vocabulary),
             },
+            "lead_same_length": same_length_lead([r.answer for r in replies], [r.evidence for r in replies],
+                                                 references),
+            "copy_order": copy_order(model_texts, [r.evidence for r in replies]),
             "latency": latency_metrics([_stats(r) for r in replies]),
             "gold_passage_on_top": gold_on_top / len(questions) if mode == "grounded" else None,
             "predictions": [r.answer for r in replies],

@@ -110,6 +110,45 @@ def grounding_frame(result: dict):
     return pd.DataFrame(rows)
 
 
+def same_length_frame(result: dict):
+    """One row per model and grounded mode: the shown answer's ROUGE-L beside the cited passage's lead cut to the
+    same number of words, and to the same number of sentences."""
+    import pandas as pd
+
+    rows = []
+    for label, r in result["results"].items():
+        for mode, answers in r["modes"].items():
+            lead = answers.get("lead_same_length")
+            if lead is None or mode == "ungrounded":
+                continue
+            shown, words, sentences = answers["metrics"], lead["words"], lead["sentences"]
+            rows.append({"model": label, "grounding": result["grounding_modes"][mode]["label"],
+                         "ROUGE-L (shown)": shown["rougeL"], "words": shown["answer_words"],
+                         "ROUGE-L (lead, same words)": words["rougeL"],
+                         "ROUGE-L (lead, same sentences)": sentences["rougeL"],
+                         "words (lead, same sentences)": sentences["answer_words"],
+                         "shown − lead (same words)": shown["rougeL"] - words["rougeL"]})
+    return pd.DataFrame(rows)
+
+
+def copy_order_frame(result: dict):
+    """One row per model and grounded mode with copied sentences: how often the model just copies the lead."""
+    import pandas as pd
+
+    rows = []
+    for label, r in result["results"].items():
+        for mode, answers in r["modes"].items():
+            order = answers.get("copy_order")
+            if order is None or mode == "ungrounded":
+                continue
+            rows.append({"model": label, "grounding": result["grounding_modes"][mode]["label"],
+                         "answers copying a passage sentence": order["answers"],
+                         "open with its first sentence": order["starts_at_first_sentence"],
+                         "are exactly its lead": order["is_the_lead"],
+                         "first copied sentence (mean position)": order["first_position_mean"]})
+    return pd.DataFrame(rows)
+
+
 def _summary_formats() -> dict[str, str]:
     return {**{METRIC_LABELS[m]: "{:.1f}" for m in TEXT_METRICS},
             "words": "{:.0f}", "s/answer": "{:.2f}", "tokens/s": "{:.0f}"}
@@ -208,11 +247,20 @@ def comparison_markdown(result: dict, images: list[tuple[Path, str]]) -> str:
     )
 
     perplexity = pd.DataFrame([{"model": label, "perplexity": r["perplexity"]["perplexity"],
-                                "loss (nats/token)": r["perplexity"]["loss"]}
+                                "loss (nats/token)": r["perplexity"]["loss"],
+                                "answer-token loss, passage in prompt": (r.get("answer_loss") or {}).get("loss"),
+                                "answer-token perplexity": (r.get("answer_loss") or {}).get("perplexity")}
                                for label, r in result["results"].items() if r.get("perplexity")])
     blocks += ["## Results", "### Perplexity on the test split",
-               markdown_table(perplexity, {"perplexity": "{:,.1f}", "loss (nats/token)": "{:.3f}"}),
-               "### Answers to test questions", markdown_table(summary_frame(result), _summary_formats())]
+               markdown_table(perplexity, {"perplexity": "{:,.1f}", "loss (nats/token)": "{:.3f}",
+                                           "answer-token loss, passage in prompt": "{:.3f}",
+                                           "answer-token perplexity": "{:,.1f}"})]
+    if test.get("answer_rows"):
+        blocks.append(f"The first two columns score every token of packed test pairs without a passage; the last two "
+                      f"only the answer tokens ({test['answer_tokens']:,} in {test['answer_rows']} seeded rows) of "
+                      "grounded test examples, the gold passage quoted as the reference and the target cut as in "
+                      "training: the quantity the model was trained to lower.")
+    blocks += ["### Answers to test questions", markdown_table(summary_frame(result), _summary_formats())]
     blocks.append(f"Reference answers average {test['reference_words']:.0f} words; answers are capped at "
                   f"{test['max_new_tokens']} tokens, which bounds recall-heavy scores, and BLEU's brevity "
                   "penalty brings answers much shorter than the reference close to 0 whatever they say. "
@@ -235,6 +283,27 @@ def comparison_markdown(result: dict, images: list[tuple[Path, str]]) -> str:
                for label, r in result["results"].items()}
     if any(blocked.values()):
         blocks.append(f"Answers refused by the engine's safety or input checks (scored as empty): {blocked}.")
+    same_length = same_length_frame(result)
+    if not same_length.empty:
+        blocks += ["### Against the passage's lead at the same length", markdown_table(same_length, {
+            "ROUGE-L (shown)": "{:.1f}", "words": "{:.0f}", "ROUGE-L (lead, same words)": "{:.1f}",
+            "ROUGE-L (lead, same sentences)": "{:.1f}", "words (lead, same sentences)": "{:.0f}",
+            "shown − lead (same words)": "{:+.1f}"})]
+        blocks.append("ROUGE-L rewards length when answers are much shorter than the reference, so each shown answer "
+                      "is set against the lead of the passage it cites cut to the same length: its first as many "
+                      "words, and its first as many sentences (about the same length when the answer is whole "
+                      "sentences). A negative last column means the shown answers score below the lead of the same "
+                      "length.")
+    copying = copy_order_frame(result)
+    if not copying.empty:
+        blocks += ["### Which passage sentences the model copies", markdown_table(copying, {
+            "open with its first sentence": percent, "are exactly its lead": percent,
+            "first copied sentence (mean position)": "{:.1f}"})]
+        blocks.append("Over the model answers whose first sentence is a verbatim sentence of the cited passage: the "
+                      "share that open with the passage's first sentence, the share that are exactly the passage's "
+                      "first k sentences in order, and the mean position (0 = first) of the sentence they open with. "
+                      "Under the copy constraint the model chooses which sentence to start and when to stop; these "
+                      "columns show how far that choice departs from the lead.")
     blocks += [f"![{caption}]({path.name})" for path, caption in images]
 
     blocks.append("## LLM-as-judge")

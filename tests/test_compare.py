@@ -84,6 +84,42 @@ def test_grounding_scores_and_baselines(comparison):
     assert "### Grounding" in markdown and evaluation.LEAD_BASELINE in markdown
 
 
+def test_lead_at_the_same_length_and_copy_order(comparison):
+    from gpt2chat.grounding import split_sentences
+    from gpt2chat.metrics import text_metrics
+
+    result, _, run_dir = comparison
+    labels = {m["spec"]: m["label"] for m in result["models"]}
+    answers = result["results"][labels[run_dir]]["modes"]["grounded"]
+    lead = answers["lead_same_length"]
+    for shown, by_words, by_sentences in zip(answers["predictions"], lead["texts"]["words"],
+                                             lead["texts"]["sentences"]):
+        assert len(by_words.split()) <= len(shown.split())
+        assert len(split_sentences(by_sentences)) <= len(split_sentences(shown))
+    assert lead["words"] == text_metrics(lead["texts"]["words"], result["references"])
+    order = answers["copy_order"]
+    assert order is None or (0 <= order["starts_at_first_sentence"] <= 1 and len(order["positions"]) == 3)
+    assert "grounded_free" in result["results"][labels[run_dir]]["modes"]
+    answer_loss = result["results"][labels[run_dir]]["answer_loss"]
+    assert answer_loss["tokens"] == result["test_set"]["answer_tokens"] > 0
+    assert answer_loss["loss"] < result["results"]["scratch:tiny"]["answer_loss"]["loss"]
+
+
+def test_same_length_lead_and_copy_order_on_known_texts():
+    passage = ("Glaucoma is a group of diseases that damage the optic nerve. It can cause blindness. "
+               "Treatment includes eye drops and surgery.")
+    references = ["Glaucoma damages the optic nerve and is treated with eye drops."] * 2
+    lead = evaluation.same_length_lead(["Treatment includes eye drops and surgery.", ""], [passage, None], references)
+    assert lead["texts"] == {"words": ["Glaucoma is a group of diseases", ""],
+                             "sentences": ["Glaucoma is a group of diseases that damage the optic nerve.", ""]}
+    order = evaluation.copy_order(["Treatment includes eye drops and surgery. It can cause blindness.",
+                                   "Glaucoma is a group of diseases that damage the optic nerve.", "Made up."],
+                                  [passage, passage, passage])
+    assert order["positions"] == [[2, 1], [0], [None]]
+    assert order["answers"] == 2 and order["starts_at_first_sentence"] == 0.5 and order["is_the_lead"] == 0.5
+    assert order["first_position_mean"] == 1.0
+
+
 def test_token_f1():
     assert token_f1("Insulin helps.", "insulin HELPS") == 1.0
     assert token_f1("a b", "a c") == pytest.approx(0.5)
