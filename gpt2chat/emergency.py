@@ -8,7 +8,11 @@ The labelled set (``resources/emergency_set.jsonl``) is hand-written: many phras
 (lowercase, typos, slang, third person) and a larger class of non-emergencies, including informational questions
 about the same conditions, past events, hypotheticals, dosing questions and idioms ("my back is killing me").
 Rows with ``"split": "test"`` are held out: nothing here trains or tunes on them; only
-``python -m gpt2chat.safety --eval`` reads them.
+``python -m gpt2chat.safety --eval`` reads them. Training also takes 376 MedQuAD train-split questions as
+non-emergencies (``resources/emergency_medquad_questions.txt``): before them, a question full of rare disease names
+("Is neuropathy, ataxia, and retinitis pigmentosa inherited ?") looked like an emergency to the n-grams. With them
+and 170 more hand-written training rows (everyday and idiomatic first-person messages, off-topic and hostile ones,
+more emergency phrasings), the held-out false-positive rate went from 11.1% to 8.3% and recall from 95.3% to 96.5%.
 
 A message is an emergency when the rules find one, or when the classifier's probability reaches a threshold and
 the rules do not see a clear past event, hypothetical or denial. The threshold is chosen by cross-validation on the
@@ -35,13 +39,16 @@ from sklearn.svm import LinearSVC
 from gpt2chat.emergency_rules import KINDS, not_happening_now, rule_kinds
 
 SET_PATH = Path(__file__).resolve().parent / "resources" / "emergency_set.jsonl"
+# Informational MedQuAD questions (train split only), extra non-emergencies for training: made by
+# scripts/emergency_medquad_questions.py.
+MEDQUAD_QUESTIONS_PATH = SET_PATH.with_name("emergency_medquad_questions.txt")
 NOT_EMERGENCY = "none"
 SPLITS = ("train", "test")
 # A needless emergency number costs less than a missed one; 5:1 is a judgement, not a measurement.
 MISS_COST = 5
 CV_FOLDS = 5
-# Inverse regularisation of the emergency/not model: C=3 had the lowest 5-fold cost on the training rows (116, vs
-# 119-120 for C=1, 10, 30: within noise); word+char n-gram variants all sat at 10-12% false alarms at 95% recall.
+# Inverse regularisation of the emergency/not model: C=3 had the lowest 5-fold cost on the 745 hand-written training
+# rows of the time (116, vs 119-120 for C=1, 10, 30: within noise); word+char n-gram variants all sat at 10-12% false alarms at 95% recall.
 DETECTOR_C = 3.0
 
 
@@ -73,6 +80,22 @@ def load_labelled_set(path: str | Path = SET_PATH) -> list[LabelledMessage]:
                                  f"{SPLITS}, got {message.kind!r} and {message.split!r}")
             rows.append(message)
     return rows
+
+
+def load_medquad_questions(path: str | Path = MEDQUAD_QUESTIONS_PATH) -> list[LabelledMessage]:
+    """The MedQuAD questions as training non-emergencies; [] when the file is absent."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [LabelledMessage(line, NOT_EMERGENCY, "train") for line in lines if line and not line.startswith("#")]
+
+
+def training_rows(path: str | Path = SET_PATH,
+                  medquad_questions: str | Path | None = MEDQUAD_QUESTIONS_PATH) -> list[LabelledMessage]:
+    """What the detector trains on: the set's training rows (never its held-out rows) and the MedQuAD questions."""
+    rows = [m for m in load_labelled_set(path) if m.split == "train"]
+    return rows + (load_medquad_questions(medquad_questions) if medquad_questions else [])
 
 
 def normalise(text: str) -> str:
@@ -184,9 +207,10 @@ class EmergencyDetector:
         return kinds
 
 
-def build_detector(path: str | Path = SET_PATH, *, veto: bool = True) -> EmergencyDetector:
-    """A detector trained on the set's training rows, its threshold chosen on them by cross-validation."""
-    training = [m for m in load_labelled_set(path) if m.split == "train"]
+def build_detector(path: str | Path = SET_PATH, *, veto: bool = True,
+                   medquad_questions: str | Path | None = MEDQUAD_QUESTIONS_PATH) -> EmergencyDetector:
+    """A detector trained on ``training_rows``, its threshold chosen on them by cross-validation."""
+    training = training_rows(path, medquad_questions)
     choice = choose_threshold(training, veto=veto)
     return EmergencyDetector(EmergencyClassifier.fit(training), choice.threshold, veto)
 
@@ -200,7 +224,7 @@ def _trained_default() -> EmergencyDetector:
 
 
 def default_detector() -> EmergencyDetector:
-    """The process-wide detector, trained once on first use (1-2 s); the lock stops concurrent first chats from
+    """The process-wide detector, trained once on first use (3-5 s on a loaded 2-core machine); the lock stops concurrent first chats from
     training it twice."""
     with _TRAINING_LOCK:
         return _trained_default()

@@ -25,6 +25,7 @@ from gpt2chat.emergency import (
     choose_threshold,
     load_labelled_set,
     normalise,
+    training_rows,
 )
 from gpt2chat.emergency_rules import KINDS, rule_kinds
 
@@ -82,9 +83,8 @@ def run_evaluation(set_path: Path, *, consumer_qa: Path, repeats: int) -> str:
     """The whole report as text."""
     from gpt2chat.safety import SafetyPolicy
 
-    messages = load_labelled_set(set_path)
-    training = [m for m in messages if m.split == "train"]
-    held_out = [m for m in messages if m.split == "test"]
+    training = training_rows(set_path)
+    held_out = [m for m in load_labelled_set(set_path) if m.split == "test"]
     if not training or not any(m.is_emergency for m in held_out) or all(m.is_emergency for m in held_out):
         raise ValueError(f"{set_path}: needs training rows and held-out rows of both classes")
     start = time.perf_counter()
@@ -94,7 +94,8 @@ def run_evaluation(set_path: Path, *, consumer_qa: Path, repeats: int) -> str:
     choices = {veto: choose_threshold(training, veto=veto) for veto in (True, False)}
 
     lines = [
-        f"Labelled set {set_path.name}: {len(training)} training rows, {len(held_out)} held out "
+        f"Labelled set {set_path.name}: {len(training)} training rows (MedQuAD questions included), "
+        f"{len(held_out)} held out "
         f"({sum(m.is_emergency for m in held_out)} emergencies, {sum(not m.is_emergency for m in held_out)} not). "
         f"Training the detector (its 5-fold cross-validated threshold included): {training_seconds:.1f} s.",
         "",
