@@ -186,3 +186,18 @@ def test_run_reports_its_answer_tokens(tiny_run):
     output, summary = tiny_run
     assert 0 < summary["training_answer_tokens_available"] < summary["training_tokens_available"]
     assert all(entry["val_perplexity"] == pytest.approx(math.exp(entry["val_loss"])) for entry in summary["history"])
+
+
+def test_a_checkpoint_whose_random_state_does_not_fit_the_model_is_refused():
+    """A resume into a model with another number of dropout layers must fail with a one-line error, not draw
+    masks from a mismatched state (which would silently break the exact-resume guarantee)."""
+    from gpt2chat.model import build_causal_lm
+    from gpt2chat.training_callbacks import restore_seed_states, seed_states
+
+    model = build_causal_lm("tiny", 32, dropout=0.1)
+    states = seed_states(model)
+    assert states, "a model with dropout has seed generator state"
+    restore_seed_states(model, states)  # its own state fits
+    assert seed_states(model) == states
+    with pytest.raises(ValueError, match="does not fit this model"):
+        restore_seed_states(model, states[:-1])
