@@ -20,14 +20,10 @@ and the report holds counts and timings only.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
-import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,7 +31,11 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"  # loopback only: the soak never listens on or calls another interface
+sys.path.insert(0, str(REPO_ROOT))
+
+from gpt2chat.server import LOOPBACK, AppDidNotStart, served_app  # noqa: E402
+
+HOST = LOOPBACK  # loopback only: the soak never listens on or calls another interface
 MAX_USERS, MAX_SECONDS, MAX_SEQUENTIAL = 64, 900, 5000
 CALL_TIMEOUT_S = 120.0
 BOOT_TIMEOUT_S = 600.0  # TensorFlow import, model, masker, index and warm-up on busy shared cores
@@ -154,44 +154,6 @@ def resident_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def served_app(model: str, log_path: Path):
-    """``app.py`` serving ``model`` on a free loopback port: yields (url, server pid); always stopped on exit."""
-    import httpx
-
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py", "--model", model, "--host", HOST, "--port", str(port)],
-                                   cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + BOOT_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"app.py exited with {process.returncode}; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/gradio_api/info", timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"app.py did not answer within {BOOT_TIMEOUT_S:.0f} s; see {log_path}")
-            time.sleep(1)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def concurrent_users(url: str, pid: int, config: SoakConfig) -> dict:
     """``config.users`` clients asking in a loop until the time is up; memory sampled every 5 s meanwhile."""
     deadline = time.monotonic() + config.seconds
@@ -254,7 +216,9 @@ def soak(config: SoakConfig) -> dict:
     config.validate()
     with tempfile.TemporaryDirectory(prefix="gpt2chat-soak-") as scratch:
         log_path = Path(scratch) / "app.log"
-        with served_app(config.model, log_path) as (url, pid):
+        with served_app(REPO_ROOT, log_path, env={"GPT2CHAT_MODEL": config.model},
+                        boot_timeout_s=BOOT_TIMEOUT_S) as running:
+            url, pid = running.url, running.pid
             report = {"config": dataclasses.asdict(config), "rss_after_boot_mb": resident_mb(pid)}
             print(f"server up (pid {pid}, {report['rss_after_boot_mb']:.0f} MB); {config.users} users for "
                   f"{config.seconds:.0f} s…", flush=True)
@@ -293,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     config, out = parse_args(argv)
     try:
         report = soak(config)
-    except (ValueError, RuntimeError) as error:
+    except (ValueError, AppDidNotStart) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     text = json.dumps(report, indent=1)

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -106,6 +107,10 @@ class MaskerConfig:
     # Longer than any value we mask, so every value lies whole inside some chunk.
     chunk_overlap: int = 300
     max_chars: int = 100_000
+    # spaCy keeps every new word it sees in its Vocab and StringStore for the life of the process: masking 5,000
+    # messages with unseen names and words added 30,000 strings (+2.8 MB resident), without end. Inside
+    # ``nlp.memory_zone()`` (spaCy >= 3.8) they are dropped once the message is done: 0 added, same speed.
+    memory_zone: bool = True
     phone_regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR", "AU", "IE")
     # Hosts (and their subdomains) whose paths are public health information: "gov" covers nih.gov, cdc.gov...
     public_url_hosts: tuple[str, ...] = (
@@ -268,6 +273,7 @@ class PIIMasker:
         self.config = config
         engine = nlp_engine(config, person_only=True)
         nlp = engine.nlp["en"]  # the loaded spaCy pipeline; its lemmatizer tables are the English lexicon
+        self.nlp = nlp
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in (
             _PersonRecognizer(supported_entities=["PERSON"]),
@@ -314,7 +320,9 @@ class PIIMasker:
             return []
         results = []
         size, overlap = self.config.chunk_chars, self.config.chunk_overlap
-        with self._lock:
+        # No spaCy Doc outlives the zone: the analyzer's results are plain offsets and scores.
+        zone = self.nlp.memory_zone() if self.config.memory_zone else contextlib.nullcontext()
+        with self._lock, zone:
             for offset in _chunks(len(text), size, overlap):
                 for r in self.analyzer.analyze(text[offset:offset + size], language="en",
                                                score_threshold=self.config.score_threshold):

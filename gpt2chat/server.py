@@ -1,4 +1,5 @@
-"""Serving the Gradio app: port checks before anything loads, a request-size limit, and uvicorn.
+"""Serving the Gradio app: port checks before anything loads, a request-size limit, and uvicorn; and
+``served_app``, which runs ``app.py`` in a child process on a free loopback port for the tests and benchmarks.
 
 Gradio parses a request body into Python strings before any app code can look at it: a 100 MB message cost 20 s
 and 0.5 GB of resident memory that never came back. ``BodySizeLimit`` refuses such a request at the ASGI layer,
@@ -7,9 +8,16 @@ from its Content-Length header or, for a chunked body, as soon as the bytes rece
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 # A chat request carries the message (at most 2,000 characters), the settings and the conversation so far;
 # 1 MiB holds hundreds of turns.
@@ -80,3 +88,67 @@ def serve(demo, host: str, port: int, *, launch_options: dict, max_request_bytes
                               **launch_options)
     print(f"Serving on http://{host}:{port}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+# --- app.py in a child process, for tests and benchmarks -----------------------------------------------------------
+
+LOOPBACK = "127.0.0.1"
+
+
+class AppDidNotStart(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class RunningApp:
+    url: str
+    pid: int
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served_app(app_dir: str | os.PathLike, log_path: str | os.PathLike, *, env: dict | None = None,
+               boot_timeout_s: float = 600.0):
+    """``python app.py`` from ``app_dir`` on a free loopback port, its output in ``log_path``, with ``env`` on top
+    of this process's environment (e.g. ``GPT2CHAT_MODEL``). Yields a ``RunningApp`` once the API answers; raises
+    ``AppDidNotStart`` (with the log's tail) if it exits or stays silent for ``boot_timeout_s``. Always stopped on
+    exit."""
+    import httpx
+
+    port = free_port()
+    environment = {**os.environ, "GRADIO_SERVER_NAME": LOOPBACK, "GRADIO_SERVER_PORT": str(port),
+                   "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+                   **(env or {})}
+    url = f"http://{LOOPBACK}:{port}"
+    log_path = Path(log_path)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=app_dir, env=environment, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + boot_timeout_s
+        while True:
+            if process.poll() is not None:
+                raise AppDidNotStart(f"app.py exited with {process.returncode}:\n{_tail(log_path)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/gradio_api/info", timeout=5).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise AppDidNotStart(f"app.py did not answer within {boot_timeout_s:.0f} s:\n{_tail(log_path)}")
+            time.sleep(1)
+        yield RunningApp(url, process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _tail(log_path: Path, chars: int = 3000) -> str:
+    return log_path.read_text(errors="replace")[-chars:]

@@ -1,15 +1,18 @@
-"""benchmarks/soak.py without a server: its bounds, its message mix and its summary. The soak itself takes minutes
-and the whole CPU, so it is run by hand (see its --help), never by the suite."""
+"""benchmarks/soak.py without a server: its bounds, its message mix and its summary; the served-app helper it shares
+with tests/test_ui.py; and the masker's spaCy memory, the leak the soak found. The soak itself takes minutes and the
+whole CPU, so it is run by hand (see its --help), never by the suite."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import random
 import sys
 
 import pytest
 
-from gpt2chat import settings
+from gpt2chat import server, settings
+from gpt2chat.masking import PIIMasker, get_masker
 
 
 def _load_soak():
@@ -55,3 +58,33 @@ def test_summary_counts_outcomes_latencies_and_memory_growth():
     assert (summary["valid_p50_s"], summary["valid_p95_s"]) == (3.0, 4.0)
     assert summary["by_kind"] == {"valid": {"replied": 4}, "empty": {"refused": 1}, "long_10k": {"error": 1}}
     assert soak._slope([(500, 100.0), (600, 101.0), (700, 102.0)]) == pytest.approx(0.01)
+
+
+def test_served_app_reports_an_app_that_exits_with_its_log(tmp_path):
+    (tmp_path / "app.py").write_text("import sys\nprint('no model here')\nsys.exit(3)\n")
+    with pytest.raises(server.AppDidNotStart, match=r"(?s)exited with 3.*no model here"):
+        with server.served_app(tmp_path, tmp_path / "app.log", boot_timeout_s=60):
+            pass
+
+
+def test_masking_new_words_leaves_spacy_vocabulary_as_it_was():
+    """A server masks endless new words (names, typos, brands); spaCy kept every one in its StringStore (6 strings
+    per message in benchmarks/memory_trace.py) until the masker ran inside ``nlp.memory_zone()``."""
+    masker = get_masker()
+    rng = random.Random(0)
+
+    def word() -> str:
+        return "".join(rng.choice("bcdfghklmnprstvz") + rng.choice("aeiou") for _ in range(4))
+
+    masker.mask("warm-up: I am Jane Doe, what is asthma?")
+    strings_before = len(masker.nlp.vocab.strings)
+    results = [masker.mask(f"Hi, I am {word().title()} {word().title()}, my doctor said {word()}. What is gout?")
+               for _ in range(50)]
+    assert all(result.text.startswith("Hi, I am <PERSON>") for result in results)  # still masks inside the zone
+    assert len(masker.nlp.vocab.strings) == strings_before
+
+    unzoned = PIIMasker(dataclasses.replace(masker.config, memory_zone=False))
+    unzoned.mask("warm-up")
+    before = len(unzoned.nlp.vocab.strings)
+    unzoned.mask(f"my doctor said {word()} {word()}")
+    assert len(unzoned.nlp.vocab.strings) > before  # what the zone prevents: the test can fail

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 
 from gpt2chat import settings, ui
 from gpt2chat.engine import ChatReply, Source
+from gpt2chat.server import AppDidNotStart, free_port, served_app  # noqa: F401  (free_port: test_feedback_ui)
 from gpt2chat.ui import DISCLAIMER, answer_of
 
 REPO_ROOT = settings.REPO_ROOT
@@ -28,45 +24,16 @@ BOOT_TIMEOUT_S = 420  # TensorFlow import, model, masker, index and warm-up on 2
 # --- a served app, shared with test_deploy and test_browser --------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve_app(app_dir: Path, log_path: Path, **env):
-    """Run ``python app.py`` from ``app_dir`` on a free loopback port; yield its URL once it answers."""
-    port = free_port()
-    environment = {
-        **os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
-        # The repository's cache holds the retrieval index already built for this MedQuAD tree.
-        settings.CACHE_ENV: str(settings.cache_dir()), **env,
-    }
-    url = f"http://127.0.0.1:{port}"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=app_dir, env=environment, stdout=log,
-                                   stderr=subprocess.STDOUT)
+    """``gpt2chat.server.served_app`` with the repository's retrieval cache (already built for this MedQuAD tree);
+    yields the URL."""
     try:
-        deadline = time.monotonic() + BOOT_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"app.py exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/gradio_api/info", timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not answer within {BOOT_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        with served_app(app_dir, log_path, env={settings.CACHE_ENV: str(settings.cache_dir()), **env},
+                        boot_timeout_s=BOOT_TIMEOUT_S) as running:
+            yield running.url
+    except AppDidNotStart as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")
