@@ -113,6 +113,7 @@ class BackgroundTraining:
         threading.Thread(target=self._swap_when_saved, name="model-swap", daemon=True).start()
 
     def _swap_when_saved(self) -> None:
+        from gpt2chat.export import export_and_load
         from gpt2chat.model import ModelUnavailable, load_preset
 
         code = self.process.wait()
@@ -122,10 +123,13 @@ class BackgroundTraining:
                 log.error("background %s", self.failed)
                 return
             try:
-                status = self.engine.use_model(load_preset(self.output))
+                causal_lm = load_preset(self.output)
             except ModelUnavailable as error:
                 self.failed = str(error)
                 return
+            config = self.engine.config  # the trained model is served from its export when that works
+            generator = export_and_load(self.output, causal_lm, config.context_length) if config.use_export else None
+            status = self.engine.use_model(causal_lm, generator)
             log.info("trained model loaded: %s", status.detail)
         finally:
             self.swapped.set()

@@ -87,7 +87,93 @@ def make_sampler(config: SamplingConfig):
     )
 
 
-class StreamingGenerator:
+class TokenStreamer:
+    """The runtime-independent part of streaming: tokenizer, prompt budget, the pick of each token (greedy,
+    sampled, logits processor) and the decoding loop. A runtime supplies ``tokenizer``, ``context_length`` and
+    two hooks, ``_first_logits(prompt_ids)`` and ``_next_logits(token_id, position, state)``, each returning
+    ``(greedy token (1,), logits (1, vocabulary), state)``: this Keras generator and the OpenVINO one
+    (gpt2chat.openvino_gpt2) share everything else."""
+
+    tokenizer = None
+    context_length: int = 0
+    end_token_id: int | None = END_OF_TEXT_ID  # None: never stop before max_new_tokens
+
+    def _first_logits(self, prompt_ids: list[int]):
+        raise NotImplementedError
+
+    def _next_logits(self, token_id: int, position: int, state):
+        raise NotImplementedError
+
+    def warm_up(self, prompt_lengths: Iterable[int] | None = None) -> float:
+        raise NotImplementedError
+
+    def encode(self, text: str) -> list[int]:
+        return [int(i) for i in np.asarray(self.tokenizer(text)).reshape(-1)]
+
+    def decode(self, token_ids: list[int]) -> str:
+        if not token_ids:
+            return ""
+        return str(self.tokenizer.detokenize(np.asarray(token_ids, dtype=np.int32)))
+
+    def prompt_budget(self, max_new_tokens: int) -> int:
+        """How many prompt tokens fit beside ``max_new_tokens`` new ones."""
+        return self.context_length - min(max_new_tokens, self.context_length // 2)
+
+    @staticmethod
+    def _next_id(token, logits, sampler, logits_processor: LogitsProcessor | None, generated: list[int]) -> int:
+        """The step's pick: the runtime's greedy token, or greedy/sampled on the (processed) logits."""
+        from keras import ops
+
+        if logits_processor is None and sampler is None:  # the runtime already picked the greedy token
+            return int(ops.convert_to_numpy(token)[0])
+        if logits_processor is not None:
+            logits = logits_processor(ops.convert_to_numpy(logits)[0], generated)[None, :]
+            if sampler is None:
+                return int(np.argmax(logits[0]))
+        probabilities = sampler.compute_probabilities(ops.convert_to_tensor(logits, "float32"))
+        return int(ops.convert_to_numpy(sampler.get_next_token(probabilities))[0])
+
+    def stream_ids(
+        self,
+        prompt_ids: list[int],
+        config: SamplingConfig,
+        stats: GenerationStats | None = None,
+        *,
+        logits_processor: LogitsProcessor | None = None,
+    ) -> Iterator[int]:
+        """Yield new token ids until the end marker, ``max_new_tokens`` or a full context.
+
+        ``logits_processor`` (e.g. ``gpt2chat.copybias.CopyBias``) rewrites each step's logits, given the ids
+        generated so far, before the greedy or sampled pick; the logits then come to the host at every step, so
+        without one, greedy keeps the runtime's own pick."""
+        stats = stats if stats is not None else GenerationStats()
+        started = time.perf_counter()
+        budget = self.prompt_budget(config.max_new_tokens)
+        prompt_ids = list(prompt_ids)[-budget:] or [END_OF_TEXT_ID]  # keep the end: it holds the question
+        length = len(prompt_ids)
+        sampler = None if config.temperature <= 0 else make_sampler(config)
+        token, logits, state = self._first_logits(prompt_ids)
+        stats.prompt_tokens = length
+        max_new = min(config.max_new_tokens, self.context_length - length)
+        generated: list[int] = []
+        for position in range(length, length + max_new):
+            next_id = self._next_id(token, logits, sampler, logits_processor, generated)
+            if next_id == self.end_token_id:
+                break
+            generated.append(next_id)
+            stats.new_tokens += 1
+            if stats.new_tokens == 1:
+                stats.seconds_to_first_token = time.perf_counter() - started
+            yield next_id
+            stats.seconds_total = time.perf_counter() - started
+            if position + 1 >= self.context_length or stats.new_tokens >= max_new:
+                break
+            token, logits, state = self._next_logits(next_id, position, state)
+
+
+class StreamingGenerator(TokenStreamer):
+    """Keras-Hub ``GPT2CausalLM`` on its own backend (TensorFlow graphs on CPU)."""
+
     def __init__(self, causal_lm, context_length: int | None = None, *, jit_compile: bool | None = None):
         """``jit_compile``: XLA-compile the TensorFlow graphs; None picks by model width (see ``XLA_MAX_HIDDEN``)."""
         import keras_hub
@@ -100,7 +186,7 @@ class StreamingGenerator:
             jit_compile = backbone.hidden_dim <= XLA_MAX_HIDDEN
         self.jit_compile = jit_compile
         self.context_length = min(context_length or backbone.max_sequence_length, backbone.max_sequence_length)
-        self.end_token_id: int | None = END_OF_TEXT_ID  # None: never stop before max_new_tokens
+        self.end_token_id = END_OF_TEXT_ID
         greedy = keras_hub.samplers.GreedySampler()
 
         def forward(token_ids, caches, start):
@@ -180,72 +266,16 @@ class StreamingGenerator:
             self._step(np.zeros((1, 1), dtype=np.int32), caches, np.int32(0))
         return time.perf_counter() - started
 
-    def encode(self, text: str) -> list[int]:
-        return [int(i) for i in np.asarray(self.tokenizer(text)).reshape(-1)]
-
-    def decode(self, token_ids: list[int]) -> str:
-        if not token_ids:
-            return ""
-        return str(self.tokenizer.detokenize(np.asarray(token_ids, dtype=np.int32)))
-
-    def prompt_budget(self, max_new_tokens: int) -> int:
-        """How many prompt tokens fit beside ``max_new_tokens`` new ones."""
-        return self.context_length - min(max_new_tokens, self.context_length // 2)
-
-    @staticmethod
-    def _next_id(token, logits, sampler, logits_processor: LogitsProcessor | None, generated: list[int]) -> int:
-        """The step's pick: the compiled greedy token, or greedy/sampled on the (processed) logits."""
-        from keras import ops
-
-        if logits_processor is None and sampler is None:  # GreedySampler already ran in the compiled step
-            return int(ops.convert_to_numpy(token)[0])
-        if logits_processor is not None:
-            logits = logits_processor(ops.convert_to_numpy(logits)[0], generated)[None, :]
-            if sampler is None:
-                return int(np.argmax(logits[0]))
-        probabilities = sampler.compute_probabilities(ops.convert_to_tensor(logits, "float32"))
-        return int(ops.convert_to_numpy(sampler.get_next_token(probabilities))[0])
-
-    def stream_ids(
-        self,
-        prompt_ids: list[int],
-        config: SamplingConfig,
-        stats: GenerationStats | None = None,
-        *,
-        logits_processor: LogitsProcessor | None = None,
-    ) -> Iterator[int]:
-        """Yield new token ids until the end marker, ``max_new_tokens`` or a full context.
-
-        ``logits_processor`` (e.g. ``gpt2chat.copybias.CopyBias``) rewrites each step's logits, given the ids
-        generated so far, before the greedy or sampled pick; the logits then come to the host at every step, so
-        without one, greedy keeps its pick inside the compiled step."""
-        from keras import ops
-
-        stats = stats if stats is not None else GenerationStats()
-        started = time.perf_counter()
-        budget = self.prompt_budget(config.max_new_tokens)
-        prompt_ids = list(prompt_ids)[-budget:] or [END_OF_TEXT_ID]  # keep the end: it holds the question
+    def _first_logits(self, prompt_ids: list[int]):
         length = len(prompt_ids)
-        sampler = None if config.temperature <= 0 else make_sampler(config)
         bucket = min(next((b for b in PREFILL_BUCKETS if b >= length), self.context_length), self.context_length)
         padded = np.zeros((1, bucket), dtype=np.int32)
         padded[0, :length] = prompt_ids
-        token, logits, caches = self._prefill(padded, np.int32(length - 1))
-        stats.prompt_tokens = length
-        max_new = min(config.max_new_tokens, self.context_length - length)
-        generated: list[int] = []
-        for position in range(length, length + max_new):
-            next_id = self._next_id(token, logits, sampler, logits_processor, generated)
-            if next_id == self.end_token_id:
-                break
-            generated.append(next_id)
-            stats.new_tokens += 1
-            if stats.new_tokens == 1:
-                stats.seconds_to_first_token = time.perf_counter() - started
-            yield next_id
-            stats.seconds_total = time.perf_counter() - started
-            if position + 1 >= self.context_length or stats.new_tokens >= max_new:
-                break
-            # The cache grows by buckets as the answer does: a short answer never reads or copies a long cache.
-            caches = self._grow(caches, self._cache_length(position + 1, int(ops.shape(caches[0])[2])))
-            token, logits, caches = self._step(np.array([[next_id]], dtype=np.int32), caches, np.int32(position))
+        return self._prefill(padded, np.int32(length - 1))
+
+    def _next_logits(self, token_id: int, position: int, caches):
+        from keras import ops
+
+        # The cache grows by buckets as the answer does: a short answer never reads or copies a long cache.
+        caches = self._grow(caches, self._cache_length(position + 1, int(ops.shape(caches[0])[2])))
+        return self._step(np.array([[token_id]], dtype=np.int32), caches, np.int32(position))
