@@ -72,6 +72,7 @@ class DeployConfig:
     index: bool = True
     private: bool = False
     dry_run: bool = False
+    export: bool = True  # ship the model's OpenVINO export (made if missing or stale) for fast CPU serving
 
 
 def _installed_version(package: str) -> str:
@@ -152,10 +153,22 @@ advice**. Answers can be incomplete or wrong; ask a doctor or pharmacist about y
     return with_front_matter(metadata, body)
 
 
-def copy_model(model_dir: Path, destination: Path) -> None:
+def copy_model(model_dir: Path, destination: Path, *, export: bool = True) -> None:
+    """The served files of ``model_dir``; with ``export``, its current OpenVINO export too (made here when it is
+    missing or was made from other weights), which the app then serves instead of Keras."""
+    from gpt2chat import rundir
+
     if not (model_dir / "config.json").is_file():
         raise DeployError(f"{model_dir} is not a Keras-Hub preset directory (no config.json); train one first")
-    shutil.copytree(model_dir, destination, ignore=shutil.ignore_patterns(*_NOT_SERVED, ".*"))
+    if export and rundir.exported_model(model_dir) is None:
+        from gpt2chat.export import ExportError, export_model
+
+        try:
+            export_model(model_dir, quiet=False)
+        except ExportError as error:
+            raise DeployError(f"cannot export the model for serving: {error} (or pass --no-export)") from error
+    skipped = (*_NOT_SERVED, ".*", rundir.EXPORT_DIR + ".partial") + (() if export else (rundir.EXPORT_DIR,))
+    shutil.copytree(model_dir, destination, ignore=shutil.ignore_patterns(*skipped))
 
 
 def _entries(root: Path) -> set[str]:
@@ -235,7 +248,7 @@ def _fill_bundle(config: DeployConfig, out: Path) -> None:
     card = SpaceCard(models=(config.model_repo,) if config.model_repo else ())
     (out / "README.md").write_text(space_readme(readme.read_text() if readme.is_file() else None, card))
     if config.model_dir and not config.model_repo:
-        copy_model(Path(config.model_dir), out / "model")
+        copy_model(Path(config.model_dir), out / "model", export=config.export)
     if config.index:
         from gpt2chat.retrieval import RetrievalIndex
 
@@ -264,7 +277,7 @@ def upload(config: DeployConfig, bundle: Path, token: str) -> str:
     if config.model_repo and config.model_dir:
         model_dir = Path(config.model_dir)
         with tempfile.TemporaryDirectory() as staging:
-            copy_model(model_dir, Path(staging) / "model")
+            copy_model(model_dir, Path(staging) / "model", export=config.export)
             (Path(staging) / "model" / "README.md").write_text(model_card(model_dir, config.model_repo))
             api.create_repo(config.model_repo, repo_type="model", private=config.private, exist_ok=True)
             api.upload_folder(repo_id=config.model_repo, repo_type="model", folder_path=Path(staging) / "model",
@@ -324,9 +337,12 @@ def parse_args(argv: list[str] | None = None) -> DeployConfig:
     parser.add_argument("--no-index", dest="index", action="store_false",
                         help="leave the retrieval index out (the app then builds it from MedQuAD)")
     parser.add_argument("--private", action="store_true", help="create private repos")
+    parser.add_argument("--no-export", dest="export", action="store_false",
+                        help="ship the Keras-Hub preset only, without its OpenVINO export (slower serving)")
     args = parser.parse_args(argv)
     return DeployConfig(out=args.out, space_id=args.space_id, model_dir=args.model_dir, model_repo=args.model_repo,
-                        data=args.data, index=args.index, private=args.private, dry_run=args.dry_run)
+                        data=args.data, index=args.index, private=args.private, dry_run=args.dry_run,
+                        export=args.export)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,7 +50,12 @@ def test_model_card_carries_metrics_from_the_run(tmp_path):
 
 
 def test_bundle_holds_what_the_space_needs_and_nothing_else(tiny_run, tmp_path):
-    preset, _ = tiny_run
+    import shutil
+
+    from gpt2chat import rundir
+
+    preset = tmp_path / "model"  # a copy: the export deploy makes beside it must not change other tests' model
+    shutil.copytree(tiny_run[0], preset, ignore=shutil.ignore_patterns(rundir.CHECKPOINTS, rundir.EXPORT_DIR + "*"))
     out = tmp_path / "bundle"
     assert deploy.main(["--dry-run", "--out", str(out), "--model-dir", str(preset), "--no-index"]) == 0
     assert {p.name for p in out.iterdir()} == {"app.py", "gpt2chat", "requirements.txt", "README.md", "model",
@@ -58,6 +63,7 @@ def test_bundle_holds_what_the_space_needs_and_nothing_else(tiny_run, tmp_path):
     assert (out / "gpt2chat" / "ui.py").is_file() and (out / "gpt2chat" / "resources").is_dir()
     assert not list(out.rglob("__pycache__")) and not list(out.rglob("*.pyc"))
     assert (out / "model" / "config.json").is_file() and not (out / "model" / "checkpoints").exists()
+    assert rundir.exported_model(out / "model") == out / "model" / rundir.EXPORT_DIR  # the export ships, current
     assert deploy.split_front_matter((out / "README.md").read_text())[0]["app_file"] == "app.py"
     # Running it again replaces the earlier bundle; anything else is never deleted.
     assert deploy.main(["--dry-run", "--out", str(out), "--no-index"]) == 0
@@ -209,7 +215,7 @@ def test_app_boots_from_the_dry_run_bundle(tiny_run, medquad_dir, sample_records
 
     preset, _ = tiny_run
     bundle = tmp_path / "bundle"
-    assert deploy.main(["--dry-run", "--out", str(bundle), "--model-dir", str(preset)]) == 0
+    assert deploy.main(["--dry-run", "--out", str(bundle), "--model-dir", str(preset), "--no-export"]) == 0
     assert (bundle / "index" / "manifest.json").is_file()
     with serve_app(bundle, tmp_path / "app.log", GPT2CHAT_MODEL=str(preset), GPT2CHAT_MEDQUAD=str(medquad_dir)) as url:
         answer = Client(url, verbose=False).predict(sample_records[0].question, 0.0, 24, True, api_name="/ask")
