@@ -3,12 +3,14 @@
     python benchmarks/cold_start.py                       # models/default if it is a preset, else a random `small`
     python benchmarks/cold_start.py --model models/default --runs 3 --json cold.json
     python benchmarks/cold_start.py --parallel            # also time the start-up as ChatEngine.build does it (masker + index on a thread)
+    python benchmarks/cold_start.py --keras               # serve with Keras even when the model has an OpenVINO export
 
 Each measurement runs in a new subprocess (nothing imported or compiled beforehand) that does what the app does
 at start-up (``ChatEngine.build`` then ``ChatEngine.warm_up``) and then answers one question:
 
     import       import gpt2chat.engine and Keras-Hub (TensorFlow, Keras)
-    model        load the preset (``gpt2chat.model.load_preset``)
+    model        load the model's OpenVINO export when it has a current one (``gpt2chat.export``), as the app
+                 does, else the preset (``gpt2chat.model.load_preset``)
     masker       build the PII masker (Presidio, spaCy)
     index        the BM25 retrieval index: read from its cache, or built from MedQuAD and cached (cold cache)
     compile      ``ChatEngine.warm_up``: compiles the prefill and step functions on a short grounded question
@@ -59,18 +61,25 @@ def child(args) -> None:
     from gpt2chat.model import load_preset
     from gpt2chat.retrieval import get_index
 
-    config = engine_module.EngineConfig(model=args.model, data=args.data)
+    config = engine_module.EngineConfig(model=args.model, data=args.data, use_export=not args.keras)
     if args.parallel:  # what the app does: the factory loads the masker and the index beside the model
         engine = engine_module.ChatEngine.build(config)
         now = mark("model+masker+index", now)
     else:
-        causal_lm = load_preset(config.model)
+        generator = engine_module.exported_generator(config.model, None) if config.use_export else None
+        causal_lm = load_preset(config.model) if generator is None else None
         now = mark("model", now)
         masker = get_masker()
         now = mark("masker", now)
         index = get_index(config.data)
         now = mark("index", now)
-        engine = engine_module.ChatEngine.build(config, causal_lm=causal_lm, index=index, masker=masker)
+        if generator is None:
+            engine = engine_module.ChatEngine.build(config, causal_lm=causal_lm, index=index, masker=masker)
+        else:
+            from gpt2chat.safety import default_policy
+
+            engine = engine_module.ChatEngine(None, index, masker=masker, safety=default_policy(), config=config,
+                                              generator=generator)
     engine.warm_up()
     now = mark("compile", now)
     reply = engine.reply(QUESTION, grounded=True,
@@ -82,6 +91,7 @@ def child(args) -> None:
     times["answer_first_token"] = stats.seconds_to_first_token if stats else float("nan")
     times["answer_tokens"] = stats.new_tokens if stats else 0
     times["answer_tokens_per_second"] = stats.tokens_per_second if stats else 0.0
+    times["runtime"] = type(engine.generator).__name__
     print("COLD_START " + json.dumps(times), flush=True)
 
 
@@ -92,6 +102,8 @@ def run_child(args, cache_dir: str, parallel: bool) -> dict:
         command += ["--data", args.data]
     if parallel:
         command.append("--parallel")
+    if args.keras:
+        command.append("--keras")
     env = {**os.environ, "GPT2CHAT_CACHE": cache_dir, "TF_CPP_MIN_LOG_LEVEL": "3"}
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
@@ -128,7 +140,7 @@ def print_table(rows: dict[str, dict]) -> None:
     columns = list(rows)
     names = []
     for row in rows.values():
-        names += [k for k in row if k not in names and k not in ("answer_tokens",)]
+        names += [k for k in row if k not in names and k not in ("answer_tokens", "runtime")]
     print(f"{'phase (s)':<26}" + "".join(f"{c:>22}" for c in columns))
     for name in names:
         cells = "".join(f"{rows[c][name]:>22.2f}" if name in rows[c] else f"{'':>22}" for c in columns)
@@ -144,6 +156,8 @@ def main(argv=None) -> int:
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens in the timed answer (default: 32)")
     parser.add_argument("--parallel", action="store_true",
                         help="also measure the masker and index built on a thread while the model loads")
+    parser.add_argument("--keras", action="store_true",
+                        help="serve with Keras even when the model has a current OpenVINO export")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -157,7 +171,8 @@ def main(argv=None) -> int:
         results: dict[str, dict] = {}
         print(f"model {args.model}; cold cache in {cache}", flush=True)
         results["cold cache"] = run_child(args, cache, parallel=False)
-        print(f"cold cache: ready in {results['cold cache']['total']:.1f} s wall", flush=True)
+        print(f"cold cache: ready in {results['cold cache']['total']:.1f} s wall, served by "
+              f"{results['cold cache']['runtime']}", flush=True)
         if args.parallel:
             results["cold cache, parallel"] = run_child(args, str(Path(workdir) / "cache-parallel"), parallel=True)
             print(f"cold cache, parallel: {results['cold cache, parallel']['total']:.1f} s wall", flush=True)

@@ -76,6 +76,12 @@ def test_float_export_keeps_the_logits_processor_and_stops_at_the_end_marker(flo
     assert len(copied[0]) < 40  # one sentence, then <|endoftext|> ended the stream
 
 
+def test_concurrent_streams_keep_their_own_cache(float_export, prompts):
+    expected = [list(float_export.stream_ids(p, GREEDY)) for p in prompts[:2]]
+    interleaved = list(zip(*(float_export.stream_ids(p, GREEDY) for p in prompts[:2])))
+    assert [list(stream) for stream in zip(*interleaved)] == expected
+
+
 def test_sampling_through_the_export_is_seeded_and_bounded(float_export, prompts):
     config = SamplingConfig(max_new_tokens=12, temperature=0.8, top_p=0.9, top_k=20, seed=3)
     first, second = (list(float_export.stream_ids(prompts[1], config)) for _ in range(2))
