@@ -75,7 +75,7 @@ def capture(url: str, question: str, out: Path, width: int, height: int) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python scripts/screenshot.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/screenshot.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="models/default", help="preset directory (default: %(default)s)")
     parser.add_argument("--question", default="How is glaucoma treated?", help="(default: %(default)s)")
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshot.png"), help="(default: docs/screenshot.png)")
