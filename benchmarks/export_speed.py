@@ -68,16 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     prompt = prompt[-args.prompt_tokens:]
     config = SamplingConfig(max_new_tokens=args.new_tokens, temperature=0.0)
     figures = {name: {"ttft": [], "tps": []} for name, _, _ in ready}
-    ids = {}
+    ids, prompt_tokens = {}, 0
     for _ in tqdm(range(args.runs), desc="runs"):
         for name, generator, _ in ready:
             stats = GenerationStats()
             ids[name] = list(generator.stream_ids(prompt, config, stats))
+            prompt_tokens = stats.prompt_tokens  # the prompt as kept beside --new-tokens in the context
             figures[name]["ttft"].append(stats.seconds_to_first_token)
             figures[name]["tps"].append(stats.tokens_per_second)
     load = os.getloadavg()
     label = args.model or f"{args.size} (seeded random weights)"
-    print(f"\n{label}: prompt {len(prompt)} tokens, {args.new_tokens} new tokens, {args.runs} runs, "
+    print(f"\n{label}: prompt {prompt_tokens} tokens, {args.new_tokens} new tokens, {args.runs} runs, "
           f"OpenVINO threads {args.threads}, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     print("| runtime | set-up s | first token s (median) | tokens/s (median) | tokens/s runs | same ids as first |")
     print("|---|---|---|---|---|---|")

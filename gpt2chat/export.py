@@ -64,6 +64,8 @@ def export_model(model_dir: str | Path, weights: str = "int8", *, causal_lm=None
     root = Path(model_dir).expanduser()
     if weights not in WEIGHT_FORMATS:
         raise ExportError(f"unknown weights {weights!r}; choose one of {', '.join(WEIGHT_FORMATS)}")
+    if not root.is_dir():
+        raise ExportError(f"{root} does not exist or is not a directory")
     if not rundir.is_preset_dir(root) or not (root / rundir.PRESET_WEIGHTS).is_file():
         raise ExportError(f"{root} is not a Keras-Hub preset directory (no {rundir.PRESET_CONFIG} and "
                           f"{rundir.PRESET_WEIGHTS}); pass a run directory written by gpt2chat.train")
@@ -126,8 +128,9 @@ def load_exported_generator(model_dir: str | Path, context_length: int | None = 
     try:
         compiled = compile_model(root / rundir.EXPORT_DIR / rundir.EXPORT_MODEL, threads)
     except RuntimeError as error:  # OpenVINO reports a truncated or corrupt file as a RuntimeError
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ExportError(f"the export in {root / rundir.EXPORT_DIR} cannot be read ({first_line}); "
+        lines = [line for line in str(error).splitlines() if line.strip()]  # the last one says what is wrong
+        raise ExportError(f"the export in {root / rundir.EXPORT_DIR} cannot be read "
+                          f"({lines[-1].strip() if lines else type(error).__name__}); "
                           f"export again: python -m gpt2chat.export {root}") from error
     if tokenizer is None:
         import keras_hub

@@ -144,6 +144,12 @@ def test_bad_input_gives_clear_errors(model_dir, tmp_path, capsys):
     (corrupt / rundir.EXPORT_DIR / rundir.EXPORT_MODEL).write_text("<net><layers>")  # truncated
     with pytest.raises(ExportError, match="cannot be read"):
         load_exported_generator(corrupt)
+    truncated = tmp_path / "truncated"
+    shutil.copytree(model_dir, truncated)
+    weights = truncated / rundir.EXPORT_DIR / "model.bin"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ExportError, match="cannot be read"):
+        load_exported_generator(truncated)
     from gpt2chat.engine import exported_generator
 
     assert exported_generator(str(corrupt), None) is None  # the engine falls back to Keras
