@@ -107,9 +107,9 @@ class MaskerConfig:
     # Longer than any value we mask, so every value lies whole inside some chunk.
     chunk_overlap: int = 300
     max_chars: int = 100_000
-    # spaCy keeps every new word it sees in its Vocab and StringStore for the life of the process: masking 5,000
-    # messages with unseen names and words added 30,000 strings (+2.8 MB resident), without end. Inside
-    # ``nlp.memory_zone()`` (spaCy >= 3.8) they are dropped once the message is done: 0 added, same speed.
+    # spaCy keeps every new word it sees in its Vocab and StringStore for the life of the process: 1,000 engine
+    # calls with made-up words added 668 strings, without end (benchmarks/memory_trace.py --no-memory-zone).
+    # Inside ``nlp.memory_zone()`` (spaCy >= 3.8) they are dropped once the message is done: 0 added.
     memory_zone: bool = True
     phone_regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR", "AU", "IE")
     # Hosts (and their subdomains) whose paths are public health information: "gov" covers nih.gov, cdc.gov...
