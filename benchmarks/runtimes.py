@@ -204,7 +204,9 @@ class LlamaCppRuntime(Runtime):
                            n_threads_batch=threads, verbose=False)
 
     def stream(self, prompt_ids, new_tokens):
-        # Llama.generate never stops by itself; top_k=1 with temperature 0 is greedy.
+        # Llama.generate never stops by itself; top_k=1 with temperature 0 is greedy. Without reset() it would
+        # reuse the previous run's cache for a repeated prompt and skip the prefill being timed.
+        self.model.reset()
         steps = self.model.generate(prompt_ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0,
                                     reset=True)
         for count, token in enumerate(steps, 1):
