@@ -51,6 +51,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
+from gpt2chat.model import SIZES  # noqa: E402
 from runtimes import RUNTIMES, missing_packages  # noqa: E402
 
 DEFAULT_PROMPT = (
@@ -63,8 +64,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python benchmarks/cpu_generation.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--size", default="base", help="random seeded model of this size: tiny, small, base "
-                                                       "(default: base, the 124M layout)")
+    source.add_argument("--size", default="base", choices=list(SIZES),
+                        help="random seeded model of this size (default: base, the 124M layout)")
     source.add_argument("--model", help="a Keras-Hub GPT-2 preset directory (e.g. models/default) instead")
     parser.add_argument("--runtimes", default=",".join(RUNTIMES),
                         help=f"comma-separated subset of: {', '.join(RUNTIMES)} (default: all)")
@@ -272,7 +273,7 @@ def main(argv=None) -> int:
 
     import keras
 
-    from gpt2chat.model import build_causal_lm, load_preset
+    from gpt2chat.model import ModelUnavailable, build_causal_lm, load_preset
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gpt2chat-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -281,7 +282,11 @@ def main(argv=None) -> int:
     try:
         if args.model:
             preset_dir = Path(args.model)
-            causal_lm = load_preset(preset_dir)
+            try:
+                causal_lm = load_preset(preset_dir)
+            except ModelUnavailable as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
         else:
             preset_dir = workdir / f"keras-{args.size}-seed{args.seed}"
             keras.utils.set_random_seed(args.seed)
