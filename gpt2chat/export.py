@@ -48,7 +48,7 @@ def build_generator(causal_lm, weights: str = "int8", context_length: int | None
     from gpt2chat.openvino_gpt2 import OpenVINOGenerator, build_model, compile_model
 
     backbone = causal_lm.backbone
-    compiled = compile_model(build_model(backbone, weights), threads)
+    compiled = compile_model(build_model(backbone, weights), weights, threads)
     return OpenVINOGenerator(compiled, causal_lm.preprocessor.tokenizer, context_length,
                              max_sequence_length=backbone.max_sequence_length)
 
@@ -114,7 +114,11 @@ def read_manifest(model_dir: str | Path) -> dict:
             raise ExportError(f"the export in {root / rundir.EXPORT_DIR} was made from other weights than the "
                               f"preset holds now (retrained?); run: python -m gpt2chat.export {root}")
         raise ExportError(f"no OpenVINO export in {root}; run: python -m gpt2chat.export {root}")
-    return json.loads((export / rundir.EXPORT_MANIFEST).read_text(encoding="utf-8"))
+    manifest = json.loads((export / rundir.EXPORT_MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("weights") not in WEIGHT_FORMATS or not isinstance(manifest.get("max_sequence_length"), int):
+        raise ExportError(f"the manifest {export / rundir.EXPORT_MANIFEST} is incomplete; export again: "
+                          f"python -m gpt2chat.export {root}")
+    return manifest
 
 
 def load_exported_generator(model_dir: str | Path, context_length: int | None = None, *, tokenizer=None,
@@ -126,7 +130,7 @@ def load_exported_generator(model_dir: str | Path, context_length: int | None = 
     root = Path(model_dir).expanduser()
     manifest = read_manifest(root)
     try:
-        compiled = compile_model(root / rundir.EXPORT_DIR / rundir.EXPORT_MODEL, threads)
+        compiled = compile_model(root / rundir.EXPORT_DIR / rundir.EXPORT_MODEL, manifest["weights"], threads)
     except RuntimeError as error:  # OpenVINO reports a truncated or corrupt file as a RuntimeError
         lines = [line for line in str(error).splitlines() if line.strip()]  # the last one says what is wrong
         raise ExportError(f"the export in {root / rundir.EXPORT_DIR} cannot be read "
