@@ -21,8 +21,8 @@ process (benchmarks/runtimes.py), so its peak resident memory is its own; runs a
 * time to first token: from the call (prompt ids in hand) to the first new id, prefill included;
 * tokens/s: (new tokens - 1) / (time of last token - time of first token) on the short prompt, the decode rate;
 * peak memory: the runtime process's peak resident set (ru_maxrss), model loading included;
-* bandwidth bound: this machine's memory bandwidth (a NumPy copy of --bandwidth-mib MiB on --threads threads,
-  bytes read + written per second) / bytes of weight matrices read per token (every layer's matrices and the
+* bandwidth bound: this machine's memory bandwidth (a NumPy copy of --bandwidth-mib MiB, bytes read + written
+  per second, the better of 1 and --threads threads) / bytes of weight matrices read per token (every layer's matrices and the
   tied LM head, at the runtime's bytes per weight); the KV cache and the activations are left out, so no runtime
   can reach it;
 * equivalence: greedy ids against Keras's on both prompts; float32 runtimes must agree on the first
@@ -366,6 +366,7 @@ def main(argv=None) -> int:
             entry["peak_rss_bytes"] = worker.close()
             entry["load_seconds"] = worker.ready["load_seconds"]
             entry.update({kind: summarise(samples[name][kind]) for kind in prompts})
+        result["load_average_end"] = os.getloadavg()
     finally:
         for worker in workers.values():
             if worker.process.poll() is None:
@@ -387,7 +388,8 @@ def main(argv=None) -> int:
 
     print(f"\n{result['model']}: {result['parameters']:,} parameters, prompts {result['prompts']} tokens, "
           f"{args.new_tokens} new tokens ({args.long_new_tokens} after the long prompt), greedy, "
-          f"{args.threads} threads, median of {args.runs} rounds; bandwidth {bandwidth['gb_per_second']:.1f} GB/s")
+          f"{args.threads} threads, median of {args.runs} rounds; bandwidth {bandwidth['gb_per_second']:.1f} GB/s; "
+          f"load average {load[0]:.1f} at the start, {result.get('load_average_end', load)[0]:.1f} at the end")
     print(markdown_table(result))
     for name, entry in result["runtimes"].items():
         if "skipped" in entry:
