@@ -1,12 +1,13 @@
-"""Resident memory kept by Keras-Hub samplers: a new ``TopPSampler`` per answer vs one sampler reused.
+"""Resident memory kept per sampled answer: Keras-Hub's ``TopPSampler`` (new per answer, or one reused) vs
+gpt2chat's NumPy ``Sampler`` (new per answer, as ``stream_ids`` builds it).
 
     .venv/bin/python benchmarks/sampler_memory.py [--calls 1000]
 
-``gpt2chat.generation.StreamingGenerator.stream_ids`` builds a ``TopPSampler`` (through ``make_sampler``) for every
-sampled answer; each one creates a Keras ``SeedGenerator`` whose memory is never given back. This measures the
-resident memory after ``--calls`` answers' worth of samplers (five sampled tokens each, on GPT-2-sized logits),
-created fresh each time, and with one sampler reused whose seed state is reset per answer (which keeps a seeded
-answer reproducible). Counts and sizes only.
+``stream_ids`` used to build a Keras-Hub ``TopPSampler`` for every sampled answer; each one creates a Keras
+``SeedGenerator`` whose memory is never given back, which is why ``gpt2chat.generation.Sampler`` samples in NumPy.
+This measures the resident memory after ``--calls`` answers' worth of samplers (five sampled tokens each, on
+GPT-2-sized logits): Keras's created fresh each time, one Keras sampler reused with its seed state reset per answer,
+and gpt2chat's created fresh each time. Counts and sizes only.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import argparse
 import gc
 import json
 import sys
+from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
 
 VOCABULARY = 50257  # GPT-2's
 TOKENS_PER_ANSWER = 5
@@ -64,9 +68,20 @@ def main(argv: list[str] | None = None) -> int:
             reused.seed_generator.state.assign(initial_state)
             sample(reused)
 
+    from gpt2chat.generation import Sampler, SamplingConfig
+
+    host_logits = ops.convert_to_numpy(logits)[0]
+
+    def gpt2chat_sampler_per_answer(calls: int) -> None:
+        for _ in range(calls):
+            sampler = Sampler(SamplingConfig(temperature=0.7, top_p=0.9, top_k=50, seed=7))
+            for _ in range(TOKENS_PER_ANSWER):
+                sampler(host_logits)
+
     report = {"calls": args.calls, "tokens_per_answer": TOKENS_PER_ANSWER,
               "new_sampler_per_answer_mb": growth_mb(new_sampler_per_answer, args.calls),
-              "one_sampler_reset_per_answer_mb": growth_mb(one_sampler_reset_per_answer, args.calls)}
+              "one_sampler_reset_per_answer_mb": growth_mb(one_sampler_reset_per_answer, args.calls),
+              "gpt2chat_sampler_per_answer_mb": growth_mb(gpt2chat_sampler_per_answer, args.calls)}
     print(json.dumps(report, indent=1))
     return 0
 

@@ -4,7 +4,7 @@
 This decodes one token per call of a compiled step function. Shapes come from a few fixed buckets, so nothing
 is recompiled between messages: one compiled prefill per prompt-length bucket and one compiled step per
 cache-length bucket, each compiled the first time it is used (``warm_up`` compiles them ahead). Tokens are
-picked by Keras-Hub samplers (greedy, or top-p with top-k and temperature).
+picked greedily inside the compiled step, or sampled (top-k, top-p, temperature) on the host by ``Sampler``.
 
 Why it is fast on CPU (see benchmarks/README.md for the measurements):
 
@@ -14,8 +14,8 @@ Why it is fast on CPU (see benchmarks/README.md for the measurements):
 * the language-model head runs on the last prompt position only, not on the whole prefill bucket;
 * XLA for narrow models, TensorFlow's plain graph (oneDNN kernels) for wide ones (``XLA_MAX_HIDDEN``);
 * greedy decoding (``GreedySampler``) runs inside the compiled step, so a step hands back one int, not the
-  logits, and no eager op runs between steps; the sampling samplers run eagerly on the step's logits, and so
-  does a ``logits_processor`` (copy-biased decoding), on the host;
+  logits, and no eager op runs between steps; sampling (``Sampler``, NumPy) and a ``logits_processor``
+  (copy-biased decoding) run on the host on the step's logits;
 * the cache is one tensor per layer that stays a backend tensor from step to step (never converted to NumPy),
   and it is only as long as the conversation so far needs (128, 256, 512, ... positions): each step copies
   and reads the whole cache, so a cache of the full context would cost a short answer far more than its
@@ -77,14 +77,29 @@ def _compile(function: Callable, jit_compile: bool = True) -> Callable:
     return function
 
 
-def make_sampler(config: SamplingConfig):
-    import keras_hub
+class Sampler:
+    """Top-k, then top-p (nucleus) sampling at a temperature, on the host in NumPy, with its own seeded generator.
 
-    if config.temperature <= 0:
-        return keras_hub.samplers.GreedySampler()
-    return keras_hub.samplers.TopPSampler(
-        p=config.top_p, k=config.top_k, seed=config.seed, temperature=config.temperature
-    )
+    Keras-Hub's ``TopPSampler`` does the same with eager TensorFlow ops, but each one built per answer kept ~74 KB
+    (its ``SeedGenerator``) for the life of the process: 73.6 MB per 1,000 answers, the app's slow memory creep
+    (benchmarks/sampler_memory.py, benchmarks/memory_trace.py)."""
+
+    def __init__(self, config: SamplingConfig):
+        self.config = config
+        self.rng = np.random.default_rng(config.seed)
+
+    def __call__(self, logits: np.ndarray) -> int:
+        config = self.config
+        logits = np.asarray(logits, dtype=np.float64) / config.temperature
+        k = min(config.top_k, logits.size) if config.top_k > 0 else logits.size
+        top = np.argpartition(logits, -k)[-k:]
+        top = top[np.argsort(logits[top])[::-1]]
+        probabilities = np.exp(logits[top] - logits[top[0]])
+        probabilities /= probabilities.sum()
+        # Keep the most likely tokens up to and including the one whose cumulative probability reaches top_p.
+        keep = int(np.searchsorted(np.cumsum(probabilities), config.top_p)) + 1
+        probabilities = probabilities[:keep] / probabilities[:keep].sum()
+        return int(top[self.rng.choice(probabilities.size, p=probabilities)])
 
 
 class TokenStreamer:
@@ -120,18 +135,17 @@ class TokenStreamer:
         return self.context_length - min(max_new_tokens, self.context_length // 2)
 
     @staticmethod
-    def _next_id(token, logits, sampler, logits_processor: LogitsProcessor | None, generated: list[int]) -> int:
+    def _next_id(token, logits, sampler: Sampler | None, logits_processor: LogitsProcessor | None,
+                 generated: list[int]) -> int:
         """The step's pick: the runtime's greedy token, or greedy/sampled on the (processed) logits."""
         from keras import ops
 
         if logits_processor is None and sampler is None:  # the runtime already picked the greedy token
             return int(ops.convert_to_numpy(token)[0])
+        logits = np.asarray(ops.convert_to_numpy(logits))[0]
         if logits_processor is not None:
-            logits = logits_processor(ops.convert_to_numpy(logits)[0], generated)[None, :]
-            if sampler is None:
-                return int(np.argmax(logits[0]))
-        probabilities = sampler.compute_probabilities(ops.convert_to_tensor(logits, "float32"))
-        return int(ops.convert_to_numpy(sampler.get_next_token(probabilities))[0])
+            logits = logits_processor(logits, generated)
+        return int(np.argmax(logits)) if sampler is None else sampler(logits)
 
     def stream_ids(
         self,
@@ -151,7 +165,7 @@ class TokenStreamer:
         budget = self.prompt_budget(config.max_new_tokens)
         prompt_ids = list(prompt_ids)[-budget:] or [END_OF_TEXT_ID]  # keep the end: it holds the question
         length = len(prompt_ids)
-        sampler = None if config.temperature <= 0 else make_sampler(config)
+        sampler = None if config.temperature <= 0 else Sampler(config)
         token, logits, state = self._first_logits(prompt_ids)
         stats.prompt_tokens = length
         max_new = min(config.max_new_tokens, self.context_length - length)

@@ -57,3 +57,21 @@ def test_constrained_copy_bias_only_writes_sentences_of_the_reference(generator)
     assert 1 <= len(sentences) <= 2
     assert all(s in reference for s in sentences)
     assert verify(answer, [reference]).support_rate == 1.0
+
+
+def test_sampler_keeps_top_k_and_nucleus_and_repeats_with_a_seed():
+    from gpt2chat.generation import Sampler
+
+    logits = np.array([0.0, 5.0, 4.9, -1e9, 4.8, 1.0], dtype=np.float32)
+
+    def picks(config: SamplingConfig, n: int = 200) -> list[int]:
+        sampler = Sampler(config)
+        return [sampler(logits) for _ in range(n)]
+
+    assert set(picks(SamplingConfig(temperature=1.0, top_k=1, top_p=1.0, seed=1))) == {1}  # top-1 is greedy
+    assert set(picks(SamplingConfig(temperature=1.0, top_k=50, top_p=0.01, seed=1))) == {1}  # nucleus of one
+    top3 = picks(SamplingConfig(temperature=1.0, top_k=3, top_p=1.0, seed=1))
+    assert set(top3) == {1, 2, 4}  # never a token outside the top 3, and never the masked one
+    seeded = SamplingConfig(temperature=1.0, top_k=50, top_p=1.0, seed=5)
+    first, second = Sampler(seeded), Sampler(seeded)
+    assert [first(logits) for _ in range(20)] == [second(logits) for _ in range(20)]
