@@ -138,7 +138,7 @@ class ChatEngine:
             from gpt2chat.retrieval import RetrievalIndex, get_index
 
             loaded_masker = masker or get_masker()  # Presidio and spaCy now rather than on the first message
-            loaded_safety = safety or default_policy()  # the emergency classifier trains here (1-2 s), not later
+            loaded_safety = safety or default_policy()  # the emergency classifier trains here (3-5 s), not later
             if index is not None:
                 return loaded_masker, loaded_safety, index
             if config.index_dir:

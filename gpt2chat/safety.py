@@ -211,7 +211,7 @@ class SafetyPolicy:
 
 @functools.cache
 def default_policy() -> SafetyPolicy:
-    """The process-wide policy; its emergency classifier is trained once, on the first call (about 1-2 s)."""
+    """The process-wide policy; its emergency classifier is trained once, on the first call (3-5 s on a loaded machine)."""
     return SafetyPolicy(default_detector())
 
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 ENTRY_POINTS = ["data", "train", "sweep", "masking", "masking_eval", "safety", "retrieval", "grounding", "engine",
-                "followups", "feedback", "deploy", "eda", "compare", "slides"]
+                "followups", "feedback", "deploy", "eda", "compare", "slides", "export"]
 
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)
