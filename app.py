@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from gpt2chat import settings  # paths only: no TensorFlow, no Gradio
-from gpt2chat.rundir import is_preset_dir
+from gpt2chat.modeling.rundir import is_preset_dir
 
 HERE = Path(__file__).resolve().parent
 BUNDLED_MODEL = HERE / "model"
@@ -99,7 +99,7 @@ class BackgroundTraining:
     """``python -m gpt2chat.train`` in a child process; when its preset is saved, the engine swaps it in."""
 
     def __init__(self, engine, output: Path, recipe: str = "quickstart", data: str | None = None):
-        from gpt2chat.train import TrainConfig
+        from gpt2chat.modeling.train import TrainConfig
 
         self.engine, self.output = engine, output
         self.steps = TrainConfig.from_recipe(recipe).steps
@@ -113,8 +113,8 @@ class BackgroundTraining:
         threading.Thread(target=self._swap_when_saved, name="model-swap", daemon=True).start()
 
     def _swap_when_saved(self) -> None:
-        from gpt2chat.export import export_and_load
-        from gpt2chat.model import ModelUnavailable, load_preset
+        from gpt2chat.modeling.export import export_and_load
+        from gpt2chat.modeling.model import ModelUnavailable, load_preset
 
         code = self.process.wait()
         try:
@@ -136,7 +136,7 @@ class BackgroundTraining:
 
     def progress(self) -> str:
         """One line for the page: where training is, or what the model's quality gate decided."""
-        from gpt2chat.rundir import RunDirectory
+        from gpt2chat.modeling.rundir import RunDirectory
 
         if self.failed:
             return f"⚠️ Model training failed ({self.failed}). Answers are summaries of the NIH pages."
@@ -155,15 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP poll otherwise
     started = time.perf_counter()
-    from gpt2chat.server import PortUnavailable, check_port
+    from gpt2chat.serving.server import PortUnavailable, check_port
 
     try:
         check_port(config.host, config.port)  # in a second, not after a minute of loading
     except PortUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from gpt2chat.engine import ChatEngine, EngineConfig
-    from gpt2chat.model import ModelUnavailable
+    from gpt2chat.chat.engine import ChatEngine, EngineConfig
+    from gpt2chat.modeling.model import ModelUnavailable
 
     try:
         source = model_source(config.model)
@@ -181,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         engine.gate()
     print(f"Model ready in {time.perf_counter() - started:.0f} s ({engine.status.detail})", flush=True)
 
-    from gpt2chat.feedback import open_app_store
-    from gpt2chat.server import serve
-    from gpt2chat.ui import build_app, launch_options
+    from gpt2chat.serving.feedback import open_app_store
+    from gpt2chat.serving.server import serve
+    from gpt2chat.serving.ui import build_app, launch_options
 
     # Ratings on by default ($GPT2CHAT_FEEDBACK=0 turns them off), masked by the engine's own masker.
     demo = build_app(engine, status=training.progress if training else None,

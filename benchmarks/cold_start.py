@@ -8,9 +8,9 @@
 Each measurement runs in a new subprocess (nothing imported or compiled beforehand) that does what the app does
 at start-up (``ChatEngine.build`` then ``ChatEngine.warm_up``) and then answers one question:
 
-    import       import gpt2chat.engine and Keras-Hub (TensorFlow, Keras)
-    model        load the model's OpenVINO export when it has a current one (``gpt2chat.export``), as the app
-                 does, else the preset (``gpt2chat.model.load_preset``)
+    import       import gpt2chat.chat.engine and Keras-Hub (TensorFlow, Keras)
+    model        load the model's OpenVINO export when it has a current one (``gpt2chat.modeling.export``), as the app
+                 does, else the preset (``gpt2chat.modeling.model.load_preset``)
     masker       build the PII masker (Presidio, spaCy)
     index        the BM25 retrieval index: read from its cache, or built from MedQuAD and cached (cold cache)
     compile      ``ChatEngine.warm_up``: compiles the prefill and step functions on a short grounded question
@@ -52,14 +52,14 @@ def child(args) -> None:
         times[name] = now - since
         return now
 
-    import gpt2chat.engine as engine_module
+    import gpt2chat.chat.engine as engine_module
     import keras_hub  # noqa: F401  (TensorFlow and Keras come with it)
 
     now = mark("import", started)
-    from gpt2chat.generation import SamplingConfig
-    from gpt2chat.masking import get_masker
-    from gpt2chat.model import load_preset
-    from gpt2chat.retrieval import get_index
+    from gpt2chat.modeling.generation import SamplingConfig
+    from gpt2chat.guard.masking import get_masker
+    from gpt2chat.modeling.model import load_preset
+    from gpt2chat.search.retrieval import get_index
 
     config = engine_module.EngineConfig(model=args.model, data=args.data, use_export=not args.keras)
     if args.parallel:  # what the app does: the factory loads the masker and the index beside the model
@@ -76,7 +76,7 @@ def child(args) -> None:
         if generator is None:
             engine = engine_module.ChatEngine.build(config, causal_lm=causal_lm, index=index, masker=masker)
         else:
-            from gpt2chat.safety import default_policy
+            from gpt2chat.guard.safety import default_policy
 
             engine = engine_module.ChatEngine(None, index, masker=masker, safety=default_policy(), config=config,
                                               generator=generator)
@@ -125,7 +125,7 @@ def default_model(workdir: Path) -> str:
     target = workdir / "small-preset"
     print(f"{default} holds no preset: saving a random `small` preset to {target}", flush=True)
     code = ("import sys; sys.path.insert(0, %r); import keras; keras.utils.set_random_seed(0); "
-            "from gpt2chat.model import build_causal_lm; build_causal_lm('small', 256).save_to_preset(%r)"
+            "from gpt2chat.modeling.model import build_causal_lm; build_causal_lm('small', 256).save_to_preset(%r)"
             % (str(REPO), str(target)))
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     return str(target)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gpt2chat import rundir  # noqa: E402
+from gpt2chat.modeling import rundir  # noqa: E402
 
 LLAMA_CPP_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpt2chat-bench"
 
@@ -154,7 +154,7 @@ def export_gpt2chat(preset_dir: Path, out: Path) -> Path:
     """gpt2chat's own export (int8), made in ``out``: a directory of links to the preset's files, so that the
     export of a --model directory the app serves is left as it is. Made again at every run, never reused: it is
     the code under test, and an export from older code has the same weights fingerprint."""
-    from gpt2chat.export import export_model
+    from gpt2chat.modeling.export import export_model
 
     out.mkdir(parents=True, exist_ok=True)
     for item in preset_dir.resolve().iterdir():

@@ -51,7 +51,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
-from gpt2chat.model import SIZES  # noqa: E402
+from gpt2chat.modeling.model import SIZES  # noqa: E402
 from runtimes import RUNTIMES, missing_packages  # noqa: E402
 
 DEFAULT_PROMPT = (
@@ -139,8 +139,8 @@ def weight_matrix_parameters(layout: dict, vocabulary: int) -> int:
 def grounded_prompt_ids(encode, tokens: int) -> list[int] | None:
     """``tokens`` ids of a grounded chat prompt built from real MedQuAD text (the passage of one answer and earlier
     turns about the same document), cut from the left like the engine's prompt budget; None without MedQuAD."""
-    from gpt2chat.data import MedQuADNotFound, load_records
-    from gpt2chat.prompt import build_prompt, reference_passage
+    from gpt2chat.corpus.data import MedQuADNotFound, load_records
+    from gpt2chat.chat.prompt import build_prompt, reference_passage
 
     try:
         records, _ = load_records(limit_files=2)
@@ -273,7 +273,7 @@ def main(argv=None) -> int:
 
     import keras
 
-    from gpt2chat.model import ModelUnavailable, build_causal_lm, load_preset
+    from gpt2chat.modeling.model import ModelUnavailable, build_causal_lm, load_preset
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gpt2chat-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)

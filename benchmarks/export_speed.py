@@ -21,8 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def generators(causal_lm, runtimes, threads: int):
-    from gpt2chat.export import build_generator
-    from gpt2chat.generation import StreamingGenerator
+    from gpt2chat.modeling.export import build_generator
+    from gpt2chat.modeling.generation import StreamingGenerator
 
     for runtime in runtimes:
         started = time.perf_counter()
@@ -38,7 +38,7 @@ def generators(causal_lm, runtimes, threads: int):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--size", default="base", help="a gpt2chat.model size with seeded random weights")
+    source.add_argument("--size", default="base", help="a gpt2chat.modeling.model size with seeded random weights")
     source.add_argument("--model", help="a preset directory instead")
     parser.add_argument("--runtimes", default="keras,openvino-int8,openvino-f32",
                         help="comma-separated: keras, openvino-int8, openvino-f32")
@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     from tqdm import tqdm
 
-    from gpt2chat.generation import GenerationStats, SamplingConfig
-    from gpt2chat.model import build_causal_lm, load_preset
-    from gpt2chat.prompt import build_prompt
+    from gpt2chat.modeling.generation import GenerationStats, SamplingConfig
+    from gpt2chat.modeling.model import build_causal_lm, load_preset
+    from gpt2chat.chat.prompt import build_prompt
 
     keras.utils.set_random_seed(0)
     causal_lm = load_preset(args.model) if args.model else build_causal_lm(args.size, 1024)

@@ -40,10 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from gpt2chat import grounding, rundir, settings  # noqa: E402
-from gpt2chat.copybias import CopyBias  # noqa: E402
-from gpt2chat.generation import GenerationStats, SamplingConfig, StreamingGenerator  # noqa: E402
-from gpt2chat.prompt import answer_ends, build_prompt, clean_answer, reference_passage  # noqa: E402
+from gpt2chat import settings  # noqa: E402
+from gpt2chat.chat import grounding  # noqa: E402
+from gpt2chat.modeling import rundir  # noqa: E402
+from gpt2chat.chat.copybias import CopyBias  # noqa: E402
+from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, StreamingGenerator  # noqa: E402
+from gpt2chat.chat.prompt import answer_ends, build_prompt, clean_answer, reference_passage  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -103,8 +105,8 @@ def summarise(answers: list[Answer], gold: list[str]) -> dict:
 
 
 def held_out_questions(model: str, data: str | None, limit: int, seed: int):
-    from gpt2chat.data import load_records
-    from gpt2chat.splits import load_split, split_records
+    from gpt2chat.corpus.data import load_records
+    from gpt2chat.corpus.splits import load_split, split_records
 
     records, _ = load_records(data)
     run = rundir.RunDirectory(model)
@@ -130,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from gpt2chat.model import load_preset
-    from gpt2chat.report import markdown_table
+    from gpt2chat.modeling.model import load_preset
+    from gpt2chat.reports.report import markdown_table
 
     questions, records = held_out_questions(args.model, args.data, args.limit, args.seed)
     vocabulary = grounding.Vocabulary.from_texts(r.answer for r in records)

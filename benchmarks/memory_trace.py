@@ -8,7 +8,7 @@
 It builds one ``ChatEngine`` (as the app does), warms it up, then answers ``--calls`` messages one after another
 with the soak's message mix (benchmarks/soak.py: health questions and hostile input). Unless ``--fixed-messages``,
 each question also carries a made-up word, the way real users keep writing names, typos and brands nobody wrote
-before. ``--through-gradio`` serves the engine with ``gpt2chat.ui.build_app`` on a loopback port inside this process
+before. ``--through-gradio`` serves the engine with ``gpt2chat.serving.ui.build_app`` on a loopback port inside this process
 and asks through ``gradio_client``'s ``/ask``; ``--gate`` runs the app's quality gate first (an untrusted model
 answers with extracts only, as the app would serve it).
 
@@ -74,8 +74,8 @@ def _gradio_asker(engine, sampling):
     """``/ask`` of the app's Gradio UI, served from this process on a free loopback port."""
     from gradio_client import Client
 
-    from gpt2chat.server import LOOPBACK, free_port
-    from gpt2chat.ui import build_app
+    from gpt2chat.serving.server import LOOPBACK, free_port
+    from gpt2chat.serving.ui import build_app
 
     demo = build_app(engine).queue(default_concurrency_limit=2, max_size=64)
     port = free_port()
@@ -97,9 +97,9 @@ def trace(model: str, calls: int, every: int, *, hostile_share: float = 0.4, see
     import psutil
     from tqdm import tqdm
 
-    from gpt2chat.engine import ChatEngine, EngineConfig
-    from gpt2chat.generation import SamplingConfig
-    from gpt2chat.masking import MaskerConfig, PIIMasker
+    from gpt2chat.chat.engine import ChatEngine, EngineConfig
+    from gpt2chat.modeling.generation import SamplingConfig
+    from gpt2chat.guard.masking import MaskerConfig, PIIMasker
 
     process = psutil.Process()
     engine = ChatEngine.build(EngineConfig(model=model), masker=PIIMasker(MaskerConfig(memory_zone=memory_zone)))

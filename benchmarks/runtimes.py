@@ -48,14 +48,14 @@ class KerasRuntime(Runtime):
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        from gpt2chat.generation import StreamingGenerator
-        from gpt2chat.model import load_preset
+        from gpt2chat.modeling.generation import StreamingGenerator
+        from gpt2chat.modeling.model import load_preset
 
         self.generator = StreamingGenerator(load_preset(artifact), jit_compile=jit_compile)
         self.generator.end_token_id = None
 
     def stream(self, prompt_ids, new_tokens):
-        from gpt2chat.generation import SamplingConfig
+        from gpt2chat.modeling.generation import SamplingConfig
 
         yield from self.generator.stream_ids(prompt_ids, SamplingConfig(max_new_tokens=new_tokens, temperature=0.0))
 
@@ -69,7 +69,7 @@ class ExportRuntime(KerasRuntime):
 
     def __init__(self, artifact, threads):
         Runtime.__init__(self, artifact, threads)
-        from gpt2chat.export import load_exported_generator
+        from gpt2chat.modeling.export import load_exported_generator
 
         self.generator = load_exported_generator(artifact, threads=threads)
         self.generator.end_token_id = None

@@ -33,7 +33,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from gpt2chat.server import LOOPBACK, AppDidNotStart, served_app  # noqa: E402
+from gpt2chat.serving.server import LOOPBACK, AppDidNotStart, served_app  # noqa: E402
 
 HOST = LOOPBACK  # loopback only: the soak never listens on or calls another interface
 MAX_USERS, MAX_SECONDS, MAX_SEQUENTIAL = 64, 900, 5000

@@ -171,7 +171,7 @@ def _restricted_output_model(causal_lm, output_vocabulary: int):
 def build_variant(variant: Variant, sequence_length: int, args):
     import keras
 
-    from gpt2chat import train as training
+    from gpt2chat.modeling import train as training
 
     total_steps = args.warmup_steps + args.steps
     config = training.TrainConfig.from_recipe(
@@ -194,7 +194,7 @@ def build_variant(variant: Variant, sequence_length: int, args):
 def batches(sequence_length: int, output_vocabulary: int, args, count: int = 4) -> list:
     import numpy as np
 
-    from gpt2chat.tokens import model_inputs
+    from gpt2chat.modeling.tokens import model_inputs
 
     rng = np.random.default_rng(args.seed)
     shape = (args.batch_size, sequence_length + 1)
@@ -251,11 +251,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
-    from gpt2chat.model import SIZES
+    from gpt2chat.modeling.model import SIZES
 
     if args.size not in SIZES:
         raise SystemExit(f"--size must be one of {', '.join(SIZES)}")
-    from gpt2chat import model
+    from gpt2chat.modeling import model
 
     # One tokenizer for every variant: building GPT-2's BPE tables takes 15-30 s and plays no part in a step.
     model.gpt2_tokenizer = functools.cache(model.gpt2_tokenizer)

@@ -5,7 +5,7 @@
 MedQuAD's questions are exactly what the detector must let through: questions about conditions, many of them
 rare names it has never seen ("Is neuropathy, ataxia, and retinitis pigmentosa inherited ?" was flagged as a
 seizure at 0.73). This samples, with a fixed seed, up to ``--per-type`` questions of each MedQuAD question type
-from the TRAIN split only (gpt2chat.splits), so no validation or test disease is involved. The detector's
+from the TRAIN split only (gpt2chat.corpus.splits), so no validation or test disease is involved. The detector's
 hand-written held-out rows are in resources/emergency_set.jsonl and are untouched; the two regression messages of
 tests/test_safety.py are left out of the sample, so the tests check messages the detector never saw.
 """
@@ -21,14 +21,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from gpt2chat.emergency import MEDQUAD_QUESTIONS_PATH  # noqa: E402
+from gpt2chat.guard.emergency import MEDQUAD_QUESTIONS_PATH  # noqa: E402
 
 # Kept out of the sample: tests/test_safety.py asks the detector about them.
 REGRESSION_MESSAGES = frozenset({"Is neuropathy, ataxia, and retinitis pigmentosa inherited ?"})
 
 
 def sample_questions(records, per_type: int, seed: int = 0) -> list[str]:
-    from gpt2chat.splits import split_of
+    from gpt2chat.corpus.splits import split_of
 
     by_type: dict[str, list[str]] = collections.defaultdict(list)
     for record in records:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.per_type < 1:
         parser.error("--per-type must be at least 1")
-    from gpt2chat.data import MedQuADNotFound, load_records
+    from gpt2chat.corpus.data import MedQuADNotFound, load_records
 
     try:
         records, _ = load_records(args.data, progress=True)

@@ -51,7 +51,7 @@ def wait_for(url: str, server: subprocess.Popen, timeout: float) -> None:
 def capture(url: str, question: str, out: Path, width: int, height: int) -> None:
     from playwright.sync_api import sync_playwright
 
-    from gpt2chat.ui import DISCLAIMER
+    from gpt2chat.serving.ui import DISCLAIMER
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

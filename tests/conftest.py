@@ -21,7 +21,7 @@ def medquad_dir():
 
 @pytest.fixture(scope="session")
 def sample_records(medquad_dir):
-    from gpt2chat.data import load_records
+    from gpt2chat.corpus.data import load_records
 
     records, _ = load_records(medquad_dir, limit_files=20)
     return records
@@ -30,7 +30,7 @@ def sample_records(medquad_dir):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, medquad_dir):
     """A tiny model trained for 20 steps: its directory is a Keras-Hub preset plus the run's files."""
-    from gpt2chat.train import TrainConfig, train
+    from gpt2chat.modeling.train import TrainConfig, train
 
     output = tmp_path_factory.mktemp("tiny_run")
     summary = train(TrainConfig.from_recipe("tiny", output=str(output), data=str(medquad_dir)))
@@ -40,9 +40,9 @@ def tiny_run(tmp_path_factory, medquad_dir):
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_run, sample_records):
     """A chat engine over the tiny model and a retrieval index of the sample."""
-    from gpt2chat.engine import ChatEngine, EngineConfig
-    from gpt2chat.model import load_preset
-    from gpt2chat.retrieval import RetrievalIndex
+    from gpt2chat.chat.engine import ChatEngine, EngineConfig
+    from gpt2chat.modeling.model import load_preset
+    from gpt2chat.search.retrieval import RetrievalIndex
 
     output, _ = tiny_run
     return ChatEngine.build(EngineConfig(model=str(output)), causal_lm=load_preset(output),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import app
-from gpt2chat.engine import EXTRACT_ANSWER, ChatEngine, EngineConfig
-from gpt2chat.generation import SamplingConfig
+from gpt2chat.chat.engine import EXTRACT_ANSWER, ChatEngine, EngineConfig
+from gpt2chat.modeling.generation import SamplingConfig
 
 
 def test_background_training_swaps_the_model_in_without_a_restart(tiny_engine, medquad_dir, tmp_path):

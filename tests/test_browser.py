@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2chat.ui import DISCLAIMER
+from gpt2chat.serving.ui import DISCLAIMER
 from tests.test_ui import live_app  # noqa: F401  (the module-scoped served app)
 
 CHROMIUM = "/usr/bin/chromium"

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from gpt2chat import compare, evaluation, judge
-from gpt2chat.metrics import token_f1
+from gpt2chat.reports import compare, evaluation, judge
+from gpt2chat.reports.metrics import token_f1
 
 QUESTIONS = ("What causes asthma?", "How is high blood pressure treated?")
 
@@ -62,7 +62,7 @@ def test_metrics_match_a_direct_recomputation(comparison):
 
 
 def test_grounding_scores_and_baselines(comparison):
-    from gpt2chat.engine import MODEL_ANSWER
+    from gpt2chat.chat.engine import MODEL_ANSWER
 
     result, out, run_dir = comparison
     labels = {m["spec"]: m["label"] for m in result["models"]}
@@ -85,8 +85,8 @@ def test_grounding_scores_and_baselines(comparison):
 
 
 def test_lead_at_the_same_length_and_copy_order(comparison):
-    from gpt2chat.grounding import split_sentences
-    from gpt2chat.metrics import text_metrics
+    from gpt2chat.chat.grounding import split_sentences
+    from gpt2chat.reports.metrics import text_metrics
 
     result, _, run_dir = comparison
     labels = {m["spec"]: m["label"] for m in result["models"]}
@@ -158,7 +158,7 @@ class _Judge(http.server.BaseHTTPRequestHandler):
 
 
 def _judge_inputs():
-    from gpt2chat.data import QAPair
+    from gpt2chat.corpus.data import QAPair
 
     record = QAPair("s/d-1", "d", "s", "S", "", "asthma", "causes", "What causes asthma?", "Allergens and genes.")
     results = {"m": {"modes": {mode: {"predictions": ["Allergens."]} for mode in evaluation.MODES}}}
@@ -186,7 +186,7 @@ def test_unreachable_judge_is_a_note_not_a_crash():
 
 
 def test_held_out_index_drops_the_gold_pair(sample_records):
-    from gpt2chat.retrieval import RetrievalIndex
+    from gpt2chat.search.retrieval import RetrievalIndex
 
     index = evaluation.HeldOutIndex(RetrievalIndex.build(sample_records))
     record = next(r for r in sample_records if r.pair_id in {p.pair_id for p in index.search(r.question, k=3)})

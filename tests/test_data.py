@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from gpt2chat.data import MedQuADNotFound, load_records, parse_document
-from gpt2chat.splits import SPLIT_NAMES, load_split, save_split, split_records
+from gpt2chat.corpus.data import MedQuADNotFound, load_records, parse_document
+from gpt2chat.corpus.splits import SPLIT_NAMES, load_split, save_split, split_records
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_corrupt_and_non_utf8_files_are_skipped_with_a_warning(tmp_path, caplog,
 def test_links_folders_pipes_and_huge_files_named_xml_are_skipped_unread(tmp_path, caplog, medquad_dir):
     import os
 
-    from gpt2chat import data
-    from gpt2chat.retrieval import cache_key
+    from gpt2chat.corpus import data
+    from gpt2chat.search.retrieval import cache_key
 
     subset = tmp_path / "2_GARD_QA"
     subset.mkdir()
@@ -82,7 +82,7 @@ def test_links_folders_pipes_and_huge_files_named_xml_are_skipped_unread(tmp_pat
 
 
 def test_largest_medquad_file_is_well_under_the_size_limit(medquad_dir):
-    from gpt2chat import data
+    from gpt2chat.corpus import data
 
     largest = max(path.stat().st_size for _, path in data.xml_files(medquad_dir))
     assert 50_000 < largest < data.MAX_FILE_BYTES / 100  # the margin the limit's comment claims

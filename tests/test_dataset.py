@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gpt2chat import dataset
-from gpt2chat.data import load_records
-from gpt2chat.prompt import training_example
-from gpt2chat.splits import split_of
+from gpt2chat.corpus import dataset
+from gpt2chat.corpus.data import load_records
+from gpt2chat.chat.prompt import training_example
+from gpt2chat.corpus.splits import split_of
 
 LIMIT_FILES = 2
 
@@ -26,7 +26,7 @@ def test_frame_and_dataset_share_one_schema_and_rows(table):
 
 
 def test_rows_match_the_records(table, medquad_dir):
-    from gpt2chat.tokenizer import gpt2_tokenizer
+    from gpt2chat.modeling.tokenizer import gpt2_tokenizer
 
     records, _ = load_records(medquad_dir, limit_files=LIMIT_FILES)
     frame = table.frame

@@ -9,8 +9,9 @@ import gradio
 import pytest
 
 import app
-from gpt2chat import deploy, settings
-from gpt2chat.ui import DISCLAIMER
+from gpt2chat import settings
+from gpt2chat.serving import deploy
+from gpt2chat.serving.ui import DISCLAIMER
 from tests.test_ui import MARKDOWN_LINK, serve_app
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused at once
@@ -52,7 +53,7 @@ def test_model_card_carries_metrics_from_the_run(tmp_path):
 def test_bundle_holds_what_the_space_needs_and_nothing_else(tiny_run, tmp_path):
     import shutil
 
-    from gpt2chat import rundir
+    from gpt2chat.modeling import rundir
 
     preset = tmp_path / "model"  # a copy: the export deploy makes beside it must not change other tests' model
     shutil.copytree(tiny_run[0], preset, ignore=shutil.ignore_patterns(rundir.CHECKPOINTS, rundir.EXPORT_DIR + "*"))
@@ -60,7 +61,7 @@ def test_bundle_holds_what_the_space_needs_and_nothing_else(tiny_run, tmp_path):
     assert deploy.main(["--dry-run", "--out", str(out), "--model-dir", str(preset), "--no-index"]) == 0
     assert {p.name for p in out.iterdir()} == {"app.py", "gpt2chat", "requirements.txt", "README.md", "model",
                                                deploy.BUNDLE_MARKER}
-    assert (out / "gpt2chat" / "ui.py").is_file() and (out / "gpt2chat" / "resources").is_dir()
+    assert (out / "gpt2chat" / "serving" / "ui.py").is_file() and (out / "gpt2chat" / "resources").is_dir()
     assert not list(out.rglob("__pycache__")) and not list(out.rglob("*.pyc"))
     assert (out / "model" / "config.json").is_file() and not (out / "model" / "checkpoints").exists()
     assert rundir.exported_model(out / "model") == out / "model" / rundir.EXPORT_DIR  # the export ships, current
@@ -92,7 +93,7 @@ def test_dry_run_never_deletes_a_directory_it_did_not_write(tmp_path, capsys, wi
         before = sorted(str(p.relative_to(checkout)) for p in checkout.rglob("*"))
     assert deploy.main(["--dry-run", "--out", str(checkout), "--no-index"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and ("not written by gpt2chat.deploy" in err or ".git" in err), err
+    assert err.count("\n") == 1 and ("not written by gpt2chat.serving.deploy" in err or ".git" in err), err
     assert sorted(str(p.relative_to(checkout)) for p in checkout.rglob("*")) == before
     assert (checkout / "notes.txt").read_text() == "keep me"
     assert [p.name for p in tmp_path.iterdir()] == ["checkout"]  # no staging directory left behind

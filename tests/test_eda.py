@@ -9,10 +9,10 @@ import re
 import pytest
 from PIL import Image
 
-from gpt2chat import eda, wordclouds
-from gpt2chat.data import load_records
-from gpt2chat.dataset import records_frame
-from gpt2chat.prompt import training_example
+from gpt2chat.reports import eda, wordclouds
+from gpt2chat.corpus.data import load_records
+from gpt2chat.corpus.dataset import records_frame
+from gpt2chat.chat.prompt import training_example
 
 LIMIT_FILES = 5
 
@@ -24,7 +24,7 @@ def sample(medquad_dir):  # conftest's fixture: fails loudly when MedQuAD is mis
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from gpt2chat.tokenizer import gpt2_tokenizer
+    from gpt2chat.modeling.tokenizer import gpt2_tokenizer
 
     return gpt2_tokenizer()
 

@@ -3,11 +3,11 @@ import logging
 
 import pytest
 
-from gpt2chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, ChatEngine, ChatReply, EngineConfig, Source, Turn
-from gpt2chat.generation import SamplingConfig
-from gpt2chat.grounding import split_sentences, verify
-from gpt2chat.prompt import clean_answer
-from gpt2chat.ui import DISCLAIMER, SECTION_BREAK, answer_of, render_reply
+from gpt2chat.chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, ChatEngine, ChatReply, EngineConfig, Source, Turn
+from gpt2chat.modeling.generation import SamplingConfig
+from gpt2chat.chat.grounding import split_sentences, verify
+from gpt2chat.chat.prompt import clean_answer
+from gpt2chat.serving.ui import DISCLAIMER, SECTION_BREAK, answer_of, render_reply
 
 FAST = SamplingConfig(max_new_tokens=12, temperature=0.7, seed=3)
 
@@ -115,7 +115,7 @@ def test_the_factory_takes_its_collaborators(tiny_engine):
             return text, None
 
         def assess(self, masked_text):
-            from gpt2chat.safety import SafetyVerdict
+            from gpt2chat.guard.safety import SafetyVerdict
 
             return SafetyVerdict("emergency", "Call for help.", blocks_answer=True)
 

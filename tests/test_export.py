@@ -5,14 +5,14 @@ import shutil
 import numpy as np
 import pytest
 
-from gpt2chat import rundir
-from gpt2chat.copybias import CopyBias
-from gpt2chat.export import ExportError, build_generator, export_model, load_exported_generator, main
-from gpt2chat.export_check import agreement, export_answer_nats, keras_answer_nats
-from gpt2chat.generation import SamplingConfig, StreamingGenerator
-from gpt2chat.openvino_gpt2 import OpenVINOGenerator
-from gpt2chat.prompt import build_prompt
-from gpt2chat.tokenizer import END_OF_TEXT_ID
+from gpt2chat.modeling import rundir
+from gpt2chat.chat.copybias import CopyBias
+from gpt2chat.modeling.export import ExportError, build_generator, export_model, load_exported_generator, main
+from gpt2chat.modeling.export_check import agreement, export_answer_nats, keras_answer_nats
+from gpt2chat.modeling.generation import SamplingConfig, StreamingGenerator
+from gpt2chat.modeling.openvino_gpt2 import OpenVINOGenerator
+from gpt2chat.chat.prompt import build_prompt
+from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
 
 QUESTIONS = ["What is glaucoma?", "How is asthma treated?", "What are the symptoms of diabetes?",
              "Is high blood pressure inherited?"]
@@ -32,7 +32,7 @@ def model_dir(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def keras_generator(model_dir):
-    from gpt2chat.model import load_preset
+    from gpt2chat.modeling.model import load_preset
 
     generator = StreamingGenerator(load_preset(model_dir))
     generator.end_token_id = None  # compare full-length streams
@@ -108,7 +108,7 @@ def test_int8_export_agreement_and_perplexity_change(keras_generator, prompts):
 
 
 def test_the_engine_serves_the_export_when_current_and_keras_otherwise(model_dir, float_export):
-    from gpt2chat.engine import ChatEngine, EngineConfig
+    from gpt2chat.chat.engine import ChatEngine, EngineConfig
 
     def engine(**config):
         return ChatEngine.build(EngineConfig(model=str(model_dir), **config), index=[], masker=object(),
@@ -150,6 +150,6 @@ def test_bad_input_gives_clear_errors(model_dir, tmp_path, capsys):
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(ExportError, match="cannot be read"):
         load_exported_generator(truncated)
-    from gpt2chat.engine import exported_generator
+    from gpt2chat.chat.engine import exported_generator
 
     assert exported_generator(str(corrupt), None) is None  # the engine falls back to Keras

@@ -10,8 +10,8 @@ import types
 
 import pytest
 
-from gpt2chat import feedback
-from gpt2chat.feedback import FeedbackStore, Rating
+from gpt2chat.serving import feedback
+from gpt2chat.serving.feedback import FeedbackStore, Rating
 
 PII_QUESTION = "I'm John Smith, SSN 536-22-8741, email john.smith@example.com. How is my glaucoma treated?"
 PII_VALUES = ("John", "Smith", "536-22-8741", "john.smith@example.com", "415-555-0123")
@@ -21,7 +21,7 @@ ANSWER = ("Glaucoma is treated with eye drops, laser or surgery.\n\n---\n**Sourc
 
 @pytest.fixture(scope="module")
 def masker():
-    from gpt2chat.masking import get_masker
+    from gpt2chat.guard.masking import get_masker
 
     return get_masker()
 
@@ -87,7 +87,7 @@ def test_twenty_threads_write_at_once(tmp_path, masker):
 def test_corrupt_database_logs_one_line_and_never_raises(tmp_path, masker, caplog):
     path = tmp_path / "feedback.sqlite3"
     path.write_bytes(b"this is not a database, it was truncated by a crash" * 100)
-    caplog.set_level(logging.WARNING, logger="gpt2chat.feedback")
+    caplog.set_level(logging.WARNING, logger="gpt2chat.serving.feedback")
     store = FeedbackStore(path, masker)
     assert store.available is False
     assert store.record(rating()) is False and store.record(rating()) is False
@@ -102,7 +102,7 @@ def test_locked_database_costs_the_rating_not_the_chat(tmp_path, masker, caplog)
     assert store.record(rating())
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
-    caplog.set_level(logging.WARNING, logger="gpt2chat.feedback")
+    caplog.set_level(logging.WARNING, logger="gpt2chat.serving.feedback")
     try:
         assert store.record(rating()) is False
         assert store.record(rating()) is False
@@ -124,7 +124,7 @@ def test_rating_rejects_what_it_cannot_store():
 
 
 def test_shown_values_are_the_engines_answer_kinds():
-    from gpt2chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, NO_ANSWER
+    from gpt2chat.chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, NO_ANSWER
 
     assert set(feedback.SHOWN) == {MODEL_ANSWER, EXTRACT_ANSWER, NO_ANSWER}
 
@@ -199,7 +199,7 @@ def test_commands_explain_bad_input(tmp_path, capsys):
 
 def test_hub_sync_without_a_token_stays_local_and_says_so(tmp_path, masker, caplog):
     store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
-    caplog.set_level(logging.INFO, logger="gpt2chat.feedback")
+    caplog.set_level(logging.INFO, logger="gpt2chat.serving.feedback")
     assert feedback.start_hub_sync(store, env={feedback.REPO_ENV: "me/gpt2chat-feedback"}, token="") is None
     assert feedback.start_hub_sync(store, env={}) is None
     first, second = [r.getMessage() for r in caplog.records]
@@ -235,7 +235,7 @@ def test_hub_sync_failure_keeps_the_store_local(tmp_path, masker, caplog):
     def offline(**kwargs):
         raise ConnectionError("Failed to resolve 'huggingface.co'\nmore detail")
 
-    caplog.set_level(logging.WARNING, logger="gpt2chat.feedback")
+    caplog.set_level(logging.WARNING, logger="gpt2chat.serving.feedback")
     assert feedback.start_hub_sync(store, env={feedback.REPO_ENV: "me/fb"}, token="t", scheduler_class=offline) is None
     [line] = [r.getMessage() for r in caplog.records]
     assert "Failed to resolve 'huggingface.co'" in line and "more detail" not in line and "stays local" in line

@@ -13,11 +13,11 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from gpt2chat import ui
-from gpt2chat.data import focus_key
-from gpt2chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, NO_ANSWER, ChatReply, Source
-from gpt2chat.feedback import FeedbackStore
-from gpt2chat.followups import readable
+from gpt2chat.serving import ui
+from gpt2chat.corpus.data import focus_key
+from gpt2chat.chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, NO_ANSWER, ChatReply, Source
+from gpt2chat.serving.feedback import FeedbackStore
+from gpt2chat.chat.followups import readable
 from tests.test_browser import ANSWER_TIMEOUT_MS, browser  # noqa: F401  (the module-scoped chromium)
 from tests.test_ui import free_port
 
@@ -29,7 +29,7 @@ SOURCES = [Source("Glaucoma", "https://nei.nih.gov/glaucoma", "NEI"),
 
 @pytest.fixture(scope="module")
 def masker():
-    from gpt2chat.masking import get_masker
+    from gpt2chat.guard.masking import get_masker
 
     return get_masker()
 

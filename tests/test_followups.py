@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from gpt2chat.data import focus_key
-from gpt2chat.followups import FollowupFinder, evaluate, question_type, readable
-from gpt2chat.retrieval import Passage, RetrievalIndex
+from gpt2chat.corpus.data import focus_key
+from gpt2chat.chat.followups import FollowupFinder, evaluate, question_type, readable
+from gpt2chat.search.retrieval import Passage, RetrievalIndex
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from gpt2chat.copybias import MASKED, CopyBias
-from gpt2chat.generation import SamplingConfig, StreamingGenerator
-from gpt2chat.grounding import split_sentences, verify
-from gpt2chat.model import build_causal_lm
-from gpt2chat.tokenizer import END_OF_TEXT_ID
+from gpt2chat.chat.copybias import MASKED, CopyBias
+from gpt2chat.modeling.generation import SamplingConfig, StreamingGenerator
+from gpt2chat.chat.grounding import split_sentences, verify
+from gpt2chat.modeling.model import build_causal_lm
+from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
 
 PROMPT = "Question: What causes asthma?\nAnswer:"
 
@@ -60,7 +60,7 @@ def test_constrained_copy_bias_only_writes_sentences_of_the_reference(generator)
 
 
 def test_sampler_keeps_top_k_and_nucleus_and_repeats_with_a_seed():
-    from gpt2chat.generation import Sampler
+    from gpt2chat.modeling.generation import Sampler
 
     logits = np.array([0.0, 5.0, 4.9, -1e9, 4.8, 1.0], dtype=np.float32)
 

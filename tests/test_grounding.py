@@ -3,9 +3,9 @@ import random
 import numpy as np
 import pytest
 
-from gpt2chat import grounding
-from gpt2chat.copybias import MASKED, CopyBias, gpt2_piece_kinds
-from gpt2chat.grounding import (
+from gpt2chat.chat import grounding
+from gpt2chat.chat.copybias import MASKED, CopyBias, gpt2_piece_kinds
+from gpt2chat.chat.grounding import (
     ExtractConfig, SupportThresholds, Vocabulary, extractive_answer, fragments, is_degenerate, k_precision, lead_k,
     split_sentences, verify, words,
 )
@@ -164,9 +164,9 @@ def test_copying_never_starts_or_runs_into_a_sentence_that_cannot_be_an_answer()
 
 
 def test_gpt2_copy_decoding_skips_sentences_grounding_would_not_show():
-    from gpt2chat.copybias import gpt2_text
-    from gpt2chat.grounding import is_answer_sentence
-    from gpt2chat.tokenizer import gpt2_tokenizer
+    from gpt2chat.chat.copybias import gpt2_text
+    from gpt2chat.chat.grounding import is_answer_sentence
+    from gpt2chat.modeling.tokenizer import gpt2_tokenizer
 
     assert not is_answer_sentence("Yes.") and not is_answer_sentence("What is glaucoma and who gets it?")
     assert is_answer_sentence("Glaucoma is treated with eye drops or surgery.")
@@ -198,7 +198,7 @@ def test_no_repeat_ngram_bans_a_repeated_ngram():
 
 
 def test_gpt2_sentence_ends_and_starts():
-    from gpt2chat.tokenizer import gpt2_vocabulary_and_merges
+    from gpt2chat.modeling.tokenizer import gpt2_vocabulary_and_merges
 
     vocabulary, _ = gpt2_vocabulary_and_merges()
     ends, starts = gpt2_piece_kinds()
@@ -211,7 +211,7 @@ def test_gpt2_sentence_ends_and_starts():
 
 
 def test_calibration_chooses_thresholds_that_separate_copies_from_salad(sample_records):
-    from gpt2chat.grounding_eval import build_examples, choose_thresholds, features, support_report
+    from gpt2chat.chat.grounding_eval import build_examples, choose_thresholds, features, support_report
 
     examples = build_examples(sample_records[:60], random.Random(0))
     kinds, x = np.asarray([k for k, _, _ in examples]), features(examples)

@@ -9,9 +9,9 @@ import socket
 
 import pytest
 
-from gpt2chat import masking, masking_eval
-from gpt2chat.masking import Finding, MaskerConfig, MaskResult, PIIMasker, get_masker, mask
-from gpt2chat.masking_eval import evaluate, load_eval_set
+from gpt2chat.guard import masking, masking_eval
+from gpt2chat.guard.masking import Finding, MaskerConfig, MaskResult, PIIMasker, get_masker, mask
+from gpt2chat.guard.masking_eval import evaluate, load_eval_set
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from gpt2chat.generation import SamplingConfig, StreamingGenerator
-from gpt2chat.model import ModelUnavailable, build_causal_lm, load_preset
-from gpt2chat.prompt import build_prompt, training_example
-from gpt2chat.tokenizer import END_OF_TEXT_ID, gpt2_tokenizer
+from gpt2chat.modeling.generation import SamplingConfig, StreamingGenerator
+from gpt2chat.modeling.model import ModelUnavailable, build_causal_lm, load_preset
+from gpt2chat.chat.prompt import build_prompt, training_example
+from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID, gpt2_tokenizer
 
 
 def test_tokenizer_matches_openai_ids():

@@ -12,10 +12,11 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from gpt2chat import ranking, retrieval, settings
-from gpt2chat.data import load_records
-from gpt2chat.entailment import rqe_pairs
-from gpt2chat.retrieval import IndexSettings, Passage, RetrievalIndex, cache_key
+from gpt2chat import settings
+from gpt2chat.search import ranking, retrieval
+from gpt2chat.corpus.data import load_records
+from gpt2chat.search.entailment import rqe_pairs
+from gpt2chat.search.retrieval import IndexSettings, Passage, RetrievalIndex, cache_key
 
 # Written for these tests in everyday wording, unlike MedQuAD's "What are the treatments for X ?" templates.
 PARAPHRASES = [
@@ -164,7 +165,7 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(small_tree, private_cache, ca
     _damage(directory, damage)
     with pytest.raises((ValueError, OSError)):
         RetrievalIndex.load(directory, built.key)
-    with caplog.at_level(logging.WARNING, logger="gpt2chat.retrieval"):
+    with caplog.at_level(logging.WARNING, logger="gpt2chat.search.retrieval"):
         rebuilt = RetrievalIndex.load_or_build(small_tree)
     assert "rebuilding" in caplog.text
     assert rebuilt.search("heart", k=3) == built.search("heart", k=3)

@@ -8,9 +8,9 @@ import unicodedata
 
 import pytest
 
-from gpt2chat.emergency import default_detector, load_labelled_set, training_rows
-from gpt2chat.emergency_eval import latency_ms
-from gpt2chat.safety import (
+from gpt2chat.guard.emergency import default_detector, load_labelled_set, training_rows
+from gpt2chat.guard.emergency_eval import latency_ms
+from gpt2chat.guard.safety import (
     DIAGNOSIS,
     EMERGENCY,
     PERSONAL_DOSING,

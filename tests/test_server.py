@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from gpt2chat.server import BodySizeLimit, PortUnavailable, check_port
+from gpt2chat.serving.server import BodySizeLimit, PortUnavailable, check_port
 
 
 def test_port_out_of_range_or_in_use_is_refused_at_once():

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gpt2chat import feedback_report, settings, slides
+from gpt2chat import settings
+from gpt2chat.reports import slides
+from gpt2chat.serving import feedback_report
 
 LIVRABLES = settings.REPO_ROOT / "livrables"
 

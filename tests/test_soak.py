@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from gpt2chat import server, settings
-from gpt2chat.masking import PIIMasker, get_masker
+from gpt2chat import settings
+from gpt2chat.serving import server
+from gpt2chat.guard.masking import PIIMasker, get_masker
 
 
 def _load_soak():

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from gpt2chat.sweep import main, parse_variant, run_name, write_report
+from gpt2chat.modeling.sweep import main, parse_variant, run_name, write_report
 
 # Ten steps on 60 pairs: the sweep's mechanics, not the quality of a recipe.
 _QUICK = "tiny+steps=10+eval_interval=5+warmup_steps=2+max_records=60+eval_rows=4"

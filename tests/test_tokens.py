@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from gpt2chat import settings
-from gpt2chat.data import focus_key
-from gpt2chat.prompt import REFERENCE_PREFIX, reference_passage, training_example
-from gpt2chat.retrieval import Passage, RetrievalIndex
-from gpt2chat.tokenizer import END_OF_TEXT_ID
-from gpt2chat.tokens import (
+from gpt2chat.corpus.data import focus_key
+from gpt2chat.chat.prompt import REFERENCE_PREFIX, reference_passage, training_example
+from gpt2chat.search.retrieval import Passage, RetrievalIndex
+from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
+from gpt2chat.modeling.tokens import (
     Grounding, Example, answer_sentences, choose_passage, grounded_examples, model_inputs, pack_examples,
     reference_kind, tokenize_examples,
 )
@@ -111,7 +111,7 @@ def test_examples_only_quote_pairs_of_their_own_records(sample_records, index):
 
 
 def test_prompt_and_answer_tokens_concatenate_to_the_rendered_example(sample_records, index, private_cache):
-    from gpt2chat.tokenizer import gpt2_tokenizer
+    from gpt2chat.modeling.tokenizer import gpt2_tokenizer
 
     tokenizer = gpt2_tokenizer()
     records = sample_records[:60]

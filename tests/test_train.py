@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from gpt2chat.model import load_preset
-from gpt2chat.train import TrainConfig, main, train
+from gpt2chat.modeling.model import load_preset
+from gpt2chat.modeling.train import TrainConfig, main, train
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_bad_arguments_give_one_line_errors(tmp_path, capsys):
 
 
 def test_lora_fine_tuning_of_a_local_preset(tmp_path, medquad_dir):
-    from gpt2chat.model import build_causal_lm
+    from gpt2chat.modeling.model import build_causal_lm
 
     build_causal_lm("tiny", 64).save_to_preset(str(tmp_path / "base"))
     summary = train(TrainConfig.from_recipe("tiny", output=str(tmp_path / "lora"), preset=str(tmp_path / "base"),
@@ -143,7 +143,7 @@ def test_output_at_or_under_a_file_is_a_one_line_error(tmp_path, small_medquad, 
 
 
 def test_recipes_are_data_and_flags_override_them():
-    from gpt2chat.train import parse_args, read_recipe, recipe_names
+    from gpt2chat.modeling.train import parse_args, read_recipe, recipe_names
 
     assert {"tiny", "quickstart", "finetune-base"} <= set(recipe_names())
     assert TrainConfig() == TrainConfig.from_recipe("quickstart")
@@ -159,8 +159,8 @@ def test_loss_and_metric_count_answer_tokens_only():
     with weight 0 (prompt, reference, question) changes neither."""
     import numpy as np
 
-    from gpt2chat.tokens import pack_examples
-    from gpt2chat.train import build_training_model
+    from gpt2chat.modeling.tokens import pack_examples
+    from gpt2chat.modeling.train import build_training_model
 
     config = TrainConfig.from_recipe("tiny")
     _, model = build_training_model(config)
@@ -191,8 +191,8 @@ def test_run_reports_its_answer_tokens(tiny_run):
 def test_a_checkpoint_whose_random_state_does_not_fit_the_model_is_refused():
     """A resume into a model with another number of dropout layers must fail with a one-line error, not draw
     masks from a mismatched state (which would silently break the exact-resume guarantee)."""
-    from gpt2chat.model import build_causal_lm
-    from gpt2chat.training_callbacks import restore_seed_states, seed_states
+    from gpt2chat.modeling.model import build_causal_lm
+    from gpt2chat.modeling.training_callbacks import restore_seed_states, seed_states
 
     model = build_causal_lm("tiny", 32, dropout=0.1)
     states = seed_states(model)

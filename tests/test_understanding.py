@@ -8,10 +8,10 @@ import string
 
 import pytest
 
-from gpt2chat.data import focus_key, load_annotations, load_records
-from gpt2chat.entailment import rqe_pairs
-from gpt2chat.retrieval import RetrievalIndex
-from gpt2chat.understanding import split_questions
+from gpt2chat.corpus.data import focus_key, load_annotations, load_records
+from gpt2chat.search.entailment import rqe_pairs
+from gpt2chat.search.retrieval import RetrievalIndex
+from gpt2chat.search.understanding import split_questions
 
 # Answered foci the tests ask about, plus their neighbours that compete for the same words.
 FOCI = {"gout", "glaucoma", "diabetes", "type 1 diabetes", "diabetes insipidus", "deep vein thrombosis",
@@ -163,15 +163,15 @@ def test_huge_messages_and_histories_are_cut_not_processed_whole(index):
 @pytest.fixture(scope="module")
 def extract_engine(index):
     """The chat engine over this index without a model: answers are extracts of the passages retrieve picks."""
-    from gpt2chat.engine import ChatEngine
-    from gpt2chat.masking import get_masker
-    from gpt2chat.safety import default_policy
+    from gpt2chat.chat.engine import ChatEngine
+    from gpt2chat.guard.masking import get_masker
+    from gpt2chat.guard.safety import default_policy
 
     return ChatEngine(None, index, masker=get_masker(), safety=default_policy())
 
 
 def test_the_engine_carries_the_focus_of_a_follow_up(extract_engine):
-    from gpt2chat.engine import Turn
+    from gpt2chat.chat.engine import Turn
 
     earlier = [Turn("what is gout?", "Gout is a kind of arthritis.")]
     reply = extract_engine.reply("and how is it treated?", history=earlier)

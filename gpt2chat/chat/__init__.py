@@ -1,0 +1,1 @@
+"""The chat engine: prompt -> generate (copy bias) -> verify (grounding) -> reply, follow-ups."""

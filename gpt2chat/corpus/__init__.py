@@ -1,0 +1,1 @@
+"""MedQuAD XML -> clean records -> pandas/datasets table -> train/validation/test split by focus."""

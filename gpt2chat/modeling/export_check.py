@@ -1,0 +1,124 @@
+"""How closely an export serves like its Keras model, on held-out test questions (``python -m gpt2chat.export
+MODEL_DIR --check N``).
+
+Each question gets the grounded prompt the engine builds (its own NIH passage as the reference). Measured:
+
+* greedy agreement: the share of questions whose greedy ids (up to ``max_new_tokens``, stopping at
+  <|endoftext|>) are identical, and the share of Keras's tokens the export reproduces before it first diverges;
+* perplexity per answer token, teacher-forced on the question's answer, through each runtime's own serving path
+  (the export is fed one token at a time through its key/value cache, as when it generates).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gpt2chat.reports.metrics import perplexity
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def keras_answer_nats(causal_lm, prompt: list[int], answer: list[int]) -> float:
+    """Summed cross-entropy (nats) of ``answer`` after ``prompt`` under the Keras model, in one forward pass."""
+    from keras import ops
+
+    ids = np.asarray([prompt + answer], dtype=np.int32)
+    logits = causal_lm({"token_ids": ids, "padding_mask": np.ones_like(ids, dtype=bool)}, training=False)
+    logits = np.asarray(ops.convert_to_numpy(ops.cast(logits, "float32")))[0, len(prompt) - 1:-1]
+    return float(-_log_softmax(logits)[np.arange(len(answer)), answer].sum())
+
+
+def export_answer_nats(generator, prompt: list[int], answer: list[int]) -> float:
+    """The same through the export's serving path: the prompt at once, then the answer token by token."""
+    _, logits, state = generator._first_logits(prompt)
+    total = 0.0
+    for position, token in enumerate(answer):
+        total -= float(_log_softmax(np.asarray(logits[0], dtype=np.float64))[token])
+        if position + 1 < len(answer):
+            _, logits, state = generator._next_logits(token, len(prompt) + position, state)
+    return total
+
+
+def agreement(reference: list[int], candidate: list[int]) -> int:
+    """How many leading tokens of ``reference`` ``candidate`` reproduces."""
+    same = 0
+    for a, b in zip(reference, candidate):
+        if a != b:
+            break
+        same += 1
+    return same
+
+
+def held_out_questions(model_dir: str | Path, count: int, *, data: str | None = None, seed: int = 0):
+    """``count`` test-split records (the run's split.json when it has one), a seeded sample."""
+    from gpt2chat.modeling import rundir
+    from gpt2chat.corpus.data import load_records
+    from gpt2chat.corpus.splits import load_split, split_records
+
+    records, _ = load_records(data)
+    split = rundir.RunDirectory(model_dir).split
+    test = (load_split(split, records) if split.is_file() else split_records(records))["test"]
+    chosen = np.random.default_rng(seed).permutation(len(test))[:count]
+    return [test[i] for i in sorted(chosen)]
+
+
+def check_export(model_dir: str | Path, count: int = 50, *, max_new_tokens: int = 64, data: str | None = None,
+                 answer_tokens: int = 128, progress: bool = True) -> dict:
+    """Greedy agreement and answer perplexity of the export of ``model_dir`` against its Keras model."""
+    from tqdm import tqdm
+
+    from gpt2chat.modeling.export import load_exported_generator, read_manifest
+    from gpt2chat.modeling.generation import SamplingConfig, StreamingGenerator
+    from gpt2chat.modeling.model import load_preset
+    from gpt2chat.chat.prompt import build_prompt, reference_passage
+
+    manifest = read_manifest(model_dir)
+    causal_lm = load_preset(model_dir)
+    keras_generator = StreamingGenerator(causal_lm)
+    exported = load_exported_generator(model_dir, tokenizer=keras_generator.tokenizer)
+    greedy = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
+    identical = reproduced = compared = 0
+    nats = {"keras": 0.0, "export": 0.0}
+    answer_count = 0
+    records = held_out_questions(model_dir, count, data=data)
+    for record in tqdm(records, desc="check", disable=not progress):
+        prompt = exported.encode(build_prompt(record.question, reference=reference_passage(record.answer)))
+        prompt = prompt[-exported.prompt_budget(max(max_new_tokens, answer_tokens)):]
+        expected = list(keras_generator.stream_ids(prompt, greedy))
+        produced = list(exported.stream_ids(prompt, greedy))
+        identical += expected == produced
+        reproduced += agreement(expected, produced)
+        compared += len(expected)
+        answer = exported.encode(" " + record.answer)[:answer_tokens]
+        nats["keras"] += keras_answer_nats(causal_lm, prompt, answer)
+        nats["export"] += export_answer_nats(exported, prompt, answer)
+        answer_count += len(answer)
+    keras_loss, export_loss = nats["keras"] / answer_count, nats["export"] / answer_count
+    return {
+        "model": str(model_dir), "weights": manifest["weights"], "questions": len(records),
+        "max_new_tokens": max_new_tokens, "identical_greedy": identical / len(records),
+        "tokens_reproduced": reproduced / compared if compared else 1.0, "answer_tokens": answer_count,
+        "keras_perplexity": perplexity(keras_loss), "export_perplexity": perplexity(export_loss),
+        "perplexity_change": perplexity(export_loss) / perplexity(keras_loss) - 1.0,
+    }
+
+
+def check_table(figures: dict) -> str:
+    """The figures as a Markdown table."""
+    from gpt2chat.reports.report import markdown_table
+
+    import pandas as pd
+
+    row = {
+        "model": figures["model"], "weights": figures["weights"], "questions": figures["questions"],
+        "identical greedy ids": f"{figures['identical_greedy']:.0%}",
+        "Keras tokens reproduced": f"{figures['tokens_reproduced']:.1%}",
+        "perplexity Keras / export": f"{figures['keras_perplexity']:.2f} / {figures['export_perplexity']:.2f}",
+        "change": f"{figures['perplexity_change']:+.3%}", "answer tokens": figures["answer_tokens"],
+    }
+    return markdown_table(pd.DataFrame([row]))

@@ -1,0 +1,1 @@
+"""Evaluation and what is published: comparison report, metrics, LLM judge, EDA, slides."""

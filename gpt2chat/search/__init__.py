@@ -1,0 +1,1 @@
+"""Question understanding and retrieval: foci, question types, BM25, re-ranking, entailment."""

@@ -1,0 +1,401 @@
+"""Retrieval over every answered MedQuAD pair: the chatbot's knowledge base.
+
+Usage:
+    python -m gpt2chat.retrieval "how is glaucoma treated?"   # understood question(s) and their passages
+    python -m gpt2chat.retrieval --eval [medquad|consumer|rqe|followups|latency]   # see gpt2chat.search.retrieval_eval
+
+    from gpt2chat.search.retrieval import get_index
+    result = get_index().retrieve("and how is it treated?", history=["what causes gout?"], k=3)
+    for question in result.questions:          # one per core sub-question of the message
+        print(question.foci, question.types, question.answerable, [p.url for p in question.passages])
+    result.passages(k=3)                       # what to cite; result.medlineplus_url when not answerable
+    get_index().search("gout", k=3)            # plain BM25, no understanding
+
+``retrieve`` (gpt2chat.search.ranking) recognises the foci and question types, splits long messages, carries the focus
+of a follow-up over from the history, re-ranks with a question-entailment model and says when MedQuAD has no
+answer. Its learned parts (gpt2chat.search.understanding, gpt2chat.search.question_types, gpt2chat.search.entailment) are built with the
+index.
+
+Each indexed document is the pair's question and focus (both repeated, so the topic outweighs the long answer)
+followed by the answer; a second, smaller BM25 over the focus name alone adds a boost for pairs whose topic the
+query names. Text is tokenised by bm25s with English stopwords and the Snowball stemmer (PyStemmer). Cached
+under ``settings.cache_dir()/retrieval/<key>``; the key hashes the MedQuAD XML contents, the RQE train data, the
+source of the loader and of the learned parts, and the index settings, so any change to them builds a fresh
+index instead of serving a stale one. The manifest records a SHA-256 of every file: a cache whose files were
+damaged or edited (out-of-range arrays, emptied vocabularies) is rebuilt instead of trusted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import bm25s
+import numpy as np
+import Stemmer
+
+from gpt2chat import settings
+from gpt2chat.corpus import data
+from gpt2chat.search import ranking
+from gpt2chat.corpus.data import QAPair, focus_key
+from gpt2chat.search.entailment import rqe_path
+from gpt2chat.search.ranking import RetrievalResult, Understanding
+
+log = logging.getLogger(__name__)
+# bm25s sets its own logger to DEBUG on import, which would print index internals in any app that logs.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+# Bump when the on-disk layout or the document text changes in a way the settings below do not capture.
+CACHE_FORMAT = 2
+_MANIFEST = "manifest.json"
+_PASSAGES = "passages.jsonl"
+_UNDERSTANDING = "understanding"
+_FIELDS = ("document", "focus")
+_DESCRIPTION = "description"  # BM25 over each focus's own description, one document per answered focus
+_DESCRIPTION_KEYS = "description_foci.json"
+# What a focus "is" in its own answers: a description written the way people describe a condition.
+_DESCRIPTION_TYPES = ("information", "symptoms", "causes")
+_DESCRIPTION_CHARS = 1500  # of each answer: the opening says what the condition is; 4,732 foci built in ~5 s
+_PASSAGE_FIELDS = ("pair_id", "question", "answer", "focus", "source", "url", "question_type")
+# The code that builds the learned parts is part of what the cached index depends on.
+_LEARNED_SOURCES = ("understanding.py", "question_types.py", "entailment.py", "ranking.py")
+
+
+@dataclasses.dataclass(frozen=True)
+class Passage:
+    pair_id: str
+    question: str
+    answer: str
+    focus: str
+    source: str
+    url: str
+    score: float
+    question_type: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexSettings:
+    # Chosen with --eval: repeating question and focus three times lifts top-1 focus accuracy from 89.9% to
+    # 93.5% (own pair held out: 74.3% to 76.2%) over plain concatenation, as long answers otherwise dominate
+    # the term counts; more repeats or other k1/b values changed it by under a point.
+    question_repeats: int = 3
+    focus_repeats: int = 3
+    # A second BM25 over the focus name alone, added to the document score with this weight: a query naming
+    # the disease then prefers that disease's pairs over pairs that only mention it (test-split top-1 93.5% ->
+    # 96.8%, own pair held out 76.2% -> 81.3%; one of 20 hand-written chat paraphrases fewer in the top 3,
+    # where an incidental word matched a focus name, e.g. "brittle" bones -> "Brittle cornea syndrome").
+    focus_field_weight: float = 0.5
+    stem: bool = True
+    # bm25s's short "en" list keeps "my", "how", "have", which are rare in MedQuAD's third-person answers,
+    # so their high IDF drowned the disease name in chat-style questions; see _STOPWORDS.
+    stopwords: str = "chat"
+    k1: float = 1.2
+    b: float = 0.75
+
+
+# bm25s's longer English list plus chat verbs ("my doctor says..." matched "Barber Say syndrome").
+_STOPWORDS = {"chat": (*bm25s.stopwords.STOPWORDS_EN_PLUS, "can", "could", "get", "got", "know", "may", "might",
+                       "need", "please", "said", "say", "says", "tell", "told", "want", "would")}
+
+
+def _stemmer(config: IndexSettings):
+    return Stemmer.Stemmer("english") if config.stem else None
+
+
+def _tokenize(texts: list[str], stopwords: str, stemmer, progress: bool = False) -> list[list[str]]:
+    return bm25s.tokenize(texts, stopwords=_STOPWORDS.get(stopwords, stopwords), stemmer=stemmer, return_ids=False,
+                          show_progress=progress)
+
+
+def document_text(record: QAPair, config: IndexSettings) -> str:
+    topic = [record.question] * config.question_repeats + [record.focus] * config.focus_repeats
+    return " ".join([*topic, record.answer])
+
+
+def cache_key(data_dir: str | os.PathLike | None = None, config: IndexSettings = IndexSettings()) -> str:
+    """Hash of everything the index depends on: XML file names and bytes, the loader's code, the settings."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"format": CACHE_FORMAT, "bm25s": bm25s.__version__, **dataclasses.asdict(config)},
+                             sort_keys=True).encode())
+    # The loader decides which pairs are kept (answered, de-duplicated), so its code is part of the data.
+    digest.update(Path(data.__file__).read_bytes())
+    for name in _LEARNED_SOURCES:
+        digest.update(Path(__file__).with_name(name).read_bytes())
+    if rqe_path().is_file():
+        digest.update(rqe_path().read_bytes())
+    root = settings.medquad_dir(data_dir)
+    for subset, path in data.xml_files(root):
+        content = path.read_bytes()
+        digest.update(f"\0{subset}/{path.name}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()[:20]
+
+
+class RetrievalIndex:
+    """A BM25 index, the passages it returns and the question understanding that ranks them; build from records,
+    or load a saved one."""
+
+    def __init__(self, fields: dict[str, bm25s.BM25], passages: list[dict], config: IndexSettings, key: str = "",
+                 understanding: Understanding | None = None,
+                 descriptions: tuple[bm25s.BM25, list[str]] | None = None):
+        self._fields = fields  # _FIELDS name -> BM25 over that text, one document per passage
+        self._descriptions = descriptions  # BM25 over focus descriptions, and the focus key of each document
+        self._passages = passages
+        self._config = config
+        self.key = key  # the cache key it was built for ("" when built from records directly)
+        self.understanding = understanding
+        self._stemmer = _stemmer(config)
+        self._by_focus: dict[str, list[int]] = collections.defaultdict(list)
+        for i, passage in enumerate(passages):
+            self._by_focus[focus_key(passage["focus"])].append(i)
+        self.answered_types = frozenset(p["question_type"] for p in passages)
+        self._type_probabilities: np.ndarray | None = None
+
+    @classmethod
+    def build(cls, records: Sequence[QAPair], config: IndexSettings = IndexSettings(), progress: bool = False,
+              annotations: Sequence[data.FocusAnnotation] | None = None,
+              rqe: Sequence[tuple[str, str, bool]] | None = None) -> RetrievalIndex:
+        """BM25 fields plus the learned parts (see ``ranking.Understanding.build`` for the defaults)."""
+        if not records:
+            raise ValueError("cannot build a retrieval index from no records")
+        stemmer = _stemmer(config)
+        fields = {}
+        for name, texts in (("document", [document_text(r, config) for r in records]),
+                            ("focus", [r.focus for r in records])):
+            fields[name] = bm25s.BM25(k1=config.k1, b=config.b)
+            fields[name].index(_tokenize(texts, config.stopwords, stemmer, progress), show_progress=progress)
+        passages = [{name: getattr(r, name) for name in _PASSAGE_FIELDS} for r in records]
+        described: dict[str, list[str]] = collections.defaultdict(list)
+        for record in records:
+            if record.question_type in _DESCRIPTION_TYPES:
+                described[focus_key(record.focus)].append(record.answer[:_DESCRIPTION_CHARS])
+        keys = sorted(described)
+        descriptions = None
+        if keys:
+            description_bm25 = bm25s.BM25(k1=config.k1, b=config.b)
+            description_bm25.index(_tokenize([" ".join(described[k]) for k in keys], config.stopwords, stemmer),
+                                   show_progress=False)
+            descriptions = (description_bm25, keys)
+        return cls(fields, passages, config, understanding=Understanding.build(records, annotations, rqe),
+                   descriptions=descriptions)
+
+    def __len__(self) -> int:
+        return len(self._passages)
+
+    def search(self, query: str, k: int = 5) -> list[Passage]:
+        """The ``k`` best passages by BM25 alone, best first; only passages sharing at least one term with the query."""
+        if not query or not query.strip() or k <= 0:
+            return []
+        scores = self.bm25_scores(query)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [self.passage_result(i, float(scores[i])) for i in top if scores[i] > 0]
+
+    def retrieve(self, message: str, history: Sequence[str] = (), k: int = 3) -> RetrievalResult:
+        """Understand ``message`` (already PII-masked) and rank passages for each of its core questions.
+
+        ``history`` is the user's earlier masked messages, oldest first: a follow-up that names no focus ("and
+        how is it treated?") is about the focus of the latest one that did. See ``ranking.RetrievalResult``:
+        one ``SubQuestion`` per core question (text, foci with confidence, types, passages, ``answerable``),
+        ``passages(k)`` to cite, and ``medlineplus_url`` (a MedlinePlus search) for what MedQuAD cannot answer.
+        Never raises for odd text (empty, noise, another language): it returns a non-answerable result.
+        """
+        if self.understanding is None:
+            raise ValueError("this index was loaded without its question understanding")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, not {k}")
+        return ranking.retrieve(self, message, history, k)
+
+    def bm25_scores(self, query: str) -> np.ndarray:
+        """BM25 score of every passage: the document field plus the weighted focus-name field."""
+        tokens = _tokenize([query], self._config.stopwords, self._stemmer)[0]
+        scores = np.zeros(len(self), dtype=np.float32)
+        for name, weight in (("document", 1.0), ("focus", self._config.focus_field_weight)):
+            token_ids = self._fields[name].get_tokens_ids(tokens)
+            if token_ids:
+                scores += weight * self._fields[name].get_scores_from_ids(token_ids)
+        return scores
+
+    def described_foci(self, text: str, n: int = 3) -> list[tuple[str, float]]:
+        """The answered foci whose own description (what their answers say it is, its symptoms and causes) best
+        matches ``text``: how "the sugar disease where your body stops making insulin" reaches type 1 diabetes."""
+        if self._descriptions is None:
+            return []
+        bm25, keys = self._descriptions
+        token_ids = bm25.get_tokens_ids(_tokenize([text], self._config.stopwords, self._stemmer)[0])
+        if not token_ids:
+            return []
+        scores = bm25.get_scores_from_ids(token_ids)
+        top = np.argsort(-scores)[:n]
+        return [(keys[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    def passage(self, i: int) -> dict:
+        return self._passages[i]
+
+    def passage_result(self, i: int, score: float) -> Passage:
+        return Passage(**self._passages[i], score=score)
+
+    def pairs_of_focus(self, key: str) -> list[int]:
+        """Indexes of the passages about one focus (``data.focus_key``)."""
+        return self._by_focus.get(key, [])
+
+    def type_probabilities(self, indexes: np.ndarray) -> np.ndarray:
+        """Question-type probabilities of these passages' questions, computed for all passages on first use."""
+        if self._type_probabilities is None:
+            self._type_probabilities = self.understanding.types.probabilities([p["question"] for p in self._passages])
+        return self._type_probabilities[indexes]
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write atomically: a half-written directory never sits at ``directory``."""
+        directory = Path(directory)
+        staging = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            staging.mkdir(parents=True)
+            for name, bm25 in self._fields.items():
+                bm25.save(staging / name, show_progress=False)
+            with open(staging / _PASSAGES, "w", encoding="utf-8") as handle:
+                for passage in self._passages:
+                    handle.write(json.dumps(passage, ensure_ascii=False) + "\n")
+            if self.understanding is not None:
+                self.understanding.save(staging / _UNDERSTANDING)
+            if self._descriptions is not None:
+                self._descriptions[0].save(staging / _DESCRIPTION, show_progress=False)
+                (staging / _DESCRIPTION_KEYS).write_text(json.dumps(self._descriptions[1]))
+            # Written last: a directory without a manifest is incomplete.
+            manifest = {"key": self.key, "count": len(self), "settings": dataclasses.asdict(self._config),
+                        "sha256": _checksums(staging)}
+            (staging / _MANIFEST).write_text(json.dumps(manifest, indent=1))
+            shutil.rmtree(directory, ignore_errors=True)
+            os.replace(staging, directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # only left over when something above failed
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, key: str | None = None) -> RetrievalIndex:
+        """Load a saved index; raises ValueError (or OSError) when it is incomplete, inconsistent or for another key."""
+        directory = Path(directory)
+        manifest = json.loads((directory / _MANIFEST).read_text())
+        if key is not None and manifest.get("key") != key:
+            raise ValueError(f"index at {directory} was built for key {manifest.get('key')!r}, not {key!r}")
+        # Readable but wrong bytes (an out-of-range array value, an emptied vocabulary) load without an error
+        # and fail later or find nothing, so every file must match what was written.
+        if manifest.get("sha256") != _checksums(directory):
+            raise ValueError(f"index at {directory} does not match the checksums in its manifest")
+        config = IndexSettings(**manifest["settings"])
+        with open(directory / _PASSAGES, encoding="utf-8") as handle:
+            passages = [json.loads(line) for line in handle]
+        fields = {name: bm25s.BM25.load(directory / name, show_progress=False, verbosity=0) for name in _FIELDS}
+        sizes = {len(passages), manifest["count"], *(bm25.scores["num_docs"] for bm25 in fields.values())}
+        if len(sizes) != 1:
+            raise ValueError(f"index at {directory} is inconsistent: document counts {sorted(sizes)}")
+        if any(set(p) != set(_PASSAGE_FIELDS) for p in passages):
+            raise ValueError(f"index at {directory} has malformed passages")
+        understanding = Understanding.load(directory / _UNDERSTANDING)
+        description_keys = json.loads((directory / _DESCRIPTION_KEYS).read_text())
+        description_bm25 = bm25s.BM25.load(directory / _DESCRIPTION, show_progress=False, verbosity=0)
+        if description_bm25.scores["num_docs"] != len(description_keys):
+            raise ValueError(f"index at {directory} has focus descriptions that do not match their foci")
+        return cls(fields, passages, config, manifest.get("key", ""), understanding,
+                   (description_bm25, description_keys))
+
+    @classmethod
+    def load_or_build(cls, data_dir: str | os.PathLike | None = None, progress: bool = False,
+                      config: IndexSettings = IndexSettings()) -> RetrievalIndex:
+        """The cached index for this MedQuAD tree and settings, built (and cached) on first use."""
+        key = cache_key(data_dir, config)
+        directory = settings.cache_dir() / "retrieval" / key
+        if directory.exists():
+            try:
+                return cls.load(directory, key)
+            except Exception as error:  # any damage (truncated JSON, missing array, bad dtype) means rebuild
+                log.warning("retrieval cache at %s is unreadable (%s); rebuilding it", directory, error)
+        records, _ = data.load_records(data_dir, progress=progress)
+        index = cls.build(records, config, progress=progress,
+                          annotations=data.load_annotations(data_dir, progress=progress))
+        index.key = key
+        try:
+            index.save(directory)
+            _prune_other_keys(directory)
+        except OSError as error:  # a read-only or full disk costs a rebuild next start, not the answer now
+            log.warning("could not cache the retrieval index at %s (%s)", directory, error)
+        return index
+
+
+EVALUATIONS = ("medquad", "consumer", "rqe", "followups", "latency")
+
+
+def _checksums(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``directory`` except the manifest, by relative path."""
+    return {str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(directory.rglob("*")) if path.is_file() and path.name != _MANIFEST}
+
+
+def _prune_other_keys(keep: Path) -> None:
+    """Drop indexes built for older data or settings: they can never be served again, and each is ~35 MB."""
+    for sibling in keep.parent.iterdir():
+        if sibling != keep and sibling.is_dir() and ".tmp-" not in sibling.name:
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
+@functools.lru_cache(maxsize=4)
+def get_index(data_dir: str | os.PathLike | None = None) -> RetrievalIndex:
+    """One index per process and data directory, for the chat engine."""
+    return RetrievalIndex.load_or_build(data_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpt2chat.retrieval", description=__doc__.split("\n")[0])
+    parser.add_argument("question", nargs="?", help="question to search for")
+    parser.add_argument("-k", type=int, default=5, help="passages to show (default 5)")
+    parser.add_argument("--history", action="append", default=[], metavar="MESSAGE",
+                        help="an earlier user message, oldest first (repeatable), for a follow-up question")
+    parser.add_argument("--eval", nargs="?", const="medquad", choices=EVALUATIONS, metavar="WHAT",
+                        help=f"measure instead: {', '.join(EVALUATIONS)} "
+                             "(default medquad; see gpt2chat.search.retrieval_eval)")
+    parser.add_argument("--limit", type=int, help="with --eval: only the first N questions")
+    parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.eval and not args.question:
+        parser.error("give a question, or --eval")
+    if args.k < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("-k and --limit must be at least 1")
+    try:
+        if args.eval:
+            from gpt2chat.search import retrieval_eval
+
+            return retrieval_eval.run(args.eval, args.data, args.limit)
+        index = RetrievalIndex.load_or_build(args.data, progress=True)
+    except (data.MedQuADNotFound, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    result = index.retrieve(args.question, args.history, k=args.k)
+    for question in result.questions:
+        foci = ", ".join(f"{m.focus} ({m.confidence:.2f}{', carried over' if question.carried_over else ''})"
+                         for m in question.foci) or "none"
+        types = ", ".join(f"{t} ({p:.2f})" for t, p in question.types) or "none"
+        print(f"Q: {question.text}\n   foci: {foci}\n   types: {types}")
+        if not question.answerable:
+            print("   no NIH answer found")
+        for rank, passage in enumerate(question.passages, 1):
+            print(f"{rank}. {passage.focus}  [{passage.source}]  score {passage.score:.2f}\n"
+                  f"   {passage.url}\n   Q: {passage.question}")
+    if not result.answerable:
+        print(f"No NIH answer found; MedlinePlus search: {result.medlineplus_url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Retrieval evaluations, run through ``python -m gpt2chat.retrieval --eval WHAT``:
+
+* ``medquad``   build the index from scratch (timed) and measure top-1/top-5 focus accuracy on the MedQuAD test
+                split's questions, by plain BM25 (``search``) and by the full pipeline (``retrieve``), with each
+                question's own pair in the index and held out.
+* ``consumer``  the MEDIQA 2019 consumer questions (``../shared/consumer_qa``, evaluation only): page-level hit@1,
+                hit@5 and MRR against judged-correct answers (score >= 3) for the 76 questions with such an answer
+                on a MedQuAD page, per subset, and focus@1 (the first passage is about the focus of a judged-correct
+                page, whichever site); how often a cited page was judged incorrect (score 1).
+* ``rqe``       accuracy of the question-entailment model on the RQE validation and test splits.
+* ``followups`` focus carried over in our own two-turn conversations (gpt2chat/resources/followup_conversations.jsonl).
+* ``latency``   ``retrieve`` p50/p95 over every question above, one at a time.
+
+Pages are compared after normalising URLs (lower case, no scheme, no trailing slash); hit@5 and MRR count the
+first five (ten) distinct pages of the ranked passages.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from gpt2chat.corpus import data
+from gpt2chat.corpus.data import QAPair, focus_key
+from gpt2chat.search.entailment import consumer_qa_dir, rqe_pairs
+from gpt2chat.search.retrieval import RetrievalIndex
+
+QA_FILE = "mediqa2019_qa.jsonl"
+CONVERSATIONS = Path(__file__).resolve().parents[1] / "resources" / "followup_conversations.jsonl"
+
+
+def _percent(hits: int, total: int) -> str:
+    return f"{100 * hits / total:5.1f}%" if total else "  n/a"
+
+
+def normalise_url(url: str) -> str:
+    return re.sub(r"^https?://", "", url.strip().lower()).rstrip("/")
+
+
+def _pages(passages) -> list[str]:
+    pages = []
+    for passage in passages:
+        page = normalise_url(passage.url)
+        if page not in pages:
+            pages.append(page)
+    return pages
+
+
+def evaluate_medquad(index: RetrievalIndex, queries: Sequence[QAPair], full_pipeline: bool) -> dict:
+    """Focus accuracy of each query's top results, with its own pair in the index and with it held out."""
+    exact = {"top1": 0, "top5": 0}
+    held_out = {"top1": 0, "top5": 0}
+    latencies = []
+    for record in queries:
+        started = time.perf_counter()
+        # retrieve's own ranking, not one passage per page: a page holds the other pairs of the same focus
+        results = ([p for q in index.retrieve(record.question, k=6).questions for p in q.passages] if full_pipeline
+                   else index.search(record.question, k=6))
+        latencies.append((time.perf_counter() - started) * 1000)
+        focus = focus_key(record.focus)
+        others = [p for p in results if p.pair_id != record.pair_id]
+        for counts, ranked in ((exact, results[:5]), (held_out, others[:5])):
+            foci = [focus_key(p.focus) for p in ranked]
+            counts["top1"] += bool(foci) and foci[0] == focus
+            counts["top5"] += focus in foci
+    return {"n": len(queries), "exact": exact, "held_out": held_out, **_latency(latencies)}
+
+
+def _latency(milliseconds: list[float]) -> dict:
+    return {"p50_ms": float(np.percentile(milliseconds, 50)) if milliseconds else 0.0,
+            "p95_ms": float(np.percentile(milliseconds, 95)) if milliseconds else 0.0}
+
+
+def run_medquad(data_dir: str | None, limit: int | None) -> int:
+    from gpt2chat.corpus.splits import split_records
+
+    started = time.perf_counter()
+    records, _ = data.load_records(data_dir, progress=True)
+    annotations = data.load_annotations(data_dir)
+    read_s = time.perf_counter() - started
+    started = time.perf_counter()
+    index = RetrievalIndex.build(records, progress=True, annotations=annotations)
+    build_s = time.perf_counter() - started
+    queries = split_records(records)["test"][:limit]
+    # A query whose focus has no other pair cannot be a held-out hit: the ceiling for that row.
+    focus_counts = collections.Counter(focus_key(r.focus) for r in records)
+    reachable = sum(focus_counts[focus_key(q.focus)] > 1 for q in queries)
+    print(f"Knowledge base: all {len(index)} answered MedQuAD pairs (every split). The index IS the knowledge base,")
+    print("so each test question's own pair is in it; the 'held out' rows remove that pair from the results and")
+    print("count a hit only if another pair with the same focus is found.")
+    print(f"Queries: {len(queries)} MedQuAD test-split questions (focus match, case-insensitive)\n")
+    print(f"{'':<38}{'top-1':>8}{'top-5':>8}{'p50 ms':>9}{'p95 ms':>9}")
+    for name, full in (("search (BM25)", False), ("retrieve (understanding+rerank)", True)):
+        result = evaluate_medquad(index, queries, full)
+        n = result["n"]
+        for label, counts in (("own pair in index", result["exact"]), ("own pair held out", result["held_out"])):
+            print(f"{name + ', ' + label:<38}{_percent(counts['top1'], n):>8}{_percent(counts['top5'], n):>8}"
+                  f"{result['p50_ms']:>9.2f}{result['p95_ms']:>9.2f}")
+    print(f"(held-out ceiling: {_percent(reachable, len(queries)).strip()} of test questions have another pair "
+          "with their focus)")
+    print(f"\nQuery latency p50/p95 above: single queries, CPU")
+    print(f"Index build: {build_s:.1f} s for {len(index)} pairs, learned parts included "
+          f"(plus {read_s:.1f} s reading the XML)")
+    return 0
+
+
+def consumer_questions(path: Path | None = None) -> list[dict]:
+    with open(path or consumer_qa_dir() / QA_FILE, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def evaluate_consumer(index: RetrievalIndex, questions: list[dict], full_pipeline: bool) -> dict:
+    focus_of_page: dict[str, set[str]] = collections.defaultdict(set)
+    for passage in (index.passage(i) for i in range(len(index))):
+        focus_of_page[normalise_url(passage["url"])].add(focus_key(passage["focus"]))
+    indexed_pages = set(focus_of_page)
+    per_set: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    cited = collections.Counter()
+    latencies = []
+    for question in questions:
+        started = time.perf_counter()
+        if full_pipeline:
+            result = index.retrieve(question["question"], k=10)
+            passages, answerable = result.passages(10), result.answerable
+        else:
+            passages = index.search(question["question"], k=10)
+            answerable = bool(passages)
+        latencies.append((time.perf_counter() - started) * 1000)
+        pages = _pages(passages)
+        judged = {}
+        for answer in question["answers"]:
+            page = normalise_url(answer["url"])
+            judged[page] = max(judged.get(page, 0), answer["score"])
+        cited["questions"] += 1
+        cited["no answer"] += not answerable
+        if pages:
+            cited["cited"] += 1
+            cited["judged"] += pages[0] in judged
+            cited["judged incorrect"] += judged.get(pages[0]) == 1
+            cited["judged correct"] += judged.get(pages[0], 0) >= 3
+        good = {page for page, score in judged.items() if score >= 3} & indexed_pages
+        if not good:
+            continue
+        counts = per_set[question["set"]]
+        counts["n"] += 1
+        counts["hit@1"] += bool(pages) and pages[0] in good
+        # the topic is right even when another NIH site's page on it was judged (or none was)
+        counts["focus@1"] += bool(passages) and focus_key(passages[0].focus) in set().union(
+            *(focus_of_page[page] for page in good))
+        counts["hit@5"] += bool(set(pages[:5]) & good)
+        rank = next((r for r, page in enumerate(pages[:10], 1) if page in good), None)
+        counts["mrr"] += 1 / rank if rank else 0.0
+    return {"per_set": per_set, "cited": cited, **_latency(latencies)}
+
+
+def run_consumer(data_dir: str | None, limit: int | None) -> int:
+    index = RetrievalIndex.load_or_build(data_dir, progress=True)
+    questions = consumer_questions()[:limit]
+    print(f"MEDIQA 2019 consumer questions: {len(questions)}; page-level hits against judged-correct answers "
+          "(score >= 3) on MedQuAD pages\n")
+    print(f"{'':<12}{'subset':<12}{'n':>4}{'hit@1':>12}{'hit@5':>12}{'MRR':>7}{'focus@1':>13}")
+    for name, full in (("search", False), ("retrieve", True)):
+        result = evaluate_consumer(index, questions, full)
+        total = collections.Counter()
+        for subset in (*sorted(result["per_set"]), "all"):
+            counts = result["per_set"][subset] if subset != "all" else total
+            if subset != "all":
+                total.update(counts)
+            n = counts["n"]
+            print(f"{name:<12}{subset:<12}{n:>4}{counts['hit@1']:>5} {_percent(counts['hit@1'], n)}"
+                  f"{counts['hit@5']:>5} {_percent(counts['hit@5'], n)}{counts['mrr'] / max(n, 1):>7.3f}"
+                  f"{counts['focus@1']:>6} {_percent(counts['focus@1'], n)}")
+        cited = result["cited"]
+        print(f"{name:<12}first cited page over all {cited['questions']} questions: cited {cited['cited']}, "
+              f"no NIH answer {cited['no answer']}; of the cited pages {cited['judged']} were judged: "
+              f"{cited['judged incorrect']} incorrect ({_percent(cited['judged incorrect'], cited['judged']).strip()}"
+              f" of judged), {cited['judged correct']} correct; latency p50 {result['p50_ms']:.1f} ms, "
+              f"p95 {result['p95_ms']:.1f} ms\n")
+    return 0
+
+
+def run_rqe(data_dir: str | None, limit: int | None) -> int:
+    index = RetrievalIndex.load_or_build(data_dir, progress=True)
+    model = index.understanding.entailment
+    print("Question entailment (trained on the RQE train split + MedQuAD type contrasts):")
+    for split in ("train", "validation", "test"):
+        pairs = rqe_pairs(split)[:limit]
+        majority = max(sum(e for *_, e in pairs), sum(not e for *_, e in pairs)) / max(len(pairs), 1)
+        correct = round(model.accuracy(pairs) * len(pairs))
+        print(f"  {split:<11} {len(pairs):>5} pairs  accuracy {_percent(correct, len(pairs))}"
+              f"  (majority class {_percent(round(majority * len(pairs)), len(pairs)).strip()})")
+    return 0
+
+
+def conversations(path: Path = CONVERSATIONS) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def evaluate_followups(index: RetrievalIndex, talks: list[dict]) -> dict:
+    counts = collections.Counter()
+    for talk in talks:
+        result = index.retrieve(talk["followup"], history=[talk["first"]], k=3)
+        want = focus_key(talk["focus"])
+        first = result.questions[0] if result.questions else None
+        counts["n"] += 1
+        counts["carried"] += bool(first and first.carried_over and want in {m.key for m in first.foci})
+        passages = result.passages(1)
+        counts["top focus"] += bool(passages) and focus_key(passages[0].focus) == want
+        counts["top type"] += bool(passages) and passages[0].question_type == talk["type"]
+    return counts
+
+
+def run_followups(data_dir: str | None, limit: int | None) -> int:
+    index = RetrievalIndex.load_or_build(data_dir, progress=True)
+    counts = evaluate_followups(index, conversations()[:limit])
+    n = counts["n"]
+    print(f"Follow-up questions naming no focus, after a first message that names one ({n} conversations):")
+    print(f"  focus carried over from the history {counts['carried']:>3}/{n} {_percent(counts['carried'], n)}")
+    print(f"  first passage about that focus      {counts['top focus']:>3}/{n} {_percent(counts['top focus'], n)}")
+    print(f"  ... and of the asked question type  {counts['top type']:>3}/{n} {_percent(counts['top type'], n)}")
+    return 0
+
+
+def run_latency(data_dir: str | None, limit: int | None) -> int:
+    from gpt2chat.corpus.splits import split_records
+
+    index = RetrievalIndex.load_or_build(data_dir, progress=True)
+    records, _ = data.load_records(data_dir)
+    texts = [q["question"] for q in consumer_questions()] + [r.question for r in split_records(records)["test"]]
+    talks = [(t["followup"], [t["first"]]) for t in conversations()]
+    queries = [(text, []) for text in texts[:limit]] + talks
+    index.retrieve("warm up", k=3)
+    latencies = []
+    for text, history in queries:
+        started = time.perf_counter()
+        index.retrieve(text, history, k=3)
+        latencies.append((time.perf_counter() - started) * 1000)
+    result = _latency(latencies)
+    print(f"retrieve latency over {len(queries)} questions (consumer, MedQuAD test split, follow-ups), one at a "
+          f"time: p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, max {max(latencies):.1f} ms")
+    return 0
+
+
+RUNNERS = {"medquad": run_medquad, "consumer": run_consumer, "rqe": run_rqe, "followups": run_followups,
+           "latency": run_latency}
+
+
+def run(what: str, data_dir: str | None, limit: int | None) -> int:
+    return RUNNERS[what](data_dir, limit)

@@ -1,0 +1,342 @@
+"""Question understanding for retrieval: which MedQuAD foci a message names, its core sub-questions, and the
+focus a follow-up question inherits from the conversation.
+
+    recogniser = FocusRecogniser.build(records, annotations)   # every focus, synonym, CUI link and abbreviation
+    recogniser.find("i want to know more about aeortic stenosis")  # -> [FocusMatch('aortic stenosis', 0.92, ...)]
+    split_questions("Glaucoma. My mother has it. What causes it? How is it treated?")
+
+The recogniser is built from the data at index build time and saved beside the retrieval index (JSON only), so
+it shares its content key and its checksummed manifest; the question-type classifier is gpt2chat.search.question_types.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+from typing import Iterable, Sequence
+
+import Stemmer
+from rapidfuzz import fuzz, process
+
+from gpt2chat.corpus.data import FocusAnnotation, QAPair, focus_key
+
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_ACRONYM = re.compile(r"\s\(([A-Z][A-Za-z0-9]{1,7})\)")
+_STEMMER = Stemmer.Stemmer("english")
+# Words that never make a focus on their own, although some MedQuAD synonym lists contain them.
+_FUNCTION_WORDS = frozenset(
+    "a an and are as at be by can do does for from has have how i in is it its me my of on or the their this to "
+    "type what when which who why with you your".split())
+MAX_SURFACE_WORDS = 10
+# Spelling correction: a rapidfuzz ratio of 80 accepts "aeortic" -> "aortic" (92), "mediterean" ->
+# "mediterranean" (87), "ginetic" -> "genetic" (86) while "cancel" -> "cancer" (83) only happens for words
+# never seen in lowercase in MedQuAD; tokens shorter than 5 letters are never corrected ("lime" is not "lyme").
+SPELLING_CUTOFF = 80
+ACRONYM_CONFIDENCE = 0.9
+ORDER_FREE_CONFIDENCE = 0.9
+CONTAINING_CONFIDENCE = 0.8
+MAX_CONTAINING = 5
+GENERIC_FACTOR = 0.5
+_GENERIC_SUFFIXES = frozenset("syndrome disease disorder disorders type 1 2 3 4 i ii iii iv".split())
+
+
+def raw_words(text: str) -> list[str]:
+    """Words as written (case kept, so acronyms can be told from common words); possessives dropped."""
+    return _WORD.findall(re.sub(r"['’]s\b", "", text))
+
+
+def stems(words: Iterable[str]) -> tuple[str, ...]:
+    """Case-folded Snowball stems: plurals and inflections meet ("Diabetes", "diabete" -> "diabet")."""
+    return tuple(_STEMMER.stemWords([w.lower() for w in words]))
+
+
+@dataclasses.dataclass(frozen=True)
+class FocusMatch:
+    focus: str  # the MedQuAD focus as displayed (for an answered focus, the name its pairs use)
+    key: str  # focus_key of it
+    confidence: float  # 1.0 exact name or synonym; lower for a corrected spelling or an abbreviation
+    span: str  # the words of the message that named it (already PII-masked text)
+    answered: bool  # whether MedQuAD has answered pairs for it (drugs and A.D.A.M. topics have none)
+    generic: bool = False  # a one-word topic named by a word questions use anyway ("surgery", "test", "gene")
+    # named (a name, synonym or abbreviation), unordered (all its words, any order), containing (its name contains
+    # a named focus), described (gpt2chat.search.ranking: its description matches), carried (from an earlier message)
+    kind: str = "named"
+
+
+class FocusRecogniser:
+    """Dictionary matcher over every MedQuAD focus name, synonym and mined abbreviation, with fuzzy spelling."""
+
+    def __init__(self, surfaces: dict, acronyms: dict, names: dict, answered: Iterable[str], known_words: Iterable[str],
+                 spelling_words: Sequence[str], question_stems: Iterable[str] = ()):
+        self.surfaces = surfaces  # " ".join(stems) -> [focus keys]
+        self.acronyms = acronyms  # lower-case abbreviation -> focus key
+        self.names = names  # focus key -> display name
+        self.answered = frozenset(answered)
+        self.known_words = frozenset(known_words)  # words seen in lower case in MedQuAD text: never "corrected"
+        self.question_stems = frozenset(question_stems)  # words of the questions themselves, see TypeClassifier
+        self.spelling_words = list(spelling_words)  # lower-case words of the surface forms
+        self._spelling_set = frozenset(self.spelling_words)
+        # Candidates share the first letter: 20x fewer comparisons, and misspellings keep it in every example we
+        # have ("aeortic", "diabete", "fybromyaglia", "cronic", "ginetic").
+        self._spelling_by_letter: dict[str, list[str]] = collections.defaultdict(list)
+        for word in self.spelling_words:
+            self._spelling_by_letter[word[0]].append(word)
+        self._corrections: dict[str, tuple[str, float]] = {}  # bounded memo: chat repeats its words
+        self._max_words = max((k.count(" ") + 1 for k in surfaces), default=1)
+        # Content stems of every answered focus name, and which foci use each stem, for the order-free and
+        # containing matches below.
+        self._focus_stems = {key: frozenset(_content_stems(names.get(key, key))) for key in self.answered}
+        self._foci_with_stem: dict[str, set[str]] = collections.defaultdict(set)
+        for key, focus_stems in self._focus_stems.items():
+            for stem in focus_stems:
+                self._foci_with_stem[stem].add(key)
+
+    @classmethod
+    def build(cls, records: Sequence[QAPair], annotations: Sequence[FocusAnnotation],
+              question_stems: Iterable[str] = ()) -> FocusRecogniser:
+        names: dict[str, str] = {}
+        for record in records:
+            if record.focus:
+                names.setdefault(focus_key(record.focus), record.focus)
+        answered = set(names)
+        lower_counts: collections.Counter = collections.Counter()
+        document_frequency: collections.Counter = collections.Counter()
+        for record in records:
+            words = _WORD.findall(f"{record.question} {record.answer}")
+            lower_counts.update(w for w in words if w.islower())
+            document_frequency.update(set(stems(words)))
+        known = {w for w, n in lower_counts.items() if n >= 3}
+        # A one-word synonym used in over 1% of answers ("doctor", "sugar", "family") names no topic by itself
+        # (at least 50 answers, so that a small index of a few diseases does not find its own names common).
+        common = {s for s, n in document_frequency.items() if n > max(50, 0.01 * len(records))}
+        # A UMLS concept links a topic without answers (A.D.A.M., a synonym list) to answered foci of that concept;
+        # only single-concept documents count, as multi-CUI lists mix the topic with related concepts.
+        by_cui: dict[str, set[str]] = collections.defaultdict(set)
+        for note in annotations:
+            if focus_key(note.focus) in answered and len(note.cuis) == 1:
+                by_cui[note.cuis[0]].add(focus_key(note.focus))
+        surfaces: dict[str, set[str]] = collections.defaultdict(set)
+        exact: dict[str, str] = {}  # a surface that IS a focus name points at that focus only
+        upper_only: set[str] = set()  # surfaces only ever written in capitals ("ALL", "AMD")
+        written_lower: set[str] = set()
+
+        def add(surface: str, target: str, is_name: bool) -> None:
+            words = raw_words(surface)
+            key = stems(words)
+            if not key or len(key) > MAX_SURFACE_WORDS or all(s in _FUNCTION_WORDS or s.isdigit() for s in key):
+                return
+            joined = " ".join(key)
+            if len(joined) < 3 or (len(key) == 1 and key[0] in common and not is_name):
+                return
+            if is_name:
+                exact.setdefault(joined, target)
+            surfaces[joined].add(target)
+            (upper_only if all(w.isupper() for w in words) else written_lower).add(joined)
+            # "Klinefelter syndrome" is also "klinefelter's", "Lyme disease" "lyme", "optic atrophy type 1"
+            # "optic atrophy": the qualifier is dropped unless only common words remain ("Down syndrome").
+            stripped = words
+            while stripped and stripped[-1].lower() in _GENERIC_SUFFIXES:
+                stripped = stripped[:-1]
+            if stripped and stripped != words and not set(stems(stripped)) <= common:
+                surfaces[" ".join(stems(stripped))].add(target)
+                written_lower.add(" ".join(stems(stripped)))
+
+        for key, name in names.items():
+            add(name, key, is_name=True)
+            add(re.sub(r"\([^)]*\)", " ", name), key, is_name=True)  # "Rocky Mountain Spotted Fever (RMSF)"
+        for note in annotations:
+            own = focus_key(note.focus)
+            if not own:
+                continue
+            targets = {own} if own in answered else by_cui.get(note.cuis[0], set()) if len(note.cuis) == 1 else set()
+            if not targets:  # a topic MedQuAD names but never answers (a drug, an encyclopedia article)
+                names.setdefault(own, note.focus)
+                targets = {own}
+            for surface in (note.focus, *note.synonyms):
+                for target in targets:
+                    add(surface, target, is_name=surface == note.focus and target == own)
+        resolved = {joined: [exact[joined]] if joined in exact else sorted(targets)
+                    for joined, targets in surfaces.items()}
+        acronyms = _mine_acronyms(records, names, resolved)
+        acronyms.update({joined: targets[0] for joined, targets in resolved.items()
+                         if joined in upper_only - written_lower and len(targets) == 1})
+        for joined in upper_only - written_lower:  # matched through _acronym, with its capitals rule
+            resolved.pop(joined, None)
+        spelling = sorted({w.lower() for name in (*names.values(), *(s for n in annotations for s in n.synonyms))
+                           for w in raw_words(name) if len(w) >= 5 and w.isalpha()})
+        return cls(resolved, acronyms, names, answered, known, spelling, question_stems)
+
+    def find(self, text: str) -> list[FocusMatch]:
+        """Foci named in ``text``, best confidence first.
+
+        Three kinds of match: a surface form (name, synonym, abbreviation; longest first, without overlaps, with
+        spelling corrected), an answered focus whose name's words all occur in any order ("Lewy body dementia"
+        -> "Dementia With Lewy Bodies"), and answered foci whose name contains a match ("distal renal tubular
+        acidosis" -> "SLC4A1-associated distal renal tubular acidosis"), with confidence scaled by how much of
+        the longer name the match covers. A focus whose words are all inside another matched focus is dropped
+        ("Dementia" when "Dementia With Lewy Bodies" is named).
+        """
+        words = raw_words(text)
+        corrected, scores = self._correct(words)
+        named = self._named(words, corrected, scores)
+        message_stems = set(stems(corrected))
+        for key in set().union(*(self._foci_with_stem.get(s, set()) for s in message_stems)) if message_stems else ():
+            focus_stems = self._focus_stems[key]
+            if len(focus_stems) >= 2 and focus_stems <= message_stems and key not in named:
+                named[key] = FocusMatch(self.names[key], key, ORDER_FREE_CONFIDENCE, self.names[key], True,
+                                        kind="unordered")
+        specific = {key: match for key, match in named.items()
+                    if not any(key != other and self._stems_of(key) < self._stems_of(other) for other in named)}
+        found = dict(specific)
+        for match in specific.values():
+            span = frozenset(_content_stems(match.span)) or self._stems_of(match.key)
+            if not span:
+                continue
+            containing = set.intersection(*(self._foci_with_stem.get(s, set()) for s in span)) - set(found)
+            ranked = sorted(containing, key=lambda k: (-len(span) / len(self._focus_stems[k]), k))
+            for key in ranked[:MAX_CONTAINING]:
+                coverage = len(span) / len(self._focus_stems[key])
+                confidence = round(CONTAINING_CONFIDENCE * match.confidence * coverage, 3)
+                found[key] = FocusMatch(self.names[key], key, confidence, match.span, True, match.generic, "containing")
+        return sorted(found.values(), key=lambda m: -m.confidence)
+
+    def _stems_of(self, key: str) -> frozenset:
+        return self._focus_stems.get(key) or frozenset(_content_stems(self.names.get(key, key)))
+
+    def _named(self, words: list[str], corrected: list[str], scores: list[float]) -> dict[str, FocusMatch]:
+        keys = stems(corrected)
+        candidates = []
+        for start in range(len(keys)):
+            for length in range(min(self._max_words, len(keys) - start), 0, -1):
+                joined = " ".join(keys[start:start + length])
+                targets = self.surfaces.get(joined)
+                if not targets and length == 1:
+                    targets = self._acronym(words[start])
+                    if targets:
+                        candidates.append((length, start, targets, ACRONYM_CONFIDENCE))
+                    continue
+                if targets:
+                    candidates.append((length, start, targets, min(scores[start:start + length])))
+                    break
+        taken: set[int] = set()
+        found: dict[str, FocusMatch] = {}
+        for length, start, targets, confidence in sorted(candidates, key=lambda c: (-c[0], c[1])):
+            span = set(range(start, start + length))
+            if span & taken:
+                continue
+            taken |= span
+            share = confidence / len(targets)  # an ambiguous surface splits its confidence among its foci
+            # A follow-up "is surgery the only treatment?" is still about the conversation's cataract.
+            generic = length == 1 and keys[start] in self.question_stems
+            if generic:
+                share *= GENERIC_FACTOR
+            for target in targets:
+                if target not in found or found[target].confidence < share:
+                    found[target] = FocusMatch(self.names.get(target, target), target, round(share, 3),
+                                               " ".join(words[start:start + length]), target in self.answered,
+                                               generic)
+        return found
+
+    def _correct(self, words: list[str]) -> tuple[list[str], list[float]]:
+        corrected, scores = [], []
+        for word in words:
+            lower = word.lower()
+            if (len(lower) < 5 or not lower.isalpha() or lower in self.known_words or lower in self._spelling_set
+                    or not self.spelling_words):
+                corrected.append(word)
+                scores.append(1.0)
+                continue
+            if lower not in self._corrections:
+                if len(self._corrections) > 50_000:
+                    self._corrections.clear()
+                best = process.extractOne(lower, self._spelling_by_letter.get(lower[0], []), scorer=fuzz.ratio,
+                                          score_cutoff=SPELLING_CUTOFF)
+                self._corrections[lower] = (best[0], best[1] / 100) if best else (word, 1.0)
+            correction, score = self._corrections[lower]
+            corrected.append(correction)
+            scores.append(score)
+        return corrected, scores
+
+    def _acronym(self, word: str) -> list[str]:
+        lower = word.lower()
+        target = self.acronyms.get(lower)
+        # "ALL" is leukaemia but "all" is a word: lower-case forms count only when MedQuAD never writes them so.
+        if target and (word.isupper() or lower not in self.known_words):
+            return [target]
+        return []
+
+    def to_json(self) -> dict:
+        return {"surfaces": self.surfaces, "acronyms": self.acronyms, "names": self.names,
+                "answered": sorted(self.answered), "known_words": sorted(self.known_words),
+                "spelling_words": self.spelling_words, "question_stems": sorted(self.question_stems)}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> FocusRecogniser:
+        return cls(**payload)
+
+
+def _content_stems(text: str) -> list[str]:
+    return [s for s in stems(raw_words(text)) if s not in _FUNCTION_WORDS and not s.isdigit()]
+
+
+def _mine_acronyms(records: Sequence[QAPair], names: dict, surfaces: dict) -> dict[str, str]:
+    """Abbreviations defined in the answers ("deep vein thrombosis (DVT)") whose long form is a known surface."""
+    counts: collections.Counter = collections.Counter()
+    for name in names.values():  # focus names that carry their own abbreviation
+        for match in _ACRONYM.finditer(name):
+            counts[(match.group(1).lower(), focus_key(name))] += 2
+    for record in records:
+        for match in _ACRONYM.finditer(record.answer):
+            short = match.group(1)
+            words = raw_words(record.answer[max(0, match.start() - 120):match.start()])[-(len(short) + 3):]
+            for start in range(len(words)):
+                if words[start][0].lower() != short[0].lower():
+                    continue
+                targets = surfaces.get(" ".join(stems(words[start:])))
+                if targets and len(targets) == 1:
+                    counts[(short.lower(), targets[0])] += 1
+                    break
+    best: dict[str, tuple[int, str]] = {}
+    for (short, target), count in counts.items():
+        if count >= 2 and count > best.get(short, (0, ""))[0]:
+            best[short] = (count, target)
+    return {short: target for short, (_, target) in best.items()}
+
+
+_SENTENCE = re.compile(r"[^.?!;\n]+[.?!;]*")
+_QUESTION_START = frozenset(
+    "what whats what's how why when where who which whom is are was were do does did can could should would will "
+    "may might has have any".split())
+_REQUEST_CUES = re.compile(r"\b(know|information|info|learn|tell me|help|advice|looking for|send|explain|"
+                           r"treatments?|cure|article|find)\b", re.IGNORECASE)
+MAX_SUB_QUESTIONS = 3
+
+
+def split_questions(message: str) -> list[str]:
+    """The core questions of a message: question or request sentences, without a subject line or greetings.
+
+    A subject line ("Chronic lymphocytic leukemia. How can I get information...") or a sentence that only states
+    facts is dropped here; its foci still reach the questions through ``retrieve``'s whole-message recognition.
+    A message with no sentence that asks anything is one question as a whole.
+    """
+    sentences = [s.strip() for s in _SENTENCE.findall(message) if len(raw_words(s)) >= 2]
+    questions = []
+    for sentence in sentences:
+        words = raw_words(sentence)
+        asks = sentence.rstrip().endswith("?") or words[0].lower() in _QUESTION_START
+        if asks or _REQUEST_CUES.search(sentence):
+            questions.append(sentence)
+    return questions[:MAX_SUB_QUESTIONS] or [" ".join(message.split())]
+
+
+def carried_focus(history: Sequence[str], recogniser: FocusRecogniser) -> list[FocusMatch]:
+    """The foci of the most recent earlier message that named a specific one: what "and how is it treated?" is
+    about."""
+    for earlier in reversed(history):
+        matches = [m for m in recogniser.find(earlier) if m.answered]
+        if all(m.generic for m in matches):
+            continue
+        if matches:
+            return [dataclasses.replace(m, confidence=round(m.confidence * 0.9, 3), kind="carried") for m in matches]
+    return []

@@ -1,0 +1,1 @@
+"""The Gradio UI, the HTTP API, user ratings and the Space deployment."""

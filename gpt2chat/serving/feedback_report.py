@@ -1,0 +1,171 @@
+"""The feedback report and export: what users' ratings say, from the rows of a ``FeedbackStore``.
+
+    rows = FeedbackStore(default_db_path(), create=False).rows()
+    write_report(rows, "livrables")            # livrables/feedback.md + livrables/feedback/*.png
+    export_dataset(rows, "data/feedback/export")
+
+Run through ``python -m gpt2chat.feedback report|export``. Rows hold masked text only (the store masks before
+writing), so the report and the exported dataset never contain raw messages.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+# --- report and export -------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+    worst: int = 10  # worst-rated answers listed (python -m gpt2chat.feedback report --worst)
+    min_ratings: int = 1  # groups with fewer ratings are left out of the approval tables
+    dpi: int = 100
+
+
+def approval(rows: Sequence[dict], key: Callable[[dict], str]) -> list[tuple[str, int, int]]:
+    """(group, ratings, thumbs up) per group, most rated first."""
+    totals, liked = collections.Counter(), collections.Counter()
+    for row in rows:
+        totals[key(row)] += 1
+        liked[key(row)] += row["liked"]
+    return [(group, count, liked[group]) for group, count in totals.most_common()]
+
+
+def worst_answers(rows: Sequence[dict], limit: int) -> list[dict]:
+    """Answers by thumbs down (then approval), each with its masked question and the reasons given."""
+    groups: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        group = groups.setdefault((row["question"], row["answer"]), {
+            "question": row["question"], "answer": row["answer"], "shown": row["shown"], "model_id": row["model_id"],
+            "down": 0, "up": 0, "reasons": collections.Counter()})
+        group["up" if row["liked"] else "down"] += 1
+        if not row["liked"] and row["reason"]:
+            group["reasons"][row["reason"]] += 1
+    ranked = sorted((g for g in groups.values() if g["down"]), key=lambda g: (-g["down"], g["up"]))
+    return ranked[:limit]
+
+
+def _source(row: dict) -> str:
+    return row["sources"][0] if row["sources"] else "(no source)"
+
+
+DIMENSIONS = (("question type", "question_types", lambda row: row["question_type"]),
+              ("NIH source", "sources", _source),
+              ("model", "models", lambda row: row["model_id"] or "(unknown)"),
+              ("answer shown", "shown", lambda row: row["shown"]))
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and in tests
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_over_time(rows: Sequence[dict], path: Path, config: ReportConfig) -> Path:
+    plt = _pyplot()
+    days = sorted({row["created_at"][:10] for row in rows})
+    up = collections.Counter(row["created_at"][:10] for row in rows if row["liked"])
+    down = collections.Counter(row["created_at"][:10] for row in rows if not row["liked"])
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.bar(days, [up[d] for d in days], color="#249e96", label="up")
+    ax.bar(days, [down[d] for d in days], bottom=[up[d] for d in days], color="#c8553a", label="down")
+    ax.set_ylabel("ratings per day")
+    ax.set_title("Ratings over time")
+    ax.legend(frameon=False)
+    ax.tick_params(axis="x", rotation=45)
+    fig.savefig(path, dpi=config.dpi, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def plot_approval(groups: list[tuple[str, int, int]], title: str, path: Path, config: ReportConfig) -> Path:
+    plt = _pyplot()
+    groups = groups[:15]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(groups) + 1.2))
+    labels = [group for group, _, _ in groups][::-1]
+    rates = [100 * up / count for _, count, up in groups][::-1]
+    ax.barh(labels, rates, color="#249e96")
+    for y, (rate, (_, count, _)) in enumerate(zip(rates, groups[::-1])):
+        ax.text(min(rate + 1, 88), y, f"{rate:.0f}% of {count}", va="center", fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("thumbs up, % of ratings")
+    ax.set_title(f"Approval by {title}")
+    fig.savefig(path, dpi=config.dpi, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def write_report(rows: Sequence[dict], out: str | os.PathLike, config: ReportConfig = ReportConfig()) -> Path:
+    """``feedback.md`` in ``out``, plots in ``out/feedback/``; with no ratings, a report that says so."""
+    import pandas as pd
+
+    from gpt2chat.reports.report import markdown_table
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "feedback.md"
+    lines = ["# Feedback from users", "",
+             "Generated by `python -m gpt2chat.feedback report`; do not edit by hand. Questions, reasons and "
+             "answers are stored masked (personal details removed) by the chat engine's masker.", ""]
+    if not rows:
+        lines.append("No ratings recorded yet: the 👍/👎 buttons under each answer in the app store them.")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+    figures = out / "feedback"
+    figures.mkdir(exist_ok=True)
+    liked = sum(row["liked"] for row in rows)
+    sessions = len({row["session_id"] for row in rows})
+    lines += [f"**{len(rows):,} ratings** from {sessions:,} sessions between {rows[0]['created_at'][:10]} and "
+              f"{rows[-1]['created_at'][:10]}: **{100 * liked / len(rows):.1f}% thumbs up** ({liked:,} up, "
+              f"{len(rows) - liked:,} down).", "",
+              f"![ratings over time]({figures.name}/over_time.png)", ""]
+    plot_over_time(rows, figures / "over_time.png", config)
+    reasons = collections.Counter(row["reason"] for row in rows if not row["liked"] and row["reason"])
+    if reasons:
+        lines += ["Reasons given with a thumbs down: "
+                  + ", ".join(f"{_shorten(r, 40)} ({n})" for r, n in reasons.most_common(8)) + ".", ""]
+    for title, stem, key in DIMENSIONS:
+        groups = [g for g in approval(rows, key) if g[1] >= config.min_ratings]
+        table = pd.DataFrame([{title: _shorten(group, 60), "ratings": count, "thumbs up": 100 * up / count}
+                              for group, count, up in groups], columns=[title, "ratings", "thumbs up"])
+        lines += [f"## Approval by {title}", "", markdown_table(table, {"ratings": "{:,}", "thumbs up": "{:.1f}%"}),
+                  ""]
+        if len(groups) > 1:
+            plot_approval(groups, title, figures / f"approval_{stem}.png", config)
+            lines += [f"![approval by {title}]({figures.name}/approval_{stem}.png)", ""]
+    worst = worst_answers(rows, config.worst)
+    lines += ["## Worst-rated answers", ""]
+    if worst:
+        lines.append(markdown_table(pd.DataFrame([
+            {"👎": g["down"], "👍": g["up"], "masked question": _shorten(g["question"]),
+             "answer shown": _shorten(g["answer"]), "shown": g["shown"],
+             "reasons": _shorten(", ".join(g["reasons"]) or "—", 60)} for g in worst])))
+    else:
+        lines.append("No answer has a thumbs down yet.")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def export_dataset(rows: Sequence[dict], out: str | os.PathLike) -> Path:
+    """The ratings as a Hugging Face dataset saved to disk (``datasets.load_from_disk(out)`` reads it back)."""
+    if not rows:
+        raise ValueError("there are no ratings to export")
+    import datasets
+
+    records = [{**row, "settings": json.dumps(row["settings"], sort_keys=True)} for row in rows]  # keys vary
+    dataset = datasets.Dataset.from_list(records)
+    dataset.save_to_disk(str(out))
+    return Path(out)
