@@ -8,7 +8,8 @@
 It builds one ``ChatEngine`` (as the app does), warms it up, then answers ``--calls`` messages one after another
 with the soak's message mix (benchmarks/soak.py: health questions and hostile input). Unless ``--fixed-messages``,
 each question also carries a made-up word, the way real users keep writing names, typos and brands nobody wrote
-before. ``--through-gradio`` serves the engine with ``gpt2chat.serving.ui.build_app`` on a loopback port inside this process
+before. ``--through-gradio`` serves the engine with ``gpt2chat.serving.ui.build_app`` on a loopback port inside
+this process
 and asks through ``gradio_client``'s ``/ask``; ``--gate`` runs the app's quality gate first (an untrusted model
 answers with extracts only, as the app would serve it).
 

@@ -4,7 +4,8 @@ gpt2chat's NumPy ``Sampler`` (new per answer, as ``stream_ids`` builds it).
     .venv/bin/python benchmarks/sampler_memory.py [--calls 1000]
 
 ``stream_ids`` used to build a Keras-Hub ``TopPSampler`` for every sampled answer; each one creates a Keras
-``SeedGenerator`` whose memory is never given back, which is why ``gpt2chat.modeling.generation.Sampler`` samples in NumPy.
+``SeedGenerator`` whose memory is never given back, which is why ``gpt2chat.modeling.generation.Sampler``
+samples in NumPy.
 This measures the resident memory after ``--calls`` answers' worth of samplers (five sampled tokens each, on
 GPT-2-sized logits): Keras's created fresh each time, one Keras sampler reused with its seed state reset per answer,
 and gpt2chat's created fresh each time. Counts and sizes only.

@@ -27,7 +27,8 @@ BOOT_TIMEOUT_S = 420  # TensorFlow import, model, masker, index and warm-up on 2
 
 @contextlib.contextmanager
 def serve_app(app_dir: Path, log_path: Path, **env):
-    """``gpt2chat.serving.server.served_app`` with the repository's retrieval cache (already built for this MedQuAD tree);
+    """``gpt2chat.serving.server.served_app`` with the repository's retrieval cache (already built for this
+    MedQuAD tree);
     yields the URL."""
     try:
         with served_app(app_dir, log_path, env={settings.CACHE_ENV: str(settings.cache_dir()), **env},

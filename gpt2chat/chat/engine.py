@@ -92,7 +92,8 @@ class EngineConfig:
     copy_strength: float = 5.0
     # Hard mode ends the answer after this many copied sentences: three is the length of the training targets.
     copy_max_sentences: int = 3
-    # Serve the model's OpenVINO export (gpt2chat.modeling.export) when one made from its current weights sits beside it:
+    # Serve the model's OpenVINO export (gpt2chat.modeling.export) when one made from its current weights sits
+    # beside it:
     # int8 `base` decodes ~2-3x faster than Keras on 2 cores (benchmarks/README.md). False: always Keras.
     use_export: bool = True
 

@@ -3,7 +3,8 @@
     python -m gpt2chat.sweep --recipes quickstart,quickstart+learning_rate=0.002,quickstart+precision=mixed_bfloat16
     python -m gpt2chat.sweep --recipes tiny,tiny+learning_rate=0.001 --runs /tmp/sweep --report /tmp/opt.md
 
-A variant is a recipe name (``gpt2chat/modeling/recipes/<name>.json``) optionally followed by ``+setting=value`` changes.
+A variant is a recipe name (``gpt2chat/modeling/recipes/<name>.json``) optionally followed by ``+setting=value``
+changes.
 Each variant trains into ``<runs>/<variant>`` (a killed sweep resumes: finished runs are not trained again) and
 the report (default ``livrables/optimisation.md``, plots beside it) tabulates, per variant, the best validation
 loss per answer token and its perplexity, training throughput, wall time and CPU time, and names the variant

@@ -4,7 +4,8 @@
     python -m gpt2chat.train --recipe tiny --output /tmp/tiny   # seconds: tests and notebooks
     python -m gpt2chat.train --recipe finetune-base --lora-rank 8 --output models/gpt2-medquad   (needs network)
 
-Recipes are data: ``gpt2chat/modeling/recipes/<name>.json`` names the settings it changes from the quick-start recipe, and
+Recipes are data: ``gpt2chat/modeling/recipes/<name>.json`` names the settings it changes from the quick-start
+recipe, and
 any flag overrides the recipe.
 
 The output directory is a Keras-Hub preset (``GPT2CausalLM.from_preset(output)`` loads the chatbot model) with
@@ -370,7 +371,8 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         prog="python -m gpt2chat.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--recipe", default=DEFAULT_RECIPE, choices=recipe_names(),
-                        help="named settings in gpt2chat/modeling/recipes/ (default: %(default)s); flags below override them")
+                        help="named settings in gpt2chat/modeling/recipes/ (default: %(default)s); flags below "
+                             "override them")
     parser.add_argument("--from-scratch", action="store_true",
                         help="random initialisation even if the recipe names a preset")
     for field in dataclasses.fields(TrainConfig):

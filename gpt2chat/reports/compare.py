@@ -31,7 +31,8 @@ It writes ``comparison.md``, ``comparison.json`` (with every prediction and refe
 recomputed), a self-contained ``comparison.html`` and PNG bar charts to ``--out``.
 
 This module loads the models and runs the comparison; answering and scoring one model or baseline is
-``gpt2chat.reports.evaluation``, the scores ``gpt2chat.reports.metrics``, the judge ``gpt2chat.reports.judge`` and the report files
+``gpt2chat.reports.evaluation``, the scores ``gpt2chat.reports.metrics``, the judge ``gpt2chat.reports.judge``
+and the report files
 ``gpt2chat.reports.report``.
 """
 

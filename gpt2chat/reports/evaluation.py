@@ -1,7 +1,8 @@
 """Answer the held-out test questions and score the answers: a model through the chat engine, or a baseline
 without a model, in each grounding mode. ``gpt2chat.reports.compare`` runs this for every model and writes the report.
 
-Every answer is scored against the gold NIH answer (``gpt2chat.reports.metrics``: ROUGE, BLEU, token F1) and for grounding
+Every answer is scored against the gold NIH answer (``gpt2chat.reports.metrics``: ROUGE, BLEU, token F1) and for
+grounding
 (``gpt2chat.chat.grounding``): the share of sentences the cited passage supports, how often the engine replaced the
 model's text by an extract of the passage (fallback), and how often an answer is degenerate. Each shown answer is
 also set against the cited passage's lead at the same length (its first as many words, and its first as many

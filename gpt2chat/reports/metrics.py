@@ -98,8 +98,8 @@ def support_rate(answers: Sequence[str], passages: Sequence[Sequence[str]]) -> f
 
 
 def degenerate_rate(answers: Sequence[str], vocabulary=None) -> float:
-    """Share of answers ``gpt2chat.chat.grounding.is_degenerate`` flags (empty, under 5 words, repeated 4-grams and, with
-    a ``grounding.Vocabulary``, out-of-vocabulary word salad)."""
+    """Share of answers ``gpt2chat.chat.grounding.is_degenerate`` flags (empty, under 5 words, repeated 4-grams
+    and, with a ``grounding.Vocabulary``, out-of-vocabulary word salad)."""
     from gpt2chat.chat.grounding import is_degenerate
 
     return sum(bool(is_degenerate(answer, vocabulary)) for answer in answers) / len(answers) if answers else 0.0

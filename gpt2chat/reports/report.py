@@ -273,8 +273,8 @@ def comparison_markdown(result: dict, images: list[tuple[Path, str]]) -> str:
                   "supports, or, when too few are (under half) or what is left is degenerate, the question-focused "
                   "extract of the passage. Here _support_ is the share of all the model's own sentences (all the "
                   "baseline's, for a baseline) that the cited passage supports (K-Precision and extractive "
-                  "coverage/density, `gpt2chat.chat.grounding.verify`); _fallback_ the share of replies whose model text "
-                  "was replaced by the extract; _degenerate_ the share of answers that are empty, under 5 words, "
+                  "coverage/density, `gpt2chat.chat.grounding.verify`); _fallback_ the share of replies whose model "
+                  "text was replaced by the extract; _degenerate_ the share of answers that are empty, under 5 words, "
                   "repeat 4-grams or are word salad against the training answers' vocabulary "
                   "(`gpt2chat.chat.grounding.is_degenerate`). The last two columns score the model's own text against "
                   "the gold answer. Baselines answer without a model, so only from a retrieved passage.")

@@ -4,7 +4,7 @@ every answer to the FAQ at least partly answer it? Used to re-rank retrieved pas
 A logistic regression over overlap features, the classic RQE baseline (Ben Abacha & Demner-Fushman 2016):
 IDF-weighted cosine and coverage in both directions, word and word-pair Jaccard, fuzzy token-set similarity,
 lengths, and agreement of the two questions' predicted types. Trained on the RQE train split only
-(8,588 clinical question pairs); ``python -m gpt2chat.search.retrieval_eval --rqe`` reports validation and test accuracy.
+(8,588 clinical question pairs); ``python -m gpt2chat.retrieval --eval rqe`` reports validation and test accuracy.
 
     model = EntailmentModel.build(rqe_pairs("train"), type_classifier, idf_texts)
     model.probabilities("is there a test for lupus?", ["How to diagnose Lupus ?", "What is (are) Lupus ?"])

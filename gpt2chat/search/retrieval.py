@@ -13,7 +13,8 @@ Usage:
 
 ``retrieve`` (gpt2chat.search.ranking) recognises the foci and question types, splits long messages, carries the focus
 of a follow-up over from the history, re-ranks with a question-entailment model and says when MedQuAD has no
-answer. Its learned parts (gpt2chat.search.understanding, gpt2chat.search.question_types, gpt2chat.search.entailment) are built with the
+answer. Its learned parts (gpt2chat.search.understanding, gpt2chat.search.question_types,
+gpt2chat.search.entailment) are built with the
 index.
 
 Each indexed document is the pair's question and focus (both repeated, so the topic outweighs the long answer)
