@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -134,6 +135,18 @@ class BackgroundTraining:
         finally:
             self.swapped.set()
 
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop training with the app (Ctrl-C, SIGTERM): the next start resumes it from its last checkpoint, where an
+        orphaned trainer would go on using both cores and race a restarted app's second trainer for the same files."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)  # train.py saves nothing half-written and logs how to resume
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
     def progress(self) -> str:
         """One line for the page: where training is, or what the model's quality gate decided."""
         from gpt2chat.modeling.rundir import RunDirectory
@@ -189,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_app(engine, status=training.progress if training else None,
                      feedback=open_app_store(engine.masker))
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
-    serve(demo, config.host, config.port, launch_options=launch_options())
+    try:
+        serve(demo, config.host, config.port, launch_options=launch_options())
+    finally:
+        if training:
+            training.stop()
     return 0
 
 

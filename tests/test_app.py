@@ -28,3 +28,14 @@ def test_a_failed_background_training_is_reported_on_the_page(tiny_engine, tmp_p
     training = app.BackgroundTraining(engine, tmp_path / "model", recipe="tiny", data=str(tmp_path / "missing"))
     assert training.swapped.wait(timeout=300)
     assert "Model training failed" in training.progress() and not engine.status.loaded
+
+
+def test_stopping_the_app_stops_its_background_training(tiny_engine, medquad_dir, tmp_path):
+    engine = ChatEngine.build(EngineConfig(model=None), index=tiny_engine.index, masker=tiny_engine.masker,
+                              safety=tiny_engine.safety)
+    training = app.BackgroundTraining(engine, tmp_path / "model", recipe="tiny", data=str(medquad_dir))
+    assert training.process.poll() is None
+    training.stop(timeout_s=60)
+    assert training.process.poll() is not None  # no orphan left to race the next start's trainer
+    assert training.swapped.wait(timeout=30) and not engine.status.loaded
+    training.stop()  # stopping twice is harmless

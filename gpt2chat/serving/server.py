@@ -76,6 +76,9 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+GRACEFUL_SHUTDOWN_S = 5
+
+
 def serve(demo, host: str, port: int, *, launch_options: dict, max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
     """Serve ``demo`` (already queued) with uvicorn behind the size limit; blocks until stopped."""
     import fastapi
@@ -87,7 +90,8 @@ def serve(demo, host: str, port: int, *, launch_options: dict, max_request_bytes
     app = gr.mount_gradio_app(app, demo, path="/", server_name=host, server_port=port, show_error=True,
                               **launch_options)
     print(f"Serving on http://{host}:{port}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # A browser tab's open event stream would otherwise hold a SIGTERM'd server (and its training child) forever.
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
 
 
 # --- app.py in a child process, for tests and benchmarks -----------------------------------------------------------
