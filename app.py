@@ -163,6 +163,10 @@ class BackgroundTraining:
         return f"ℹ️ {self.engine.status.detail}"
 
 
+def _exit_on_signal(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -202,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_app(engine, status=training.progress if training else None,
                      feedback=open_app_store(engine.masker))
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
+    # uvicorn re-raises the SIGTERM it shut down on once it has finished; as an exception (not the default handler,
+    # which ends the process on the spot) it lets the training child be stopped below.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         serve(demo, config.host, config.port, launch_options=launch_options())
     finally:
