@@ -73,13 +73,10 @@ def child(args) -> None:
         now = mark("masker", now)
         index = get_index(config.data)
         now = mark("index", now)
-        if generator is None:
-            engine = engine_module.ChatEngine.build(config, causal_lm=causal_lm, index=index, masker=masker)
-        else:
-            from gpt2chat.guard.safety import default_policy
+        from gpt2chat.guard.safety import default_policy
 
-            engine = engine_module.ChatEngine(None, index, masker=masker, safety=default_policy(), config=config,
-                                              generator=generator)
+        engine = engine_module.ChatEngine(causal_lm, index, masker=masker, safety=default_policy(), config=config,
+                                          generator=generator)
     engine.warm_up()
     now = mark("compile", now)
     reply = engine.reply(QUESTION, grounded=True,

@@ -20,7 +20,8 @@ process (benchmarks/runtimes.py), so its peak resident memory is its own; runs a
   passage and earlier turns of the same MedQuAD document, kept from the end as the engine does);
 * time to first token: from the call (prompt ids in hand) to the first new id, prefill included;
 * tokens/s: (new tokens - 1) / (time of last token - time of first token) on the short prompt, the decode rate;
-* peak memory: the runtime process's peak resident set (ru_maxrss), model loading included;
+* peak memory: the runtime process's peak resident set (VmHWM, not ru_maxrss: runtimes.peak_rss_bytes), model
+  loading included;
 * bandwidth bound: this machine's memory bandwidth (a NumPy copy of --bandwidth-mib MiB, bytes read + written
   per second, the better of 1 and --threads threads) / bytes of weight matrices read per token (every layer's matrices and the
   tied LM head, at the runtime's bytes per weight); the KV cache and the activations are left out, so no runtime
@@ -233,8 +234,9 @@ def summarise(samples: list[dict]) -> dict:
 
 
 def agreement(ours: list[int], reference: list[int]) -> dict:
-    leading = next((i for i, (a, b) in enumerate(zip(ours, reference)) if a != b), min(len(ours), len(reference)))
-    return {"identical_leading_tokens": leading, "of": len(reference)}
+    from gpt2chat.modeling.export_check import agreement as leading_tokens
+
+    return {"identical_leading_tokens": leading_tokens(reference, ours), "of": len(reference)}
 
 
 def markdown_table(result: dict) -> str:

@@ -106,13 +106,10 @@ def summarise(answers: list[Answer], gold: list[str]) -> dict:
 
 def held_out_questions(model: str, data: str | None, limit: int, seed: int):
     from gpt2chat.corpus.data import load_records
-    from gpt2chat.corpus.splits import load_split, split_records
 
     records, _ = load_records(data)
-    run = rundir.RunDirectory(model)
-    splits = load_split(run.split, records) if run.split.is_file() else split_records(records)
-    rng = random.Random(seed)
-    return rng.sample(splits["test"], min(limit, len(splits["test"]))), records
+    test = rundir.RunDirectory(model).splits(records)["test"]
+    return random.Random(seed).sample(test, min(limit, len(test))), records
 
 
 def main(argv: list[str] | None = None) -> int:

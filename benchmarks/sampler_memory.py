@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-VOCABULARY = 50257  # GPT-2's
+from gpt2chat.modeling.tokenizer import VOCABULARY_SIZE as VOCABULARY  # noqa: E402
 TOKENS_PER_ANSWER = 5
 
 

@@ -6,8 +6,9 @@ MedQuAD's questions are exactly what the detector must let through: questions ab
 rare names it has never seen ("Is neuropathy, ataxia, and retinitis pigmentosa inherited ?" was flagged as a
 seizure at 0.73). This samples, with a fixed seed, up to ``--per-type`` questions of each MedQuAD question type
 from the TRAIN split only (gpt2chat.corpus.splits), so no validation or test disease is involved. The detector's
-hand-written held-out rows are in resources/emergency_set.jsonl and are untouched; the two regression messages of
-tests/test_safety.py are left out of the sample, so the tests check messages the detector never saw.
+hand-written held-out rows are in resources/emergency_set.jsonl and are untouched; the MedQuAD question among
+tests/test_safety.py's regression messages is left out of the sample, so the tests check messages the detector
+never saw.
 """
 
 from __future__ import annotations

@@ -3,22 +3,17 @@ Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright, as ``tests/test_b
 
     .venv/bin/python scripts/screenshot.py --model models/default --question "How is glaucoma treated?"
 
-The app is started on a free local port with its ratings store in a temporary directory (the rating buttons show,
-nothing is written to the repository), the answer is awaited until it has finished streaming, and the page is
-saved. Exits 2 with a one-line reason
-when Chromium, the model or the app is not available.
+The app is started by ``gpt2chat.serving.server.served_app`` on a free local port with its ratings store in a
+temporary directory (the rating buttons show, nothing is written to the repository), the answer is awaited until
+it has finished streaming, and the page is saved. Exits 2 with a one-line reason when Chromium, the model or the
+app is not available.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,25 +22,6 @@ sys.path.insert(0, str(REPO))
 from tests.test_browser import ANSWER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (one launch recipe)
 
 START_TIMEOUT_S = 600  # a cold start on a loaded 2-core machine (model load, index, compilation) takes minutes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(url: str, server: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the app exited with code {server.returncode} before serving")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(2)
-    raise RuntimeError(f"the app did not answer at {url} within {timeout:.0f} s")
 
 
 def capture(url: str, question: str, out: Path, width: int, height: int) -> None:
@@ -88,26 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.model).is_dir():
         print(f"error: no model directory {args.model}", file=sys.stderr)
         return 2
-    port = free_port()
-    ratings = tempfile.TemporaryDirectory(prefix="gpt2chat-screenshot-")
-    env = {**os.environ, "GPT2CHAT_FEEDBACK_DB": str(Path(ratings.name) / "feedback.sqlite3")}
-    env.pop("GPT2CHAT_FEEDBACK_REPO", None)  # never sync a screenshot session to the Hub
-    server = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--model", args.model, "--port", str(port)],
-                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_for(url, server, START_TIMEOUT_S)
-        capture(url, args.question, Path(args.out), args.width, args.height)
-    except Exception as error:  # noqa: BLE001  (one line for the user, whatever failed)
-        print(f"error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", file=sys.stderr)
-        return 2
-    finally:
-        server.terminate()
+    from gpt2chat.serving.server import served_app
+
+    with tempfile.TemporaryDirectory(prefix="gpt2chat-screenshot-") as scratch:
+        env = {"GPT2CHAT_MODEL": str(Path(args.model).resolve()),
+               "GPT2CHAT_FEEDBACK_DB": str(Path(scratch) / "feedback.sqlite3"),
+               "GPT2CHAT_FEEDBACK_REPO": ""}  # never sync a screenshot session to the Hub
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        ratings.cleanup()
+            with served_app(REPO, Path(scratch) / "app.log", env=env, boot_timeout_s=START_TIMEOUT_S) as app:
+                capture(app.url + "/", args.question, Path(args.out), args.width, args.height)
+        except Exception as error:  # noqa: BLE001  (one line for the user, whatever failed)
+            print(f"error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+                  file=sys.stderr)
+            return 2
     print(f"wrote {args.out}")
     return 0
 

@@ -78,7 +78,8 @@ def test_grounding_scores_and_baselines(comparison):
         assert set(modes) == {"grounded", "grounded_heldout"}
         assert all(answers["predictions"] and all(answers["predictions"]) for answers in modes.values())
     # lead-3 copies the cited passage's first sentences, so the support check must accept them (all but one-word
-    # fragments such as "Nutrition.": 99.6% of lead-3 sentences on 100 test questions)
+    # fragments such as "Nutrition.": 99.2% of lead-3 sentences on the 100 grounded test questions of
+    # livrables/comparison.json)
     assert result["results"][evaluation.LEAD_BASELINE]["modes"]["grounded"]["grounding"]["support_rate"] >= 0.9
     markdown = (out / "comparison.md").read_text()
     assert "### Grounding" in markdown and evaluation.LEAD_BASELINE in markdown

@@ -17,9 +17,9 @@ from gpt2chat.serving import ui
 from gpt2chat.corpus.data import focus_key
 from gpt2chat.chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, NO_ANSWER, ChatReply, Source
 from gpt2chat.serving.feedback import FeedbackStore
-from gpt2chat.chat.followups import readable
+from gpt2chat.serving.server import free_port
+from gpt2chat.chat.followups import FollowupFinder, readable
 from tests.test_browser import ANSWER_TIMEOUT_MS, browser  # noqa: F401  (the module-scoped chromium)
-from tests.test_ui import free_port
 
 PII_QUESTION = "I'm John Smith, SSN 536-22-8741. What is glaucoma?"
 PII_VALUES = (b"John", b"Smith", b"536-22-8741")
@@ -106,7 +106,7 @@ def test_rate_api_stores_a_masked_rating_and_refuses_bad_input(tiny_engine, mask
 
 def test_the_final_reply_offers_follow_ups_of_the_same_focus(tiny_engine, sample_records):
     record = record_with_follow_ups(sample_records)
-    chat = ui.make_chat_fn(tiny_engine, ui.FollowupFinder.from_index(tiny_engine.index))
+    chat = ui.make_chat_fn(tiny_engine, FollowupFinder.from_index(tiny_engine.index))
     *_, final = chat(record.question, [], 0.0, 16, True, False)
     assert isinstance(final, gr.ChatMessage) and 2 <= len(final.options) <= 3
     assert readable(record.question) not in {option["value"] for option in final.options}

@@ -14,7 +14,7 @@ import pytest
 from gpt2chat import settings
 from gpt2chat.serving import ui
 from gpt2chat.chat.engine import ChatReply, Source
-from gpt2chat.serving.server import AppDidNotStart, free_port, served_app  # noqa: F401  (free_port: test_feedback_ui)
+from gpt2chat.serving.server import AppDidNotStart, served_app
 from gpt2chat.serving.ui import DISCLAIMER, answer_of
 
 REPO_ROOT = settings.REPO_ROOT
@@ -28,8 +28,7 @@ BOOT_TIMEOUT_S = 420  # TensorFlow import, model, masker, index and warm-up on 2
 @contextlib.contextmanager
 def serve_app(app_dir: Path, log_path: Path, **env):
     """``gpt2chat.serving.server.served_app`` with the repository's retrieval cache (already built for this
-    MedQuAD tree);
-    yields the URL."""
+    MedQuAD tree); yields the URL."""
     try:
         with served_app(app_dir, log_path, env={settings.CACHE_ENV: str(settings.cache_dir()), **env},
                         boot_timeout_s=BOOT_TIMEOUT_S) as running:

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from gpt2chat.chat.grounding import is_answer_sentence
 from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
 
 MASKED = -1e9  # a finite "never": a sampler's temperature division of -inf is fine, but softmax of all -inf is NaN
@@ -68,8 +69,6 @@ def gpt2_text(token_ids: Sequence[int]) -> str:
 
 
 def gpt2_answer_sentence(sentence_ids: Sequence[int]) -> bool:
-    from gpt2chat.chat.grounding import is_answer_sentence  # grounding re-exports CopyBias: import it late
-
     return is_answer_sentence(gpt2_text(sentence_ids))
 
 

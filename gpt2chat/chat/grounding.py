@@ -28,9 +28,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from gpt2chat.chat.copybias import CopyBias  # the decoding side of grounding, importable from here
-
-__all__ = ["CopyBias", "Extract", "ExtractConfig", "Verification", "Vocabulary", "extractive_answer",
+__all__ = ["Extract", "ExtractConfig", "Verification", "Vocabulary", "extractive_answer",
            "is_answer_sentence", "is_degenerate", "lead_k", "lead_words", "split_sentences", "verify"]
 
 # ------------------------------------------------------------------------------------------ sentences and words

@@ -37,6 +37,7 @@ import numpy as np
 
 from gpt2chat.chat import grounding
 from gpt2chat.corpus.data import focus_key
+from gpt2chat.reports.metrics import rouge_scores
 
 PASSAGE_CHARS = 2000  # long answers are cut at a sentence, as cited passages are
 KP_GRID = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
@@ -178,14 +179,6 @@ def degeneracy_scores(texts, vocabulary: grounding.Vocabulary) -> np.ndarray:
     return np.asarray(rows)
 
 
-def _rouge_l(predictions, references) -> float:
-    """Mean ROUGE-L F-measure in percent (rouge_score with the Porter stemmer, as the comparison report)."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return 100 * float(np.mean([scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]))
-
-
 def extract_report(records, rng: random.Random, limit: int, configs: dict) -> dict[str, tuple[float, float]]:
     """{name: (ROUGE-L against the gold answer, share of sentences from the gold passage)} for lead-3 of the first
     passage and for the extract with each of ``configs``, on questions whose focus has several answers, with all
@@ -201,7 +194,7 @@ def extract_report(records, rng: random.Random, limit: int, configs: dict) -> di
         rng.shuffle(passages)
         orders.append((passages, passages.index(record.answer)))
     golds = [r.answer for r in cases]
-    report = {"lead-3": (_rouge_l([grounding.lead_k(p[0], 3) for p, _ in orders], golds),
+    report = {"lead-3": (rouge_scores([grounding.lead_k(p[0], 3) for p, _ in orders], golds)["rougeL"],
                          float(np.mean([g == 0 for _, g in orders])))}
     for name, config in configs.items():
         texts, shares = [], []
@@ -209,7 +202,7 @@ def extract_report(records, rng: random.Random, limit: int, configs: dict) -> di
             extract = grounding.extractive_answer(record.question, passages, config=config)
             texts.append(extract.text)
             shares.append(np.mean([p == gold_index for p, _ in extract.sentences]) if extract.sentences else 0.0)
-        report[name] = (_rouge_l(texts, golds), float(np.mean(shares)))
+        report[name] = (rouge_scores(texts, golds)["rougeL"], float(np.mean(shares)))
     return report
 
 

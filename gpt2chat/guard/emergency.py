@@ -36,9 +36,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
+from gpt2chat import settings
 from gpt2chat.guard.emergency_rules import KINDS, not_happening_now, rule_kinds
 
-SET_PATH = Path(__file__).resolve().parents[1] / "resources" / "emergency_set.jsonl"
+SET_PATH = settings.PACKAGE_DIR / "resources" / "emergency_set.jsonl"
 # Informational MedQuAD questions (train split only), extra non-emergencies for training: made by
 # scripts/emergency_medquad_questions.py.
 MEDQUAD_QUESTIONS_PATH = SET_PATH.with_name("emergency_medquad_questions.txt")
@@ -48,7 +49,8 @@ SPLITS = ("train", "test")
 MISS_COST = 5
 CV_FOLDS = 5
 # Inverse regularisation of the emergency/not model: C=3 had the lowest 5-fold cost on the 745 hand-written training
-# rows of the time (116, vs 119-120 for C=1, 10, 30: within noise); word+char n-gram variants all sat at 10-12% false alarms at 95% recall.
+# rows of the time (116, vs 119-120 for C=1, 10, 30: within noise); word+char n-gram variants all sat at 10-12%
+# false alarms at 95% recall.
 DETECTOR_C = 3.0
 
 
@@ -224,7 +226,7 @@ def _trained_default() -> EmergencyDetector:
 
 
 def default_detector() -> EmergencyDetector:
-    """The process-wide detector, trained once on first use (3-5 s on a loaded 2-core machine); the lock stops concurrent first chats from
-    training it twice."""
+    """The process-wide detector, trained once on first use (1.0-1.5 s measured on 2 shared cores; ``python -m
+    gpt2chat.safety --eval`` prints it); the lock stops concurrent first chats from training it twice."""
     with _TRAINING_LOCK:
         return _trained_default()

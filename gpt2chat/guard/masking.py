@@ -272,8 +272,7 @@ class PIIMasker:
     def __init__(self, config: MaskerConfig = MaskerConfig()):
         self.config = config
         engine = nlp_engine(config, person_only=True)
-        nlp = engine.nlp["en"]  # the loaded spaCy pipeline; its lemmatizer tables are the English lexicon
-        self.nlp = nlp
+        self.nlp = nlp = engine.nlp["en"]  # the loaded spaCy pipeline; its lemmatizer tables are the English lexicon
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in (
             _PersonRecognizer(supported_entities=["PERSON"]),

@@ -24,6 +24,7 @@ from typing import Callable
 
 from presidio_analyzer import AnalyzerEngine
 
+from gpt2chat import settings
 from gpt2chat.guard.masking import (
     ENTITY_TYPES,
     PRESIDIO_TO_OURS,
@@ -35,7 +36,7 @@ from gpt2chat.guard.masking import (
     resolve_overlaps,
 )
 
-EVAL_SET = Path(__file__).resolve().parents[1] / "resources" / "pii_eval.jsonl"
+EVAL_SET = settings.PACKAGE_DIR / "resources" / "pii_eval.jsonl"
 
 # Presidio's stock types credited to ours in the baseline comparison: a DATE_TIME over a birth date or a
 # LOCATION over an address counts as a hit; everything else it masks under another name is a false positive.

@@ -211,7 +211,7 @@ class SafetyPolicy:
 
 @functools.cache
 def default_policy() -> SafetyPolicy:
-    """The process-wide policy; its emergency classifier is trained once, on the first call (3-5 s on a loaded machine)."""
+    """The process-wide policy; its emergency classifier is trained once, on the first call (``default_detector``)."""
     return SafetyPolicy(default_detector())
 
 

@@ -56,13 +56,11 @@ def agreement(reference: list[int], candidate: list[int]) -> int:
 
 def held_out_questions(model_dir: str | Path, count: int, *, data: str | None = None, seed: int = 0):
     """``count`` test-split records (the run's split.json when it has one), a seeded sample."""
-    from gpt2chat.modeling import rundir
     from gpt2chat.corpus.data import load_records
-    from gpt2chat.corpus.splits import load_split, split_records
+    from gpt2chat.modeling import rundir
 
     records, _ = load_records(data)
-    split = rundir.RunDirectory(model_dir).split
-    test = (load_split(split, records) if split.is_file() else split_records(records))["test"]
+    test = rundir.RunDirectory(model_dir).splits(records)["test"]
     chosen = np.random.default_rng(seed).permutation(len(test))[:count]
     return [test[i] for i in sorted(chosen)]
 

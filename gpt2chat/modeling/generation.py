@@ -200,7 +200,6 @@ class StreamingGenerator(TokenStreamer):
             jit_compile = backbone.hidden_dim <= XLA_MAX_HIDDEN
         self.jit_compile = jit_compile
         self.context_length = min(context_length or backbone.max_sequence_length, backbone.max_sequence_length)
-        self.end_token_id = END_OF_TEXT_ID
         greedy = keras_hub.samplers.GreedySampler()
 
         def forward(token_ids, caches, start):
@@ -241,6 +240,10 @@ class StreamingGenerator(TokenStreamer):
         self._prefill = _compile(prefill, jit_compile)
         self._step = _compile(step, jit_compile)
 
+    def _prefill_bucket(self, length: int) -> int:
+        """The prefill bucket (``PREFILL_BUCKETS``, at most the context) that holds a prompt of ``length``."""
+        return min(next((b for b in PREFILL_BUCKETS if b >= length), self.context_length), self.context_length)
+
     def _cache_length(self, needed: int, current: int = 0) -> int:
         """The smallest cache bucket that holds ``needed`` positions (and no fewer than ``current``)."""
         buckets = [b for b in CACHE_BUCKETS if b < self.context_length] + [self.context_length]
@@ -267,8 +270,7 @@ class StreamingGenerator(TokenStreamer):
         limit = self.context_length
         prefill_buckets = sorted({min(b, limit) for b in PREFILL_BUCKETS})
         if prompt_lengths is not None:
-            prefill_buckets = sorted({min(next((b for b in PREFILL_BUCKETS if b >= n), limit), limit)
-                                      for n in prompt_lengths})
+            prefill_buckets = sorted({self._prefill_bucket(n) for n in prompt_lengths})
         cache_lengths = sorted({self._cache_length(b) for b in (*CACHE_BUCKETS, limit) if b <= limit})
         if not self.jit_compile:  # the second shape makes TensorFlow trace a graph for any shape
             prefill_buckets, cache_lengths = prefill_buckets[:2], cache_lengths[:2]
@@ -282,8 +284,7 @@ class StreamingGenerator(TokenStreamer):
 
     def _first_logits(self, prompt_ids: list[int]):
         length = len(prompt_ids)
-        bucket = min(next((b for b in PREFILL_BUCKETS if b >= length), self.context_length), self.context_length)
-        padded = np.zeros((1, bucket), dtype=np.int32)
+        padded = np.zeros((1, self._prefill_bucket(length)), dtype=np.int32)
         padded[0, :length] = prompt_ids
         return self._prefill(padded, np.int32(length - 1))
 

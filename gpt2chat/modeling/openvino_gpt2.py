@@ -1,10 +1,11 @@
 """GPT-2 on OpenVINO: the graph built from a Keras-Hub backbone's weights, and a streaming generator over it.
 
-Why OpenVINO (measured on this project's 2-core machines, GPT-2 124M, greedy; issue 14 and benchmarks/README.md):
-it installs as a wheel with no torch, hands each step's logits to Python (copy-biased decoding needs them), keeps
-the key/value cache inside the runtime (stateful model) and runs int8 weights as compressed-weight matmuls:
-OpenVINO int8 58-70 tokens/s vs CTranslate2 int8 44-58, Keras-Hub 19-31, transformers 16-21; llama.cpp (84-100)
-compiles from source for ~20 minutes on a Space rebuild.
+Why OpenVINO: it installs as a wheel with no torch, hands each step's logits to Python (copy-biased decoding needs
+them), keeps the key/value cache inside the runtime (stateful model) and runs int8 weights as compressed-weight
+matmuls. Issue 14's table (GPT-2 124M, greedy, measured before this module existed): OpenVINO int8 58-70 tokens/s
+vs CTranslate2 int8 44-58, Keras-Hub 19-31, transformers 16-21; llama.cpp (84-100) is built from source on
+install (llama-cpp-python took 55 min on this busy machine, requirements-bench.txt), so every Space rebuild would
+compile it. This module against every runtime: benchmarks/README.md.
 
 The graph is written with the opset API straight from the Keras weights (no torch, no transformers, no export to
 Hugging Face format): the language-model head runs on the last position only, the query/key/value projections
@@ -196,7 +197,6 @@ class OpenVINOGenerator(TokenStreamer):
         self.compiled_model = compiled_model
         self.tokenizer = tokenizer
         self.context_length = min(context_length or max_sequence_length, max_sequence_length)
-        self.end_token_id = END_OF_TEXT_ID
         self._beam = np.zeros(1, dtype=np.int32)
 
     def _run(self, request, token_ids: list[int]):
@@ -207,7 +207,8 @@ class OpenVINOGenerator(TokenStreamer):
 
     def _first_logits(self, prompt_ids: list[int]):
         # One request per stream: its state is this stream's cache, so concurrent answers never share one.
-        # Creating it costs no more than reset_state (33 vs 53 ms with a 50-token `small` prompt, loaded machine).
+        # Creating it costs what reset_state does (with a 50-token prefill on models/default, `small`: 20.1 vs
+        # 19.9 ms, median of 15, load average 3.1).
         return self._run(self.compiled_model.create_infer_request(), prompt_ids)
 
     def _next_logits(self, token_id: int, position: int, request):

@@ -102,6 +102,13 @@ class RunDirectory:
         preset = _read_json(self.root / PRESET_CONFIG)
         return preset.get("config") if preset else None
 
+    def splits(self, records) -> dict:
+        """The run's train/validation/test split of ``records``: its split.json when it has one, else
+        ``gpt2chat.corpus.splits.split_records``."""
+        from gpt2chat.corpus.splits import load_split, split_records
+
+        return load_split(self.split, records) if self.split.is_file() else split_records(records)
+
     def model_size(self) -> str | None:
         """The ``model.SIZES`` name of this model: its --size when trained from scratch, else the size whose
         layout matches the backbone config; None for other layouts."""

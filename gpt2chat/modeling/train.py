@@ -5,8 +5,7 @@
     python -m gpt2chat.train --recipe finetune-base --lora-rank 8 --output models/gpt2-medquad   (needs network)
 
 Recipes are data: ``gpt2chat/modeling/recipes/<name>.json`` names the settings it changes from the quick-start
-recipe, and
-any flag overrides the recipe.
+recipe, and any flag overrides the recipe.
 
 The output directory is a Keras-Hub preset (``GPT2CausalLM.from_preset(output)`` loads the chatbot model) with
 ``training_config.json``, ``metrics.json`` and ``split.json`` beside it. A run that is killed resumes from its last

@@ -32,8 +32,7 @@ recomputed), a self-contained ``comparison.html`` and PNG bar charts to ``--out`
 
 This module loads the models and runs the comparison; answering and scoring one model or baseline is
 ``gpt2chat.reports.evaluation``, the scores ``gpt2chat.reports.metrics``, the judge ``gpt2chat.reports.judge``
-and the report files
-``gpt2chat.reports.report``.
+and the report files ``gpt2chat.reports.report``.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ import numpy as np
 from gpt2chat import settings
 from gpt2chat.modeling import rundir
 from gpt2chat.reports.evaluation import (BASELINES, GROUNDING_MODES, HeldOutIndex, answer_questions, as_read,
-                                 baseline_answers, greedy_reply, model_perplexity)
+                                         baseline_answers, greedy_reply, model_perplexity)
 from gpt2chat.reports.judge import JUDGE_KEY_ENV, JUDGE_MODEL_ENV, JUDGE_URL_ENV, JudgeConfig, run_judge
 from gpt2chat.modeling.model import SIZES
 from gpt2chat.reports.report import percent, write_comparison
@@ -158,11 +157,11 @@ def load_model(spec: ModelSpec, seed: int):
 def held_out_split(records, specialised: ModelSpec | None):
     """The train/validation/test split, from the specialised run's saved split when it has one, and where it came
     from."""
-    from gpt2chat.corpus.splits import load_split, split_records
+    from gpt2chat.corpus.splits import split_records
 
-    split = rundir.RunDirectory(specialised.spec).split if specialised else None
-    if split is not None and split.is_file():
-        return load_split(split, records), f"{specialised.label}/{split.name}"
+    run = rundir.RunDirectory(specialised.spec) if specialised else None
+    if run is not None and run.split.is_file():
+        return run.splits(records), f"{specialised.label}/{run.split.name}"
     return split_records(records), "gpt2chat.corpus.splits.split_records (no split.json)"
 
 
@@ -174,8 +173,14 @@ def perplexity_rows(test_records, config: CompareConfig) -> np.ndarray:
 
     packed = pack([training_example(r.question, r.answer) for r in test_records], gpt2_tokenizer(),
                   config.sequence_length)
+    return _seeded_sample(packed, config).rows
+
+
+def _seeded_sample(packed, config: CompareConfig):
+    """``config.perplexity_rows`` rows of ``packed`` (a ``tokens.PackedTokens``) drawn with ``config.seed``, in
+    order: the same rows for every model."""
     chosen = np.random.default_rng(config.seed).permutation(len(packed.rows))[: config.perplexity_rows]
-    return packed.rows[np.sort(chosen)]
+    return packed.select(np.sort(chosen))
 
 
 def answer_rows(test_records, index, specialised: ModelSpec | None, config: CompareConfig):
@@ -192,8 +197,7 @@ def answer_rows(test_records, index, specialised: ModelSpec | None, config: Comp
     examples = grounded_examples(test_records, index, grounding, seed=config.seed)
     packed = pack_examples(tokenize_examples(examples, gpt2_tokenizer(), grounding.answer_tokens),
                            config.sequence_length)
-    chosen = np.random.default_rng(config.seed).permutation(len(packed.rows))[: config.perplexity_rows]
-    return packed.select(np.sort(chosen))
+    return _seeded_sample(packed, config)
 
 
 def evaluate_model(spec: ModelSpec, causal_lm, rows, grounded_rows, questions, index, vocabulary,
@@ -279,7 +283,7 @@ def run(config: CompareConfig) -> dict:
     grounded_rows = answer_rows(test_records, index, specialised, config)
     # The word-salad test compares answers with the words and word pairs of every NIH answer the chatbot can
     # quote: with the training answers only, correct copies naming a rare test-split gene ("MAN2B1") were
-    # flagged as word salad (4 of 100 grounded answers of the quick-start model).
+    # flagged as degenerate (4 of the quick-start model's 90 grounded model texts in the comparison of c423107).
     vocabulary = Vocabulary.from_texts(r.answer for r in records)
 
     models, results, notes = [], {}, []

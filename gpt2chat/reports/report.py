@@ -79,74 +79,71 @@ def markdown_to_html(markdown: str, title: str, *, image_dir: Path | None = None
 # ---------------------------------------------------------------------------------------------------- comparison
 
 
-def summary_frame(result: dict):
-    """One row per model and grounding mode: the numbers of the comparison's main table."""
+def _mode_frame(result: dict, row_of, *, grounded_only: bool = False):
+    """One row per model (or baseline) and grounding mode: the model, the mode's label, then ``row_of(answers)``;
+    a mode whose ``row_of`` is None (or, with ``grounded_only``, the ungrounded mode) has no row."""
     import pandas as pd
 
     rows = []
     for label, r in result["results"].items():
         for mode, answers in r["modes"].items():
-            metrics, latency = answers["metrics"], answers["latency"]
-            rows.append({"model": label, "grounding": result["grounding_modes"][mode]["label"],
-                         **{METRIC_LABELS[m]: metrics[m] for m in TEXT_METRICS}, "words": metrics["answer_words"],
-                         "s/answer": latency["seconds_per_answer"], "tokens/s": latency["tokens_per_second"]})
+            row = None if grounded_only and mode == "ungrounded" else row_of(answers)
+            if row is not None:
+                rows.append({"model": label, "grounding": result["grounding_modes"][mode]["label"], **row})
     return pd.DataFrame(rows)
+
+
+def summary_frame(result: dict):
+    """One row per model and grounding mode: the numbers of the comparison's main table."""
+    def row_of(answers):
+        metrics, latency = answers["metrics"], answers["latency"]
+        return {**{METRIC_LABELS[m]: metrics[m] for m in TEXT_METRICS}, "words": metrics["answer_words"],
+                "s/answer": latency["seconds_per_answer"], "tokens/s": latency["tokens_per_second"]}
+
+    return _mode_frame(result, row_of)
 
 
 def grounding_frame(result: dict):
     """One row per model (or baseline) and grounding mode: support, fallback and degenerate rates (fractions), and
     the model's own text scored against the gold answer."""
-    import pandas as pd
+    def row_of(answers):
+        grounding, own = answers["grounding"], answers.get("model_text_metrics") or {}
+        return {"support": grounding["support_rate"], "fallback": grounding["fallback_rate"],
+                "degenerate (model text)": grounding["degenerate_model_text"],
+                "degenerate (shown)": grounding["degenerate_shown"],
+                "ROUGE-L (model text)": own.get("rougeL"), "token F1 (model text)": own.get("token_f1")}
 
-    rows = []
-    for label, r in result["results"].items():
-        for mode, answers in r["modes"].items():
-            grounding, own = answers["grounding"], answers.get("model_text_metrics") or {}
-            rows.append({"model": label, "grounding": result["grounding_modes"][mode]["label"],
-                         "support": grounding["support_rate"], "fallback": grounding["fallback_rate"],
-                         "degenerate (model text)": grounding["degenerate_model_text"],
-                         "degenerate (shown)": grounding["degenerate_shown"],
-                         "ROUGE-L (model text)": own.get("rougeL"), "token F1 (model text)": own.get("token_f1")})
-    return pd.DataFrame(rows)
+    return _mode_frame(result, row_of)
 
 
 def same_length_frame(result: dict):
     """One row per model and grounded mode: the shown answer's ROUGE-L beside the cited passage's lead cut to the
     same number of words, and to the same number of sentences."""
-    import pandas as pd
+    def row_of(answers):
+        lead = answers.get("lead_same_length")
+        if lead is None:
+            return None
+        shown, words, sentences = answers["metrics"], lead["words"], lead["sentences"]
+        return {"ROUGE-L (shown)": shown["rougeL"], "words": shown["answer_words"],
+                "ROUGE-L (lead, same words)": words["rougeL"],
+                "ROUGE-L (lead, same sentences)": sentences["rougeL"],
+                "words (lead, same sentences)": sentences["answer_words"],
+                "shown − lead (same words)": shown["rougeL"] - words["rougeL"]}
 
-    rows = []
-    for label, r in result["results"].items():
-        for mode, answers in r["modes"].items():
-            lead = answers.get("lead_same_length")
-            if lead is None or mode == "ungrounded":
-                continue
-            shown, words, sentences = answers["metrics"], lead["words"], lead["sentences"]
-            rows.append({"model": label, "grounding": result["grounding_modes"][mode]["label"],
-                         "ROUGE-L (shown)": shown["rougeL"], "words": shown["answer_words"],
-                         "ROUGE-L (lead, same words)": words["rougeL"],
-                         "ROUGE-L (lead, same sentences)": sentences["rougeL"],
-                         "words (lead, same sentences)": sentences["answer_words"],
-                         "shown − lead (same words)": shown["rougeL"] - words["rougeL"]})
-    return pd.DataFrame(rows)
+    return _mode_frame(result, row_of, grounded_only=True)
 
 
 def copy_order_frame(result: dict):
     """One row per model and grounded mode with copied sentences: how often the model just copies the lead."""
-    import pandas as pd
+    def row_of(answers):
+        order = answers.get("copy_order")
+        return None if order is None else {
+            "answers copying a passage sentence": order["answers"],
+            "open with its first sentence": order["starts_at_first_sentence"],
+            "are exactly its lead": order["is_the_lead"],
+            "first copied sentence (mean position)": order["first_position_mean"]}
 
-    rows = []
-    for label, r in result["results"].items():
-        for mode, answers in r["modes"].items():
-            order = answers.get("copy_order")
-            if order is None or mode == "ungrounded":
-                continue
-            rows.append({"model": label, "grounding": result["grounding_modes"][mode]["label"],
-                         "answers copying a passage sentence": order["answers"],
-                         "open with its first sentence": order["starts_at_first_sentence"],
-                         "are exactly its lead": order["is_the_lead"],
-                         "first copied sentence (mean position)": order["first_position_mean"]})
-    return pd.DataFrame(rows)
+    return _mode_frame(result, row_of, grounded_only=True)
 
 
 def _summary_formats() -> dict[str, str]:
@@ -275,7 +272,7 @@ def comparison_markdown(result: dict, images: list[tuple[Path, str]]) -> str:
                   "baseline's, for a baseline) that the cited passage supports (K-Precision and extractive "
                   "coverage/density, `gpt2chat.chat.grounding.verify`); _fallback_ the share of replies whose model "
                   "text was replaced by the extract; _degenerate_ the share of answers that are empty, under 5 words, "
-                  "repeat 4-grams or are word salad against the training answers' vocabulary "
+                  "repeat 4-grams or are word salad against the vocabulary of every NIH answer "
                   "(`gpt2chat.chat.grounding.is_degenerate`). The last two columns score the model's own text against "
                   "the gold answer. Baselines answer without a model, so only from a retrieved passage.")
     blocked = {label: sum(c in ("emergency", "invalid") for answers in r["modes"].values()

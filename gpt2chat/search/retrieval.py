@@ -11,11 +11,10 @@ Usage:
     result.passages(k=3)                       # what to cite; result.medlineplus_url when not answerable
     get_index().search("gout", k=3)            # plain BM25, no understanding
 
-``retrieve`` (gpt2chat.search.ranking) recognises the foci and question types, splits long messages, carries the focus
-of a follow-up over from the history, re-ranks with a question-entailment model and says when MedQuAD has no
+``retrieve`` (gpt2chat.search.ranking) recognises the foci and question types, splits long messages, carries the
+focus of a follow-up over from the history, re-ranks with a question-entailment model and says when MedQuAD has no
 answer. Its learned parts (gpt2chat.search.understanding, gpt2chat.search.question_types,
-gpt2chat.search.entailment) are built with the
-index.
+gpt2chat.search.entailment) are built with the index.
 
 Each indexed document is the pair's question and focus (both repeated, so the topic outweighs the long answer)
 followed by the answer; a second, smaller BM25 over the focus name alone adds a boost for pairs whose topic the

@@ -26,6 +26,7 @@ import os
 import sqlite3
 import sys
 import threading
+from contextlib import closing  # sqlite3's own context manager commits but never closes
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -131,7 +132,7 @@ class FeedbackStore:
             return False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with _closing(self._connect()) as connection:
+            with closing(self._connect()) as connection:
                 connection.execute("PRAGMA journal_mode=WAL")
                 if create:
                     connection.executescript(_SCHEMA)
@@ -186,7 +187,7 @@ class FeedbackStore:
             "settings": json.dumps(dict(rating.settings), sort_keys=True, default=str),
         }
         try:
-            with _closing(self._connect()) as connection:
+            with closing(self._connect()) as connection:
                 connection.execute(f"INSERT INTO ratings ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                                    list(row.values()))
             return True
@@ -198,7 +199,7 @@ class FeedbackStore:
         """Every rating, oldest first, JSON columns decoded."""
         if not self.available or not self._exists:
             return []
-        with _closing(self._connect()) as connection:
+        with closing(self._connect()) as connection:
             rows = [dict(row) for row in connection.execute("SELECT * FROM ratings ORDER BY created_at, id")]
         for row in rows:
             row["liked"] = bool(row["liked"])
@@ -218,7 +219,7 @@ class FeedbackStore:
         if session_id is not None:
             clauses.append("session_id = ?")
             values.append(session_id)
-        with _closing(self._connect()) as connection:
+        with closing(self._connect()) as connection:
             connection.execute("PRAGMA secure_delete=ON")
             deleted = connection.execute(f"DELETE FROM ratings WHERE {' AND '.join(clauses)}", values).rowcount
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -232,23 +233,10 @@ class FeedbackStore:
         destination = Path(destination)
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = destination.with_name(destination.name + ".tmp")
-        with _closing(self._connect()) as source, _closing(sqlite3.connect(staging)) as copy:
+        with closing(self._connect()) as source, closing(sqlite3.connect(staging)) as copy:
             source.backup(copy)
         os.replace(staging, destination)
         return destination
-
-
-class _closing:
-    """``with`` for sqlite3 connections that closes them (sqlite3's own context manager only commits)."""
-
-    def __init__(self, connection: sqlite3.Connection):
-        self.connection = connection
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self.connection
-
-    def __exit__(self, *exc) -> None:
-        self.connection.close()
 
 
 # --- Hub sync ----------------------------------------------------------------------------------------------------

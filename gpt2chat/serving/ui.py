@@ -242,7 +242,8 @@ def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None):
         shown, reply = None, None
         sampling = sampling_config(temperature, max_new_tokens)
         show_masked, grounded = _flag(show_masked, "show_masked"), _flag(grounded, "grounded")
-        for reply in engine.stream(_message(message), history_turns(history), grounded=grounded, sampling=sampling):
+        turns = history_turns(history)
+        for reply in engine.stream(_message(message), turns, grounded=grounded, sampling=sampling):
             text = render_reply(reply, show_masked)
             if text != shown:  # a token that does not change the cleaned answer is not worth a round trip
                 shown = text
@@ -251,7 +252,7 @@ def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None):
             _log_reply(reply)
         answered = reply is not None and reply.sources and reply.category in ("answer", "boundary")
         if followups is not None and answered:
-            asked = [turn.question for turn in history_turns(history)]  # never offer what was already asked
+            asked = [turn.question for turn in turns]  # never offer what was already asked
             suggestions = followups.suggest_for_focus(reply.sources[0].title, asked=message, exclude=asked)
             if suggestions:  # clicking an option sends it as the next message (ChatInterface.option_clicked)
                 yield gr.ChatMessage(content=shown, options=[{"value": q} for q in suggestions])
