@@ -7,7 +7,7 @@ from gpt2chat.chat import grounding
 from gpt2chat.chat.copybias import MASKED, CopyBias, gpt2_piece_kinds
 from gpt2chat.chat.grounding import (
     ExtractConfig, SupportThresholds, Vocabulary, extractive_answer, fragments, is_degenerate, k_precision, lead_k,
-    split_sentences, verify, words,
+    answer_openers, refers_back, split_sentences, verify, words,
 )
 
 PASSAGE = (
@@ -71,6 +71,50 @@ def test_thresholds_are_configurable():
     assert not verify(sentence, [PASSAGE]).kept
     assert verify(sentence, [PASSAGE], SupportThresholds(k_precision=0.5, coverage=0.5, density=1.0)).kept
 
+# The NIH passage cited for "How is glaucoma treated?": its third sentence means what it says only after the second.
+GLAUCOMA_TREATMENT = (
+    "Immediate treatment for early stage, open-angle glaucoma can delay progression of the disease. Glaucoma "
+    "treatments include medicines, laser surgery, conventional surgery, or a combination of any of these. While "
+    "these treatments may save remaining vision, they do not improve sight already lost from glaucoma."
+)
+
+
+def test_sentences_that_refer_back_are_recognised():
+    first, second, third = split_sentences(GLAUCOMA_TREATMENT)
+    assert refers_back(third) and not refers_back(first) and not refers_back(second)
+    assert refers_back("However, treatment is different for pregnant women.")
+    assert refers_back("These cells are also called leukemia cells.")
+    assert refers_back("That's why early diagnosis is very important.")
+    assert not refers_back("This condition is inherited in an autosomal recessive pattern.")  # the page's topic
+    assert not refers_back("Tests such as tonometry measure the pressure in the eye.")
+
+
+def test_a_sentence_that_refers_back_is_supported_only_where_it_stands_in_its_passage():
+    first, second, third = split_sentences(GLAUCOMA_TREATMENT)
+    assert verify(third, [GLAUCOMA_TREATMENT]).kept == []  # alone, "these treatments" are no treatment at all
+    assert [s.text for s in verify(f"{second} {third}", [GLAUCOMA_TREATMENT]).kept] == [second, third]
+    assert [s.text for s in verify(f"{first} {third}", [GLAUCOMA_TREATMENT]).kept] == [first]
+    topic = "Usher syndrome affects hearing and vision. This condition is inherited in an autosomal recessive pattern."
+    assert len(verify(split_sentences(topic)[1], [topic]).kept) == 1
+    only = extractive_answer("Can treatments improve sight already lost from glaucoma?", [GLAUCOMA_TREATMENT], 1)
+    assert only.text and only.text != third  # never the dependent sentence without the one before it
+    pair = extractive_answer("Can treatments improve sight already lost from glaucoma?", [GLAUCOMA_TREATMENT], 2)
+    assert third not in pair.text or f"{second} {third}" in pair.text
+
+
+
+def test_a_model_answer_opens_on_the_lead_or_a_sentence_the_question_picks():
+    from gpt2chat.chat.copybias import gpt2_opens_with, gpt2_text
+    from gpt2chat.modeling.tokenizer import gpt2_tokenizer
+
+    sentences = split_sentences(PASSAGE)
+    openers = answer_openers("How is glaucoma treated?", PASSAGE)
+    assert openers == {tuple(words(sentences[0])), tuple(words(sentences[2]))}  # not "It is a leading cause ..."
+    ids = [int(i) for i in gpt2_tokenizer()(" " + PASSAGE)]
+    bias = CopyBias(ids, constrain=True, opens_answer=gpt2_opens_with(openers))
+    assert [words(gpt2_text(ids[q:]))[:3] for q in bias.copyable_starts] == [["glaucoma", "is", "a"],
+                                                                             ["treatment", "includes", "medicines"]]
+    assert not grounding.is_answer_sentence("(Watch the video to learn more about glaucoma.")  # half a parenthesis
 
 def test_extract_follows_the_question_keeps_passage_order_and_never_cuts_a_sentence():
     siblings = [
@@ -121,6 +165,7 @@ REFERENCE = [10, 11, 12, 0, 13, 14, 0, 15, 11, 16, 0]
 
 def copy_bias(**options) -> CopyBias:
     options.setdefault("answer_sentence", lambda ids: True)  # synthetic ids: every sentence may be copied
+    options.setdefault("opens_answer", lambda ids, position: True)  # ... and started
     return CopyBias(REFERENCE, end_id=END, sentence_end_ids=frozenset({0}),
                     sentence_start_ids=frozenset(range(10, 20)), **options)
 
@@ -179,6 +224,30 @@ def test_gpt2_copy_decoding_skips_sentences_grounding_would_not_show():
         " Glaucoma is treated with eye drops or surgery"]
 
 
+def test_copying_continues_into_a_sentence_that_refers_back_but_never_starts_it():
+    follows = copy_bias(constrain=True, no_repeat_ngram=0, opens_answer=lambda ids, position: position != 1)
+    logits = np.zeros(100, dtype=np.float32)
+    assert follows.copyable_starts == [0, 7]  # "13 14 ." refers back to "10 11 12 ."
+    assert set(np.flatnonzero(follows(logits, []) > MASKED / 2)) == {10, 15}
+    assert set(np.flatnonzero(follows(logits, [10, 11, 12, 0]) > MASKED / 2)) == {10, 13, 15, END}
+    assert set(np.flatnonzero(follows(logits, [15, 11, 16, 0]) > MASKED / 2)) == {10, 15, END}
+
+
+def test_gpt2_copy_decoding_never_opens_on_a_sentence_that_refers_back():
+    from gpt2chat.chat.copybias import gpt2_text
+    from gpt2chat.modeling.tokenizer import gpt2_tokenizer
+
+    ids = [int(i) for i in gpt2_tokenizer()(" " + GLAUCOMA_TREATMENT)]
+    bias = CopyBias(ids, constrain=True)
+    assert [gpt2_text(ids[q:]).split(".")[0] for q in bias.copyable_starts] == [
+        " Immediate treatment for early stage, open-angle glaucoma can delay progression of the disease",
+        " Glaucoma treatments include medicines, laser surgery, conventional surgery, or a combination of any of these"]
+    second, third = bias.copyable_starts[1], bias.sentence_starts[2]
+    copied_second = ids[second:third]
+    allowed = set(np.flatnonzero(bias(np.zeros(60000, dtype=np.float32), copied_second) > MASKED / 2))
+    assert ids[third] in allowed  # the third sentence is still copied on from the second
+
+
 def test_no_repeat_ngram_bans_a_repeated_ngram():
     bias = copy_bias(strength=0.0, no_repeat_ngram=2)
     logits = np.zeros(100, dtype=np.float32)
@@ -190,7 +259,7 @@ def test_no_repeat_ngram_bans_a_repeated_ngram():
     assert fresh == {13, 15, END}  # the first sentence is not started again
     shared = CopyBias([10, 20, 21, 22, 0, 13, 20, 21, 22, 0], constrain=True, no_repeat_ngram=3, end_id=END,
                       sentence_end_ids=frozenset({0}), sentence_start_ids=frozenset({10, 13}),
-                      answer_sentence=lambda ids: True)
+                      answer_sentence=lambda ids: True, opens_answer=lambda ids, position: True)
     copying = set(np.flatnonzero(shared(logits, [10, 20, 21, 22, 0, 13, 20, 21]) > MASKED / 2))
     assert copying == {22}  # a phrase the reference itself repeats may be copied again
     with pytest.raises(ValueError):

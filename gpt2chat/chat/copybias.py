@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from gpt2chat.chat.grounding import is_answer_sentence
+from gpt2chat.chat.grounding import is_answer_sentence, stands_in_answer, words
 from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
 
 MASKED = -1e9  # a finite "never": a sampler's temperature division of -inf is fine, but softmax of all -inf is NaN
@@ -72,6 +72,17 @@ def gpt2_answer_sentence(sentence_ids: Sequence[int]) -> bool:
     return is_answer_sentence(gpt2_text(sentence_ids))
 
 
+def gpt2_opens_answer(sentence_ids: Sequence[int], position: int) -> bool:
+    """Copying may start any reference sentence that stands alone (when the question is not known)."""
+    return stands_in_answer(gpt2_text(sentence_ids), position, None)
+
+
+def gpt2_opens_with(openers: frozenset[tuple[str, ...]]) -> Callable[[Sequence[int], int], bool]:
+    """``opens_answer`` for one question: copying may start only the reference sentences whose words are among
+    ``openers`` (``gpt2chat.chat.grounding.answer_openers``)."""
+    return lambda sentence_ids, position: tuple(words(gpt2_text(sentence_ids))) in openers
+
+
 class CopyBias:
     def __init__(
         self,
@@ -86,11 +97,14 @@ class CopyBias:
         sentence_end_ids: frozenset[int] | None = None,
         sentence_start_ids: frozenset[int] | None = None,
         answer_sentence: Callable[[Sequence[int]], bool] = gpt2_answer_sentence,
+        opens_answer: Callable[[Sequence[int], int], bool] = gpt2_opens_answer,
     ):
         """``reference_ids``: the passage's token ids as the answer would spell it (encode it with a leading space:
         the answer starts after "Answer:" with a space). ``max_sentences``: end the answer after that many sentence ends
         (hard mode). ``sentence_end_ids``/``sentence_start_ids`` default to GPT-2's. ``answer_sentence`` tells
-        from a reference sentence's ids whether it may be copied (default: grounding's rule, GPT-2 decoding)."""
+        from a reference sentence's ids whether it may be copied, ``opens_answer`` from its ids and its number in the
+        reference whether copying may start it rather than only continue into it from the sentence before (defaults:
+        grounding's rules, GPT-2 decoding)."""
         if strength < 0 or no_repeat_ngram < 0 or max_match < 1:
             raise ValueError("strength and no_repeat_ngram must be >= 0 and max_match >= 1")
         if sentence_end_ids is None or sentence_start_ids is None:
@@ -110,10 +124,12 @@ class CopyBias:
         }
         self.sentence_starts = sorted({0} | {p + 1 for p in self.sentence_ends if p + 1 < n})
         bounds = [*self.sentence_starts, n]
-        copyable = [(q, end) for q, end in zip(bounds, bounds[1:]) if answer_sentence(self.reference[q:end])]
-        self.copyable_starts = [q for q, _ in copyable]
+        copyable = [(number, q, end) for number, (q, end) in enumerate(zip(bounds, bounds[1:]))
+                    if answer_sentence(self.reference[q:end])]
+        # "These treatments ..." is copied only on from the sentence it refers back to, never started on its own.
+        self.copyable_starts = [q for number, q, end in copyable if opens_answer(self.reference[q:end], number)]
         # Reference positions inside the copyable sentences: the only tokens copying may continue into.
-        self._copyable = {p for q, end in copyable for p in range(q, end)}
+        self._copyable = {p for _, q, end in copyable for p in range(q, end)}
         self._positions: dict[int, list[int]] = {}
         for p, token in enumerate(self.reference):
             self._positions.setdefault(token, []).append(p)

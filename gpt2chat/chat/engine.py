@@ -26,8 +26,8 @@ import threading
 from typing import Iterator, Sequence
 
 from gpt2chat import settings
-from gpt2chat.chat.copybias import CopyBias
-from gpt2chat.chat.grounding import extractive_answer, is_degenerate, split_sentences, verify
+from gpt2chat.chat.copybias import CopyBias, gpt2_opens_with
+from gpt2chat.chat.grounding import answer_openers, extractive_answer, is_degenerate, split_sentences, verify
 from gpt2chat.chat.prompt import answer_ends, build_prompt, clean_answer, reference_passage
 from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, StreamingGenerator, TokenStreamer
 
@@ -87,7 +87,8 @@ class EngineConfig:
     # Copy-biased decoding (gpt2chat.chat.copybias) when the passage is in the prompt: "hard" lets the model only
     # continue spans of the passage or start one of its sentences, "soft" adds copy_strength to those tokens'
     # logits, "off" decodes freely. Measured on 30 test questions with the quick-start model
-    # (benchmarks/grounded_decoding.py): support 0% / 28% / 94% and fallback 100% / 70% / 7% for off / soft / hard.
+    # (benchmarks/grounded_decoding.py): support 0% / 22% / 97% and fallback 100% / 67% / 3% for off / soft
+    # (strength 6) / hard.
     copy_mode: str = "hard"
     copy_strength: float = 5.0
     # Hard mode ends the answer after this many copied sentences: three is the length of the training targets.
@@ -287,7 +288,7 @@ class ChatEngine:
             yield reply
             generated: list[int] = []
             shown = 0
-            processor = self._copy_bias(generator, reference)
+            processor = self._copy_bias(generator, question, reference)
             for token in generator.stream_ids(prompt_ids, sampling, reply.stats, logits_processor=processor):
                 generated.append(token)
                 draft = generator.decode(generated)
@@ -314,12 +315,14 @@ class ChatEngine:
         reply.finished = True
         yield reply
 
-    def _copy_bias(self, generator: TokenStreamer, reference: str | None) -> CopyBias | None:
+    def _copy_bias(self, generator: TokenStreamer, question: str, reference: str | None) -> CopyBias | None:
         if not reference or self.config.copy_mode == "off":
             return None
-        # The answer follows "Answer:" after a space, so the passage is encoded as the answer would spell it.
+        # The answer follows "Answer:" after a space, so the passage is encoded as the answer would spell it. It
+        # opens on the passage's lead or a sentence the question-focused extract picks, never on a side remark.
         return CopyBias(generator.encode(" " + reference), strength=self.config.copy_strength,
-                        constrain=self.config.copy_mode == "hard", max_sentences=self.config.copy_max_sentences)
+                        constrain=self.config.copy_mode == "hard", max_sentences=self.config.copy_max_sentences,
+                        opens_answer=gpt2_opens_with(answer_openers(question, reference)))
 
     def reply(self, message: str, history: Sequence[Turn | tuple[str, str]] = (), **options) -> ChatReply:
         last = ChatReply()

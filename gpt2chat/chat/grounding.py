@@ -28,8 +28,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Extract", "ExtractConfig", "Verification", "Vocabulary", "extractive_answer",
-           "is_answer_sentence", "is_degenerate", "lead_k", "lead_words", "split_sentences", "verify"]
+__all__ = ["Extract", "ExtractConfig", "answer_openers", "Verification", "Vocabulary", "extractive_answer",
+           "is_answer_sentence", "is_degenerate", "lead_k", "lead_words", "refers_back", "split_sentences",
+           "stands_in_answer", "verify"]
 
 # ------------------------------------------------------------------------------------------ sentences and words
 # Words that end with a period without ending a sentence ("e.g. aspirin", "Dr. Smith", "vs. placebo").
@@ -202,9 +203,25 @@ class Verification:
 def verify(
     answer: str, passages: Sequence[str], thresholds: SupportThresholds = DEFAULT_THRESHOLDS
 ) -> Verification:
-    """Check every sentence of ``answer`` against the cited ``passages`` (texts)."""
+    """Check every sentence of ``answer`` against the cited ``passages`` (texts). A sentence that refers back counts
+    as supported only where it stands in its passage (``stands_in_answer``): a passage supports what it says there."""
     passage_tokens = [words(p) for p in passages]
-    return Verification(tuple(sentence_support(s, passage_tokens, thresholds) for s in split_sentences(answer)))
+    passage_sentences: dict[int, list[list[str]]] = {}  # tokenized sentences of a passage, split when first needed
+    checked, previous = [], None  # previous: (passage, position) of the last supported sentence
+    for sentence in split_sentences(answer):
+        support = sentence_support(sentence, passage_tokens, thresholds)
+        if support.supported:
+            if support.passage not in passage_sentences:
+                passage_sentences[support.passage] = [words(t) for t in split_sentences(passages[support.passage])]
+            # The passage sentence it copies: the one that supports it best, as its passages support an answer.
+            position = sentence_support(sentence, passage_sentences[support.passage], thresholds).passage or 0
+            after = previous[1] if previous and previous[0] == support.passage else None
+            if stands_in_answer(sentence, position, after):
+                previous = (support.passage, position)
+            else:
+                support = dataclasses.replace(support, supported=False)
+        checked.append(support)
+    return Verification(tuple(checked))
 
 
 def is_question(sentence: str) -> bool:
@@ -214,10 +231,50 @@ def is_question(sentence: str) -> bool:
 
 def is_answer_sentence(sentence: str, thresholds: SupportThresholds = DEFAULT_THRESHOLDS) -> bool:
     """Whether ``sentence``, copied verbatim, can be shown as an answer sentence: the support check accepts it
-    against itself (at least 5 words, ``min_content_words`` content words) and it is not a question. "Yes.",
-    "Nutrition." or "What is glaucoma?" copied from a passage can only be dropped, so copy decoding never starts
-    them (``gpt2chat.chat.copybias``)."""
-    return not is_question(sentence) and sentence_support(sentence, [words(sentence)], thresholds).supported
+    against itself (at least 5 words, ``min_content_words`` content words), it is not a question and its brackets
+    close. "Yes.", "Nutrition.", "What is glaucoma?" or "(Watch the video to learn more about glaucoma." (half of a
+    parenthesis the splitter cut) copied from a passage can only be dropped, so neither copy decoding
+    (``gpt2chat.chat.copybias``) nor the extract ever picks them."""
+    brackets_close = sentence.count("(") == sentence.count(")") and sentence.count("[") == sentence.count("]")
+    return (brackets_close and not is_question(sentence)
+            and sentence_support(sentence, [words(sentence)], thresholds).supported)
+
+
+# A sentence that points back to what came before it means what its passage means only right after the sentence it
+# follows there: "While these treatments may save remaining vision, they do not improve sight already lost from
+# glaucoma." was the whole reply to "How is glaucoma treated?" in 11 of 20 sampled replies of the quick-start model.
+# Pointing back: a connective opening the sentence, or a pronoun or demonstrative among its first words, except "this
+# condition" and the like (the cited page's topic, which the question names) and "such as". Of MedQuAD's answer
+# sentences, 18.0% of those after the first point back so, and 7.3% of first sentences (whose "it" is the topic).
+_CONNECTIVES = frozenset("however but also additionally moreover furthermore therefore thus otherwise instead still "
+                         "yet and or so then nevertheless similarly likewise conversely hence consequently "
+                         "besides".split())
+_BACK_REFERENCES = frozenset("this these those that's they them their theirs it its it's such he she his her him "
+                             "both either neither latter former".split())
+_PAGE_TOPIC = frozenset("condition conditions disorder disorders disease diseases syndrome syndromes cancer cancers "
+                        "tumor tumors type form".split())
+REFERENCE_WINDOW = 4  # first words searched for a back reference
+
+
+def refers_back(sentence: str) -> bool:
+    """Whether ``sentence`` opens with a reference to an earlier sentence ("However, ...", "These cells ...")."""
+    tokens = words(sentence)[: REFERENCE_WINDOW + 1]
+    if tokens and tokens[0] in _CONNECTIVES:
+        return True
+    for word, following in zip(tokens[:REFERENCE_WINDOW], [*tokens[1:], ""]):
+        if (word in ("this", "these") and following in _PAGE_TOPIC) or (word == "such" and following == "as"):
+            continue
+        if word in _BACK_REFERENCES:
+            return True
+    return False
+
+
+def stands_in_answer(sentence: str, position: int, previous: int | None) -> bool:
+    """Whether the passage's sentence number ``position`` may be shown after its sentence number ``previous`` (None:
+    it opens the answer or follows another passage's sentence): it opens its passage, follows the sentence it may
+    refer back to, or does not refer back. The one rule for model answers (``verify``), copy decoding and
+    extracts."""
+    return position == 0 or previous == position - 1 or not refers_back(sentence)
 
 
 # ------------------------------------------------------------------------------------------ answers without a model
@@ -293,15 +350,14 @@ class Extract:
 @dataclasses.dataclass(frozen=True)
 class ExtractConfig:
     """Weights swept by ``--calibrate`` on 400 validation questions, each with all its focus's answers as passages in
-    a random order (ROUGE-L against the gold answer; lead-3 24.5): cue weight 0 / 0.5 / 1 / 1.5 / 2 gave 25.3 /
-    33.0 / 35.3 / 36.2 / 36.8, flattening out (test split, default weights: 32.1 vs lead-3 21.5). No position
+    a random order (ROUGE-L against the gold answer; lead-3 24.5): cue weight 0 / 0.5 / 1 / 1.5 / 2 gave 25.1 /
+    32.9 / 35.1 / 35.6 / 36.3, flattening out (test split, default weights: 32.2 vs lead-3 21.5). No position
     prior: one for a passage's first sentences (0.1 to 0.5) cost 0.8 to 2 ROUGE-L in an earlier such sweep."""
 
     cue_weight: float = 1.5  # a cue word of the question's type weighs 1.5 question words
-    # Prefer the better-retrieved passages (the reply cites the first): -0.3 ROUGE-L in that sweep, where the
-    # passage order is random by construction; retrieval's order is not.
+    # Prefer the better-retrieved passages (the reply cites the first): -0.1 ROUGE-L at this cue weight in that sweep
+    # (up to -0.7 at others), where the passage order is random by construction; retrieval's order is not.
     rank_weight: float = 0.1
-    min_words: int = 4  # shorter "sentences" are headings or list fragments
 
 
 def extractive_answer(
@@ -312,14 +368,14 @@ def extractive_answer(
     within ``max_chars`` characters in all.
 
     Score = BM25 with the question (and its question-type cues), normalised to [0, 1] over the candidates, plus a
-    passage-rank prior. Question-like headings ("What are the signs of X?") are skipped; a
-    sentence longer than ``max_chars`` is never cut, only skipped."""
+    passage-rank prior. Only sentences that can be shown are candidates (``is_answer_sentence``: no headings,
+    questions or fragments), and one that refers back only once the one before it was chosen (``stands_in_answer``);
+    a sentence longer than ``max_chars`` is never cut, only skipped."""
     candidates = []  # (passage, index, text, tokens)
     for p, passage in enumerate(passages):
         for s, sentence in enumerate(split_sentences(passage)):
-            tokens = words(sentence)
-            if len(tokens) >= config.min_words and not is_question(sentence) and len(sentence) <= max_chars:
-                candidates.append((p, s, sentence, tokens))
+            if len(sentence) <= max_chars and is_answer_sentence(sentence):
+                candidates.append((p, s, sentence, words(sentence)))
     if not candidates:
         return Extract("", ())
     relevance = bm25_scores(question_terms(question, config.cue_weight), [c[3] for c in candidates])
@@ -328,8 +384,10 @@ def extractive_answer(
     scores = [r + config.rank_weight / (1 + p) for r, (p, _, _, _) in zip(relevance, candidates)]
     chosen, used = [], 0
     for i in sorted(range(len(candidates)), key=lambda i: -scores[i]):
-        length = len(candidates[i][2]) + (1 if chosen else 0)
-        if used + length <= max_chars:
+        p, position, sentence, _ = candidates[i]
+        after = position - 1 if any(candidates[j][:2] == (p, position - 1) for j in chosen) else None
+        length = len(sentence) + (1 if chosen else 0)
+        if used + length <= max_chars and stands_in_answer(sentence, position, after):
             chosen.append(i)
             used += length
         if len(chosen) >= max_sentences:
@@ -337,6 +395,18 @@ def extractive_answer(
     chosen.sort(key=lambda i: candidates[i][:2])
     return Extract(" ".join(candidates[i][2] for i in chosen), tuple(candidates[i][:2] for i in chosen))
 
+
+def answer_openers(question: str, passage: str) -> frozenset[tuple[str, ...]]:
+    """The sentences of ``passage`` a model answer to ``question`` may open with, as word tuples: its lead and the
+    ones the question-focused extract picks, each if it can be shown alone. Free to open on any passage sentence,
+    copy decoding answered "What is Moyamoya disease?" with "In an attempt to compensate, new networks of small,
+    fragile blood vessels form." and "Is desmoid tumor inherited?" with how the second APC copy mutates; with these
+    openers, the disease's definition and "Most desmoid tumors are sporadic and are not inherited." (15 of the 100
+    grounded test answers of ``python -m gpt2chat.compare --model models/default`` changed)."""
+    sentences = split_sentences(passage)
+    picked = {0, *(position for _, position in extractive_answer(question, [passage]).sentences)}
+    return frozenset(tuple(words(sentences[i])) for i in picked if i < len(sentences)
+                     and is_answer_sentence(sentences[i]) and stands_in_answer(sentences[i], i, None))
 
 # ------------------------------------------------------------------------------------------ degenerate answers
 class Vocabulary:
