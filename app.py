@@ -108,7 +108,7 @@ class BackgroundTraining:
         command = [sys.executable, "-m", "gpt2chat.train", "--recipe", recipe, "--output", str(output)]
         with open(output / "train.log", "a") as log:  # training output only: no user data reaches it
             self.process = subprocess.Popen(command + (["--data", data] if data else []), stdout=log,
-                                            stderr=subprocess.STDOUT, cwd=HERE)
+                                            stderr=subprocess.STDOUT, cwd=HERE, preexec_fn=_default_sigint)
         self.failed: str | None = None
         self.swapped = threading.Event()  # set once the trained model is in the engine (or training failed)
         threading.Thread(target=self._swap_when_saved, name="model-swap", daemon=True).start()
@@ -161,6 +161,12 @@ class BackgroundTraining:
             return (f"⏳ Training the quick-start model in the background: step {done} of {self.steps}{loss}. "
                     "Until it is ready, answers are summaries of the NIH pages.")
         return f"ℹ️ {self.engine.status.detail}"
+
+
+def _default_sigint() -> None:
+    # An app started as a background job ('python app.py &', nohup) ignores SIGINT and its children inherit that:
+    # the trainer would then ignore stop()'s SIGINT, train on, and be killed 30 s later.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _exit_on_signal(signum, _frame) -> None:
