@@ -8,9 +8,10 @@ import string
 
 import pytest
 
-from gpt2chat.corpus.data import focus_key, load_annotations, load_records
+from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations, load_records
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import RetrievalIndex
+from gpt2chat.search.retrieval_eval import evaluate_consumer, normalise_url, resolved_page
 from gpt2chat.search.understanding import split_questions
 
 # Answered foci the tests ask about, plus their neighbours that compete for the same words.
@@ -18,7 +19,7 @@ FOCI = {"gout", "glaucoma", "diabetes", "type 1 diabetes", "diabetes insipidus",
         "antiphospholipid syndrome",
         "familial mediterranean fever", "common variable immunodeficiency", "lyme disease", "tick bites",
         "osteoporosis", "menopause", "croup", "chronic lymphocytic leukemia", "acute lymphoblastic leukemia",
-        "adult acute lymphoblastic leukemia", "lupus", "asthma", "klinefelter syndrome", "q fever", "fever"}
+        "adult acute lymphoblastic leukemia", "lupus", "asthma", "klinefelter syndrome", "q fever", "fever", "hemophilia"}
 # Every MedlinePlus health topic as well, so that lay descriptions compete with ~900 foci as in the real index.
 HEALTH_TOPICS = "4_MPlus_Health_Topics_QA"
 # Topics MedQuAD publishes without answers (drugs, encyclopedia articles): recognised, never answered.
@@ -132,6 +133,15 @@ def test_ranking_follows_the_question_type(index):
     assert passages[0].focus == "Glaucoma" and passages[0].question_type == "treatment"
 
 
+def test_a_list_of_links_goes_behind_a_page_that_answers_in_sentences(index):
+    # GHR's treatment answer for hemophilia is only links; NHLBI's and GARD's name the treatments
+    link_lists = [p for p in index.retrieve("how is hemophilia treated", k=10).questions[0].passages
+                  if is_link_list(p.answer)]
+    passage = index.retrieve("how is hemophilia treated").passages(1)[0]
+    assert link_lists and passage.focus.lower() == "hemophilia" and passage.question_type == "treatment"
+    assert not is_link_list(passage.answer)
+
+
 NOISE = "".join(random.Random(0).choice(string.ascii_letters + "  ") for _ in range(2000))
 
 
@@ -187,3 +197,29 @@ def test_the_engine_says_there_is_no_nih_answer_instead_of_citing_a_loose_page(e
     reply = extract_engine.reply("how many mg of metformin should I take")
     assert reply.category in ("no_answer", "boundary") and not reply.sources and not reply.evidence
     assert reply.search_url.startswith("https://medlineplus.gov/search/?query=") and "Metformin" in reply.search_url
+
+
+def test_pages_are_resolved_across_site_moves():
+    assert resolved_page("http://rarediseases.info.nih.gov/gard/8173/achondroplasia") == "gard:8173"
+    assert resolved_page("https://rarediseases.info.nih.gov/diseases/8173/Achondroplasia/") == "gard:8173"
+    assert (resolved_page("https://www.ninds.nih.gov/Disorders/All-Disorders/Multiple-Sclerosis-Information-Page")
+            == resolved_page("http://www.ninds.nih.gov/disorders/multiple_sclerosis/multiple_sclerosis.htm"))
+    assert resolved_page("https://MedlinePlus.gov/ency/article/000694.htm/") == normalise_url(
+        "medlineplus.gov/ency/article/000694.htm")
+
+
+def test_the_consumer_evaluation_counts_judged_pages(index):
+    glaucoma = index.retrieve("How is glaucoma treated?").passages(1)[0].url
+    gard = next(index.passage(i)["url"] for i in range(len(index)) if index.passage(i)["source"] == "GARD"
+                and focus_key(index.passage(i)["focus"]) == "familial mediterranean fever")
+    moved = gard.replace("/gard/", "/diseases/")
+    questions = [
+        {"set": "test", "question": "How is glaucoma treated?", "answers": [{"url": glaucoma.upper(), "score": 4}]},
+        {"set": "test", "question": "familial mediterranean fever", "answers": [{"url": moved, "score": 3}]},
+        {"set": "alexa", "question": "what is glaucoma", "answers": [{"url": glaucoma, "score": 2}]},
+    ]
+    strict = evaluate_consumer(index, questions, True)
+    assert strict["per_set"]["test"]["n"] == 1 and strict["per_set"]["test"]["hit@1"] == 1
+    assert "alexa" not in strict["per_set"]  # a page judged "related" (2) is no correct answer
+    resolved = evaluate_consumer(index, questions, True, resolved_page)
+    assert resolved["per_set"]["test"]["n"] == 2 and resolved["per_set"]["test"]["hit@5"] == 2

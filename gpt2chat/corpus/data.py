@@ -88,6 +88,15 @@ def normalise(text: str | None) -> str:
     return _WHITESPACE.sub(" ", text or "").strip()
 
 
+# GHR publishes every "treatment" answer (1,085 pairs) as a list of links: "These resources address the diagnosis
+# or management of X: - Genetic Testing Registry: X - MedlinePlus Encyclopedia: …". It names no treatment.
+LINK_LIST_OPENING = "These resources address the diagnosis or management of"
+
+
+def is_link_list(answer: str) -> bool:
+    return answer.startswith(LINK_LIST_OPENING)
+
+
 def focus_key(focus: str) -> str:
     """The one normalised form of a focus name, for grouping, splitting and matching: case and spacing folded
     ("Breast cancer" and "Breast  Cancer" are one focus)."""

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from gpt2chat.corpus.data import LINK_LIST_OPENING
+
 
 # --- stop words -------------------------------------------------------------------------------------------------
 #
@@ -33,7 +35,7 @@ BOILERPLATE_PATTERNS = tuple(
         r"Signs and Symptoms Approximate number of patients \(when available\)",
         r"The Human Phenotype Ontology \(HPO\) has collected information on how often .*? may be rare or common\.",
         # GHR "treatment" answers: the list of generic MedlinePlus resources (~1,100)
-        r"These resources address the diagnosis or management of [^:]*:",
+        re.escape(LINK_LIST_OPENING) + r" [^:]*:",
         r"These resources from MedlinePlus offer information about the diagnosis and management of various health "
         r"conditions:( - (Diagnostic Tests|Drug Therapy|Surgery and Rehabilitation|Genetic Counseling|"
         r"Palliative Care))*",
