@@ -167,13 +167,15 @@ def answer_questions(engine, index: HeldOutIndex, questions, *, vocabulary=None,
         replies, gold_on_top = [], 0
         engine.config = dataclasses.replace(
             engine_config, copy_mode=GROUNDING_MODES[mode].get("copy_mode", engine_config.copy_mode))
-        for record in tqdm(questions, desc=f"{label}: {GROUNDING_MODES[mode]['label']}", disable=not progress):
-            index.held_out = record if mode == "grounded_heldout" else None
-            replies.append(greedy_reply(engine, record.question, grounded=mode != "ungrounded",
-                                        max_new_tokens=max_new_tokens))
-            gold_on_top += mode == "grounded" and index.last_top_pair_id == record.pair_id
-        index.held_out = None
-        engine.config = engine_config
+        try:  # an interrupted comparison leaves the engine (and the index) as it found them
+            for record in tqdm(questions, desc=f"{label}: {GROUNDING_MODES[mode]['label']}", disable=not progress):
+                index.held_out = record if mode == "grounded_heldout" else None
+                replies.append(greedy_reply(engine, record.question, grounded=mode != "ungrounded",
+                                            max_new_tokens=max_new_tokens))
+                gold_on_top += mode == "grounded" and index.last_top_pair_id == record.pair_id
+        finally:
+            index.held_out = None
+            engine.config = engine_config
         generated = [r for r in replies if r.model_text is not None]
         model_texts = [r.model_text or "" for r in replies]
         shown, evidence = [r.answer for r in replies], [r.evidence for r in replies]

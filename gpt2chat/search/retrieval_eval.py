@@ -27,13 +27,14 @@ from typing import Sequence
 
 import numpy as np
 
+from gpt2chat import settings
 from gpt2chat.corpus import data
 from gpt2chat.corpus.data import QAPair, focus_key
 from gpt2chat.search.entailment import consumer_qa_dir, rqe_pairs
 from gpt2chat.search.retrieval import RetrievalIndex
 
 QA_FILE = "mediqa2019_qa.jsonl"
-CONVERSATIONS = Path(__file__).resolve().parents[1] / "resources" / "followup_conversations.jsonl"
+CONVERSATIONS = settings.PACKAGE_DIR / "resources" / "followup_conversations.jsonl"
 
 
 def _percent(hits: int, total: int) -> str:
