@@ -17,11 +17,11 @@ the extract instead), share of shown answers that are degenerate, ROUGE-L of the
 against the gold answer, and decoding tokens/s. The no-model baselines (lead-1 and lead-3 of the reference, the
 question-focused extract) are scored the same way. ROUGE-L favours longer answers here (the gold answer is the
 reference's source), so compare a mode with the baseline of about its length. Copy-biased modes are built as the
-engine builds them: the answer opens on the reference's lead or a sentence the question-focused extract picks.
+engine builds them: the answer opens on the sentence the question-focused extract ranks first.
 
 Measured (the quick-start model of ``python -m gpt2chat.train``, validation perplexity 233, 30 questions): greedy:
-0% of sentences supported, 93% degenerate, 100% fallback; soft copy bias 6: 22% supported, 10% degenerate, 67%
-fallback; copy constrained: 97% supported, 0% degenerate, 3% fallback, ROUGE-L 38.4 at 23.2 words shown (lead-1:
+0% of sentences supported, 93% degenerate, 100% fallback; soft copy bias 6: 18% supported, 7% degenerate, 73%
+fallback; copy constrained: 97% supported, 3% degenerate, 7% fallback, ROUGE-L 38.3 at 23.4 words shown (lead-1:
 37.6 at 22 words); 0% degenerate shown answers in every mode.
 """
 

@@ -103,17 +103,30 @@ def test_a_sentence_that_refers_back_is_supported_only_where_it_stands_in_its_pa
 
 
 
-def test_a_model_answer_opens_on_the_lead_or_a_sentence_the_question_picks():
+def test_a_model_answer_opens_on_the_sentence_the_question_picks():
     from gpt2chat.chat.copybias import gpt2_opens_with, gpt2_text
     from gpt2chat.modeling.tokenizer import gpt2_tokenizer
 
     sentences = split_sentences(PASSAGE)
+    assert answer_openers("How is glaucoma treated?", PASSAGE) == {tuple(words(sentences[2]))}
+    assert answer_openers("What is glaucoma?", PASSAGE) == {tuple(words(sentences[0]))}
     openers = answer_openers("How is glaucoma treated?", PASSAGE)
-    assert openers == {tuple(words(sentences[0])), tuple(words(sentences[2]))}  # not "It is a leading cause ..."
     ids = [int(i) for i in gpt2_tokenizer()(" " + PASSAGE)]
     bias = CopyBias(ids, constrain=True, opens_answer=gpt2_opens_with(openers))
-    assert [words(gpt2_text(ids[q:]))[:3] for q in bias.copyable_starts] == [["glaucoma", "is", "a"],
-                                                                             ["treatment", "includes", "medicines"]]
+    assert [words(gpt2_text(ids[q:]))[:3] for q in bias.copyable_starts] == [["treatment", "includes", "medicines"]]
+    # "What is X?" asks for the definition NIH pages open with, not the shortest sentence naming X
+    page = ("Glaucoma is a group of diseases that slowly damage the optic nerve at the back of the eye over many "
+            "years. An eye exam can find glaucoma.")
+    assert extractive_answer("What is glaucoma?", [page], 1).text.startswith("Glaucoma is a group")
+    no_prior = ExtractConfig(lead_weight=0)
+    assert extractive_answer("What is glaucoma?", [page], 1, config=no_prior).text.startswith("An eye")
+    longer = page + " Treatment with eye drops or surgery lowers the pressure in the eye."
+    strong = ExtractConfig(lead_weight=5)
+    assert extractive_answer("How is glaucoma found?", [longer], 1, config=strong).text.startswith("Glaucoma is")
+    assert extractive_answer("How is glaucoma treated?", [longer], 1, config=strong).text.startswith("Treatment")
+    # never a sentence that cannot be shown alone: nothing to open on rather than "Yes." or a dangling "It ..."
+    assert answer_openers("How is glaucoma treated?", "Yes. It is treatable.") == frozenset()
+    assert answer_openers("glaucoma", "Glaucoma (see below") == frozenset()
     assert not grounding.is_answer_sentence("(Watch the video to learn more about glaucoma.")  # half a parenthesis
 
 def test_extract_follows_the_question_keeps_passage_order_and_never_cuts_a_sentence():

@@ -87,7 +87,7 @@ class EngineConfig:
     # Copy-biased decoding (gpt2chat.chat.copybias) when the passage is in the prompt: "hard" lets the model only
     # continue spans of the passage or start one of its sentences, "soft" adds copy_strength to those tokens'
     # logits, "off" decodes freely. Measured on 30 test questions with the quick-start model
-    # (benchmarks/grounded_decoding.py): support 0% / 22% / 97% and fallback 100% / 67% / 3% for off / soft
+    # (benchmarks/grounded_decoding.py): support 0% / 18% / 97% and fallback 100% / 73% / 7% for off / soft
     # (strength 6) / hard.
     copy_mode: str = "hard"
     copy_strength: float = 5.0
@@ -319,7 +319,8 @@ class ChatEngine:
         if not reference or self.config.copy_mode == "off":
             return None
         # The answer follows "Answer:" after a space, so the passage is encoded as the answer would spell it. It
-        # opens on the passage's lead or a sentence the question-focused extract picks, never on a side remark.
+        # opens on the sentence the question-focused extract ranks first (grounding.answer_openers), never on a side
+        # remark; the model decides how far to go on from there.
         return CopyBias(generator.encode(" " + reference), strength=self.config.copy_strength,
                         constrain=self.config.copy_mode == "hard", max_sentences=self.config.copy_max_sentences,
                         opens_answer=gpt2_opens_with(answer_openers(question, reference)))

@@ -29,8 +29,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 __all__ = ["Extract", "ExtractConfig", "answer_openers", "Verification", "Vocabulary", "extractive_answer",
-           "is_answer_sentence", "is_degenerate", "lead_k", "lead_words", "refers_back", "split_sentences",
-           "stands_in_answer", "verify"]
+           "has_type_cue", "is_answer_sentence", "is_degenerate", "lead_k", "lead_words", "refers_back",
+           "split_sentences", "stands_in_answer", "verify"]
 
 # ------------------------------------------------------------------------------------------ sentences and words
 # Words that end with a period without ending a sentence ("e.g. aspirin", "Dr. Smith", "vs. placebo").
@@ -308,6 +308,11 @@ QUESTION_CUES = (
 _QUESTION_CUES = tuple((re.compile(p, re.IGNORECASE), tuple(w.split())) for p, w in QUESTION_CUES)
 
 
+def has_type_cue(question: str) -> bool:
+    """Whether ``question`` asks something specific (treatment, symptoms, ...) rather than what a thing is."""
+    return any(pattern.search(question) for pattern, _ in _QUESTION_CUES)
+
+
 def question_terms(question: str, cue_weight: float) -> dict[str, float]:
     """Query weights: the question's content words (1) and the cue words of its question type (``cue_weight``)."""
     terms = {t: 1.0 for t in content_words(words(question))}
@@ -350,14 +355,21 @@ class Extract:
 @dataclasses.dataclass(frozen=True)
 class ExtractConfig:
     """Weights swept by ``--calibrate`` on 400 validation questions, each with all its focus's answers as passages in
-    a random order (ROUGE-L against the gold answer; lead-3 24.5): cue weight 0 / 0.5 / 1 / 1.5 / 2 gave 25.1 /
-    32.9 / 35.1 / 35.6 / 36.3, flattening out (test split, default weights: 32.2 vs lead-3 21.5). No position
-    prior: one for a passage's first sentences (0.1 to 0.5) cost 0.8 to 2 ROUGE-L in an earlier such sweep."""
+    a random order (ROUGE-L against the gold answer; lead-3 24.5): cue weight 0 / 0.5 / 1 / 1.5 / 2 gave 25.6 /
+    32.8 / 35.4 / 36.1 / 36.4, flattening out (test split, default weights: 32.2 vs lead-3 21.5). A prior for a
+    passage's first sentence on every question (0.1 to 0.5) cost 0.8 to 2 ROUGE-L in an earlier such sweep; on
+    questions without a type cue only, it helps (``lead_weight``)."""
 
     cue_weight: float = 1.5  # a cue word of the question's type weighs 1.5 question words
     # Prefer the better-retrieved passages (the reply cites the first): -0.1 ROUGE-L at this cue weight in that sweep
     # (up to -0.7 at others), where the passage order is random by construction; retrieval's order is not.
     rank_weight: float = 0.1
+    # A question with no type cue ("What is glaucoma?") asks what the thing is, and NIH pages open with that: its
+    # extract prefers each passage's first sentence. 0 / 0.2 / 0.5 / 1 on such validation questions: ROUGE-L
+    # 25.4 / 26.0 / 26.2 / 26.1, the best sentence of the gold passage its lead in 52 / 75 / 85 / 99%; test at
+    # 0.5: 23.7 -> 24.8, 47 -> 85% (--calibrate). Without it "What is glaucoma?" opened on "A comprehensive eye
+    # exam can tell if you have glaucoma." (the shortest sentence naming it).
+    lead_weight: float = 0.5
 
 
 def extractive_answer(
@@ -368,9 +380,10 @@ def extractive_answer(
     within ``max_chars`` characters in all.
 
     Score = BM25 with the question (and its question-type cues), normalised to [0, 1] over the candidates, plus a
-    passage-rank prior. Only sentences that can be shown are candidates (``is_answer_sentence``: no headings,
-    questions or fragments), and one that refers back only once the one before it was chosen (``stands_in_answer``);
-    a sentence longer than ``max_chars`` is never cut, only skipped."""
+    passage-rank prior, plus a prior for each passage's first sentence when the question has no type cue. Only
+    sentences that can be shown are candidates (``is_answer_sentence``: no headings, questions or fragments), and
+    one that refers back only once the one before it was chosen (``stands_in_answer``); a sentence longer than
+    ``max_chars`` is never cut, only skipped."""
     candidates = []  # (passage, index, text, tokens)
     for p, passage in enumerate(passages):
         for s, sentence in enumerate(split_sentences(passage)):
@@ -381,7 +394,9 @@ def extractive_answer(
     relevance = bm25_scores(question_terms(question, config.cue_weight), [c[3] for c in candidates])
     if relevance.max() > 0:
         relevance = relevance / relevance.max()
-    scores = [r + config.rank_weight / (1 + p) for r, (p, _, _, _) in zip(relevance, candidates)]
+    lead = config.lead_weight if not has_type_cue(question) else 0.0
+    scores = [r + config.rank_weight / (1 + p) + (lead if s == 0 else 0.0)
+              for r, (p, s, _, _) in zip(relevance, candidates)]
     chosen, used = [], 0
     for i in sorted(range(len(candidates)), key=lambda i: -scores[i]):
         p, position, sentence, _ = candidates[i]
@@ -397,16 +412,23 @@ def extractive_answer(
 
 
 def answer_openers(question: str, passage: str) -> frozenset[tuple[str, ...]]:
-    """The sentences of ``passage`` a model answer to ``question`` may open with, as word tuples: its lead and the
-    ones the question-focused extract picks, each if it can be shown alone. Free to open on any passage sentence,
-    copy decoding answered "What is Moyamoya disease?" with "In an attempt to compensate, new networks of small,
-    fragile blood vessels form." and "Is desmoid tumor inherited?" with how the second APC copy mutates; with these
-    openers, the disease's definition and "Most desmoid tumors are sporadic and are not inherited." (15 of the 100
-    grounded test answers of ``python -m gpt2chat.compare --model models/default`` changed)."""
+    """The sentence of ``passage`` a model answer to ``question`` opens with, as a word tuple: the one the
+    question-focused extract ranks first (the lead when it ranks none); the model chooses how far to go on.
+
+    The 16M quick-start model picks the wrong sentence when it may choose: free to open on any passage sentence,
+    it answered "What is Moyamoya disease?" with "In an attempt to compensate, new networks of small, fragile blood
+    vessels form."; free to choose between the lead and the extract's picks, "Is spinal muscular atrophy inherited?"
+    with what the parents of an affected child carry, and "What is psoriasis?" with "A problem with your immune
+    system causes psoriasis.". Opening on the extract's first choice changed 44 of 100 seeded grounded test answers
+    (``benchmarks/answer_openers.py``); read side by side (not blind), 35 were better answers, 5 worse, 4 as good;
+    ROUGE-L against the gold answer, 0.7 below the lead at the same length, was 1.0 below it."""
+    best = extractive_answer(question, [passage], max_sentences=1).sentences
     sentences = split_sentences(passage)
-    picked = {0, *(position for _, position in extractive_answer(question, [passage]).sentences)}
-    return frozenset(tuple(words(sentences[i])) for i in picked if i < len(sentences)
-                     and is_answer_sentence(sentences[i]) and stands_in_answer(sentences[i], i, None))
+    if best:
+        return frozenset({tuple(words(sentences[best[0][1]]))})
+    lead = sentences[:1]
+    return frozenset(tuple(words(s)) for s in lead if is_answer_sentence(s) and stands_in_answer(s, 0, None))
+
 
 # ------------------------------------------------------------------------------------------ degenerate answers
 class Vocabulary:

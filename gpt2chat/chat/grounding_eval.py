@@ -28,6 +28,7 @@ reported on the test split.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import re
@@ -179,14 +180,15 @@ def degeneracy_scores(texts, vocabulary: grounding.Vocabulary) -> np.ndarray:
     return np.asarray(rows)
 
 
-def extract_report(records, rng: random.Random, limit: int, configs: dict) -> dict[str, tuple[float, float]]:
+def extract_report(records, rng: random.Random, limit: int, configs: dict,
+                   asks=lambda question: True) -> dict[str, tuple[float, float]]:
     """{name: (ROUGE-L against the gold answer, share of sentences from the gold passage)} for lead-3 of the first
-    passage and for the extract with each of ``configs``, on questions whose focus has several answers, with all
-    of them as passages in a random order."""
+    passage and for the extract with each of ``configs``, on questions whose focus has several answers (and that
+    ``asks`` accepts), with all of them as passages in a random order."""
     by_focus = defaultdict(list)
     for record in records:
         by_focus[focus_key(record.focus)].append(record)
-    cases = [r for r in records if len(by_focus[focus_key(r.focus)]) > 1]
+    cases = [r for r in records if len(by_focus[focus_key(r.focus)]) > 1 and asks(r.question)]
     cases = rng.sample(cases, min(limit, len(cases)))
     orders = []
     for record in cases:
@@ -260,4 +262,22 @@ def calibrate(data: str | None, *, limit: int, min_precision: float, false_posit
                      f"(ROUGE-L against the gold answer; share of sentences from the gold passage):")
         for name, (rouge, share) in extract_report(splits[split], rng, limit, configs).items():
             lines.append(f"  {name:<26} ROUGE-L {rouge:5.1f}   gold-passage sentences {100 * share:3.0f}%")
+    leads = {f"lead prior {w:g}": dataclasses.replace(default, lead_weight=w) for w in (0.0, 0.2, 0.5, 1.0)}
+    for split, configs in (("validation", leads), ("test", {"lead prior 0": leads["lead prior 0"],
+                                                            "extract (default)": default})):
+        lines.append(f"\nLead prior on {split} questions without a type cue (what a thing is): as above, and the share "
+                     "whose best sentence of the gold passage alone is its lead (a model answer's opener):")
+        cueless = [r for r in splits[split] if not grounding.has_type_cue(r.question)]
+        for name, (rouge, share) in extract_report(splits[split], rng, limit, configs,
+                                                   asks=lambda q: not grounding.has_type_cue(q)).items():
+            opens = (f"   opens with the lead {100 * lead_opens(cueless, configs[name]):3.0f}%"
+                     if name in configs else "")
+            lines.append(f"  {name:<26} ROUGE-L {rouge:5.1f}   gold-passage sentences {100 * share:3.0f}%{opens}")
     return "\n".join(lines)
+
+
+def lead_opens(records, config) -> float:
+    """Share of ``records`` whose question-focused best sentence of their own answer is its first."""
+    picks = [grounding.extractive_answer(r.question, [r.answer], max_sentences=1, config=config).sentences
+             for r in records]
+    return float(np.mean([bool(p) and p[0][1] == 0 for p in picks])) if picks else 0.0
