@@ -124,6 +124,10 @@ def test_a_model_answer_opens_on_the_sentence_the_question_picks():
     strong = ExtractConfig(lead_weight=5)
     assert extractive_answer("How is glaucoma found?", [longer], 1, config=strong).text.startswith("Glaucoma is")
     assert extractive_answer("How is glaucoma treated?", [longer], 1, config=strong).text.startswith("Treatment")
+    flu = ("Flu is a respiratory infection caused by a number of viruses. People with mild cases of the flu should "
+           "stay home and avoid contact with others. The main way to keep from getting the flu is to get a yearly "
+           "flu vaccine.")
+    assert extractive_answer("How can I prevent the flu?", [flu], 1).text.endswith("yearly flu vaccine.")
     # never a sentence that cannot be shown alone: nothing to open on rather than "Yes." or a dangling "It ..."
     assert answer_openers("How is glaucoma treated?", "Yes. It is treatable.") == frozenset()
     assert answer_openers("glaucoma", "Glaucoma (see below") == frozenset()

@@ -297,7 +297,7 @@ QUESTION_CUES = (
     (r"\bcause|\bwhy\b", "caused causes cause mutations due result results risk"),
     (r"inherit|genetic changes|\bgenes?\b", "inherited inheritance autosomal dominant recessive pattern gene mutations"),
     (r"diagnos|\btests?\b|\bexam", "diagnosis diagnosed diagnose test tests testing exam examination imaging"),
-    (r"prevent", "prevent prevention prevented reduce risk avoid"),
+    (r"prevent", "prevent prevention prevented reduce risk avoid vaccine vaccines vaccination"),
     (r"outlook|prognosis|life expectancy", "prognosis outlook survival expectancy"),
     (r"how many|common|frequen", "affects prevalence estimated common rare people worldwide"),
     (r"\brisk\b|susceptib", "risk higher increased likely"),
