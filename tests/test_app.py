@@ -17,9 +17,11 @@ def test_background_training_swaps_the_model_in_without_a_restart(tiny_engine, m
     assert training.swapped.wait(timeout=600), (tmp_path / "model" / "train.log").read_text()[-2000:]
     assert training.failed is None and engine.status.loaded and engine.status.gate_pass_rate is not None
     assert engine.status.detail in training.progress()
+    after = engine.reply("How is glaucoma treated?", sampling=SamplingConfig(max_new_tokens=8))
     if engine.status.trusted:  # the gate let the model's own (checked) text through: it now generates
-        after = engine.reply("How is glaucoma treated?", sampling=SamplingConfig(max_new_tokens=8))
         assert after.stats is not None
+    else:  # withheld: no generation time spent, the page summary as before
+        assert engine.generator is None and after.answer_kind == EXTRACT_ANSWER and after.stats is None
 
 
 def test_a_failed_background_training_is_reported_on_the_page(tiny_engine, tmp_path):
