@@ -85,6 +85,8 @@ def test_sentences_that_refer_back_are_recognised():
     assert refers_back("However, treatment is different for pregnant women.")
     assert refers_back("These cells are also called leukemia cells.")
     assert refers_back("That's why early diagnosis is very important.")
+    assert refers_back("As a result, the signs and symptoms vary from person to person.")
+    assert refers_back("In addition, some people have seizures.") and not refers_back("In adults the disease is mild.")
     assert not refers_back("This condition is inherited in an autosomal recessive pattern.")  # the page's topic
     assert not refers_back("Tests such as tonometry measure the pressure in the eye.")
 

@@ -245,10 +245,15 @@ def is_answer_sentence(sentence: str, thresholds: SupportThresholds = DEFAULT_TH
 # glaucoma." was the whole reply to "How is glaucoma treated?" in 11 of 20 sampled replies of the quick-start model.
 # Pointing back: a connective opening the sentence, or a pronoun or demonstrative among its first words, except "this
 # condition" and the like (the cited page's topic, which the question names) and "such as". Of MedQuAD's answer
-# sentences, 18.0% of those after the first point back so, and 7.3% of first sentences (whose "it" is the topic).
+# sentences, 20.6% of those after the first point back so, and 7.3% of first sentences (whose "it" is the topic).
 _CONNECTIVES = frozenset("however but also additionally moreover furthermore therefore thus otherwise instead still "
                          "yet and or so then nevertheless similarly likewise conversely hence consequently "
                          "besides".split())
+# Connectives of several words: "As a result, the signs and symptoms vary ..." answered "What are the symptoms of
+# Marfan syndrome?".
+_CONNECTIVE_PHRASES = tuple(tuple(p.split()) for p in (
+    "as a result", "as a consequence", "in addition", "for example", "for instance", "in contrast",
+    "on the other hand", "in other words", "even so"))
 _BACK_REFERENCES = frozenset("this these those that's they them their theirs it its it's such he she his her him "
                              "both either neither latter former".split())
 _PAGE_TOPIC = frozenset("condition conditions disorder disorders disease diseases syndrome syndromes cancer cancers "
@@ -259,7 +264,7 @@ REFERENCE_WINDOW = 4  # first words searched for a back reference
 def refers_back(sentence: str) -> bool:
     """Whether ``sentence`` opens with a reference to an earlier sentence ("However, ...", "These cells ...")."""
     tokens = words(sentence)[: REFERENCE_WINDOW + 1]
-    if tokens and tokens[0] in _CONNECTIVES:
+    if tokens and tokens[0] in _CONNECTIVES or any(tuple(tokens[:len(p)]) == p for p in _CONNECTIVE_PHRASES):
         return True
     for word, following in zip(tokens[:REFERENCE_WINDOW], [*tokens[1:], ""]):
         if (word in ("this", "these") and following in _PAGE_TOPIC) or (word == "such" and following == "as"):
