@@ -267,6 +267,19 @@ def test_gpt2_copy_decoding_never_opens_on_a_sentence_that_refers_back():
     assert ids[third] in allowed  # the third sentence is still copied on from the second
 
 
+def test_a_constrained_copy_never_jumps_between_sentences_that_share_words():
+    # "Mutations in the PYGL gene cause GSDVI." then "PYGL gene mutations prevent ...": having started the second,
+    # the copy may not go on with the first's "cause"
+    reference = [10, 20, 21, 30, 0, 20, 21, 40, 0]
+    bias = CopyBias(reference, constrain=True, no_repeat_ngram=0, end_id=END, sentence_end_ids=frozenset({0}),
+                    sentence_start_ids=frozenset({10, 20}), answer_sentence=lambda ids: True,
+                    opens_answer=lambda ids, position: position == 1)
+    logits = np.zeros(100, dtype=np.float32)
+    assert set(np.flatnonzero(bias(logits, []) > MASKED / 2)) == {20}
+    assert set(np.flatnonzero(bias(logits, [20, 21]) > MASKED / 2)) == {40}
+    assert bias.copied_positions([20, 21]) == (2, [6])
+
+
 def test_no_repeat_ngram_bans_a_repeated_ngram():
     bias = copy_bias(strength=0.0, no_repeat_ngram=2)
     logits = np.zeros(100, dtype=np.float32)

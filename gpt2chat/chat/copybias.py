@@ -147,6 +147,25 @@ class CopyBias:
             ends, length = longer, length + 1
         return length, ends
 
+    def copied_positions(self, generated: Sequence[int]) -> tuple[int, list[int]]:
+        """(length, reference end positions) of ``generated`` read as reference sentences copied in turn, each
+        followed from its first token: the constrained answer's place in the passage, and how many tokens it has
+        copied in one run there. Following the longest matching suffix instead let a copy jump between sentences
+        sharing words: "PYGL gene mutations prevent ..." became "PYGL gene cause GSDVI." at the "PYGL gene" of
+        "Mutations in the PYGL gene cause GSDVI." (1 of 100 test answers, caught only for being under five words)."""
+        runs: dict[int, int] = {}  # reference position -> tokens copied in one run up to it
+        for step, token in enumerate(generated):
+            following = {p + 1: run + 1 for p, run in runs.items()
+                         if p + 1 < len(self.reference) and self.reference[p + 1] == token}
+            if step == 0 or any(p in self.sentence_ends for p in runs):
+                for q in self.sentence_starts:
+                    if self.reference[q] == token:
+                        following.setdefault(q, 1)
+            runs = following
+            if not runs:
+                return 0, []
+        return max(runs.values(), default=0), sorted(runs)
+
     def _fresh_sentence_starts(self, generated: Sequence[int]) -> set[int]:
         """First tokens of the copyable reference sentences not copied yet: one whose opening n-gram was already
         generated would be cut off by the repetition ban after a few tokens."""
@@ -168,7 +187,10 @@ class CopyBias:
     def __call__(self, logits: np.ndarray, generated_ids: Sequence[int]) -> np.ndarray:
         raw = np.asarray(logits, dtype=np.float32).reshape(-1)
         generated = [int(t) for t in generated_ids]
-        length, ends = self.match(generated)
+        if self.constrain:  # every token so far was copied, so follow the copy itself
+            length, ends = self.copied_positions(generated)
+        else:  # free tokens may come between copies: follow whatever reference span the text ends with
+            length, ends = self.match(generated)
         at_boundary = not generated or (length > 0 and any(p in self.sentence_ends for p in ends))
         continuations = {self.reference[p + 1] for p in ends if p + 1 in self._copyable}
         starts = self._fresh_sentence_starts(generated) if at_boundary or length == 0 else set()
