@@ -426,7 +426,7 @@ def answer_openers(question: str, passage: str) -> frozenset[tuple[str, ...]]:
     with what the parents of an affected child carry, and "What is psoriasis?" with "A problem with your immune
     system causes psoriasis.". Opening on the extract's first choice changed 44 of 100 seeded grounded test answers
     (``benchmarks/answer_openers.py``); read side by side (not blind), 35 were better answers, 5 worse, 4 as good;
-    ROUGE-L against the gold answer, 0.7 below the lead at the same length, was 1.0 below it."""
+    ROUGE-L against the gold answer, 0.7 below the lead at the same length, was 0.9 below it."""
     best = extractive_answer(question, [passage], max_sentences=1).sentences
     sentences = split_sentences(passage)
     if best:
