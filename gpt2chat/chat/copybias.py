@@ -158,8 +158,8 @@ class CopyBias:
             following = {p + 1: run + 1 for p, run in runs.items()
                          if p + 1 < len(self.reference) and self.reference[p + 1] == token}
             if step == 0 or any(p in self.sentence_ends for p in runs):
-                for q in self.sentence_starts:
-                    if self.reference[q] == token:
+                for q in self._positions.get(token, ()):  # the reference sentences this token starts
+                    if q == 0 or q - 1 in self.sentence_ends:
                         following.setdefault(q, 1)
             runs = following
             if not runs:

@@ -267,9 +267,9 @@ def calibrate(data: str | None, *, limit: int, min_precision: float, false_posit
                                                             "extract (default)": default})):
         lines.append(f"\nLead prior on {split} questions without a type cue (what a thing is): as above, and the share "
                      "whose best sentence of the gold passage alone is its lead (a model answer's opener):")
-        cueless = [r for r in splits[split] if not grounding.has_type_cue(r.question)]
-        for name, (rouge, share) in extract_report(splits[split], rng, limit, configs,
-                                                   asks=lambda q: not grounding.has_type_cue(q)).items():
+        asks_what_it_is = lambda question: not grounding.has_type_cue(question)  # noqa: E731
+        cueless = [r for r in splits[split] if asks_what_it_is(r.question)]
+        for name, (rouge, share) in extract_report(splits[split], rng, limit, configs, asks_what_it_is).items():
             opens = (f"   opens with the lead {100 * lead_opens(cueless, configs[name]):3.0f}%"
                      if name in configs else "")
             lines.append(f"  {name:<26} ROUGE-L {rouge:5.1f}   gold-passage sentences {100 * share:3.0f}%{opens}")
