@@ -45,5 +45,7 @@ def tiny_engine(tiny_run, sample_records):
     from gpt2chat.search.retrieval import RetrievalIndex
 
     output, _ = tiny_run
-    return ChatEngine.build(EngineConfig(model=str(output)), causal_lm=load_preset(output),
-                            index=RetrievalIndex.build(sample_records))
+    engine = ChatEngine.build(EngineConfig(model=str(output), answer_mode="generate"), causal_lm=load_preset(output),
+                              index=RetrievalIndex.build(sample_records))
+    engine.serve_ungated()  # the generating path under test; the gate has tests of its own
+    return engine

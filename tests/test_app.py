@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import app
-from gpt2chat.chat.engine import EXTRACT_ANSWER, ChatEngine, EngineConfig
+from gpt2chat.chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, ChatEngine, EngineConfig
 from gpt2chat.modeling.generation import SamplingConfig
 
 
-def test_background_training_swaps_the_model_in_without_a_restart(tiny_engine, medquad_dir, tmp_path):
+def test_background_training_swaps_the_model_in_without_a_restart(tiny_engine, medquad_dir, tmp_path, monkeypatch,
+                                                                  sample_records):
+    """The README's first command: the model trained in the background goes through the gate, and a model that beats
+    the extract is then served (a stand-in selector that knows the NIH answers, since no tiny model can)."""
+    from gpt2chat.chat import engine as engine_module
+    from gpt2chat.chat.gate import GatePair
+    from tests.test_engine import OracleScorer
+
+    pairs = [GatePair(r.question, r.answer) for r in sample_records[:6]]
+    monkeypatch.setattr(engine_module, "gate_pairs", lambda index, n: pairs)
+    monkeypatch.setattr(engine_module.AnswerModel, "of", classmethod(
+        lambda cls, causal_lm, config, generator=None: cls(scorer=OracleScorer([p.answer for p in pairs]))))
     engine = ChatEngine.build(EngineConfig(model=None), index=tiny_engine.index, masker=tiny_engine.masker,
                               safety=tiny_engine.safety)
     training = app.BackgroundTraining(engine, tmp_path / "model", recipe="tiny", data=str(medquad_dir))
     assert "Training the quick-start model in the background: step 0 of 20" in training.progress()
-    before = engine.reply("How is glaucoma treated?", sampling=SamplingConfig(max_new_tokens=8))
+    question = sample_records[0].question
+    before = engine.reply(question, sampling=SamplingConfig(max_new_tokens=8))
     assert before.answer_kind == EXTRACT_ANSWER and before.answer and before.stats is None  # served at once
     assert training.swapped.wait(timeout=600), (tmp_path / "model" / "train.log").read_text()[-2000:]
-    assert training.failed is None and engine.status.loaded and engine.status.gate_pass_rate is not None
-    assert engine.status.detail in training.progress()
-    after = engine.reply("How is glaucoma treated?", sampling=SamplingConfig(max_new_tokens=8))
-    if engine.status.trusted:  # the gate let the model's own (checked) text through: it now generates
-        assert after.stats is not None
-    else:  # withheld: no generation time spent, the page summary as before
-        assert engine.generator is None and after.answer_kind == EXTRACT_ANSWER and after.stats is None
+    assert training.failed is None and engine.status.trusted and engine.status.gate.questions == len(pairs)
+    assert engine.status.detail in training.progress() and "model answers shown" in engine.status.detail
+    after = engine.reply(question, sampling=SamplingConfig(max_new_tokens=8))
+    assert after.answer_kind == MODEL_ANSWER and after.answer != before.answer
 
 
 def test_a_failed_background_training_is_reported_on_the_page(tiny_engine, tmp_path):

@@ -19,6 +19,7 @@ logged or written anywhere: only the masked text goes past the masker.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -27,9 +28,12 @@ from typing import Iterator, Sequence
 
 from gpt2chat import settings
 from gpt2chat.chat.copybias import CopyBias, gpt2_opens_with
-from gpt2chat.chat.grounding import answer_openers, extractive_answer, is_degenerate, split_sentences, verify
+from gpt2chat.chat.grounding import (ExtractConfig, answer_candidates, answer_openers, choose_sentences,
+                                     extractive_answer, is_degenerate, split_sentences, verify)
 from gpt2chat.chat.prompt import answer_ends, build_prompt, clean_answer, reference_passage
+from gpt2chat.chat.gate import GateResult, compare_answers, gate_pairs
 from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, StreamingGenerator, TokenStreamer
+from gpt2chat.modeling.selection import SentenceScorer, section_starts
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +86,28 @@ class EngineConfig:
     # Below this share of supported sentences the model's answer is replaced by the extract: most of what it
     # wrote being unsupported means its kept sentences are more likely chance copies than an answer.
     min_support_rate: float = 0.5
-    # A model serves its own text only after this share of the gate questions got a shown model answer.
-    gate_pass_rate: float = 0.5
+    # How the model answers: "select" — the GPT-2 scores every candidate sentence of the cited pages and the answer
+    # is the best of them (gpt2chat.modeling.selection); "generate" — it writes the answer token by token, copying
+    # from the top passage (copy_mode below). Either way the quality gate serves it only when its answers beat the
+    # extract's on held-out questions.
+    answer_mode: str = "select"
+    # Candidate sentences per page section for the model's selection (gpt2chat.modeling.selection).
+    section_sentences: int = 8
+    # What the extract is drawn from: "best" — the whole section retrieval ranked best for each question of the
+    # message; "cited" — every cited section; "page" — their whole pages, the cited sections preferred
+    # (ExtractConfig.cited_weight). On 200 validation questions through the full pipeline (python -m
+    # gpt2chat.reports.answer_quality --calibrate-extract), ROUGE-2 against the NIH answer: best sections 51.0
+    # (cut to 600 characters 50.2), every cited section 42.5 (cut: 42.8, the extract before), whole pages
+    # 27.2 / 35.2 / 39.7 (cited_weight 0 / 0.5 / 1).
+    extract_scope: str = "best"
+    extract: ExtractConfig = ExtractConfig()
+    # Selection: after the best sentence, every candidate whose log-odds of answering reach this (at most
+    # answer_max_sentences, answer_max_chars): the model decides the length.
+    select_threshold: float = 0.0
+    answer_max_sentences: int = 4
+    answer_max_chars: int = 600
+    # The quality gate asks this many validation questions (never trained on, never in the test split).
+    gate_questions: int = 40
     # Copy-biased decoding (gpt2chat.chat.copybias) when the passage is in the prompt: "hard" lets the model only
     # continue spans of the passage or start one of its sentences, "soft" adds copy_strength to those tokens'
     # logits, "off" decodes freely. Measured on 30 test questions with the quick-start model
@@ -101,30 +125,58 @@ class EngineConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelStatus:
-    """Whether the model's own text is shown, and the measurement that decided it."""
+    """Whether the model's own text is shown, and the measurement that decided it (``gpt2chat.chat.gate``)."""
 
     loaded: bool = False
     trusted: bool = False
-    gate_pass_rate: float | None = None
+    gate: GateResult | None = None
     detail: str = "no model loaded: answers are summaries of the NIH pages"
+
+
+@dataclasses.dataclass(frozen=True)
+class AnswerModel:
+    """What a model answers with: its sentence scorer (select mode) or its token generator (generate mode)."""
+
+    generator: TokenStreamer | None = None
+    scorer: SentenceScorer | None = None
+
+    @classmethod
+    def of(cls, causal_lm, config: EngineConfig, generator: TokenStreamer | None = None) -> "AnswerModel":
+        """The parts ``config.answer_mode`` uses: the scorer needs the Keras model; the generator may be the
+        model's OpenVINO export."""
+        if config.answer_mode == "select":
+            return cls(scorer=SentenceScorer(causal_lm))
+        return cls(generator=generator or StreamingGenerator(causal_lm, config.context_length))
+
+    def warm_up(self) -> None:
+        for part in (self.generator, self.scorer):
+            if part is not None:
+                part.warm_up()
 
 
 class ChatEngine:
     def __init__(self, causal_lm, index, *, masker, safety, config: EngineConfig = EngineConfig(),
                  generator: TokenStreamer | None = None):
         """Collaborators are passed in; ``ChatEngine.build`` loads the defaults. ``causal_lm`` may be None.
-        ``generator``: a ready one (e.g. ``gpt2chat.modeling.export.load_exported_generator``) instead of Keras's."""
+        ``generator``: a ready one (e.g. ``gpt2chat.modeling.export.load_exported_generator``) instead of Keras's.
+        A model given here is loaded but not served until ``gate`` (or ``serve_ungated``) says so."""
+        if config.answer_mode not in ("select", "generate"):
+            raise ValueError(f"answer_mode must be 'select' or 'generate', not {config.answer_mode!r}")
         self.config = config
         self.index = index
         self.masker = masker
         self.safety = safety
-        self.generator: TokenStreamer | None = generator
+        self.model: AnswerModel | None = None
         self.status = ModelStatus()
         self._swap_lock = threading.Lock()
-        if generator is None and causal_lm is not None:
-            self.generator = StreamingGenerator(causal_lm, config.context_length)
-        if self.generator is not None:
-            self.status = ModelStatus(loaded=True, trusted=True, detail="model loaded, not yet gated")
+        if causal_lm is not None or generator is not None:
+            self.model = AnswerModel.of(causal_lm, config, generator)
+            self.status = ModelStatus(loaded=True, detail="model loaded, not yet gated: answers are summaries of "
+                                                          "the NIH pages until it passes its quality gate")
+
+    @property
+    def generator(self) -> TokenStreamer | None:
+        return self.model.generator if self.model else None
 
     @classmethod
     def build(cls, config: EngineConfig = EngineConfig(), *, causal_lm=None, index=None, masker=None,
@@ -153,7 +205,8 @@ class ChatEngine:
             if causal_lm is None and config.model:
                 from gpt2chat.modeling.model import load_preset
 
-                generator = exported_generator(config.model, config.context_length) if config.use_export else None
+                if config.answer_mode == "generate" and config.use_export:
+                    generator = exported_generator(config.model, config.context_length)
                 if generator is None:
                     causal_lm = load_preset(config.model)
             loaded_masker, loaded_safety, loaded_index = collaborators.result()
@@ -163,53 +216,88 @@ class ChatEngine:
     # ------------------------------------------------------------------------------------------ the model
     def warm_up(self) -> None:
         """Compile every prompt and cache size ahead, then run one message through the whole pipeline."""
-        if self.generator is not None:
-            self.generator.warm_up()
+        if self.model is not None:
+            self.model.warm_up()
         self.reply("What is glaucoma?", sampling=SamplingConfig(max_new_tokens=2))
 
-    def gate(self, questions: Sequence[str] | None = None) -> ModelStatus:
-        """Measure whether the model's own text may be shown: the share of ``questions`` (default: seeded
-        questions from the index) whose reply keeps model text after the support check."""
-        if self.generator is None:
-            return self.status
-        questions = list(questions or gate_questions())
-        shown = 0
-        for question in questions:
-            passages, _ = self._passages(question)
-            *_, reply = self._answer_stream(question, passages, [], True, SamplingConfig(temperature=0.0))
-            shown += reply.answer_kind == MODEL_ANSWER
-        rate = shown / len(questions) if questions else 0.0
-        trusted = rate >= self.config.gate_pass_rate
-        self.status = ModelStatus(
-            loaded=True, trusted=trusted, gate_pass_rate=rate,
-            detail=(f"model text shown: {shown}/{len(questions)} gate questions passed the support check"
-                    if trusted else f"model text withheld: only {shown}/{len(questions)} gate questions passed the "
-                                    "support check, so answers are summaries of the NIH pages"))
-        log.info("quality gate: %s", self.status.detail)
+    @contextlib.contextmanager
+    def serving(self, model: AnswerModel | None) -> Iterator["ChatEngine"]:
+        """Answer with ``model`` (None: the extract) inside the block, gate or not, then restore what was served:
+        for reports that set several models in the same pipeline. No swap happens meanwhile."""
+        with self._swap_lock:
+            saved = self.model, self.status
+            self.model = model
+            self.status = ModelStatus(loaded=model is not None, trusted=model is not None, detail="under evaluation")
+            try:
+                yield self
+            finally:
+                self.model, self.status = saved
+
+    def serve_ungated(self) -> ModelStatus:
+        """Serve the loaded model's text without its quality gate (``--no-gate``: for inspecting a model)."""
+        if self.model is not None:
+            self.status = ModelStatus(loaded=True, trusted=True,
+                                      detail="model text shown without its quality gate (--no-gate)")
         return self.status
 
-    def use_model(self, causal_lm, generator: TokenStreamer | None = None) -> ModelStatus:
+    def gate(self, pairs: Sequence | None = None) -> ModelStatus:
+        """Gate the loaded model (``use_model``'s gate, for a model given at construction)."""
+        if self.model is None:
+            return self.status
+        return self._gate_and_adopt(self.model, pairs)
+
+    def use_model(self, causal_lm, generator: TokenStreamer | None = None, pairs: Sequence | None = None) -> ModelStatus:
         """Swap in a newly trained model without a restart: compile it and gate it before any user sees it.
         ``generator``: one already built for it (its OpenVINO export), else Keras serves ``causal_lm``."""
-        generator = generator or StreamingGenerator(causal_lm, self.config.context_length)
-        generator.warm_up()
-        with self._swap_lock:
-            previous, self.generator = self.generator, generator
-            status = self.gate()
-            if not status.trusted and previous is None:
-                self.generator = None  # an untrusted model is not worth its generation time
-        return status
+        return self.adopt(AnswerModel.of(causal_lm, self.config, generator), pairs)
 
-    # ------------------------------------------------------------------------------------------ one message
+    def adopt(self, model: AnswerModel, pairs: Sequence | None = None) -> ModelStatus:
+        """Warm ``model`` up and serve it if it passes its gate (``_gate_and_adopt``)."""
+        model.warm_up()
+        return self._gate_and_adopt(model, pairs)
+
+    def measure(self, model: AnswerModel, pairs: Sequence | None = None) -> GateResult:
+        """``model``'s shown answers against the extract the engine shows without it, on held-out validation pairs
+        (default: ``gpt2chat.chat.gate.gate_pairs`` of the index: never trained on, never in the test split),
+        both scored against the pairs' NIH answers (``compare_answers``)."""
+        pairs = list(pairs) if pairs is not None else gate_pairs(self.index, self.config.gate_questions)
+        extracts, answers = [], []
+        for pair in pairs:
+            passages, _ = self._passages(pair.question)
+            extracts.append(self._final(pair.question, passages, None))
+            answers.append(self._final(pair.question, passages, model))
+        return compare_answers(pairs, answers, extracts, model_kind=MODEL_ANSWER)
+
+    def _gate_and_adopt(self, model: AnswerModel, pairs: Sequence | None) -> ModelStatus:
+        """The one path by which a model's text reaches users, at start or swapped in later: it is served only
+        once its gate has passed; a model that loses its gate is dropped (not worth its time), and a served model
+        that passed earlier stays served when a newer one loses."""
+        with self._swap_lock:
+            result = self.measure(model, pairs)
+            if result.passed:
+                self.model = model
+                self.status = ModelStatus(loaded=True, trusted=True, gate=result, detail=result.detail)
+            elif self.status.trusted and self.model is not model:
+                self.status = dataclasses.replace(self.status, detail=f"{self.status.detail} (a newer model was "
+                                                                      f"withheld: {result.detail})")
+            else:
+                self.model = None
+                self.status = ModelStatus(loaded=True, trusted=False, gate=result, detail=result.detail)
+        log.info("quality gate: %s", result.detail)
+        return self.status
+
     def _passages(self, masked_question: str, masked_history: Sequence[str] = ()) -> tuple[list, str | None]:
         """The passages to cite for a masked message, and a MedlinePlus search for it. Each core question of the
-        message gets its own passage (so a reply may cite several pages); none at all when MedQuAD has no answer
+        message gets its own passage first (so a reply may cite several pages; ``Passage.question_best`` marks
+        them), then the next best of each in turn; none at all when MedQuAD has no answer
         (dosing, a drug, another language), rather than a loosely related page. ``masked_history`` is the user's
         earlier masked messages, oldest first: a follow-up ("and how is it treated?") keeps their focus."""
         if not self.index:
             return [], None
         result = self.index.retrieve(masked_question, masked_history, k=self.config.retrieval_k)
-        return result.passages(self.config.retrieval_k), result.medlineplus_url
+        best = {q.passages[0].pair_id for q in result.questions if q.passages}
+        passages = result.passages(self.config.retrieval_k)
+        return [dataclasses.replace(p, question_best=p.pair_id in best) for p in passages], result.medlineplus_url
 
     def _history(self, history: Sequence[Turn | tuple[str, str]]) -> list[tuple[str, str]]:
         """The recent turns the prompt may use, masked. Oversized or rejected messages are dropped before any
@@ -224,13 +312,14 @@ class ChatEngine:
                 turns.append((self.masker.mask(text).text, answer[: self.config.max_input_chars]))
         return turns
 
-    def _prompt_ids(self, question: str, reference: str | None, history: list,
+    @staticmethod
+    def _prompt_ids(generator: TokenStreamer, question: str, reference: str | None, history: list,
                     max_new_tokens: int) -> tuple[list[int], str | None]:
         """The longest prompt that fits (drop the oldest turns first, then shorten the reference), and the
         reference as it stands in that prompt."""
-        budget = self.generator.prompt_budget(max_new_tokens)
+        budget = generator.prompt_budget(max_new_tokens)
         while True:
-            ids = self.generator.encode(build_prompt(question, reference=reference, history=history))
+            ids = generator.encode(build_prompt(question, reference=reference, history=history))
             if len(ids) <= budget:
                 return ids, reference
             if history:
@@ -249,7 +338,7 @@ class ChatEngine:
         sampling: SamplingConfig = SamplingConfig(),
     ) -> Iterator[ChatReply]:
         """Yield a growing reply; the last one has ``finished=True``. ``history`` is earlier turns, oldest first.
-        ``grounded=False`` leaves the passage out of the prompt; the answer is still checked against it."""
+        ``grounded=False`` leaves the passage out of a generating model's prompt; the answer is still checked."""
         text, problem = self.safety.check_input(message, self.config.max_input_chars)
         if problem:
             yield ChatReply(category="invalid", notice=problem.reply, finished=True)
@@ -265,11 +354,43 @@ class ChatEngine:
             reply_fields.update(category="boundary", notice=verdict.reply)
         turns = self._history(history)
         passages, reply_fields["search_url"] = self._passages(masked.text, [question for question, _ in turns])
-        yield from self._answer_stream(masked.text, passages, turns, grounded, sampling, **reply_fields)
+        served = self.model if self.status.trusted else None
+        yield from self._answer_stream(masked.text, passages, turns, grounded, sampling, served, **reply_fields)
+
+    def _final(self, question: str, passages: list, model: AnswerModel | None) -> ChatReply:
+        """The finished reply to a masked question over its passages: ``model``'s answer, or the extract (None)."""
+        *_, reply = self._answer_stream(question, passages, [], True, SamplingConfig(temperature=0.0), model)
+        return reply
+
+    def answer_from_pages(self, question: str, pages: list[list], model: AnswerModel | None,
+                          cited: list | None = None) -> ChatReply:
+        """The finished reply to ``question`` drawn from the given pages (lists of passages, in page order) rather
+        than from retrieval, ``cited`` (default: every section of the pages, each as if it answered a question of
+        the message) standing for what retrieval cited: how the reports set the model and the extract on the same
+        pages."""
+        cited = cited or [dataclasses.replace(s, question_best=True) for page in pages for s in page]
+        *_, reply = self._answer_stream(question, cited, [], True, SamplingConfig(temperature=0.0), model,
+                                        pages=pages)
+        return reply
+
+    def _pages(self, passages: list) -> list[list]:
+        """The whole page of each cited passage (every section of its MedQuAD document, in page order), pages in
+        the passages' order, each once."""
+        pages, seen = [], set()
+        for passage in passages:
+            sections = self.index.page_sections(passage.pair_id) if hasattr(self.index, "page_sections") else []
+            sections = sections or [passage]
+            key = sections[0].pair_id
+            if key not in seen:
+                seen.add(key)
+                pages.append(sections)
+        return pages
 
     def _answer_stream(self, question: str, passages: list, history: list, grounded: bool,
-                       sampling: SamplingConfig, **reply_fields) -> Iterator[ChatReply]:
-        """Growing replies to a masked question over its retrieved passages."""
+                       sampling: SamplingConfig, model: AnswerModel | None, pages: list[list] | None = None,
+                       **reply_fields) -> Iterator[ChatReply]:
+        """Growing replies to a masked question over its retrieved passages: ``model``'s answer (None: the
+        extract), drawn from every sentence of the cited pages (``pages``: given instead of the passages' own)."""
         reply = ChatReply(**reply_fields)
         if not passages:
             reply.category = "no_answer" if reply.category == "answer" else reply.category
@@ -277,43 +398,88 @@ class ChatEngine:
             yield reply
             return
         reply.sources = _sources(passages)
-        reply.evidence = reference_passage(passages[0].answer)
-        # Every cited passage may support a sentence (a message with several questions cites one per question).
-        texts = [reply.evidence, *(reference_passage(p.answer) for p in passages[1:])]
-        generator = self.generator if self.status.trusted else None
-        if generator is not None:
-            reference = reply.evidence if grounded else None
-            prompt_ids, reference = self._prompt_ids(question, reference, history, sampling.max_new_tokens)
-            reply.stats = GenerationStats()
-            yield reply
-            generated: list[int] = []
-            shown = 0
-            processor = self._copy_bias(generator, question, reference)
-            for token in generator.stream_ids(prompt_ids, sampling, reply.stats, logits_processor=processor):
-                generated.append(token)
-                draft = generator.decode(generated)
-                if answer_ends(draft):
-                    break  # the model started a new Question/Reference block: the answer is over
-                # Only complete sentences are checked and shown: the last one may still be growing.
-                complete = split_sentences(clean_answer(draft, finished=False))[:-1]
-                if len(complete) > shown:
-                    shown = len(complete)
-                    checked = verify(" ".join(complete), texts)
-                    if checked.text != reply.answer:
-                        reply.answer, reply.answer_kind = checked.text, MODEL_ANSWER
-                        yield reply
-            reply.model_text = clean_answer(generator.decode(generated), finished=True)
-            checked = verify(reply.model_text, texts)
-            reply.support_rate = checked.support_rate
+        pages = pages or self._pages(passages)
+        # Page order for the model (it learned pages in that order); for the extract, each page's retrieved section
+        # first, since its passage-rank prior prefers what retrieval ranked higher.
+        sections = [s for page in pages for s in page]
+        # For the extract, the cited sections first (retrieval's order), then the rest of their pages.
+        cited = list({p.pair_id: p for p in passages}.values())
+        ranked = cited + [s for s in sections if s.pair_id not in {p.pair_id for p in cited}]
+        texts = [s.answer for s in sections]
+        if model is not None and model.scorer is not None:
+            yield reply  # the placeholder while the sentences are scored
+            chosen = self._selected(question, pages, model.scorer)
+            checked = verify(chosen.text, texts)
+            reply.model_text, reply.support_rate = chosen.text, checked.support_rate
             if checked.support_rate >= self.config.min_support_rate and not is_degenerate(checked.text):
-                reply.answer, reply.answer_kind = checked.text, MODEL_ANSWER
-                reply.finished = True
+                self._finish(reply, checked.text, MODEL_ANSWER, sections, chosen.passages)
                 yield reply
                 return
-        extract = extractive_answer(question, texts)
-        reply.answer, reply.answer_kind = extract.text, EXTRACT_ANSWER if extract.text else NO_ANSWER
-        reply.finished = True
+        elif model is not None and model.generator is not None:
+            yield from self._generated(reply, question, passages, history, grounded, sampling, model.generator)
+            if reply.finished:
+                return
+        if self.config.extract_scope != "page":
+            best = [p for p in cited if p.question_best] or cited[:1]
+            ranked = best if self.config.extract_scope == "best" else cited
+        extract = extractive_answer(question, [s.answer for s in ranked], cited=len(cited), config=self.config.extract)
+        self._finish(reply, extract.text, EXTRACT_ANSWER if extract.text else NO_ANSWER, ranked, extract.passages)
         yield reply
+
+    @staticmethod
+    def _finish(reply: ChatReply, answer: str, kind: str, sections: list, quoted: list[int]) -> None:
+        """Complete ``reply`` with its answer; its evidence is the text of the page sections the answer quotes."""
+        reply.answer, reply.answer_kind, reply.finished = answer, kind, True
+        quoted_sections = [sections[i] for i in quoted] or sections[:1]
+        reply.evidence = "\n\n".join(s.answer for s in quoted_sections)
+
+    def _selected(self, question: str, pages: list[list], scorer: SentenceScorer):
+        """The model's answer: the sentences of the cited pages it scores highest, page by page in one pass each
+        (``gpt2chat.modeling.selection``), whole and in page order; the threshold sets the length."""
+        candidates, scores, offset = [], [], 0
+        for page in pages:
+            found = answer_candidates([s.answer for s in page], per_passage=self.config.section_sentences)
+            candidates += [(offset + p, n, text) for p, n, text in found]
+            scores.extend(scorer.scores(question, [text for _, _, text in found], section_starts(found)))
+            offset += len(page)
+        return choose_sentences(candidates, scores, max_sentences=self.config.answer_max_sentences,
+                                max_chars=self.config.answer_max_chars, min_score=self.config.select_threshold)
+
+    def _generated(self, reply: ChatReply, question: str, passages: list, history: list, grounded: bool,
+                   sampling: SamplingConfig, generator: TokenStreamer) -> Iterator[ChatReply]:
+        """The generating model's answer, streamed sentence by sentence once each is complete and supported by the
+        top passage's reference (copy decoding); ``reply.finished`` stays False when it falls back."""
+        evidence = reference_passage(passages[0].answer)
+        texts = [evidence, *(reference_passage(p.answer) for p in passages[1:])]
+        reply.evidence = evidence
+        reference = evidence if grounded else None
+        prompt_ids, reference = self._prompt_ids(generator, question, reference, history, sampling.max_new_tokens)
+        reply.stats = GenerationStats()
+        yield reply
+        generated: list[int] = []
+        shown = 0
+        processor = self._copy_bias(generator, question, reference)
+        for token in generator.stream_ids(prompt_ids, sampling, reply.stats, logits_processor=processor):
+            generated.append(token)
+            draft = generator.decode(generated)
+            if answer_ends(draft):
+                break  # the model started a new Question/Reference block: the answer is over
+            # Only complete sentences are checked and shown: the last one may still be growing.
+            complete = split_sentences(clean_answer(draft, finished=False))[:-1]
+            if len(complete) > shown:
+                shown = len(complete)
+                checked = verify(" ".join(complete), texts)
+                if checked.text != reply.answer:
+                    reply.answer, reply.answer_kind = checked.text, MODEL_ANSWER
+                    yield reply
+        reply.model_text = clean_answer(generator.decode(generated), finished=True)
+        checked = verify(reply.model_text, texts)
+        reply.support_rate = checked.support_rate
+        if checked.support_rate >= self.config.min_support_rate and not is_degenerate(checked.text):
+            reply.answer, reply.answer_kind, reply.finished = checked.text, MODEL_ANSWER, True
+            yield reply
+        else:
+            reply.answer, reply.answer_kind = "", NO_ANSWER
 
     def _copy_bias(self, generator: TokenStreamer, question: str, reference: str | None) -> CopyBias | None:
         if not reference or self.config.copy_mode == "off":
@@ -330,11 +496,6 @@ class ChatEngine:
         for last in self.stream(message, history, **options):
             pass
         return last
-
-
-def gate_questions() -> list[str]:
-    lines = (settings.PACKAGE_DIR / "resources" / "gate_questions.txt").read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 def _sources(passages) -> list[Source]:
@@ -388,8 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelUnavailable, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if not args.no_gate:
-        print(engine.gate().detail, file=sys.stderr)
+    status = engine.serve_ungated() if args.no_gate else engine.gate()
+    print(status.detail, file=sys.stderr)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
     reply = engine.reply(args.question, grounded=not args.no_grounding, sampling=sampling)
     print(plain_text(reply))

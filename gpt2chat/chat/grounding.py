@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Extract", "ExtractConfig", "answer_openers", "Verification", "Vocabulary", "extractive_answer",
+__all__ = ["Extract", "ExtractConfig", "answer_candidates", "answer_openers", "choose_sentences", "Verification", "Vocabulary", "extractive_answer",
            "has_type_cue", "is_answer_sentence", "is_degenerate", "lead_k", "lead_words", "refers_back",
            "split_sentences", "stands_in_answer", "verify"]
 
@@ -375,11 +375,14 @@ class ExtractConfig:
     # 0.5: 23.7 -> 24.8, 47 -> 85% (--calibrate). Without it "What is glaucoma?" opened on "A comprehensive eye
     # exam can tell if you have glaucoma." (the shortest sentence naming it).
     lead_weight: float = 0.5
+    # Over a whole page, the sections retrieval cited answer the question far more often than the page's others (see
+    # the engine): their sentences get this prior, and only their first sentences the lead prior.
+    cited_weight: float = 0.5
 
 
 def extractive_answer(
     question: str, passages: Sequence[str], max_sentences: int = 3, max_chars: int = 600,
-    config: ExtractConfig = ExtractConfig(),
+    config: ExtractConfig = ExtractConfig(), per_passage: int | None = None, cited: int | None = None,
 ) -> Extract:
     """The (at most ``max_sentences``) passage sentences most relevant to ``question``, whole, in passage order,
     within ``max_chars`` characters in all.
@@ -389,25 +392,50 @@ def extractive_answer(
     sentences that can be shown are candidates (``is_answer_sentence``: no headings, questions or fragments), and
     one that refers back only once the one before it was chosen (``stands_in_answer``); a sentence longer than
     ``max_chars`` is never cut, only skipped."""
-    candidates = []  # (passage, index, text, tokens)
-    for p, passage in enumerate(passages):
-        for s, sentence in enumerate(split_sentences(passage)):
-            if len(sentence) <= max_chars and is_answer_sentence(sentence):
-                candidates.append((p, s, sentence, words(sentence)))
+    candidates = answer_candidates(passages, max_chars=max_chars, per_passage=per_passage)
     if not candidates:
         return Extract("", ())
-    relevance = bm25_scores(question_terms(question, config.cue_weight), [c[3] for c in candidates])
+    relevance = bm25_scores(question_terms(question, config.cue_weight), [words(c[2]) for c in candidates])
     if relevance.max() > 0:
         relevance = relevance / relevance.max()
     lead = config.lead_weight if not has_type_cue(question) else 0.0
-    scores = [r + config.rank_weight / (1 + p) + (lead if s == 0 else 0.0)
-              for r, (p, s, _, _) in zip(relevance, candidates)]
+    cited = len(passages) if cited is None else cited  # the first ``cited`` passages are the cited sections
+    scores = [r + config.rank_weight / (1 + p) + (config.cited_weight if p < cited and cited < len(passages) else 0.0)
+              + (lead if s == 0 and p < cited else 0.0) for r, (p, s, _) in zip(relevance, candidates)]
+    return choose_sentences(candidates, scores, max_sentences=max_sentences, max_chars=max_chars)
+
+
+def answer_candidates(passages: Sequence[str], *, max_chars: int = 600,
+                      per_passage: int | None = None) -> list[tuple[int, int, str]]:
+    """(passage, sentence number, text) of every sentence that may be shown as an answer sentence
+    (``is_answer_sentence``, at most ``max_chars`` long), the first ``per_passage`` of each passage (None: all): the
+    one candidate list for the extract, the model's sentence selection and its training."""
+    candidates = []
+    for p, passage in enumerate(passages):
+        kept = 0
+        for s, sentence in enumerate(split_sentences(passage)):
+            if per_passage is not None and kept >= per_passage:
+                break
+            if len(sentence) <= max_chars and is_answer_sentence(sentence):
+                candidates.append((p, s, sentence))
+                kept += 1
+    return candidates
+
+
+def choose_sentences(candidates: Sequence[tuple[int, int, str]], scores: Sequence[float], *, max_sentences: int,
+                     max_chars: int, min_score: float | None = None) -> Extract:
+    """The best-scored candidates, whole, in passage order: at most ``max_sentences`` within ``max_chars`` in all,
+    and (after the first) only those scoring at least ``min_score``. A sentence that refers back is taken only once
+    the one before it was (``stands_in_answer``)."""
     chosen, used = [], 0
     for i in sorted(range(len(candidates)), key=lambda i: -scores[i]):
-        p, position, sentence, _ = candidates[i]
+        if chosen and min_score is not None and scores[i] < min_score:
+            break
+        p, position, sentence = candidates[i]
         after = position - 1 if any(candidates[j][:2] == (p, position - 1) for j in chosen) else None
         length = len(sentence) + (1 if chosen else 0)
-        if used + length <= max_chars and stands_in_answer(sentence, position, after):
+        repeated = any(candidates[j][2] == sentence for j in chosen)  # pages repeat sentences across sections
+        if used + length <= max_chars and not repeated and stands_in_answer(sentence, position, after):
             chosen.append(i)
             used += length
         if len(chosen) >= max_sentences:

@@ -103,6 +103,12 @@ def focus_key(focus: str) -> str:
     return " ".join(focus.lower().split())
 
 
+def page_key(pair_id: str) -> str:
+    """The page (MedQuAD document file) a pair belongs to: its pair id without the pair number. A page's pairs are
+    its sections, one per question type ("What is X?", "How is X treated?", ...)."""
+    return pair_id.rsplit("-", 1)[0]
+
+
 def _subset_order(subset: str) -> tuple[int, str]:
     number = subset.split("_", 1)[0]
     return (int(number) if number.isdigit() else 999, subset)

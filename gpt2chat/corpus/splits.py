@@ -30,7 +30,12 @@ def _focus_key(record: QAPair) -> str:
 
 
 def split_of(record: QAPair, config: SplitConfig = SplitConfig()) -> str:
-    digest = hashlib.sha256(f"{config.salt}:{_focus_key(record)}".encode()).digest()
+    return split_of_key(_focus_key(record), config)
+
+
+def split_of_key(key: str, config: SplitConfig = SplitConfig()) -> str:
+    """The split of every pair whose focus key (``data.focus_key``) is ``key``."""
+    digest = hashlib.sha256(f"{config.salt}:{key}".encode()).digest()
     position = int.from_bytes(digest[:8], "big") / 2**64
     if position < config.test_fraction:
         return "test"

@@ -196,28 +196,41 @@ def tokenize_examples(examples: Sequence[Example], tokenizer,
     return tokenized
 
 
-def model_inputs(rows: np.ndarray, weights: np.ndarray | None = None):
+def model_inputs(rows: np.ndarray, weights: np.ndarray | None = None, targets: np.ndarray | None = None):
     """Packed rows of ``sequence_length + 1`` tokens → (the GPT-2 inputs, the next-token targets), plus the
-    targets' weights when per-token ``weights`` (aligned with ``rows``) are given."""
+    targets' weights when per-token ``weights`` (aligned with ``rows``) are given. ``targets`` (aligned with
+    ``rows`` too) replaces what each position must predict; by default the next token of the row."""
     token_ids = rows[:, :-1]
     inputs = {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids, dtype=bool)}
+    shifted = (rows if targets is None else targets)[:, 1:]
     if weights is None:
-        return inputs, rows[:, 1:]
-    return inputs, rows[:, 1:], weights[:, 1:]
+        return inputs, shifted
+    return inputs, shifted, weights[:, 1:]
 
 
 @dataclasses.dataclass
 class PackedTokens:
     rows: np.ndarray  # (n, sequence_length + 1) int32
     weights: np.ndarray | None = None  # same shape, float32: 1 on answer tokens; None = every token counts
+    # Same shape, int32: what each position's next token must be predicted as, where that is not the row's own next
+    # token (the " yes"/" no" labels of sentence selection, gpt2chat.modeling.selection); None = the row itself.
+    targets: np.ndarray | None = None
 
     def select(self, indices: np.ndarray) -> PackedTokens:
-        return PackedTokens(self.rows[indices], None if self.weights is None else self.weights[indices])
+        return PackedTokens(self.rows[indices], None if self.weights is None else self.weights[indices],
+                            None if self.targets is None else self.targets[indices])
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[PackedTokens]) -> PackedTokens:
+        """Rows of several packings in one (weights and targets filled in where a part has none)."""
+        weights = [p.weights if p.weights is not None else np.ones(p.rows.shape, np.float32) for p in parts]
+        targets = [p.targets if p.targets is not None else p.rows for p in parts]
+        return cls(np.concatenate([p.rows for p in parts]), np.concatenate(weights), np.concatenate(targets))
 
     @property
     def batch(self):
         """(inputs, targets) or (inputs, targets, target weights), as ``fit`` and ``evaluate`` take them."""
-        return model_inputs(self.rows, self.weights)
+        return model_inputs(self.rows, self.weights, self.targets)
 
     @property
     def num_tokens(self) -> int:

@@ -87,6 +87,8 @@ class TrainConfig:
                                                            "pair's passage (same focus when retrieval finds one)")
     answer_sentences: int = _setting("answer_sentences", "target answer: at most this many leading sentences")
     answer_tokens: int = _setting("answer_tokens", "target answer: at most this many tokens, <|endoftext|> included")
+    selection_fraction: float = _setting("selection_fraction", "share of training rows that teach sentence "
+                                                               "selection (gpt2chat.modeling.selection)")
     max_records: int | None = _setting("max_records", "train on the first N training pairs only")
     seed: int = dataclasses.field(default=1337, metadata={"help": "seed for initialisation, data order and "
                                                                   "grounding choice"})
@@ -122,6 +124,8 @@ class TrainConfig:
         existing = next(path for path in (output, *output.parents) if path.exists())
         if not existing.is_dir():
             raise ValueError(f"--output {self.output}: {existing} is a file, not a directory")
+        if not 0 <= self.selection_fraction < 1:
+            raise ValueError("--selection-fraction must be at least 0 and below 1")
         self.grounding()  # raises on out-of-range grounding settings
 
     def grounding(self):
@@ -264,8 +268,25 @@ def prepare_data(config: TrainConfig, tokenizer, run: RunDirectory):
         print(f"{name}: {len(tokenized)} examples ({len(examples) - len(tokenized)} dropped: first sentence over "
               f"{grounding.answer_tokens} tokens); references {dict(kinds)}; "
               f"{packed[name].num_answer_tokens:,} answer tokens in {len(packed[name].rows)} rows", flush=True)
+        if config.selection_fraction:
+            packed[name] = with_selection_rows(packed[name], pairs, tokenizer, config, seed=seed)
     rows = np.random.default_rng(config.seed).permutation(len(packed["validation"].rows))[: config.eval_rows]
     return packed["train"], packed["validation"].select(np.sort(rows))
+
+
+def with_selection_rows(packed, records, tokenizer, config: TrainConfig, *, seed: int):
+    """``packed`` plus sentence-selection rows of ``records``' pages, so that they make ``selection_fraction`` of
+    the rows (all of them when the pages have fewer)."""
+    from gpt2chat.modeling.selection import selection_examples, selection_rows
+    from gpt2chat.modeling.tokens import PackedTokens
+
+    selection = selection_rows(selection_examples(records), tokenizer, config.sequence_length, seed=seed)
+    wanted = round(len(packed.rows) * config.selection_fraction / (1 - config.selection_fraction))
+    chosen = np.random.default_rng(seed).permutation(len(selection.rows))[:wanted]
+    selection = selection.select(np.sort(chosen))
+    print(f"  + {len(selection.rows)} sentence-selection rows ({int(selection.weights.sum()):,} labelled "
+          f"sentences)", flush=True)
+    return PackedTokens.concatenate([packed, selection])
 
 
 def train(config: TrainConfig) -> dict:

@@ -203,8 +203,9 @@ def answer_rows(test_records, index, specialised: ModelSpec | None, config: Comp
 def evaluate_model(spec: ModelSpec, causal_lm, rows, grounded_rows, questions, index, vocabulary,
                    config: CompareConfig) -> dict:
     """Perplexity, answer-token loss with the passage (``grounded_rows``), answers to the test questions in every
-    grounding mode, and the side-by-side answers. The engine is not gated (``ChatEngine.gate``), so every model's
-    supported sentences are shown."""
+    grounding mode, and the side-by-side answers: the model writes (``answer_mode="generate"``) and is not gated
+    (``ChatEngine.serve_ungated``), so every model's supported sentences are shown. How the served answers compare
+    is ``gpt2chat.reports.answer_quality``'s report."""
     from tqdm import tqdm
 
     from gpt2chat.chat.engine import ChatEngine, EngineConfig
@@ -214,8 +215,9 @@ def evaluate_model(spec: ModelSpec, causal_lm, rows, grounded_rows, questions, i
         raise BadModel(f"{label}: context of {causal_lm.backbone.max_sequence_length} tokens is shorter than "
                        f"the perplexity rows ({config.sequence_length})")
     held_out_index = HeldOutIndex(index)
-    engine = ChatEngine.build(EngineConfig(model=spec.spec, data=config.data), causal_lm=causal_lm,
-                              index=held_out_index)
+    engine = ChatEngine.build(EngineConfig(model=spec.spec, data=config.data, answer_mode="generate"),
+                              causal_lm=causal_lm, index=held_out_index)
+    engine.serve_ungated()
     engine.warm_up()
     result = {
         "perplexity": model_perplexity(causal_lm, rows, progress=config.progress, label=label),

@@ -58,6 +58,10 @@ class HeldOutIndex:
         self.last_top_pair_id = passages[0].pair_id if passages else None
         return passages
 
+    def page_sections(self, pair_id: str):
+        """The sections of a page (``RetrievalIndex.page_sections``) without the held-out pair."""
+        return self._kept(self.index.page_sections(pair_id))
+
     def retrieve(self, message: str, history=(), k: int = 3):
         """Question understanding and ranking, as the engine retrieves (``RetrievalIndex.retrieve``)."""
         result = self.index.retrieve(message, history, k + self.HEADROOM if self.held_out else k)

@@ -81,6 +81,7 @@ class Passage:
     url: str
     score: float
     question_type: str = ""
+    question_best: bool = False  # the best passage for one of the message's questions (set by the chat engine)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,8 +157,10 @@ class RetrievalIndex:
         self.understanding = understanding
         self._stemmer = _stemmer(config)
         self._by_focus: dict[str, list[int]] = collections.defaultdict(list)
+        self._by_page: dict[str, list[int]] = collections.defaultdict(list)
         for i, passage in enumerate(passages):
             self._by_focus[focus_key(passage["focus"])].append(i)
+            self._by_page[data.page_key(passage["pair_id"])].append(i)
         self.answered_types = frozenset(p["question_type"] for p in passages)
         self._type_probabilities: np.ndarray | None = None
 
@@ -245,6 +248,10 @@ class RetrievalIndex:
 
     def passage_result(self, i: int, score: float) -> Passage:
         return Passage(**self._passages[i], score=score)
+
+    def page_sections(self, pair_id: str) -> list[Passage]:
+        """Every section of the page ``pair_id`` is on, in page order (the pair itself included), with score 0."""
+        return [self.passage_result(i, 0.0) for i in self._by_page.get(data.page_key(pair_id), [])]
 
     def pairs_of_focus(self, key: str) -> list[int]:
         """Indexes of the passages about one focus (``data.focus_key``)."""

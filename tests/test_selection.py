@@ -1,0 +1,82 @@
+"""The GPT-2 as a sentence selector: the format, its training rows and the scorer (gpt2chat.modeling.selection)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpt2chat.modeling.selection import (SentenceScorer, SelectionTokens, chunks, page_sections, selection_examples,
+                                         selection_prompt, selection_rows)
+
+
+def test_chunks_keep_whole_sentences_and_repeat_the_prompt():
+    prompt, newline = [1, 2, 3], 99
+    sentences = [[10] * 5, [11] * 5, [12] * 40, [13] * 5]
+    parts = chunks(prompt, sentences, 20, newline)
+    # Each chunk opens with the prompt; every sentence is followed by the newline its label is read at.
+    assert [numbers for _, _, numbers in parts] == [[0, 1], [2], [3]]
+    ids, positions, _ = parts[0]
+    assert ids == [1, 2, 3, *[10] * 5, 99, *[11] * 5, 99] and [ids[p] for p in positions] == [99, 99]
+    long_ids, long_positions, _ = parts[1]
+    assert len(long_ids) == 19 and long_ids[-1] == 99 and long_positions == [18]  # cut to fit, label kept
+    # A blank line (its own token) opens each section; it fits even before a sentence cut to the chunk.
+    sectioned = chunks(prompt, sentences, 20, newline, section_starts=[True, False, True, True], section=77)
+    assert sectioned[0][0] == [1, 2, 3, 77, *[10] * 5, 99, *[11] * 5, 99]
+    assert len(sectioned[1][0]) == 20 and sectioned[1][0][3] == 77 and sectioned[2][0][3] == 77
+    with pytest.raises(ValueError):
+        chunks(list(range(15)), sentences, 20, newline)
+
+
+def test_examples_label_the_sentences_of_the_questions_own_section(sample_records):
+    examples = selection_examples(sample_records)
+    pages = page_sections(sample_records)
+    assert examples and all(len(e.sentences) == len(e.labels) for e in examples)
+    example = examples[0]
+    record = next(r for sections in pages.values() for r in sections if r.question == example.question)
+    # The question's own section is one run of sentences that opens with a section start.
+    first = example.labels.index(True)
+    assert example.section_starts[0] and example.section_starts[first]
+    assert all(example.labels[first: first + sum(example.labels)])
+    own = [s for s, label in zip(example.sentences, example.labels) if label]
+    others = [s for s, label in zip(example.sentences, example.labels) if not label]
+    assert own and others and all(s in record.answer for s in own)
+    assert not any(s in record.answer and s not in " ".join(own) for s in others[:3])
+
+
+def test_rows_weight_exactly_the_label_positions_with_yes_or_no(sample_records, tiny_run):
+    from gpt2chat.modeling.model import load_preset
+
+    tokenizer = load_preset(tiny_run[0]).preprocessor.tokenizer
+    marks = SelectionTokens.of(tokenizer)
+    examples = selection_examples(sample_records)[:5]
+    packed = selection_rows(examples, tokenizer, 64, seed=0)
+    inputs, targets, weights = packed.batch
+    labelled = weights > 0
+    # A label is predicted where the input is the newline ending a sentence; elsewhere nothing is learned.
+    assert np.all(inputs["token_ids"][labelled] == marks.newline)
+    assert set(np.unique(targets[labelled])) <= {marks.yes, marks.no} and (targets[labelled] == marks.yes).any()
+    assert labelled.sum(axis=1).min() >= 1 and packed.rows.shape[1] == 65
+    # The inputs are the page itself: the labels are only targets, never read by a later position.
+    assert not np.isin(inputs["token_ids"][:, 1:][labelled[:, :-1]], [marks.yes, marks.no]).any()
+
+
+def test_the_scorer_reads_the_yes_no_log_odds_at_each_sentence(tiny_run):
+    from gpt2chat.modeling.model import load_preset
+
+    causal_lm = load_preset(tiny_run[0])
+    scorer = SentenceScorer(causal_lm, width=64)
+    sentences = ["Glaucoma damages the optic nerve of the eye.", "It is treated with eye drops and surgery.",
+                 "Many people have no symptoms at first, and the loss of vision is slow."] * 4
+    scores = scorer.scores("How is glaucoma treated?", sentences)
+    # The same log-odds as the language model's own logits at the newline after each sentence (the first chunk).
+    tokenizer = causal_lm.preprocessor.tokenizer
+    marks = SelectionTokens.of(tokenizer)
+    prompt = [int(i) for i in np.asarray(tokenizer(selection_prompt("How is glaucoma treated?")))]
+    starts = [i % 3 == 0 for i in range(len(sentences))]
+    scores = scorer.scores("How is glaucoma treated?", sentences, starts)
+    ids, positions, numbers = chunks(prompt, [[int(i) for i in np.asarray(tokenizer(" " + s))] for s in sentences],
+                                     64, marks.newline, starts, marks.section)[0]
+    logits = np.asarray(causal_lm({"token_ids": np.array([ids]), "padding_mask": np.ones((1, len(ids)), bool)}))[0]
+    expected = logits[positions, marks.yes] - logits[positions, marks.no]
+    assert scores.shape == (12,) and np.allclose(scores[numbers], expected, atol=1e-3)
+    assert scorer.scores("How is glaucoma treated?", []).shape == (0,)
