@@ -93,17 +93,19 @@ def test_without_a_model_the_engine_answers_with_the_extract(tiny_engine, sample
 
 
 class OracleScorer:
-    """A stand-in selector that knows the NIH answers: it scores their sentences high (or, ``wrong``, low)."""
+    """A stand-in selector that knows each question's NIH answer: it scores that answer's sentences high (or,
+    ``wrong``, low)."""
 
-    def __init__(self, answers, wrong: bool = False):
-        self.gold = {s for answer in answers for s in split_sentences(answer)}
+    def __init__(self, pairs, wrong: bool = False):
+        self.gold = {p.question: set(split_sentences(p.answer)) for p in pairs}
         self.sign = -1.0 if wrong else 1.0
 
     def warm_up(self):
         pass
 
     def scores(self, question, sentences, starts=()):
-        return np.array([self.sign * (5.0 if s in self.gold else -5.0) for s in sentences])
+        gold = self.gold.get(question, set())
+        return np.array([self.sign * (5.0 if s in gold else -5.0) for s in sentences])
 
 
 def _gate_pairs(sample_records, n=6):
@@ -118,18 +120,18 @@ def test_the_gate_serves_a_model_only_when_its_answers_beat_the_extract(tiny_eng
                         config=EngineConfig(model=None))
     question = sample_records[0].question
     assert engine.reply(question).answer_kind == EXTRACT_ANSWER
-    wrong = engine.adopt(AnswerModel(scorer=OracleScorer([p.answer for p in pairs], wrong=True)), pairs)
+    wrong = engine.adopt(AnswerModel(scorer=OracleScorer(pairs, wrong=True)), pairs)
     assert not wrong.trusted and engine.model is None and wrong.gate.model_shown == 1.0
     assert wrong.gate.model_rouge2 < wrong.gate.extract_rouge2 and "withheld" in wrong.detail
     assert engine.reply(question).answer_kind == EXTRACT_ANSWER
-    oracle = AnswerModel(scorer=OracleScorer([p.answer for p in pairs]))
+    oracle = AnswerModel(scorer=OracleScorer(pairs))
     right = engine.adopt(oracle, pairs)
     assert right.trusted and engine.model is oracle and right.gate.model_rouge2 > right.gate.extract_rouge2
     reply = engine.reply(question)
     assert reply.answer_kind == MODEL_ANSWER and set(split_sentences(reply.answer)) <= set(
         split_sentences(sample_records[0].answer))
     # A newer model that loses its gate leaves the served one in place.
-    newer = engine.adopt(AnswerModel(scorer=OracleScorer([p.answer for p in pairs], wrong=True)), pairs)
+    newer = engine.adopt(AnswerModel(scorer=OracleScorer(pairs, wrong=True)), pairs)
     assert newer.trusted and engine.model is oracle and "a newer model was withheld" in newer.detail
 
 
@@ -144,7 +146,7 @@ def test_a_model_is_never_served_while_its_gate_runs(tiny_engine, sample_records
             seen.append(engine.reply(sample_records[0].question).answer_kind)  # a user asking during the gate
             return super().scores(question, sentences, starts)
 
-    assert engine.adopt(AnswerModel(scorer=Watching([p.answer for p in pairs])), pairs).trusted
+    assert engine.adopt(AnswerModel(scorer=Watching(pairs)), pairs).trusted
     assert seen and set(seen) == {EXTRACT_ANSWER}
 
 
