@@ -268,7 +268,9 @@ def prepare_data(config: TrainConfig, tokenizer, run: RunDirectory):
         print(f"{name}: {len(tokenized)} examples ({len(examples) - len(tokenized)} dropped: first sentence over "
               f"{grounding.answer_tokens} tokens); references {dict(kinds)}; "
               f"{packed[name].num_answer_tokens:,} answer tokens in {len(packed[name].rows)} rows", flush=True)
-        if config.selection_fraction:
+        # Validation stays answer tokens only: its loss picks the checkpoint and is the reported perplexity, and the
+        # selection labels (two choices) would pull it down. The selector is measured by the quality gate.
+        if config.selection_fraction and name == "train":
             packed[name] = with_selection_rows(packed[name], pairs, tokenizer, config, seed=seed)
     rows = np.random.default_rng(config.seed).permutation(len(packed["validation"].rows))[: config.eval_rows]
     return packed["train"], packed["validation"].select(np.sort(rows))
