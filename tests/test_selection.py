@@ -80,3 +80,5 @@ def test_the_scorer_reads_the_yes_no_log_odds_at_each_sentence(tiny_run):
     expected = logits[positions, marks.yes] - logits[positions, marks.no]
     assert scores.shape == (12,) and np.allclose(scores[numbers], expected, atol=1e-3)
     assert scorer.scores("How is glaucoma treated?", []).shape == (0,)
+    # A message longer than half a chunk keeps its end (and the prefix): every sentence is still scored.
+    assert scorer.scores("my story " * 200 + "How is glaucoma treated?", sentences).shape == (12,)

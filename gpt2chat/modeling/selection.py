@@ -242,6 +242,9 @@ class SentenceScorer:
         if not sentences:
             return np.zeros(0, np.float32)
         prompt, *sentence_ids = self._encode([selection_prompt(question), *(" " + s for s in sentences)])
+        if len(prompt) > self.width // 2:  # a long message: its end, where the question usually is, and the prefix
+            prefix, = self._encode([SELECT_PREFIX.rstrip()])
+            prompt = prefix + prompt[len(prompt) - (self.width // 2 - len(prefix)):]
         parts = chunks(prompt, sentence_ids, self.width, self.marks.newline, starts, self.marks.section)
         out = np.zeros(len(sentences), np.float32)
         for start in range(0, len(parts), self.BATCH_BUCKETS[-1]):
