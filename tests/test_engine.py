@@ -265,3 +265,21 @@ def test_clean_answer_cuts_new_blocks_repetition_and_unfinished_sentences():
 def test_rendered_reply_round_trips_to_its_answer():
     reply = ChatReply(answer="An answer.", sources=[Source("Glaucoma", "https://nei.nih.gov", "NEI")], finished=True)
     assert answer_of(render_reply(reply)) == "An answer." and SECTION_BREAK in render_reply(reply)
+
+
+def test_the_model_selects_from_the_whole_page_not_only_the_cited_section(tiny_engine, sample_records):
+    """The cited section is the page's first; the question's answer is in another section of the same page."""
+    from gpt2chat.chat.gate import GatePair
+    from gpt2chat.reports.answer_quality import _passage
+    from gpt2chat.modeling.selection import page_sections
+
+    sections = next(s for s in page_sections(sample_records).values() if len(s) >= 3)
+    target = sections[2]
+    engine = ChatEngine(None, tiny_engine.index, masker=tiny_engine.masker, safety=tiny_engine.safety,
+                        config=EngineConfig(model=None))
+    page = [_passage(s) for s in sections]
+    oracle = AnswerModel(scorer=OracleScorer([GatePair(target.question, target.answer)]))
+    reply = engine.answer_from_pages(target.question, [page], oracle, cited=[page[0]])
+    extract = engine.answer_from_pages(target.question, [page], None, cited=[page[0]])
+    assert reply.answer_kind == MODEL_ANSWER and split_sentences(reply.answer)[0] in target.answer
+    assert all(s in sections[0].answer for s in split_sentences(extract.answer))  # the extract keeps to the citation

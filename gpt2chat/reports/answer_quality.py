@@ -45,12 +45,12 @@ def _passage(record):
                    record.question_type)
 
 
-def medquad_cases(records, limit: int, seed: int = 0) -> dict[str, list[Case]]:
-    """(a) and (b) for ``limit`` seeded test questions whose page has another section."""
+def medquad_cases(records, limit: int, seed: int = 0, split: str = "test") -> dict[str, list[Case]]:
+    """(a) and (b) for ``limit`` seeded questions of ``split`` whose page has another section."""
     from gpt2chat.corpus.splits import split_records
     from gpt2chat.modeling.selection import page_sections
 
-    test = split_records(records)["test"]
+    test = split_records(records)[split]
     pages = page_sections(test)
     usable = [r for r in test if len(pages[r.pair_id.rsplit("-", 1)[0]]) > 1]
     chosen = [usable[i] for i in sorted(np.random.default_rng(seed).permutation(len(usable))[:limit])]
@@ -168,8 +168,28 @@ def run(model_dir: str, limit: int, data: str | None = None, consumer: str | Non
         for name, systems in results.items()}}
 
 
+def conclusion(report: dict) -> str:
+    """One paragraph from the measured numbers: does the trained model beat the extract and the untrained model?"""
+    model = report["model"]
+    parts, wins = [], 0
+    for name, case in report["cases"].items():
+        systems = case["systems"]
+        trained, untrained, extract = (systems[model]["rouge2"], systems[UNTRAINED]["rouge2"],
+                                       systems[EXTRACT]["rouge2"])
+        wins += trained >= extract
+        parts.append(f"({name}) {trained:.1f} against {extract:.1f} for the extract and {untrained:.1f} for the "
+                     f"untrained model")
+    verdict = ("beats the extract on every set" if wins == len(parts) else
+               "does not beat the extract" + ("" if not wins else f" on {len(parts) - wins} of {len(parts)} sets"))
+    return (f"**The trained model {verdict}** (ROUGE-2 of the shown answers: {'; '.join(parts)}). "
+            "The quality gate serves a model's answers only when they score at least as well as the extract on "
+            "held-out validation questions" + ("." if wins == len(parts) else ", so this model is not served: users "
+                                                "get the extract."))
+
+
 def markdown(report: dict) -> str:
     lines = [f"# Answer quality: {report['model']} against an untrained model and the extract", "",
+             conclusion(report), "",
              "Shown answers scored against the reference answers (ROUGE F, percent). "
              "`python -m gpt2chat.reports.answer_quality` regenerates this.", ""]
     for name, case in report["cases"].items():
