@@ -82,3 +82,17 @@ def test_the_scorer_reads_the_yes_no_log_odds_at_each_sentence(tiny_run):
     assert scorer.scores("How is glaucoma treated?", []).shape == (0,)
     # A message longer than half a chunk keeps its end (and the prefix): every sentence is still scored.
     assert scorer.scores("my story " * 200 + "How is glaucoma treated?", sentences).shape == (12,)
+
+
+def test_training_mixes_in_selection_rows_at_the_recipes_fraction(sample_records, tiny_run):
+    from gpt2chat.modeling.model import load_preset
+    from gpt2chat.modeling.tokens import PackedTokens
+    from gpt2chat.modeling.train import TrainConfig, with_selection_rows
+
+    tokenizer = load_preset(tiny_run[0]).preprocessor.tokenizer
+    answers = PackedTokens(np.full((30, 65), 5, np.int32), np.ones((30, 65), np.float32))
+    config = TrainConfig.from_recipe("tiny", selection_fraction=0.25, sequence_length=64)
+    mixed = with_selection_rows(answers, sample_records, tokenizer, config, seed=0)
+    assert len(mixed.rows) == 40 and np.array_equal(mixed.targets[:30], answers.rows)  # 10 of 40 rows select
+    marks = SelectionTokens.of(tokenizer)
+    assert set(np.unique(mixed.targets[30:][mixed.weights[30:] > 0])) <= {marks.yes, marks.no}
