@@ -1,0 +1,172 @@
+"""Data-parallel training on several devices or machines through TensorFlow's own engine, ``tf.distribute``.
+
+    one device, no TF_CONFIG      no strategy: the single-device path, XLA-compiled (unchanged)
+    --devices N                   MirroredStrategy over N GPUs, or over N logical CPU devices on a CPU-only machine
+                                  (a simulation: the cores are shared, so it is for correctness, not speed)
+    TF_CONFIG naming 2+ tasks     MultiWorkerMirroredStrategy: every machine runs the same command
+
+Why tf.distribute and not ``keras.distribution``: the project runs Keras on TensorFlow, and Keras 3.15's
+distribution API (DataParallel / ModelParallel with a layout map) is implemented for JAX only (its TensorFlow
+``distribution_lib`` is a prototype marked "DO NOT USE" whose ``distribute_value`` is a TODO). Switching backends
+would mean a second training stack beside the one the chatbot is built and tested with.
+
+Three things Keras 3.15 does not do for us on this engine, each fixed here and checked by tests/test_distributed.py:
+
+* the per-answer-token loss: Keras averages each replica's own mean, so a replica whose rows hold few answer
+  tokens would weigh as much as one with many; :func:`global_sum` gives the loss the whole batch's count;
+* global-norm clipping: Keras clips each replica's gradient before summing them (``BaseOptimizer.apply``, then
+  the TensorFlow optimizer's ``_all_reduce_sum_gradients``); :func:`summed_before_clipping` sums first;
+* the batches: each replica gets its own slice of the same global batch k (see :func:`distributed_batches`), on
+  one machine or many, so a run sees the rows of a one-device run, step for step.
+
+XLA is off with a strategy: Keras compiles the whole multi-replica step as one XLA program, which cannot reach
+the other devices' variables (measured: "Trying to access resource .../replica_1 located in device CPU:1 from
+device CPU:0").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+TF_CONFIG = "TF_CONFIG"
+
+
+class DistributionError(ValueError):
+    """Devices that cannot be set up as asked (too few GPUs, TensorFlow already started, a bad TF_CONFIG)."""
+
+
+def cluster_size() -> int:
+    """Tasks (machines) named in ``$TF_CONFIG``; 1 without it."""
+    raw = os.environ.get(TF_CONFIG)
+    if not raw:
+        return 1
+    try:
+        cluster = json.loads(raw)["cluster"]
+        return sum(len(tasks) for name, tasks in cluster.items() if name in ("chief", "worker"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise DistributionError(f"${TF_CONFIG} is not a JSON object with a 'cluster' of workers") from None
+
+
+def is_chief() -> bool:
+    """The task that speaks for the run: the chief, else worker 0 (TensorFlow's convention); True on one machine."""
+    raw = os.environ.get(TF_CONFIG)
+    if not raw or cluster_size() == 1:
+        return True
+    task = json.loads(raw).get("task", {})
+    cluster = json.loads(raw)["cluster"]
+    return task.get("type") == "chief" or (task.get("type") == "worker" and task.get("index") == 0
+                                           and "chief" not in cluster)
+
+
+def strategy(devices: int):
+    """The ``tf.distribute`` strategy for ``devices`` local devices (None: one device, no cluster). Must run before
+    TensorFlow starts its runtime: logical CPU devices and visible GPUs cannot change afterwards."""
+    if devices < 1:
+        raise DistributionError("--devices must be at least 1")
+    workers = cluster_size()
+    if devices == 1 and workers == 1:
+        return None
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    try:
+        if gpus:
+            if devices > len(gpus):
+                raise DistributionError(f"--devices {devices}: this machine has {len(gpus)} GPU(s)")
+            tf.config.set_visible_devices(gpus[:devices], "GPU")
+        elif devices > 1:
+            if workers > 1:
+                raise DistributionError("on CPU-only machines a cluster uses one device per machine: --devices 1")
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+    except RuntimeError:  # "cannot be modified after being initialized"
+        present = tf.config.list_logical_devices("GPU" if gpus else "CPU")
+        if len(present) != devices:
+            raise DistributionError(f"--devices {devices}: TensorFlow already started with {len(present)} device(s) "
+                                    "in this process; start a new process") from None
+    if workers > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    names = [device.name for device in tf.config.list_logical_devices("GPU" if gpus else "CPU")]
+    return tf.distribute.MirroredStrategy(names[:devices])
+
+
+def replicas() -> int:
+    """Replicas training in step in the current strategy scope (1 outside one)."""
+    import keras
+
+    if keras.config.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def global_sum(value):
+    """``value`` summed over every replica when called inside a replicated step; ``value`` itself otherwise."""
+    if replicas() == 1:
+        return value
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def summed_before_clipping(optimizer_class):
+    """``optimizer_class`` whose gradients are summed over replicas before global-norm clipping, as one device
+    would clip the whole batch's gradient. Keras 3.15 clips each replica's own gradient (``apply`` calls
+    ``_clip_gradients`` before ``_backend_update_step`` all-reduces), which with ``global_clipnorm`` changes the
+    update whenever a replica's gradient norm passes the limit."""
+
+    class SummedBeforeClipping(optimizer_class):
+        def _clip_gradients(self, grads):
+            if replicas() > 1:
+                present = [g for g in grads if g is not None]
+                summed = iter(global_sum(present))
+                grads = [None if g is None else next(summed) for g in grads]
+            return super()._clip_gradients(grads)
+
+        def _all_reduce_sum_gradients(self, grads_and_vars):
+            return list(grads_and_vars)  # summed in _clip_gradients already
+
+    SummedBeforeClipping.__name__ = optimizer_class.__name__
+    return SummedBeforeClipping
+
+
+def distributed_batches(strategy, batches, count: int):
+    """``batches`` (``batches[k]`` = global batch k as NumPy ``(inputs, targets, weights)``, k < ``count``) as a
+    distributed dataset: every step, each replica receives its own contiguous slice of batch k (a last, smaller
+    validation batch is split as evenly as it goes). Each machine's input pipeline builds only its own replicas'
+    slices (``distribute_datasets_from_function``), so no row depends on how TensorFlow would shard a dataset
+    across machines."""
+    import numpy as np
+    import tensorflow as tf
+
+    total = strategy.num_replicas_in_sync
+    inputs, targets, weights = batches[0]
+
+    def spec(array):
+        return tf.TensorSpec((None, *array.shape[1:]), tf.int32 if array.dtype == bool else array.dtype)
+
+    # int32, not bool: Keras builds the model from the first batch averaged over replicas, which bool cannot be
+    def int32(array):
+        return array.astype(np.int32) if array.dtype == bool else array
+
+    def dataset_fn(context):
+        local = total // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+
+        def generate():
+            for k in range(count):
+                x, y, w = batches[k]
+                parts = np.array_split(np.arange(len(y)), total)
+                for replica in range(first, first + local):  # consecutive elements go to consecutive replicas
+                    rows = parts[replica]
+                    yield {name: int32(value[rows]) for name, value in x.items()}, y[rows], w[rows]
+
+        signature = ({name: spec(value) for name, value in inputs.items()}, spec(targets), spec(weights))
+        return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(local)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
