@@ -1,14 +1,20 @@
-"""Data-parallel training on several devices or machines through TensorFlow's own engine, ``tf.distribute``.
+"""Training on several devices or machines through an existing engine: TensorFlow's ``tf.distribute`` on the
+project's backend, Keras' own distribution API when Keras runs on JAX.
 
+    TensorFlow backend (the project's):
     one device, no TF_CONFIG      no strategy: the single-device path, XLA-compiled (unchanged)
     --devices N                   MirroredStrategy over N GPUs, or over N logical CPU devices on a CPU-only machine
                                   (a simulation: the cores are shared, so it is for correctness, not speed)
     TF_CONFIG naming 2+ tasks     MultiWorkerMirroredStrategy: every machine runs the same command
+    JAX backend (KERAS_BACKEND=jax, jax installed beside requirements.txt):
+    --devices N                   keras.distribution.DataParallel over N devices
+    --devices N --model-parallel M   keras.distribution.ModelParallel: a (N/M batch) x (M model) device mesh, every
+                                  weight matrix split over M devices by ``model.gpt2_layout_map``
 
-Why tf.distribute and not ``keras.distribution``: the project runs Keras on TensorFlow, and Keras 3.15's
-distribution API (DataParallel / ModelParallel with a layout map) is implemented for JAX only (its TensorFlow
-``distribution_lib`` is a prototype marked "DO NOT USE" whose ``distribute_value`` is a TODO). Switching backends
-would mean a second training stack beside the one the chatbot is built and tested with.
+Why tf.distribute for data parallelism: the project runs Keras on TensorFlow; Keras 3.15's distribution API is
+implemented for JAX only (its TensorFlow ``distribution_lib`` is a prototype marked "DO NOT USE" whose
+``distribute_value`` is a TODO), so on TensorFlow there is no layout map and no model parallelism. Those need the
+JAX backend, which this module sets up when Keras runs on it.
 
 Three things Keras 3.15 does not do for us on this engine, each fixed here and checked by tests/test_distributed.py:
 
@@ -26,6 +32,7 @@ device CPU:0").
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 
@@ -57,6 +64,43 @@ def is_chief() -> bool:
     cluster = json.loads(raw)["cluster"]
     return task.get("type") == "chief" or (task.get("type") == "worker" and task.get("index") == 0
                                            and "chief" not in cluster)
+
+
+def setup(devices: int, model_parallel: int = 1):
+    """Set up ``devices`` local devices for the backend Keras runs on; returns the ``tf.distribute`` strategy on
+    TensorFlow (None for one device and no cluster), None on JAX (where the Keras distribution is set globally).
+    Must run before the backend starts its runtime."""
+    import keras
+
+    if model_parallel < 1 or devices % model_parallel:
+        raise DistributionError(f"--model-parallel {model_parallel} must divide --devices {devices}")
+    if keras.config.backend() == "jax":
+        _set_jax_distribution(devices, model_parallel)
+        return None
+    if model_parallel > 1:
+        raise DistributionError("--model-parallel needs the JAX backend (KERAS_BACKEND=jax with jax installed): "
+                                "Keras 3's layout maps are implemented for JAX only")
+    return strategy(devices)
+
+
+def _set_jax_distribution(devices: int, model_parallel: int) -> None:
+    import keras
+
+    if devices == 1:
+        return
+    available = keras.distribution.list_devices()
+    if devices > len(available):
+        raise DistributionError(f"--devices {devices}: JAX sees {len(available)} device(s) (on a CPU, "
+                                f"XLA_FLAGS=--xla_force_host_platform_device_count={devices} simulates them)")
+    if model_parallel == 1:
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=available[:devices]))
+        return
+    from gpt2chat.modeling.model import gpt2_layout_map
+
+    mesh = keras.distribution.DeviceMesh((devices // model_parallel, model_parallel), ("batch", "model"),
+                                         available[:devices])
+    keras.distribution.set_distribution(
+        keras.distribution.ModelParallel(layout_map=gpt2_layout_map(mesh), batch_dim_name="batch"))
 
 
 def strategy(devices: int):
@@ -135,10 +179,12 @@ def summed_before_clipping(optimizer_class):
     return SummedBeforeClipping
 
 
-def distributed_batches(strategy, batches, count: int):
+def distributed_batches(strategy, batches, count: int, *, repeat: bool = False):
     """``batches`` (``batches[k]`` = global batch k as NumPy ``(inputs, targets, weights)``, k < ``count``) as a
     distributed dataset: every step, each replica receives its own contiguous slice of batch k (a last, smaller
-    validation batch is split as evenly as it goes). Each machine's input pipeline builds only its own replicas'
+    validation batch is split as evenly as it goes). ``repeat`` starts over after the last batch, for validation
+    data that ``fit`` reads ``count`` steps at a time (it keeps one iterator when told the steps, and without them
+    warns that the data "ran out"). Each machine's input pipeline builds only its own replicas'
     slices (``distribute_datasets_from_function``), so no row depends on how TensorFlow would shard a dataset
     across machines."""
     import numpy as np
@@ -159,7 +205,7 @@ def distributed_batches(strategy, batches, count: int):
         first = context.input_pipeline_id * local
 
         def generate():
-            for k in range(count):
+            for k in itertools.cycle(range(count)) if repeat else range(count):
                 x, y, w = batches[k]
                 parts = np.array_split(np.arange(len(y)), total)
                 for replica in range(first, first + local):  # consecutive elements go to consecutive replicas

@@ -28,9 +28,9 @@ PRESET_WEIGHTS = "model.weights.h5"  # written by save_to_preset
 EXPORT_DIR = "openvino"  # the OpenVINO export of the preset (gpt2chat.modeling.export)
 EXPORT_MODEL = "model.xml"  # with model.bin beside it
 EXPORT_MANIFEST = "export.json"  # what was exported from which weights
-# Settings a run may resume with changed: the number of devices changes where a step runs, not what it computes
+# Settings a run may resume with changed: the devices change where a step runs, not what it computes
 # (the same global batches and loss), so a run started on 2 GPUs can finish on 1.
-RESUMABLE_CHANGES = ("devices",)
+RESUMABLE_CHANGES = ("devices", "model_parallel")
 
 
 def is_preset_dir(path: str | Path) -> bool:

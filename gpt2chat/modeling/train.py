@@ -93,6 +93,8 @@ class TrainConfig:
     max_records: int | None = _setting("max_records", "train on the first N training pairs only")
     devices: int = _setting("devices", "data-parallel replicas on this machine (GPUs; on a CPU-only machine, "
                                        "logical CPU devices); --batch-size stays the global batch")
+    model_parallel: int = _setting("model_parallel", "split every weight matrix over this many of the --devices "
+                                                     "(JAX backend only: KERAS_BACKEND=jax)")
     seed: int = dataclasses.field(default=1337, metadata={"help": "seed for initialisation, data order and "
                                                                   "grounding choice"})
 
@@ -121,11 +123,12 @@ class TrainConfig:
             raise ValueError("--weight-decay must be zero or a positive number")
         if not 0 <= self.dropout < 1:
             raise ValueError("--dropout must be at least 0 and below 1")
-        if self.devices < 1:
-            raise ValueError("--devices must be at least 1")
-        if self.batch_size % self.devices:
+        if self.devices < 1 or self.model_parallel < 1 or self.devices % self.model_parallel:
+            raise ValueError("--devices must be at least 1, and a multiple of --model-parallel")
+        if self.batch_size % (self.devices // self.model_parallel):
             raise ValueError(f"--batch-size {self.batch_size} (the global batch) must split evenly over "
-                             f"--devices {self.devices}")
+                             f"the {self.devices // self.model_parallel} data-parallel replicas of --devices "
+                             f"{self.devices}")
         if self.warmup_steps < 0 or self.lora_rank < 0:
             raise ValueError("--warmup-steps and --lora-rank cannot be negative")
         output = Path(self.output).expanduser()
@@ -173,7 +176,7 @@ def _validation_batches(strategy, validation, config: TrainConfig):
     rows = np.arange(len(validation.rows))
     batches = [validation.select(rows[start : start + config.batch_size]).batch
                for start in range(0, len(rows), config.batch_size)]  # as many as validation_steps in _train_in
-    return distribute.distributed_batches(strategy, batches, len(batches))
+    return distribute.distributed_batches(strategy, batches, len(batches), repeat=True)
 
 
 def _load_or_build(config: TrainConfig):
@@ -332,12 +335,12 @@ def train(config: TrainConfig) -> dict:
 
     xml_files(settings.medquad_dir(config.data))
     try:
-        strategy = distribute.strategy(config.devices)  # before TensorFlow starts: it fixes the devices
+        strategy = distribute.setup(config.devices, config.model_parallel)  # before the backend fixes its devices
     except distribute.DistributionError as error:
         raise ValueError(str(error)) from None
     import keras
 
-    replicas = strategy.num_replicas_in_sync if strategy else 1
+    replicas = strategy.num_replicas_in_sync if strategy else config.devices // config.model_parallel
     if config.batch_size % replicas:
         raise ValueError(f"--batch-size {config.batch_size} (the global batch) must split evenly over the "
                          f"{replicas} replicas of the cluster")
@@ -425,7 +428,8 @@ def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model,
         "median_tokens_per_second": float(np.median([e["tokens_per_second"] for e in history])),
         "wall_seconds_this_session": wall,
         "backend": keras.config.backend(),
-        "replicas": strategy.num_replicas_in_sync if strategy else 1,
+        "replicas": strategy.num_replicas_in_sync if strategy else config.devices // config.model_parallel,
+        "model_parallel": config.model_parallel,
         "history": history,
     }
     RunDirectory.atomic_write_json(summary, run.metrics)
