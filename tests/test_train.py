@@ -303,3 +303,53 @@ def test_model_parallelism_on_tensorflow_is_a_one_line_error_naming_jax(tmp_path
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--model-parallel needs the JAX backend" in err
     assert not (output / "training_config.json").exists()
+
+
+LORA_STEPS_WITH_MODEL_PARALLELISM = r"""
+import sys
+import keras
+import numpy as np
+from gpt2chat.modeling import distribute
+from gpt2chat.modeling.model import build_causal_lm
+from gpt2chat.modeling.tokens import PackedTokens
+from gpt2chat.modeling.train import TrainConfig, build_training_model
+
+build_causal_lm("tiny", 64).save_to_preset(sys.argv[1])
+rows = np.random.default_rng(0).integers(0, 50000, size=(4, 65)).astype(np.int32)
+weights = (np.random.default_rng(1).random(rows.shape) < 0.3).astype(np.float32)
+x, y, w = PackedTokens(rows, weights).batch
+results = {}
+for devices in (1, 2):
+    config = TrainConfig.from_recipe("tiny", preset=sys.argv[1], lora_rank=4, learning_rate=0.05, warmup_steps=1,
+                                     devices=devices, model_parallel=devices)
+    distribute.setup(config.devices, config.model_parallel)  # 1 device: no distribution
+    keras.utils.set_random_seed(0)
+    _, model = build_training_model(config)
+    query = next(v for v in model.variables if v.path.endswith("layer_0/self_attention/query/kernel"))
+    before = np.concatenate([np.asarray(v).ravel() for v in model.trainable_variables])
+    fitted = model.fit(x, y, sample_weight=w, batch_size=4, epochs=3, verbose=0, shuffle=False)
+    results.update({f"before{devices}": before, f"loss{devices}": fitted.history["loss"],
+                    f"after{devices}": np.concatenate([np.asarray(v).ravel() for v in model.trainable_variables]),
+                    f"query_shard{devices}": query.value.addressable_shards[0].data.shape})
+np.savez(sys.argv[2], **results)
+"""
+
+
+def test_lora_on_a_model_split_over_two_devices_takes_the_one_device_steps(tmp_path):
+    """JAX backend only (jax is not in requirements.txt; the test runs where it is installed): with
+    --model-parallel 2 the query kernels hold half their head dimension per device, and three LoRA steps give the
+    losses and trained weights of one device."""
+    pytest.importorskip("jax")
+    import numpy as np
+
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = tmp_path / "steps.npz"
+    done = subprocess.run([sys.executable, "-c", LORA_STEPS_WITH_MODEL_PARALLELISM, str(tmp_path / "base"),
+                           str(out)], capture_output=True, text=True, timeout=600, env=environment)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = np.load(out)
+    assert tuple(result["query_shard1"]) == (64, 2, 32) and tuple(result["query_shard2"]) == (64, 2, 16)
+    assert result["loss2"] == pytest.approx(result["loss1"], rel=1e-5)
+    assert np.array_equal(result["before1"], result["before2"])
+    moved = np.abs(result["after1"] - result["before1"]).max()
+    assert moved > 0 and np.abs(result["after2"] - result["after1"]).max() < 0.01 * moved

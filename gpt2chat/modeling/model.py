@@ -37,14 +37,14 @@ def gpt2_layout_map(device_mesh):
     vocabulary 50,257 ids. JAX backend only (see gpt2chat.modeling.distribute)."""
     import keras
 
-    layout = keras.distribution.LayoutMap(device_mesh)
-    layout[r"token_embedding/embeddings"] = (None, "model")
-    layout[r"self_attention/(query|key|value)/kernel"] = (None, None, "model")  # (hidden, heads, head_dim)
-    layout[r"self_attention/(query|key|value)/bias"] = (None, "model")
-    layout[r"self_attention/attention_output/kernel"] = (None, "model", None)  # (heads, head_dim, hidden)
-    layout[r"feedforward_intermediate_dense/kernel"] = (None, "model")
-    layout[r"feedforward_intermediate_dense/bias"] = ("model",)
-    layout[r"feedforward_output_dense/kernel"] = ("model", None)
+    layout = keras.distribution.LayoutMap(device_mesh)  # keys are regular expressions matched to whole paths
+    layout[r".*token_embedding/embeddings"] = (None, "model")
+    layout[r".*self_attention/(query|key|value)/kernel"] = (None, None, "model")  # (hidden, heads, head_dim)
+    layout[r".*self_attention/(query|key|value)/bias"] = (None, "model")
+    layout[r".*self_attention/attention_output/kernel"] = (None, "model", None)  # (heads, head_dim, hidden)
+    layout[r".*feedforward_intermediate_dense/kernel"] = (None, "model")
+    layout[r".*feedforward_intermediate_dense/bias"] = ("model",)
+    layout[r".*feedforward_output_dense/kernel"] = ("model", None)
     return layout
 
 
