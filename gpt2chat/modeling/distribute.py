@@ -135,6 +135,13 @@ def strategy(devices: int):
     return tf.distribute.MirroredStrategy(names[:devices])
 
 
+def multi_worker():
+    """The strategy class of a cluster of machines."""
+    import tensorflow as tf
+
+    return tf.distribute.MultiWorkerMirroredStrategy
+
+
 def replicas() -> int:
     """Replicas training in step in the current strategy scope (1 outside one)."""
     import keras
@@ -216,3 +223,18 @@ def distributed_batches(strategy, batches, count: int, *, repeat: bool = False):
         return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(local)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def build_before_fit(model, strategy, batch) -> None:
+    """Build ``model``'s metrics, loss and optimizer from a NumPy ``batch`` before ``fit`` under a cluster. Keras
+    3.15's fit builds them from its first distributed batch averaged over replicas, and
+    MultiWorkerMirroredStrategy cannot reduce a dict of inputs (two workers on localhost: "Attempt to convert a
+    value ({'token_ids': PerReplica:...}) with an unsupported type (<class 'dict'>) to a Tensor")."""
+    import numpy as np
+
+    with strategy.scope():
+        model._symbolic_build(data_batch=tuple(
+            {name: value.astype(np.int32) if value.dtype == bool else value for name, value in part.items()}
+            if isinstance(part, dict) else part for part in batch))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None  # built above
+
