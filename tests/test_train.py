@@ -296,6 +296,17 @@ def test_a_global_batch_that_does_not_split_over_the_devices_is_a_one_line_error
     assert err.count("\n") == 1 and "--batch-size 4 (the global batch) must split evenly over the 3" in err
 
 
+def test_a_cluster_of_machines_is_refused_in_one_line_with_the_upstream_reason(tmp_path, small_medquad, capsys,
+                                                                             monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:23456", "localhost:23457"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    output = tmp_path / "run"
+    assert main(["--recipe", "tiny", "--output", str(output), "--data", str(small_medquad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "names several machines" in err and "tensorflow/tensorflow#72388" in err
+    assert not (output / "training_config.json").exists()
+
+
 def test_model_parallelism_on_tensorflow_is_a_one_line_error_naming_jax(tmp_path, small_medquad, capsys):
     output = tmp_path / "run"
     assert main(["--recipe", "tiny", "--output", str(output), "--data", str(small_medquad), "--devices", "2",

@@ -5,7 +5,7 @@ project's backend, Keras' own distribution API when Keras runs on JAX.
     one device, no TF_CONFIG      no strategy: the single-device path, XLA-compiled (unchanged)
     --devices N                   MirroredStrategy over N GPUs, or over N logical CPU devices on a CPU-only machine
                                   (a simulation: the cores are shared, so it is for correctness, not speed)
-    TF_CONFIG naming 2+ tasks     MultiWorkerMirroredStrategy: every machine runs the same command
+    TF_CONFIG naming 2+ tasks     refused: Keras 3's fit fails under MultiWorkerMirroredStrategy (below)
     JAX backend (KERAS_BACKEND=jax, jax installed beside requirements.txt):
     --devices N                   keras.distribution.DataParallel over N devices
     --devices N --model-parallel M   keras.distribution.ModelParallel: a (N/M batch) x (M model) device mesh, every
@@ -15,6 +15,12 @@ Why tf.distribute for data parallelism: the project runs Keras on TensorFlow; Ke
 implemented for JAX only (its TensorFlow ``distribution_lib`` is a prototype marked "DO NOT USE" whose
 ``distribute_value`` is a TODO), so on TensorFlow there is no layout map and no model parallelism. Those need the
 JAX backend, which this module sets up when Keras runs on it.
+
+Several machines: Keras 3.15's fit cannot train under MultiWorkerMirroredStrategy. Its per-step logs are
+averaged with ``strategy.reduce("MEAN", value, axis=0)`` on scalars, which fails ("Invalid reduction dimension 0
+for input with 0 dimensions", tensorflow/tensorflow#72388; reproduced here with two workers on localhost, after
+first working around its symbolic build, which cannot average a dict of inputs). So a multi-task ``TF_CONFIG``
+is refused with that reason instead of failing mid-start.
 
 Three things Keras 3.15 does not do for us on this engine, each fixed here and checked by tests/test_distributed.py:
 
@@ -55,17 +61,6 @@ def cluster_size() -> int:
         raise DistributionError(f"${TF_CONFIG} is not a JSON object with a 'cluster' of workers") from None
 
 
-def is_chief() -> bool:
-    """The task that speaks for the run: the chief, else worker 0 (TensorFlow's convention); True on one machine."""
-    raw = os.environ.get(TF_CONFIG)
-    if not raw or cluster_size() == 1:
-        return True
-    task = json.loads(raw).get("task", {})
-    cluster = json.loads(raw)["cluster"]
-    return task.get("type") == "chief" or (task.get("type") == "worker" and task.get("index") == 0
-                                           and "chief" not in cluster)
-
-
 def setup(devices: int, model_parallel: int = 1):
     """Set up ``devices`` local devices for the backend Keras runs on; returns the ``tf.distribute`` strategy on
     TensorFlow (None for one device and no cluster), None on JAX (where the Keras distribution is set globally).
@@ -104,12 +99,14 @@ def _set_jax_distribution(devices: int, model_parallel: int) -> None:
 
 
 def strategy(devices: int):
-    """The ``tf.distribute`` strategy for ``devices`` local devices (None: one device, no cluster). Must run before
+    """The ``tf.distribute`` strategy for ``devices`` local devices (None for one). Must run before
     TensorFlow starts its runtime: logical CPU devices and visible GPUs cannot change afterwards."""
     if devices < 1:
         raise DistributionError("--devices must be at least 1")
-    workers = cluster_size()
-    if devices == 1 and workers == 1:
+    if cluster_size() > 1:
+        raise DistributionError(f"${TF_CONFIG} names several machines, which Keras 3.15 cannot train on with "
+                                "tf.distribute (tensorflow/tensorflow#72388); train on one machine's devices")
+    if devices == 1:
         return None
     import tensorflow as tf
 
@@ -120,8 +117,6 @@ def strategy(devices: int):
                 raise DistributionError(f"--devices {devices}: this machine has {len(gpus)} GPU(s)")
             tf.config.set_visible_devices(gpus[:devices], "GPU")
         elif devices > 1:
-            if workers > 1:
-                raise DistributionError("on CPU-only machines a cluster uses one device per machine: --devices 1")
             cpu = tf.config.list_physical_devices("CPU")[0]
             tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
     except RuntimeError:  # "cannot be modified after being initialized"
@@ -129,17 +124,8 @@ def strategy(devices: int):
         if len(present) != devices:
             raise DistributionError(f"--devices {devices}: TensorFlow already started with {len(present)} device(s) "
                                     "in this process; start a new process") from None
-    if workers > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
     names = [device.name for device in tf.config.list_logical_devices("GPU" if gpus else "CPU")]
     return tf.distribute.MirroredStrategy(names[:devices])
-
-
-def multi_worker():
-    """The strategy class of a cluster of machines."""
-    import tensorflow as tf
-
-    return tf.distribute.MultiWorkerMirroredStrategy
 
 
 def replicas() -> int:
@@ -223,18 +209,4 @@ def distributed_batches(strategy, batches, count: int, *, repeat: bool = False):
         return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(local)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def build_before_fit(model, strategy, batch) -> None:
-    """Build ``model``'s metrics, loss and optimizer from a NumPy ``batch`` before ``fit`` under a cluster. Keras
-    3.15's fit builds them from its first distributed batch averaged over replicas, and
-    MultiWorkerMirroredStrategy cannot reduce a dict of inputs (two workers on localhost: "Attempt to convert a
-    value ({'token_ids': PerReplica:...}) with an unsupported type (<class 'dict'>) to a Tensor")."""
-    import numpy as np
-
-    with strategy.scope():
-        model._symbolic_build(data_batch=tuple(
-            {name: value.astype(np.int32) if value.dtype == bool else value for name, value in part.items()}
-            if isinstance(part, dict) else part for part in batch))
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None  # built above
 

@@ -388,8 +388,6 @@ def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model,
         started = time.perf_counter()
         batches = _batches(train_rows, config, first_epoch * config.eval_interval)
         validation_data, validation_batch_size, validation_steps = validation.batch, config.batch_size, None
-        if isinstance(strategy, distribute.multi_worker()):
-            distribute.build_before_fit(training_model, strategy, batches[0])
         if strategy:
             batches = distribute.distributed_batches(strategy, batches, len(batches))
             validation_steps = math.ceil(len(validation.rows) / config.batch_size)
