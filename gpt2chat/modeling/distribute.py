@@ -1,4 +1,4 @@
-"""Training on several devices or machines through an existing engine: TensorFlow's ``tf.distribute`` on the
+"""Training on several devices of one machine through an existing engine: TensorFlow's ``tf.distribute`` on the
 project's backend, Keras' own distribution API when Keras runs on JAX.
 
     TensorFlow backend (the project's):
@@ -22,14 +22,14 @@ for input with 0 dimensions", tensorflow/tensorflow#72388; reproduced here with 
 first working around its symbolic build, which cannot average a dict of inputs). So a multi-task ``TF_CONFIG``
 is refused with that reason instead of failing mid-start.
 
-Three things Keras 3.15 does not do for us on this engine, each fixed here and checked by tests/test_distributed.py:
+Three things Keras 3.15 does not do for us on this engine, each fixed here and checked by tests/test_train.py:
 
 * the per-answer-token loss: Keras averages each replica's own mean, so a replica whose rows hold few answer
   tokens would weigh as much as one with many; :func:`global_sum` gives the loss the whole batch's count;
 * global-norm clipping: Keras clips each replica's gradient before summing them (``BaseOptimizer.apply``, then
   the TensorFlow optimizer's ``_all_reduce_sum_gradients``); :func:`summed_before_clipping` sums first;
-* the batches: each replica gets its own slice of the same global batch k (see :func:`distributed_batches`), on
-  one machine or many, so a run sees the rows of a one-device run, step for step.
+* the batches: each replica gets its own slice of the same global batch k (see :func:`distributed_batches`), so
+  a run sees the rows of a one-device run, step for step.
 
 XLA is off with a strategy: Keras compiles the whole multi-replica step as one XLA program, which cannot reach
 the other devices' variables (measured: "Trying to access resource .../replica_1 located in device CPU:1 from
@@ -116,7 +116,7 @@ def strategy(devices: int):
             if devices > len(gpus):
                 raise DistributionError(f"--devices {devices}: this machine has {len(gpus)} GPU(s)")
             tf.config.set_visible_devices(gpus[:devices], "GPU")
-        elif devices > 1:
+        else:
             cpu = tf.config.list_physical_devices("CPU")[0]
             tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
     except RuntimeError:  # "cannot be modified after being initialized"
@@ -177,9 +177,8 @@ def distributed_batches(strategy, batches, count: int, *, repeat: bool = False):
     distributed dataset: every step, each replica receives its own contiguous slice of batch k (a last, smaller
     validation batch is split as evenly as it goes). ``repeat`` starts over after the last batch, for validation
     data that ``fit`` reads ``count`` steps at a time (it keeps one iterator when told the steps, and without them
-    warns that the data "ran out"). Each machine's input pipeline builds only its own replicas'
-    slices (``distribute_datasets_from_function``), so no row depends on how TensorFlow would shard a dataset
-    across machines."""
+    warns that the data "ran out"). The slices are built here (``distribute_datasets_from_function``), not
+    left to TensorFlow's rebatching of a dataset, so which rows a replica gets is explicit."""
     import numpy as np
     import tensorflow as tf
 
