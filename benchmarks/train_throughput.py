@@ -27,6 +27,15 @@ during the run affects both alike. FLOPs per token = 6·N + 12·L·H·T (forward
 multiply-add for each of N parameters in matrix products, times 3; plus attention), where N counts the parameters
 that multiply (the output projection counts the K rows it uses; the position embedding, a lookup, does not).
 Without ``--measure-peak``, MFU is against ``--peak-tflops`` (default 989, the dense bf16 peak of an H100 SXM).
+
+``--devices N`` (TensorFlow backend) adds every variant on N devices, data-parallel as ``python -m gpt2chat.train
+--devices N`` trains (``gpt2chat.modeling.distribute``: MirroredStrategy, the global batch split over the
+replicas, XLA off), and reports its ``scaling`` efficiency: its tokens/s / (N × the 1-device variant's tokens/s,
+XLA off like it) per round, median over rounds. On a machine without GPUs the N devices are logical CPU devices
+sharing the same cores: that run checks the distributed step works and what the strategy costs, not a speed-up.
+
+    python benchmarks/train_throughput.py --backend tensorflow --devices 2 --size small --sequence-lengths 256 \
+        --batch-size 8 --precisions float32 --jit on off
 """
 
 from __future__ import annotations
@@ -73,6 +82,9 @@ def parse_args(argv=None):
     parser.add_argument("--peak-size", type=int, default=2048, help="matmul size for --measure-peak (default: 2048)")
     parser.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS,
                         help=f"peak for MFU without --measure-peak (default: {H100_BF16_DENSE_TFLOPS:g}, H100 bf16)")
+    parser.add_argument("--devices", type=int, default=1,
+                        help="also step every variant data-parallel on N devices and report scaling efficiency "
+                             "(TensorFlow backend; default: 1)")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--json", help="write the results here")
     return parser.parse_args(argv)
@@ -83,10 +95,13 @@ class Variant:
     precision: str
     jit: bool
     output_vocabulary: int
+    devices: int = 1
 
     @property
     def label(self) -> str:
-        return f"{self.precision}, XLA {'on' if self.jit else 'off'}, logits over {self.output_vocabulary:,} ids"
+        where = f", {self.devices} devices" if self.devices > 1 else ""
+        return (f"{self.precision}, XLA {'on' if self.jit and self.devices == 1 else 'off'}, logits over "
+                f"{self.output_vocabulary:,} ids{where}")
 
 
 def matmul_parameters(backbone, output_vocabulary: int) -> int:
@@ -168,7 +183,9 @@ def _restricted_output_model(causal_lm, output_vocabulary: int):
     return keras.Model(inputs, FirstIdsLogits(dtype=causal_lm.backbone.dtype_policy)(hidden))
 
 
-def build_variant(variant: Variant, sequence_length: int, args):
+def build_variant(variant: Variant, sequence_length: int, args, strategy=None):
+    import contextlib
+
     import keras
 
     from gpt2chat.modeling import train as training
@@ -177,18 +194,36 @@ def build_variant(variant: Variant, sequence_length: int, args):
     config = training.TrainConfig.from_recipe(
         "quickstart", size=args.size, sequence_length=sequence_length, batch_size=args.batch_size,
         precision=variant.precision, steps=total_steps + 1, eval_interval=total_steps + 1,
-        warmup_steps=min(10, total_steps), seed=args.seed,
+        warmup_steps=min(10, total_steps), seed=args.seed, devices=variant.devices,
     )
     config.validate()
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
-    causal_lm, training_model = training.build_training_model(config)  # the same construction as training
+    strategy = strategy if variant.devices > 1 else None
+    # the same construction as training
+    causal_lm, training_model = training.build_training_model(config, strategy)
     if variant.output_vocabulary < causal_lm.backbone.vocabulary_size:
-        training_model = _restricted_output_model(causal_lm, variant.output_vocabulary)
-        training.compile_for_training(training_model, config)
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            training_model = _restricted_output_model(causal_lm, variant.output_vocabulary)
+            training.compile_for_training(training_model, config)
     if not variant.jit:
         training_model.jit_compile = False  # the train function is built on the first step, after this
     return causal_lm, training_model
+
+
+def distributed_stepper(model, strategy, data: list, rounds: int):
+    """One training step per call on ``strategy``'s replicas, each on its slice of the next batch of ``data``
+    (cycled), as training feeds them. Keras' ``train_on_batch`` would hand every replica the whole batch."""
+    from gpt2chat.modeling import distribute
+
+    dataset = distribute.distributed_batches(strategy, [data[r % len(data)] for r in range(rounds)], rounds)
+    model.fit(dataset, steps_per_epoch=1, verbose=0)  # builds the optimizer and train function as training does
+    iterator = iter(dataset)  # from the first batch again
+
+    def step():
+        return model.train_function(iterator)["loss"]
+
+    return step
 
 
 def batches(sequence_length: int, output_vocabulary: int, args, count: int = 4) -> list:
@@ -202,21 +237,27 @@ def batches(sequence_length: int, output_vocabulary: int, args, count: int = 4) 
                          (rng.random(shape) < args.answer_share).astype(np.float32)) for _ in range(count)]
 
 
-def measure(sequence_length: int, variants: list[Variant], args, peaks: dict) -> list[dict]:
+def measure(sequence_length: int, variants: list[Variant], args, peaks: dict, strategy=None) -> list[dict]:
     """Every variant's tokens/s, and its share of the matmul peak of its compute dtype measured in the same rounds
     (``peaks``: dtype → name → timer; filled with each round's figures)."""
     import numpy as np
 
-    built = [(v, *build_variant(v, sequence_length, args)) for v in variants]
+    built = [(v, *build_variant(v, sequence_length, args, strategy)) for v in variants]
     data = {v.output_vocabulary: batches(sequence_length, v.output_vocabulary, args) for v in variants}
+    rounds = args.warmup_steps + args.steps
+    steppers = {v: distributed_stepper(model, strategy, data[v.output_vocabulary], rounds)
+                for v, _, model in built if v.devices > 1}
     timings = {v: [] for v in variants}
     round_peaks = {dtype: [] for dtype in peaks}
     losses = {}
-    for round_ in range(args.warmup_steps + args.steps):
+    for round_ in range(rounds):
         for variant, _, model in built:
             x, y, weights = data[variant.output_vocabulary][round_ % 4]
             began = time.perf_counter()
-            loss = float(np.asarray(model.train_on_batch(x, y, sample_weight=weights)).reshape(-1)[0])  # waits
+            if variant in steppers:
+                loss = float(steppers[variant]())  # waits
+            else:
+                loss = float(np.asarray(model.train_on_batch(x, y, sample_weight=weights)).reshape(-1)[0])  # waits
             if round_ >= args.warmup_steps:
                 timings[variant].append(time.perf_counter() - began)
             losses[variant] = loss
@@ -242,6 +283,11 @@ def measure(sequence_length: int, variants: list[Variant], args, peaks: dict) ->
             "mfu": statistics.median(shares), "final_loss": losses[variant],
             "parameters": int(causal_lm.backbone.count_params()),
         })
+        if variant.devices > 1:
+            # against one device without XLA, as the replicas run
+            single = timings[dataclasses.replace(variant, jit=False, devices=1)]
+            runs[-1]["scaling_efficiency"] = statistics.median(s1 / (variant.devices * s)
+                                                               for s1, s in zip(single, seconds))
     return runs, round_peaks
 
 
@@ -249,6 +295,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ["KERAS_BACKEND"] = args.backend  # before Keras is imported
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    strategy = None
+    if args.devices > 1:
+        if args.backend != "tensorflow":
+            raise SystemExit("--devices needs --backend tensorflow (gpt2chat trains on tf.distribute)")
+        from gpt2chat.modeling import distribute
+
+        strategy = distribute.strategy(args.devices)  # before TensorFlow starts
+        if args.batch_size % args.devices:
+            raise SystemExit(f"--batch-size {args.batch_size} must split evenly over --devices {args.devices}")
     import keras
 
     from gpt2chat.modeling.model import SIZES
@@ -262,6 +317,11 @@ def main(argv=None) -> int:
     if keras.config.backend() != args.backend:
         raise SystemExit(f"Keras was already imported with the {keras.config.backend()} backend")
     variants = [Variant(p, j == "on", k) for p in args.precisions for j in args.jit for k in args.output_vocabularies]
+    if strategy:
+        # each N-device variant is compared with the same variant on one device without XLA
+        variants += [Variant(p, False, k) for p in args.precisions for k in args.output_vocabularies
+                     if Variant(p, False, k) not in variants]
+        variants += [Variant(p, False, k, args.devices) for p in args.precisions for k in args.output_vocabularies]
     result = {"backend": args.backend, "devices": devices(), "size": args.size, "keras": keras.__version__,
               "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg(), "peaks": {}, "runs": []}
     timers = {}
@@ -271,7 +331,7 @@ def main(argv=None) -> int:
     print(f"backend {args.backend} on {', '.join(result['devices'])}; {args.size}, batch {args.batch_size}, "
           f"{args.steps} timed rounds after {args.warmup_steps} warm-up; {len(variants)} variants in turn", flush=True)
     for sequence_length in args.sequence_lengths:
-        runs, round_peaks = measure(sequence_length, variants, args, timers)
+        runs, round_peaks = measure(sequence_length, variants, args, timers, strategy)
         result["runs"].extend(runs)
         result["peaks"][sequence_length] = round_peaks
     for dtype, rounds in (result["peaks"].get(args.sequence_lengths[-1]) or {}).items():
@@ -280,10 +340,14 @@ def main(argv=None) -> int:
             print(f"matmul {dtype} {args.peak_size}², {name}: median {1000 * statistics.median(figures):.0f}, "
                   f"best {1000 * max(figures):.0f} GFLOP/s over the rounds")
     result["load_average_after"] = os.getloadavg()
-    print(f"\n{'variant':<58}{'T':>5}{'tokens/s':>10}{'speed-up':>10}{'GFLOP/s':>9}{'of peak':>9}")
+    print(f"\n{'variant':<68}{'T':>5}{'tokens/s':>10}{'speed-up':>10}{'GFLOP/s':>9}{'of peak':>9}{'scaling':>9}")
     for run in result["runs"]:
-        print(f"{run['label']:<58}{run['sequence_length']:>5}{run['tokens_per_second']:>10,.0f}"
-              f"{run['speed_up']:>9.2f}x{1000 * run['achieved_tflops']:>9.1f}{100 * run['mfu']:>8.1f}%")
+        scaling = f"{100 * run['scaling_efficiency']:>8.1f}%" if "scaling_efficiency" in run else ""
+        print(f"{run['label']:<68}{run['sequence_length']:>5}{run['tokens_per_second']:>10,.0f}"
+              f"{run['speed_up']:>9.2f}x{1000 * run['achieved_tflops']:>9.1f}{100 * run['mfu']:>8.1f}%{scaling}")
+    if strategy and not any("GPU" in d for d in result["devices"]):
+        print(f"{args.devices} logical CPU devices share this machine's {os.cpu_count()} cores: a correctness run of "
+              f"the distributed step and its overhead, not a speed-up")
     print(f"load average before {result['load_average_before'][0]:.1f}, after {result['load_average_after'][0]:.1f} "
           f"on {result['cpu_count']} CPUs; FLOPs/token = 6N + 12LHT")
     if args.json:

@@ -29,6 +29,25 @@ SIZES = {
 }
 
 
+def gpt2_layout_map(device_mesh):
+    """A ``keras.distribution.LayoutMap`` that splits every GPT-2 weight matrix over ``device_mesh``'s "model" axis
+    (Megatron style: attention by its head dimension, the feed-forward by its inner width, the token embedding by
+    its width) and leaves norms, position embeddings and LoRA adapters whole. It splits dimensions that every
+    GPT-2 size can divide by 2, 4 or 8: head_dim is 64 in each, whereas gpt2_extra_large_en has 25 heads and the
+    vocabulary 50,257 ids. JAX backend only (see gpt2chat.modeling.distribute)."""
+    import keras
+
+    layout = keras.distribution.LayoutMap(device_mesh)  # keys are regular expressions matched to whole paths
+    layout[r".*token_embedding/embeddings"] = (None, "model")
+    layout[r".*self_attention/(query|key|value)/kernel"] = (None, None, "model")  # (hidden, heads, head_dim)
+    layout[r".*self_attention/(query|key|value)/bias"] = (None, "model")
+    layout[r".*self_attention/attention_output/kernel"] = (None, "model", None)  # (heads, head_dim, hidden)
+    layout[r".*feedforward_intermediate_dense/kernel"] = (None, "model")
+    layout[r".*feedforward_intermediate_dense/bias"] = ("model",)
+    layout[r".*feedforward_output_dense/kernel"] = ("model", None)
+    return layout
+
+
 class ModelUnavailable(RuntimeError):
     """A preset that cannot be loaded (not downloadable offline, or not a preset directory)."""
 

@@ -28,6 +28,9 @@ PRESET_WEIGHTS = "model.weights.h5"  # written by save_to_preset
 EXPORT_DIR = "openvino"  # the OpenVINO export of the preset (gpt2chat.modeling.export)
 EXPORT_MODEL = "model.xml"  # with model.bin beside it
 EXPORT_MANIFEST = "export.json"  # what was exported from which weights
+# Settings a run may resume with changed: the devices change where a step runs, not what it computes
+# (the same global batches and loss), so a run started on 2 GPUs can finish on 1.
+RESUMABLE_CHANGES = ("devices", "model_parallel")
 
 
 def is_preset_dir(path: str | Path) -> bool:
@@ -128,8 +131,9 @@ class RunDirectory:
         """Create the run directory for ``settings`` (a training config as a dict); refuse a different run."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         saved = self.training_config()
-        if saved is not None and saved != settings:
-            changed = sorted(k for k in settings if saved.get(k) != settings[k])
+        changed = sorted(k for k in settings if saved is not None and saved.get(k) != settings[k]
+                         and k not in RESUMABLE_CHANGES)
+        if changed:
             raise ValueError(
                 f"{self.root} holds a run with other settings ({', '.join(changed)}); "
                 "use another --output or delete that directory"

@@ -3,6 +3,7 @@
     python -m gpt2chat.train                                   # the quick-start recipe into models/default
     python -m gpt2chat.train --recipe tiny --output /tmp/tiny   # seconds: tests and notebooks
     python -m gpt2chat.train --recipe finetune-base --lora-rank 8 --output models/gpt2-medquad   (needs network)
+    python -m gpt2chat.train --devices 2        # data-parallel on 2 GPUs (README: "Training at scale")
 
 Recipes are data: ``gpt2chat/modeling/recipes/<name>.json`` names the settings it changes from the quick-start
 recipe, and any flag overrides the recipe.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import json
 import logging
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from gpt2chat import settings
+from gpt2chat.modeling import distribute
 from gpt2chat.modeling.model import SIZES, ModelUnavailable
 from gpt2chat.modeling.rundir import RunDirectory
 from gpt2chat.modeling.training_callbacks import TrainingDiverged, checkpointing, restore_seed_states
@@ -90,6 +93,10 @@ class TrainConfig:
     selection_fraction: float = _setting("selection_fraction", "share of training rows that teach sentence "
                                                                "selection (gpt2chat.modeling.selection)")
     max_records: int | None = _setting("max_records", "train on the first N training pairs only")
+    devices: int = _setting("devices", "data-parallel replicas on this machine (GPUs; on a CPU-only machine, "
+                                       "logical CPU devices); --batch-size stays the global batch")
+    model_parallel: int = _setting("model_parallel", "split every weight matrix over this many of the --devices "
+                                                     "(JAX backend only: KERAS_BACKEND=jax)")
     seed: int = dataclasses.field(default=1337, metadata={"help": "seed for initialisation, data order and "
                                                                   "grounding choice"})
 
@@ -118,6 +125,12 @@ class TrainConfig:
             raise ValueError("--weight-decay must be zero or a positive number")
         if not 0 <= self.dropout < 1:
             raise ValueError("--dropout must be at least 0 and below 1")
+        if self.devices < 1 or self.model_parallel < 1 or self.devices % self.model_parallel:
+            raise ValueError("--devices must be at least 1, and a multiple of --model-parallel")
+        if self.batch_size % (self.devices // self.model_parallel):
+            raise ValueError(f"--batch-size {self.batch_size} (the global batch) must split evenly over "
+                             f"the {self.devices // self.model_parallel} data-parallel replicas of --devices "
+                             f"{self.devices}")
         if self.warmup_steps < 0 or self.lora_rank < 0:
             raise ValueError("--warmup-steps and --lora-rank cannot be negative")
         output = Path(self.output).expanduser()
@@ -162,6 +175,14 @@ def _batches(packed, config: TrainConfig, first_step: int):
     return PackedBatches()
 
 
+def _validation_batches(strategy, validation, config: TrainConfig):
+    """The validation rows in global batches of --batch-size, distributed like the training batches."""
+    rows = np.arange(len(validation.rows))
+    batches = [validation.select(rows[start : start + config.batch_size]).batch
+               for start in range(0, len(rows), config.batch_size)]  # as many as validation_steps in _train_in
+    return distribute.distributed_batches(strategy, batches, len(batches), repeat=True)
+
+
 def _load_or_build(config: TrainConfig):
     from gpt2chat.modeling.model import build_causal_lm, load_preset
 
@@ -178,20 +199,25 @@ def _load_or_build(config: TrainConfig):
     return causal_lm
 
 
-def build_training_model(config: TrainConfig):
-    """(causal_lm, training_model): the task that is saved as the preset, and the model that ``fit`` trains.
+def build_training_model(config: TrainConfig, strategy=None):
+    """(causal_lm, training_model): the task that is saved as the preset, and the model that ``fit`` trains,
+    with their variables replicated by ``strategy`` when one is given (``distribute.strategy``).
 
     The training model is a plain functional model over the same layers: Keras' own fit feeds NumPy batches on
     every backend, whereas Keras-Hub's task fit routes them through tf.data or grain."""
     import keras
 
-    causal_lm = _load_or_build(config)
-    training_model = keras.Model(causal_lm.inputs, causal_lm.outputs, name="gpt2_training")
-    compile_for_training(training_model, config)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        causal_lm = _load_or_build(config)
+        training_model = keras.Model(causal_lm.inputs, causal_lm.outputs, name="gpt2_training")
+        compile_for_training(training_model, config)
     return causal_lm, training_model
 
 
 def compile_for_training(training_model, config: TrainConfig) -> None:
+    """AdamW, the cosine schedule and the per-answer-token loss; call it in the strategy's scope if there is one.
+    The learning rate belongs to the global batch (--batch-size), which stays the same on any number of devices,
+    so nothing is rescaled: N devices take the steps one device would."""
     import keras
 
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -201,19 +227,51 @@ def compile_for_training(training_model, config: TrainConfig) -> None:
         decay_steps=config.steps - config.warmup_steps,
         alpha=0.1,
     )
-    optimizer = keras.optimizers.AdamW(
+    replicated = distribute.replicas() > 1
+    adamw = distribute.summed_before_clipping(keras.optimizers.AdamW) if replicated else keras.optimizers.AdamW
+    optimizer = adamw(
         learning_rate=schedule, weight_decay=config.weight_decay, beta_2=0.95, global_clipnorm=1.0
     )
     # Decaying norms, biases and embeddings hurts small models; GPT-2 practice decays matrices only.
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "embeddings"])
-    # Keras' default reduction divides a sample-weighted loss by every position, so the answer-only loss would be
-    # scaled by the share of answer tokens (~0.2) and the learning rate with it; divide by the weights instead.
     training_model.compile(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight"),
+        loss=_answer_token_cross_entropy()(),
         weighted_metrics=[_answer_token_loss()()],
-        jit_compile=True,
+        jit_compile=not replicated,  # see gpt2chat.modeling.distribute: XLA cannot compile a multi-device step
     )
+
+
+def _weighted_cross_entropy(y_true, y_pred, sample_weight):
+    """(cross-entropy summed over weighted (answer) tokens, the sum of their weights)."""
+    import keras
+
+    losses = keras.losses.sparse_categorical_crossentropy(y_true, keras.ops.cast(y_pred, "float32"),
+                                                          from_logits=True)
+    weights = keras.ops.ones_like(losses) if sample_weight is None else keras.ops.cast(sample_weight, "float32")
+    return keras.ops.sum(losses * weights), keras.ops.sum(weights)
+
+
+def _answer_token_cross_entropy():
+    import keras
+
+    class AnswerTokenCrossEntropy(keras.losses.Loss):
+        """The training loss: cross-entropy summed over the answer tokens of the whole batch / their number.
+
+        Keras' default reduction divides a sample-weighted loss by every position, so the answer-only loss would
+        be scaled by the share of answer tokens (~0.2) and the learning rate with it; and on several replicas it
+        averages each replica's own mean. Here each replica returns its share of the global mean (its sum over
+        the batch's answer-token count, summed over replicas): Keras sums the replicas' gradients, which then
+        are the gradient of the whole batch's loss, as on one device."""
+
+        def __init__(self, name="answer_token_cross_entropy", **kwargs):
+            super().__init__(name=name, **kwargs)
+
+        def __call__(self, y_true, y_pred, sample_weight=None):
+            total, count = _weighted_cross_entropy(y_true, y_pred, sample_weight)
+            return total / keras.ops.maximum(distribute.global_sum(count), 1.0)
+
+    return AnswerTokenCrossEntropy
 
 
 def _answer_token_loss():
@@ -221,7 +279,8 @@ def _answer_token_loss():
 
     class AnswerTokenLoss(keras.metrics.Metric):
         """Cross-entropy summed over weighted (answer) tokens / their number, over a whole epoch or evaluation:
-        exact, where the loss Keras logs is a mean of per-batch means."""
+        exact, where the loss Keras logs is a mean of per-batch means. Its variables are summed over replicas
+        when read (Keras metric variables are on-read sums), so it is exact on several devices too."""
 
         def __init__(self, name="answer_loss", **kwargs):
             super().__init__(name=name, **kwargs)
@@ -229,12 +288,9 @@ def _answer_token_loss():
             self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
         def update_state(self, y_true, y_pred, sample_weight=None):
-            losses = keras.losses.sparse_categorical_crossentropy(y_true, keras.ops.cast(y_pred, "float32"),
-                                                                  from_logits=True)
-            weights = keras.ops.ones_like(losses) if sample_weight is None else keras.ops.cast(sample_weight,
-                                                                                               "float32")
-            self.total.assign_add(keras.ops.sum(losses * weights))
-            self.count.assign_add(keras.ops.sum(weights))
+            total, count = _weighted_cross_entropy(y_true, y_pred, sample_weight)
+            self.total.assign_add(total)
+            self.count.assign_add(count)
 
         def result(self):
             return self.total / keras.ops.maximum(self.count, 1.0)
@@ -298,14 +354,22 @@ def train(config: TrainConfig) -> dict:
     is written, and a run that fails before its first checkpoint takes its settings file with it: either way the
     corrected command is not refused as "a run with other settings"."""
     config.validate()
-    import keras
-
     from gpt2chat.corpus.data import xml_files
 
     xml_files(settings.medquad_dir(config.data))
+    try:
+        strategy = distribute.setup(config.devices, config.model_parallel)  # before the backend fixes its devices
+    except distribute.DistributionError as error:
+        raise ValueError(str(error)) from None
+    import keras
+
+    replicas = strategy.num_replicas_in_sync if strategy else config.devices // config.model_parallel
+    if config.batch_size % replicas:
+        raise ValueError(f"--batch-size {config.batch_size} (the global batch) must split evenly over the "
+                         f"{replicas} replicas of the cluster")
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
-    causal_lm, training_model = build_training_model(config)
+    causal_lm, training_model = build_training_model(config, strategy)
     run = RunDirectory(config.output)
     fresh = run.training_config() is None
     try:
@@ -313,14 +377,15 @@ def train(config: TrainConfig) -> dict:
     except OSError as error:
         raise ValueError(f"cannot write the run directory {run.root}: {error.strerror or error}") from None
     try:
-        return _train_in(run, config, causal_lm, training_model)
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            return _train_in(run, config, causal_lm, training_model, strategy)
     except BaseException:
         if fresh and run.load_state() is None:
             run.config.unlink(missing_ok=True)
         raise
 
 
-def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model) -> dict:
+def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model, strategy) -> dict:
     import keras
 
     train_rows, validation = prepare_data(config, causal_lm.preprocessor.tokenizer, run)
@@ -344,12 +409,22 @@ def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model)
 
     if first_epoch < total_epochs:
         started = time.perf_counter()
+        batches = _batches(train_rows, config, first_epoch * config.eval_interval)
+        validation_data, validation_batch_size, validation_steps = validation.batch, config.batch_size, None
+        if strategy:
+            batches = distribute.distributed_batches(strategy, batches, len(batches))
+            validation_steps = math.ceil(len(validation.rows) / config.batch_size)
+            validation_data, validation_batch_size = _validation_batches(strategy, validation, config), None
+            print(f"data-parallel over {strategy.num_replicas_in_sync} replicas "
+                  f"({type(strategy).__name__}): {config.batch_size // strategy.num_replicas_in_sync} rows each "
+                  f"per step", flush=True)
         training_model.fit(
-            _batches(train_rows, config, first_epoch * config.eval_interval),
+            batches,
             steps_per_epoch=config.eval_interval,
             shuffle=False,  # the order is _batches' own, seeded by step
-            validation_data=validation.batch,
-            validation_batch_size=config.batch_size,
+            validation_data=validation_data,
+            validation_batch_size=validation_batch_size,
+            validation_steps=validation_steps,
             epochs=total_epochs,
             initial_epoch=first_epoch,
             callbacks=[checkpointing(run, config, history, best)],
@@ -376,6 +451,8 @@ def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model)
         "median_tokens_per_second": float(np.median([e["tokens_per_second"] for e in history])),
         "wall_seconds_this_session": wall,
         "backend": keras.config.backend(),
+        "replicas": strategy.num_replicas_in_sync if strategy else config.devices // config.model_parallel,
+        "model_parallel": config.model_parallel,
         "history": history,
     }
     RunDirectory.atomic_write_json(summary, run.metrics)
