@@ -218,7 +218,7 @@ class FeedbackStore:
             return False
         if self.is_full():
             self._problem("full", f"feedback database at {self.path} reached its size cap of "
-                                  f"{self.max_bytes / 2**20:.0f} MB ({MAX_MB_ENV}): ratings are not saved")
+                                  f"{self.max_bytes / 2**20:.1f} MB ({MAX_MB_ENV}): ratings are not saved")
             return False
         question, question_types = self._mask(rating.question, LIMITS["question"])
         reason, reason_types = self._mask(rating.reason, LIMITS["reason"])
