@@ -47,6 +47,9 @@ from gpt2chat.serving.server import LOOPBACK, AppDidNotStart, served_app  # noqa
 HOST = LOOPBACK  # loopback only: the soak never listens on or calls another interface
 MAX_USERS, MAX_SECONDS, MAX_SEQUENTIAL = 64, 900, 5000
 CALL_TIMEOUT_S = 120.0
+# The abuse scenario's attacks (``attack``) and how many clients may run them.
+ATTACKS = ("big_rating", "rating_flood", "upload", "state_parking", "malformed_history", "echo")
+MAX_ATTACKERS = 8
 BOOT_TIMEOUT_S = 600.0  # TensorFlow import, model, masker, index and warm-up on busy shared cores
 
 QUESTIONS = (
@@ -84,6 +87,7 @@ class SoakConfig:
     hostile_share: float = 0.4
     seed: int = 0
     attackers: int = 0  # > 0: the abuse scenario (honest users alone, then beside attackers running ATTACKS)
+    attacks: tuple[str, ...] = ATTACKS
 
     def validate(self) -> None:
         if not 1 <= self.users <= MAX_USERS:
@@ -96,6 +100,8 @@ class SoakConfig:
             raise ValueError("--hostile-share must be between 0 and 1")
         if not 0 <= self.attackers <= MAX_ATTACKERS:
             raise ValueError(f"--attackers must be between 0 and {MAX_ATTACKERS}")
+        if not self.attacks or set(self.attacks) - set(ATTACKS):
+            raise ValueError(f"--attacks must be some of {', '.join(ATTACKS)}")
         if not (Path(self.model) / "config.json").is_file():
             raise ValueError(f"--model {self.model} is not a preset directory (train one first, see --help)")
 
@@ -228,8 +234,6 @@ def _slope(points: list[tuple[int, float]]) -> float:
 
 SECRET = "078-05-1120"  # a value hostile requests carry: it must come back in no reply and no log line
 REFERENCE = re.compile(r"ref-[A-Za-z0-9_-]{16}")
-ATTACKS = ("big_rating", "rating_flood", "upload", "state_parking", "malformed_history", "echo")
-MAX_ATTACKERS = 8
 
 
 def _post(http, url: str, path: str, **kwargs):
@@ -310,13 +314,13 @@ def abuse(url: str, pid: int, config: SoakConfig) -> dict:
     baseline = concurrent_users(url, pid, honest)
     print(json.dumps({"honest_alone_valid_p95_s": baseline["valid_p95_s"]}), flush=True)
     deadline = time.monotonic() + config.seconds
-    answers: dict[str, list[str]] = {kind: [] for kind in ATTACKS}
+    answers: dict[str, list[str]] = {kind: [] for kind in config.attacks}
     lock = threading.Lock()
 
     def attacker(number: int) -> None:
         turn = number
         while time.monotonic() < deadline:
-            kind = ATTACKS[turn % len(ATTACKS)]
+            kind = config.attacks[turn % len(config.attacks)]
             text = attack(kind, url, match.group(0) if match else None, config_json)
             with lock:
                 answers[kind].append(text)
@@ -339,6 +343,17 @@ def abuse(url: str, pid: int, config: SoakConfig) -> dict:
         "attack_reply_samples": {kind: texts[0][:300] if texts else None for kind, texts in answers.items()},
         "rss_before_mb": baseline["rss_start_mb"], "rss_after_mb": attacked["rss_end_mb"],
     }
+
+
+def _traceback_errors(log_text: str) -> list[str]:
+    """The exception line ending each traceback in the log (cut to 200 characters), to tell where they come from."""
+    errors, lines = [], log_text.splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            end = next((n for n in range(number + 1, len(lines)) if lines[n] and not lines[n].startswith(" ")),
+                       len(lines) - 1)
+            errors.append(lines[end][:200])
+    return errors
 
 
 def soak(config: SoakConfig) -> dict:
@@ -365,6 +380,7 @@ def soak(config: SoakConfig) -> dict:
             if feedback_db.parent.is_dir() else 0
     report["personal_details_in_server_log"] = [m for m in (*PII_MARKERS, SECRET) if m in log_text]
     report["server_log_tracebacks"] = log_text.count("Traceback")
+    report["server_log_traceback_errors"] = _traceback_errors(log_text)
     report["server_log_longest_line"] = max((len(line) for line in log_text.splitlines()), default=0)
     return report
 
@@ -386,11 +402,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[SoakConfig, str | None]:
                         help="abuse scenario: --users honest users for --seconds alone, then again beside this many "
                              "attackers (big and repeated ratings, uploads, state parking, malformed history, "
                              "values Gradio would echo); reports both p95s (default: 0, off; at most 8)")
+    parser.add_argument("--attacks", default=",".join(ATTACKS),
+                        help="comma-separated attacks the attackers take turns at (default: all)")
     parser.add_argument("--out", help="write the report as JSON here too")
     args = parser.parse_args(argv)
     config = SoakConfig(model=args.model, users=args.users, seconds=args.seconds, sequential=args.sequential,
                         max_new_tokens=args.max_new_tokens, hostile_share=args.hostile_share, seed=args.seed,
-                        attackers=args.attackers)
+                        attackers=args.attackers, attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()))
     return config, args.out
 
 

@@ -3,6 +3,7 @@
 Usage:
     from gpt2chat.guard.safety import assess, check_input
 
+    urgent = default_policy().emergency(raw_message, earlier_user_messages, mask)   # first: any length/language
     text, problem = check_input(raw_message)      # cleaned text, or a polite InputProblem to show instead
     verdict = assess(masked_text)                  # emergency / personal_dosing / diagnosis / None
     if verdict.category:
@@ -10,7 +11,9 @@ Usage:
         if verdict.blocks_answer:                  # emergencies: the reply is the whole answer
             return
 
-Emergencies are found by the keyword rules (``gpt2chat.guard.emergency_rules``) combined with a classifier trained on
+Emergencies are checked before anything else (``SafetyPolicy.emergency``): on the whole message, whatever its length
+or language (Spanish and French rules too), and on the last turns of the conversation read together. They are found
+by the keyword rules (``gpt2chat.guard.emergency_rules``) combined with a classifier trained on
 hand-written messages in the way people type ("i took like 40 tylenol", "my friend OD'd", "kms"): see
 ``gpt2chat.guard.emergency``. Informational questions about the same conditions ("What are the warning signs of a
 stroke?"), past events and hypotheticals are answered. The detector leans towards flagging: a needless emergency
