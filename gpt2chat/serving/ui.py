@@ -9,7 +9,9 @@ Gradio's history (``history_turns``). Text that comes from the user is escaped, 
 a message cannot put links or images into a reply. Every API argument is checked with a message that never
 echoes its value. Gradio 6 takes the theme and CSS in ``launch()``, hence ``launch_options``. Raw user messages
 are never logged: only reply statistics. With a ``FeedbackStore``, every answer gets 👍/👎 (and reasons under the
-flag) and ``/rate`` takes ratings over the API; the store masks them. Each final answer offers follow-up
+flag) and ``/rate`` takes ratings over the API, both by the answer reference each final reply carries: the
+rating is made from the server's copy of what it showed (``AnswerLedger``), never from client text, and the
+store masks it. Each final answer offers follow-up
 questions on the same focus as clickable options (``gpt2chat.chat.followups``).
 """
 
@@ -18,15 +20,13 @@ from __future__ import annotations
 import collections
 import logging
 import math
-import re
 import threading
 import typing
 from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
-from gpt2chat.chat.engine import (EXTRACT_ANSWER, EXTRACT_NOTICE, MODEL_ANSWER, NO_ANSWER, NO_ANSWER_TEXT, ChatEngine,
-                             ChatReply, Turn)
+from gpt2chat.chat.engine import EXTRACT_ANSWER, EXTRACT_NOTICE, ChatEngine, ChatReply, Turn
 from gpt2chat.serving.feedback import NOTICE as FEEDBACK_NOTICE
 from gpt2chat.serving.feedback import (LIMITS, REASONS, AnswerLedger, FeedbackStore, IssuedAnswer, RateLimit, Rating,
                                        session_token)
