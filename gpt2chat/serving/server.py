@@ -171,7 +171,9 @@ def serve(demo, host: str, port: int, *, launch_options: dict, max_request_bytes
                               max_file_size=1, **launch_options)
     print(f"Serving on http://{host}:{port}", flush=True)
     # A browser tab's open event stream would otherwise hold a SIGTERM'd server (and its training child) forever.
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    # log_config=None: uvicorn's own records go through the root handlers, whose lines are capped.
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
 
 
 # --- app.py in a child process, for tests and benchmarks -----------------------------------------------------------
