@@ -7,9 +7,11 @@
     python -m gpt2chat.feedback export [--out DIR]                # a Hugging Face `datasets` dataset on disk
     python -m gpt2chat.feedback delete --before 2026-12-01        # erasure requests (also --session ID)
 
-Every free-text field (question, reason, answer, cited URLs) goes through the engine's masker before it is
-written, so raw messages never reach the database; the rows keep only the masked text and the entity types that
-were removed. The database lives at --db, else $GPT2CHAT_FEEDBACK_DB, else ``data/feedback/feedback.sqlite3``
+Every text field (question, reason, answer, cited URLs and sources) is cut to its limit and then goes through the
+engine's masker before it is written, so raw messages never reach the database; the rows keep only the masked text
+and the entity types that were removed. The app rates by answer reference (``AnswerLedger``: the server's own copy
+of what it showed), under an opaque session token (``session_token``) and per-client limits (``RateLimit``); the
+database refuses ratings past its size cap. The database lives at --db, else $GPT2CHAT_FEEDBACK_DB, else ``data/feedback/feedback.sqlite3``
 (gitignored). A database that cannot be opened or written (corrupt, locked, read-only) costs one log line per
 problem and the rating: never the chat. With $GPT2CHAT_FEEDBACK_REPO and a Hugging Face token a snapshot is
 pushed to that private dataset repo every few minutes (a Space loses its disk on restart).
