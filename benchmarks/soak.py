@@ -12,6 +12,14 @@ It starts ``app.py`` on a free loopback port (127.0.0.1 only) with the given mod
    tell a leak (memory that keeps growing) from a warm-up plateau;
 3. checks that none of the personal details sent appear in the server's log.
 
+With ``--attackers N`` (issue 23) step 1 becomes the abuse scenario: the honest users (valid questions only) run
+alone for ``--seconds``, then again while N attackers send the probe's attacks in turn (950 KB and repeated
+ratings, file uploads, chat histories parked in session state, malformed histories, values Gradio's own checks
+would echo); it reports both p95s and their ratio, what the attacks got back, memory, the feedback database's
+size, and whether the secret they carried reached a reply or the log:
+
+    .venv/bin/python benchmarks/soak.py --model /tmp/soak_model --users 4 --seconds 120 --sequential 0 --attackers 4
+
 Everything is bounded: the counts and durations have hard caps, every call has a timeout, the whole run has a
 deadline, and the server is stopped at the end. The messages are fixed in this file; no user data is involved
 and the report holds counts and timings only.
@@ -23,6 +31,7 @@ import argparse
 import dataclasses
 import json
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -38,6 +47,9 @@ from gpt2chat.serving.server import LOOPBACK, AppDidNotStart, served_app  # noqa
 HOST = LOOPBACK  # loopback only: the soak never listens on or calls another interface
 MAX_USERS, MAX_SECONDS, MAX_SEQUENTIAL = 64, 900, 5000
 CALL_TIMEOUT_S = 120.0
+# The abuse scenario's attacks (``attack``) and how many clients may run them.
+ATTACKS = ("big_rating", "rating_flood", "upload", "state_parking", "malformed_history", "echo")
+MAX_ATTACKERS = 8
 BOOT_TIMEOUT_S = 600.0  # TensorFlow import, model, masker, index and warm-up on busy shared cores
 
 QUESTIONS = (
@@ -74,6 +86,8 @@ class SoakConfig:
     max_new_tokens: int = 64
     hostile_share: float = 0.4
     seed: int = 0
+    attackers: int = 0  # > 0: the abuse scenario (honest users alone, then beside attackers running ATTACKS)
+    attacks: tuple[str, ...] = ATTACKS
 
     def validate(self) -> None:
         if not 1 <= self.users <= MAX_USERS:
@@ -84,6 +98,10 @@ class SoakConfig:
             raise ValueError(f"--sequential must be between 0 and {MAX_SEQUENTIAL}")
         if not 0 <= self.hostile_share <= 1:
             raise ValueError("--hostile-share must be between 0 and 1")
+        if not 0 <= self.attackers <= MAX_ATTACKERS:
+            raise ValueError(f"--attackers must be between 0 and {MAX_ATTACKERS}")
+        if not self.attacks or set(self.attacks) - set(ATTACKS):
+            raise ValueError(f"--attacks must be some of {', '.join(ATTACKS)}")
         if not (Path(self.model) / "config.json").is_file():
             raise ValueError(f"--model {self.model} is not a preset directory (train one first, see --help)")
 
@@ -212,30 +230,164 @@ def _slope(points: list[tuple[int, float]]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
 
 
+# --- abuse: the attacks of issue 23's probe, while honest users ask ----------------------------------------------
+
+SECRET = "078-05-1120"  # a value hostile requests carry: it must come back in no reply and no log line
+REFERENCE = re.compile(r"ref-[A-Za-z0-9_-]{16}")
+
+
+def _post(http, url: str, path: str, **kwargs):
+    import httpx
+
+    try:
+        return http.post(url + path, timeout=CALL_TIMEOUT_S, **kwargs)
+    except httpx.HTTPError:
+        return None
+
+
+def _queue_call(http, url: str, fn_index: int, data: list) -> str:
+    """Join Gradio's queue with raw ``data`` for dependency ``fn_index`` and read the event stream to its end; the
+    whole text the server sent back (to look for echoed values)."""
+    session = f"soak-{random.random():.12f}"
+    joined = _post(http, url, "/gradio_api/queue/join",
+                   json={"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None,
+                         "trigger_id": None})
+    if joined is None or joined.status_code != 200:
+        return f"status {getattr(joined, 'status_code', 'none')}: {getattr(joined, 'text', '')[:2000]}"
+    try:
+        with http.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session},
+                         timeout=CALL_TIMEOUT_S) as stream:
+            return "".join(stream.iter_text())[:200_000]
+    except Exception as error:  # a dropped stream is an outcome here, not a failure of the benchmark
+        return f"stream error {type(error).__name__}"
+
+
+def _dependency(config_json: dict, *, api_name: str | None = None, state_copy: bool = False) -> int | None:
+    """The fn_index of the /chat endpoint, or of the internal event that copies the chatbot into session state."""
+    components = {c["id"]: c["type"] for c in config_json["components"]}
+    for dependency in config_json["dependencies"]:
+        inputs = [components.get(i) for i in dependency["inputs"]]
+        outputs = [components.get(i) for i in dependency["outputs"]]
+        if api_name and dependency.get("api_name") == api_name:
+            return dependency["id"]
+        if state_copy and inputs == ["chatbot"] and outputs == ["state", "state"]:
+            return dependency["id"]
+    return None
+
+
+def attack(kind: str, url: str, reference: str | None, config_json: dict) -> str:
+    """One hostile request of ``kind``: what the server answered, as text."""
+    import httpx
+
+    with httpx.Client() as http:
+        if kind == "upload":
+            answer = _post(http, url, "/gradio_api/upload", files={"files": ("x.bin", b"0" * (1 << 20))})
+            return f"status {getattr(answer, 'status_code', 'none')} {getattr(answer, 'text', '')[:500]}"
+        if kind in ("big_rating", "rating_flood"):
+            reason = SECRET + ("x" * 950_000 if kind == "big_rating" else " wrong")
+            answer = _post(http, url, "/gradio_api/call/rate", json={"data": [reference or "ref-none", False, reason]})
+            if answer is None or answer.status_code != 200:
+                return f"status {getattr(answer, 'status_code', 'none')}"
+            event = answer.json().get("event_id")
+            return http.get(f"{url}/gradio_api/call/rate/{event}", timeout=CALL_TIMEOUT_S).text[:20_000]
+        if kind == "state_parking":
+            history = [{"role": "user", "content": SECRET + " " + "h" * 1000}] * 230  # just under the size limit
+            return _queue_call(http, url, _dependency(config_json, state_copy=True), [history])
+        chat = _dependency(config_json, api_name="chat")
+        if kind == "malformed_history":
+            return _queue_call(http, url, chat, ["hi", [{"role": 7, "content": {"x": SECRET}}] * 3000,
+                                                 0.7, 16, True, False])
+        if kind == "echo":
+            return _queue_call(http, url, chat, ["hi", [], f"my ssn {SECRET}", 16, True, False])
+    raise ValueError(f"unknown attack {kind}")
+
+
+def abuse(url: str, pid: int, config: SoakConfig) -> dict:
+    """Honest users' latency alone, then with ``config.attackers`` clients running ATTACKS in turn, for
+    ``config.seconds`` each; what the attacks got back, and the memory they left."""
+    import httpx
+
+    config_json = httpx.get(f"{url}/config", timeout=CALL_TIMEOUT_S).json()
+    first = api_client(url).predict("What is glaucoma?", 0.0, 16, True, api_name="/ask")
+    match = REFERENCE.search(first if isinstance(first, str) else "")
+    honest = dataclasses.replace(config, hostile_share=0.0)
+    baseline = concurrent_users(url, pid, honest)
+    print(json.dumps({"honest_alone_valid_p95_s": baseline["valid_p95_s"]}), flush=True)
+    deadline = time.monotonic() + config.seconds
+    answers: dict[str, list[str]] = {kind: [] for kind in config.attacks}
+    lock = threading.Lock()
+
+    def attacker(number: int) -> None:
+        turn = number
+        while time.monotonic() < deadline:
+            kind = config.attacks[turn % len(config.attacks)]
+            text = attack(kind, url, match.group(0) if match else None, config_json)
+            with lock:
+                answers[kind].append(text)
+            turn += 1
+
+    threads = [threading.Thread(target=attacker, args=(n,), daemon=True) for n in range(config.attackers)]
+    for thread in threads:
+        thread.start()
+    attacked = concurrent_users(url, pid, honest)
+    for thread in threads:
+        thread.join(timeout=config.seconds + CALL_TIMEOUT_S + 30)
+    ratio = (attacked["valid_p95_s"] / baseline["valid_p95_s"]
+             if attacked["valid_p95_s"] and baseline["valid_p95_s"] else None)
+    return {
+        "honest_alone": {k: baseline[k] for k in ("calls", "errors", "valid_p50_s", "valid_p95_s")},
+        "honest_under_attack": {k: attacked[k] for k in ("calls", "errors", "valid_p50_s", "valid_p95_s")},
+        "valid_p95_ratio": ratio,
+        "attacks_sent": {kind: len(texts) for kind, texts in answers.items()},
+        "attack_replies_echoing_the_secret": {kind: sum(SECRET in t for t in texts) for kind, texts in answers.items()},
+        "attack_reply_samples": {kind: texts[0][:300] if texts else None for kind, texts in answers.items()},
+        "rss_before_mb": baseline["rss_start_mb"], "rss_after_mb": attacked["rss_end_mb"],
+    }
+
+
+def _traceback_errors(log_text: str) -> list[str]:
+    """The exception line ending each traceback in the log (cut to 200 characters), to tell where they come from."""
+    errors, lines = [], log_text.splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            end = next((n for n in range(number + 1, len(lines)) if lines[n] and not lines[n].startswith(" ")),
+                       len(lines) - 1)
+            errors.append(lines[end][:200])
+    return errors
+
+
 def soak(config: SoakConfig) -> dict:
     config.validate()
     with tempfile.TemporaryDirectory(prefix="gpt2chat-soak-") as scratch:
         log_path = Path(scratch) / "app.log"
-        with served_app(REPO_ROOT, log_path, env={"GPT2CHAT_MODEL": config.model},
-                        boot_timeout_s=BOOT_TIMEOUT_S) as running:
+        feedback_db = Path(scratch) / "feedback" / "feedback.sqlite3"
+        with served_app(REPO_ROOT, log_path, env={"GPT2CHAT_MODEL": config.model, "GPT2CHAT_FEEDBACK_DB":
+                                                  str(feedback_db)}, boot_timeout_s=BOOT_TIMEOUT_S) as running:
             url, pid = running.url, running.pid
             report = {"config": dataclasses.asdict(config), "rss_after_boot_mb": resident_mb(pid)}
             print(f"server up (pid {pid}, {report['rss_after_boot_mb']:.0f} MB); {config.users} users for "
                   f"{config.seconds:.0f} s…", flush=True)
-            report["concurrent"] = concurrent_users(url, pid, config)
-            print(json.dumps({k: v for k, v in report["concurrent"].items() if k != "by_kind"}), flush=True)
+            if config.attackers:
+                report["abuse"] = abuse(url, pid, config)
+            else:
+                report["concurrent"] = concurrent_users(url, pid, config)
+                print(json.dumps({k: v for k, v in report["concurrent"].items() if k != "by_kind"}), flush=True)
             if config.sequential:
                 print(f"{config.sequential} sequential /ask calls…", flush=True)
                 report["sequential"] = sequential_calls(url, pid, config)
         log_text = log_path.read_text(errors="replace")
-    report["personal_details_in_server_log"] = [m for m in PII_MARKERS if m in log_text]
+        report["feedback_db_bytes"] = sum(p.stat().st_size for p in feedback_db.parent.glob("*")) \
+            if feedback_db.parent.is_dir() else 0
+    report["personal_details_in_server_log"] = [m for m in (*PII_MARKERS, SECRET) if m in log_text]
     report["server_log_tracebacks"] = log_text.count("Traceback")
+    report["server_log_traceback_errors"] = _traceback_errors(log_text)
+    report["server_log_longest_line"] = max((len(line) for line in log_text.splitlines()), default=0)
     return report
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[SoakConfig, str | None]:
     parser = argparse.ArgumentParser(prog="benchmarks/soak.py", description=__doc__.split("\n")[0],
-                                     epilog="Caps: users <= 64, seconds <= 900, sequential <= 5000.")
+                                     epilog="Caps: users <= 64, seconds <= 900, sequential <= 5000, attackers <= 8.")
     parser.add_argument("--model", required=True, help="Keras-Hub preset directory the app serves")
     parser.add_argument("--users", type=int, default=SoakConfig.users, help="concurrent API users (default: 40)")
     parser.add_argument("--seconds", type=float, default=SoakConfig.seconds, help="soak length (default: 300)")
@@ -246,10 +398,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[SoakConfig, str | None]:
     parser.add_argument("--hostile-share", type=float, default=SoakConfig.hostile_share,
                         help="share of hostile messages (default: 0.4)")
     parser.add_argument("--seed", type=int, default=SoakConfig.seed, help="seed of the message mix")
+    parser.add_argument("--attackers", type=int, default=SoakConfig.attackers,
+                        help="abuse scenario: --users honest users for --seconds alone, then again beside this many "
+                             "attackers (big and repeated ratings, uploads, state parking, malformed history, "
+                             "values Gradio would echo); reports both p95s (default: 0, off; at most 8)")
+    parser.add_argument("--attacks", default=",".join(ATTACKS),
+                        help="comma-separated attacks the attackers take turns at (default: all)")
     parser.add_argument("--out", help="write the report as JSON here too")
     args = parser.parse_args(argv)
     config = SoakConfig(model=args.model, users=args.users, seconds=args.seconds, sequential=args.sequential,
-                        max_new_tokens=args.max_new_tokens, hostile_share=args.hostile_share, seed=args.seed)
+                        max_new_tokens=args.max_new_tokens, hostile_share=args.hostile_share, seed=args.seed,
+                        attackers=args.attackers, attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()))
     return config, args.out
 
 

@@ -172,6 +172,9 @@ def test_hard_copy_decoding_makes_even_the_tiny_model_quote_its_passage(tiny_eng
 
 def test_the_factory_takes_its_collaborators(tiny_engine):
     class Refusing:
+        def emergency(self, message, earlier=(), mask=None):
+            return None
+
         def check_input(self, text, max_chars=2000):
             return text, None
 
@@ -184,6 +187,17 @@ def test_the_factory_takes_its_collaborators(tiny_engine):
                               safety=Refusing())
     assert engine.safety.__class__ is Refusing and engine.generator is None
     assert engine.reply("What is glaucoma?").category == "emergency"
+
+
+def test_emergencies_are_checked_first_on_the_whole_message_and_the_conversation(tiny_engine):
+    story = "My father is 74 and lives with us; this morning he seemed tired at breakfast. " * 30
+    assert tiny_engine.reply(story + "What is a healthy diet?").category == "invalid"  # too long, no emergency
+    assert tiny_engine.reply(story + "Now his face is drooping and he cant talk.").category == "emergency"
+    assert tiny_engine.reply("mi bebé no respira").category == "emergency"
+    follow_up = "it was the drain cleaner, his mouth is red, what should i do"
+    assert tiny_engine.reply(follow_up).category != "emergency"
+    earlier = [("my son swallowed something from under the sink", "Please call your local emergency number now.")]
+    assert tiny_engine.reply(follow_up, earlier).category == "emergency"
 
 
 def test_streaming_shows_a_placeholder_then_the_checked_answer(tiny_engine):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import logging
+import os
 import sqlite3
 import types
 
@@ -282,3 +283,52 @@ def test_scheduler_uploads_a_consistent_snapshot(tmp_path, masker):
     assert FeedbackStore(copy, create=False).rows()[-1]["question"] == "What is glaucoma?"
     assert len(FeedbackStore(copy, create=False).rows()) == 2
     assert b"536-22-8741" not in uploaded
+
+
+def test_every_field_is_cut_before_it_is_masked_and_surrogates_are_dropped(tmp_path, masker, monkeypatch):
+    store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
+    seen = []
+    monkeypatch.setattr(masker, "mask", lambda text, real=masker.mask: seen.append(len(text)) or real(text))
+    huge = "What is glaucoma? " + "x " * 500_000 + "call John Smith at 415-555-0123"
+    assert store.record(rating(question=huge, reason="bad \ud800 answer from Jane Doe", answer=ANSWER * 2000))
+    assert max(seen) <= feedback.LIMITS["answer"]  # nothing larger than a limit ever reached the masker
+    [row] = store.rows()
+    assert len(row["question"]) <= feedback.LIMITS["question"] and "glaucoma" in row["question"]
+    assert "\ud800" not in row["reason"] and "answer" in row["reason"] and "Jane" not in row["reason"]
+    assert feedback.storable("a b " + "c" * 10, 5) == "a b"  # cut at a space, never inside a value
+
+
+def test_a_full_database_refuses_with_one_clear_line(tmp_path, masker, caplog):
+    store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
+    caplog.set_level(logging.WARNING, logger="gpt2chat.serving.feedback")
+    assert store.record(rating()) is True
+    store.max_bytes = store.size_bytes()
+    assert store.record(rating()) is False and store.record(rating()) is False
+    assert store.is_full() and len(store.rows()) == 1
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "size cap" in line and feedback.MAX_MB_ENV in line
+
+
+def test_an_unwritable_store_recovers_when_its_folder_becomes_writable(tmp_path, masker, caplog):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    if os.access(folder, os.W_OK):  # root ignores permissions
+        folder.chmod(0o700)
+        folder.rmdir()
+        folder.write_text("a file where the folder should be")
+    caplog.set_level(logging.INFO, logger="gpt2chat.serving.feedback")
+    store = FeedbackStore(folder / "feedback.sqlite3" if folder.is_dir() else folder / "sub" / "f.sqlite3", masker,
+                          retry_s=0.0)
+    assert store.record(rating()) is False
+    feedback.start_hub_sync(store, env={})
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("unusable" in m for m in messages) and not any("stored locally" in m for m in messages)
+    assert any("cannot be stored" in m for m in messages)
+    if folder.is_dir():
+        folder.chmod(0o700)
+    else:
+        folder.unlink()
+        folder.mkdir()
+    assert store.record(rating()) is True and len(store.rows()) == 1
+    assert "usable again" in caplog.records[-1].getMessage()

@@ -15,16 +15,15 @@ import pytest
 
 from gpt2chat.serving import ui
 from gpt2chat.corpus.data import focus_key
-from gpt2chat.chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, NO_ANSWER, ChatReply, Source
-from gpt2chat.serving.feedback import FeedbackStore
+from gpt2chat.modeling.generation import SamplingConfig
+from gpt2chat.serving.feedback import AnswerLedger, FeedbackStore, RateLimit
 from gpt2chat.serving.server import free_port
 from gpt2chat.chat.followups import FollowupFinder, readable
 from tests.test_browser import ANSWER_TIMEOUT_MS, browser  # noqa: F401  (the module-scoped chromium)
 
 PII_QUESTION = "I'm John Smith, SSN 536-22-8741. What is glaucoma?"
 PII_VALUES = (b"John", b"Smith", b"536-22-8741")
-SOURCES = [Source("Glaucoma", "https://nei.nih.gov/glaucoma", "NEI"),
-           Source("Gout", "https://niams.nih.gov/g", "NIAMS")]
+FAST_SAMPLING = SamplingConfig(max_new_tokens=32, temperature=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -42,66 +41,79 @@ def record_with_follow_ups(records):
     return next(r for r in records if len(types_per_focus[focus_key(r.focus)]) >= 4)
 
 
-@pytest.mark.parametrize("kind", [MODEL_ANSWER, EXTRACT_ANSWER, NO_ANSWER])
-def test_reply_facts_read_back_what_render_reply_wrote(kind):
-    reply = ChatReply(answer="Glaucoma damages the optic nerve.", answer_kind=kind, sources=list(SOURCES),
-                      evidence="Glaucoma is a group of diseases.", finished=True)
-    if kind == NO_ANSWER:
-        reply = ChatReply(category="emergency", notice="Call your local emergency number now.", finished=True)
-    facts = ui.reply_facts(ui.render_reply(reply))
-    assert facts["shown"] == kind
-    if kind != NO_ANSWER:
-        assert facts["urls"] == [s.url for s in SOURCES] and facts["sources"] == ["NEI", "NIAMS"]
-
-
-def test_rated_turn_finds_the_question_an_answer_replied_to():
-    history = [{"role": "user", "content": "What is gout?"}, {"role": "assistant", "content": "Arthritis."},
-               {"role": "user", "content": [{"type": "text", "text": "And glaucoma?"}]},
-               {"role": "assistant", "content": "An eye disease."}]
-    assert ui.rated_turn(history, 3) == ("And glaucoma?", "An eye disease.")
-    assert ui.rated_turn(history, 1) == ("What is gout?", "Arthritis.")
-
-
 def like(index: int, liked, value: str = "") -> gr.LikeData:
     return gr.LikeData(None, {"index": index, "value": [value], "liked": liked})
 
 
-def test_like_and_dislike_are_stored_masked_end_to_end(tiny_engine, masker, tmp_path):
-    store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
-    chat = ui.make_chat_fn(tiny_engine)
-    *_, answer = chat(PII_QUESTION, [], 0.0, 32, True, False)
+def answered(tiny_engine, ledger, question=PII_QUESTION) -> tuple[list[dict], str]:
+    chat = ui.make_chat_fn(tiny_engine, ledger=ledger)
+    *_, answer = chat(question, [], 0.0, 32, True, False)
     answer = answer.content if isinstance(answer, gr.ChatMessage) else answer
-    history = [{"role": "user", "content": PII_QUESTION}, {"role": "assistant", "content": answer}]
-    rate = ui.make_like_fn(store, tiny_engine)
-    request = types.SimpleNamespace(session_hash="browser-session")
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}], answer
 
-    assert rate(like(1, True), history, "", 0.0, 32, True, False, request) == ""
-    assert rate(like(1, "Wrong"), history, "my name John Smith is in it", 0.0, 32, True, False, request) == ""
-    assert rate(like(1, "Wrong"), history, "again", 0.0, 32, True, False, request) == "again"  # sent twice
-    assert rate(like(1, ""), history, "kept", 0.0, 32, True, False, request) == "kept"  # a thumb clicked off
 
-    up, flagged = store.rows()
-    assert up["liked"] and not flagged["liked"] and flagged["reason"].startswith("wrong — my name")
+def test_like_and_dislike_store_the_servers_copy_masked(tiny_engine, masker, tmp_path):
+    store, ledger = FeedbackStore(tmp_path / "feedback.sqlite3", masker), AnswerLedger()
+    history, answer = answered(tiny_engine, ledger)
+    reference = AnswerLedger.REFERENCE.search(answer).group(0)
+    rate = ui.make_like_fn(store, ledger)
+    request = types.SimpleNamespace(session_hash="browser-session", client=types.SimpleNamespace(host="10.0.0.1"))
+
+    assert rate(like(1, True), history, "", request) == ""
+    assert rate(like(1, "Wrong"), history, "my name John Smith is in it", request) == ""
+    assert rate(like(1, "Wrong"), history, "again", request) == "again"  # sent twice
+    assert rate(like(1, ""), history, "kept", request) == "kept"  # a thumb clicked off
+    # A client that rewrites the rated message cannot put its own text or sources in the database.
+    forged = [history[0], {"role": "assistant", "content": f"FORGED [x](https://evil.example/a) (EVIL) {reference}"}]
+    assert rate(like(1, False), forged, "", request) == ""
+
+    up, flagged, third = store.rows()
+    assert up["liked"] and not flagged["liked"] and flagged["reason"].startswith("wrong — my name <PERSON>")
     assert "<US_SSN>" in up["question"] and "glaucoma" in up["question"]
-    assert up["session_id"] == "browser-session" and up["settings"]["max_new_tokens"] == 32
-    assert up["shown"] == ui.reply_facts(answer)["shown"] and up["model_id"] == tiny_engine.config.model
-    assert up["urls"] == ui.reply_facts(answer)["urls"]
+    assert up["session_id"].startswith("s-") and "browser-session" not in up["session_id"]  # an opaque token
+    assert up["settings"]["max_new_tokens"] == 32 and up["model_id"] == tiny_engine.config.model
+    assert third["answer"] == up["answer"] and "FORGED" not in third["answer"] and "EVIL" not in third["sources"]
+    assert up["answer"] == ui.answer_of(answer)
     on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("feedback.sqlite3*"))
     assert not any(value in on_disk for value in PII_VALUES)
+    assert rate(like(1, True), [history[0], {"role": "assistant", "content": "no reference"}], "x", request) == "x"
 
 
-def test_rate_api_stores_a_masked_rating_and_refuses_bad_input(tiny_engine, masker, tmp_path):
-    store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
-    rate = ui.make_rate_fn(store, tiny_engine)
-    answer = ui.render_reply(ChatReply(answer="An eye disease.", answer_kind=MODEL_ANSWER, sources=SOURCES[:1],
-                                       finished=True))
-    assert rate(PII_QUESTION, answer, False, "unsafe", "client-7") == "saved"
+def test_rate_api_takes_a_reference_and_refuses_bad_input(tiny_engine, masker, tmp_path, monkeypatch):
+    store, ledger = FeedbackStore(tmp_path / "feedback.sqlite3", masker), AnswerLedger()
+    _, answer = answered(tiny_engine, ledger)
+    reference = AnswerLedger.REFERENCE.search(answer).group(0)
+    rate = ui.make_rate_fn(store, ledger)
+    assert rate(reference, False, "unsafe, from jane.doe@gmial.con") == "saved"
     [row] = store.rows()
-    assert row["session_id"] == "client-7" and row["sources"] == ["NEI"] and "536-22-8741" not in row["question"]
-    with pytest.raises(gr.Error, match="liked must be true or false"):
-        rate("q", "a", "maybe")
+    assert "536-22-8741" not in row["question"] and row["reason"] == "unsafe, from <EMAIL>"
+    assert row["sources"] == [s.source for s in tiny_engine.reply(PII_QUESTION, sampling=FAST_SAMPLING).sources]
+    for bad, message in [((reference, "maybe"), "liked must be true or false"),
+                         (("ref-0000000000000000", True), "reference must be"), (("'; drop", True), "reference must be"),
+                         ((reference, True, "x" * 501), "at most 500 characters"), ((reference, True, 7), "reason must be text")]:
+        with pytest.raises(gr.Error, match=message) as error:
+            rate(*bad)
+        assert "drop" not in str(error.value) and "xxxx" not in str(error.value)
+    assert rate(reference, True, "a lone \ud800 surrogate") == "saved"  # stored without it, no traceback
+    assert "surrogate" in store.rows()[-1]["reason"]
     broken = FeedbackStore(tmp_path / "missing" / "x.sqlite3", masker, create=False)
-    assert ui.make_rate_fn(broken, tiny_engine)("q", answer, True) == "not saved: the feedback store is unavailable"
+    assert ui.make_rate_fn(broken, ledger)(reference, True) == "not saved: the feedback store is unavailable"
+    full = FeedbackStore(tmp_path / "feedback.sqlite3", masker, max_bytes=1)
+    assert ui.make_rate_fn(full, ledger)(reference, True) == "not saved: the feedback store is full"
+
+
+def test_ratings_are_limited_per_client(tiny_engine, masker, tmp_path, monkeypatch):
+    monkeypatch.setattr(ui, "RATINGS_PER_SESSION", RateLimit(3, 600))
+    store, ledger = FeedbackStore(tmp_path / "feedback.sqlite3", masker), AnswerLedger()
+    _, answer = answered(tiny_engine, ledger, "What is glaucoma?")
+    reference = AnswerLedger.REFERENCE.search(answer).group(0)
+    rate = ui.make_rate_fn(store, ledger)
+    one = types.SimpleNamespace(session_hash="one", client=types.SimpleNamespace(host="10.0.0.1"))
+    assert [rate(reference, True, "", one) for _ in range(3)] == ["saved"] * 3
+    with pytest.raises(gr.Error, match="Too many ratings"):
+        rate(reference, True, "", one)
+    assert rate(reference, True, "", types.SimpleNamespace(session_hash="two", client=one.client)) == "saved"
+    assert len(store.rows()) == 4
 
 
 def test_the_final_reply_offers_follow_ups_of_the_same_focus(tiny_engine, sample_records):

@@ -62,6 +62,18 @@ PII_CASES = [
     ("ADDRESS", "Flat 302, Shanti Apartments, MG Road, Bengaluru 560001 is my address.",
      "Flat 302, Shanti Apartments, MG Road, Bengaluru 560001"),
     ("ADDRESS", "my postcode is M14 5GH, where is a walk-in centre?", "M14 5GH"),
+    # Issue 23: what reached the feedback database unmasked.
+    ("PERSON", "im quincy abernathy and i have asthma", "quincy abernathy"),
+    ("PERSON", "Abernathy, Quincy - what causes gout?", "Abernathy, Quincy"),
+    ("PERSON", "Patient: okafor, chidi. is psoriasis contagious?", "okafor, chidi"),
+    ("US_SSN", "my ssn is 078051120 do you need it", "078051120"),
+    ("INSURANCE_ID", "my insurance member id is XJH123456789, does it cover insulin?", "XJH123456789"),
+    ("INSURANCE_ID", "medicare number 1EG4-TE5-MK73, am i covered?", "1EG4-TE5-MK73"),
+    ("EMAIL", "email me the results at jane.doe@gmial.con", "jane.doe@gmial.con"),
+    ("ADDRESS", "I live at 1423 Maple Avenue. Springfield, IL 62704", "1423 Maple Avenue. Springfield, IL 62704"),
+    ("ADDRESS", "1423 Maple Avenue\nSpringfield, Illinois 62704", "1423 Maple Avenue\nSpringfield, Illinois 62704"),
+    ("ADDRESS", "we moved to Austin, TX 78701 and need a pediatrician", "Austin, TX 78701"),
+    ("ADDRESS", "123 main st springfield il 62704 is where i live", "123 main st springfield il 62704"),
 ]
 
 
@@ -119,6 +131,11 @@ MEDICAL_PHRASES = [
     "my name is on the waiting list for a kidney transplant",
     "im not sure if this is crohns or ibs, it's been 3 days",
     "im worried, im feeling dizzy and im bedbound. thanks, doctor",
+    "i take 2 pills or 10000 units of vitamin d, is that too much?",
+    "what is medicare part d and does it cover insulin?",
+    "my group number is 2 and my plan has a deductible",
+    "Lupus, fatigue and joint pain: how are they related?",
+    "Stage 4, grade 2 breast cancer: what is the survival rate?",
 ]
 
 

@@ -58,3 +58,43 @@ def test_a_chunked_body_is_cut_off_once_it_passes_the_limit():
 def test_a_small_body_passes_through():
     sent, seen = _call([(b"content-length", b"10")], [b"x" * 10])
     assert sent[0]["status"] == 200 and seen[0]["body"] == b"x" * 10
+
+
+def test_upload_routes_are_closed_and_other_routes_pass():
+    from gpt2chat.serving.server import ClosedRoutes
+
+    def call(path):
+        sent, reached = [], []
+
+        async def inner(scope, receive, send):
+            reached.append(scope["path"])
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+
+        async def send(message):
+            sent.append(message)
+
+        asyncio.run(ClosedRoutes(inner)({"type": "http", "path": path, "headers": []}, None, send))
+        return sent[0]["status"], reached
+
+    assert call("/gradio_api/upload") == (403, []) and call("/gradio_api/upload/") == (403, [])
+    assert call("/gradio_api/info") == (200, ["/gradio_api/info"])
+
+
+def test_gradio_tracebacks_are_one_line_without_values_and_log_lines_are_capped(caplog, capsys):
+    import logging
+
+    import gradio.queueing
+
+    from gpt2chat.serving.server import LogLineCap, withhold_request_values
+
+    withhold_request_values()
+    caplog.set_level(logging.WARNING)
+    try:
+        raise ValueError("the value passed to the event handler was: 'my ssn 078-05-1120'")
+    except ValueError:
+        gradio.queueing.traceback.print_exc()
+    assert "078-05-1120" not in caplog.text + capsys.readouterr().err
+    assert "a request failed in Gradio: ValueError" in caplog.text
+    assert gradio.queueing.traceback.format_exc  # the rest of the module is still there
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%s", ("y" * 5000,), None)
+    assert LogLineCap(100).filter(record) and len(record.getMessage()) < 120

@@ -28,7 +28,8 @@ soak = _load_soak()
 
 
 @pytest.mark.parametrize("excess", [dict(users=0), dict(users=65), dict(seconds=0), dict(seconds=901),
-                                    dict(sequential=-1), dict(sequential=5001), dict(hostile_share=1.5)])
+                                    dict(sequential=-1), dict(sequential=5001), dict(hostile_share=1.5),
+                                    dict(attackers=9), dict(attackers=-1), dict(attacks=()), dict(attacks=("ddos",))])
 def test_the_soak_is_bounded(tmp_path, excess):
     (tmp_path / "config.json").write_text("{}")
     soak.SoakConfig(model=str(tmp_path)).validate()
@@ -89,3 +90,11 @@ def test_masking_new_words_leaves_spacy_vocabulary_as_it_was():
     before = len(unzoned.nlp.vocab.strings)
     unzoned.mask(f"my doctor said {word()} {word()}")
     assert len(unzoned.nlp.vocab.strings) > before  # what the zone prevents: the test can fail
+
+
+def test_abuse_attacks_are_known_and_the_traceback_summary_reads_the_exception_line():
+    assert set(soak.ATTACKS) == {"big_rating", "rating_flood", "upload", "state_parking", "malformed_history", "echo"}
+    with pytest.raises(ValueError, match="unknown attack"):
+        soak.attack("ddos", "http://127.0.0.1:1", None, {"components": [], "dependencies": []})
+    log = "ok\nTraceback (most recent call last):\n  File x\n    raise\nValueError: boom\nnext\n"
+    assert soak._traceback_errors(log) == ["ValueError: boom"]

@@ -364,3 +364,26 @@ def test_lora_on_a_model_split_over_two_devices_takes_the_one_device_steps(tmp_p
     assert np.array_equal(result["before1"], result["before2"])
     moved = np.abs(result["after1"] - result["before1"]).max()
     assert moved > 0 and np.abs(result["after2"] - result["after1"]).max() < 0.01 * moved
+
+
+def test_train_refuses_a_folder_that_is_not_a_run_and_names_what_it_would_overwrite(tmp_path, capsys):
+    from gpt2chat.modeling.train import check_output, main
+
+    folder = tmp_path / "my_project"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json", "notes.txt"):
+        (folder / name).write_text("mine")
+    assert main(["--recipe", "tiny", "--output", str(folder)]) == 2
+    error = capsys.readouterr().err
+    assert "overwrite config.json, tokenizer.json" in error and "--force" in error and "notes.txt" not in error
+    assert (folder / "config.json").read_text() == "mine" and not (folder / "training_config.json").exists()
+    check_output(str(tmp_path / "new"))  # a new folder, an empty one and a run are fine
+    (tmp_path / "empty").mkdir()
+    check_output(str(tmp_path / "empty"))
+    (folder / "training_config.json").write_text("{}")
+    check_output(str(folder))  # a run: RunDirectory.prepare resumes it or refuses other settings
+    (folder / "training_config.json").unlink()
+    # --force skips the refusal: this run then stops at the missing MedQuAD folder, before writing anything.
+    assert main(["--recipe", "tiny", "--output", str(folder), "--force", "--data", str(tmp_path / "no_data")]) == 2
+    error = capsys.readouterr().err
+    assert "--force" not in error and "no_data" in error

@@ -224,3 +224,24 @@ def test_no_answer_links_the_medlineplus_search_instead_of_a_source():
     url = "https://medlineplus.gov/search/?query=metformin+dose"
     rendered = ui.render_reply(ChatReply(answer="No NIH answer.", category="no_answer", search_url=url, finished=True))
     assert f"]({url})" in rendered and "**Sources:**" not in rendered
+
+
+def test_hostile_requests_echo_no_value_and_leave_none_in_the_log(live_app, tmp_path_factory):
+    """Issue 23's probe, one request of each kind (benchmarks/soak.py's ATTACKS), the server log read after each:
+    Gradio's own input checks used to echo the value to the client and into the log with a traceback."""
+    import httpx
+
+    from tests.test_soak import soak
+
+    config_json = httpx.get(f"{live_app}/config", timeout=60).json()
+    log_path = next(tmp_path_factory.getbasetemp().glob("live_app*/app.log"))
+    replies = {}
+    for kind in soak.ATTACKS:
+        replies[kind] = soak.attack(kind, live_app, None, config_json)
+        assert soak.SECRET not in replies[kind], kind
+        log = log_path.read_text(errors="replace")
+        assert soak.SECRET not in log and "Traceback" not in log, kind
+        assert max(map(len, log.splitlines())) <= 600, kind
+    assert replies["upload"].startswith("status 403")
+    assert replies["big_rating"] == "status 413"  # refused before it is parsed
+    assert "reference must be" in replies["rating_flood"]

@@ -1,6 +1,6 @@
 """The chat engine: one object that the UI, the API, the benchmarks and the reports all use.
 
-    message → check input → mask PII → safety → retrieve NIH passages → prompt (history within the context
+    message → emergencies (whole message, last turns) → check input → mask PII → safety → retrieve NIH passages → prompt (history within the context
     budget, reference passage when grounded) → stream tokens → verify every sentence against the passages
     → structured reply (answer, how it was made, citations)
 
@@ -339,6 +339,12 @@ class ChatEngine:
     ) -> Iterator[ChatReply]:
         """Yield a growing reply; the last one has ``finished=True``. ``history`` is earlier turns, oldest first.
         ``grounded=False`` leaves the passage out of a generating model's prompt; the answer is still checked."""
+        # Emergencies first: the whole message (any length or language) and the last turns read together.
+        earlier = [turn.question if isinstance(turn, Turn) else turn[0] for turn in history]
+        urgent = self.safety.emergency(message, earlier, mask=lambda text: self.masker.mask(text).text)
+        if urgent:
+            yield ChatReply(category="emergency", notice=urgent.reply, finished=True)
+            return
         text, problem = self.safety.check_input(message, self.config.max_input_chars)
         if problem:
             yield ChatReply(category="invalid", notice=problem.reply, finished=True)

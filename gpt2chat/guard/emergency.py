@@ -7,6 +7,8 @@ Usage:
 The labelled set (``resources/emergency_set.jsonl``) is hand-written: many phrasings per kind of emergency
 (lowercase, typos, slang, third person) and a larger class of non-emergencies, including informational questions
 about the same conditions, past events, hypotheticals, dosing questions and idioms ("my back is killing me").
+Rows may carry ``"lang"`` ("es", "fr": Spanish and French phrasings of every kind) and ``"history"`` (the earlier
+user messages of a conversation, labelled together with the last one; held out, never trained on).
 Rows with ``"split": "test"`` are held out: nothing here trains or tunes on them; only
 ``python -m gpt2chat.safety --eval`` reads them. Training also takes 376 MedQuAD train-split questions as
 non-emergencies (``resources/emergency_medquad_questions.txt``): before them, a question full of rare disease names
@@ -59,6 +61,8 @@ class LabelledMessage:
     text: str
     kind: str  # one of KINDS, or NOT_EMERGENCY
     split: str  # "train" or "test" (held out)
+    lang: str = "en"  # "en", "es" or "fr"
+    history: tuple[str, ...] = ()  # earlier user messages of the conversation, oldest first; the label is for all
 
     @property
     def is_emergency(self) -> bool:
@@ -74,9 +78,14 @@ def load_labelled_set(path: str | Path = SET_PATH) -> list[LabelledMessage]:
                 continue
             try:
                 row = json.loads(line)
-                message = LabelledMessage(str(row["text"]), str(row["kind"]), str(row["split"]))
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: expected {{\"text\", \"kind\", \"split\"}} ({error})") from None
+                history = row.get("history", [])
+                if not isinstance(history, list):
+                    raise TypeError("history must be a list of messages")
+                message = LabelledMessage(str(row["text"]), str(row["kind"]), str(row["split"]),
+                                          str(row.get("lang", "en")), tuple(map(str, history)))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+                raise ValueError(f"{path}:{number}: expected {{\"text\", \"kind\", \"split\"}} and optionally "
+                                 f"\"lang\", \"history\" ({error})") from None
             if message.kind not in KINDS + (NOT_EMERGENCY,) or message.split not in SPLITS:
                 raise ValueError(f"{path}:{number}: kind must be one of {KINDS + (NOT_EMERGENCY,)} and split one of "
                                  f"{SPLITS}, got {message.kind!r} and {message.split!r}")
@@ -95,8 +104,9 @@ def load_medquad_questions(path: str | Path = MEDQUAD_QUESTIONS_PATH) -> list[La
 
 def training_rows(path: str | Path = SET_PATH,
                   medquad_questions: str | Path | None = MEDQUAD_QUESTIONS_PATH) -> list[LabelledMessage]:
-    """What the detector trains on: the set's training rows (never its held-out rows) and the MedQuAD questions."""
-    rows = [m for m in load_labelled_set(path) if m.split == "train"]
+    """What the detector trains on: the set's training rows (never its held-out rows) and the MedQuAD questions.
+    Conversation rows are labelled as a whole, not by their last message, so they never train the classifier."""
+    rows = [m for m in load_labelled_set(path) if m.split == "train" and not m.history]
     return rows + (load_medquad_questions(medquad_questions) if medquad_questions else [])
 
 

@@ -1,7 +1,8 @@
 """Emergency detection measured on the held-out rows of the labelled set: ``python -m gpt2chat.safety --eval``.
 
 For the rules alone, the classifier alone, both (what the app runs) and both without the rules' veto: recall per
-kind of emergency, the false-positive rate on non-emergencies, and whether the reply carries the right extra line
+kind of emergency, the false-positive rate on non-emergencies (English messages; then Spanish, French,
+conversations read with their earlier turns, and messages longer than the input limit), and whether the reply carries the right extra line
 (988 for suicide, Poison Control for poisoning). Also the cross-validated choice of threshold on the training
 rows, the latency of ``SafetyPolicy.assess`` per message, and how many real consumer health questions (MEDIQA
 2019, evaluation only: messages sent to the NLM asking for information) are flagged.
@@ -50,9 +51,9 @@ def _percent(flags: list[bool]) -> str:
     return f"{100 * np.mean(flags):.1f}%" if flags else "-"
 
 
-def detection_table(methods: dict[str, Callable[[str], bool]], held_out: list[LabelledMessage]) -> str:
+def detection_table(methods: dict[str, Callable[[LabelledMessage], bool]], held_out: list[LabelledMessage]) -> str:
     """Recall per kind (and overall) on emergencies, false-positive rate on the rest, one column per method."""
-    flags = {name: [flagged(m.text) for m in held_out] for name, flagged in methods.items()}
+    flags = {name: [flagged(m) for m in held_out] for name, flagged in methods.items()}
 
     def row(label: str, chosen: list[int]) -> list[str]:
         return [label, len(chosen)] + [_percent([flags[name][i] for i in chosen]) for name in methods]
@@ -61,6 +62,38 @@ def detection_table(methods: dict[str, Callable[[str], bool]], held_out: list[La
     rows.append(row("recall: all emergencies", [i for i, m in enumerate(held_out) if m.is_emergency]))
     rows.append(row("false-positive rate", [i for i, m in enumerate(held_out) if not m.is_emergency]))
     return tabulate(rows, headers=["held-out", "n", *methods], tablefmt="github")
+
+
+def group_table(policy, held_out: list[LabelledMessage]) -> str:
+    """Recall and false-positive rate per group of held-out rows; for conversations also the last message alone
+    (what the app judged before it read the earlier turns); whether Spanish and French replies carry the call-now
+    line in that language."""
+    from gpt2chat.guard.safety import _LOCAL_NUMBER
+
+    groups = {
+        "Spanish": [m for m in held_out if m.lang == "es" and not m.history],
+        "French": [m for m in held_out if m.lang == "fr" and not m.history],
+        "conversations": [m for m in held_out if m.history],
+        f"longer than {LONG_CHARS:,} characters": [m for m in held_out if len(m.text) > LONG_CHARS],
+    }
+    rows = []
+    for name, messages in groups.items():
+        verdicts = [policy.emergency(m.text, m.history) for m in messages]
+        alone = [policy.emergency(m.text) is not None for m in messages]
+        urgent = [i for i, m in enumerate(messages) if m.is_emergency]
+        calm = [i for i, m in enumerate(messages) if not m.is_emergency]
+        local = [m.lang in _LOCAL_NUMBER and verdicts[i] is not None and _LOCAL_NUMBER[m.lang] in verdicts[i].reply
+                 for i, m in enumerate(messages) if m.is_emergency and m.lang in _LOCAL_NUMBER]
+        rows.append([name, len(urgent), _percent([verdicts[i] is not None for i in urgent]),
+                     _percent([alone[i] for i in urgent]), len(calm),
+                     _percent([verdicts[i] is not None for i in calm]), _percent([alone[i] for i in calm]),
+                     f"{sum(local)}/{len(local)}" if local else "-"])
+    return tabulate(rows, headers=["held-out", "emergencies", "recall", "recall, last message alone", "others",
+                                   "false-positive rate", "FPR, last message alone", "call-now line in language"],
+                    tablefmt="github")
+
+
+LONG_CHARS = 2000
 
 
 def latency_ms(assess: Callable[[str], object], texts: list[str], repeats: int) -> dict[str, tuple[float, float]]:
@@ -105,13 +138,17 @@ def run_evaluation(set_path: Path, *, consumer_qa: Path, repeats: int) -> str:
         lines.append(f"  {'with' if veto else 'without'} the rules' veto: threshold {choice.threshold:.3f}, "
                      f"cost {choice.cost}, recall {100 * choice.recall:.1f}%, "
                      f"false-positive rate {100 * choice.false_positive_rate:.1f}%")
+    policy = SafetyPolicy(detector)
     methods = {
-        "rules": lambda text: bool(rule_kinds(normalise(text))),
-        "classifier": lambda text: detector.classifier_kind(text) is not None,
-        "rules + classifier (app)": lambda text: bool(detector.kinds(text)),
-        "… without veto": lambda text: bool(without_veto.kinds(text)),
+        "rules": lambda m: bool(rule_kinds(normalise(m.text))),
+        "classifier": lambda m: detector.classifier_kind(m.text) is not None,
+        "rules + classifier (app)": lambda m: policy.emergency(m.text, m.history) is not None,
+        "… without veto": lambda m: SafetyPolicy(without_veto).emergency(m.text, m.history) is not None,
     }
-    lines += ["", detection_table(methods, held_out), ""]
+    english = [m for m in held_out if m.lang == "en" and not m.history]
+    lines += ["", "English messages, one at a time:", "", detection_table(methods, english), "",
+              "Spanish, French, conversations and long messages (what the app runs: SafetyPolicy.emergency on the "
+              "message and the earlier turns):", "", group_table(policy, held_out), ""]
 
     needs_line = [m for m in held_out if m.kind in ("suicide", "poison")]
     right_line = [m.kind in detector.kinds(m.text) for m in needs_line]
@@ -120,7 +157,6 @@ def run_evaluation(set_path: Path, *, consumer_qa: Path, repeats: int) -> str:
                  f"{len(needs_line)} held-out suicide/poisoning messages. Classifier's kind right on "
                  f"{sum(kind_right)} of {len(kind_right)} held-out emergencies.")
 
-    policy = SafetyPolicy(detector)
     timings = latency_ms(policy.assess, [m.text for m in held_out], repeats)
     lines.append("Latency of SafetyPolicy.assess per message, after the first call ("
                  + ", ".join(f"{name} p50 {p50:.2f} ms, p95 {p95:.2f} ms" for name, (p50, p95) in timings.items())

@@ -14,6 +14,7 @@ history, hypotheticals and denials.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _FLAGS = re.IGNORECASE
 
@@ -141,9 +142,24 @@ _LETHAL_QUESTION = re.compile(
 )
 
 
+# A clause longer than this is cut at spaces: some patterns scan a clause from every match ("crushing ... chest"), and
+# one 16,000-word clause of "crushing" took 57 s before the cut. Emergencies are stated in a few words.
+_MAX_CLAUSE_CHARS = 300
+
+
+def _cut(clause: str) -> list[str]:
+    pieces, start = [], 0
+    while len(clause) - start > _MAX_CLAUSE_CHARS:
+        end = clause.rfind(" ", start, start + _MAX_CLAUSE_CHARS)
+        end = end if end > start else start + _MAX_CLAUSE_CHARS
+        pieces.append(clause[start:end])
+        start = end
+    return pieces + [clause[start:]]
+
+
 def _clauses(message: str) -> list[str]:
     """Sentences, split again at "but", so "I had a stroke last year but now my face is drooping" is two."""
-    return [c for c in re.split(r"[.!?;\n]+|\bbut\b", message, flags=_FLAGS) if c.strip()]
+    return [p for c in re.split(r"[.!?;\n]+|\bbut\b", message, flags=_FLAGS) if c.strip() for p in _cut(c)]
 
 
 def _about_someone_now(clause: str) -> bool:
@@ -159,8 +175,7 @@ def _live(pattern: re.Pattern, clause: str) -> bool:
     return any(not _NEGATED.search(clause[: m.start()]) for m in pattern.finditer(clause))
 
 
-def rule_kinds(message: str) -> list[str]:
-    """The kinds of emergency (see KINDS) the rules find happening to someone now; empty when none."""
+def _english_kinds(message: str) -> list[str]:
     kinds = ["suicide"] if _LETHAL_QUESTION.search(message) else []
     personal = [c for c in _clauses(message) if _about_someone_now(c)]
     for kind, pattern in _EMERGENCIES:
@@ -170,6 +185,132 @@ def rule_kinds(message: str) -> list[str]:
     if "heart" not in kinds and any(_live(_CHEST_PAIN, c) for c in personal) and any(_live(_CHEST_COMPANION, c) for c in _clauses(message)):
         kinds.append("heart")
     return kinds
+
+
+# --- Spanish and French ------------------------------------------------------------------------------------------
+# The app answers only in English, but an emergency must be recognised in the language it is written in. These
+# rules read the message folded to unaccented lower case ("bebé" -> "bebe": phones and hurried typing drop accents),
+# and only acute phrasings: a topic alone ("¿qué es un ictus?") is not an emergency, as in English. Words that are
+# also English ("suicide", "overdose", "anaphylaxis") are left to the English rules, which check who and when: as
+# French words they flagged 5 held-out English questions ("what are the warning signs of suicide").
+def fold(text: str) -> str:
+    """Lower case without accents, "ç" and "ñ" included; curly apostrophes straightened."""
+    decomposed = unicodedata.normalize("NFKD", text.replace("\u2019", "'").lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+_ES_SUBSTANCES = (r"(?:lejia|cloro|veneno|lavavajillas|desatascador|destapacanos|destapa ?canos|limpiador|anticongelante|"
+                  r"pilas?|bateria|raticida|insecticida|matarratas|detergente|capsulas? de (?:detergente|lavadora)|"
+                  r"gasolina|queroseno|amoniaco|sosa caustica|salfuman|aguarras|hongos|setas)")
+_FR_SUBSTANCES = (r"(?:eau de javel|javel|poison|deboucheur|destop|detergent|lessive|capsules? de lessive|antigel|"
+                  r"piles?|pile bouton|raticide|mort aux rats|insecticide|pesticide|essence|petrole|white spirit|"
+                  r"ammoniaque|soude|acide|champignons)")
+_PILLS_ES = r"(?:pastillas|pildoras|comprimidos|tabletas|capsulas|paracetamol|ibuprofeno|aspirinas?|medicamentos|medicinas)"
+_PILLS_FR = r"(?:pilules|comprimes|cachets|gelules|medicaments|doliprane|paracetamol|ibuprofene|aspirines?|somniferes)"
+_MANY = r"(?:[1-9]\d+|veinte|treinta|cuarenta|cincuenta|vingt|trente|quarante|cinquante)"
+_FOREIGN = {
+    "es": [
+        ("suicide", r"\bsuicid(?:arme|arse|arte|io|a)\b|\bme suicido\b|\b(?:me )?quiero morir(?:me)?\b|\bquitarme la vida\b|\bmatarme\b|\bme voy a matar\b|"
+                    r"\bno quiero (?:seguir )?vivir\b|\bacabar con (?:mi vida|todo)\b|\bhacerme (?:dano|cortes)\b|"
+                    r"\bcortarme\b|\bme estoy cortando\b|\bautolesion\w*|\bquiere morir(?:se)?\b|\bquitarse la vida\b"),
+        ("poison", rf"\bsobredosis\b|\benvenenad[oa]s?\b|\b(?:se )?(?:ha |he |han )?(?:trago|tragado|tome|tomo|tomado|bebio|bebido|"
+                   rf"comio|comido|ingirio|ingerido|chupo|mordio)\b[^.?!]{{0,40}}?\b(?:{_ES_SUBSTANCES}|todas? (?:las|mis|sus) "
+                   rf"{_PILLS_ES}|un (?:frasco|bote|blister) entero|una caja entera|{_MANY} {_PILLS_ES})\b"),
+        ("breathing", rf"\bno (?:puede |puedo |podia |esta |estaba )?respira(?:r|ndo)?\b|\b(?:dejo|ha dejado|deja) de respirar\b|"
+                      r"\b(?:le|me) cuesta (?:mucho )?respirar\b|\bse (?:esta )?(?:ahogando|ahoga)\b|\bme ahogo\b|"
+                      r"\b(?:se (?:esta )?poniendo|se puso|esta) (?:azul|morad[oa])\b|\blabios (?:azules|morados)\b|"
+                      r"\batragant\w*"),
+        ("unconscious", r"\binconsciente\b|\bno (?:se )?despierta\b|\bno reacciona\b|\bno responde\b|"
+                        r"\bperdio el (?:conocimiento|sentido)\b|\bse desmayo\b|\bse desplomo\b"),
+        ("stroke", rf"\b(?:cara|boca|sonrisa) (?:torcida|caida|paralizada|dormida|de lado)\b|"
+                   rf"\bse (?:le|me) (?:cae|cayo|tuerce|torcio|duerme|durmio) (?:la cara|la boca|media cara|el brazo|un lado)\b|"
+                   rf"\bno (?:puede|puedo) (?:hablar|mover (?:el|un|su|mi) (?:brazo|lado|pierna))\b|\b(?:habla raro|arrastra las palabras)\b|"
+                   rf"\b(?:esta teniendo|tiene|le esta dando|le dio) (?:un )?(?:derrame|ictus|infarto cerebral)\b"),
+        ("heart", r"\b(?:esta teniendo|estoy teniendo|le esta dando|me esta dando) (?:un )?(?:infarto|ataque al corazon|"
+                  r"ataque cardiaco)\b"),
+        ("anaphylaxis", r"\bse (?:me|le) (?:esta )?(?:cerrando|cierra|hinchando|hincha) (?:la garganta|la lengua|la cara)\b|"
+                        r"\bgarganta (?:cerrada|hinchada|se (?:me |le )?cierra)\b|\blengua hinchada\b|\banafila\w*|"
+                        r"\bchoque anafilactico\b"),
+        ("bleeding", r"\bno (?:para|deja) de sangrar\b|\bsangra (?:mucho|muchisimo|sin parar|a chorros)\b|"
+                     r"\bsangrado (?:abundante|que no para|muy fuerte)\b|\bmucha sangre\b|\b(?:vomita|vomitando|tose|tosiendo) sangre\b|"
+                     r"\bperdiendo (?:mucha )?sangre\b|\bhemorragia\b"),
+        ("seizure", r"\bconvulsionando\b|\b(?:esta teniendo|sigue con|lleva \w+ minutos con) (?:una |un )?(?:convulsion\w*|"
+                    r"ataque epileptico|crisis)\b|\bconvulsion(?:es)? que no (?:para|paran)\b|\bno para de convulsionar\b|"
+                    r"\bconvulsiona\b"),
+    ],
+    "fr": [
+        ("suicide", r"\bsuicid(?:er|aire|e-moi)\b|\bau suicide\b|\b(?:je )?veux mourir\b|\benvie de mourir\b|\bme tuer\b|\ben finir\b|"
+                    r"\bmettre fin a (?:mes jours|ma vie)\b|\bme faire du mal\b|\bme scarifi\w*|\bme couper\b|"
+                    r"\bautomutil\w*|\bveut mourir\b|\bse tuer\b"),
+        ("poison", rf"\bsurdose\b|\bempoisonn\w*|\b(?:a|ai|as|avons|ont) (?:avale|bu|mange|pris|ingere|croque|"
+                   rf"leche)\b[^.?!]{{0,40}}?\b(?:{_FR_SUBSTANCES}|toute? (?:la boite|la plaquette|le flacon|ses {_PILLS_FR}|"
+                   rf"mes {_PILLS_FR})|tous (?:ses|mes|les) {_PILLS_FR}|{_MANY} {_PILLS_FR})\b"),
+        ("breathing", r"\bne respire (?:plus|pas)\b|\bn'?arrive (?:plus|pas) a respirer\b|\bne peu[xt] (?:plus|pas) respirer\b|"
+                      r"\bs'?etouffe\b|\bm'?etouffe\b|\b(?:devient|est) (?:tout )?(?:bleu|bleue|violet|violette)\b|"
+                      r"\bleures? (?:bleues|violettes)\b|\blevres (?:bleues|violettes)\b|\ba du mal a respirer\b"),
+        ("unconscious", r"\binconscient\w*|\bne se reveille (?:plus|pas)\b|\bne reagit (?:plus|pas)\b|\bne repond (?:plus|pas)\b|"
+                        r"\bperdu connaissance\b|\bs'?est effondre\w*"),
+        ("stroke", r"\b(?:visage|bouche|sourire) (?:est |a l'?air )?(?:paralyse|tombe|deforme|engourdi|de travers|tordu)\w*|"
+                   r"\bne (?:peut|peux|parvient) (?:plus |pas )?(?:parler|bouger (?:le|son|mon) (?:bras|cote|jambe))\b|"
+                   r"\bn'?arrive (?:plus|pas) a (?:parler|bouger (?:le|son|mon) (?:bras|cote|jambe))\b|"
+                   r"\b(?:fait|fais) un avc\b|\bparle bizarrement\b|\bmots? (?:pateux|melanges)\b"),
+        ("heart", r"\b(?:fait|fais|est en train de faire) (?:une crise cardiaque|un infarctus|une attaque cardiaque)\b"),
+        ("anaphylaxis", r"\bgorge (?:qui )?(?:se (?:ferme|serre)|gonfle|gonflee|serree)\b|\blangue (?:qui )?(?:gonfle|gonflee)\b|"
+                        r"\bchoc anaphylactique\b|\boedeme de quincke\b|\bvisage (?:qui )?gonfle\b"),
+        ("bleeding", r"\bsaigne (?:beaucoup|abondamment|enormement|sans arret|a flots)\b|\b(?:n'?arrete|ne s'?arrete) pas de saigner\b|"
+                     r"\bsaignement (?:abondant|qui ne s'?arrete pas|tres important)\b|\bbeaucoup de sang\b|"
+                     r"\b(?:vomit|crache|tousse) du sang\b|\bperd (?:beaucoup de|enormement de) sang\b|\bhemorragie\b"),
+        ("seizure", r"\b(?:il|elle|bebe|fils|fille) convulse\b|\ben train de convulser\b|\b(?:fait|fais) une (?:crise|convulsion)\w*|\bconvulsions? depuis\b|"
+                    r"\bcrise (?:d'?epilepsie|convulsive) qui (?:dure|ne s'?arrete pas)\b"),
+    ],
+}
+_FOREIGN_PATTERNS = {lang: [(kind, re.compile(pattern)) for kind, pattern in rules] for lang, rules in _FOREIGN.items()}
+# Chest pain needs a companion sign, as in English.
+_FOREIGN_CHEST = {
+    "es": (re.compile(r"\bdolor (?:muy )?(?:fuerte |intenso |opresivo )?(?:en el|de|del) pecho\b|\bme duele (?:mucho )?el pecho\b|"
+                      r"\bpresion en el pecho\b|\ble duele (?:mucho )?el pecho\b|\bopresion en el pecho\b"),
+           re.compile(r"\bbrazo\b|\bmandibula\b|\bsud(?:or|ando)\b|\bfalta (?:de )?aire\b|\bno (?:puedo|puede) respirar\b|"
+                      r"\bnauseas?\b|\bmareo\b|\bme ahogo\b")),
+    "fr": (re.compile(r"\bdouleur (?:forte |intense |violente )?(?:a|dans) la poitrine\b|\bmal (?:a|dans) la poitrine\b|"
+                      r"\b(?:serrement|oppression|poids) (?:dans|a|sur) la poitrine\b|\boppression thoracique\b|"
+                      r"\bdouleur thoracique\b"),
+           re.compile(r"\bbras\b|\bmachoire\b|\btranspir\w*|\bsueurs?\b|\bessouffl\w*|\bdu mal a respirer\b|\bnausee\w*|"
+                      r"\bsouffle\b")),
+}
+# "si alguien no respira", "il y a deux ans", "no tengo dolor en el pecho": anyone, the past, a denial.
+_FOREIGN_NOT_NOW = re.compile(
+    r"\b(?:si|cuando|quand) (?:alguien|una persona|un nino|uno|quelqu'?un|une personne|un enfant|on)\b|"
+    r"\b(?:hace|il y a) (?:\d+|un|una|unos|dos|tres|deux|trois|quelques) (?:anos?|meses|mes|semanas|ans?|annees?|mois|semaines)\b|"
+    r"\b(?:el ano pasado|l'?annee derniere|l'?an dernier)\b|"
+    r"^\W*(?:que|cual|cuales|como|por que|qu'?est|quels?|quelles?|comment|pourquoi)\b(?!.*\b(?:ahora|maintenant|ya)\b)")
+_FOREIGN_DENIAL = re.compile(r"^\W*(?:no (?:tengo|tiene)|je n'?ai pas|je ne suis pas|il n'?a pas|elle n'?a pas|"
+                             r"il n'?est pas|elle n'?est pas)\b")
+_FOREIGN_NEGATED = re.compile(r"\b(?:no (?:tengo|tiene|hay)|sin|nunca|je n'?ai pas|il n'?a pas|elle n'?a pas|pas de|sans|"
+                              r"aucune?|jamais)\s+(?:\w+\s+)?$")
+
+
+def _foreign_live(pattern: re.Pattern, clause: str) -> bool:
+    return any(not _FOREIGN_NEGATED.search(clause[: m.start()]) for m in pattern.finditer(clause))
+
+
+def foreign_kinds(message: str) -> tuple[list[str], str | None]:
+    """Spanish and French emergencies: the kinds found and the language they were written in (None if none)."""
+    clauses = [c for c in _clauses(fold(message)) if not _FOREIGN_NOT_NOW.search(c)]
+    for lang, rules in _FOREIGN_PATTERNS.items():
+        kinds = [kind for kind, pattern in rules if any(_foreign_live(pattern, c) for c in clauses)]
+        pain, companion = _FOREIGN_CHEST[lang]
+        if "heart" not in kinds and any(_foreign_live(pain, c) for c in clauses) and companion.search(fold(message)):
+            kinds.append("heart")
+        if kinds:
+            return kinds, lang
+    return [], None
+
+
+def rule_kinds(message: str) -> list[str]:
+    """The kinds of emergency (see KINDS) the rules find happening to someone now, in English, Spanish or French;
+    empty when none."""
+    kinds = _english_kinds(message)
+    return kinds + [kind for kind in foreign_kinds(message)[0] if kind not in kinds]
 
 
 # A clause that denies it ("I'm not having a heart attack, right?", "no chest pain, just heartburn"). Only these
@@ -188,4 +329,5 @@ _DENIAL = re.compile(
 def not_happening_now(message: str) -> bool:
     """True when every clause is about the past ("had a stroke last year"), about anyone ("if someone overdoses")
     or denies it ("I'm not suicidal"): the rules' veto over the classifier."""
-    return all(_HISTORY.search(c) or _GENERIC.search(c) or _DENIAL.search(c) for c in _clauses(message))
+    return all(_HISTORY.search(c) or _GENERIC.search(c) or _DENIAL.search(c) or _FOREIGN_NOT_NOW.search(fold(c))
+               or _FOREIGN_DENIAL.search(fold(c)) for c in _clauses(message))

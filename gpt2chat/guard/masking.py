@@ -85,7 +85,7 @@ from gpt2chat.guard.pii_patterns import pattern_recognizers
 
 ENTITY_TYPES = (
     "PERSON", "EMAIL", "PHONE", "IBAN", "BANK_ACCOUNT", "CREDIT_CARD", "US_SSN",
-    "ADDRESS", "DATE_OF_BIRTH", "MEDICAL_RECORD", "IP_ADDRESS", "URL", "PASSPORT", "DRIVERS_LICENSE",
+    "ADDRESS", "DATE_OF_BIRTH", "MEDICAL_RECORD", "IP_ADDRESS", "URL", "PASSPORT", "DRIVERS_LICENSE", "INSURANCE_ID",
 )
 # Presidio's names for the types its stock recognizers emit.
 PRESIDIO_TO_OURS = {

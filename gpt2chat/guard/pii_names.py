@@ -245,29 +245,52 @@ _WEAK_NAME_CUE = (
 )
 
 
+# "Abernathy, Quincy": a surname, a comma and a given name, at the start of the message or a line or after a colon
+# ("Patient: Abernathy, Quincy"), in any case.
+_LAST_FIRST = rf"(?:^|(?<=[\n:]))\s*(?P<last>{_ANY_WORD}),\s*(?P<first>{_ANY_WORD})"
+
+
 class LowercaseNameRecognizer(EntityRecognizer):
-    """Names typed in lower case, which spaCy's NER does not see: "my name is john smith", "im mary jones",
-    "this is bob", "my son jacob", "thanks, mike"."""
+    """Names spaCy's NER does not see: typed in lower case after a cue ("my name is john smith", "im mary jones",
+    "this is bob", "my son jacob", "thanks, mike", "im quincy abernathy"), or written "Last, First"."""
 
     def __init__(self, lexicon: EnglishLexicon):
         self._lexicon = lexicon
         self._cues = ((regex.compile(_STRONG_NAME_CUE), True), (regex.compile(_WEAK_NAME_CUE), False))
+        self._last_first = regex.compile(_LAST_FIRST)
         super().__init__(supported_entities=["PERSON"], name="LowercaseNameRecognizer", supported_language="en")
 
     def load(self) -> None:  # compiled in __init__
         pass
+
+    def _noun_or_unknown(self, word: str) -> bool:
+        """A word that can be a name and has no reading but a noun ("quincy" is a town in WordNet)."""
+        return self._lexicon.could_be_name(word) and self._lexicon.readings(word) <= {"noun"}
+
+    def _unknown(self, word: str) -> bool:
+        """A word English does not have ("abernathy"): a surname, after any cue."""
+        return self._lexicon.is_given_name(word) and not self._lexicon.readings(word)
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
         results = []
         for pattern, strong in self._cues:
             for match in pattern.finditer(text):
                 first, second = match.group("first").lower(), match.group("second")
-                if not (self._lexicon.could_be_name(first) if strong else self._lexicon.is_given_name(first)):
+                if strong or self._lexicon.is_given_name(first):
+                    if not self._lexicon.could_be_name(first):
+                        continue
+                    end = match.end("first")
+                    if second and self._lexicon.could_be_surname(second.lower(), strong):
+                        end = match.end("second")
+                elif second and self._noun_or_unknown(first) and self._unknown(second.lower()):
+                    end = match.end("second")  # "im quincy abernathy": an unknown surname makes the first a name
+                else:
                     continue
-                end = match.end("first")
-                if second and self._lexicon.could_be_surname(second.lower(), strong):
-                    end = match.end("second")
                 results.append(RecognizerResult("PERSON", match.start("first"), end, 0.85))
+        for match in self._last_first.finditer(text):
+            last, first = match.group("last").lower(), match.group("first").lower()
+            if self._unknown(last) and (self._noun_or_unknown(first) or first in _given_names()):
+                results.append(RecognizerResult("PERSON", match.start("last"), match.end("first"), 0.85))
         return results
 
 

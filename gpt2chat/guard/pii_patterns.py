@@ -150,6 +150,50 @@ _DRIVERS_LICENSE = (
 )
 
 
+# Presidio scores nine bare digits 0.05 as an SSN (a phone at best): after its cue it is one ("ssn 078051120").
+_SSN_CUE = (
+    r"(?i:\bssn|\bsocial\s+security(?:\s+(?:number|no\.?|num|#))?|\bsocial)(?i:\s+(?:is|was))?\s*[:#]?\s*"
+    r"(?P<value>\d{3}[ \-.]?\d{2}[ \-.]?\d{4})(?![\w-])"
+)
+# Health-insurance identifiers: a member, subscriber, policy, group, Medicare or Medicaid number after its cue.
+_INSURANCE = (
+    r"(?i:\b(?:insurance|member|subscriber|policy|group|plan|medicare|medicaid|beneficiary|health\s+plan|"
+    r"insurance\s+member|insurance\s+policy)"
+    rf"){_ID_NUMBER_CUE}"
+    r"(?P<value>(?=(?:[A-Za-z\-]*\d){4})[A-Za-z\d](?:[A-Za-z\d]|-(?=[A-Za-z\d])){5,19})(?![\w-])"
+)
+# Presidio's e-mail recognizer checks the domain against the public suffix list, so "jane.doe@gmial.con" passed
+# as text: any address-shaped word is masked.
+_EMAIL_SHAPE = r"(?P<value>(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+)"
+_US_STATES = (
+    "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|"
+    "PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR"
+)
+_US_STATE_NAMES = (
+    r"(?i:alabama|alaska|arizona|arkansas|california|colorado|connecticut|delaware|florida|georgia|hawaii|idaho|"
+    r"illinois|indiana|iowa|kansas|kentucky|louisiana|maine|maryland|massachusetts|michigan|minnesota|mississippi|"
+    r"missouri|montana|nebraska|nevada|new\s+hampshire|new\s+jersey|new\s+mexico|new\s+york|north\s+carolina|"
+    r"north\s+dakota|ohio|oklahoma|oregon|pennsylvania|rhode\s+island|south\s+carolina|south\s+dakota|tennessee|"
+    r"texas|utah|vermont|virginia|washington|west\s+virginia|wisconsin|wyoming)"
+)
+# Words that start no city name: the city is the one to three words right before the state ("moved to Austin, TX").
+_NOT_CITY = ("(?!(?i:i|me|my|we|our|take|took|takes|pills?|mg|units|dose|or|and|of|to|in|on|at|for|is|was|from|near|"
+             "live|lives|moved|born|address)\\b)")
+_CITY_WORD = rf"{_NOT_CITY}\p{{L}}[\p{{L}}'’\-]*"
+# "Springfield, IL 62704" on its own (after a street on the line before, or after a full stop): a city, a state
+# (code or name; a lower-case code only after a comma, so "pills or 10000 units" stays) and a ZIP.
+_CITY_STATE_ZIP = (
+    rf"(?P<value>\b{_CITY_WORD}(?:[ \t]+{_CITY_WORD}){{0,2}}"
+    rf"(?:,?\s+(?:{_US_STATES})|,\s*(?i:{_US_STATES})|,?\s+{_US_STATE_NAMES}),?\s+\d{{5}}(?:-\d{{4}})?)(?![\w-])"
+)
+# A lower-case street with its city, state and ZIP and no cue: "123 main st springfield il 62704".
+_LOWER_STREET_ZIP = (
+    rf"(?P<value>\b\d{{1,6}}\s+(?:\p{{Ll}}[\p{{L}}'’.\-]*\s+){{1,4}}{_STREET_SUFFIX},?"
+    rf"(?:\s+\p{{Ll}}[\p{{L}}.'’\-]*){{1,3}},?\s+(?i:{_US_STATES})\s+\d{{5}}(?:-\d{{4}})?)(?![\w-])"
+)
+
+
+
 def _has_five_digits(text: str, start: int, end: int) -> bool:
     """A licence number has at least five digits: "licence 2 years ago" has a number, not an identifier."""
     return sum(c.isdigit() for c in text[start:end]) >= 5
@@ -166,4 +210,9 @@ def pattern_recognizers() -> list[EntityRecognizer]:
         RegexRecognizer("ADDRESS", _POSTCODE_CUE, 0.9, "PostcodeRecognizer"),
         RegexRecognizer("PASSPORT", _PASSPORT, 0.9, "PassportRecognizer"),
         RegexRecognizer("DRIVERS_LICENSE", _DRIVERS_LICENSE, 0.9, "DriversLicenseRecognizer", keep=_has_five_digits),
+        RegexRecognizer("US_SSN", _SSN_CUE, 0.95, "SsnCueRecognizer"),
+        RegexRecognizer("INSURANCE_ID", _INSURANCE, 0.9, "InsuranceIdRecognizer"),
+        RegexRecognizer("EMAIL", _EMAIL_SHAPE, 0.9, "EmailShapeRecognizer"),
+        RegexRecognizer("ADDRESS", _CITY_STATE_ZIP, 0.9, "CityStateZipRecognizer"),
+        RegexRecognizer("ADDRESS", _LOWER_STREET_ZIP, 0.9, "LowerStreetZipRecognizer"),
     ]

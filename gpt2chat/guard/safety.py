@@ -3,6 +3,7 @@
 Usage:
     from gpt2chat.guard.safety import assess, check_input
 
+    urgent = default_policy().emergency(raw_message, earlier_user_messages, mask)   # first: any length/language
     text, problem = check_input(raw_message)      # cleaned text, or a polite InputProblem to show instead
     verdict = assess(masked_text)                  # emergency / personal_dosing / diagnosis / None
     if verdict.category:
@@ -10,7 +11,9 @@ Usage:
         if verdict.blocks_answer:                  # emergencies: the reply is the whole answer
             return
 
-Emergencies are found by the keyword rules (``gpt2chat.guard.emergency_rules``) combined with a classifier trained on
+Emergencies are checked before anything else (``SafetyPolicy.emergency``): on the whole message, whatever its length
+or language (Spanish and French rules too), and on the last turns of the conversation read together. They are found
+by the keyword rules (``gpt2chat.guard.emergency_rules``) combined with a classifier trained on
 hand-written messages in the way people type ("i took like 40 tylenol", "my friend OD'd", "kms"): see
 ``gpt2chat.guard.emergency``. Informational questions about the same conditions ("What are the warning signs of a
 stroke?"), past events and hypotheticals are answered. The detector leans towards flagging: a needless emergency
@@ -30,8 +33,10 @@ import re
 import sys
 import unicodedata
 from pathlib import Path
+from typing import Callable, Sequence
 
-from gpt2chat.guard.emergency import SET_PATH, EmergencyDetector, default_detector
+from gpt2chat.guard.emergency import SET_PATH, EmergencyDetector, default_detector, normalise
+from gpt2chat.guard.emergency_rules import foreign_kinds, rule_kinds
 
 EMERGENCY = "emergency"
 PERSONAL_DOSING = "personal_dosing"
@@ -77,8 +82,17 @@ DIAGNOSIS_REPLY = (
 _FLAGS = re.IGNORECASE
 
 
-def _emergency_reply(kinds: list[str]) -> str:
-    lines = [CALL_NOW]
+# The reply stays in English (the app's language), with the call-now line also in the language the message was in.
+_LOCAL_NUMBER = {
+    "es": "Llame ahora al número de emergencias (112 en España y Europa, 911 en México y Estados Unidos) o pida a "
+          "alguien que llame.",
+    "fr": "Appelez maintenant le numéro d'urgence (15 ou 112 en France, 112 en Europe, 911 au Canada) ou demandez "
+          "à quelqu'un d'appeler.",
+}
+
+
+def _emergency_reply(kinds: list[str], language: str | None = None) -> str:
+    lines = [CALL_NOW] + ([_LOCAL_NUMBER[language]] if language in _LOCAL_NUMBER else [])
     if "suicide" in kinds:
         lines.append(_SUICIDE_LINE)
     if "poison" in kinds:
@@ -129,13 +143,14 @@ _ENGLISH_WORDS = frozenset(
     "do does did should could would have has be been not no from about after before".split()
 )
 # Common function words that are not also English words ("die", "son", "per", "mi", "was" are left out).
-_FOREIGN_WORDS = frozenset(
-    "el la los las del que qué y es para por con cómo cuál cuáles tengo puedo está una un mis "  # Spanish
-    "le les des du est sont et une pour avec mon mes comment quels quelle quel je ce qu j ai "  # French
-    "der das und ist sind mit ich wie ein eine für nicht mein meine habe "  # German
-    "il gli che è sono della perché ho "  # Italian
-    "os é são com não meu minha como quais tenho".split()  # Portuguese
-)
+_FUNCTION_WORDS = {
+    "es": frozenset("el la los las del que qué y es para por con cómo cuál cuáles tengo puedo está una un mis".split()),
+    "fr": frozenset("le les des du est sont et une pour avec mon mes comment quels quelle quel je ce qu j ai".split()),
+    "de": frozenset("der das und ist sind mit ich wie ein eine für nicht mein meine habe".split()),
+    "it": frozenset("il gli che è sono della perché ho".split()),
+    "pt": frozenset("os é são com não meu minha como quais tenho".split()),
+}
+_FOREIGN_WORDS = frozenset().union(*_FUNCTION_WORDS.values())
 
 EMPTY_REPLY = "Please type a question about a health topic, for example: \"How is glaucoma treated?\""
 NOT_ENGLISH_REPLY = (
@@ -176,6 +191,15 @@ def _mostly_not_english(text: str) -> bool:
     return foreign >= 2 and foreign > english
 
 
+def _language(text: str) -> str | None:
+    """"es" or "fr" when that language's function words outnumber English ones (two at least), else None."""
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    english = sum(w in _ENGLISH_WORDS for w in words)
+    counts = {lang: sum(w in _FUNCTION_WORDS[lang] for w in words) for lang in ("es", "fr")}
+    lang = max(counts, key=counts.get)
+    return lang if counts[lang] >= 2 and counts[lang] > english else None
+
+
 def check_input(text: str, max_chars: int = 2000) -> tuple[str, InputProblem | None]:
     """The cleaned message and the first problem with it (None when it can be answered). Never raises on a str."""
     cleaned = clean_text(text)
@@ -188,6 +212,18 @@ def check_input(text: str, max_chars: int = 2000) -> tuple[str, InputProblem | N
     return cleaned, None
 
 
+# Messages up to this length are judged whole; longer ones by clauses and windows (``SafetyPolicy.emergency``).
+WINDOW_CHARS = 2000
+# Of a longer message, the check reads the first and last READ_CHARS / 2 characters (10 times the input limit; every
+# clause of a 1 MB message took 6-8 s on this machine, a cost one client could impose on every queue slot).
+READ_CHARS = 20_000
+# The conversation check reads the last two earlier user messages with the new one, each cut to its last
+# TURN_CHARS characters: enough for "turn 1: what happened, turn 2: what now", while an emergency mentioned
+# three messages ago no longer blocks answers (the price: the two messages after one get the emergency reply too).
+CONVERSATION_TURNS = 2
+TURN_CHARS = 1000
+
+
 @dataclasses.dataclass(frozen=True)
 class SafetyPolicy:
     """The checks the chat engine runs, as one collaborator that tests and reports can replace."""
@@ -197,11 +233,49 @@ class SafetyPolicy:
     def check_input(self, text: str, max_chars: int = 2000) -> tuple[str, InputProblem | None]:
         return check_input(text, max_chars)
 
+    def _emergency_kinds(self, text: str) -> list[str]:
+        """``EmergencyDetector.kinds`` for a message of any length. Beyond WINDOW_CHARS the rules read every clause
+        and the classifier the first and last WINDOW_CHARS (where a story states what is happening, or asks what to
+        do), so a 2,200-character story ending "his face is drooping and he cant talk" is flagged, in time linear in
+        its length. Classifying overlapping windows throughout took 35 s for 1 MB and flagged repetitive filler."""
+        detector = self.emergencies or default_detector()
+        if len(text) <= WINDOW_CHARS:
+            return detector.kinds(text)
+        kinds = rule_kinds(normalise(text))
+        head, tail = text[:WINDOW_CHARS].rsplit(" ", 1)[0], text[-WINDOW_CHARS:].split(" ", 1)[-1]
+        for window in (head, tail):
+            kinds += [k for k in detector.kinds(window) if k not in kinds]
+        return kinds
+
+    def emergency(self, message: str, earlier: Sequence[str] = (),
+                  mask: Callable[[str], str] | None = None) -> SafetyVerdict | None:
+        """The emergency verdict, checked first: on the whole raw message (any length, any language, before the
+        length check; nothing is stored or logged) and then on the conversation, the last CONVERSATION_TURNS
+        earlier user messages (masked with ``mask``) read together with this one, and each on its own: an emergency
+        stays open for CONVERSATION_TURNS more messages. None when it is not one."""
+        if len(message) > READ_CHARS:  # the rules cost about 6 s per MB of text: read its two ends
+            message = message[: READ_CHARS // 2] + "\n" + message[-READ_CHARS // 2:]
+        text = clean_text(message)
+        kinds = self._emergency_kinds(text)
+        if not kinds and earlier:
+            recent = [clean_text(turn)[-TURN_CHARS:] for turn in list(earlier)[-CONVERSATION_TURNS:]]
+            recent = [mask(turn) if mask else turn for turn in recent]
+            text = ". ".join(recent + [text[-TURN_CHARS:]])
+            # The story read together, or an emergency still open from an earlier turn: "it was the drain cleaner,
+            # his mouth is red, what should i do" after "my son swallowed something from under the sink".
+            kinds = self._emergency_kinds(text)
+            for turn in recent:
+                kinds += [kind for kind in self._emergency_kinds(turn) if kind not in kinds]
+        if not kinds:
+            return None
+        return SafetyVerdict(EMERGENCY, _emergency_reply(kinds, foreign_kinds(text)[1] or _language(text)),
+                             blocks_answer=True)
+
     def assess(self, masked_text: str) -> SafetyVerdict:
         """The first category that applies: emergency, then personal dosing, then diagnosis; SAFE otherwise."""
-        kinds = (self.emergencies or default_detector()).kinds(masked_text)
-        if kinds:
-            return SafetyVerdict(EMERGENCY, _emergency_reply(kinds), blocks_answer=True)
+        urgent = self.emergency(masked_text)
+        if urgent:
+            return urgent
         if _DOSING.search(masked_text):
             return SafetyVerdict(PERSONAL_DOSING, DOSING_REPLY)
         if _DIAGNOSIS.search(masked_text):

@@ -347,13 +347,39 @@ def with_selection_rows(packed, records, tokenizer, config: TrainConfig, *, seed
     return PackedTokens.concatenate([packed, selection])
 
 
-def train(config: TrainConfig) -> dict:
+# What a run writes at the top of its directory: the Keras-Hub preset's files and the run's own.
+RUN_WRITES = ("config.json", "metadata.json", "model.weights.h5", "preprocessor.json", "task.json", "tokenizer.json",
+              "assets", "training_config.json", "metrics.json", "split.json", "checkpoints", "openvino")
+
+
+def check_output(output: str) -> None:
+    """Refuse a non-empty --output that is not a training run, naming what training would overwrite there: it
+    replaced 8 of a user's 12 files (config.json, metrics.json, tokenizer.json, ...) without a word (issue 23).
+    A run of other settings is refused by ``RunDirectory.prepare``; a run of the same settings resumes."""
+    from gpt2chat.modeling.rundir import is_run_dir
+
+    root = Path(output).expanduser()
+    if not root.is_dir() or is_run_dir(root):
+        return
+    present = sorted(entry.name for entry in root.iterdir())
+    if present:
+        clashes = [name for name in present if name in RUN_WRITES]
+        raise ValueError(
+            f"--output {output} holds {len(present)} entries and is not a training run; training would "
+            + (f"overwrite {', '.join(clashes)}" if clashes else "write its files among them")
+            + ". Choose an empty or new folder, or add --force to write there anyway")
+
+
+def train(config: TrainConfig, *, force: bool = False) -> dict:
     """Run (or resume) training; returns the summary written to metrics.json.
 
     The settings, the data path and the model (a preset that does not load) are checked before the run directory
     is written, and a run that fails before its first checkpoint takes its settings file with it: either way the
-    corrected command is not refused as "a run with other settings"."""
+    corrected command is not refused as "a run with other settings". A non-empty folder that is not a run is
+    refused unless ``force`` (``check_output``)."""
     config.validate()
+    if not force:
+        check_output(config.output)
     from gpt2chat.corpus.data import xml_files
 
     xml_files(settings.medquad_dir(config.data))
@@ -465,7 +491,7 @@ _ARGUMENT_TYPES = {"max_records": int}  # settings whose default (None) does not
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
-    """The recipe (``--recipe``, default quickstart), then any setting given as a flag."""
+    """The recipe (``--recipe``, default quickstart), then any setting given as a flag (--force is ``main``'s)."""
     parser = argparse.ArgumentParser(
         prog="python -m gpt2chat.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -474,6 +500,8 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
                              "override them")
     parser.add_argument("--from-scratch", action="store_true",
                         help="random initialisation even if the recipe names a preset")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty --output that is not a training run (its files may be replaced)")
     for field in dataclasses.fields(TrainConfig):
         if field.name == "recipe":
             continue
@@ -484,7 +512,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
             help=field.metadata["help"].replace("%", "%%") + default,
         )
     args = vars(parser.parse_args(argv))
-    recipe, from_scratch = args.pop("recipe"), args.pop("from_scratch")
+    recipe, from_scratch, _ = args.pop("recipe"), args.pop("from_scratch"), args.pop("force")
     if from_scratch:
         if args.get("preset"):
             parser.error("--from-scratch and --preset exclude each other")
@@ -492,11 +520,16 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     return TrainConfig.from_recipe(recipe, **args)
 
 
+_FORCE = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+_FORCE.add_argument("--force", action="store_true")
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         config = parse_args(argv)
-        train(config)
+        force = _FORCE.parse_known_args(argv)[0].force
+        train(config, force=force)
     except (ValueError, ModelUnavailable, FileNotFoundError, TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -7,9 +7,11 @@
     python -m gpt2chat.feedback export [--out DIR]                # a Hugging Face `datasets` dataset on disk
     python -m gpt2chat.feedback delete --before 2026-12-01        # erasure requests (also --session ID)
 
-Every free-text field (question, reason, answer, cited URLs) goes through the engine's masker before it is
-written, so raw messages never reach the database; the rows keep only the masked text and the entity types that
-were removed. The database lives at --db, else $GPT2CHAT_FEEDBACK_DB, else ``data/feedback/feedback.sqlite3``
+Every text field (question, reason, answer, cited URLs and sources) is cut to its limit and then goes through the
+engine's masker before it is written, so raw messages never reach the database; the rows keep only the masked text
+and the entity types that were removed. The app rates by answer reference (``AnswerLedger``: the server's own copy
+of what it showed), under an opaque session token (``session_token``) and per-client limits (``RateLimit``); the
+database refuses ratings past its size cap. The database lives at --db, else $GPT2CHAT_FEEDBACK_DB, else ``data/feedback/feedback.sqlite3``
 (gitignored). A database that cannot be opened or written (corrupt, locked, read-only) costs one log line per
 problem and the rating: never the chat. With $GPT2CHAT_FEEDBACK_REPO and a Hugging Face token a snapshot is
 pushed to that private dataset repo every few minutes (a Space loses its disk on restart).
@@ -18,14 +20,20 @@ pushed to that private dataset repo every few minutes (a Space loses its disk on
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import datetime as dt
+import hashlib
+import hmac
 import json
 import logging
 import os
+import re
+import secrets
 import sqlite3
 import sys
 import threading
+import time
 from contextlib import closing  # sqlite3's own context manager commits but never closes
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -45,8 +53,14 @@ SHOWN = ("model", "extract", "none")
 REASONS = ("wrong", "off-topic", "unclear", "unsafe")  # offered in the UI; any other short text is accepted too
 NOTICE = ("👍/👎 under an answer saves a rating with your question **with personal details removed**, the answer "
           "and its sources, to improve the chatbot.")
-# Long enough for any answer the app renders (320 new tokens plus sources); longer API input is cut, not refused.
+# Long enough for any answer the app renders (320 new tokens plus sources). Every text is cut to its limit *before*
+# it is masked: masking a 950 KB field first took the queue's workers for seconds per rating (issue 23).
 LIMITS = {"question": 2000, "answer": 8000, "reason": 500, "session_id": 100, "model_id": 300}
+# The database stops taking ratings past this size (the default holds about 100,000 ratings); $GPT2CHAT_FEEDBACK_MAX_MB.
+MAX_MB_ENV = "GPT2CHAT_FEEDBACK_MAX_MB"
+DEFAULT_MAX_BYTES = 200 << 20
+# An unusable store is tried again at most this often, so a folder made writable later is used without a restart.
+RETRY_S = 30.0
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ratings (
@@ -102,16 +116,30 @@ class Rating:
             raise ValueError("a rating needs a session id (erasure requests are made by session)")
 
 
+def storable(text: Any, limit: int) -> str:
+    """``text`` as a str cut to ``limit`` characters at a space (a value cut in half could escape the masker),
+    without lone surrogates, which SQLite cannot encode (a UnicodeEncodeError with the character in the log)."""
+    text = str(text or "")
+    if len(text) > limit:
+        cut = text.rfind(" ", 0, limit + 1)
+        text = text[: cut if cut > 0 else limit]
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 class FeedbackStore:
     """Ratings in SQLite (WAL: readers never block the writer). One short connection per operation, so any
     number of threads and processes can share the file; SQLite's busy timeout serialises their writes."""
 
     def __init__(self, path: str | os.PathLike, masker=None, *, timeout: float = 5.0, create: bool = True,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+                 max_bytes: int = DEFAULT_MAX_BYTES, retry_s: float = RETRY_S):
         self.path = Path(path).expanduser()
         self._masker = masker  # anything with .mask(text) -> result with .text and .findings, e.g. get_masker()
         self._timeout = timeout
         self._clock = clock
+        self.max_bytes = max_bytes
+        self._retry_s = retry_s
+        self._failed_at: float | None = None  # when opening last failed; None while the store is fine
         self._reported: set[str] = set()
         self._report_lock = threading.Lock()
         # A missing database is created by the first rating, not by opening: an app nobody rates (tests, demos)
@@ -120,6 +148,8 @@ class FeedbackStore:
         self._create_lock = threading.Lock()
         self.hub_sync = None  # the CommitScheduler pushing snapshots, when start_hub_sync set one up
         self.available = self._open(create) if self._exists or not create else True
+        if not self.available:
+            self._failed_at = time.monotonic()
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
@@ -152,28 +182,54 @@ class FeedbackStore:
         log.warning(message)
 
     def _mask(self, text: str, limit: int) -> tuple[str, set[str]]:
-        result = self._masker.mask(str(text or ""))
-        return result.text[:limit], {finding.entity_type for finding in result.findings}
+        result = self._masker.mask(storable(text, limit))
+        return result.text, {finding.entity_type for finding in result.findings}
+
+    def _usable(self) -> bool:
+        """Whether a rating can be written now; an unusable store is opened again every ``retry_s`` seconds."""
+        if self._exists and self.available:
+            return True
+        with self._create_lock:
+            if self._exists and self.available:
+                return True
+            if self._failed_at is not None and time.monotonic() - self._failed_at < self._retry_s:
+                return False
+            self._exists = self.available = self._open(create=True)  # a failure logs one line, once
+            if not self.available:
+                self._failed_at = time.monotonic()
+                return False
+            if self._failed_at is not None:
+                with self._report_lock:
+                    self._reported.clear()
+                log.warning("feedback database at %s is usable again: ratings are saved", self.path)
+            self._failed_at = None
+            return True
+
+    def size_bytes(self) -> int:
+        """The database and its write-ahead log on disk."""
+        return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+
+    def is_full(self) -> bool:
+        return self._exists and self.size_bytes() >= self.max_bytes
 
     def record(self, rating: Rating) -> bool:
         """Mask and store one rating; False (and one log line per kind of failure) when it could not be saved."""
         if self._masker is None:
             raise RuntimeError("this FeedbackStore has no masker: it cannot record ratings")
-        if not self._exists:
-            with self._create_lock:
-                if not self._exists:
-                    self._exists = self._open(create=True)  # a failure (one log line) is retried next time
-                    if not self._exists:
-                        return False
-        if not self.available:
+        if not self._usable():
+            return False
+        if self.is_full():
+            self._problem("full", f"feedback database at {self.path} reached its size cap of "
+                                  f"{self.max_bytes / 2**20:.1f} MB ({MAX_MB_ENV}): ratings are not saved")
             return False
         question, question_types = self._mask(rating.question, LIMITS["question"])
         reason, reason_types = self._mask(rating.reason, LIMITS["reason"])
         answer, _ = self._mask(rating.answer, LIMITS["answer"])
-        urls = [self._mask(url, LIMITS["question"])[0] for url in rating.urls]
+        urls = [self._mask(url, LIMITS["question"])[0] for url in list(rating.urls)[:10]]
+        sources = [self._mask(source, LIMITS["model_id"])[0] for source in list(rating.sources)[:10]]
         row = {
             "created_at": self._clock().astimezone(dt.timezone.utc).isoformat(timespec="seconds"),
-            "session_id": str(rating.session_id)[: LIMITS["session_id"]],
+            "session_id": storable(rating.session_id, LIMITS["session_id"]),
             "liked": int(bool(rating.liked)),
             "reason": reason,
             "question": question,
@@ -181,10 +237,10 @@ class FeedbackStore:
             "masked_types": json.dumps(sorted(question_types | reason_types)),
             "answer": answer,
             "urls": json.dumps(urls),
-            "sources": json.dumps([str(s) for s in rating.sources]),
+            "sources": json.dumps(sources),
             "shown": rating.shown,
-            "model_id": str(rating.model_id)[: LIMITS["model_id"]],
-            "settings": json.dumps(dict(rating.settings), sort_keys=True, default=str),
+            "model_id": storable(rating.model_id, LIMITS["model_id"]),
+            "settings": storable(json.dumps(dict(rating.settings), sort_keys=True, default=str), LIMITS["reason"]),
         }
         try:
             with closing(self._connect()) as connection:
@@ -268,7 +324,12 @@ def start_hub_sync(store: FeedbackStore, env: Mapping[str, str] = os.environ, to
     saying why) when there is no repo, no token or no Hub. The caller keeps the scheduler alive."""
     repo_id = (env.get(REPO_ENV) or "").strip()
     if not repo_id:
-        log.info("feedback is stored locally at %s (set %s and a token to sync it to the Hub)", store.path, REPO_ENV)
+        if store.available:
+            log.info("feedback is stored locally at %s (set %s and a token to sync it to the Hub)", store.path,
+                     REPO_ENV)
+        else:
+            log.warning("feedback cannot be stored at %s for now: tried again every %.0f s", store.path,
+                        store._retry_s)
         return None
     if token is None:
         from huggingface_hub import get_token
@@ -295,9 +356,98 @@ def open_app_store(masker, env: Mapping[str, str] = os.environ) -> FeedbackStore
     if not collection_enabled(env):
         log.info("feedback collection is off (%s=%s)", ENABLED_ENV, env.get(ENABLED_ENV))
         return None
-    store = FeedbackStore(default_db_path(env), masker)
+    try:
+        max_bytes = int(float(env.get(MAX_MB_ENV) or DEFAULT_MAX_BYTES / 2**20) * 2**20)
+    except ValueError:
+        log.warning("%s must be a number of megabytes: using %d", MAX_MB_ENV, DEFAULT_MAX_BYTES >> 20)
+        max_bytes = DEFAULT_MAX_BYTES
+    store = FeedbackStore(default_db_path(env), masker, max_bytes=max_bytes)
     store.hub_sync = start_hub_sync(store, env)
     return store
+
+
+# --- answer references, opaque sessions and per-client limits ---------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class IssuedAnswer:
+    """What the server showed, kept in memory so a rating stores the server's copy, never client text."""
+
+    question: str  # as the engine masked it
+    answer: str  # the rendered Markdown answer
+    shown: str
+    urls: tuple[str, ...]
+    sources: tuple[str, ...]
+    model_id: str
+    settings: Mapping[str, Any]
+
+
+class AnswerLedger:
+    """The last ``capacity`` answers the app gave, by an unguessable reference that the reply carries.
+
+    ``/rate`` and the 👍/👎 buttons send the reference; the rating is made from the server's copy, so nothing a
+    client writes except the reason reaches the database, and sources are the ones the engine cited. Memory is
+    bounded: each entry is cut to LIMITS (about 10 KB at most), 2,000 of them about 20 MB."""
+
+    REFERENCE = re.compile(r"\bref-[A-Za-z0-9_-]{16}\b")
+
+    def __init__(self, capacity: int = 2000):
+        self.capacity = capacity
+        self._answers: collections.OrderedDict[str, IssuedAnswer] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def issue(self, answer: IssuedAnswer) -> str:
+        reference = "ref-" + secrets.token_urlsafe(12)
+        answer = dataclasses.replace(answer, question=storable(answer.question, LIMITS["question"]),
+                                     answer=storable(answer.answer, LIMITS["answer"]))
+        with self._lock:
+            self._answers[reference] = answer
+            while len(self._answers) > self.capacity:
+                self._answers.popitem(last=False)
+        return reference
+
+    def get(self, reference: Any) -> IssuedAnswer | None:
+        if not isinstance(reference, str) or not self.REFERENCE.fullmatch(reference.strip()):
+            return None
+        with self._lock:
+            return self._answers.get(reference.strip())
+
+    def find(self, text: str) -> IssuedAnswer | None:
+        """The answer whose reference a rendered reply carries."""
+        match = self.REFERENCE.search(text or "")
+        return self.get(match.group(0)) if match else None
+
+
+_SESSION_KEY = secrets.token_bytes(32)  # per process: tokens cannot be linked across restarts or to the client
+
+
+def session_token(client_session: Any) -> str:
+    """An opaque server token for a client's session id (Gradio's session hash is chosen by the client)."""
+    digest = hmac.new(_SESSION_KEY, str(client_session or "anonymous").encode("utf-8", "replace"), hashlib.sha256)
+    return "s-" + digest.hexdigest()[:20]
+
+
+class RateLimit:
+    """At most ``limit`` events per ``window_s`` seconds per key (a sliding window); keys are bounded in number."""
+
+    def __init__(self, limit: int, window_s: float, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic):
+        self.limit, self.window_s, self.max_keys, self._clock = limit, window_s, max_keys, clock
+        self._events: collections.OrderedDict[str, collections.deque] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            events = self._events.pop(key, None) or collections.deque()
+            while events and now - events[0] >= self.window_s:
+                events.popleft()
+            allowed = len(events) < self.limit
+            if allowed:
+                events.append(now)
+            self._events[key] = events
+            while len(self._events) > self.max_keys:
+                self._events.popitem(last=False)
+            return allowed
 
 
 # --- command line ------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Serving the Gradio app: port checks before anything loads, a request-size limit, and uvicorn; and
+"""Serving the Gradio app: port checks before anything loads, a request-size limit, closed upload routes, Gradio's
+errors without request values, capped log lines, bounded session state, and uvicorn; and
 ``served_app``, which runs ``app.py`` in a child process on a free loopback port for the tests and benchmarks.
 
 Gradio parses a request body into Python strings before any app code can look at it: a 100 MB message cost 20 s
@@ -12,6 +13,7 @@ import contextlib
 import dataclasses
 import errno
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -19,9 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-# A chat request carries the message (at most 2,000 characters), the settings and the conversation so far;
-# 1 MiB holds hundreds of turns.
-MAX_REQUEST_BYTES = 1 << 20
+# A chat request carries the message (at most 2,000 characters), the settings and the conversation so far; the
+# engine reads the last three turns, and 256 KiB holds about fifty. Gradio keeps the chat history a request sends in
+# its per-session state (an internal event copies it there): one client parked 0.95 MB per session, 300 sessions
+# +286 MB that were never freed (issue 23). The size limit and STATE_SESSIONS bound that to 64 MB.
+MAX_REQUEST_BYTES = 256 << 10
+STATE_SESSIONS = 256
+# Longer log lines are cut: one malformed 824 KB history wrote 48,000 lines (3 MB) to the log.
+MAX_LOG_CHARS = 500
 
 
 class PortUnavailable(ValueError):
@@ -76,6 +83,74 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class ClosedRoutes:
+    """Pure ASGI middleware refusing routes the app does not use: file uploads (the app has no file input, and
+    Gradio kept every uploaded file in /tmp/gradio until restart, at 41 MB/s from one client)."""
+
+    CLOSED = ("/upload", "/gradio_api/upload")
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("path", "").rstrip("/") in self.CLOSED:
+            body = b'{"error": "this app takes no files"}'
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            return await send({"type": "http.response.body", "body": body})
+        return await self.app(scope, receive, send)
+
+
+class _WithheldTraceback:
+    """Stands in for the ``traceback`` module inside Gradio's request handling: Gradio prints the traceback of a
+    failed request, and its input checks put the request's values in the message ("the value passed ... was:
+    'my ssn ...'"). One line naming the exception type is logged instead."""
+
+    def __getattr__(self, name):
+        import traceback
+
+        return getattr(traceback, name)
+
+    @staticmethod
+    def print_exc(*args, **kwargs):
+        error = sys.exc_info()[1]
+        logging.getLogger("gpt2chat.server").warning(
+            "a request failed in Gradio: %s (details withheld: they may hold request values)",
+            type(error).__name__ if error else "unknown error")
+
+
+def withhold_request_values() -> None:
+    """Gradio's failed-request tracebacks become one line without values (see ``_WithheldTraceback``)."""
+    import gradio.queueing
+    import gradio.route_utils
+    import gradio.routes
+    import gradio.utils
+
+    for module in (gradio.queueing, gradio.routes, gradio.route_utils, gradio.utils):
+        module.traceback = _WithheldTraceback()
+
+
+class LogLineCap(logging.Filter):
+    """Cuts every log message to ``max_chars`` characters."""
+
+    def __init__(self, max_chars: int = MAX_LOG_CHARS):
+        super().__init__()
+        self.max_chars = max_chars
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > self.max_chars:
+            record.msg, record.args = message[: self.max_chars] + " … [cut]", ()
+        return True
+
+
+def cap_log_lines(max_chars: int = MAX_LOG_CHARS) -> None:
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, LogLineCap) for f in handler.filters):
+            handler.addFilter(LogLineCap(max_chars))
+
+
 GRACEFUL_SHUTDOWN_S = 5
 
 
@@ -87,11 +162,18 @@ def serve(demo, host: str, port: int, *, launch_options: dict, max_request_bytes
 
     app = fastapi.FastAPI()
     app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes)
-    app = gr.mount_gradio_app(app, demo, path="/", server_name=host, server_port=port, show_error=True,
-                              **launch_options)
+    app.add_middleware(ClosedRoutes)
+    withhold_request_values()
+    cap_log_lines()
+    demo.state_session_capacity = STATE_SESSIONS
+    # show_error=False: only the app's own gr.Error messages (which never echo values) reach the client.
+    app = gr.mount_gradio_app(app, demo, path="/", server_name=host, server_port=port, show_error=False,
+                              max_file_size=1, **launch_options)
     print(f"Serving on http://{host}:{port}", flush=True)
     # A browser tab's open event stream would otherwise hold a SIGTERM'd server (and its training child) forever.
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    # log_config=None: uvicorn's own records go through the root handlers, whose lines are capped.
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
 
 
 # --- app.py in a child process, for tests and benchmarks -----------------------------------------------------------

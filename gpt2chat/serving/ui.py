@@ -9,7 +9,9 @@ Gradio's history (``history_turns``). Text that comes from the user is escaped, 
 a message cannot put links or images into a reply. Every API argument is checked with a message that never
 echoes its value. Gradio 6 takes the theme and CSS in ``launch()``, hence ``launch_options``. Raw user messages
 are never logged: only reply statistics. With a ``FeedbackStore``, every answer gets 👍/👎 (and reasons under the
-flag) and ``/rate`` takes ratings over the API; the store masks them. Each final answer offers follow-up
+flag) and ``/rate`` takes ratings over the API, both by the answer reference each final reply carries: the
+rating is made from the server's copy of what it showed (``AnswerLedger``), never from client text, and the
+store masks it. Each final answer offers follow-up
 questions on the same focus as clickable options (``gpt2chat.chat.followups``).
 """
 
@@ -18,17 +20,16 @@ from __future__ import annotations
 import collections
 import logging
 import math
-import re
 import threading
 import typing
 from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
-from gpt2chat.chat.engine import (EXTRACT_ANSWER, EXTRACT_NOTICE, MODEL_ANSWER, NO_ANSWER, NO_ANSWER_TEXT, ChatEngine,
-                             ChatReply, Turn)
+from gpt2chat.chat.engine import EXTRACT_ANSWER, EXTRACT_NOTICE, ChatEngine, ChatReply, Turn
 from gpt2chat.serving.feedback import NOTICE as FEEDBACK_NOTICE
-from gpt2chat.serving.feedback import REASONS, FeedbackStore, Rating
+from gpt2chat.serving.feedback import (LIMITS, REASONS, AnswerLedger, FeedbackStore, IssuedAnswer, RateLimit, Rating,
+                                       session_token)
 from gpt2chat.chat.followups import FollowupFinder
 from gpt2chat.modeling.generation import SamplingConfig
 
@@ -232,9 +233,25 @@ def _log_reply(reply) -> None:
         log.info("reply %s (%s): no generation", reply.category, reply.answer_kind)
 
 
-def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None):
+RATEABLE = ("answer", "boundary", "no_answer")
+
+
+def with_reference(rendered: str, reply: ChatReply, question: str, engine: ChatEngine,
+                   ledger: AnswerLedger | None, settings: dict) -> str:
+    """The final rendered reply with the reference ratings send back (the server keeps what it showed)."""
+    if ledger is None or not reply.finished or reply.category not in RATEABLE:
+        return rendered
+    reference = ledger.issue(IssuedAnswer(
+        question=reply.masked_message or question, answer=answer_of(rendered), shown=reply.answer_kind,
+        urls=tuple(s.url for s in reply.sources), sources=tuple(s.source for s in reply.sources),
+        model_id=_model_id(engine), settings=settings))
+    return f"{rendered}\n\n<sub>Answer reference: {reference}</sub>"
+
+
+def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None, ledger: AnswerLedger | None = None):
     """The ChatInterface function: a generator yielding the growing Markdown reply, token by token; with
-    ``followups``, the finished reply comes last as a message whose options are follow-up questions."""
+    ``followups``, the finished reply comes last as a message whose options are follow-up questions; with
+    ``ledger``, the finished reply carries an answer reference for ratings."""
 
     def chat(message: str, history: list[dict], temperature: float, max_new_tokens: float, grounded: bool,
              show_masked: bool) -> Iterator[str]:
@@ -250,6 +267,11 @@ def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None):
                 yield text
         if reply is not None:
             _log_reply(reply)
+            referenced = with_reference(shown, reply, message, engine, ledger, {
+                "temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens, "grounded": grounded})
+            if referenced != shown:
+                shown = referenced
+                yield shown
         answered = reply is not None and reply.sources and reply.category in ("answer", "boundary")
         if followups is not None and answered:
             asked = [turn.question for turn in turns]  # never offer what was already asked
@@ -260,8 +282,9 @@ def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None):
     return chat
 
 
-def make_ask_fn(engine: ChatEngine):
-    """The ``/ask`` API function: one question in, the final Markdown answer out."""
+def make_ask_fn(engine: ChatEngine, ledger: AnswerLedger | None = None):
+    """The ``/ask`` API function: one question in, the final Markdown answer out (with ``ledger``, ending with the
+    answer reference that ``/rate`` takes)."""
 
     def ask(message: str, temperature: float = DEFAULT_SAMPLING.temperature,
             max_new_tokens: int = DEFAULT_SAMPLING.max_new_tokens, grounded: bool = True) -> str:
@@ -270,9 +293,12 @@ def make_ask_fn(engine: ChatEngine):
         0 is greedy decoding; max_new_tokens is 1 to 320; grounded=False leaves the passage out of the model's
         prompt (the answer is still checked against it)."""
         sampling = sampling_config(temperature, max_new_tokens)
-        reply = engine.reply(_message(message), grounded=_flag(grounded, "grounded"), sampling=sampling)
+        grounded = _flag(grounded, "grounded")
+        reply = engine.reply(_message(message), grounded=grounded, sampling=sampling)
         _log_reply(reply)
-        return render_reply(reply)
+        return with_reference(render_reply(reply), reply, message, engine, ledger, {
+            "temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens, "grounded": grounded,
+            "via": "api"})
 
     # gr.api reads the return annotation unresolved: a postponed "str" would be documented as Any.
     ask.__annotations__ = typing.get_type_hints(ask)
@@ -283,44 +309,39 @@ def make_ask_fn(engine: ChatEngine):
 
 # Thumbs up/down, then the reasons under Gradio's flag menu (any option other than Like/Dislike goes there).
 FEEDBACK_OPTIONS = ("Like", "Dislike", *(reason.capitalize() for reason in REASONS))
-_SOURCE_LINK = re.compile(r"\[[^\]]*\]\((https?://[^)\s]+)\) \(([^)]+)\)")
-
-
-def reply_facts(rendered: str) -> dict:
-    """What a rendered reply showed, read back from its Markdown (the like event and the API only have the
-    text): the kind of answer (``Rating.shown``), the cited URLs and their NIH sources."""
-    head, _, tail = rendered.partition(SECTION_BREAK)
-    if f"**{EXTRACT_NOTICE}:**" in head:
-        shown = EXTRACT_ANSWER
-    elif not tail or NO_ANSWER_TEXT in head:
-        shown = NO_ANSWER
-    else:
-        shown = MODEL_ANSWER
-    sources_line = next((part for part in tail.split("\n\n") if part.startswith("**Sources:**")), "")
-    links = _SOURCE_LINK.findall(sources_line)
-    return {"shown": shown, "urls": [url for url, _ in links], "sources": [source for _, source in links]}
-
-
-def rated_turn(history: Sequence[dict], index: int) -> tuple[str, str]:
-    """The rated assistant message and the user message(s) it answered."""
-    answer = _text(history[index].get("content"))
-    asked: list[str] = []
-    for message in reversed(history[:index]):
-        if message.get("role") == "user":
-            asked.append(_text(message.get("content")))
-        elif asked:
-            break
-    return "\n".join(reversed(asked)), answer
+# Per client: a person rates a handful of answers; 950 KB ratings by the dozen filled the queue (issue 23).
+RATINGS_PER_SESSION = RateLimit(30, 600)
+RATINGS_PER_ADDRESS = RateLimit(120, 600)
+NOT_RATEABLE = "This answer can no longer be rated (the app restarted or it is too old)."
+TOO_MANY = "Too many ratings from this client: please wait a few minutes."
 
 
 def _model_id(engine: ChatEngine) -> str:
     return engine.config.model or "none (NIH summaries only)"
 
 
-def make_like_fn(store: FeedbackStore, engine: ChatEngine, remembered: int = 10_000):
-    """The chatbot's like handler: one rating per thumb or flag click, masked by the store. The same choice
-    repeated on the same message counts once (Gradio 6.31 sends each flag-menu click twice)."""
-    last_choice: collections.OrderedDict[tuple, Any] = collections.OrderedDict()  # (session, message) -> choice
+def _client(request: gr.Request | None) -> tuple[str, str]:
+    """An opaque server token for the client's session, and its network address (for the per-address limit)."""
+    session = session_token(getattr(request, "session_hash", None))
+    client = getattr(request, "client", None)
+    return session, str(getattr(client, "host", None) or "unknown")
+
+
+def _allowed(session: str, address: str) -> bool:
+    return RATINGS_PER_SESSION.allow(session) and RATINGS_PER_ADDRESS.allow(address)
+
+
+def _rating(issued: IssuedAnswer, liked: bool, reason: str, session: str) -> Rating:
+    return Rating(liked=liked, question=issued.question, answer=issued.answer, session_id=session, reason=reason,
+                  urls=issued.urls, sources=issued.sources, shown=issued.shown, model_id=issued.model_id,
+                  settings=issued.settings)
+
+
+def make_like_fn(store: FeedbackStore, ledger: AnswerLedger, remembered: int = 10_000):
+    """The chatbot's like handler: one rating per thumb or flag click, made from the server's copy of the answer
+    (found by the reference the rated message carries). The same choice repeated on the same message counts once
+    (Gradio 6.31 sends each flag-menu click twice)."""
+    last_choice: collections.OrderedDict[tuple, Any] = collections.OrderedDict()  # (session, reference) -> choice
     lock = threading.Lock()
 
     def repeated(key: tuple, choice: Any) -> bool:
@@ -333,37 +354,56 @@ def make_like_fn(store: FeedbackStore, engine: ChatEngine, remembered: int = 10_
                 last_choice.popitem(last=False)
             return False
 
-    def rate_message(data: gr.LikeData, history: list[dict], reason: str, temperature: float,
-                     max_new_tokens: float, grounded: bool, show_masked: bool, request: gr.Request) -> str:
-        if not isinstance(data.index, int) or data.index >= len(history or ()):
+    def rate_message(data: gr.LikeData, history: list[dict], reason: str, request: gr.Request) -> str:
+        if not isinstance(data.index, int) or not 0 <= data.index < len(history or ()):
             return reason
-        question, answer = rated_turn(history, data.index)
-        session = getattr(request, "session_hash", None) or "anonymous"
-        if repeated((session, data.index, hash(answer)), data.liked) or data.liked in ("", None):
+        text = _text(history[data.index].get("content"))
+        match = AnswerLedger.REFERENCE.search(text)
+        issued = ledger.get(match.group(0)) if match else None
+        session, address = _client(request)
+        if issued is None:
+            gr.Warning(NOT_RATEABLE)
+            return reason
+        if repeated((session, match.group(0)), data.liked) or data.liked in ("", None):
             return reason  # the same choice sent again, or a thumb clicked off: nothing new to store
+        if not _allowed(session, address):
+            gr.Warning(TOO_MANY)
+            return reason
         flagged = data.liked if isinstance(data.liked, str) else ""
-        saved = store.record(Rating(
-            liked=data.liked is True, question=question, answer=answer, session_id=session,
-            reason=" — ".join(part for part in (flagged.lower(), (reason or "").strip()) if part),
-            model_id=_model_id(engine), **reply_facts(answer),
-            settings={"temperature": temperature, "max_new_tokens": max_new_tokens, "grounded": grounded}))
+        typed = (reason or "").strip() if isinstance(reason, str) else ""
+        saved = store.record(_rating(issued, data.liked is True,
+                                     " — ".join(part for part in (flagged.lower(), typed) if part), session))
         gr.Info("Thank you: your rating was saved." if saved else "Sorry: your rating could not be saved.")
         return "" if saved else reason
 
     return rate_message
 
 
-def make_rate_fn(store: FeedbackStore, engine: ChatEngine):
-    """The ``/rate`` API function: rate an answer the API gave."""
+def make_rate_fn(store: FeedbackStore, ledger: AnswerLedger):
+    """The ``/rate`` API function: rate an answer the API gave, by its reference."""
 
-    def rate(question: str, answer: str, liked: bool, reason: str = "", session_id: str = "api") -> str:
-        """Rate one answer: question as asked, answer as returned by /ask or /chat (Markdown), liked true for
-        thumbs up. reason: optional ("wrong", "off-topic", "unclear", "unsafe" or short free text). Personal
-        details are removed from every text before it is stored. Returns "saved" or why it was not."""
-        rating = Rating(liked=_flag(liked, "liked"), question=_message(question), answer=_message(answer),
-                        session_id=str(session_id or "api"), reason=str(reason or ""), model_id=_model_id(engine),
-                        settings={"via": "api"}, **reply_facts(answer))
-        return "saved" if store.record(rating) else "not saved: the feedback store is unavailable"
+    def rate(reference: str, liked: bool, reason: str = "", request: gr.Request = None) -> str:
+        """Rate one answer: reference is the "ref-…" that ends an /ask or /chat reply, liked true for thumbs up.
+        reason: optional ("wrong", "off-topic", "unclear", "unsafe" or up to 500 characters of text). The
+        question, answer and sources stored are the server's own; personal details are removed from the reason.
+        Returns "saved" or why it was not."""
+        liked = _flag(liked, "liked")
+        if reason is not None and not isinstance(reason, str):
+            raise gr.Error("reason must be text")
+        if len(reason or "") > LIMITS["reason"]:
+            raise gr.Error(f"reason must be at most {LIMITS['reason']} characters")
+        issued = ledger.get(reference)
+        if issued is None:
+            raise gr.Error("reference must be the answer reference (ref-…) that ends an /ask or /chat reply; "
+                           + NOT_RATEABLE.lower())
+        session, address = _client(request)
+        if not _allowed(session, address):
+            raise gr.Error(TOO_MANY)
+        if store.record(_rating(issued, liked, reason or "", session)):
+            return "saved"
+        if store.is_full():
+            return "not saved: the feedback store is full"
+        return "not saved: the feedback store is unavailable"
 
     rate.__annotations__ = typing.get_type_hints(rate)
     return rate
@@ -401,8 +441,9 @@ def build_app(engine: ChatEngine, status: Callable[[], str] | None = None,
         chatbot = gr.Chatbot(label="gpt2chat", scale=1, min_height=420, buttons=["copy"],
                              feedback_options=FEEDBACK_OPTIONS if feedback is not None else None,
                              placeholder="Ask a question about a disease, a symptom or a treatment.")
+        ledger = AnswerLedger() if feedback is not None else None
         chat = gr.ChatInterface(
-            make_chat_fn(engine, FollowupFinder.from_index(engine.index)),
+            make_chat_fn(engine, FollowupFinder.from_index(engine.index), ledger),
             chatbot=chatbot,
             textbox=gr.Textbox(placeholder="Type a health question…", show_label=False, scale=7,
                                submit_btn=True, stop_btn=True, max_lines=6),
@@ -416,11 +457,10 @@ def build_app(engine: ChatEngine, status: Callable[[], str] | None = None,
             analytics_enabled=False,
             fill_height=True,
         )
-        gr.api(make_ask_fn(engine), api_name="ask")
+        gr.api(make_ask_fn(engine, ledger), api_name="ask")
         if feedback is not None:
             gr.Markdown(f"🗳️ {FEEDBACK_NOTICE}", elem_id="gpt2chat-feedback-notice")
             reason = gr.Textbox(label="Why? (optional, sent with your next 👍/👎)", max_lines=1, max_length=500)
-            chatbot.like(make_like_fn(feedback, engine), [chatbot, reason, *chat.additional_inputs], [reason],
-                         api_visibility="private")
-            gr.api(make_rate_fn(feedback, engine), api_name="rate")
+            chatbot.like(make_like_fn(feedback, ledger), [chatbot, reason], [reason], api_visibility="private")
+            gr.api(make_rate_fn(feedback, ledger), api_name="rate")
     return demo
