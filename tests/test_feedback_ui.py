@@ -50,8 +50,8 @@ def test_reply_facts_read_back_what_render_reply_wrote(kind):
         reply = ChatReply(category="emergency", notice="Call your local emergency number now.", finished=True)
     facts = ui.reply_facts(ui.render_reply(reply))
     assert facts["shown"] == kind
-    if kind != NO_ANSWER:
-        assert facts["urls"] == [s.url for s in SOURCES] and facts["sources"] == ["NEI", "NIAMS"]
+    if kind != NO_ANSWER:  # the page the answer was checked against; the other is a related page, not a source
+        assert facts["urls"] == [SOURCES[0].url] and facts["sources"] == ["NEI"]
 
 
 def test_rated_turn_finds_the_question_an_answer_replied_to():
@@ -75,13 +75,17 @@ def test_like_and_dislike_are_stored_masked_end_to_end(tiny_engine, masker, tmp_
     rate = ui.make_like_fn(store, tiny_engine)
     request = types.SimpleNamespace(session_hash="browser-session")
 
-    assert rate(like(1, True), history, "", 0.0, 32, True, False, request) == ""
-    assert rate(like(1, "Wrong"), history, "my name John Smith is in it", 0.0, 32, True, False, request) == ""
-    assert rate(like(1, "Wrong"), history, "again", 0.0, 32, True, False, request) == "again"  # sent twice
-    assert rate(like(1, ""), history, "kept", 0.0, 32, True, False, request) == "kept"  # a thumb clicked off
+    assert rate(like(1, True), history, 0.0, 32, True, False, request) == (None, "")
+    assert rate(like(1, False), history, 0.0, 32, True, False, request) == (1, "")  # 👎: why, for this message?
+    assert rate(like(1, "Wrong"), history, 0.0, 32, True, False, request)[0] is None
+    assert rate(like(1, "Wrong"), history, 0.0, 32, True, False, request)[0] == {"__type__": "update"}  # sent twice
+    assert rate(like(1, ""), history, 0.0, 32, True, False, request)[0] == {"__type__": "update"}  # clicked off
+    send = ui.make_reason_fn(store, tiny_engine)
+    assert send(1, history, "my name John Smith is in it", 0.0, 32, True, False, request) == (None, "")
 
-    up, flagged = store.rows()
-    assert up["liked"] and not flagged["liked"] and flagged["reason"].startswith("wrong — my name")
+    up, down, flagged, why = store.rows()
+    assert up["liked"] and not down["liked"] and down["reason"] == "" and flagged["reason"] == "wrong"
+    assert not why["liked"] and why["reason"].startswith("my name") and "John Smith" not in why["reason"]
     assert "<US_SSN>" in up["question"] and "glaucoma" in up["question"]
     assert up["session_id"] == "browser-session" and up["settings"]["max_new_tokens"] == 32
     assert up["shown"] == ui.reply_facts(answer)["shown"] and up["model_id"] == tiny_engine.config.model
@@ -146,12 +150,14 @@ def test_thumb_and_flag_clicked_in_the_browser_store_masked_rows(browser, rated_
     page = browser.new_page(viewport={"width": 1100, "height": 1000})
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_text("personal details removed").first.wait_for()  # the one-line notice
-    textbox = page.get_by_placeholder("Type a health question…")
+    textbox = page.get_by_label("Your health question")
     textbox.fill(f"I'm John Smith, SSN 536-22-8741. {record.question}")
     textbox.press("Enter")
-    page.locator("button.submit-button").wait_for(state="visible", timeout=ANSWER_TIMEOUT_MS)
+    page.get_by_role("button", name="Send").wait_for(state="visible", timeout=ANSWER_TIMEOUT_MS)
     follow_up = page.locator("button.option").first
     follow_up.wait_for(timeout=ANSWER_TIMEOUT_MS)  # offered once the answer is complete
+    why = page.get_by_label("What was wrong with this answer? (optional)")
+    assert not why.is_visible()  # asked after 👎, not before
     page.get_by_label("Dislike").last.click()
 
     [row] = wait_for_rows(store, 1)
@@ -160,11 +166,23 @@ def test_thumb_and_flag_clicked_in_the_browser_store_masked_rows(browser, rated_
     on_disk = b"".join(p.read_bytes() for p in Path(store.path).parent.glob("feedback.sqlite3*"))
     assert not any(value in on_disk for value in PII_VALUES)
 
+    # After 👎 (not before), a box asks why, over the chat's bottom edge by the rated messages, above the input.
+    why.wait_for(timeout=30_000)
+    chat, box, question_box = (page.locator(selector).first.bounding_box() for selector in
+                               ("#gpt2chat-chat", "#gpt2chat-reason", "#gpt2chat-input"))
+    assert chat["y"] <= box["y"] and box["y"] + box["height"] <= question_box["y"] + 1
+    why.fill("It is about John Smith's other eye")
+    page.get_by_role("button", name="Send reason").click()
+    reason_row = wait_for_rows(store, 2)[1]
+    assert reason_row["liked"] is False and reason_row["reason"].startswith("It is about") and "Smith" not in \
+        reason_row["reason"]
+    why.wait_for(state="hidden", timeout=30_000)
+
     page.get_by_label("Feedback").last.click()  # the flag menu of reasons
     page.locator(".extra-feedback-option", has_text="Wrong").click()
-    flagged = wait_for_rows(store, 2)[1]
+    flagged = wait_for_rows(store, 3)[2]
     time.sleep(2)  # Gradio sends a flag-menu click twice: the second must not become a row
-    assert len(store.rows()) == 2 and flagged["reason"] == "wrong" and flagged["liked"] is False
+    assert len(store.rows()) == 3 and flagged["reason"] == "wrong" and flagged["liked"] is False
 
     question = follow_up.inner_text().strip()
     follow_up.click()  # a follow-up is sent as the next question

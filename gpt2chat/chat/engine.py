@@ -28,6 +28,7 @@ from typing import Iterator, Sequence
 from gpt2chat import settings
 from gpt2chat.chat.copybias import CopyBias, gpt2_opens_with
 from gpt2chat.chat.grounding import answer_openers, extractive_answer, is_degenerate, split_sentences, verify
+from gpt2chat.corpus.sites import current_url
 from gpt2chat.chat.prompt import answer_ends, build_prompt, clean_answer, reference_passage
 from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, StreamingGenerator, TokenStreamer
 
@@ -41,8 +42,9 @@ NO_ANSWER_TEXT = "I could not find an NIH answer to that question. Please rephra
 @dataclasses.dataclass(frozen=True)
 class Source:
     title: str
-    url: str
+    url: str  # where the page is now (gpt2chat.corpus.sites.current_url)
     source: str
+    text: str = ""  # the passage as checked against: the UI shows it and tells which sources the answer quotes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,7 +344,8 @@ def _sources(passages) -> list[Source]:
     for passage in passages:
         if passage.url and passage.url not in seen:
             seen.add(passage.url)
-            sources.append(Source(title=passage.focus or passage.question, url=passage.url, source=passage.source))
+            sources.append(Source(title=passage.focus or passage.question, url=current_url(passage.url),
+                                  source=passage.source, text=reference_passage(passage.answer)))
     return sources
 
 
