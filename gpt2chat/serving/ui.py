@@ -620,6 +620,7 @@ div:not(#gpt2chat-reason) > #gpt2chat-reason {  /* placed over the chat's bottom
     border-top: 1px solid var(--border-color-primary); box-shadow: 0 -2px 8px rgba(0, 0, 0, 0.12);
   }
   .gradio-container { padding-bottom: 96px !important; }
+  #gpt2chat-chat { height: calc(100dvh - 170px) !important; max-height: none !important; }  /* the screen, less the input */
   button, .icon-button, [role="button"], textarea, footer a { min-width: 44px; min-height: 44px; }
   footer a, footer button { display: inline-flex; align-items: center; }
   .row:has(> .column #gpt2chat-chat) { flex-direction: column-reverse; }  /* saved chats after the chat */
