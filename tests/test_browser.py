@@ -231,8 +231,8 @@ def test_accessibility_scan_finds_no_serious_violation(browser, summaries_app, s
     if not AXE.is_file():
         pytest.fail(f"axe-core is missing at {AXE}: bash scripts/setup.sh --dev installs it")
     page = new_page(browser, summaries_app, size, scheme)
-    assert page.get_by_label("Your health question").is_visible()
-    assert page.get_by_role("button", name="Send").is_visible()
+    page.get_by_label("Your health question").wait_for()  # named controls: found by their names
+    page.get_by_role("button", name="Send").wait_for()
     ask(page, sample_records[0].question)
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async () => await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', "

@@ -134,7 +134,7 @@ def test_theme_uses_local_fonts_only():
     assert fonts and not any(isinstance(f, ui.gr.themes.GoogleFont) for f in fonts)
     assert all(sheet.get("url") is None for sheet in theme._stylesheets if isinstance(sheet, dict))
     assert "googleapis" not in theme._get_theme_css()
-    assert set(ui.launch_options()) == {"theme", "css", "js"}
+    assert set(ui.launch_options()) == {"theme", "css", "js", "head"}
 
 
 def _question(sample_records) -> str:

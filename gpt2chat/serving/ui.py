@@ -111,7 +111,7 @@ def medical_theme() -> gr.themes.Base:
 
 def launch_options() -> dict[str, Any]:
     """The ``launch()`` keyword arguments that style the app (Gradio 6 moved theme and CSS there)."""
-    return {"theme": medical_theme(), "css": CSS, "js": JS}
+    return {"theme": medical_theme(), "css": CSS, "js": JS, "head": HEAD}
 
 
 def _text(content: Any) -> str:
@@ -550,16 +550,17 @@ def make_rate_fn(store: FeedbackStore, engine: ChatEngine):
     return rate
 
 
-def settings_inputs() -> list[gr.components.Component]:
+def settings_inputs(model_controls: bool = True) -> list[gr.components.Component]:
     """The chat's additional inputs, in the order the chat function takes them. Unrendered, so that the
     ChatInterface places them in its "Advanced" accordion rather than where they were created. The first three
-    only matter when the model's own text is served (``model_controls_matter``)."""
+    only matter when the model's own text is served (``model_controls_matter``): ``model_controls`` shows them."""
     return [
         gr.Slider(0.0, MAX_TEMPERATURE, value=DEFAULT_SAMPLING.temperature, step=0.05, label="Temperature",
-                  info="0 = always the most likely word; higher = more varied, less reliable", render=False),
+                  info="0 = always the most likely word; higher = more varied, less reliable", render=False,
+                  visible=model_controls),
         gr.Slider(16, MAX_NEW_TOKENS, value=DEFAULT_SAMPLING.max_new_tokens, step=16, label="Max new tokens",
-                  render=False),
-        gr.Checkbox(value=True, label="Ground answers in NIH passages",
+                  render=False, visible=model_controls),
+        gr.Checkbox(value=True, label="Ground answers in NIH passages", visible=model_controls,
                     info="retrieve the closest MedQuAD passage, give it to the model, and cite it", render=False),
         gr.Checkbox(value=False, label="Show masked text",
                     info="when personal details were removed, show the message as the model saw it", render=False),
@@ -605,7 +606,6 @@ CSS = """
   text-align: center; line-height: 1.2; text-decoration: underline;
 }
 textarea::placeholder { color: var(--body-text-color) !important; opacity: 0.75; }
-footer, footer a, footer button { color: var(--body-text-color) !important; }
 :focus-visible { outline: 3px solid var(--secondary-600) !important; outline-offset: 2px; }
 div:not(#gpt2chat-reason) > #gpt2chat-reason {  /* placed over the chat's bottom edge by the page's JS */
   position: fixed; z-index: 60; border: 2px solid var(--secondary-600); box-shadow: 0 6px 24px rgba(0, 0, 0, 0.25);
@@ -621,31 +621,48 @@ div:not(#gpt2chat-reason) > #gpt2chat-reason {  /* placed over the chat's bottom
   }
   .gradio-container { padding-bottom: 96px !important; }
   #gpt2chat-chat { height: calc(100dvh - 170px) !important; max-height: none !important; }  /* the screen, less the input */
-  button, .icon-button, [role="button"], textarea, footer a { min-width: 44px; min-height: 44px; }
-  footer a, footer button { display: inline-flex; align-items: center; }
+  button, .icon-button, [role="button"], textarea { min-width: 44px !important; min-height: 44px !important; }
   .row:has(> .column #gpt2chat-chat) { flex-direction: column-reverse; }  /* saved chats after the chat */
 }
 """
 
+# Gradio scopes ``css`` to the app's main area; its footer ("Use via API · Built with Gradio · Settings") is
+# styled from the page's head instead.
+HEAD = """<style>
+footer, footer a, footer button { color: var(--body-text-color) !important; }
+@media (max-width: 640px) {
+  footer a, footer button { display: inline-flex !important; align-items: center; min-height: 44px !important; }
+}
+</style>"""
+
 # Runs once per page load. A new question is scrolled to the top of the view, so its answer reads from the start
 # (Gradio's autoscroll keeps the bottom in view, and showed nothing of a new reply to someone who had scrolled up);
-# an emergency reply is scrolled into view; when a reply ends (the input is enabled again) focus goes back to it.
+# an emergency reply is scrolled into view; when a reply ends (the input is enabled again, the stop button gone)
+# focus goes back to the input.
 JS = """
 () => {
   const done = new WeakSet();
-  let wasDisabled = false;
+  let wasBusy = false;
+  // Scroll the chat log (not the page) so that `element` is at its top, then bring the chat itself into view.
+  const reveal = (element) => {
+    const log = element.closest('[role="log"]');
+    if (log) {
+      log.scrollTop += element.getBoundingClientRect().top - log.getBoundingClientRect().top - 8;
+    }
+    document.querySelector('#gpt2chat-chat').scrollIntoView({block: 'nearest'});
+  };
   const react = () => {
     const users = document.querySelectorAll('#gpt2chat-chat [data-testid="user"]');
     const last = users[users.length - 1];
-    if (last && !done.has(last)) { done.add(last); last.scrollIntoView({block: 'start'}); }
+    if (last && !done.has(last)) { done.add(last); reveal(last); }
     document.querySelectorAll('.gpt2chat-urgent').forEach((callout) => {
-      if (!done.has(callout)) { done.add(callout); callout.scrollIntoView({block: 'center'}); }
+      if (!done.has(callout)) { done.add(callout); reveal(callout); }
     });
     const input = document.querySelector('#gpt2chat-input textarea');
-    if (input) {
-      if (wasDisabled && !input.disabled) { input.focus(); }
-      wasDisabled = input.disabled;
-    }
+    const stop = document.querySelector('#gpt2chat-input .stop-button');
+    const busy = Boolean(input && input.disabled) || Boolean(stop && stop.offsetParent !== null);
+    if (wasBusy && !busy && input) { input.focus(); }
+    wasBusy = busy;
     // Gradio's example questions are buttons in a role="list" without list items: an axe "critical" finding.
     document.querySelectorAll('.examples[role="list"]').forEach((examples) => {
       examples.setAttribute('role', 'group');
@@ -653,8 +670,8 @@ JS = """
     });
   };
   // After a 👎 the box asking why opens over the chat's bottom edge, by the rated messages; sending or declining
-  // closes it. (Not moved in the page: Gradio's Svelte would then draw the box twice.)
-  // Gradio draws a group as two nested elements with the same id: both are shown or hidden.
+  // closes it. (Not moved in the page: Gradio's Svelte would then draw the box twice.) Gradio draws a group as two
+  // nested elements with the same id: both are shown or hidden.
   document.addEventListener('click', (event) => {
     const boxes = document.querySelectorAll('#gpt2chat-reason');
     if (event.target.closest('#gpt2chat-chat [aria-label="Dislike"]')) {
@@ -671,7 +688,7 @@ JS = """
     }
   }, true);
   new MutationObserver(react).observe(document.body,
-    {childList: true, subtree: true, attributes: true, attributeFilter: ['disabled', 'class']});
+    {childList: true, subtree: true, attributes: true, attributeFilter: ['disabled', 'class', 'style']});
 }
 """
 
@@ -729,7 +746,7 @@ def build_app(engine: ChatEngine, status: Callable[[], str] | None = None,
                              height="58vh", min_height=320, autoscroll=False, buttons=["copy"],
                              feedback_options=FEEDBACK_OPTIONS if feedback is not None else None,
                              placeholder="Ask a question about a disease, a symptom or a treatment.")
-        inputs = settings_inputs()
+        inputs = settings_inputs(model_controls_matter(engine))  # and again at each page load: the model may swap
         chat = gr.ChatInterface(
             make_chat_fn(engine, FollowupFinder.from_index(engine.index)),
             chatbot=chatbot,
