@@ -47,7 +47,8 @@ def repeated_sentences(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None, help="preset directory (default: none, NIH extracts as on first start)")
+    parser.add_argument("--model", default=None,
+                        help="preset directory (default: none, NIH extracts as on a first start)")
     parser.add_argument("--limit", type=int, default=20, help="seeded test questions (default: 20)")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--show", action="store_true", help="print every rendered reply")

@@ -99,7 +99,8 @@ def visible_sentences(text: str) -> list[str]:
             if len(s.split()) >= 4]
 
 
-def test_question_in_the_browser_streams_an_answer_with_sources(browser, live_app, sample_records, tmp_path):  # noqa: F811
+def test_question_in_the_browser_streams_an_answer_with_sources(browser, live_app, sample_records,  # noqa: F811
+                                                                tmp_path):
     """The repository's app.py with a (tiny) model, as a user reaches it."""
     page = new_page(browser, live_app, DESKTOP)
     bot = ask(page, sample_records[0].question)

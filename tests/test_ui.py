@@ -292,7 +292,8 @@ def test_no_sentence_appears_twice_in_what_a_reply_shows():
 
 
 def test_emergency_replies_are_an_urgent_callout_with_tap_to_call_numbers():
-    notice = "Please call your local emergency number now (911 in the US, 112 in Europe).\n\nPoison Control: 1-800-222-1222."
+    notice = ("Please call your local emergency number now (911 in the US, 112 in Europe).\n\n"
+              "Poison Control: 1-800-222-1222.")
     rendered = ui.render_reply(ChatReply(category="emergency", notice=notice, masked_types=["PERSON"], finished=True))
     privacy, callout = rendered.split("\n\n", 1)
     assert privacy == "🔒 Removed from your message before it was answered: your name."
@@ -303,7 +304,8 @@ def test_emergency_replies_are_an_urgent_callout_with_tap_to_call_numbers():
 
 
 def test_what_was_removed_is_named_in_plain_words():
-    assert ui.removed_in_plain_words(["EMAIL", "PERSON", "DATE_OF_BIRTH"]) == "your name, date of birth and e-mail address"
+    assert ui.removed_in_plain_words(["EMAIL", "PERSON", "DATE_OF_BIRTH"]) == \
+        "your name, date of birth and e-mail address"
     assert ui.removed_in_plain_words(["PHONE"]) == "your phone number"
     reply = ChatReply(answer="Gout is arthritis.", masked_types=["EMAIL", "PERSON", "DATE_OF_BIRTH"], finished=True)
     rendered = ui.render_reply(reply)

@@ -120,9 +120,9 @@ def free_port(host: str = LOOPBACK) -> int:
 def served_app(app_dir: str | os.PathLike, log_path: str | os.PathLike, *, env: dict | None = None,
                boot_timeout_s: float = 600.0, args: Sequence[str] = ()):
     """``python app.py`` from ``app_dir`` on a free loopback port, its output in ``log_path``, with ``env`` on top
-    of this process's environment (e.g. ``GPT2CHAT_MODEL``) and ``args`` after it (e.g. ``--no-model``). Yields a ``RunningApp`` once the API answers; raises
-    ``AppDidNotStart`` (with the log's tail) if it exits or stays silent for ``boot_timeout_s``. Always stopped on
-    exit."""
+    of this process's environment (e.g. ``GPT2CHAT_MODEL``) and ``args`` after it (e.g. ``--no-model``). Yields a
+    ``RunningApp`` once the API answers; raises ``AppDidNotStart`` (with the log's tail) if it exits or stays silent
+    for ``boot_timeout_s``. Always stopped on exit."""
     import httpx
 
     port = free_port()

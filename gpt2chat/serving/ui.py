@@ -9,8 +9,8 @@ Gradio's history (``history_turns``). Text that comes from the user is escaped, 
 a message cannot put links or images into a reply; corpus text is escaped too. Every API argument is checked with
 a message that never echoes its value. Gradio 6 takes the theme, CSS and page script in ``launch()``, hence
 ``launch_options``. Raw user messages are never logged: only reply statistics. With a ``FeedbackStore``, every
-answer gets 👍/👎 (reasons under the flag, and a box asking why after 👎) and ``/rate`` takes ratings over the API;
-the store masks them. Each final answer offers follow-up questions on the same focus as clickable options
+answer gets 👍/👎 (reasons under the flag, and a box asking why after 👎) and ``/rate`` takes ratings over the
+API; the store masks them. Each final answer offers follow-up questions on the same focus as clickable options
 (``gpt2chat.chat.followups``). Chats are saved in the visitor's browser only (``save_history``) and exported there.
 """
 
@@ -165,7 +165,8 @@ def removed_in_plain_words(types: Sequence[str]) -> str:
 def privacy_note(reply: ChatReply, show_masked: bool = False) -> str:
     if not reply.masked_types:
         return ""
-    note = f"{PRIVACY_MARK} Removed from your message before it was answered: {removed_in_plain_words(reply.masked_types)}."
+    removed = removed_in_plain_words(reply.masked_types)
+    note = f"{PRIVACY_MARK} Removed from your message before it was answered: {removed}."
     if show_masked and reply.masked_message:
         note += f" The model saw: {literal(reply.masked_message)}"
     return note
@@ -440,7 +441,8 @@ def make_ask_fn(engine: ChatEngine):
 # Thumbs up/down, then the reasons under Gradio's flag menu (any option other than Like/Dislike goes there).
 FEEDBACK_OPTIONS = ("Like", "Dislike", *(reason.capitalize() for reason in REASONS))
 # A cited page as render_reply links it: [Title — Site](url), "(archived)" or ", page 2" after the site.
-_SOURCE_LINK = re.compile(r"\[(?:[^\]\\]|\\.)* — ((?:[^\]\\]|\\.)*?)(?: \(archived\))?(?:, page \d+)?\]\((https?://[^)\s]+)\)")
+_SOURCE_LINK = re.compile(
+    r"\[(?:[^\]\\]|\\.)* — ((?:[^\]\\]|\\.)*?)(?: \(archived\))?(?:, page \d+)?\]\((https?://[^)\s]+)\)")
 
 
 def reply_facts(rendered: str) -> dict:
@@ -620,7 +622,7 @@ div:not(#gpt2chat-reason) > #gpt2chat-reason {  /* placed over the chat's bottom
     border-top: 1px solid var(--border-color-primary); box-shadow: 0 -2px 8px rgba(0, 0, 0, 0.12);
   }
   .gradio-container { padding-bottom: 96px !important; }
-  #gpt2chat-chat { height: calc(100dvh - 170px) !important; max-height: none !important; }  /* the screen, less the input */
+  #gpt2chat-chat { height: calc(100dvh - 170px) !important; max-height: none !important; }  /* less the input */
   button, .icon-button, [role="button"], textarea { min-width: 44px !important; min-height: 44px !important; }
   .row:has(> .column #gpt2chat-chat) { flex-direction: column-reverse; }  /* saved chats after the chat */
 }
