@@ -119,6 +119,9 @@ def test_a_reply_is_one_answer_with_named_sources_and_the_nih_text_folded(browse
     page = new_page(browser, summaries_app, size)
     question = sample_records[0].question
     bot = ask(page, question)
+    # The new question is at the top of the view, and the keyboard is back in the input.
+    assert in_view(page, page.locator('[data-testid="user"]').last)
+    assert page.evaluate("document.activeElement === document.querySelector('#gpt2chat-input textarea')")
     text = bot.inner_text()  # what is rendered: a closed <details> shows only its summary
     sentences = visible_sentences(text)
     assert len(sentences) == len(set(sentences)), text  # nothing said twice
@@ -131,9 +134,6 @@ def test_a_reply_is_one_answer_with_named_sources_and_the_nih_text_folded(browse
     assert folded.get_attribute("open") is None and not folded.locator("mark").first.is_visible()
     folded.locator("summary").click()
     assert folded.locator("mark").first.is_visible()  # the quoted sentences, highlighted in the NIH text
-    # The new question is at the top of the view, and the keyboard is back in the input.
-    assert in_view(page, page.locator('[data-testid="user"]').last)
-    assert page.evaluate("document.activeElement === document.querySelector('#gpt2chat-input textarea')")
     page.close()
 
 
