@@ -3,6 +3,7 @@
     python app.py                                   # models/default; trained in the background when missing
     python app.py --model models/my-run             # a local Keras-Hub preset directory
     python app.py --model you/gpt2chat-medquad      # a Hub model repo, downloaded once (needs network)
+    python app.py --no-model                        # summaries of the NIH pages only: nothing loaded or trained
 
 The model comes from --model, else $GPT2CHAT_MODEL, else the bundle's ``model/`` directory (what
 ``python -m gpt2chat.deploy --model-dir`` ships), else ``models/default``. When ``models/default`` is missing,
@@ -36,6 +37,7 @@ BUNDLED_INDEX = HERE / "index"
 _HUB_REPO_ID = re.compile(r"^(hf://)?[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TRAINING_NOTICE = ("No trained model found: training the quick-start model in the background (about 15 minutes "
                    "on 2 CPU cores); until then answers are summaries of the NIH pages.")
+NO_MODEL_NOTICE = "Serving summaries of the NIH pages (--no-model): no model is loaded or trained."
 log = logging.getLogger("gpt2chat.app")
 
 
@@ -49,6 +51,7 @@ class ServeConfig:
     concurrency: int = 2
     # Room for every waiting user (the brief is 20 at once, plus API clients) instead of a "queue full" error.
     queue_size: int = 64
+    no_model: bool = False  # NIH summaries only: no model is loaded or trained
 
 
 def parse_args(argv: list[str] | None = None, env: dict = os.environ) -> ServeConfig:
@@ -59,8 +62,12 @@ def parse_args(argv: list[str] | None = None, env: dict = os.environ) -> ServeCo
                         help="interface to listen on (default: $GRADIO_SERVER_NAME or %(default)s)")
     parser.add_argument("--port", type=int, default=int(env.get("GRADIO_SERVER_PORT", ServeConfig.port)),
                         help="port (default: $GRADIO_SERVER_PORT or %(default)s)")
+    parser.add_argument("--no-model", action="store_true",
+                        help="answer with summaries of the NIH pages only: no model is loaded or trained")
     args = parser.parse_args(argv)
-    return ServeConfig(model=args.model, host=args.host, port=args.port)
+    if args.no_model and args.model:
+        parser.error("--no-model and --model exclude each other")
+    return ServeConfig(model=args.model, host=args.host, port=args.port, no_model=args.no_model)
 
 
 def model_source(explicit: str | None = None, env: dict = os.environ) -> str:
@@ -190,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         source = model_source(config.model)
-        train_first = needs_training(source)
-        model = None if train_first else prepare_model(source)
-        print(TRAINING_NOTICE if train_first else f"Loading {model}", flush=True)
+        train_first = needs_training(source) and not config.no_model
+        model = None if train_first or config.no_model else prepare_model(source)
+        print(TRAINING_NOTICE if train_first else f"Loading {model}" if model else NO_MODEL_NOTICE, flush=True)
         index_dir = str(BUNDLED_INDEX) if (BUNDLED_INDEX / "manifest.json").is_file() else None
         engine = ChatEngine.build(EngineConfig(model=model, index_dir=index_dir))
     except (ModelUnavailable, OSError, ValueError) as error:  # OSError: missing files, Hub and network errors

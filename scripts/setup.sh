@@ -26,4 +26,13 @@ if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null; then
     echo "note: chromium is not installed; the browser test will be skipped (sudo apt-get install chromium)"
   fi
 fi
+if [ "${1:-}" = "--dev" ]; then
+  # The browser test's accessibility scan injects axe-core (from npm) into the page; kept out of the repository.
+  if command -v npm >/dev/null; then
+    echo "installing axe-core for the accessibility scan"
+    npm install --silent --no-save --no-package-lock --prefix .cache/npm axe-core@4.11 >/dev/null
+  else
+    echo "note: npm is not installed; the accessibility scan will fail (sudo apt-get install npm)"
+  fi
+fi
 echo "setup done"

@@ -111,3 +111,34 @@ def test_parse_document_reports_unanswered_pairs(medquad_dir):
     path = sorted((medquad_dir / "10_MPlus_ADAM_QA").glob("*.xml"))[0]
     pairs = parse_document(path, "10_MPlus_ADAM_QA")
     assert pairs and not any(has_answer for _, has_answer in pairs)
+
+
+def _answer(medquad_dir, file: str, pid: int) -> str:
+    subset = file.split("/")[0]
+    return next(r.answer for r, _ in parse_document(medquad_dir / file, subset) if r.pair_id.endswith(f"-{pid}"))
+
+
+def test_navigation_leftovers_and_headings_are_cleaned_from_real_answers(medquad_dir):
+    varicose = _answer(medquad_dir, "8_NHLBI_QA_XML/0000135.xml", 1)  # opens with the page's "Espaol" link
+    assert varicose.startswith("Varicose (VAR-i-kos) veins are swollen") and "Espaol" not in varicose
+    hemophilia = _answer(medquad_dir, "8_NHLBI_QA_XML/0000069.xml", 6)  # a heading alone on its line
+    assert hemophilia.startswith("The main treatment for hemophilia is called replacement therapy.")
+    assert "Replacement Therapy You can do" not in hemophilia and "Therapy The" not in hemophilia
+    breast = _answer(medquad_dir, "7_SeniorHealth_QA/0000008.xml", 1)  # a heading run into its first sentence
+    assert breast.startswith("The body is made up of many types of cells.") and "How Tumors Form" not in breast
+    assert "Watch the video" not in breast and "Escape (Esc)" not in breast
+    prevention = _answer(medquad_dir, "7_SeniorHealth_QA/0000008.xml", 3)  # a question heading
+    assert prevention.startswith("Cancer prevention is action taken to lower the chance of getting cancer.")
+
+
+def test_lists_stay_lists_and_end_before_the_next_paragraph(medquad_dir):
+    diabetes = _answer(medquad_dir, "5_NIDDK_QA/0000022.xml", 4)
+    assert ("Symptoms include - increased thirst - increased hunger - fatigue" in diabetes
+            and "- sores that do not heal. Many people do not find out" in diabetes)
+
+
+def test_a_sentence_repeated_within_an_answer_is_kept_once(full):
+    records, _ = full
+    leukemia = next(r for r in records if r.pair_id == "1_CancerGov_QA/0000001_1-7")
+    assert leukemia.answer.count("Patients may want to think about taking part in a clinical trial.") == 1
+    assert leukemia.answer.count("clinical trial") >= 1

@@ -51,7 +51,6 @@ def answered(tiny_engine, ledger, question=PII_QUESTION) -> tuple[list[dict], st
     answer = answer.content if isinstance(answer, gr.ChatMessage) else answer
     return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}], answer
 
-
 def test_like_and_dislike_store_the_servers_copy_masked(tiny_engine, masker, tmp_path):
     store, ledger = FeedbackStore(tmp_path / "feedback.sqlite3", masker), AnswerLedger()
     history, answer = answered(tiny_engine, ledger)
@@ -59,16 +58,20 @@ def test_like_and_dislike_store_the_servers_copy_masked(tiny_engine, masker, tmp
     rate = ui.make_like_fn(store, ledger)
     request = types.SimpleNamespace(session_hash="browser-session", client=types.SimpleNamespace(host="10.0.0.1"))
 
-    assert rate(like(1, True), history, "", request) == ""
-    assert rate(like(1, "Wrong"), history, "my name John Smith is in it", request) == ""
-    assert rate(like(1, "Wrong"), history, "again", request) == "again"  # sent twice
-    assert rate(like(1, ""), history, "kept", request) == "kept"  # a thumb clicked off
+    assert rate(like(1, True), history, request) == (None, "")
+    assert rate(like(1, False), history, request) == (1, "")  # 👎: why, for this message?
+    assert rate(like(1, "Wrong"), history, request)[0] is None
+    assert rate(like(1, "Wrong"), history, request)[0] == {"__type__": "update"}  # sent twice
+    assert rate(like(1, ""), history, request)[0] == {"__type__": "update"}  # a thumb clicked off
+    send = ui.make_reason_fn(store, ledger)
+    assert send(1, history, "my name John Smith is in it", request) == (None, "")
     # A client that rewrites the rated message cannot put its own text or sources in the database.
     forged = [history[0], {"role": "assistant", "content": f"FORGED [x](https://evil.example/a) (EVIL) {reference}"}]
-    assert rate(like(1, False), forged, "", request) == ""
+    assert rate(like(1, True), forged, request) == (None, "")
 
-    up, flagged, third = store.rows()
-    assert up["liked"] and not flagged["liked"] and flagged["reason"].startswith("wrong — my name <PERSON>")
+    up, down, flagged, why, third = store.rows()
+    assert up["liked"] and not down["liked"] and down["reason"] == "" and flagged["reason"] == "wrong"
+    assert not why["liked"] and why["reason"].startswith("my name <PERSON>") and "John Smith" not in why["reason"]
     assert "<US_SSN>" in up["question"] and "glaucoma" in up["question"]
     assert up["session_id"].startswith("s-") and "browser-session" not in up["session_id"]  # an opaque token
     assert up["settings"]["max_new_tokens"] == 32 and up["model_id"] == tiny_engine.config.model
@@ -76,7 +79,8 @@ def test_like_and_dislike_store_the_servers_copy_masked(tiny_engine, masker, tmp
     assert up["answer"] == ui.answer_of(answer)
     on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("feedback.sqlite3*"))
     assert not any(value in on_disk for value in PII_VALUES)
-    assert rate(like(1, True), [history[0], {"role": "assistant", "content": "no reference"}], "x", request) == "x"
+    assert rate(like(1, True), [history[0], {"role": "assistant", "content": "no reference"}], request)[0] is None
+    assert len(store.rows()) == 5  # nothing stored for a message the server never issued
 
 
 def test_rate_api_takes_a_reference_and_refuses_bad_input(tiny_engine, masker, tmp_path, monkeypatch):
@@ -158,12 +162,14 @@ def test_thumb_and_flag_clicked_in_the_browser_store_masked_rows(browser, rated_
     page = browser.new_page(viewport={"width": 1100, "height": 1000})
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_text("personal details removed").first.wait_for()  # the one-line notice
-    textbox = page.get_by_placeholder("Type a health question…")
+    textbox = page.get_by_label("Your health question")
     textbox.fill(f"I'm John Smith, SSN 536-22-8741. {record.question}")
     textbox.press("Enter")
-    page.locator("button.submit-button").wait_for(state="visible", timeout=ANSWER_TIMEOUT_MS)
+    page.get_by_role("button", name="Send").wait_for(state="visible", timeout=ANSWER_TIMEOUT_MS)
     follow_up = page.locator("button.option").first
     follow_up.wait_for(timeout=ANSWER_TIMEOUT_MS)  # offered once the answer is complete
+    why = page.get_by_label("What was wrong with this answer? (optional)")
+    assert not why.is_visible()  # asked after 👎, not before
     page.get_by_label("Dislike").last.click()
 
     [row] = wait_for_rows(store, 1)
@@ -172,11 +178,23 @@ def test_thumb_and_flag_clicked_in_the_browser_store_masked_rows(browser, rated_
     on_disk = b"".join(p.read_bytes() for p in Path(store.path).parent.glob("feedback.sqlite3*"))
     assert not any(value in on_disk for value in PII_VALUES)
 
+    # After 👎 (not before), a box asks why, over the chat's bottom edge by the rated messages, above the input.
+    why.wait_for(timeout=30_000)
+    chat, box, question_box = (page.locator(selector).first.bounding_box() for selector in
+                               ("#gpt2chat-chat", "#gpt2chat-reason", "#gpt2chat-input"))
+    assert chat["y"] <= box["y"] and box["y"] + box["height"] <= question_box["y"] + 1
+    why.fill("It is about John Smith's other eye")
+    page.get_by_role("button", name="Send reason").click()
+    reason_row = wait_for_rows(store, 2)[1]
+    assert reason_row["liked"] is False and reason_row["reason"].startswith("It is about") and "Smith" not in \
+        reason_row["reason"]
+    why.wait_for(state="hidden", timeout=30_000)
+
     page.get_by_label("Feedback").last.click()  # the flag menu of reasons
     page.locator(".extra-feedback-option", has_text="Wrong").click()
-    flagged = wait_for_rows(store, 2)[1]
+    flagged = wait_for_rows(store, 3)[2]
     time.sleep(2)  # Gradio sends a flag-menu click twice: the second must not become a row
-    assert len(store.rows()) == 2 and flagged["reason"] == "wrong" and flagged["liked"] is False
+    assert len(store.rows()) == 3 and flagged["reason"] == "wrong" and flagged["liked"] is False
 
     question = follow_up.inner_text().strip()
     follow_up.click()  # a follow-up is sent as the next question

@@ -13,12 +13,13 @@ import pytest
 
 from gpt2chat import settings
 from gpt2chat.serving import ui
-from gpt2chat.chat.engine import ChatReply, Source
+from gpt2chat.chat.engine import MODEL_ANSWER, ChatReply, Source
 from gpt2chat.serving.server import AppDidNotStart, served_app
-from gpt2chat.serving.ui import DISCLAIMER, answer_of
+from gpt2chat.serving.ui import REPLY_DISCLAIMER, answer_of
 
 REPO_ROOT = settings.REPO_ROOT
 MARKDOWN_LINK = re.compile(r"\[[^\]]+\]\(https?://[^)\s]+\)")
+SOURCES_LINE = re.compile(r"^\*\*Sources?:\*\* \[[^\]]+ — [^\]]+\]\(https?://", re.M)
 BOOT_TIMEOUT_S = 420  # TensorFlow import, model, masker, index and warm-up on 2 shared cores
 
 
@@ -133,7 +134,7 @@ def test_theme_uses_local_fonts_only():
     assert fonts and not any(isinstance(f, ui.gr.themes.GoogleFont) for f in fonts)
     assert all(sheet.get("url") is None for sheet in theme._stylesheets if isinstance(sheet, dict))
     assert "googleapis" not in theme._get_theme_css()
-    assert set(ui.launch_options()) == {"theme", "css"}
+    assert set(ui.launch_options()) == {"theme", "css", "js", "head"}
 
 
 def _question(sample_records) -> str:
@@ -147,15 +148,15 @@ def test_chat_streams_a_growing_reply_with_sources_and_disclaimer(tiny_engine, s
     assert len(outputs) >= 2, outputs
     assert len(set(outputs)) == len(outputs)  # only changes are sent
     assert answers[0] == "…" and len(answers[-1]) > 1  # a placeholder first, then the (checked) answer
-    assert MARKDOWN_LINK.search(outputs[-1]) and "**Sources:**" in outputs[-1]
-    assert DISCLAIMER in outputs[-1]
+    assert MARKDOWN_LINK.search(outputs[-1]) and SOURCES_LINE.search(outputs[-1])
+    assert REPLY_DISCLAIMER in outputs[-1]
 
 
 def test_chat_passes_history_and_grounding_switch(tiny_engine, sample_records):
     chat = ui.make_chat_fn(tiny_engine)
     history = [{"role": "user", "content": "What is gout?"}, {"role": "assistant", "content": "A kind of arthritis."}]
     last = list(chat(_question(sample_records), history, 0.0, 16, False, False))[-1]
-    assert "**Sources:**" in last and DISCLAIMER in last  # answers are always checked against a cited page
+    assert SOURCES_LINE.search(last) and REPLY_DISCLAIMER in last  # answers are always checked against a cited page
 
 
 def test_masking_note_and_show_masked_switch(tiny_engine):
@@ -163,7 +164,7 @@ def test_masking_note_and_show_masked_switch(tiny_engine):
     message = "My email is jane.doe@example.com, what helps with gout?"
     hidden = list(chat(message, [], 0.0, 8, True, False))[-1]
     shown = list(chat(message, [], 0.0, 8, True, True))[-1]
-    assert "Personal details were removed" in hidden and "EMAIL" in hidden.upper()
+    assert "Removed from your message before it was answered: your e-mail address." in hidden
     assert "jane.doe@example.com" not in hidden + shown
     assert "The model saw" in shown and "The model saw" not in hidden
 
@@ -180,8 +181,8 @@ def test_raw_messages_are_never_logged(tiny_engine, caplog):
 def test_ask_returns_the_final_markdown(tiny_engine, sample_records):
     ask = ui.make_ask_fn(tiny_engine)
     grounded = ask(_question(sample_records), 0.0, 24, True)
-    assert MARKDOWN_LINK.search(grounded) and DISCLAIMER in grounded and "…" not in answer_of(grounded)
-    assert "**Sources:**" in ask(_question(sample_records), 0.0, 8, False)
+    assert MARKDOWN_LINK.search(grounded) and REPLY_DISCLAIMER in grounded and "…" not in answer_of(grounded)
+    assert SOURCES_LINE.search(ask(_question(sample_records), 0.0, 8, False))
 
 
 def test_build_app_exposes_chat_and_ask_endpoints(tiny_engine):
@@ -216,15 +217,145 @@ def test_concurrent_clients_all_get_answers(live_app, sample_records):
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=12) as pool:
         answers = list(pool.map(one_user, range(12), timeout=300))
-    assert len(answers) == 12 and all(DISCLAIMER in a for a in answers), answers
+    assert len(answers) == 12 and all(REPLY_DISCLAIMER in a for a in answers), answers
     print(f"12 concurrent /ask requests answered in {time.perf_counter() - started:.1f} s")
 
 
 def test_no_answer_links_the_medlineplus_search_instead_of_a_source():
     url = "https://medlineplus.gov/search/?query=metformin+dose"
     rendered = ui.render_reply(ChatReply(answer="No NIH answer.", category="no_answer", search_url=url, finished=True))
-    assert f"]({url})" in rendered and "**Sources:**" not in rendered
+    assert f"]({url})" in rendered and not SOURCES_LINE.search(rendered)
 
+
+# --- one reply as users read it ------------------------------------------------------------------------------------
+
+DIABETES = ("Many people have no signs of diabetes. Symptoms include - increased thirst - increased hunger - sores "
+            "that do not heal. Many people do not find out they have the disease until they have problems.")
+GOUT = "Gout is a common, painful form of arthritis. It causes swollen, red, hot and stiff joints."
+
+
+def _sources():
+    return [ui.Source("Type 2 Diabetes", "https://medlineplus.gov/diabetes.html", "MPlusHealthTopics", DIABETES),
+            ui.Source("Gout", "https://medlineplus.gov/genetics/condition/gout/", "GHR", GOUT),
+            ui.Source("Gout", "https://web.archive.org/web/2017/http://nihseniorhealth.gov/gout/toc.html",
+                      "NIHSeniorHealth", GOUT)]
+
+
+def test_a_reply_cites_only_the_pages_it_quotes_and_folds_their_text():
+    reply = ChatReply(answer="Symptoms include - increased thirst - increased hunger - sores that do not heal.",
+                      answer_kind=ui.EXTRACT_ANSWER, sources=_sources(), evidence=DIABETES, finished=True)
+    rendered = ui.render_reply(reply)
+    head, tail = rendered.split(ui.SECTION_BREAK)
+    assert head == ("**Summary of the NIH page:** Symptoms include\n\n- increased thirst\n- increased hunger\n"
+                    "- sores that do not heal.")
+    assert "**Source:** [Type 2 Diabetes — MedlinePlus](https://medlineplus.gov/diabetes.html)" in tail
+    assert ("**Related pages:** [Gout — MedlinePlus Genetics](https://medlineplus.gov/genetics/condition/gout/) · "
+            "[Gout — NIHSeniorHealth (archived)](https://web.archive.org/") in tail
+    folded = re.search(r"<details><summary>Show the NIH text</summary>\n\n(.*?)\n\n</details>", tail, re.S).group(1)
+    assert folded == ("Many people have no signs of diabetes. <mark>Symptoms include</mark>\n\n"
+                      "- <mark>increased thirst</mark>\n- <mark>increased hunger</mark>\n"
+                      "- <mark>sores that do not heal.</mark>\n\n"
+                      "Many people do not find out they have the disease until they have problems.")
+    assert tail.endswith(f"_{REPLY_DISCLAIMER}_") and ui.DISCLAIMER not in rendered
+    assert ui.cited_sources(reply)[0] == reply.sources[:1]  # what a rating stores as the answer's sources
+
+
+def test_an_answer_quoting_two_pages_cites_both_and_same_titles_read_differently():
+    sources = _sources()[1:]
+    reply = ChatReply(answer="Gout is a common, painful form of arthritis.", answer_kind=MODEL_ANSWER,
+                      sources=[sources[0], ui.Source("Gout", "https://x.nih.gov/g", "GHR",
+                                                     GOUT + " Attacks often start at night.")], finished=True)
+    rendered = ui.render_reply(reply)
+    assert ("**Sources:** [Gout — MedlinePlus Genetics](https://medlineplus.gov/genetics/condition/gout/) · "
+            "[Gout — MedlinePlus Genetics, page 2](https://x.nih.gov/g)") in rendered
+    assert rendered.count("<details>") == 2 and "Show the NIH text (Gout — MedlinePlus Genetics)" in rendered
+    # NIH sites copy each other's text: what the first page's text showed is not shown again for the second.
+    second = rendered.split("<details>")[2]
+    assert "Attacks often start at night." in second and "arthritis" not in second
+    assert [s.url for s in ui.cited_sources(reply)[0]] == ["https://medlineplus.gov/genetics/condition/gout/",
+                                                           "https://x.nih.gov/g"]
+
+
+def test_a_reworded_answer_cites_the_passage_it_was_checked_against():
+    reply = ChatReply(answer="Gout makes joints swell.", answer_kind=MODEL_ANSWER, sources=_sources()[1:],
+                      finished=True)
+    quoted, related = ui.cited_sources(reply)
+    assert [s.source for s in quoted] == ["GHR"] and [s.source for s in related] == ["NIHSeniorHealth"]
+
+
+def test_no_sentence_appears_twice_in_what_a_reply_shows():
+    reply = ChatReply(answer=GOUT, answer_kind=ui.EXTRACT_ANSWER, sources=_sources()[1:2], evidence=GOUT,
+                      finished=True)
+    visible = re.sub(r"<details>.*?</details>", "", ui.render_reply(reply), flags=re.S)
+    assert visible.count("Gout is a common, painful form of arthritis.") == 1
+
+
+def test_emergency_replies_are_an_urgent_callout_with_tap_to_call_numbers():
+    notice = ("Please call your local emergency number now (911 in the US, 112 in Europe).\n\n"
+              "Poison Control: 1-800-222-1222.")
+    rendered = ui.render_reply(ChatReply(category="emergency", notice=notice, masked_types=["PERSON"], finished=True))
+    privacy, callout = rendered.split("\n\n", 1)
+    assert privacy == "🔒 Removed from your message before it was answered: your name."
+    assert callout.startswith('<div class="gpt2chat-urgent" role="alert">')
+    assert ('<a href="tel:911">911</a>' in callout and '<a href="tel:112">112</a>' in callout
+            and '<a href="tel:18002221222">1-800-222-1222</a>' in callout)
+    assert ui.answer_of(rendered).startswith("⚠️ This may be an emergency.")
+
+
+def test_what_was_removed_is_named_in_plain_words():
+    assert ui.removed_in_plain_words(["EMAIL", "PERSON", "DATE_OF_BIRTH"]) == \
+        "your name, date of birth and e-mail address"
+    assert ui.removed_in_plain_words(["PHONE"]) == "your phone number"
+    reply = ChatReply(answer="Gout is arthritis.", masked_types=["EMAIL", "PERSON", "DATE_OF_BIRTH"], finished=True)
+    rendered = ui.render_reply(reply)
+    assert rendered.startswith("🔒 Removed from your message before it was answered: your name, date of birth and "
+                               "e-mail address.\n\nGout is arthritis.")
+    assert ui.answer_of(rendered) == "Gout is arthritis."  # the note is not part of the conversation's history
+
+
+def test_corpus_text_cannot_inject_markup_and_a_single_dash_stays_prose():
+    reply = ChatReply(answer="Use <b>care</b> [here](https://evil.example) - always.", answer_kind=MODEL_ANSWER,
+                      finished=True)
+    head = ui.render_reply(reply).split(ui.SECTION_BREAK)[0]
+    assert "<b>" not in head and not re.search(r"(?<!\\)\]\(", head)  # shown as typed: no tag, no link
+    assert "- always" in head and "\n- " not in head
+
+
+def test_follow_ups_built_on_booklet_titles_are_not_offered():
+    assert not ui.readable_followup("What is I Can Lower My Risk for Type 2 Diabetes: A Guide for American Indians?")
+    assert ui.readable_followup("How is gout treated?")
+
+
+# --- pages of sites that moved or retired --------------------------------------------------------------------------
+
+def test_moved_and_retired_nih_pages_are_cited_where_they_are_now(sample_records):
+    from gpt2chat.corpus.sites import archived_page, current_url, is_archived
+
+    assert current_url("https://ghr.nlm.nih.gov/condition/aarskog-scott-syndrome") == \
+        "https://medlineplus.gov/genetics/condition/aarskog-scott-syndrome/"
+    assert current_url("https://www.nlm.nih.gov/medlineplus/a1c.html") == "https://medlineplus.gov/a1c.html"
+    assert current_url("https://rarediseases.info.nih.gov/gard/335/abcd-syndrome") == \
+        "https://rarediseases.info.nih.gov/diseases/335/abcd-syndrome"
+    senior = "http://nihseniorhealth.gov/glaucoma/toc.html"
+    assert current_url(senior) == "https://web.archive.org/web/2017/" + senior and is_archived(current_url(senior))
+    assert archived_page(current_url(senior)) == senior
+    cdc = "http://www.cdc.gov/parasites/acanthamoeba/"
+    assert current_url(cdc) == cdc and not is_archived(cdc)
+    # Every rule of the map rewrites real MedQuAD URLs (the tests' sample has files of every site).
+    moved = {r.source for r in sample_records if current_url(r.url) != r.url}
+    assert moved == {"GHR", "MPlusHealthTopics", "GARD", "NIHSeniorHealth"}, moved
+
+
+def test_app_serves_nih_summaries_without_a_model_on_request(capsys):
+    import app
+
+    assert app.parse_args(["--no-model"], env={}).no_model and not app.parse_args([], env={}).no_model
+    with pytest.raises(SystemExit):
+        app.parse_args(["--no-model", "--model", "models/x"], env={})
+    assert "exclude each other" in capsys.readouterr().err
+
+
+    
 
 def test_hostile_requests_echo_no_value_and_leave_none_in_the_log(live_app, tmp_path_factory):
     """Issue 23's probe, one request of each kind (benchmarks/soak.py's ATTACKS), the server log read after each:

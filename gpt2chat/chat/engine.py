@@ -32,6 +32,7 @@ from gpt2chat.chat.grounding import (ExtractConfig, answer_candidates, answer_op
                                      extractive_answer, is_degenerate, split_sentences, verify)
 from gpt2chat.chat.prompt import answer_ends, build_prompt, clean_answer, reference_passage
 from gpt2chat.chat.gate import GateResult, compare_answers, gate_pairs
+from gpt2chat.corpus.sites import current_url
 from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, StreamingGenerator, TokenStreamer
 from gpt2chat.modeling.selection import SentenceScorer, section_starts
 
@@ -45,8 +46,9 @@ NO_ANSWER_TEXT = "I could not find an NIH answer to that question. Please rephra
 @dataclasses.dataclass(frozen=True)
 class Source:
     title: str
-    url: str
+    url: str  # where the page is now (gpt2chat.corpus.sites.current_url)
     source: str
+    text: str = ""  # the section as checked against (whole): the UI shows it and tells which sources the answer quotes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -509,7 +511,8 @@ def _sources(passages) -> list[Source]:
     for passage in passages:
         if passage.url and passage.url not in seen:
             seen.add(passage.url)
-            sources.append(Source(title=passage.focus or passage.question, url=passage.url, source=passage.source))
+            sources.append(Source(title=passage.focus or passage.question, url=current_url(passage.url),
+                                  source=passage.source, text=passage.answer))
     return sources
 
 

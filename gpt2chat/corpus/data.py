@@ -88,6 +88,75 @@ def normalise(text: str | None) -> str:
     return _WHITESPACE.sub(" ", text or "").strip()
 
 
+# ------------------------------------------------------------------------------------------ answer clean-up
+# What the crawl kept of the pages' navigation, alone on a line: NHLBI pages open with their language switch
+# ("Español" with its ñ lost, 18 answers).
+NAVIGATION_LEFTOVERS = frozenset({"Espaol", "Español", "En español"})
+# NIHSeniorHealth's notes on its page videos (46 answers): "(Watch the video to learn more about … To enlarge the
+# video, click the brackets … press the Escape (Esc) button on your keyboard.)".
+_VIDEO_NOTE = re.compile(r"\(Watch the videos?\b.*?(?:on your keyboard\.\)|\.\))")
+_TERMINAL = (".", "!", "?", ":", ";")
+# Words that may stay lower case in a heading ("Treatment With Replacement Therapy", "Living With a Pacemaker").
+_HEADING_SMALL_WORDS = frozenset("a an and as at by for from in of on or the to vs with without your".split())
+_HEADING_WORD = re.compile(r"[A-Z0-9][\w'’()/&-]*$")
+# Sentence openers after which an inline run of capitalised words can only be a heading glued to its section's
+# first sentence: "How Tumors Form The body is made up…", "Acute Porphyrias A health care provider treats…".
+_OPENERS = ("The|A|An|This|These|Those|It|Its|There|Some|Many|Most|Your|You|If|When|People|Each|Both|Several|"
+            "Researchers|Scientists|Doctors")
+_GLUED_HEADING = re.compile(
+    rf"(?:(?<=^)|(?<=[.!?] ))((?:(?:[A-Z0-9][\w'’/&-]*|{'|'.join(sorted(_HEADING_SMALL_WORDS))}) ){{1,10}}?)"
+    rf"(?=(?:{_OPENERS}) [a-z]|- [A-Z])")  # or its list: CancerGov's "Key Points - There are different types…"
+# A heading asked as a question ("What Is Cancer Prevention?"): every word capitalised, as a sentence of its own.
+_QUESTION_HEADING = re.compile(r"(?:(?<=^)|(?<=[.!?] ))(?:[A-Z][\w'’-]* ){2,}?(?:[A-Z][\w'’-]*)\? (?=[A-Z])")
+# Sentence and list-item boundaries, for finding repeats only (the chat stage has the full sentence splitter).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“(]?[A-Z0-9])|\s+(?=- [\"“(]?[A-Z0-9])")
+
+
+def _is_heading(line: str) -> bool:
+    words = line.split()
+    return (0 < len(words) <= 10 and not line.endswith(_TERMINAL) and words[0][0].isupper()
+            and all(_HEADING_WORD.match(w) or w in _HEADING_SMALL_WORDS for w in words))
+
+
+def _starts_sentence(line: str) -> bool:
+    """A paragraph of prose: capitalised, with lower-case words, ending like a sentence."""
+    words = line.split()
+    return (len(words) >= 3 and words[0][0].isupper() and any(w[0].islower() for w in words[1:4])
+            and line.endswith((".", "!", "?", ":")))
+
+
+def clean_answer(raw: str) -> str:
+    """An answer's XML text as one clean line: navigation leftovers and section headings dropped ("Treatment With
+    Replacement Therapy" no longer glued to "The main treatment…"), lists of short lines kept as "- item" lists
+    closed by a period, and a sentence repeated within the answer kept once (284 answers repeat one, e.g. every
+    CancerGov treatment answer's "Patients may want to think about taking part in a clinical trial.")."""
+    lines = [line for line in map(normalise, (raw or "").splitlines()) if line and line not in NAVIGATION_LEFTOVERS]
+    kept: list[str] = []
+    for position, line in enumerate(lines):
+        following = lines[position + 1] if position + 1 < len(lines) else ""
+        previous = kept[-1] if kept else ""
+        if _is_heading(line) and (not previous or previous.endswith(_TERMINAL)) and _starts_sentence(following):
+            continue  # a section heading alone on its line
+        if not line.endswith(_TERMINAL) and not line.startswith("- ") and len(line.split()) <= 12 and (
+                previous.endswith(":") or previous.startswith("- ")):
+            line = f"- {line}"  # an item of a list whose lines the crawl kept apart
+        if previous.startswith("- ") and not previous.endswith(_TERMINAL) and not line.startswith("- "):
+            kept[-1] = previous + "."  # the list ends here: its last item is not the next paragraph's first words
+        kept.append(line)
+    text = " ".join(_VIDEO_NOTE.sub("", " ".join(kept)).split())
+    text = _QUESTION_HEADING.sub("", text)
+    text = _GLUED_HEADING.sub("", text)
+    seen: set[str] = set()
+    sentences = []
+    for sentence in _SENTENCE_END.split(text):
+        key = sentence.removeprefix("- ").lower()
+        if len(sentence.split()) >= 4 and key in seen:
+            continue
+        seen.add(key)
+        sentences.append(sentence)
+    return " ".join(sentences)
+
+
 # GHR publishes every "treatment" answer (1,085 pairs) as a list of links: "These resources address the diagnosis
 # or management of X: - Genetic Testing Registry: X - MedlinePlus Encyclopedia: …". It names no treatment.
 LINK_LIST_OPENING = "These resources address the diagnosis or management of"
@@ -176,7 +245,7 @@ def parse_document(path: Path, subset: str) -> list[tuple[QAPair, bool]]:
         answer_node = _child(pair, "Answer")
         if question_node is None:
             continue
-        answer = normalise("".join(answer_node.itertext()) if answer_node is not None else "")
+        answer = clean_answer("".join(answer_node.itertext()) if answer_node is not None else "")
         record = QAPair(
             pair_id=f"{subset}/{path.stem}-{pair.get('pid', len(pairs) + 1)}",
             document_id=document_id,

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 # A chat request carries the message (at most 2,000 characters), the settings and the conversation so far; the
 # engine reads the last three turns, and 256 KiB holds about fifty. Gradio keeps the chat history a request sends in
@@ -199,11 +200,11 @@ def free_port(host: str = LOOPBACK) -> int:
 
 @contextlib.contextmanager
 def served_app(app_dir: str | os.PathLike, log_path: str | os.PathLike, *, env: dict | None = None,
-               boot_timeout_s: float = 600.0):
+               boot_timeout_s: float = 600.0, args: Sequence[str] = ()):
     """``python app.py`` from ``app_dir`` on a free loopback port, its output in ``log_path``, with ``env`` on top
-    of this process's environment (e.g. ``GPT2CHAT_MODEL``). Yields a ``RunningApp`` once the API answers; raises
-    ``AppDidNotStart`` (with the log's tail) if it exits or stays silent for ``boot_timeout_s``. Always stopped on
-    exit."""
+    of this process's environment (e.g. ``GPT2CHAT_MODEL``) and ``args`` after it (e.g. ``--no-model``). Yields a
+    ``RunningApp`` once the API answers; raises ``AppDidNotStart`` (with the log's tail) if it exits or stays silent
+    for ``boot_timeout_s``. Always stopped on exit."""
     import httpx
 
     port = free_port()
@@ -213,7 +214,7 @@ def served_app(app_dir: str | os.PathLike, log_path: str | os.PathLike, *, env: 
     url = f"http://{LOOPBACK}:{port}"
     log_path = Path(log_path)
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=app_dir, env=environment, stdout=log,
+        process = subprocess.Popen([sys.executable, "app.py", *args], cwd=app_dir, env=environment, stdout=log,
                                    stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + boot_timeout_s

@@ -6,27 +6,33 @@
 Everything below ``build_app`` is a small function that tests call without a browser. The engine returns
 structured replies; this module renders them as Markdown (``render_reply``) and reads the answer back out of
 Gradio's history (``history_turns``). Text that comes from the user is escaped, never rendered as Markdown, so
-a message cannot put links or images into a reply. Every API argument is checked with a message that never
-echoes its value. Gradio 6 takes the theme and CSS in ``launch()``, hence ``launch_options``. Raw user messages
-are never logged: only reply statistics. With a ``FeedbackStore``, every answer gets 👍/👎 (and reasons under the
-flag) and ``/rate`` takes ratings over the API, both by the answer reference each final reply carries: the
-rating is made from the server's copy of what it showed (``AnswerLedger``), never from client text, and the
-store masks it. Each final answer offers follow-up
-questions on the same focus as clickable options (``gpt2chat.chat.followups``).
+a message cannot put links or images into a reply; corpus text is escaped too. Every API argument is checked with
+a message that never echoes its value. Gradio 6 takes the theme, CSS and page script in ``launch()``, hence
+``launch_options``. Raw user messages are never logged: only reply statistics. With a ``FeedbackStore``, every
+answer gets 👍/👎 (reasons under the flag, and a box asking why after 👎) and ``/rate`` takes ratings over the
+API, both by the answer reference each final reply carries: the rating is made from the server's copy of what
+it showed (``AnswerLedger``), never from client text, and the store masks it. Each final answer offers follow-up
+questions on the same focus as clickable options
+(``gpt2chat.chat.followups``). Chats are saved in the visitor's browser only (``save_history``) and exported there.
 """
 
 from __future__ import annotations
 
 import collections
+import html
+import json
 import logging
 import math
+import re
 import threading
 import typing
 from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
-from gpt2chat.chat.engine import EXTRACT_ANSWER, EXTRACT_NOTICE, ChatEngine, ChatReply, Turn
+from gpt2chat.chat.engine import EXTRACT_ANSWER, EXTRACT_NOTICE, NO_ANSWER, ChatEngine, ChatReply, Source, Turn
+from gpt2chat.chat.grounding import split_sentences
+from gpt2chat.corpus.sites import archived_page, is_archived, site_name
 from gpt2chat.serving.feedback import NOTICE as FEEDBACK_NOTICE
 from gpt2chat.serving.feedback import (LIMITS, REASONS, AnswerLedger, FeedbackStore, IssuedAnswer, RateLimit, Rating,
                                        session_token)
@@ -55,6 +61,7 @@ DISCLAIMER = (
     "General information from NIH sources, not medical advice. It may be incomplete or wrong; "
     "ask a doctor or pharmacist about your own situation. In an emergency, call your local emergency number."
 )
+REPLY_DISCLAIMER = "Not medical advice: ask a doctor or pharmacist about your own situation."  # under every reply
 # A rendered reply puts the answer before this line, so history can recover the answer alone.
 SECTION_BREAK = "\n\n---\n"
 
@@ -73,19 +80,6 @@ FONT_STACK = (gr.themes.Font("system-ui"), gr.themes.Font("-apple-system"), gr.t
 MONO_STACK = (gr.themes.Font("ui-monospace"), gr.themes.Font("SFMono-Regular"), gr.themes.Font("Consolas"),
               "monospace")
 
-CSS = """
-.gradio-container { max-width: 920px !important; margin: 0 auto !important; }
-#gpt2chat-header h1 { color: var(--primary-700); margin-bottom: 0.25rem; }
-#gpt2chat-header p { color: var(--body-text-color-subdued); }
-#gpt2chat-disclaimer {
-  border-left: 4px solid var(--primary-500); background: var(--primary-50);
-  border-radius: var(--radius-lg); padding: 0.6rem 1rem;
-}
-.dark #gpt2chat-disclaimer { background: var(--primary-950); }
-#gpt2chat-disclaimer p { margin: 0; font-size: var(--text-sm); }
-.message-wrap a { color: var(--secondary-600); text-decoration: underline; }
-.message-wrap hr { margin: 0.75rem 0; opacity: 0.4; }
-"""
 
 
 def medical_theme() -> gr.themes.Base:
@@ -108,13 +102,18 @@ def medical_theme() -> gr.themes.Base:
         button_primary_background_fill_hover="*primary_700",
         button_primary_text_color="white",
         color_accent_soft="*primary_100",
-        link_text_color="*secondary_600",
+        link_text_color="*secondary_700",
+        link_text_color_dark="*secondary_200",
+        body_text_color_subdued="*neutral_700",
+        body_text_color_subdued_dark="*neutral_300",
+        input_placeholder_color="*neutral_600",
+        input_placeholder_color_dark="*neutral_300",
     )
 
 
 def launch_options() -> dict[str, Any]:
     """The ``launch()`` keyword arguments that style the app (Gradio 6 moved theme and CSS there)."""
-    return {"theme": medical_theme(), "css": CSS}
+    return {"theme": medical_theme(), "css": CSS, "js": JS, "head": HEAD}
 
 
 def _text(content: Any) -> str:
@@ -135,35 +134,187 @@ def literal(text: str) -> str:
     return "`" + " ".join(text.replace("`", "ˋ").split()) + "`"
 
 
+# --- one reply as Markdown --------------------------------------------------------------------------------------
+
+# What the masker removed, in the words of the person who typed it (types of gpt2chat.guard.masking), in the order
+# people list them.
+PLAIN_NAMES = {
+    "PERSON": "name", "DATE_OF_BIRTH": "date of birth", "EMAIL": "e-mail address", "PHONE": "phone number",
+    "ADDRESS": "address", "US_SSN": "social security number", "MEDICAL_RECORD": "medical record number",
+    "PASSPORT": "passport number", "DRIVERS_LICENSE": "driver's license number", "CREDIT_CARD": "card number",
+    "IBAN": "bank account number", "BANK_ACCOUNT": "bank account number", "IP_ADDRESS": "IP address",
+    "URL": "web address",
+}
+PRIVACY_MARK = "🔒"
+URGENT_CLASS = "gpt2chat-urgent"
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]])")
+# A list item as the corpus writes it ("Symptoms include - increased thirst - increased hunger …").
+_ITEM = re.compile(r"(?:^|\s+)- (?=[<\w\"“(])")
+_FIRST_SENTENCE_END = re.compile(r"(?<=[.!?])((?:</mark>)?)\s+(?=[<\"“(]?[A-Z0-9])")
+_PHONE_NUMBER = re.compile(r"(?<![\w-])(1-\d{3}-\d{3}-\d{4}|\d{3})(?![\w-])")  # 911, 112, 988, 1-800-222-1222
+
+
+def removed_in_plain_words(types: Sequence[str]) -> str:
+    """``["DATE_OF_BIRTH", "EMAIL", "PERSON"]`` -> "your name, date of birth and e-mail address"."""
+    order = list(PLAIN_NAMES)
+    names = list(dict.fromkeys(PLAIN_NAMES.get(t, t.lower().replace("_", " "))
+                               for t in sorted(types, key=lambda t: order.index(t) if t in order else len(order))))
+    if not names:
+        return ""
+    return "your " + (names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}")
+
+
+def privacy_note(reply: ChatReply, show_masked: bool = False) -> str:
+    if not reply.masked_types:
+        return ""
+    removed = removed_in_plain_words(reply.masked_types)
+    note = f"{PRIVACY_MARK} Removed from your message before it was answered: {removed}."
+    if show_masked and reply.masked_message:
+        note += f" The model saw: {literal(reply.masked_message)}"
+    return note
+
+
+def _escape(text: str) -> str:
+    """Corpus text as Markdown that shows it as written: no HTML, emphasis or link syntax takes effect."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def markdown_lists(text: str) -> str:
+    """The corpus's run-in lists as Markdown lists: "Symptoms include - thirst - hunger. Many people …" becomes
+    the lead-in, one line per item, and the text after the list as its own paragraph. A single dash stays prose."""
+    pieces = _ITEM.split(text)
+    if len(pieces) < 3:
+        return text
+    blocks, items = [pieces[0].strip()], []
+    for piece in pieces[1:]:
+        end = _FIRST_SENTENCE_END.search(piece)
+        item, rest = (piece[:end.start()] + end.group(1), piece[end.end():]) if end else (piece, "")
+        items.append(item.strip())
+        if rest.strip():  # the list ends with this item's sentence: what follows is prose (or the next list's lead)
+            blocks += ["\n".join(f"- {i}" for i in items), rest.strip()]
+            items = []
+    if items:
+        blocks.append("\n".join(f"- {i}" for i in items))
+    return "\n\n".join(block for block in blocks if block)
+
+
+def _sentence_key(sentence: str) -> str:
+    return " ".join(sentence.removeprefix("- ").lower().split())
+
+
+def _source_text(reply: ChatReply, position: int) -> str:
+    return reply.sources[position].text or (reply.evidence or "" if position == 0 else "")
+
+
+def cited_sources(reply: ChatReply) -> tuple[list[Source], list[Source]]:
+    """(the sources the answer quotes, the other retrieved pages). A source is quoted when one of the answer's
+    sentences is one of its passage's; an answer quoting none of them (reworded model text) cites the passage it
+    was checked against first."""
+    if not reply.sources:
+        return [], []
+    if reply.answer_kind == NO_ANSWER or not reply.answer:
+        return [], list(reply.sources)
+    answer = {_sentence_key(s) for s in split_sentences(reply.answer)}
+    quoted = [i for i in range(len(reply.sources))
+              if answer & {_sentence_key(s) for s in split_sentences(_source_text(reply, i))}] or [0]
+    return ([s for i, s in enumerate(reply.sources) if i in quoted],
+            [s for i, s in enumerate(reply.sources) if i not in quoted])
+
+
+def source_label(source: Source) -> str:
+    """How a link reads: "Gout — MedlinePlus", "Glaucoma — NIHSeniorHealth (archived)"."""
+    label = f"{source.title} — {site_name(source.source)}"
+    return label + " (archived)" if is_archived(source.url) else label
+
+
+def _links(sources: Sequence[Source]) -> str:
+    labels: collections.Counter = collections.Counter()
+    links = []
+    for source in sources:
+        label = source_label(source)
+        labels[label] += 1
+        shown = label if labels[label] == 1 else f"{label}, page {labels[label]}"  # two links never read the same
+        links.append(f"[{_escape(shown)}]({source.url})")
+    return " · ".join(links)
+
+
+def _highlighted(text: str, quoted: set[str], shown: set[str]) -> str:
+    """The passage with the sentences the answer quotes in <mark>, each list item marked on its own. Sentences in
+    ``shown`` (another cited page's text, already above) are left out, and added to it."""
+    parts = []
+    for sentence in split_sentences(text):
+        key = _sentence_key(sentence)
+        if key in shown:
+            continue
+        shown.add(key)
+        escaped = _escape(sentence)
+        if key in quoted:
+            escaped = "".join(piece if piece.strip() in ("", "-") else f"<mark>{piece}</mark>"
+                              for piece in re.split(r"((?:^|\s+)- )", escaped))
+        parts.append(escaped)
+    return markdown_lists(" ".join(parts))
+
+
+def nih_text(reply: ChatReply, source: Source, label: bool, shown: set[str]) -> str:
+    """The passage the answer came from, folded: "Show the NIH text", with the quoted sentences highlighted.
+    Empty when every sentence of it was already shown for an earlier source (NIH sites copy each other's text)."""
+    text = source.text or (reply.evidence if source == reply.sources[0] else "")
+    quoted = {_sentence_key(s) for s in split_sentences(reply.answer or "")}
+    body = _highlighted(text or "", quoted, shown)
+    if not body:
+        return ""
+    summary = f"Show the NIH text ({_escape(source_label(source))})" if label else "Show the NIH text"
+    return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
+
+
+def urgent_callout(notice: str) -> str:
+    """An emergency reply: a high-contrast callout that screen readers announce first (role="alert"), with every
+    phone number a tap-to-call link."""
+    paragraphs = [html.escape(p.strip(), quote=False) for p in notice.split("\n\n") if p.strip()]
+    body = "".join(f"<p>{_PHONE_NUMBER.sub(_tel_link, p)}</p>" for p in paragraphs)
+    return (f'<div class="{URGENT_CLASS}" role="alert"><p><strong>⚠️ This may be an emergency.</strong></p>'
+            f"{body}</div>")
+
+
+def _tel_link(match: re.Match) -> str:
+    return f'<a href="tel:{match.group(1).replace("-", "")}">{match.group(1)}</a>'
+
+
 def render_reply(reply: ChatReply, show_masked: bool = False) -> str:
-    """The reply as one Markdown message: notice, answer, then the NIH passage, sources, masking note and
-    disclaimer after ``SECTION_BREAK``."""
+    """The reply as one Markdown message: the privacy note (what was removed, in plain words), any safety notice,
+    the answer (lists as lists); after ``SECTION_BREAK`` the pages it quotes as named links, the other retrieved
+    pages as "Related pages", the NIH text folded behind "Show the NIH text" with the quoted sentences
+    highlighted, and a one-line disclaimer (the full one stays on the page). Emergencies get an urgent callout."""
+    privacy = privacy_note(reply, show_masked)
+    if reply.category == "emergency":
+        return "\n\n".join(part for part in (privacy, urgent_callout(reply.notice or "")) if part)
+    if reply.category == "invalid":
+        return reply.notice or ""
     answer = reply.answer or ("…" if not reply.finished else "")
-    if reply.answer_kind == EXTRACT_ANSWER and answer:
-        answer = f"**{EXTRACT_NOTICE}:** {answer}"
-    head = "\n\n".join(part for part in (reply.notice, answer) if part)
-    if reply.category in ("emergency", "invalid"):
-        return head
+    if answer and answer != "…":
+        answer = markdown_lists(_escape(answer))
+        if reply.answer_kind == EXTRACT_ANSWER:
+            answer = f"**{EXTRACT_NOTICE}:** {answer}"
+    head = "\n\n".join(part for part in (privacy, reply.notice, answer) if part)
+    quoted, related = cited_sources(reply)
     tail = []
-    if reply.evidence and reply.sources:
-        tail.append(f"> **From {reply.sources[0].title} ({reply.sources[0].source}):** {reply.evidence}")
-    if reply.sources:
-        links = "; ".join(f"[{s.title}]({s.url}) ({s.source})" for s in reply.sources)
-        tail.append(f"**Sources:** {links}")
-    elif reply.search_url:
+    if quoted:
+        tail.append(f"**{'Source' if len(quoted) == 1 else 'Sources'}:** {_links(quoted)}")
+    if related:
+        tail.append(f"**Related pages:** {_links(related)}")
+    if not reply.sources and reply.search_url:
         tail.append(f"**Search MedlinePlus instead:** [medlineplus.gov search]({reply.search_url})")
-    if reply.masked_types:
-        note = f"🔒 Personal details were removed before processing: {', '.join(reply.masked_types)}."
-        if show_masked and reply.masked_message:
-            note += f"\n\nThe model saw: {literal(reply.masked_message)}"
-        tail.append(note)
-    tail.append(f"_{DISCLAIMER}_")
+    shown: set[str] = set()
+    tail += [block for block in (nih_text(reply, s, len(quoted) > 1, shown) for s in quoted) if block]
+    tail.append(f"_{REPLY_DISCLAIMER}_")
     return head + SECTION_BREAK + "\n\n".join(tail)
 
 
 def answer_of(rendered: str) -> str:
-    """The answer part of a rendered reply (Gradio's history holds rendered replies)."""
-    return rendered.split(SECTION_BREAK, 1)[0]
+    """The answer part of a rendered reply (Gradio's history holds rendered replies): no privacy note, no HTML."""
+    head = rendered.split(SECTION_BREAK, 1)[0]
+    paragraphs = [p for p in head.split("\n\n") if p and not p.startswith(PRIVACY_MARK)]
+    return re.sub(r"<[^>]+>", " ", "\n\n".join(paragraphs)).strip()
 
 
 def history_turns(history: Sequence[dict] | None) -> list[Turn]:
@@ -233,17 +384,25 @@ def _log_reply(reply) -> None:
         log.info("reply %s (%s): no generation", reply.category, reply.answer_kind)
 
 
+def readable_followup(question: str) -> bool:
+    """False for a question built on a focus that is a booklet title ("What is I Can Lower My Risk for Type 2
+    Diabetes: A Guide for American Indians?"): a colon or question mark inside the focus never reads as a question."""
+    return not re.search(r"[:?]", question.rstrip("? "))
+
+
 RATEABLE = ("answer", "boundary", "no_answer")
 
 
 def with_reference(rendered: str, reply: ChatReply, question: str, engine: ChatEngine,
                    ledger: AnswerLedger | None, settings: dict) -> str:
-    """The final rendered reply with the reference ratings send back (the server keeps what it showed)."""
+    """The final rendered reply with the reference ratings send back (the server keeps what it showed: the pages
+    the answer cites, a retired site's page under its own URL rather than its archive copy's)."""
     if ledger is None or not reply.finished or reply.category not in RATEABLE:
         return rendered
+    cited, _ = cited_sources(reply)
     reference = ledger.issue(IssuedAnswer(
         question=reply.masked_message or question, answer=answer_of(rendered), shown=reply.answer_kind,
-        urls=tuple(s.url for s in reply.sources), sources=tuple(s.source for s in reply.sources),
+        urls=tuple(archived_page(s.url) for s in cited), sources=tuple(s.source for s in cited),
         model_id=_model_id(engine), settings=settings))
     return f"{rendered}\n\n<sub>Answer reference: {reference}</sub>"
 
@@ -275,7 +434,8 @@ def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None, le
         answered = reply is not None and reply.sources and reply.category in ("answer", "boundary")
         if followups is not None and answered:
             asked = [turn.question for turn in turns]  # never offer what was already asked
-            suggestions = followups.suggest_for_focus(reply.sources[0].title, asked=message, exclude=asked)
+            suggestions = [q for q in followups.suggest_for_focus(reply.sources[0].title, asked=message, exclude=asked)
+                           if readable_followup(q)]
             if suggestions:  # clicking an option sends it as the next message (ChatInterface.option_clicked)
                 yield gr.ChatMessage(content=shown, options=[{"value": q} for q in suggestions])
 
@@ -337,10 +497,19 @@ def _rating(issued: IssuedAnswer, liked: bool, reason: str, session: str) -> Rat
                   settings=issued.settings)
 
 
+def _issued(ledger: AnswerLedger, history: Sequence[dict], index: Any) -> tuple[str | None, IssuedAnswer | None]:
+    """The reference the rated message carries and the server's copy of that answer (None when unknown)."""
+    if not isinstance(index, int) or not 0 <= index < len(history or ()):
+        return None, None
+    match = AnswerLedger.REFERENCE.search(_text(history[index].get("content")))
+    return (match.group(0), ledger.get(match.group(0))) if match else (None, None)
+
+
 def make_like_fn(store: FeedbackStore, ledger: AnswerLedger, remembered: int = 10_000):
     """The chatbot's like handler: one rating per thumb or flag click, made from the server's copy of the answer
     (found by the reference the rated message carries). The same choice repeated on the same message counts once
-    (Gradio 6.31 sends each flag-menu click twice)."""
+    (Gradio 6.31 sends each flag-menu click twice). Returns the index of a message just given 👎 (None otherwise)
+    and an empty reason box (the page shows that box after a 👎: JS)."""
     last_choice: collections.OrderedDict[tuple, Any] = collections.OrderedDict()  # (session, reference) -> choice
     lock = threading.Lock()
 
@@ -354,29 +523,43 @@ def make_like_fn(store: FeedbackStore, ledger: AnswerLedger, remembered: int = 1
                 last_choice.popitem(last=False)
             return False
 
-    def rate_message(data: gr.LikeData, history: list[dict], reason: str, request: gr.Request) -> str:
-        if not isinstance(data.index, int) or not 0 <= data.index < len(history or ()):
-            return reason
-        text = _text(history[data.index].get("content"))
-        match = AnswerLedger.REFERENCE.search(text)
-        issued = ledger.get(match.group(0)) if match else None
+    def rate_message(data: gr.LikeData, history: list[dict], request: gr.Request):
+        reference, issued = _issued(ledger, history, data.index)
         session, address = _client(request)
         if issued is None:
-            gr.Warning(NOT_RATEABLE)
-            return reason
-        if repeated((session, match.group(0)), data.liked) or data.liked in ("", None):
-            return reason  # the same choice sent again, or a thumb clicked off: nothing new to store
+            if reference is not None or isinstance(data.index, int):
+                gr.Warning(NOT_RATEABLE)
+            return None, gr.update()
+        if repeated((session, reference), data.liked) or data.liked in ("", None):
+            return gr.update(), gr.update()  # the same choice sent again, or a thumb clicked off: nothing new
         if not _allowed(session, address):
             gr.Warning(TOO_MANY)
-            return reason
-        flagged = data.liked if isinstance(data.liked, str) else ""
-        typed = (reason or "").strip() if isinstance(reason, str) else ""
-        saved = store.record(_rating(issued, data.liked is True,
-                                     " — ".join(part for part in (flagged.lower(), typed) if part), session))
+            return None, gr.update()
+        flagged = data.liked.lower() if isinstance(data.liked, str) else ""
+        saved = store.record(_rating(issued, data.liked is True, flagged, session))
         gr.Info("Thank you: your rating was saved." if saved else "Sorry: your rating could not be saved.")
-        return "" if saved else reason
+        return (data.index if data.liked is False else None), ""
 
     return rate_message
+
+
+def make_reason_fn(store: FeedbackStore, ledger: AnswerLedger):
+    """The "why?" box shown after a 👎: its text is stored as the reason of that message's rating (a row of its
+    own, as a flag-menu reason is), with the server's copy of the answer, masked like everything else."""
+
+    def send_reason(index: int | None, history: list[dict], reason: str, request: gr.Request):
+        typed = reason.strip() if isinstance(reason, str) else ""
+        _, issued = _issued(ledger, history, index)
+        if issued is not None and typed:
+            session, address = _client(request)
+            if not _allowed(session, address):
+                gr.Warning(TOO_MANY)
+                return None, ""
+            saved = store.record(_rating(issued, False, typed[: LIMITS["reason"]], session))
+            gr.Info("Thank you: your reason was saved." if saved else "Sorry: your reason could not be saved.")
+        return None, ""
+
+    return send_reason
 
 
 def make_rate_fn(store: FeedbackStore, ledger: AnswerLedger):
@@ -409,58 +592,246 @@ def make_rate_fn(store: FeedbackStore, ledger: AnswerLedger):
     return rate
 
 
-def settings_inputs() -> list[gr.components.Component]:
+def settings_inputs(model_controls: bool = True) -> list[gr.components.Component]:
     """The chat's additional inputs, in the order the chat function takes them. Unrendered, so that the
-    ChatInterface places them in its settings accordion rather than where they were created."""
+    ChatInterface places them in its "Advanced" accordion rather than where they were created. The first three
+    only matter when the model's own text is served (``model_controls_matter``): ``model_controls`` shows them."""
     return [
         gr.Slider(0.0, MAX_TEMPERATURE, value=DEFAULT_SAMPLING.temperature, step=0.05, label="Temperature",
-                  info="0 = always the most likely word; higher = more varied, less reliable", render=False),
+                  info="0 = always the most likely word; higher = more varied, less reliable", render=False,
+                  visible=model_controls),
         gr.Slider(16, MAX_NEW_TOKENS, value=DEFAULT_SAMPLING.max_new_tokens, step=16, label="Max new tokens",
-                  render=False),
-        gr.Checkbox(value=True, label="Ground answers in NIH passages",
+                  render=False, visible=model_controls),
+        gr.Checkbox(value=True, label="Ground answers in NIH passages", visible=model_controls,
                     info="retrieve the closest MedQuAD passage, give it to the model, and cite it", render=False),
         gr.Checkbox(value=False, label="Show masked text",
                     info="when personal details were removed, show the message as the model saw it", render=False),
     ]
 
 
+def model_controls_matter(engine: ChatEngine) -> bool:
+    """Whether temperature, length and grounding change anything: only when the model's own text is served."""
+    return engine.generator is not None and engine.status.trusted
+
+
 STATUS_REFRESH_S = 10
+
+# Light and dark colours chosen for WCAG AA contrast (>= 4.5:1 on the page and message backgrounds; checked by the
+# axe-core scan in tests/test_browser.py). Phones (<= 640 px): the header shrinks to its title, the input stays at
+# the bottom of the screen, and every button is at least 44 px square.
+CSS = """
+.gradio-container { max-width: 1100px !important; margin: 0 auto !important; }
+#gpt2chat-header h1 { color: var(--primary-800); margin: 0 0 0.25rem; font-size: 1.6rem; }
+.dark #gpt2chat-header h1 { color: var(--primary-200); }
+#gpt2chat-header p, #gpt2chat-status p { color: var(--body-text-color); }
+#gpt2chat-disclaimer {
+  border-left: 4px solid var(--primary-600); background: var(--primary-50);
+  border-radius: var(--radius-lg); padding: 0.5rem 1rem;
+}
+.dark #gpt2chat-disclaimer { background: var(--primary-950); }
+#gpt2chat-disclaimer p { margin: 0; font-size: var(--text-sm); }
+.message-wrap a, .prose a { color: var(--link-text-color) !important; text-decoration: underline; }
+.message-wrap hr { margin: 0.75rem 0; opacity: 0.4; }
+.message-wrap details summary { cursor: pointer; font-weight: 600; color: var(--link-text-color); min-height: 44px;
+  display: list-item; padding: 0.6rem 0; }
+.message-wrap details { border-left: 3px solid var(--neutral-300); padding-left: 0.75rem; margin: 0.5rem 0; }
+.message-wrap mark { background: #fff3b0; color: #1a1a1a; padding: 0 0.1em; }
+.gpt2chat-urgent {
+  background: #8b0000; color: #ffffff !important; border: 3px solid #ffffff; outline: 3px solid #8b0000;
+  border-radius: var(--radius-lg); padding: 0.75rem 1rem; font-size: 1.05rem;
+}
+.gpt2chat-urgent p { color: #ffffff !important; margin: 0.25rem 0; }
+.gpt2chat-urgent strong { color: #ffffff !important; }
+.gpt2chat-urgent a[href^="tel:"] {
+  display: inline-block; min-width: 44px; min-height: 44px; box-sizing: border-box; padding: 0.6rem 0.75rem;
+  margin: 0.15rem; background: #ffffff; color: #8b0000 !important; font-weight: 700; border-radius: 0.5rem;
+  text-align: center; line-height: 1.2; text-decoration: underline;
+}
+textarea::placeholder { color: var(--body-text-color) !important; opacity: 0.75; }
+:focus-visible { outline: 3px solid var(--secondary-600) !important; outline-offset: 2px; }
+div:not(#gpt2chat-reason) > #gpt2chat-reason {  /* placed over the chat's bottom edge by the page's JS */
+  position: fixed; z-index: 60; border: 2px solid var(--secondary-600); box-shadow: 0 6px 24px rgba(0, 0, 0, 0.25);
+}
+.gpt2chat-hidden { display: none !important; }
+@media (max-width: 640px) {
+  #gpt2chat-header p { display: none; }
+  #gpt2chat-header h1 { font-size: 1.2rem; }
+  #gpt2chat-disclaimer p { font-size: 0.8rem; line-height: 1.3; }
+  #gpt2chat-input {
+    position: fixed !important; left: 0; right: 0; bottom: 0; z-index: 50; margin: 0 !important;
+    border-top: 1px solid var(--border-color-primary); box-shadow: 0 -2px 8px rgba(0, 0, 0, 0.12);
+  }
+  .gradio-container { padding-bottom: 96px !important; }
+  #gpt2chat-chat { height: calc(100dvh - 170px) !important; max-height: none !important; }  /* less the input */
+  button, .icon-button, [role="button"], textarea { min-width: 44px !important; min-height: 44px !important; }
+  .row:has(> .column #gpt2chat-chat) { flex-direction: column-reverse; }  /* saved chats after the chat */
+}
+"""
+
+# Gradio scopes ``css`` to the app's main area; its footer ("Use via API · Built with Gradio · Settings") is
+# styled from the page's head instead.
+HEAD = """<style>
+footer, footer a, footer button { color: var(--body-text-color) !important; }
+@media (max-width: 640px) {
+  footer a, footer button { display: inline-flex !important; align-items: center; min-height: 44px !important; }
+}
+</style>"""
+
+# Runs once per page load. A new question is scrolled to the top of the view, so its answer reads from the start
+# (Gradio's autoscroll keeps the bottom in view, and showed nothing of a new reply to someone who had scrolled up);
+# an emergency reply is scrolled into view; when a reply ends (the input is enabled again, the stop button gone)
+# focus goes back to the input.
+JS = """
+() => {
+  const done = new WeakSet();
+  let wasBusy = false;
+  // Scroll the chat log (not the page) so that `element` is at its top, then bring the chat itself into view.
+  const reveal = (element) => {
+    const log = element.closest('[role="log"]');
+    if (log) {
+      log.scrollTop += element.getBoundingClientRect().top - log.getBoundingClientRect().top - 8;
+    }
+    document.querySelector('#gpt2chat-chat').scrollIntoView({block: 'nearest'});
+  };
+  const react = () => {
+    const users = document.querySelectorAll('#gpt2chat-chat [data-testid="user"]');
+    const last = users[users.length - 1];
+    if (last && !done.has(last)) { done.add(last); reveal(last); }
+    document.querySelectorAll('.gpt2chat-urgent').forEach((callout) => {
+      if (!done.has(callout)) { done.add(callout); reveal(callout); }
+    });
+    const input = document.querySelector('#gpt2chat-input textarea');
+    const stop = document.querySelector('#gpt2chat-input .stop-button');
+    const busy = Boolean(input && input.disabled) || Boolean(stop && stop.offsetParent !== null);
+    if (wasBusy && !busy && input) { input.focus(); }
+    wasBusy = busy;
+    // Gradio's example questions are buttons in a role="list" without list items: an axe "critical" finding.
+    document.querySelectorAll('.examples[role="list"]').forEach((examples) => {
+      examples.setAttribute('role', 'group');
+      examples.setAttribute('aria-label', 'Example questions');
+    });
+  };
+  // After a 👎 the box asking why opens over the chat's bottom edge, by the rated messages; sending or declining
+  // closes it. (Not moved in the page: Gradio's Svelte would then draw the box twice.) Gradio draws a group as two
+  // nested elements with the same id: both are shown or hidden.
+  document.addEventListener('click', (event) => {
+    const boxes = document.querySelectorAll('#gpt2chat-reason');
+    if (event.target.closest('#gpt2chat-chat [aria-label="Dislike"]')) {
+      boxes.forEach((box) => box.classList.remove('gpt2chat-hidden'));
+      const chat = document.querySelector('#gpt2chat-chat').getBoundingClientRect();
+      const box = boxes[0];
+      if (!box) { return; }
+      box.style.left = `${chat.left + 12}px`;
+      box.style.width = `${Math.min(560, chat.width - 24)}px`;
+      box.style.top = `${Math.max(chat.top, chat.bottom - box.offsetHeight - 12)}px`;
+      setTimeout(() => box.querySelector('textarea').focus(), 50);
+    } else if (event.target.closest('#gpt2chat-reason button')) {
+      boxes.forEach((box) => box.classList.add('gpt2chat-hidden'));
+    }
+  }, true);
+  new MutationObserver(react).observe(document.body,
+    {childList: true, subtree: true, attributes: true, attributeFilter: ['disabled', 'class', 'style']});
+}
+"""
+
+# The chat as a Markdown file, made in the browser from what the page shows: nothing is sent or stored anywhere.
+EXPORT_JS = """
+(history) => {
+  const text = (content) => typeof content === 'string' ? content
+    : Array.isArray(content) ? content.map(text).filter(Boolean).join('\\n\\n')
+    : (content && typeof content.text === 'string') ? content.text : '';
+  const plain = (markdown) => markdown.replace(/<details[\\s\\S]*?<\\/details>/g, '')
+    .replace(/<\\/p>/g, '\\n\\n').replace(/<[^>]+>/g, '').replace(/\\n{3,}/g, '\\n\\n').trim();
+  const lines = ['# gpt2chat conversation', '', `Exported ${new Date().toISOString().slice(0, 10)}. ` +
+                 DISCLAIMER, ''];
+  for (const message of history || []) {
+    lines.push(message.role === 'user' ? '## You' : '## gpt2chat', '', plain(text(message.content)), '');
+  }
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(new Blob([lines.join('\\n')], {type: 'text/markdown'}));
+  link.download = 'gpt2chat-conversation.md';
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  return [];
+}
+"""
+
+
+def reopen_last_chat(saved: list | None):
+    """On page load: the most recent saved chat (kept in this browser's storage by ``save_history``) is shown
+    again, so a reload keeps the conversation."""
+    if saved:
+        return 0, saved[0], saved[0]
+    return None, [], []
 
 
 def build_app(engine: ChatEngine, status: Callable[[], str] | None = None,
               feedback: FeedbackStore | None = None) -> gr.Blocks:
-    """The whole app: header, disclaimer, model status, streaming chat with settings, and the ``/ask`` endpoint.
-    ``status`` returns one Markdown line about the model (e.g. background training progress), refreshed.
-    ``feedback``: where 👍/👎 ratings go (and the ``/rate`` endpoint); None shows no rating buttons."""
+    """The whole app: header, disclaimer, model status, streaming chat with saved chats and settings, and the
+    ``/ask`` endpoint. ``status`` returns one Markdown line about the model (e.g. background training progress),
+    read at every page load and refreshed. ``feedback``: where 👍/👎 ratings go (and the ``/rate`` endpoint);
+    None shows no rating buttons."""
+
+    def status_line_now() -> str:
+        return status() if status else f"ℹ️ {engine.status.detail}"
+
     with gr.Blocks(title=TITLE, fill_height=True, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\n\n{DESCRIPTION}", elem_id="gpt2chat-header")
         gr.Markdown(f"⚠️ **Not medical advice.** {DISCLAIMER}", elem_id="gpt2chat-disclaimer")
-        status_line = gr.Markdown(status() if status else f"ℹ️ {engine.status.detail}", elem_id="gpt2chat-status")
+        status_line = gr.Markdown(status_line_now(), elem_id="gpt2chat-status")
+        demo.load(status_line_now, outputs=status_line, api_visibility="private", queue=False, show_progress="hidden")
         if status:
-            gr.Timer(STATUS_REFRESH_S).tick(status, outputs=status_line, api_visibility="private", queue=False)
-        chatbot = gr.Chatbot(label="gpt2chat", scale=1, min_height=420, buttons=["copy"],
+            gr.Timer(STATUS_REFRESH_S).tick(status_line_now, outputs=status_line, api_visibility="private",
+                                            queue=False, show_progress="hidden")
+        chatbot = gr.Chatbot(label="Conversation", show_label=False, elem_id="gpt2chat-chat", scale=1,
+                             height="58vh", min_height=320, autoscroll=False, buttons=["copy"],
                              feedback_options=FEEDBACK_OPTIONS if feedback is not None else None,
                              placeholder="Ask a question about a disease, a symptom or a treatment.")
+        inputs = settings_inputs(model_controls_matter(engine))  # and again at each page load: the model may swap
         ledger = AnswerLedger() if feedback is not None else None
         chat = gr.ChatInterface(
             make_chat_fn(engine, FollowupFinder.from_index(engine.index), ledger),
             chatbot=chatbot,
-            textbox=gr.Textbox(placeholder="Type a health question…", show_label=False, scale=7,
-                               submit_btn=True, stop_btn=True, max_lines=6),
-            additional_inputs=settings_inputs(),
-            additional_inputs_accordion=gr.Accordion("Settings", open=False, render=False),
+            textbox=gr.Textbox(label="Your health question", placeholder="Type a health question…",
+                               show_label=False, scale=7, submit_btn="Send", stop_btn="Stop", max_lines=6,
+                               elem_id="gpt2chat-input"),
+            additional_inputs=inputs,
+            additional_inputs_accordion=gr.Accordion("Advanced", open=False, render=False),
             examples=[[question] for question in EXAMPLES],
             cache_examples=False,  # Spaces default to caching, which would run the model for every example at boot
             flagging_mode="never",  # flagging writes messages to disk
+            save_history=True,  # chats are kept in the browser's own storage, listed beside the chat
             api_name="chat",
             api_description="Chat with history kept per client session; streams the growing Markdown reply.",
             analytics_enabled=False,
             fill_height=True,
         )
+        demo.load(lambda: [gr.update(visible=model_controls_matter(engine))] * 3, outputs=inputs[:3],
+                  api_visibility="private", queue=False, show_progress="hidden")
+        demo.load(reopen_last_chat, inputs=chat.saved_conversations,
+                  outputs=[chat.conversation_id, chat.chatbot, chat.chatbot_state], api_visibility="private",
+                  queue=False, show_progress="hidden")
+        export = gr.Button("Export this chat (Markdown)", size="sm", variant="secondary", elem_id="gpt2chat-export")
+        export.click(None, inputs=chatbot, js=EXPORT_JS.replace("DISCLAIMER", json.dumps(DISCLAIMER)))
         gr.api(make_ask_fn(engine, ledger), api_name="ask")
         if feedback is not None:
             gr.Markdown(f"🗳️ {FEEDBACK_NOTICE}", elem_id="gpt2chat-feedback-notice")
-            reason = gr.Textbox(label="Why? (optional, sent with your next 👍/👎)", max_lines=1, max_length=500)
-            chatbot.like(make_like_fn(feedback, ledger), [chatbot, reason], [reason], api_visibility="private")
+            disliked = gr.State(None)
+            # Shown and hidden by the page's JS (a 👎 shows it, its buttons hide it): immediate, and the CSS places it
+            # over the chat's bottom edge, just above the input.
+            with gr.Group(elem_id="gpt2chat-reason", elem_classes=["gpt2chat-hidden"]):
+                reason = gr.Textbox(label="What was wrong with this answer? (optional)", max_lines=2,
+                                    max_length=500)
+                with gr.Row():
+                    send = gr.Button("Send reason", size="sm", variant="primary")
+                    close = gr.Button("No reason", size="sm")
+            chatbot.like(make_like_fn(feedback, ledger), [chatbot], [disliked, reason], api_visibility="private",
+                         show_progress="hidden")
+            send_reason = make_reason_fn(feedback, ledger)
+            for event in (send.click, reason.submit):
+                event(send_reason, [disliked, chatbot, reason], [disliked, reason], api_visibility="private",
+                      show_progress="hidden")
+            close.click(lambda: (None, ""), outputs=[disliked, reason], api_visibility="private", queue=False)
             gr.api(make_rate_fn(feedback, ledger), api_name="rate")
     return demo
