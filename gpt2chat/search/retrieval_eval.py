@@ -3,7 +3,12 @@
 * ``medquad``   build the index from scratch (timed) and measure top-1/top-5 focus accuracy on the MedQuAD test
                 split's questions, by plain BM25 (``search``) and by the full pipeline (``retrieve``), with each
                 question's own pair in the index and held out.
-* ``consumer``  the MEDIQA 2019 consumer questions (``../shared/consumer_qa``, evaluation only): page-level hit@1,
+* ``consumer``  headline first: the LiveQA 2017 ``dev`` messages (``liveqa2017_train.jsonl``, evaluation only):
+                focus found (the first cited page's focus, or one of its MedQuAD ``<Synonym>``s, is an annotated
+                focus) on the messages whose annotated focus is an answered MedQuAD focus or synonym (64 of 138),
+                type found on every annotated sub-question, no-answer rate; and the MEDIQA 2019 questions with a
+                judged-correct MedQuAD page once pages are resolved across site moves (94): cited page on a
+                judged-correct focus. Then the details on the MEDIQA 2019 consumer questions: page-level hit@1,
                 hit@5 and MRR against judged-correct answers (score >= 3) for the 76 questions with such an answer
                 on a MedQuAD page, per subset, and focus@1 (the first passage is about the focus of a judged-correct
                 page, whichever site); how often a cited page was judged incorrect (score 1). Once more with pages
@@ -34,6 +39,17 @@ from gpt2chat.search.entailment import consumer_qa_dir, rqe_pairs
 from gpt2chat.search.retrieval import RetrievalIndex
 
 QA_FILE = "mediqa2019_qa.jsonl"
+LIVEQA_FILE = "liveqa2017_train.jsonl"
+# LiveQA's annotated question types, in MedQuAD's type names. "association" ("can stress cause high blood
+# pressure") asks for a cause; "tapering" is how to take (stop) a drug. Types with no MedQuAD counterpart
+# (organization, resources, ingredient, diagnose_me) stay unmapped and count as misses in "type found".
+LIVEQA_TYPES = {"treatment": "treatment", "information": "information", "cause": "causes", "association": "causes",
+                "diagnosis": "exams and tests", "prognosis": "outlook", "susceptibility": "susceptibility",
+                "inheritance": "inheritance", "symptom": "symptoms", "complication": "complications",
+                "prevention": "prevention", "usage": "usage", "tapering": "usage", "dosage": "dose",
+                "side effects": "side effects", "interaction": "interactions with medications",
+                "contraindication": "contraindication", "indication": "indication",
+                "storage and disposal": "storage and disposal"}
 CONVERSATIONS = settings.PACKAGE_DIR / "resources" / "followup_conversations.jsonl"
 
 
@@ -132,14 +148,95 @@ def run_medquad(data_dir: str | None, limit: int | None) -> int:
     return 0
 
 
+def synonym_sets(annotations) -> dict[str, frozenset[str]]:
+    """Answered-or-not focus key -> the keys of its name and every ``<Synonym>`` its MedQuAD documents list."""
+    names: dict[str, set[str]] = collections.defaultdict(set)
+    for note in annotations:
+        key = focus_key(note.focus)
+        names[key] |= {key, *(focus_key(s) for s in note.synonyms)}
+    return {key: frozenset(keys) for key, keys in names.items()}
+
+
+def liveqa_messages(split: str = "dev", path: Path | None = None) -> list[dict]:
+    """LiveQA messages of one split, each with ``text``: the subject line and the message as a user would send
+    them (the way ``mediqa2019_qa.jsonl`` joins them)."""
+    rows = []
+    with open(path or consumer_qa_dir() / LIVEQA_FILE, encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            if row["set"] == split:
+                subject = row["subject"].strip()
+                row["text"] = f"{subject}. {row['message']}" if subject else row["message"]
+                rows.append(row)
+    return rows
+
+
+def evaluate_liveqa(index: RetrievalIndex, messages: list[dict], synonyms: dict[str, frozenset[str]]) -> dict:
+    """Focus found on the messages with an answered annotated focus, type found on every sub-question."""
+    answered = {focus_key(index.passage(i)["focus"]) for i in range(len(index))}
+    # every name (a focus or a synonym) -> the answered foci it names
+    answered_names = {name for key in answered for name in synonyms.get(key, {key})}
+    counts = collections.Counter()
+    misses = []
+    for message in messages:
+        result = index.retrieve(message["text"], k=3)
+        passages = result.passages(1)
+        annotated = {focus_key(s["focus"]) for s in message["subquestions"]}
+        counts["messages"] += 1
+        counts["no answer"] += not result.answerable
+        if annotated & answered_names:
+            counts["focus n"] += 1
+            counts["focus no answer"] += not result.answerable
+            cited = focus_key(passages[0].focus) if passages else ""
+            hit = bool(annotated & synonyms.get(cited, {cited}))
+            counts["focus found"] += hit
+            recognised = {m.key for q in result.questions for m in q.foci}
+            counts["focus recognised"] += any(synonyms.get(k, {k}) & annotated for k in recognised)
+            if not hit:
+                misses.append((message["id"], sorted(annotated), cited))
+        system_types = {q.types[0][0] for q in result.questions if q.types}
+        for sub in message["subquestions"]:
+            want = LIVEQA_TYPES.get(sub["type"])
+            counts["types n"] += 1
+            counts["types mapped"] += want is not None
+            counts["type found"] += want in system_types
+    return {"counts": counts, "misses": misses}
+
+
+def run_headline(index: RetrievalIndex, data_dir: str | None) -> None:
+    """The issue's headline figures: LiveQA dev focus/type/no-answer, MEDIQA cited page on a judged-correct focus."""
+    synonyms = synonym_sets(data.load_annotations(data_dir))
+    result = evaluate_liveqa(index, liveqa_messages("dev"), synonyms)
+    c = result["counts"]
+    print(f"LiveQA 2017 dev ({c['messages']} real messages, subject line + message; evaluation only):")
+    print(f"  focus found (first cited page's focus or a synonym = an annotated focus), of the {c['focus n']} messages "
+          f"whose annotated focus is an answered MedQuAD focus or synonym: {c['focus found']}/{c['focus n']} "
+          f"{_percent(c['focus found'], c['focus n']).strip()}  (annotated focus among the recognised foci: "
+          f"{c['focus recognised']}/{c['focus n']}; no NIH answer on {c['focus no answer']} of them)")
+    print(f"  type found (an understood sub-question's first type = the annotated type, in MedQuAD's names), all "
+          f"{c['types n']} annotated sub-questions: {c['type found']}/{c['types n']} "
+          f"{_percent(c['type found'], c['types n']).strip()}  ({c['types mapped']} have a MedQuAD type)")
+    print(f"  no NIH answer: {c['no answer']}/{c['messages']} {_percent(c['no answer'], c['messages']).strip()} "
+          "of all dev messages")
+    consumer = evaluate_consumer(index, consumer_questions(), True, resolved_page, synonyms)
+    total = collections.Counter()
+    for counts in consumer["per_set"].values():
+        total.update(counts)
+    print(f"MEDIQA 2019 consumer questions with a judged-correct MedQuAD page (pages resolved across site moves): "
+          f"first cited page on a judged-correct focus (or a synonym) {total['focus@1']}/{total['n']} "
+          f"{_percent(total['focus@1'], total['n']).strip()}; same page {total['hit@1']}/{total['n']}; "
+          f"no NIH answer on {total['no answer']}\n")
+
+
 def consumer_questions(path: Path | None = None) -> list[dict]:
     with open(path or consumer_qa_dir() / QA_FILE, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
 
 
 def evaluate_consumer(index: RetrievalIndex, questions: list[dict], full_pipeline: bool,
-                      page_of=normalise_url) -> dict:
-    """``page_of`` maps a URL to its page: ``normalise_url`` as the data's README defines it, or ``resolved_page``."""
+                      page_of=normalise_url, synonyms: dict[str, frozenset[str]] | None = None) -> dict:
+    """``page_of`` maps a URL to its page: ``normalise_url`` as the data's README defines it, or ``resolved_page``;
+    with ``synonyms`` (``synonym_sets``) focus@1 also counts a cited focus that is a synonym of a judged one."""
     focus_of_page: dict[str, set[str]] = collections.defaultdict(set)
     for passage in (index.passage(i) for i in range(len(index))):
         focus_of_page[page_of(passage["url"])].add(focus_key(passage["focus"]))
@@ -175,8 +272,12 @@ def evaluate_consumer(index: RetrievalIndex, questions: list[dict], full_pipelin
         counts["n"] += 1
         counts["hit@1"] += bool(pages) and pages[0] in good
         # the topic is right even when another NIH site's page on it was judged (or none was)
-        counts["focus@1"] += bool(passages) and focus_key(passages[0].focus) in set().union(
-            *(focus_of_page[page] for page in good))
+        good_foci = set().union(*(focus_of_page[page] for page in good))
+        cited_focus = focus_key(passages[0].focus) if passages else ""
+        names = (synonyms or {}).get
+        counts["focus@1"] += bool(passages) and any(
+            cited_focus == f or cited_focus in names(f, ()) or f in names(cited_focus, ()) for f in good_foci)
+        counts["no answer"] += not answerable
         counts["hit@5"] += bool(set(pages[:5]) & good)
         rank = next((r for r, page in enumerate(pages[:10], 1) if page in good), None)
         counts["mrr"] += 1 / rank if rank else 0.0
@@ -185,6 +286,7 @@ def evaluate_consumer(index: RetrievalIndex, questions: list[dict], full_pipelin
 
 def run_consumer(data_dir: str | None, limit: int | None) -> int:
     index = RetrievalIndex.load_or_build(data_dir, progress=True)
+    run_headline(index, data_dir)
     questions = consumer_questions()[:limit]
     print(f"MEDIQA 2019 consumer questions: {len(questions)}; page-level hits against judged-correct answers "
           "(score >= 3) on MedQuAD pages\n")
