@@ -14,7 +14,9 @@
                 page, whichever site); how often a cited page was judged incorrect (score 1). Once more with pages
                 resolved across site moves (``resolved_page``): 94 questions then have a judged-correct MedQuAD page.
 * ``rqe``       accuracy of the question-entailment model on the RQE validation and test splits.
-* ``followups`` focus carried over in our own two-turn conversations (gpt2chat/resources/followup_conversations.jsonl).
+* ``followups`` our own two- and three-turn conversations (gpt2chat/resources/followup_conversations.jsonl): follow-ups
+                that must keep the focus, new topics and off-topic requests that must not inherit it; the cited
+                page's focus and type.
 * ``latency``   ``retrieve`` p50/p95 over every question above, one at a time.
 
 Pages are compared after normalising URLs (lower case, no scheme, no trailing slash); hit@5 and MRR count the
@@ -333,28 +335,56 @@ def conversations(path: Path = CONVERSATIONS) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def _names(focus) -> set[str]:
+    return {focus_key(f) for f in ([focus] if isinstance(focus, str) else focus or [])}
+
+
 def evaluate_followups(index: RetrievalIndex, talks: list[dict]) -> dict:
+    """Per conversation, the last turn retrieved with the earlier turns as history. A follow-up must carry the
+    expected focus over; a new topic must not carry any focus over; an off-topic request must not carry one over
+    nor be answered. Where the conversation gives one, the first cited passage's focus and type are checked."""
     counts = collections.Counter()
     for talk in talks:
-        result = index.retrieve(talk["followup"], history=[talk["first"]], k=3)
-        want = focus_key(talk["focus"])
-        first = result.questions[0] if result.questions else None
-        counts["n"] += 1
-        counts["carried"] += bool(first and first.carried_over and want in {m.key for m in first.foci})
+        *history, last = talk["turns"]
+        result = index.retrieve(last, history=history, k=3)
+        kind, want = talk["kind"], _names(talk["focus"])
+        carried = any(q.carried_over for q in result.questions)
+        if kind == "follow-up":
+            first = result.questions[0] if result.questions else None
+            right = bool(first and first.carried_over and want & {m.key for m in first.foci})
+        else:
+            right = not carried and (kind != "off topic" or not result.answerable)
+        counts[f"{kind} n"] += 1
+        counts[f"{kind} right"] += right
         passages = result.passages(1)
-        counts["top focus"] += bool(passages) and focus_key(passages[0].focus) == want
-        counts["top type"] += bool(passages) and passages[0].question_type == talk["type"]
+        if want:
+            counts["focus n"] += 1
+            counts["focus cited"] += bool(passages) and focus_key(passages[0].focus) in want
+        if talk["type"]:
+            counts["type n"] += 1
+            counts["type understood"] += any(q.types and q.types[0][0] == talk["type"] for q in result.questions)
+            counts["type cited"] += bool(passages) and passages[0].question_type == talk["type"]
     return counts
 
 
 def run_followups(data_dir: str | None, limit: int | None) -> int:
     index = RetrievalIndex.load_or_build(data_dir, progress=True)
-    counts = evaluate_followups(index, conversations()[:limit])
-    n = counts["n"]
-    print(f"Follow-up questions naming no focus, after a first message that names one ({n} conversations):")
-    print(f"  focus carried over from the history {counts['carried']:>3}/{n} {_percent(counts['carried'], n)}")
-    print(f"  first passage about that focus      {counts['top focus']:>3}/{n} {_percent(counts['top focus'], n)}")
-    print(f"  ... and of the asked question type  {counts['top type']:>3}/{n} {_percent(counts['top type'], n)}")
+    talks = conversations()[:limit]
+    counts = evaluate_followups(index, talks)
+    turns = collections.Counter(len(t["turns"]) for t in talks)
+    print(f"Our own conversations ({len(talks)}: {turns[2]} of two turns, {turns[3]} of three), the last turn "
+          "retrieved with the earlier ones as history:")
+    right = sum(counts[f"{kind} right"] for kind in ("follow-up", "new topic", "off topic"))
+    print(f"  focus carried or dropped correctly     {right:>3}/{len(talks)} {_percent(right, len(talks))}")
+    for kind, what in (("follow-up", "follow-ups carrying the expected focus"),
+                       ("new topic", "new topics carrying no focus over"),
+                       ("off topic", "off-topic requests: no focus, no answer")):
+        n = counts[f"{kind} n"]
+        print(f"    {what:<38}{counts[f'{kind} right']:>3}/{n} {_percent(counts[f'{kind} right'], n)}")
+    for key, what, n in (("focus cited", "first passage about the expected focus", counts["focus n"]),
+                         ("type cited", "first passage of the asked type", counts["type n"]),
+                         ("type understood", "asked type understood", counts["type n"])):
+        print(f"  {what:<40}{counts[key]:>3}/{n} {_percent(counts[key], n)}")
     return 0
 
 
@@ -364,7 +394,7 @@ def run_latency(data_dir: str | None, limit: int | None) -> int:
     index = RetrievalIndex.load_or_build(data_dir, progress=True)
     records, _ = data.load_records(data_dir)
     texts = [q["question"] for q in consumer_questions()] + [r.question for r in split_records(records)["test"]]
-    talks = [(t["followup"], [t["first"]]) for t in conversations()]
+    talks = [(t["turns"][-1], t["turns"][:-1]) for t in conversations()]
     queries = [(text, []) for text in texts[:limit]] + talks
     index.retrieve("warm up", k=3)
     latencies = []
