@@ -25,7 +25,7 @@ import numpy as np
 from gpt2chat.corpus.data import FocusAnnotation, QAPair, is_link_list
 from gpt2chat.search.entailment import EntailmentModel, rqe_pairs, rqe_path, type_contrast_pairs
 from gpt2chat.search.question_types import TypeClassifier
-from gpt2chat.search.understanding import FocusMatch, FocusRecogniser, carried_focus, raw_words, split_questions
+from gpt2chat.search.understanding import FocusMatch, FocusRecogniser, off_topic_request, raw_words, split_questions
 
 if TYPE_CHECKING:
     from gpt2chat.search.retrieval import Passage, RetrievalIndex
@@ -42,6 +42,7 @@ FOCUS_CANDIDATES = 120
 FOCUS_WEIGHT = 1.5
 TYPE_WEIGHT = 0.5
 CONTAINING_WEIGHT = 0.5
+FOCUS_TYPE_WEIGHT = float(__import__("os").environ.get("FTW", "1.0"))
 PREFERENCE_WEIGHT = 1.0
 # Without a recognised focus, a passage must be entailed at least this much and share this much BM25 mass with
 # the question to count as an answer: loosely related pages are worse than a MedlinePlus search link.
@@ -68,7 +69,8 @@ _ENGLISH_FUNCTION_WORDS = frozenset(
 # from NHLBI; 2 lost where the judges had seen the GHR page), MedQuAD test top-1 97.3 -> 97.9% and held out 82.8 ->
 # 83.1%; 0.3 and 1.0 measured the same.
 LINK_LIST_PENALTY = 0.5
-MAX_HISTORY = 6  # earlier messages searched for a focus to carry over, newest first
+MAX_HISTORY = 6  # earlier messages followed to find the conversation's topic
+CARRIED_FACTOR = 0.9  # a carried focus is a little less certain than one the message names
 MAX_WORDS = 400  # a message or earlier message is cut to this many words: the chat's input limit is 2,000 characters
 # Several NIH sites often answer the same question in the same template words, so BM25, focus and type tie
 # between their pages. Ties go to the sites written for the public with the broadest pages (NHLBI health topics
@@ -174,9 +176,12 @@ def retrieve(index: RetrievalIndex, message: str, history: Sequence[str] = (), k
         return RetrievalResult(unanswerable, medlineplus_search_url((), text))
     recogniser = understanding.recogniser
     whole = recogniser.find(text)
-    # Carry the conversation's focus over when the message names none, or only everyday-word topics.
-    recent = [" ".join(earlier.split()[:MAX_WORDS]) for earlier in list(history)[-MAX_HISTORY:]]
-    carried = [] if any(not m.generic for m in whole) else carried_focus(recent, recogniser)
+    if off_topic_request(text) and all(m.generic for m in whole):
+        return RetrievalResult((SubQuestion(text, (), (), (), False),), medlineplus_search_url((), text))
+    # A follow-up naming no focus, or only everyday-word topics, carries the conversation's topic over.
+    follows = not any(not m.generic for m in whole) and recogniser.follows_up(text)
+    carried = [dataclasses.replace(m, confidence=round(m.confidence * CARRIED_FACTOR, 3), kind="carried")
+               for m in conversation_topic(index, history)] if follows else []
     questions, seen = [], set()
     for sub in split_questions(text):
         own = recogniser.find(sub) or whole
@@ -191,6 +196,31 @@ def retrieve(index: RetrievalIndex, message: str, history: Sequence[str] = (), k
         questions.append(_answer(index, understanding, sub, tuple(foci), tuple(types), type_probs, carried_over, k))
     all_foci = [m for q in questions for m in q.foci if m.span]
     return RetrievalResult(tuple(questions), medlineplus_search_url(all_foci[:3], text))
+
+
+def conversation_topic(index: RetrievalIndex, history: Sequence[str]) -> list[FocusMatch]:
+    """The foci the conversation is about after ``history`` (earlier masked user messages, oldest first): each
+    message that names a specific focus sets the topic, a follow-up keeps it, and any other message (a new
+    question in other words, an off-topic request) replaces it with the focus its description matches, or none.
+    So after "what is lupus" then "what is the condition where you stop breathing in your sleep", "how is it
+    treated?" is about sleep apnea, and after "write me a poem about cats" nothing medical is carried over."""
+    recogniser: FocusRecogniser = index.understanding.recogniser
+    topic: list[FocusMatch] = []
+    for earlier in list(history)[-MAX_HISTORY:]:
+        text = " ".join(earlier.split()[:MAX_WORDS])
+        named = [m for m in recogniser.find(text) if not m.generic]
+        if named:
+            topic = named
+        elif not recogniser.follows_up(text):
+            topic = [] if off_topic_request(text) else _described(index, text)
+    return topic
+
+
+def _described(index: RetrievalIndex, text: str) -> list[FocusMatch]:
+    """The answered focus whose description matches a message naming none, when it matches well enough."""
+    names = index.understanding.recogniser.names
+    return [FocusMatch(names.get(key, key), key, DESCRIBED_CONFIDENCE, "", True, kind="described")
+            for key, score in index.described_foci(text, n=1) if score >= MIN_DESCRIPTION]
 
 
 def _looks_answerable_text(text: str, recogniser: FocusRecogniser) -> bool:
@@ -212,10 +242,7 @@ def _answer(index: RetrievalIndex, understanding: Understanding, text: str, foci
         # Dosing, side effects, a drug or an encyclopedia topic MedQuAD publishes without answers.
         return SubQuestion(text, foci, types, (), False, carried)
     if not foci:  # a lay description ("the sugar disease where your body stops making insulin")
-        described = [(key, score) for key, score in index.described_foci(text, n=1) if score >= MIN_DESCRIPTION]
-        recogniser = understanding.recogniser
-        answered = [FocusMatch(recogniser.names.get(key, key), key, DESCRIBED_CONFIDENCE, "", True, kind="described")
-                    for key, _ in described]
+        answered = _described(index, text)
         foci = tuple(answered)
     focus_names = " ".join(m.focus for m in foci if m.focus.lower() not in text.lower())
     query = f"{text} {focus_names}".strip()
@@ -242,8 +269,8 @@ def _answer(index: RetrievalIndex, understanding: Understanding, text: str, foci
     focus = np.array([confidence.get(i, 0.0) for i in order])
     preference = np.array([SOURCE_PREFERENCE.get(p["source"], 0.1) for p in passages])
     link_list = np.array([is_link_list(p["answer"]) for p in passages])
-    score = (lexical + FOCUS_WEIGHT * focus + TYPE_WEIGHT * type_score + PREFERENCE_WEIGHT * preference
-             - LINK_LIST_PENALTY * link_list)
+    score = (lexical + FOCUS_WEIGHT * focus + TYPE_WEIGHT * type_score + FOCUS_TYPE_WEIGHT * focus * type_score
+             + PREFERENCE_WEIGHT * preference - LINK_LIST_PENALTY * link_list)
     # The entailment model re-ranks the best of the rest: its features are per-candidate Python, the slow part.
     shortlist = np.argsort(-score, kind="stable")[:ENTAILMENT_CANDIDATES]
     entailment = np.zeros(len(order))
