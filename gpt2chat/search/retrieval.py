@@ -48,7 +48,7 @@ from gpt2chat import settings
 from gpt2chat.corpus import data
 from gpt2chat.search import ranking
 from gpt2chat.corpus.data import QAPair, focus_key
-from gpt2chat.search.entailment import rqe_path
+from gpt2chat.search.entailment import liveqa_path, rqe_path
 from gpt2chat.search.ranking import RetrievalResult, Understanding
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,9 @@ def cache_key(data_dir: str | os.PathLike | None = None, config: IndexSettings =
     digest.update(Path(data.__file__).read_bytes())
     for name in _LEARNED_SOURCES:
         digest.update(Path(__file__).with_name(name).read_bytes())
-    if rqe_path().is_file():
-        digest.update(rqe_path().read_bytes())
+    for path in (rqe_path(), liveqa_path()):  # training data of the learned parts, when present
+        if path.is_file():
+            digest.update(path.read_bytes())
     root = settings.medquad_dir(data_dir)
     for subset, path in data.xml_files(root):
         content = path.read_bytes()

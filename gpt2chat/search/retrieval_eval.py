@@ -37,21 +37,12 @@ import numpy as np
 from gpt2chat import settings
 from gpt2chat.corpus import data
 from gpt2chat.corpus.data import QAPair, focus_key
+from gpt2chat.search import entailment
 from gpt2chat.search.entailment import consumer_qa_dir, rqe_pairs
+from gpt2chat.search.question_types import LIVEQA_TYPES
 from gpt2chat.search.retrieval import RetrievalIndex
 
 QA_FILE = "mediqa2019_qa.jsonl"
-LIVEQA_FILE = "liveqa2017_train.jsonl"
-# LiveQA's annotated question types, in MedQuAD's type names. "association" ("can stress cause high blood
-# pressure") asks for a cause; "tapering" is how to take (stop) a drug. Types with no MedQuAD counterpart
-# (organization, resources, ingredient, diagnose_me) stay unmapped and count as misses in "type found".
-LIVEQA_TYPES = {"treatment": "treatment", "information": "information", "cause": "causes", "association": "causes",
-                "diagnosis": "exams and tests", "prognosis": "outlook", "susceptibility": "susceptibility",
-                "inheritance": "inheritance", "symptom": "symptoms", "complication": "complications",
-                "prevention": "prevention", "usage": "usage", "tapering": "usage", "dosage": "dose",
-                "side effects": "side effects", "interaction": "interactions with medications",
-                "contraindication": "contraindication", "indication": "indication",
-                "storage and disposal": "storage and disposal"}
 CONVERSATIONS = settings.PACKAGE_DIR / "resources" / "followup_conversations.jsonl"
 
 
@@ -159,17 +150,13 @@ def synonym_sets(annotations) -> dict[str, frozenset[str]]:
     return {key: frozenset(keys) for key, keys in names.items()}
 
 
-def liveqa_messages(split: str = "dev", path: Path | None = None) -> list[dict]:
+def liveqa_messages(split: str = "dev") -> list[dict]:
     """LiveQA messages of one split, each with ``text``: the subject line and the message as a user would send
     them (the way ``mediqa2019_qa.jsonl`` joins them)."""
-    rows = []
-    with open(path or consumer_qa_dir() / LIVEQA_FILE, encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            if row["set"] == split:
-                subject = row["subject"].strip()
-                row["text"] = f"{subject}. {row['message']}" if subject else row["message"]
-                rows.append(row)
+    rows = entailment.liveqa_messages(split)
+    for row in rows:
+        subject = row["subject"].strip()
+        row["text"] = f"{subject}. {row['message']}" if subject else row["message"]
     return rows
 
 
