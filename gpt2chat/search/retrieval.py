@@ -19,7 +19,7 @@ gpt2chat.search.entailment) are built with the index.
 Each indexed document is the pair's question and focus (both repeated, so the topic outweighs the long answer)
 followed by the answer; a second, smaller BM25 over the focus name alone adds a boost for pairs whose topic the
 query names. Text is tokenised by bm25s with English stopwords and the Snowball stemmer (PyStemmer). Cached
-under ``settings.cache_dir()/retrieval/<key>``; the key hashes the MedQuAD XML contents, the RQE train data, the
+under ``settings.cache_dir()/retrieval/<key>``; the key hashes the MedQuAD XML contents, the RQE and LiveQA data, the
 source of the loader and of the learned parts, and the index settings, so any change to them builds a fresh
 index instead of serving a stale one. The manifest records a SHA-256 of every file: a cache whose files were
 damaged or edited (out-of-range arrays, emptied vocabularies) is rebuilt instead of trusted.
