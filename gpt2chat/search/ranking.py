@@ -77,7 +77,8 @@ _ENGLISH_FUNCTION_WORDS = frozenset(
 # 83.1%; 0.3 and 1.0 measured the same.
 LINK_LIST_PENALTY = 0.5
 MAX_HISTORY = 6  # earlier messages followed to find the conversation's topic
-CARRIED_FACTOR = 0.9  # a carried focus is a little less certain than one the message names
+CARRIED_FACTOR = 0.9
+STRONG_CONFIDENCE = 0.9  # "aeortic" corrected to "aortic" scores 0.92; an ambiguous surface splits its 1.0  # a carried focus is a little less certain than one the message names
 MAX_WORDS = 400  # a message or earlier message is cut to this many words: the chat's input limit is 2,000 characters
 # Several NIH sites often answer the same question in the same template words, so BM25, focus and type tie
 # between their pages. Ties go to the sites written for the public with the broadest pages (NHLBI health topics
@@ -192,9 +193,14 @@ def retrieve(index: RetrievalIndex, message: str, history: Sequence[str] = (), k
     carried = [dataclasses.replace(m, confidence=round(m.confidence * CARRIED_FACTOR, 3), kind="carried")
                for m in conversation_topic(index, history)] if follows else []
     questions, seen = [], set()
+    main = _main_focus(whole, text)
     for sub in split_questions(text):
         own = recogniser.find(sub) or whole
         foci = [*carried, *own] if carried and all(m.generic for m in own) else own
+        if main and not any(_strong(m) for m in foci):
+            # "Is there anything that can be done to improve her health?" is about the subject line's condition,
+            # not about whatever an everyday word of the sentence happens to name.
+            foci = [main, *(m for m in foci if m.key != main.key)]
         type_probs = understanding.types.probabilities([sub])[0]
         types = understanding.types.top(type_probs)
         signature = (tuple(sorted(m.key for m in foci)), types[0][0] if types else "")
@@ -205,6 +211,22 @@ def retrieve(index: RetrievalIndex, message: str, history: Sequence[str] = (), k
         questions.append(_answer(index, understanding, sub, tuple(foci), tuple(types), type_probs, carried_over, k))
     all_foci = [m for q in questions for m in q.foci if m.span]
     return RetrievalResult(tuple(questions), medlineplus_search_url(all_foci[:3], text))
+
+
+def _strong(match: FocusMatch) -> bool:
+    """A focus the sentence really names: a name, synonym or abbreviation of an answered focus, spelt right or
+    nearly (not an everyday word, an ambiguous surface or a containing variant)."""
+    return match.answered and not match.generic and match.kind == "named" and match.confidence >= STRONG_CONFIDENCE
+
+
+def _main_focus(whole: Sequence[FocusMatch], text: str) -> FocusMatch | None:
+    """The condition a message is about: of its strong foci, the one named most often, first named on ties
+    (a subject line repeated in the body counts twice)."""
+    lowered = text.lower()
+    strong = [m for m in whole if _strong(m) and m.span]
+    if not strong:
+        return None
+    return max(strong, key=lambda m: (lowered.count(m.span.lower()), -lowered.find(m.span.lower())))
 
 
 def conversation_topic(index: RetrievalIndex, history: Sequence[str]) -> list[FocusMatch]:
