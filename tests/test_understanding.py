@@ -157,6 +157,17 @@ def test_the_topic_follows_the_conversation_turn_by_turn(index):
     assert kept.carried_over and kept.foci[0].key == "gout"
 
 
+@pytest.mark.parametrize("message", [
+    "Gout. My father has had gout for years. Is surgery an option for him?",
+    "gout gout whats gout. is there a test for him",
+])
+def test_a_question_naming_no_condition_strongly_is_about_the_subject_line(index, message):
+    """The sub-question's own matches are an everyday word ("surgery") or none: the message's main focus leads."""
+    result = index.retrieve(message)
+    assert [focus_key(q.foci[0].focus) for q in result.questions] == ["gout"]
+    assert focus_key(result.passages(1)[0].focus) == "gout"
+
+
 def test_a_follow_up_gets_the_focus_page_of_its_own_type(index):
     """After a definition, "what are the symptoms?" cites the focus's symptoms page, not the definition again."""
     question = index.retrieve("what are the symptoms?", history=["what is glaucoma?"]).questions[0]
