@@ -168,6 +168,13 @@ def test_a_question_naming_no_condition_strongly_is_about_the_subject_line(index
     assert focus_key(result.passages(1)[0].focus) == "gout"
 
 
+def test_a_repeated_misspelt_subject_line_is_still_english(index):
+    """The misspelt words that name a focus count as known words: three of "diabete whats diabete" are not MedQuAD
+    words, and the message used to be taken for another language."""
+    result = index.retrieve("diabete whats diabete")
+    assert result.answerable and focus_key(result.passages(1)[0].focus) == "diabetes"
+
+
 def test_a_follow_up_gets_the_focus_page_of_its_own_type(index):
     """After a definition, "what are the symptoms?" cites the focus's symptoms page, not the definition again."""
     question = index.retrieve("what are the symptoms?", history=["what is glaucoma?"]).questions[0]

@@ -181,11 +181,11 @@ def medlineplus_search_url(foci: Sequence[FocusMatch], text: str) -> str:
 def retrieve(index: RetrievalIndex, message: str, history: Sequence[str] = (), k: int = 3) -> RetrievalResult:
     understanding: Understanding = index.understanding
     text = " ".join(message.split()[:MAX_WORDS])
-    if not _looks_answerable_text(text, understanding.recogniser):
-        unanswerable = (SubQuestion(text, (), (), (), False),) if text else ()
-        return RetrievalResult(unanswerable, medlineplus_search_url((), text))
     recogniser = understanding.recogniser
     whole = recogniser.find(text)
+    if not _looks_answerable_text(text, recogniser, whole):
+        unanswerable = (SubQuestion(text, (), (), (), False),) if text else ()
+        return RetrievalResult(unanswerable, medlineplus_search_url((), text))
     if off_topic_request(text) and all(m.generic for m in whole):
         return RetrievalResult((SubQuestion(text, (), (), (), False),), medlineplus_search_url((), text))
     # A follow-up naming no focus, or only everyday-word topics, carries the conversation's topic over.
@@ -254,12 +254,15 @@ def _described(index: RetrievalIndex, text: str) -> list[FocusMatch]:
             for key, score in index.described_foci(text, n=1) if score >= MIN_DESCRIPTION]
 
 
-def _looks_answerable_text(text: str, recogniser: FocusRecogniser) -> bool:
-    """False for text with no words, noise, or another language (MedQuAD answers English questions only)."""
+def _looks_answerable_text(text: str, recogniser: FocusRecogniser, foci: Sequence[FocusMatch] = ()) -> bool:
+    """False for text with no words, noise, or another language (MedQuAD answers English questions only). The
+    words that named a focus count as known, misspelt or not: "diabete whats diabete" is English."""
     words = [w.lower() for w in re.findall(r"[^\W\d_]+", text)]
     if not words:
         return False
-    known = sum(w.isascii() and (w in recogniser.known_words or w in recogniser.acronyms) for w in words)
+    named = {w.lower() for m in foci for w in raw_words(m.span)}
+    known = sum(w.isascii() and (w in recogniser.known_words or w in recogniser.acronyms or w in named)
+                for w in words)
     foreign = sum(w in _FOREIGN_FUNCTION_WORDS for w in words)
     english = sum(w in _ENGLISH_FUNCTION_WORDS for w in words)
     return known / len(words) >= MIN_KNOWN_WORDS and not (foreign >= 2 and foreign > english)
