@@ -11,7 +11,9 @@ import pytest
 from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations, load_records
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import RetrievalIndex
-from gpt2chat.search.retrieval_eval import evaluate_consumer, normalise_url, resolved_page
+from gpt2chat.search.question_types import consumer_type_rows
+from gpt2chat.search.retrieval_eval import (evaluate_consumer, evaluate_followups, evaluate_liveqa, normalise_url,
+                                            resolved_page)
 from gpt2chat.search.understanding import split_questions
 
 # Answered foci the tests ask about, plus their neighbours that compete for the same words.
@@ -119,6 +121,66 @@ def test_a_follow_up_naming_a_new_focus_does_not_carry_the_old_one(index):
     assert not question.carried_over and question.foci[0].key == "asthma"
 
 
+@pytest.mark.parametrize("message, follows", [
+    ("and how is it treated?", True), ("what are the symptoms", True), ("is surgery the only treatment?", True),
+    ("what helps with a hangover", False), ("write me a poem about cats", False),
+    ("unrelated, how is it treated?", False), ("different question: what are the symptoms?", False),
+])
+def test_a_follow_up_is_told_from_a_new_question(index, message, follows):
+    assert index.understanding.recogniser.follows_up(message) is follows
+
+
+@pytest.mark.parametrize("history, message", [
+    (["tell me about glaucoma"], "thanks! unrelated, what helps with a hangover"),
+    (["what is lupus"], "what is the condition where your immune system attacks your joints"),
+    (["what is asthma"], "write me a poem about cats"),
+    (["what is gout?"], "tell me a joke"),
+])
+def test_a_new_question_or_an_off_topic_request_does_not_inherit_the_topic(index, history, message):
+    result = index.retrieve(message, history=history)
+    assert not any(q.carried_over for q in result.questions)
+    cited = {focus_key(p.focus) for p in result.passages()}
+    assert not cited & {"glaucoma", "lupus", "asthma", "gout"}
+    if "poem" in message or "joke" in message:
+        assert not result.answerable and result.passages() == []
+
+
+def test_the_topic_follows_the_conversation_turn_by_turn(index):
+    described = ["what is gout?", "the sugar disease where your body stops making insulin"]
+    question = index.retrieve("how is it treated?", history=described).questions[0]
+    assert question.carried_over and question.foci[0].key == "type 1 diabetes"
+    # an off-topic request in between leaves no topic to carry
+    after_poem = index.retrieve("how is it treated?", history=["what is gout?", "write me a poem about cats"])
+    assert not any(q.carried_over for q in after_poem.questions)
+    # a follow-up in between keeps it
+    kept = index.retrieve("how is it diagnosed?", history=["what is gout?", "what causes it?"]).questions[0]
+    assert kept.carried_over and kept.foci[0].key == "gout"
+
+
+@pytest.mark.parametrize("message", [
+    "Gout. My father has had gout for years. Is surgery an option for him?",
+    "gout gout whats gout. is there a test for him",
+])
+def test_a_question_naming_no_condition_strongly_is_about_the_subject_line(index, message):
+    """The sub-question's own matches are an everyday word ("surgery") or none: the message's main focus leads."""
+    result = index.retrieve(message)
+    assert [focus_key(q.foci[0].focus) for q in result.questions] == ["gout"]
+    assert focus_key(result.passages(1)[0].focus) == "gout"
+
+
+def test_a_repeated_misspelt_subject_line_is_still_english(index):
+    """The misspelt words that name a focus count as known words: three of "diabete whats diabete" are not MedQuAD
+    words, and the message used to be taken for another language."""
+    result = index.retrieve("diabete whats diabete")
+    assert result.answerable and focus_key(result.passages(1)[0].focus) == "diabetes"
+
+
+def test_a_follow_up_gets_the_focus_page_of_its_own_type(index):
+    """After a definition, "what are the symptoms?" cites the focus's symptoms page, not the definition again."""
+    question = index.retrieve("what are the symptoms?", history=["what is glaucoma?"]).questions[0]
+    assert focus_key(question.passages[0].focus) == "glaucoma" and question.passages[0].question_type == "symptoms"
+
+
 @pytest.mark.parametrize("message, focus", [
     ("the sugar disease where your body stops making insulin", "type 1 diabetes"),
     ("my joints hurt and my big toe is red and swollen", "gout"),
@@ -223,3 +285,47 @@ def test_the_consumer_evaluation_counts_judged_pages(index):
     assert "alexa" not in strict["per_set"]  # a page judged "related" (2) is no correct answer
     resolved = evaluate_consumer(index, questions, True, resolved_page)
     assert resolved["per_set"]["test"]["n"] == 2 and resolved["per_set"]["test"]["hit@5"] == 2
+
+
+def test_consumer_type_rows_learn_single_type_messages_without_their_focus():
+    messages = [
+        {"subject": "Gout", "message": "How can I get rid of gout in my toe?", "subquestions": [
+            {"focus": "gout", "type": "treatment"}]},
+        {"subject": "", "message": "What causes lupus? How is it treated?", "subquestions": [
+            {"focus": "lupus", "type": "cause"}, {"focus": "lupus", "type": "treatment"}]},  # two types: skipped
+        {"subject": "", "message": "Where is a lupus clinic near me?", "subquestions": [
+            {"focus": "lupus", "type": "organization"}]},  # no MedQuAD type: skipped
+        {"subject": "", "message": "Can stress cause high blood pressure?", "subquestions": [
+            {"focus": "high blood pressure", "type": "association"}]},
+    ]
+    assert consumer_type_rows(messages) == [("How can I get rid of  it  in my toe?", "treatment"),
+                                            ("Can stress cause  it ?", "causes")]
+
+
+def test_the_liveqa_evaluation_counts_focus_found_through_synonyms_and_types(index):
+    messages = [
+        {"id": "a", "text": "How is gout treated?", "subquestions": [{"focus": "podagra", "type": "treatment"}]},
+        {"id": "b", "text": "what causes glaucoma", "subquestions": [{"focus": "glaucoma", "type": "cause"},
+                                                                     {"focus": "glaucoma", "type": "organization"}]},
+        {"id": "c", "text": "I need help with my landlord", "subquestions": [{"focus": "landlord", "type": "information"}]},
+    ]
+    synonyms = {"gout": frozenset({"gout", "podagra"}), "glaucoma": frozenset({"glaucoma"})}
+    counts = evaluate_liveqa(index, messages, synonyms)["counts"]
+    assert counts["focus n"] == 2 and counts["focus found"] == 2  # "podagra" is a synonym of the cited gout
+    assert counts["types n"] == 4 and counts["types mapped"] == 3 and counts["type found"] == 2
+    assert counts["messages"] == 3 and counts["no answer"] == 1
+
+
+def test_the_conversation_evaluation_scores_each_kind(index):
+    talks = [
+        {"turns": ["what is gout?", "how is it treated?"], "kind": "follow-up", "focus": "Gout", "type": "treatment"},
+        {"turns": ["what is gout?", "what is asthma?"], "kind": "new topic", "focus": "Asthma", "type": "information"},
+        {"turns": ["what is gout?", "write me a poem about cats"], "kind": "off topic", "focus": None, "type": None},
+        {"turns": ["what is gout?", "what is glaucoma?"], "kind": "follow-up", "focus": "Gout", "type": None},
+        # names its focus itself: about gout, but nothing was carried over, so no follow-up was recognised
+        {"turns": ["what is gout?", "how is gout treated?"], "kind": "follow-up", "focus": "Gout", "type": None},
+    ]
+    counts = evaluate_followups(index, talks)
+    assert counts["follow-up n"] == 3 and counts["follow-up right"] == 1
+    assert counts["new topic right"] == 1 and counts["off topic right"] == 1
+    assert counts["focus n"] == 4 and counts["focus cited"] == 3 and counts["type cited"] == 2

@@ -32,6 +32,7 @@ from gpt2chat.search.understanding import raw_words, stems
 
 CONSUMER_QA_ENV = "GPT2CHAT_CONSUMER_QA"
 RQE_FILE = "mediqa2019_rqe.jsonl"
+LIVEQA_FILE = "liveqa2017_train.jsonl"
 _STOP_STEMS = frozenset(stems(ENGLISH_STOP_WORDS))
 FEATURES = ("cosine", "faq_covered", "chq_covered", "jaccard", "pair_jaccard", "token_set", "chq_length",
             "faq_length", "length_gap", "type_agreement", "same_type", "faq_all_covered")
@@ -44,6 +45,16 @@ def consumer_qa_dir() -> Path:
 
 def rqe_path() -> Path:
     return consumer_qa_dir() / RQE_FILE
+
+
+def liveqa_path() -> Path:
+    return consumer_qa_dir() / LIVEQA_FILE
+
+
+def liveqa_messages(split: str, path: Path | None = None) -> list[dict]:
+    """LiveQA 2017 messages of one split ("train" may be learned from, "dev" is for evaluation only)."""
+    with open(path or liveqa_path(), encoding="utf-8") as handle:
+        return [row for row in map(json.loads, handle) if row["set"] == split]
 
 
 def rqe_pairs(split: str, path: Path | None = None) -> list[tuple[str, str, bool]]:

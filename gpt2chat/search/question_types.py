@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from gpt2chat.corpus.data import FocusAnnotation
-from gpt2chat.search.understanding import raw_words, stems
+from gpt2chat.search.understanding import raw_words, split_questions, stems
 
 # A few everyday phrasings per question type, written for this classifier: MedQuAD's own questions are
 # templates ("What are the treatments for X ?"), so without these "how do doctors find out" or "is it hereditary"
@@ -53,6 +53,42 @@ SEED_PHRASES = {
 }
 
 
+# LiveQA 2017's annotated question types in MedQuAD's names, for training on its `train` messages and evaluating
+# on `dev`. "association" ("can stress cause high blood pressure") asks for a cause; "tapering" is how to take (stop)
+# a drug. Types with no MedQuAD counterpart (organization, resources, ingredient, diagnose_me) are left out.
+LIVEQA_TYPES = {"treatment": "treatment", "information": "information", "cause": "causes", "association": "causes",
+                "diagnosis": "exams and tests", "prognosis": "outlook", "susceptibility": "susceptibility",
+                "inheritance": "inheritance", "symptom": "symptoms", "complication": "complications",
+                "prevention": "prevention", "usage": "usage", "tapering": "usage", "dosage": "dose",
+                "side effects": "side effects", "interaction": "interactions with medications",
+                "contraindication": "contraindication", "indication": "indication",
+                "storage and disposal": "storage and disposal"}
+
+
+# Each LiveQA train row counts as much as 3 template rows' log-weight (set once, not tuned): 161 messages next to
+# MedQuAD's thousands of template wordings. LiveQA dev type found 52 -> 74 of 145 sub-questions.
+CONSUMER_WEIGHT = 3.0
+
+
+def consumer_type_rows(messages: Sequence[dict]) -> list[tuple[str, str]]:
+    """(core question, MedQuAD type) from annotated consumer messages (LiveQA rows: subject, message,
+    subquestions): every core question of a message whose sub-questions share one type with a MedQuAD name,
+    its annotated foci replaced by "it" as in MedQuAD's rows."""
+    rows = []
+    for message in messages:
+        types = {LIVEQA_TYPES.get(sub["type"]) for sub in message["subquestions"]}
+        if len(types) != 1 or None in types:
+            continue
+        qtype = next(iter(types))
+        subject = message["subject"].strip()
+        text = f"{subject}. {message['message']}" if subject else message["message"]
+        for question in split_questions(text):
+            for sub in message["subquestions"]:
+                question = _without_focus(question, sub["focus"])
+            rows.append((question, qtype))
+    return rows
+
+
 class TypeClassifier:
     """TF-IDF over stemmed words and word pairs + multinomial logistic regression over MedQuAD's question types."""
 
@@ -66,7 +102,10 @@ class TypeClassifier:
         self.classes = list(classes)
 
     @classmethod
-    def build(cls, annotations: Sequence[FocusAnnotation], seed_weight: float = 5.0) -> TypeClassifier:
+    def build(cls, annotations: Sequence[FocusAnnotation], seed_weight: float = 5.0,
+              consumer_rows: Sequence[tuple[str, str]] = (), consumer_weight: float = CONSUMER_WEIGHT) -> TypeClassifier:
+        """``consumer_rows``: (real consumer question, MedQuAD type) to learn from besides MedQuAD's templates and
+        the seed phrases (``consumer_type_rows``: the LiveQA train messages)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
@@ -75,9 +114,11 @@ class TypeClassifier:
             for qtype, question in note.typed_questions:
                 rows[(qtype, _without_focus(question, note.focus))] += 1
         # Templates repeat thousands of times: one row per distinct wording, weighted by the log of its count.
-        texts = [text for (_, text) in rows] + [p for phrases in SEED_PHRASES.values() for p in phrases]
-        labels = [qtype for (qtype, _) in rows] + [t for t, phrases in SEED_PHRASES.items() for _ in phrases]
-        weights = [1 + np.log(n) for n in rows.values()] + [seed_weight] * (len(texts) - len(rows))
+        seeds = [(p, t) for t, phrases in SEED_PHRASES.items() for p in phrases]
+        texts = [text for (_, text) in rows] + [p for p, _ in seeds] + [text for text, _ in consumer_rows]
+        labels = [qtype for (qtype, _) in rows] + [t for _, t in seeds] + [t for _, t in consumer_rows]
+        weights = ([1 + np.log(n) for n in rows.values()] + [seed_weight] * len(seeds)
+                   + [consumer_weight] * len(consumer_rows))
         vectoriser = TfidfVectorizer(analyzer=_type_features, sublinear_tf=True)
         features = vectoriser.fit_transform(texts)
         model = LogisticRegression(C=10.0, max_iter=2000).fit(features, labels, sample_weight=weights)

@@ -3,13 +3,20 @@
 * ``medquad``   build the index from scratch (timed) and measure top-1/top-5 focus accuracy on the MedQuAD test
                 split's questions, by plain BM25 (``search``) and by the full pipeline (``retrieve``), with each
                 question's own pair in the index and held out.
-* ``consumer``  the MEDIQA 2019 consumer questions (``../shared/consumer_qa``, evaluation only): page-level hit@1,
+* ``consumer``  headline first: the LiveQA 2017 ``dev`` messages (``liveqa2017_train.jsonl``, evaluation only):
+                focus found (the first cited page's focus, or one of its MedQuAD ``<Synonym>``s, is an annotated
+                focus) on the messages whose annotated focus is an answered MedQuAD focus or synonym (64 of 138),
+                type found on every annotated sub-question, no-answer rate; and the MEDIQA 2019 questions with a
+                judged-correct MedQuAD page once pages are resolved across site moves (94): cited page on a
+                judged-correct focus. Then the details on the MEDIQA 2019 consumer questions: page-level hit@1,
                 hit@5 and MRR against judged-correct answers (score >= 3) for the 76 questions with such an answer
                 on a MedQuAD page, per subset, and focus@1 (the first passage is about the focus of a judged-correct
                 page, whichever site); how often a cited page was judged incorrect (score 1). Once more with pages
                 resolved across site moves (``resolved_page``): 94 questions then have a judged-correct MedQuAD page.
 * ``rqe``       accuracy of the question-entailment model on the RQE validation and test splits.
-* ``followups`` focus carried over in our own two-turn conversations (gpt2chat/resources/followup_conversations.jsonl).
+* ``followups`` our own two- and three-turn conversations (gpt2chat/resources/followup_conversations.jsonl): follow-ups
+                that must keep the focus, new topics and off-topic requests that must not inherit it; the cited
+                page's focus and type.
 * ``latency``   ``retrieve`` p50/p95 over every question above, one at a time.
 
 Pages are compared after normalising URLs (lower case, no scheme, no trailing slash); hit@5 and MRR count the
@@ -30,7 +37,9 @@ import numpy as np
 from gpt2chat import settings
 from gpt2chat.corpus import data
 from gpt2chat.corpus.data import QAPair, focus_key
+from gpt2chat.search import entailment
 from gpt2chat.search.entailment import consumer_qa_dir, rqe_pairs
+from gpt2chat.search.question_types import LIVEQA_TYPES
 from gpt2chat.search.retrieval import RetrievalIndex
 
 QA_FILE = "mediqa2019_qa.jsonl"
@@ -132,14 +141,91 @@ def run_medquad(data_dir: str | None, limit: int | None) -> int:
     return 0
 
 
+def synonym_sets(annotations) -> dict[str, frozenset[str]]:
+    """Answered-or-not focus key -> the keys of its name and every ``<Synonym>`` its MedQuAD documents list."""
+    names: dict[str, set[str]] = collections.defaultdict(set)
+    for note in annotations:
+        key = focus_key(note.focus)
+        names[key] |= {key, *(focus_key(s) for s in note.synonyms)}
+    return {key: frozenset(keys) for key, keys in names.items()}
+
+
+def liveqa_messages(split: str = "dev") -> list[dict]:
+    """LiveQA messages of one split, each with ``text``: the subject line and the message as a user would send
+    them (the way ``mediqa2019_qa.jsonl`` joins them)."""
+    rows = entailment.liveqa_messages(split)
+    for row in rows:
+        subject = row["subject"].strip()
+        row["text"] = f"{subject}. {row['message']}" if subject else row["message"]
+    return rows
+
+
+def evaluate_liveqa(index: RetrievalIndex, messages: list[dict], synonyms: dict[str, frozenset[str]]) -> dict:
+    """Focus found on the messages with an answered annotated focus, type found on every sub-question."""
+    answered = {focus_key(index.passage(i)["focus"]) for i in range(len(index))}
+    # every name (a focus or a synonym) -> the answered foci it names
+    answered_names = {name for key in answered for name in synonyms.get(key, {key})}
+    counts = collections.Counter()
+    misses = []
+    for message in messages:
+        result = index.retrieve(message["text"], k=3)
+        passages = result.passages(1)
+        annotated = {focus_key(s["focus"]) for s in message["subquestions"]}
+        counts["messages"] += 1
+        counts["no answer"] += not result.answerable
+        if annotated & answered_names:
+            counts["focus n"] += 1
+            counts["focus no answer"] += not result.answerable
+            cited = focus_key(passages[0].focus) if passages else ""
+            hit = bool(annotated & synonyms.get(cited, {cited}))
+            counts["focus found"] += hit
+            recognised = {m.key for q in result.questions for m in q.foci}
+            counts["focus recognised"] += any(synonyms.get(k, {k}) & annotated for k in recognised)
+            if not hit:
+                misses.append((message["id"], sorted(annotated), cited))
+        system_types = {q.types[0][0] for q in result.questions if q.types}
+        for sub in message["subquestions"]:
+            want = LIVEQA_TYPES.get(sub["type"])
+            counts["types n"] += 1
+            counts["types mapped"] += want is not None
+            counts["type found"] += want in system_types
+    return {"counts": counts, "misses": misses}
+
+
+def run_headline(index: RetrievalIndex, data_dir: str | None) -> None:
+    """The issue's headline figures: LiveQA dev focus/type/no-answer, MEDIQA cited page on a judged-correct focus."""
+    synonyms = synonym_sets(data.load_annotations(data_dir))
+    result = evaluate_liveqa(index, liveqa_messages("dev"), synonyms)
+    c = result["counts"]
+    print(f"LiveQA 2017 dev ({c['messages']} real messages, subject line + message; evaluation only):")
+    print(f"  focus found (first cited page's focus or a synonym = an annotated focus), of the {c['focus n']} messages "
+          f"whose annotated focus is an answered MedQuAD focus or synonym: {c['focus found']}/{c['focus n']} "
+          f"{_percent(c['focus found'], c['focus n']).strip()}  (annotated focus among the recognised foci: "
+          f"{c['focus recognised']}/{c['focus n']}; no NIH answer on {c['focus no answer']} of them)")
+    print(f"  type found (an understood sub-question's first type = the annotated type, in MedQuAD's names), all "
+          f"{c['types n']} annotated sub-questions: {c['type found']}/{c['types n']} "
+          f"{_percent(c['type found'], c['types n']).strip()}  ({c['types mapped']} have a MedQuAD type)")
+    print(f"  no NIH answer: {c['no answer']}/{c['messages']} {_percent(c['no answer'], c['messages']).strip()} "
+          "of all dev messages")
+    consumer = evaluate_consumer(index, consumer_questions(), True, resolved_page, synonyms)
+    total = collections.Counter()
+    for counts in consumer["per_set"].values():
+        total.update(counts)
+    print(f"MEDIQA 2019 consumer questions with a judged-correct MedQuAD page (pages resolved across site moves): "
+          f"first cited page on a judged-correct focus (or a synonym) {total['focus@1']}/{total['n']} "
+          f"{_percent(total['focus@1'], total['n']).strip()}; same page {total['hit@1']}/{total['n']}; "
+          f"no NIH answer on {total['no answer']}\n")
+
+
 def consumer_questions(path: Path | None = None) -> list[dict]:
     with open(path or consumer_qa_dir() / QA_FILE, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
 
 
 def evaluate_consumer(index: RetrievalIndex, questions: list[dict], full_pipeline: bool,
-                      page_of=normalise_url) -> dict:
-    """``page_of`` maps a URL to its page: ``normalise_url`` as the data's README defines it, or ``resolved_page``."""
+                      page_of=normalise_url, synonyms: dict[str, frozenset[str]] | None = None) -> dict:
+    """``page_of`` maps a URL to its page: ``normalise_url`` as the data's README defines it, or ``resolved_page``;
+    with ``synonyms`` (``synonym_sets``) focus@1 also counts a cited focus that is a synonym of a judged one."""
     focus_of_page: dict[str, set[str]] = collections.defaultdict(set)
     for passage in (index.passage(i) for i in range(len(index))):
         focus_of_page[page_of(passage["url"])].add(focus_key(passage["focus"]))
@@ -175,8 +261,12 @@ def evaluate_consumer(index: RetrievalIndex, questions: list[dict], full_pipelin
         counts["n"] += 1
         counts["hit@1"] += bool(pages) and pages[0] in good
         # the topic is right even when another NIH site's page on it was judged (or none was)
-        counts["focus@1"] += bool(passages) and focus_key(passages[0].focus) in set().union(
-            *(focus_of_page[page] for page in good))
+        good_foci = set().union(*(focus_of_page[page] for page in good))
+        cited_focus = focus_key(passages[0].focus) if passages else ""
+        names = (synonyms or {}).get
+        counts["focus@1"] += bool(passages) and any(
+            cited_focus == f or cited_focus in names(f, ()) or f in names(cited_focus, ()) for f in good_foci)
+        counts["no answer"] += not answerable
         counts["hit@5"] += bool(set(pages[:5]) & good)
         rank = next((r for r, page in enumerate(pages[:10], 1) if page in good), None)
         counts["mrr"] += 1 / rank if rank else 0.0
@@ -185,6 +275,7 @@ def evaluate_consumer(index: RetrievalIndex, questions: list[dict], full_pipelin
 
 def run_consumer(data_dir: str | None, limit: int | None) -> int:
     index = RetrievalIndex.load_or_build(data_dir, progress=True)
+    run_headline(index, data_dir)
     questions = consumer_questions()[:limit]
     print(f"MEDIQA 2019 consumer questions: {len(questions)}; page-level hits against judged-correct answers "
           "(score >= 3) on MedQuAD pages\n")
@@ -231,28 +322,56 @@ def conversations(path: Path = CONVERSATIONS) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def _names(focus) -> set[str]:
+    return {focus_key(f) for f in ([focus] if isinstance(focus, str) else focus or [])}
+
+
 def evaluate_followups(index: RetrievalIndex, talks: list[dict]) -> dict:
+    """Per conversation, the last turn retrieved with the earlier turns as history. A follow-up must carry the
+    expected focus over; a new topic must not carry any focus over; an off-topic request must not carry one over
+    nor be answered. Where the conversation gives one, the first cited passage's focus and type are checked."""
     counts = collections.Counter()
     for talk in talks:
-        result = index.retrieve(talk["followup"], history=[talk["first"]], k=3)
-        want = focus_key(talk["focus"])
-        first = result.questions[0] if result.questions else None
-        counts["n"] += 1
-        counts["carried"] += bool(first and first.carried_over and want in {m.key for m in first.foci})
+        *history, last = talk["turns"]
+        result = index.retrieve(last, history=history, k=3)
+        kind, want = talk["kind"], _names(talk["focus"])
+        carried = any(q.carried_over for q in result.questions)
+        if kind == "follow-up":
+            first = result.questions[0] if result.questions else None
+            right = bool(first and first.carried_over and want & {m.key for m in first.foci})
+        else:
+            right = not carried and (kind != "off topic" or not result.answerable)
+        counts[f"{kind} n"] += 1
+        counts[f"{kind} right"] += right
         passages = result.passages(1)
-        counts["top focus"] += bool(passages) and focus_key(passages[0].focus) == want
-        counts["top type"] += bool(passages) and passages[0].question_type == talk["type"]
+        if want:
+            counts["focus n"] += 1
+            counts["focus cited"] += bool(passages) and focus_key(passages[0].focus) in want
+        if talk["type"]:
+            counts["type n"] += 1
+            counts["type understood"] += any(q.types and q.types[0][0] == talk["type"] for q in result.questions)
+            counts["type cited"] += bool(passages) and passages[0].question_type == talk["type"]
     return counts
 
 
 def run_followups(data_dir: str | None, limit: int | None) -> int:
     index = RetrievalIndex.load_or_build(data_dir, progress=True)
-    counts = evaluate_followups(index, conversations()[:limit])
-    n = counts["n"]
-    print(f"Follow-up questions naming no focus, after a first message that names one ({n} conversations):")
-    print(f"  focus carried over from the history {counts['carried']:>3}/{n} {_percent(counts['carried'], n)}")
-    print(f"  first passage about that focus      {counts['top focus']:>3}/{n} {_percent(counts['top focus'], n)}")
-    print(f"  ... and of the asked question type  {counts['top type']:>3}/{n} {_percent(counts['top type'], n)}")
+    talks = conversations()[:limit]
+    counts = evaluate_followups(index, talks)
+    turns = collections.Counter(len(t["turns"]) for t in talks)
+    print(f"Our own conversations ({len(talks)}: {turns[2]} of two turns, {turns[3]} of three), the last turn "
+          "retrieved with the earlier ones as history:")
+    right = sum(counts[f"{kind} right"] for kind in ("follow-up", "new topic", "off topic"))
+    print(f"  focus carried or dropped correctly     {right:>3}/{len(talks)} {_percent(right, len(talks))}")
+    for kind, what in (("follow-up", "follow-ups carrying the expected focus"),
+                       ("new topic", "new topics carrying no focus over"),
+                       ("off topic", "off-topic requests: no focus, no answer")):
+        n = counts[f"{kind} n"]
+        print(f"    {what:<38}{counts[f'{kind} right']:>3}/{n} {_percent(counts[f'{kind} right'], n)}")
+    for key, what, n in (("focus cited", "first passage about the expected focus", counts["focus n"]),
+                         ("type cited", "first passage of the asked type", counts["type n"]),
+                         ("type understood", "asked type understood", counts["type n"])):
+        print(f"  {what:<40}{counts[key]:>3}/{n} {_percent(counts[key], n)}")
     return 0
 
 
@@ -262,7 +381,7 @@ def run_latency(data_dir: str | None, limit: int | None) -> int:
     index = RetrievalIndex.load_or_build(data_dir, progress=True)
     records, _ = data.load_records(data_dir)
     texts = [q["question"] for q in consumer_questions()] + [r.question for r in split_records(records)["test"]]
-    talks = [(t["followup"], [t["first"]]) for t in conversations()]
+    talks = [(t["turns"][-1], t["turns"][:-1]) for t in conversations()]
     queries = [(text, []) for text in texts[:limit]] + talks
     index.retrieve("warm up", k=3)
     latencies = []

@@ -16,6 +16,7 @@ import dataclasses
 import re
 from typing import Iterable, Sequence
 
+import bm25s
 import Stemmer
 from rapidfuzz import fuzz, process
 
@@ -38,6 +39,10 @@ ORDER_FREE_CONFIDENCE = 0.9
 CONTAINING_CONFIDENCE = 0.8
 MAX_CONTAINING = 5
 GENERIC_FACTOR = 0.5
+# A stem in at least 0.3% of MedQuAD's pairs (49 of 16,375) is an everyday word of health text ("warning" 0.5%,
+# "exist" 0.8%); rarer ones name something ("hangover" 0.01%, "poem" 0.01%, "weather" 0.2%).
+EVERYDAY_SHARE = 0.003
+EVERYDAY_MIN_DOCUMENTS = 20
 _GENERIC_SUFFIXES = frozenset("syndrome disease disorder disorders type 1 2 3 4 i ii iii iv".split())
 
 
@@ -68,13 +73,14 @@ class FocusRecogniser:
     """Dictionary matcher over every MedQuAD focus name, synonym and mined abbreviation, with fuzzy spelling."""
 
     def __init__(self, surfaces: dict, acronyms: dict, names: dict, answered: Iterable[str], known_words: Iterable[str],
-                 spelling_words: Sequence[str], question_stems: Iterable[str] = ()):
+                 spelling_words: Sequence[str], question_stems: Iterable[str] = (), everyday_stems: Iterable[str] = ()):
         self.surfaces = surfaces  # " ".join(stems) -> [focus keys]
         self.acronyms = acronyms  # lower-case abbreviation -> focus key
         self.names = names  # focus key -> display name
         self.answered = frozenset(answered)
         self.known_words = frozenset(known_words)  # words seen in lower case in MedQuAD text: never "corrected"
         self.question_stems = frozenset(question_stems)  # words of the questions themselves, see TypeClassifier
+        self.everyday_stems = frozenset(everyday_stems)  # stems in many answers: no topic of their own, see follows_up
         self.spelling_words = list(spelling_words)  # lower-case words of the surface forms
         self._spelling_set = frozenset(self.spelling_words)
         # Candidates share the first letter: 20x fewer comparisons, and misspellings keep it in every example we
@@ -110,6 +116,8 @@ class FocusRecogniser:
         # A one-word synonym used in over 1% of answers ("doctor", "sugar", "family") names no topic by itself
         # (at least 50 answers, so that a small index of a few diseases does not find its own names common).
         common = {s for s, n in document_frequency.items() if n > max(50, 0.01 * len(records))}
+        everyday = {s for s, n in document_frequency.items() if n >= max(EVERYDAY_MIN_DOCUMENTS,
+                                                                           EVERYDAY_SHARE * len(records))}
         # A UMLS concept links a topic without answers (A.D.A.M., a synonym list) to answered foci of that concept;
         # only single-concept documents count, as multi-CUI lists mix the topic with related concepts.
         by_cui: dict[str, set[str]] = collections.defaultdict(set)
@@ -138,7 +146,9 @@ class FocusRecogniser:
             stripped = words
             while stripped and stripped[-1].lower() in _GENERIC_SUFFIXES:
                 stripped = stripped[:-1]
-            if stripped and stripped != words and not set(stems(stripped)) <= common:
+            # ("Parkinson disease" is also "parkinson's": a name written in capitals is no everyday word)
+            if stripped and stripped != words and not (set(stems(stripped)) <= common
+                                                       and all(w.lower() in known for w in stripped)):
                 surfaces[" ".join(stems(stripped))].add(target)
                 written_lower.add(" ".join(stems(stripped)))
 
@@ -165,7 +175,7 @@ class FocusRecogniser:
             resolved.pop(joined, None)
         spelling = sorted({w.lower() for name in (*names.values(), *(s for n in annotations for s in n.synonyms))
                            for w in raw_words(name) if len(w) >= 5 and w.isalpha()})
-        return cls(resolved, acronyms, names, answered, known, spelling, question_stems)
+        return cls(resolved, acronyms, names, answered, known, spelling, question_stems, everyday)
 
     def find(self, text: str) -> list[FocusMatch]:
         """Foci named in ``text``, best confidence first.
@@ -200,6 +210,22 @@ class FocusRecogniser:
                 confidence = round(CONTAINING_CONFIDENCE * match.confidence * coverage, 3)
                 found[key] = FocusMatch(self.names[key], key, confidence, match.span, True, match.generic, "containing")
         return sorted(found.values(), key=lambda m: -m.confidence)
+
+    def follows_up(self, text: str) -> bool:
+        """Whether a message naming no focus continues the conversation's topic ("and how is it treated?", "what
+        are the warning signs?", "is surgery the only treatment?") rather than starting a new one ("what helps
+        with a hangover", "write me a poem about cats", "what is the condition where you stop breathing in your
+        sleep"): it points back ("it", "them"), or its words beyond question wording are at most two everyday ones that
+        are in no focus name."""
+        if changes_topic(text) or off_topic_request(text):
+            return False
+        words = [w.lower() for w in raw_words(text.replace("’", "'"))]
+        if _ANAPHORA & set(words):
+            return True
+        own = [s for s in stems(words) if s not in _STOP_STEMS and s not in self.question_stems]
+        # a word of a focus name or an abbreviation ("acid reflux", "als") names a new topic
+        return bool(words) and len(own) <= MAX_OWN_WORDS and all(
+            s in self.everyday_stems and s not in self._foci_with_stem and s not in self.acronyms for s in own)
 
     def _stems_of(self, key: str) -> frozenset:
         return self._focus_stems.get(key) or frozenset(_content_stems(self.names.get(key, key)))
@@ -269,7 +295,8 @@ class FocusRecogniser:
     def to_json(self) -> dict:
         return {"surfaces": self.surfaces, "acronyms": self.acronyms, "names": self.names,
                 "answered": sorted(self.answered), "known_words": sorted(self.known_words),
-                "spelling_words": self.spelling_words, "question_stems": sorted(self.question_stems)}
+                "spelling_words": self.spelling_words, "question_stems": sorted(self.question_stems),
+                "everyday_stems": sorted(self.everyday_stems)}
 
     @classmethod
     def from_json(cls, payload: dict) -> FocusRecogniser:
@@ -330,13 +357,29 @@ def split_questions(message: str) -> list[str]:
     return questions[:MAX_SUB_QUESTIONS] or [" ".join(message.split())]
 
 
-def carried_focus(history: Sequence[str], recogniser: FocusRecogniser) -> list[FocusMatch]:
-    """The foci of the most recent earlier message that named a specific one: what "and how is it treated?" is
-    about."""
-    for earlier in reversed(history):
-        matches = [m for m in recogniser.find(earlier) if m.answered]
-        if all(m.generic for m in matches):
-            continue
-        if matches:
-            return [dataclasses.replace(m, confidence=round(m.confidence * 0.9, 3), kind="carried") for m in matches]
-    return []
+# A follow-up points back ("it", "that", "them") or asks only in question words ("what are the symptoms?"); a
+# message with words of its own ("what helps with a hangover") starts a new topic, as does one that says so.
+_ANAPHORA = frozenset("it its it's itself that this these those they them their he she his her him one ones".split())
+MAX_OWN_WORDS = 2  # "what are the warning signs?", "what treatments exist": words of no topic of their own
+_TOPIC_CHANGE = re.compile(
+    r"\b(?:unrelated|different (?:question|topic|subject)|another (?:question|topic|thing|subject)|"
+    r"new (?:question|topic|subject)|change (?:of |the )?(?:topic|subject)|something else|on another note|"
+    r"by the way|btw|off topic)\b", re.IGNORECASE)
+# Requests no NIH page answers, whatever the conversation was about: "write me a poem about cats", "tell me a joke".
+_OFF_TOPIC_REQUEST = re.compile(
+    r"^\W*(?:(?:hi|hey|hello|ok|okay|thanks|thank you|now|please)\W+)*(?:(?:can|could|would|will) you\s+)?(?:please\s+)?"
+    r"(?:write|compose|draw|sing|translate|recommend|book|order|play|code|program|tell me a (?:joke|story|riddle))\b",
+    re.IGNORECASE)
+_STOP_STEMS = frozenset(stems(bm25s.stopwords.STOPWORDS_EN_PLUS)) | _FUNCTION_WORDS
+
+
+def changes_topic(text: str) -> bool:
+    """The message says it leaves the conversation's topic ("unrelated, ...", "different question: ...")."""
+    return bool(_TOPIC_CHANGE.search(text))
+
+
+def off_topic_request(text: str) -> bool:
+    """A request outside health information (a poem, a joke, a translation): never answered from NIH pages."""
+    return bool(_OFF_TOPIC_REQUEST.search(text))
+
+
