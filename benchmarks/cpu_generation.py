@@ -141,7 +141,7 @@ def grounded_prompt_ids(encode, tokens: int) -> list[int] | None:
     """``tokens`` ids of a grounded chat prompt built from real MedQuAD text (the passage of one answer and earlier
     turns about the same document), cut from the left like the engine's prompt budget; None without MedQuAD."""
     from gpt2chat.corpus.data import MedQuADNotFound, load_records
-    from gpt2chat.chat.prompt import build_prompt, reference_passage
+    from gpt2chat.modeling.prompt import build_prompt, reference_passage
 
     try:
         records, _ = load_records(limit_files=2)

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from gpt2chat.cli import run
 from gpt2chat.reports import compare, evaluation, judge
 from gpt2chat.reports.metrics import token_f1
 
@@ -204,15 +205,15 @@ def test_held_out_index_drops_the_gold_pair(sample_records):
 def test_model_arguments(tmp_path, capsys):
     assert compare.parse_model("scratch:tiny").size == "tiny"
     assert compare.parse_model("gpt2_base_en").kind == "preset"
-    assert compare.main(["--model", str(tmp_path / "missing"), "--no-progress"]) == 2
-    assert compare.main(["--model", "scratch:huge"]) == 2
-    assert compare.main(["--model", str(tmp_path)]) == 2  # a directory without a preset
+    assert run("compare", ["--model", str(tmp_path / "missing"), "--no-progress"]) == 2
+    assert run("compare", ["--model", "scratch:huge"]) == 2
+    assert run("compare", ["--model", str(tmp_path)]) == 2  # a directory without a preset
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
 
 
 def test_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        compare.main(["--help"])
+        run("compare", ["--help"])
     assert exit_info.value.code == 0
     assert "scratch:SIZE" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import pytest
 from gpt2chat.chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, ChatEngine, ChatReply, EngineConfig, Source, Turn
 from gpt2chat.modeling.generation import SamplingConfig
 from gpt2chat.chat.grounding import split_sentences, verify
-from gpt2chat.chat.prompt import clean_answer
+from gpt2chat.modeling.prompt import clean_answer
 from gpt2chat.serving.ui import DISCLAIMER, SECTION_BREAK, answer_of, render_reply
 
 FAST = SamplingConfig(max_new_tokens=12, temperature=0.7, seed=3)

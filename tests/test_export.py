@@ -11,7 +11,7 @@ from gpt2chat.modeling.export import ExportError, build_generator, export_model,
 from gpt2chat.modeling.export_check import agreement, export_answer_nats, keras_answer_nats
 from gpt2chat.modeling.generation import SamplingConfig, StreamingGenerator
 from gpt2chat.modeling.openvino_gpt2 import OpenVINOGenerator
-from gpt2chat.chat.prompt import build_prompt
+from gpt2chat.modeling.prompt import build_prompt
 from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
 
 QUESTIONS = ["What is glaucoma?", "How is asthma treated?", "What are the symptoms of diabetes?",

@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from gpt2chat.cli import run
 from gpt2chat.guard import masking, masking_eval
 from gpt2chat.guard.masking import Finding, MaskerConfig, MaskResult, PIIMasker, get_masker, mask
 from gpt2chat.guard.masking_eval import evaluate, load_eval_set
@@ -280,7 +281,7 @@ def test_eval_cli_alias_and_bad_file(capsys, tmp_path):
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"text": "My passport number is 533380006.", "entities": [{"type": "PASSPORT", "start": 22, '
                     '"end": 31}]}\n{"text": "Is stage 4 colon cancer curable?", "entities": []}\n', encoding="utf-8")
-    assert masking.main(["--eval", "--eval-file", str(rows)]) == 0
+    assert masking_eval.main(["--eval", "--eval-file", str(rows)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("2 sentences, 1 gold entities (rows.jsonl)")
     assert ["PASSPORT", "1.000", "1.000", "1.000", "1", "0", "0"] in [line.split() for line in out.splitlines()]
@@ -288,18 +289,18 @@ def test_eval_cli_alias_and_bad_file(capsys, tmp_path):
     broken = tmp_path / "broken.jsonl"
     broken.write_text("My SSN is 536-22-1847\n", encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
-        masking_eval.main(["--eval-file", str(broken)])
+        run("masking_eval", ["--eval-file", str(broken)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "cannot read" in err and "536-22-1847" not in err
 
 
 def test_cli(capsys):
-    assert masking.main(["My email is jane@example.com and I have Crohn's disease"]) == 0
+    assert run("masking", ["My email is jane@example.com and I have Crohn's disease"]) == 0
     out = capsys.readouterr().out
     assert "My email is <EMAIL> and I have Crohn's disease" in out and "masked: EMAIL" in out
     with pytest.raises(SystemExit) as exit_info:
-        masking.main(["--help"])
+        run("masking", ["--help"])
     assert exit_info.value.code == 0
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gpt2chat import settings
-from gpt2chat.search import ranking, retrieval
+from gpt2chat.search import ranking, retrieval, retrieval_eval
 from gpt2chat.corpus.data import load_records
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import IndexSettings, Passage, RetrievalIndex, cache_key
@@ -190,17 +190,17 @@ def test_get_index_is_built_once_per_process(small_tree, private_cache):
 
 def test_command_line(small_tree, private_cache, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        retrieval.main(["--help"])
+        retrieval_eval.main(["--help"])
     assert exit_info.value.code == 0 and "--eval" in capsys.readouterr().out
-    assert retrieval.main(["how is angina treated", "--data", str(small_tree), "-k", "2"]) == 0
+    assert retrieval_eval.main(["how is angina treated", "--data", str(small_tree), "-k", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Q: how is angina treated") and "foci: Angina" and "treatment" in out
+    assert out.startswith("Q: how is angina treated\n   foci: Angina (") and "\n   types: treatment (" in out
     assert "\n1. Angina" in out and "2. " in out and "http" in out
-    assert retrieval.main(["and what causes it?", "--history", "how is angina treated", "--data", str(small_tree)]) == 0
+    assert retrieval_eval.main(["and what causes it?", "--history", "how is angina treated", "--data", str(small_tree)]) == 0
     assert "carried over" in capsys.readouterr().out
-    assert retrieval.main(["how much aspirin should I take", "--data", str(small_tree)]) == 0
+    assert retrieval_eval.main(["how much aspirin should I take", "--data", str(small_tree)]) == 0
     assert "No NIH answer found; MedlinePlus search: https://medlineplus.gov/search/?query=" in capsys.readouterr().out
-    assert retrieval.main(["--eval", "--data", str(small_tree)]) == 0
+    assert retrieval_eval.main(["--eval", "--data", str(small_tree)]) == 0
     out = capsys.readouterr().out
     assert "top-1" in out and "p50" in out and "Index build" in out
 

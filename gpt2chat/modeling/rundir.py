@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 
@@ -28,6 +29,11 @@ PRESET_WEIGHTS = "model.weights.h5"  # written by save_to_preset
 EXPORT_DIR = "openvino"  # the OpenVINO export of the preset (gpt2chat.modeling.export)
 EXPORT_MODEL = "model.xml"  # with model.bin beside it
 EXPORT_MANIFEST = "export.json"  # what was exported from which weights
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean cross-entropy in nats per token), capped so an untrained model's loss does not overflow."""
+    return math.exp(min(loss, 50.0))
 
 
 def is_preset_dir(path: str | Path) -> bool:

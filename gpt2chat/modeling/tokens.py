@@ -26,7 +26,7 @@ import numpy as np
 
 from gpt2chat import settings
 from gpt2chat.corpus.data import QAPair, focus_key
-from gpt2chat.chat.prompt import build_prompt, reference_passage
+from gpt2chat.modeling.prompt import build_prompt, reference_passage
 from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from gpt2chat import settings
-from gpt2chat.modeling.model import SIZES, ModelUnavailable
+from gpt2chat.modeling.model import SIZES
 from gpt2chat.modeling.rundir import RunDirectory
 from gpt2chat.modeling.training_callbacks import TrainingDiverged, checkpointing, restore_seed_states
 
@@ -393,16 +393,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        config = parse_args(argv)
-        train(config)
-    except (ValueError, ModelUnavailable, FileNotFoundError, TrainingDiverged) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
-        return 130
+    train(parse_args(argv))
     return 0
 
 

@@ -167,7 +167,7 @@ def held_out_split(records, specialised: ModelSpec | None):
 
 def perplexity_rows(test_records, config: CompareConfig) -> np.ndarray:
     """A fixed seeded sample of packed test rows (ungrounded prompt format), the same for every model."""
-    from gpt2chat.chat.prompt import training_example
+    from gpt2chat.modeling.prompt import training_example
     from gpt2chat.modeling.tokenizer import gpt2_tokenizer
     from gpt2chat.modeling.tokens import pack
 
@@ -397,17 +397,11 @@ def parse_args(argv: list[str] | None) -> CompareConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpt2chat.corpus.data import MedQuADNotFound
-
-    try:
-        config = parse_args(argv)
-        for spec in config.models:
-            parse_model(spec)  # a bad path fails here, before TensorFlow is imported
-        started = time.perf_counter()
-        result = run(config)
-    except (BadModel, MedQuADNotFound, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    config = parse_args(argv)
+    for spec in config.models:
+        parse_model(spec)  # a bad path fails here, before TensorFlow is imported
+    started = time.perf_counter()
+    result = run(config)
     out = Path(config.out)
     print(f"wrote {out / 'comparison.md'}, .json, .html and charts in {time.perf_counter() - started:.0f} s")
     for label, r in result["results"].items():

@@ -261,7 +261,7 @@ def training_curve_png(history: Sequence[dict]) -> bytes:
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     axis.plot(steps, [entry["val_perplexity"] for entry in history], "o-", color="#1b7f7a", label="validation")
     if all("train_loss" in entry for entry in history):
-        from gpt2chat.reports.metrics import perplexity
+        from gpt2chat.modeling.rundir import perplexity
 
         axis.plot(steps, [perplexity(entry["train_loss"]) for entry in history], "s--", color="#3a7bc8",
                   label="training")

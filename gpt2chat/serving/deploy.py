@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from gpt2chat import settings
+from gpt2chat.errors import CommandError
 
 PACKAGE_DIR = settings.PACKAGE_DIR
 _SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
@@ -35,7 +36,7 @@ _NOT_SERVED = ("checkpoints",)  # resumable training state: large, and the app n
 BUNDLE_MARKER = ".gpt2chat-bundle.json"  # lists what deploy wrote, so a later run removes exactly that
 
 
-class DeployError(RuntimeError):
+class DeployError(RuntimeError, CommandError):
     """A problem reported as one line, with exit code 2."""
 
 
@@ -346,11 +347,7 @@ def parse_args(argv: list[str] | None = None) -> DeployConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        print(deploy(parse_args(argv)), flush=True)
-    except DeployError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    print(deploy(parse_args(argv)), flush=True)
     return 0
 
 

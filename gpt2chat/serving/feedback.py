@@ -325,7 +325,6 @@ def main(argv: list[str] | None = None) -> int:
     delete.add_argument("--before", type=_parse_date, help="ratings made before this date (UTC unless given)")
     delete.add_argument("--session", help="ratings of this session id")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
     path = Path(args.db).expanduser() if args.db else default_db_path()
     store = FeedbackStore(path, create=False)
