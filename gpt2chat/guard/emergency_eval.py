@@ -33,7 +33,6 @@ from gpt2chat.guard.emergency import (
 from gpt2chat.guard.emergency_rules import KINDS, rule_kinds
 from gpt2chat.guard.safety import SafetyPolicy, check_input, default_policy
 
-CONSUMER_QA_DIR = settings.REPO_ROOT.parent / "shared" / "consumer_qa"
 _SHOWN_FLAGS = 10
 
 
@@ -153,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="recall per kind and false-positive rate on the held-out split, for the rules alone, "
                              "the classifier alone and both; the reply's extra lines; latency per message")
     parser.add_argument("--set", type=Path, default=SET_PATH, help="labelled set for --eval (jsonl: text, kind, split)")
-    parser.add_argument("--consumer-qa", type=Path, default=CONSUMER_QA_DIR,
+    parser.add_argument("--consumer-qa", type=Path, default=settings.consumer_qa_dir(),
                         help="MEDIQA 2019 folder whose real consumer questions (not emergencies) give a flag rate; "
                              "skipped when missing")
     parser.add_argument("--repeats", type=int, default=5, help="passes over the held-out messages when timing")

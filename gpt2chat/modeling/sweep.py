@@ -26,8 +26,8 @@ from pathlib import Path
 from gpt2chat import settings
 from gpt2chat.modeling.rundir import RunDirectory, perplexity
 
-DEFAULT_REPORT = settings.REPO_ROOT / "livrables" / "optimisation.md"
-DEFAULT_RUNS = settings.REPO_ROOT / "runs" / "sweep"
+DEFAULT_REPORT = settings.LIVRABLES_DIR / "optimisation.md"
+DEFAULT_RUNS = settings.RUNS_DIR / "sweep"
 SWEEP_RECORD = "sweep.json"  # per variant: the sweep's clock, CPU time and the run's summary
 
 

@@ -77,7 +77,7 @@ class CompareConfig:
         default_factory=lambda: [settings.ONLINE_PRESET, str(settings.DEFAULT_MODEL_DIR)]
     )
     data: str | None = None  # MedQuAD directory; None = settings.medquad_dir()
-    out: str = str(settings.REPO_ROOT / "livrables")
+    out: str = str(settings.LIVRABLES_DIR)
     limit: int = 30  # test questions answered per model and grounding mode (CPU generation is slow)
     questions: Sequence[str] = GENERAL_QUESTIONS  # side-by-side questions
     perplexity_rows: int = 64
@@ -110,8 +110,8 @@ class ModelSpec:
     @property
     def label(self) -> str:
         path = Path(self.spec)
-        if self.kind in ("run", "directory") and path.resolve().is_relative_to(settings.REPO_ROOT):
-            return str(path.resolve().relative_to(settings.REPO_ROOT))
+        if self.kind in ("run", "directory") and path.resolve().is_relative_to(settings.HOME):
+            return str(path.resolve().relative_to(settings.HOME))
         return self.spec
 
     @property

@@ -31,14 +31,14 @@ MAX_BULLET_CHARS = 190  # longer bullets are cut at a sentence end: a slide is n
 
 @dataclasses.dataclass(frozen=True)
 class DeckSources:
-    livrables: Path = settings.REPO_ROOT / "livrables"
+    livrables: Path = settings.LIVRABLES_DIR
     model_dir: Path = settings.DEFAULT_MODEL_DIR
-    screenshot: Path = settings.REPO_ROOT / "docs" / "screenshot.png"
+    screenshot: Path = settings.HOME / "docs" / "screenshot.png"
 
     def rel(self, path: Path) -> str:
         """A path as the notes show it: relative to the repository when inside it."""
         try:
-            return str(Path(path).resolve().relative_to(settings.REPO_ROOT))
+            return str(Path(path).resolve().relative_to(settings.HOME))
         except ValueError:
             return str(path)
 

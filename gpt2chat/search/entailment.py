@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import json
 import math
-import os
 import random
 import re
 from pathlib import Path
@@ -30,20 +29,14 @@ from gpt2chat.corpus.data import QAPair
 from gpt2chat.search.question_types import SEED_PHRASES, TypeClassifier
 from gpt2chat.search.understanding import raw_words, stems
 
-CONSUMER_QA_ENV = "GPT2CHAT_CONSUMER_QA"
 RQE_FILE = "mediqa2019_rqe.jsonl"
 _STOP_STEMS = frozenset(stems(ENGLISH_STOP_WORDS))
 FEATURES = ("cosine", "faq_covered", "chq_covered", "jaccard", "pair_jaccard", "token_set", "chq_length",
             "faq_length", "length_gap", "type_agreement", "same_type", "faq_all_covered")
 
 
-def consumer_qa_dir() -> Path:
-    """MEDIQA 2019 data (../shared/consumer_qa), or $GPT2CHAT_CONSUMER_QA."""
-    return Path(os.environ.get(CONSUMER_QA_ENV) or settings.REPO_ROOT.parent / "shared" / "consumer_qa")
-
-
 def rqe_path() -> Path:
-    return consumer_qa_dir() / RQE_FILE
+    return settings.consumer_qa_dir() / RQE_FILE
 
 
 def rqe_pairs(split: str, path: Path | None = None) -> list[tuple[str, str, bool]]:

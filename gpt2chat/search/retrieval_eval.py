@@ -32,7 +32,7 @@ import numpy as np
 from gpt2chat import settings
 from gpt2chat.corpus import data
 from gpt2chat.corpus.data import QAPair, focus_key
-from gpt2chat.search.entailment import consumer_qa_dir, rqe_pairs
+from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import RetrievalIndex
 
 QA_FILE = "mediqa2019_qa.jsonl"
@@ -135,7 +135,7 @@ def run_medquad(data_dir: str | None, limit: int | None) -> int:
 
 
 def consumer_questions(path: Path | None = None) -> list[dict]:
-    with open(path or consumer_qa_dir() / QA_FILE, encoding="utf-8") as handle:
+    with open(path or settings.consumer_qa_dir() / QA_FILE, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
 
 

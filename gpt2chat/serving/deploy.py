@@ -192,7 +192,7 @@ def _written_by_deploy(out: Path) -> list[str]:
         raise DeployError(f"--out {out} is a file or a link, not a directory: choose a new directory")
     if not out.exists():
         return []
-    if (out / ".git").exists() or settings.REPO_ROOT.is_relative_to(out.resolve()):
+    if (out / ".git").exists() or settings.CHECKOUT.is_relative_to(out.resolve()):
         raise DeployError(f"--out {out} holds a repository (it has .git or is this checkout): choose a new directory")
     present = _entries(out)
     if not present:
@@ -242,10 +242,13 @@ def write_bundle(config: DeployConfig, out: Path) -> Path:
 
 
 def _fill_bundle(config: DeployConfig, out: Path) -> None:
-    shutil.copy2(settings.REPO_ROOT / "app.py", out / "app.py")
-    shutil.copy2(settings.REPO_ROOT / "requirements.txt", out / "requirements.txt")
+    if not (settings.CHECKOUT / "app.py").is_file():
+        raise DeployError(f"no app.py in {settings.CHECKOUT}: deploy from a clone of the repository "
+                          "(pip install -e . there), not from an installed copy of the package")
+    shutil.copy2(settings.CHECKOUT / "app.py", out / "app.py")
+    shutil.copy2(settings.CHECKOUT / "requirements.txt", out / "requirements.txt")
     shutil.copytree(PACKAGE_DIR, out / "gpt2chat", ignore=_SKIPPED)
-    readme = settings.REPO_ROOT / "README.md"
+    readme = settings.CHECKOUT / "README.md"
     card = SpaceCard(models=(config.model_repo,) if config.model_repo else ())
     (out / "README.md").write_text(space_readme(readme.read_text() if readme.is_file() else None, card))
     if config.model_dir and not config.model_repo:

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 DB_ENV = "GPT2CHAT_FEEDBACK_DB"
 ENABLED_ENV = "GPT2CHAT_FEEDBACK"  # "0", "off", "false" or "no" turns collection off
 REPO_ENV = "GPT2CHAT_FEEDBACK_REPO"
-DEFAULT_DB = settings.REPO_ROOT / "data" / "feedback" / "feedback.sqlite3"
+DEFAULT_DB = settings.FEEDBACK_DB
 # What the user saw: the model's text, the extractive summary of the NIH passage, or no answer. The values of
 # gpt2chat.chat.engine's ChatReply.answer_kind (not imported: the commands here must not start TensorFlow).
 SHOWN = ("model", "extract", "none")
@@ -314,10 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2chat.feedback", description=__doc__.split("\n")[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", help=f"the ratings database (default: ${DB_ENV} or "
-                                     f"{DEFAULT_DB.relative_to(settings.REPO_ROOT)})")
+                                     f"{DEFAULT_DB})")
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", parents=[common], help="write feedback.md and its plots")
-    report.add_argument("--out", default=str(settings.REPO_ROOT / "livrables"), help="directory (default: livrables)")
+    report.add_argument("--out", default=str(settings.LIVRABLES_DIR), help="directory (default: %(default)s)")
     report.add_argument("--worst", type=int, default=10, help="worst-rated answers to list (default: %(default)s)")
     export = commands.add_parser("export", parents=[common], help="save the ratings as a `datasets` dataset")
     export.add_argument("--out", help="directory (default: export/ beside the database)")
