@@ -43,7 +43,6 @@ QUESTION = "How is glaucoma treated?"
 def child(args) -> None:
     """One cold start, in this fresh process; prints one JSON line of phase seconds."""
     started = time.perf_counter()
-    sys.path.insert(0, str(REPO))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     times: dict[str, float] = {}
 
@@ -121,9 +120,9 @@ def default_model(workdir: Path) -> str:
         return str(default)
     target = workdir / "small-preset"
     print(f"{default} holds no preset: saving a random `small` preset to {target}", flush=True)
-    code = ("import sys; sys.path.insert(0, %r); import keras; keras.utils.set_random_seed(0); "
+    code = ("import keras; keras.utils.set_random_seed(0); "
             "from gpt2chat.modeling.model import build_causal_lm; build_causal_lm('small', 256).save_to_preset(%r)"
-            % (str(REPO), str(target)))
+            % str(target))
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     return str(target)
 

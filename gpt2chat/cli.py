@@ -130,7 +130,9 @@ class _CommandLoader(importlib.abc.InspectLoader):
 
     def get_source(self, fullname: str) -> str:
         # runpy executes this code as __main__ (it calls get_code, never exec_module).
-        return f"if __name__ == '__main__':\n    import sys, gpt2chat.cli\n    sys.exit(gpt2chat.cli.run({self.name!r}))\n"
+        return (f"if __name__ == '__main__':\n"
+                f"    import sys, gpt2chat.cli\n"
+                f"    sys.exit(gpt2chat.cli.run({self.name!r}))\n")
 
     def exec_module(self, module):
         raise ImportError(f"gpt2chat.{self.name} is a command, not a module: its code is in "

@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
 from gpt2chat.guard.emergency import MEDQUAD_QUESTIONS_PATH  # noqa: E402
 

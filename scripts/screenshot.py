@@ -1,7 +1,7 @@
 """Regenerate docs/screenshot.png: the real app (``app.py``) with a trained model, asked one question in headless
 Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright, as ``tests/test_browser.py`` does).
 
-    .venv/bin/python scripts/screenshot.py --model models/default --question "How is glaucoma treated?"
+    .venv/bin/python -m scripts.screenshot --model models/default   # from the checkout: it reuses tests/ --question "How is glaucoma treated?"
 
 The app is started by ``gpt2chat.serving.server.served_app`` on a free local port with its ratings store in a
 temporary directory (the rating buttons show, nothing is written to the repository), the answer is awaited until
@@ -16,10 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from tests.test_browser import ANSWER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS  # one launch recipe
 
-from tests.test_browser import ANSWER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (one launch recipe)
+REPO = Path(__file__).resolve().parent.parent
 
 START_TIMEOUT_S = 600  # a cold start on a loaded 2-core machine (model load, index, compilation) takes minutes
 
@@ -51,7 +50,7 @@ def capture(url: str, question: str, out: Path, width: int, height: int) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python scripts/screenshot.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.screenshot", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="models/default", help="preset directory (default: %(default)s)")
     parser.add_argument("--question", default="How is glaucoma treated?", help="(default: %(default)s)")
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshot.png"), help="(default: docs/screenshot.png)")

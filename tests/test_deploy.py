@@ -219,8 +219,10 @@ def test_app_boots_from_the_dry_run_bundle(tiny_run, medquad_dir, sample_records
     bundle = tmp_path / "bundle"
     assert run("deploy", ["--dry-run", "--out", str(bundle), "--model-dir", str(preset), "--no-export"]) == 0
     assert (bundle / "index" / "manifest.json").is_file()
-    with serve_app(bundle, tmp_path / "app.log", GPT2CHAT_MODEL=str(preset), GPT2CHAT_MEDQUAD=str(medquad_dir)) as url:
+    # No $GPT2CHAT_MODEL (an empty value counts as unset, and overrides this process's): the bundle's own model/.
+    with serve_app(bundle, tmp_path / "app.log", GPT2CHAT_MODEL="", GPT2CHAT_MEDQUAD=str(medquad_dir)) as url:
         answer = Client(url, verbose=False).predict(sample_records[0].question, 0.0, 24, True, api_name="/ask")
     log = (tmp_path / "app.log").read_text()
     assert MARKDOWN_LINK.search(answer) and DISCLAIMER in answer, answer
+    assert f"Loading {(bundle / 'model').resolve()}\n" in log, log
     assert "Model ready" in log and sample_records[0].question not in log

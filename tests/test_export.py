@@ -7,7 +7,8 @@ import pytest
 
 from gpt2chat.modeling import rundir
 from gpt2chat.chat.copybias import CopyBias
-from gpt2chat.modeling.export import ExportError, build_generator, export_model, load_exported_generator, main
+from gpt2chat.cli import run
+from gpt2chat.modeling.export import ExportError, build_generator, export_model, load_exported_generator
 from gpt2chat.modeling.export_check import agreement, export_answer_nats, keras_answer_nats
 from gpt2chat.modeling.generation import SamplingConfig, StreamingGenerator
 from gpt2chat.modeling.openvino_gpt2 import OpenVINOGenerator
@@ -136,7 +137,7 @@ def test_bad_input_gives_clear_errors(model_dir, tmp_path, capsys):
         load_exported_generator(tmp_path)
     with pytest.raises(ExportError, match="not a Keras-Hub preset"):
         export_model(tmp_path)
-    assert main([str(tmp_path / "missing")]) == 2
+    assert run("export", [str(tmp_path / "missing")]) == 2
     assert "error:" in capsys.readouterr().err
 
     corrupt = tmp_path / "corrupt"

@@ -8,6 +8,7 @@ import unicodedata
 
 import pytest
 
+from gpt2chat.cli import run
 from gpt2chat.guard.emergency import default_detector, load_labelled_set, training_rows
 from gpt2chat.guard.emergency_eval import latency_ms
 from gpt2chat.guard.safety import (
@@ -20,7 +21,6 @@ from gpt2chat.guard.safety import (
     assess,
     check_input,
     default_policy,
-    main,
 )
 
 EMERGENCIES = [
@@ -316,19 +316,19 @@ def test_a_malformed_labelled_set_names_the_line(tmp_path):
     path.write_text('{"text": "i cant breathe", "kind": "breathing", "split": "train"}\n{"text": "x", "kind": "flu"}\n')
     with pytest.raises(ValueError, match=r"set\.jsonl:2"):
         load_labelled_set(path)
-    assert main(["--eval", "--set", str(path)]) == 2  # a clear error, no traceback
+    assert run("safety", ["--eval", "--set", str(path)]) == 2  # a clear error, no traceback
 
 
 def test_the_eval_command_reports_recall_fpr_and_latency(tmp_path, capsys):
-    assert main(["--eval", "--repeats", "1", "--consumer-qa", str(tmp_path)]) == 0
+    assert run("safety", ["--eval", "--repeats", "1", "--consumer-qa", str(tmp_path)]) == 0
     report = capsys.readouterr().out
     for expected in ("recall: all emergencies", "false-positive rate", "rules + classifier (app)", "recall: suicide",
                      "Right extra line", "p95", "Consumer questions: none found"):
         assert expected in report
     with pytest.raises(SystemExit) as exit_info:
-        main(["--help"])
+        run("safety", ["--help"])
     assert exit_info.value.code == 0 and "--eval" in capsys.readouterr().out
-    assert main(["my friend OD'd"]) == 0 and "category: emergency" in capsys.readouterr().out
+    assert run("safety", ["my friend OD'd"]) == 0 and "category: emergency" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text", INJECTIONS)
