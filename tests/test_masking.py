@@ -186,21 +186,24 @@ def test_no_network_needed(masker, monkeypatch):
     assert masker.mask("Write to lena.fischer@example.co.uk").text == "Write to <EMAIL>"
 
 
-@pytest.mark.parametrize("text", [
-    "",
-    "   \n\t  ",
-    "My name is John\x00 Smith\x07, DOB: 01/02/1990\x1b[31m\x7f",
-    "Call 212-555-0198 \ud800 now",
-    "我叫王伟，我有帕金森病，我的电话是 13812345678。",
-    "Je m'appelle Jean Dupont et j'ai la maladie de Crohn.",
-    "اسمي أحمد وعندي مرض السكري",
-    "😀" * 300,
-    "1" * 20_000,
+@pytest.mark.parametrize("text, expected", [
+    ("", ""),
+    ("   \n\t  ", "   \n\t  "),
+    ("My name is John\x00 Smith\x07, DOB: 01/02/1990\x1b[31m\x7f",
+     "My name is <PERSON>\x07, DOB: <DATE_OF_BIRTH>\x1b[31m\x7f"),
+    ("Call 212-555-0198 \ud800 now", "Call <PHONE> \ud800 now"),
+    ("Je m'appelle Jean Dupont et j'ai la maladie de Crohn.", "Je m'appelle <PERSON> et j'ai la maladie de Crohn."),
+    # Known limits, kept visible: the recognisers are English. A Chinese mobile number with a Chinese cue and an
+    # Arabic name pass unmasked (safety.check_input then answers them with a request to write in English).
+    ("我叫王伟，我有帕金森病，我的电话是 13812345678。", "我叫王伟，我有帕金森病，我的电话是 13812345678。"),
+    ("اسمي أحمد وعندي مرض السكري", "اسمي أحمد وعندي مرض السكري"),
+    ("😀" * 300, "😀" * 300),
+    ("1" * 20_000, "1" * 20_000),
 ])
-def test_bad_input_does_not_crash(masker, text):
+def test_bad_input_does_not_crash(masker, text, expected):
     result = masker.mask(text)
-    assert isinstance(result, MaskResult)
-    assert len(result.text) <= len(text) + 20 * len(result.findings)
+    assert result.text == expected
+    assert not result.truncated
     for f in result.findings:
         assert 0 <= f.start < f.end <= len(text)
 

@@ -8,16 +8,18 @@ import dataclasses
 import importlib.util
 import random
 import sys
+from pathlib import Path
 
 import pytest
 
-from gpt2chat import settings
 from gpt2chat.serving import server
 from gpt2chat.guard.masking import PIIMasker, get_masker
 
+CHECKOUT = Path(__file__).resolve().parent.parent
+
 
 def _load_soak():
-    spec = importlib.util.spec_from_file_location("soak", settings.REPO_ROOT / "benchmarks" / "soak.py")
+    spec = importlib.util.spec_from_file_location("soak", CHECKOUT / "benchmarks" / "soak.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
