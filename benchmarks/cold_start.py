@@ -56,9 +56,9 @@ def child(args) -> None:
 
     now = mark("import", started)
     from gpt2chat.modeling.generation import SamplingConfig
-    from gpt2chat.guard.masking import get_masker
+    from gpt2chat.guard.masking import PIIMasker
     from gpt2chat.modeling.model import load_preset
-    from gpt2chat.search.retrieval import get_index
+    from gpt2chat.search.retrieval import RetrievalIndex
 
     config = engine_module.EngineConfig(model=args.model, data=args.data, use_export=not args.keras)
     if args.parallel:  # what the app does: the factory loads the masker and the index beside the model
@@ -68,14 +68,15 @@ def child(args) -> None:
         generator = engine_module.exported_generator(config.model, None) if config.use_export else None
         causal_lm = load_preset(config.model) if generator is None else None
         now = mark("model", now)
-        masker = get_masker()
+        masker = PIIMasker()
         now = mark("masker", now)
-        index = get_index(config.data)
+        index = RetrievalIndex.load_or_build(config.data)
         now = mark("index", now)
-        from gpt2chat.guard.safety import default_policy
+        from gpt2chat.guard.emergency import default_detector
+        from gpt2chat.guard.safety import SafetyPolicy
 
-        engine = engine_module.ChatEngine(causal_lm, index, masker=masker, safety=default_policy(), config=config,
-                                          generator=generator)
+        engine = engine_module.ChatEngine(causal_lm, index, masker=masker, safety=SafetyPolicy(default_detector()),
+                                          config=config, generator=generator)
     engine.warm_up()
     now = mark("compile", now)
     reply = engine.reply(QUESTION, grounded=True,

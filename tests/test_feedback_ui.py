@@ -27,13 +27,6 @@ SOURCES = [Source("Glaucoma", "https://nei.nih.gov/glaucoma", "NEI"),
            Source("Gout", "https://niams.nih.gov/g", "NIAMS")]
 
 
-@pytest.fixture(scope="module")
-def masker():
-    from gpt2chat.guard.masking import get_masker
-
-    return get_masker()
-
-
 def record_with_follow_ups(records):
     """A sample question whose focus has answers of at least four question types."""
     types_per_focus = collections.defaultdict(set)

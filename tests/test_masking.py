@@ -11,13 +11,8 @@ import pytest
 
 from gpt2chat.cli import run
 from gpt2chat.guard import masking, masking_eval
-from gpt2chat.guard.masking import Finding, MaskerConfig, MaskResult, PIIMasker, get_masker, mask
+from gpt2chat.guard.masking import Finding, MaskerConfig, MaskResult, PIIMasker
 from gpt2chat.guard.masking_eval import evaluate, load_eval_set
-
-
-@pytest.fixture(scope="module")
-def masker():
-    return get_masker()
 
 
 @pytest.fixture(scope="module")
@@ -249,11 +244,6 @@ def test_summary_and_changed():
     assert MaskResult("x", findings).summary() == "masked: PERSON, EMAIL"
 
 
-def test_masker_is_a_process_singleton():
-    assert get_masker() is get_masker()
-    assert mask("Call 212-555-0198").text == "Call <PHONE>"
-
-
 def test_eval_set_is_well_formed(eval_rows):
     counts = collections.Counter(e["type"] for row in eval_rows for e in row["entities"])
     assert len(eval_rows) >= 120
@@ -311,9 +301,9 @@ def test_cli(capsys):
     "What is (are) Personality Disorders ?", "What to do for Ectopic Kidney ?",
     "Is neuropathy, ataxia, and retinitis pigmentosa inherited ?", "What are the complications of Urine Blockage in Newborns ?",
 ])
-def test_capitalised_condition_names_are_not_people(question):
-    assert mask(question).text == question  # 81 of 812 MedQuAD test questions lost their topic before
+def test_capitalised_condition_names_are_not_people(masker, question):
+    assert masker.mask(question).text == question  # 81 of 812 MedQuAD test questions lost their topic before
 
 
-def test_a_name_with_a_given_name_is_still_masked_beside_condition_words():
-    assert mask("I'm Tom Wilson, what is Wilson disease?").text == "I'm <PERSON>, what is Wilson disease?"
+def test_a_name_with_a_given_name_is_still_masked_beside_condition_words(masker):
+    assert masker.mask("I'm Tom Wilson, what is Wilson disease?").text == "I'm <PERSON>, what is Wilson disease?"

@@ -49,7 +49,8 @@ def check_fine_tuning(out: Path, printed: str) -> None:
 def check_comparison(out: Path, printed: str) -> None:
     result = json.loads((out / "comparison" / "comparison.json").read_text())
     assert len(result["results"]) >= 2  # the tiny run and the untrained model, at least
-    assert "| model |" in (out / "comparison" / "comparison.md").read_text()
+    markdown = (out / "comparison" / "comparison.md").read_text()
+    assert re.search(r"^\| model +\| role", markdown, re.M) and "scratch:tiny" in markdown
     assert f"report: {out / 'comparison' / 'comparison.md'}" in printed
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gpt2chat import settings
-from gpt2chat.search import ranking, retrieval, retrieval_eval
+from gpt2chat.search import ranking, retrieval_eval
 from gpt2chat.corpus.data import load_records
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import IndexSettings, Passage, RetrievalIndex, cache_key
@@ -177,14 +177,6 @@ def test_load_refuses_an_index_built_for_another_key(small_tree, private_cache):
     built = RetrievalIndex.load_or_build(small_tree)
     with pytest.raises(ValueError, match="key"):
         RetrievalIndex.load(private_cache / built.key, "0" * 20)
-
-
-def test_get_index_is_built_once_per_process(small_tree, private_cache):
-    retrieval.get_index.cache_clear()
-    try:
-        assert retrieval.get_index(str(small_tree)) is retrieval.get_index(str(small_tree))
-    finally:
-        retrieval.get_index.cache_clear()
 
 
 def test_command_line(small_tree, private_cache, capsys):

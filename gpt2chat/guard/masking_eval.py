@@ -31,8 +31,7 @@ from gpt2chat.guard.masking import (
     Finding,
     MaskerConfig,
     OfflineEmailRecognizer,
-    get_masker,
-    mask,
+    PIIMasker,
     nlp_engine,
     resolve_overlaps,
 )
@@ -145,7 +144,7 @@ def format_report(title: str, report: EvalReport) -> str:
 
 def run_eval(path: Path = EVAL_SET) -> str:
     rows = load_eval_set(path)
-    masker = get_masker()
+    masker = PIIMasker()
     baseline = presidio_defaults_analyzer()
     for analyze in (masker.analyze, baseline):
         analyze(rows[0]["text"])  # warm-up: first-call lazy loading is not per-message latency
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.eval:
         if args.text is None or args.eval_file is not None:
             parser.error("give a text to mask, or --eval [--eval-file FILE]")
-        result = mask(args.text)
+        result = PIIMasker().mask(args.text)
         print(result.text)
         print(result.summary() + (" (truncated)" if result.truncated else ""))
         return 0

@@ -1,10 +1,11 @@
 """Safety checks the chat engine runs on every (already PII-masked) user message before anything is generated.
 
 Usage:
-    from gpt2chat.guard.safety import assess, check_input
+    from gpt2chat.guard.emergency import default_detector
+    from gpt2chat.guard.safety import SafetyPolicy, check_input
 
     text, problem = check_input(raw_message)      # cleaned text, or a polite InputProblem to show instead
-    verdict = assess(masked_text)                  # emergency / personal_dosing / diagnosis / None
+    verdict = SafetyPolicy(default_detector()).assess(masked_text)   # emergency / dosing / diagnosis / None
     if verdict.category:
         show(verdict.reply)                        # shown before any answer
         if verdict.blocks_answer:                  # emergencies: the reply is the whole answer
@@ -24,7 +25,6 @@ continues that text, so the engine answers such messages like any other (tests/t
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 import unicodedata
 
@@ -110,11 +110,6 @@ _DIAGNOSIS = re.compile(
     r"\bis this (?:cancer|serious|something serious)\b",
     _FLAGS,
 )
-
-
-def assess(message: str) -> SafetyVerdict:
-    """``default_policy().assess``: the first category that applies (emergency, personal dosing, diagnosis)."""
-    return default_policy().assess(message)
 
 
 # ------------------------------------------------------------------------------------------------ input checking
@@ -204,9 +199,3 @@ class SafetyPolicy:
         if _DIAGNOSIS.search(masked_text):
             return SafetyVerdict(DIAGNOSIS, DIAGNOSIS_REPLY)
         return SAFE
-
-
-@functools.cache
-def default_policy() -> SafetyPolicy:
-    """The process-wide policy; its emergency classifier is trained once, on the first call (``default_detector``)."""
-    return SafetyPolicy(default_detector())

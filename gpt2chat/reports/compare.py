@@ -265,7 +265,7 @@ def run(config: CompareConfig) -> dict:
     from gpt2chat.corpus.data import load_records
     from gpt2chat.chat.grounding import Vocabulary
     from gpt2chat.modeling.model import ModelUnavailable
-    from gpt2chat.search.retrieval import get_index
+    from gpt2chat.search.retrieval import RetrievalIndex
 
     specs = [parse_model(m) for m in config.models]  # BadModel before any slow work
     if not specs:
@@ -279,7 +279,7 @@ def run(config: CompareConfig) -> dict:
     rng = np.random.default_rng(config.seed)
     questions = [test_records[i] for i in np.sort(rng.permutation(len(test_records))[: config.limit])]
     rows = perplexity_rows(test_records, config)
-    index = get_index(config.data)
+    index = RetrievalIndex.load_or_build(config.data)
     grounded_rows = answer_rows(test_records, index, specialised, config)
     # The word-salad test compares answers with the words and word pairs of every NIH answer the chatbot can
     # quote: with the training answers only, correct copies naming a rare test-split gene ("MAN2B1") were

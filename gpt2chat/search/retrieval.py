@@ -4,12 +4,13 @@ Usage:
     python -m gpt2chat.retrieval "how is glaucoma treated?"   # understood question(s) and their passages
     python -m gpt2chat.retrieval --eval [medquad|consumer|rqe|followups|latency]   # see gpt2chat.search.retrieval_eval
 
-    from gpt2chat.search.retrieval import get_index
-    result = get_index().retrieve("and how is it treated?", history=["what causes gout?"], k=3)
+    from gpt2chat.search.retrieval import RetrievalIndex
+    index = RetrievalIndex.load_or_build()      # MedQuAD from settings.medquad_dir(), cached under settings.cache_dir()
+    result = index.retrieve("and how is it treated?", history=["what causes gout?"], k=3)
     for question in result.questions:          # one per core sub-question of the message
         print(question.foci, question.types, question.answerable, [p.url for p in question.passages])
     result.passages(k=3)                       # what to cite; result.medlineplus_url when not answerable
-    get_index().search("gout", k=3)            # plain BM25, no understanding
+    index.search("gout", k=3)                  # plain BM25, no understanding
 
 ``retrieve`` (gpt2chat.search.ranking) recognises the foci and question types, splits long messages, carries the
 focus of a follow-up over from the history, re-ranks with a question-entailment model and says when MedQuAD has no
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
@@ -332,9 +332,3 @@ def _prune_other_keys(keep: Path) -> None:
     for sibling in keep.parent.iterdir():
         if sibling != keep and sibling.is_dir() and ".tmp-" not in sibling.name:
             shutil.rmtree(sibling, ignore_errors=True)
-
-
-@functools.lru_cache(maxsize=4)
-def get_index(data_dir: str | os.PathLike | None = None) -> RetrievalIndex:
-    """One index per process and data directory, for the chat engine."""
-    return RetrievalIndex.load_or_build(data_dir)

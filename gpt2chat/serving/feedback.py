@@ -1,6 +1,6 @@
 """Ratings from real users: a masked, local SQLite store, optional Hub sync, and the report built from it.
 
-    store = FeedbackStore(default_db_path(), masker=get_masker())
+    store = FeedbackStore(default_db_path(), masker=PIIMasker())
     store.record(Rating(liked=False, question=raw_question, answer=shown_markdown, session_id=sid, reason="wrong"))
 
     python -m gpt2chat.feedback report [--out livrables]          # livrables/feedback.md + plots
@@ -109,7 +109,7 @@ class FeedbackStore:
     def __init__(self, path: str | os.PathLike, masker=None, *, timeout: float = 5.0, create: bool = True,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
         self.path = Path(path).expanduser()
-        self._masker = masker  # anything with .mask(text) -> result with .text and .findings, e.g. get_masker()
+        self._masker = masker  # anything with .mask(text) -> result with .text and .findings, e.g. a PIIMasker
         self._timeout = timeout
         self._clock = clock
         self._reported: set[str] = set()
