@@ -28,41 +28,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from gpt2chat.corpus.sentences import split_sentences
+
 __all__ = ["Extract", "ExtractConfig", "answer_openers", "Verification", "Vocabulary", "extractive_answer",
            "has_type_cue", "is_answer_sentence", "is_degenerate", "lead_k", "lead_words", "refers_back",
            "split_sentences", "stands_in_answer", "verify"]
 
 # ------------------------------------------------------------------------------------------ sentences and words
-# Words that end with a period without ending a sentence ("e.g. aspirin", "Dr. Smith", "vs. placebo").
-_ABBREVIATIONS = frozenset(
-    "e.g i.e vs cf dr mr mrs ms prof st no nos fig figs approx dept jr sr inc ltd co u.s u.k ph.d m.d al "
-    "mt ft vol ed eds ca".split()
-)
-# A candidate boundary: terminal punctuation (plus closing quotes/brackets), spaces, then something that can start
-# a sentence. Periods inside numbers ("2.5") and words ("e.g.") are never followed by a space, so never split.
-_BOUNDARY = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+(?=["'“‘(\[]?[A-Z0-9])|\s*\n\s*""")
 _WORD = re.compile(r"[a-z0-9]+(?:['’.\-][a-z0-9]+)*")
 NEGATIONS = frozenset("no not nor never none nothing without cannot neither nobody noone nowhere".split())
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` in order, whitespace-trimmed; robust to abbreviations, initials and decimals."""
-    sentences, start = [], 0
-    for boundary in _BOUNDARY.finditer(text or ""):
-        before = text[start: boundary.start()].rstrip()
-        last_word = before.rsplit(None, 1)[-1] if before.split() else ""
-        stem = last_word.rstrip(".!?\"'”’)]").lstrip("(\"'“‘[").lower()
-        if "\n" not in boundary.group() and before.endswith(".") and (
-            stem in _ABBREVIATIONS or (len(stem) == 1 and stem.isalpha())  # "J. Smith", "vitamin B. ..."
-        ):
-            continue
-        if before.strip():
-            sentences.append(before.strip())
-        start = boundary.end()
-    tail = (text or "")[start:].strip()
-    if tail:
-        sentences.append(tail)
-    return sentences
 
 
 def words(text: str) -> list[str]:
