@@ -28,8 +28,8 @@ from typing import Iterator, Sequence
 from gpt2chat import settings
 from gpt2chat.chat.copybias import CopyBias, gpt2_opens_with
 from gpt2chat.chat.grounding import answer_openers, extractive_answer, is_degenerate, split_sentences, verify
-from gpt2chat.modeling.prompt import answer_ends, build_prompt, clean_answer, reference_passage
 from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, StreamingGenerator, TokenStreamer
+from gpt2chat.modeling.prompt import answer_ends, build_prompt, clean_answer, reference_passage
 
 log = logging.getLogger(__name__)
 
