@@ -21,11 +21,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gpt2chat.chat import engine as engine_module  # noqa: E402
 from gpt2chat.chat.grounding import (  # noqa: E402

@@ -43,7 +43,6 @@ QUESTION = "How is glaucoma treated?"
 def child(args) -> None:
     """One cold start, in this fresh process; prints one JSON line of phase seconds."""
     started = time.perf_counter()
-    sys.path.insert(0, str(REPO))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     times: dict[str, float] = {}
 
@@ -57,9 +56,9 @@ def child(args) -> None:
 
     now = mark("import", started)
     from gpt2chat.modeling.generation import SamplingConfig
-    from gpt2chat.guard.masking import get_masker
+    from gpt2chat.guard.masking import PIIMasker
     from gpt2chat.modeling.model import load_preset
-    from gpt2chat.search.retrieval import get_index
+    from gpt2chat.search.retrieval import RetrievalIndex
 
     config = engine_module.EngineConfig(model=args.model, data=args.data, use_export=not args.keras)
     if args.parallel:  # what the app does: the factory loads the masker and the index beside the model
@@ -69,14 +68,15 @@ def child(args) -> None:
         generator = engine_module.exported_generator(config.model, None) if config.use_export else None
         causal_lm = load_preset(config.model) if generator is None else None
         now = mark("model", now)
-        masker = get_masker()
+        masker = PIIMasker()
         now = mark("masker", now)
-        index = get_index(config.data)
+        index = RetrievalIndex.load_or_build(config.data)
         now = mark("index", now)
-        from gpt2chat.guard.safety import default_policy
+        from gpt2chat.guard.emergency import default_detector
+        from gpt2chat.guard.safety import SafetyPolicy
 
-        engine = engine_module.ChatEngine(causal_lm, index, masker=masker, safety=default_policy(), config=config,
-                                          generator=generator)
+        engine = engine_module.ChatEngine(causal_lm, index, masker=masker, safety=SafetyPolicy(default_detector()),
+                                          config=config, generator=generator)
     engine.warm_up()
     now = mark("compile", now)
     reply = engine.reply(QUESTION, grounded=True,
@@ -121,9 +121,9 @@ def default_model(workdir: Path) -> str:
         return str(default)
     target = workdir / "small-preset"
     print(f"{default} holds no preset: saving a random `small` preset to {target}", flush=True)
-    code = ("import sys; sys.path.insert(0, %r); import keras; keras.utils.set_random_seed(0); "
+    code = ("import keras; keras.utils.set_random_seed(0); "
             "from gpt2chat.modeling.model import build_causal_lm; build_causal_lm('small', 256).save_to_preset(%r)"
-            % (str(REPO), str(target)))
+            % str(target))
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     return str(target)
 

@@ -22,7 +22,6 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gpt2chat.modeling import rundir  # noqa: E402
 

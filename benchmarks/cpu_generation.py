@@ -47,8 +47,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
@@ -141,7 +139,7 @@ def grounded_prompt_ids(encode, tokens: int) -> list[int] | None:
     """``tokens`` ids of a grounded chat prompt built from real MedQuAD text (the passage of one answer and earlier
     turns about the same document), cut from the left like the engine's prompt budget; None without MedQuAD."""
     from gpt2chat.corpus.data import MedQuADNotFound, load_records
-    from gpt2chat.chat.prompt import build_prompt, reference_passage
+    from gpt2chat.modeling.prompt import build_prompt, reference_passage
 
     try:
         records, _ = load_records(limit_files=2)

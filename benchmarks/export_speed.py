@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gpt2chat.modeling.generation import GenerationStats, SamplingConfig
     from gpt2chat.modeling.model import build_causal_lm, load_preset
-    from gpt2chat.chat.prompt import build_prompt
+    from gpt2chat.modeling.prompt import build_prompt
 
     keras.utils.set_random_seed(0)
     causal_lm = load_preset(args.model) if args.model else build_causal_lm(args.size, 1024)

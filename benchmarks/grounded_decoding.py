@@ -37,14 +37,13 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
 from gpt2chat import settings  # noqa: E402
 from gpt2chat.chat import grounding  # noqa: E402
 from gpt2chat.chat.copybias import CopyBias, gpt2_opens_with  # noqa: E402
-from gpt2chat.chat.prompt import answer_ends, build_prompt, clean_answer, reference_passage  # noqa: E402
+from gpt2chat.modeling.prompt import answer_ends, build_prompt, clean_answer, reference_passage  # noqa: E402
 from gpt2chat.modeling import rundir  # noqa: E402
 from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, StreamingGenerator  # noqa: E402
 from gpt2chat.reports.metrics import rouge_scores  # noqa: E402
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     from gpt2chat.modeling.model import load_preset
-    from gpt2chat.reports.report import markdown_table
+    from gpt2chat.markdown import markdown_table
 
     questions, records = held_out_questions(args.model, args.data, args.limit, args.seed)
     vocabulary = grounding.Vocabulary.from_texts(r.answer for r in records)

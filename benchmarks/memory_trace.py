@@ -34,7 +34,6 @@ import tracemalloc
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
 MAX_CALLS = 20_000
 

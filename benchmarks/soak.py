@@ -40,7 +40,6 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
 from gpt2chat.serving.server import LOOPBACK, AppDidNotStart, served_app  # noqa: E402
 

@@ -17,12 +17,8 @@ import argparse
 import collections
 import random
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from gpt2chat.guard.emergency import MEDQUAD_QUESTIONS_PATH  # noqa: E402
+from gpt2chat.guard.emergency import MEDQUAD_QUESTIONS_PATH
 
 # Kept out of the sample: tests/test_safety.py asks the detector about them.
 REGRESSION_MESSAGES = frozenset({"Is neuropathy, ataxia, and retinitis pigmentosa inherited ?"})

@@ -2,8 +2,9 @@
 (``app.py``) asked one question in headless Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright, as
 ``tests/test_browser.py`` does), each saved as the screen shows it once the answer has finished streaming.
 
-    .venv/bin/python scripts/screenshot.py --model models/default --question "How is glaucoma treated?"
-    .venv/bin/python scripts/screenshot.py --no-model          # NIH summaries, as on a first start
+    .venv/bin/python -m scripts.screenshot --model models/default --question "How is glaucoma treated?"
+    .venv/bin/python -m scripts.screenshot --no-model          # NIH summaries, as on a first start
+(run from the checkout: it reuses tests/test_browser.py's launch recipe)
 
 The app is started by ``gpt2chat.serving.server.served_app`` on a free local port with its ratings store in a
 temporary directory (the rating buttons show, nothing is written to the repository). Exits 2 with a one-line
@@ -17,10 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from tests.test_browser import ANSWER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE  # one launch recipe
 
-from tests.test_browser import ANSWER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE  # noqa: E402  (one recipe)
+REPO = Path(__file__).resolve().parent.parent
 
 START_TIMEOUT_S = 600  # a cold start on a loaded 2-core machine (model load, index, compilation) takes minutes
 
@@ -49,7 +49,7 @@ def capture(url: str, question: str, shots: list[tuple[dict, Path]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python scripts/screenshot.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.screenshot", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", default="models/default", help="preset directory (default: %(default)s)")
     source.add_argument("--no-model", action="store_true", help="serve NIH summaries only (app.py --no-model)")

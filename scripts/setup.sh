@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine: a virtual environment in .venv with the pinned requirements.
+# Sets up a fresh machine: a virtual environment in .venv with this checkout installed in it (editable, so the
+# `gpt2chat` command and `python -m gpt2chat.<command>` run the code you edit) and the pinned requirements.
 #   bash scripts/setup.sh          runtime (the app, training, reports)
 #   bash scripts/setup.sh --dev    also the test tools and Debian's Chromium for the browser test
 set -euo pipefail
@@ -12,10 +13,10 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-requirements=requirements.txt
-[ "${1:-}" = "--dev" ] && requirements=requirements-dev.txt
-echo "installing $requirements (first time: a few minutes)"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+target=.
+[ "${1:-}" = "--dev" ] && target=".[dev]"
+echo "installing gpt2chat and its requirements: pip install -e \"$target\" (first time: a few minutes)"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$target"
 
 if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null; then
   # The browser test drives Debian's Chromium through Playwright (Playwright's own browser download is not used).

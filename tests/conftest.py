@@ -28,6 +28,14 @@ def sample_records(medquad_dir):
 
 
 @pytest.fixture(scope="session")
+def masker():
+    """One PII masker for the whole run (building one loads spaCy: about a second), as the app builds one."""
+    from gpt2chat.guard.masking import PIIMasker
+
+    return PIIMasker()
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, medquad_dir):
     """A tiny model trained for 20 steps: its directory is a Keras-Hub preset plus the run's files."""
     from gpt2chat.modeling.train import TrainConfig, train

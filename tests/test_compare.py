@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from gpt2chat.cli import run
 from gpt2chat.reports import compare, evaluation, judge
 from gpt2chat.reports.metrics import token_f1
 
@@ -71,8 +72,6 @@ def test_grounding_scores_and_baselines(comparison):
         kinds = [k for k, text in zip(answers["answer_kinds"], answers["model_texts"]) if text is not None]
         assert answers["grounding"]["fallback_rate"] == pytest.approx(
             sum(k != MODEL_ANSWER for k in kinds) / len(kinds))
-        assert 0 <= answers["grounding"]["support_rate"] <= 1
-        assert answers["model_text_metrics"]["rougeL"] >= 0
     for label in evaluation.BASELINES:
         modes = result["results"][label]["modes"]
         assert set(modes) == {"grounded", "grounded_heldout"}
@@ -87,7 +86,6 @@ def test_grounding_scores_and_baselines(comparison):
 
 def test_lead_at_the_same_length_and_copy_order(comparison):
     from gpt2chat.chat.grounding import split_sentences
-    from gpt2chat.reports.metrics import text_metrics
 
     result, _, run_dir = comparison
     labels = {m["spec"]: m["label"] for m in result["models"]}
@@ -97,9 +95,7 @@ def test_lead_at_the_same_length_and_copy_order(comparison):
                                              lead["texts"]["sentences"]):
         assert len(by_words.split()) <= len(shown.split())
         assert len(split_sentences(by_sentences)) <= len(split_sentences(shown))
-    assert lead["words"] == text_metrics(lead["texts"]["words"], result["references"])
-    order = answers["copy_order"]
-    assert order is None or (0 <= order["starts_at_first_sentence"] <= 1 and len(order["positions"]) == 3)
+    assert len(lead["texts"]["words"]) == len(result["references"]) == 3
     assert "grounded_free" in result["results"][labels[run_dir]]["modes"]
     answer_loss = result["results"][labels[run_dir]]["answer_loss"]
     assert answer_loss["tokens"] == result["test_set"]["answer_tokens"] > 0
@@ -119,6 +115,57 @@ def test_same_length_lead_and_copy_order_on_known_texts():
     assert order["positions"] == [[2, 1], [0], [None]]
     assert order["answers"] == 2 and order["starts_at_first_sentence"] == 0.5 and order["is_the_lead"] == 0.5
     assert order["first_position_mean"] == 1.0
+
+
+class StandInEngine:
+    """Replies fixed in advance, one per question and mode, in the order answer_questions asks."""
+
+    def __init__(self, replies):
+        from gpt2chat.chat.engine import EngineConfig
+
+        self.config = EngineConfig(model=None)
+        self.replies = iter(replies)
+        self.asked = []
+
+    def reply(self, question, *, grounded, sampling):
+        self.asked.append((question, grounded, self.config.copy_mode, sampling.temperature))
+        return next(self.replies)
+
+
+def test_scores_of_known_replies():
+    """Support, fallback and degenerate rates and the shown text counted by hand on three known replies per mode:
+    a copied passage sentence (supported, shown), an invented sentence (unsupported: the extract is shown instead)
+    and an emergency reply (no model text, no answer to score)."""
+    from gpt2chat.chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, NO_ANSWER, ChatReply
+    from gpt2chat.corpus.data import QAPair
+
+    passage = ("Glaucoma is a group of diseases that damage the optic nerve. It can cause blindness. "
+               "Treatment includes eye drops and surgery.")
+    copied = ChatReply(answer="Glaucoma is a group of diseases that damage the optic nerve.", answer_kind=MODEL_ANSWER,
+                       model_text="Glaucoma is a group of diseases that damage the optic nerve.", evidence=passage)
+    invented = ChatReply(answer="Treatment includes eye drops and surgery.", answer_kind=EXTRACT_ANSWER,
+                         model_text="Bananas cure every disease of the moon quickly.", evidence=passage)
+    emergency = ChatReply(answer="Call 911 now.", answer_kind=NO_ANSWER, category="emergency")
+    questions = [QAPair(pair_id=f"q{i}", document_id="d", subset="x", source="NEI", url="u", focus="Glaucoma",
+                        question_type="information", question=f"question {i}",
+                        answer="Glaucoma damages the optic nerve.") for i in range(3)]
+    engine = StandInEngine([copied, invented, emergency] * len(evaluation.MODES))
+    index = evaluation.HeldOutIndex(index=None)
+    results = evaluation.answer_questions(engine, index, questions, max_new_tokens=8)
+    assert list(results) == list(evaluation.MODES)
+    assert [(grounded, copy_mode) for _, grounded, copy_mode, _ in engine.asked[::3]] == [
+        (False, "hard"), (True, "hard"), (True, "hard"), (True, "off")]
+    assert {temperature for *_, temperature in engine.asked} == {0.0}
+    for mode, answers in results.items():
+        assert answers["grounding"] == {"support_rate": 0.5, "fallback_rate": 0.5, "degenerate_model_text": 0.0,
+                                        "degenerate_shown": 0.0}, mode
+        assert answers["predictions"] == [copied.answer, invented.answer, emergency.answer]
+        assert answers["answer_kinds"] == [MODEL_ANSWER, EXTRACT_ANSWER, NO_ANSWER]
+        assert answers["copy_order"]["positions"] == [[0], [None], []]
+        assert answers["lead_same_length"]["texts"]["sentences"][:2] == [
+            "Glaucoma is a group of diseases that damage the optic nerve.",
+            "Glaucoma is a group of diseases that damage the optic nerve."]
+    assert engine.config.copy_mode == "hard"  # the engine's own config is restored after the free mode
 
 
 def test_token_f1():
@@ -204,15 +251,15 @@ def test_held_out_index_drops_the_gold_pair(sample_records):
 def test_model_arguments(tmp_path, capsys):
     assert compare.parse_model("scratch:tiny").size == "tiny"
     assert compare.parse_model("gpt2_base_en").kind == "preset"
-    assert compare.main(["--model", str(tmp_path / "missing"), "--no-progress"]) == 2
-    assert compare.main(["--model", "scratch:huge"]) == 2
-    assert compare.main(["--model", str(tmp_path)]) == 2  # a directory without a preset
+    assert run("compare", ["--model", str(tmp_path / "missing"), "--no-progress"]) == 2
+    assert run("compare", ["--model", "scratch:huge"]) == 2
+    assert run("compare", ["--model", str(tmp_path)]) == 2  # a directory without a preset
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
 
 
 def test_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        compare.main(["--help"])
+        run("compare", ["--help"])
     assert exit_info.value.code == 0
     assert "scratch:SIZE" in capsys.readouterr().out

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gpt2chat.corpus import dataset
+from gpt2chat.modeling import dataset
 from gpt2chat.corpus.data import load_records
-from gpt2chat.chat.prompt import training_example
+from gpt2chat.modeling.prompt import training_example
 from gpt2chat.corpus.splits import split_of
 
 LIMIT_FILES = 2

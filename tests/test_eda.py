@@ -9,10 +9,11 @@ import re
 import pytest
 from PIL import Image
 
+from gpt2chat.cli import run
 from gpt2chat.reports import eda, wordclouds
 from gpt2chat.corpus.data import load_records
-from gpt2chat.corpus.dataset import records_frame
-from gpt2chat.chat.prompt import training_example
+from gpt2chat.modeling.dataset import records_frame
+from gpt2chat.modeling.prompt import training_example
 
 LIMIT_FILES = 5
 
@@ -143,7 +144,7 @@ def test_cli_without_tokens(medquad_dir, tmp_path):
 
 
 def test_cli_missing_data_is_a_one_line_error(tmp_path, capsys):
-    assert eda.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+    assert run("eda", ["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
     assert not (tmp_path / "out").exists()
 

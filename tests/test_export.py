@@ -7,11 +7,12 @@ import pytest
 
 from gpt2chat.modeling import rundir
 from gpt2chat.chat.copybias import CopyBias
-from gpt2chat.modeling.export import ExportError, build_generator, export_model, load_exported_generator, main
+from gpt2chat.cli import run
+from gpt2chat.modeling.export import ExportError, build_generator, export_model, load_exported_generator
 from gpt2chat.modeling.export_check import agreement, export_answer_nats, keras_answer_nats
 from gpt2chat.modeling.generation import SamplingConfig, StreamingGenerator
 from gpt2chat.modeling.openvino_gpt2 import OpenVINOGenerator
-from gpt2chat.chat.prompt import build_prompt
+from gpt2chat.modeling.prompt import build_prompt
 from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
 
 QUESTIONS = ["What is glaucoma?", "How is asthma treated?", "What are the symptoms of diabetes?",
@@ -110,9 +111,9 @@ def test_int8_export_agreement_and_perplexity_change(keras_generator, prompts):
 def test_the_engine_serves_the_export_when_current_and_keras_otherwise(model_dir, float_export):
     from gpt2chat.chat.engine import ChatEngine, EngineConfig
 
-    def engine(**config):
-        return ChatEngine.build(EngineConfig(model=str(model_dir), **config), index=[], masker=object(),
-                                safety=object())
+    def engine(**config):  # the export serves a model that writes its answers (a selecting one needs Keras)
+        return ChatEngine.build(EngineConfig(model=str(model_dir), answer_mode="generate", **config), index=[],
+                                masker=object(), safety=object())
 
     assert rundir.exported_model(model_dir) == model_dir / rundir.EXPORT_DIR
     assert isinstance(engine().generator, OpenVINOGenerator)
@@ -136,7 +137,7 @@ def test_bad_input_gives_clear_errors(model_dir, tmp_path, capsys):
         load_exported_generator(tmp_path)
     with pytest.raises(ExportError, match="not a Keras-Hub preset"):
         export_model(tmp_path)
-    assert main([str(tmp_path / "missing")]) == 2
+    assert run("export", [str(tmp_path / "missing")]) == 2
     assert "error:" in capsys.readouterr().err
 
     corrupt = tmp_path / "corrupt"

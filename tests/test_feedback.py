@@ -20,13 +20,6 @@ ANSWER = ("Glaucoma is treated with eye drops, laser or surgery.\n\n---\n**Sourc
           "[Glaucoma](https://nei.nih.gov/health/glaucoma/glaucoma_facts) (NIHSeniorHealth)\n\n_Not advice._")
 
 
-@pytest.fixture(scope="module")
-def masker():
-    from gpt2chat.guard.masking import get_masker
-
-    return get_masker()
-
-
 def rating(**overrides) -> Rating:
     values = dict(liked=False, question="What is glaucoma?", answer=ANSWER, session_id="session-a",
                   reason="wrong", urls=["https://nei.nih.gov/health/glaucoma/glaucoma_facts"],

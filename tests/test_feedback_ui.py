@@ -26,13 +26,6 @@ PII_VALUES = (b"John", b"Smith", b"536-22-8741")
 FAST_SAMPLING = SamplingConfig(max_new_tokens=32, temperature=0.0)
 
 
-@pytest.fixture(scope="module")
-def masker():
-    from gpt2chat.guard.masking import get_masker
-
-    return get_masker()
-
-
 def record_with_follow_ups(records):
     """A sample question whose focus has answers of at least four question types."""
     types_per_focus = collections.defaultdict(set)

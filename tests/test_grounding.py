@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from gpt2chat.chat import grounding
+from gpt2chat.reports import grounding_eval
 from gpt2chat.chat.copybias import MASKED, CopyBias, gpt2_piece_kinds
 from gpt2chat.chat.grounding import (
     ExtractConfig, SupportThresholds, Vocabulary, extractive_answer, fragments, is_degenerate, k_precision, lead_k,
@@ -312,7 +313,7 @@ def test_gpt2_sentence_ends_and_starts():
 
 
 def test_calibration_chooses_thresholds_that_separate_copies_from_salad(sample_records):
-    from gpt2chat.chat.grounding_eval import build_examples, choose_thresholds, features, support_report
+    from gpt2chat.reports.grounding_eval import build_examples, choose_thresholds, features, support_report
 
     examples = build_examples(sample_records[:60], random.Random(0))
     kinds, x = np.asarray([k for k, _, _ in examples]), features(examples)
@@ -325,5 +326,5 @@ def test_calibration_chooses_thresholds_that_separate_copies_from_salad(sample_r
 
 def test_cli_requires_calibrate(capsys):
     with pytest.raises(SystemExit):
-        grounding.main([])
+        grounding_eval.main([])
     assert "--calibrate" in capsys.readouterr().err

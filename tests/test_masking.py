@@ -9,14 +9,10 @@ import socket
 
 import pytest
 
+from gpt2chat.cli import run
 from gpt2chat.guard import masking, masking_eval
-from gpt2chat.guard.masking import Finding, MaskerConfig, MaskResult, PIIMasker, get_masker, mask
+from gpt2chat.guard.masking import Finding, MaskerConfig, MaskResult, PIIMasker
 from gpt2chat.guard.masking_eval import evaluate, load_eval_set
-
-
-@pytest.fixture(scope="module")
-def masker():
-    return get_masker()
 
 
 @pytest.fixture(scope="module")
@@ -202,21 +198,24 @@ def test_no_network_needed(masker, monkeypatch):
     assert masker.mask("Write to lena.fischer@example.co.uk").text == "Write to <EMAIL>"
 
 
-@pytest.mark.parametrize("text", [
-    "",
-    "   \n\t  ",
-    "My name is John\x00 Smith\x07, DOB: 01/02/1990\x1b[31m\x7f",
-    "Call 212-555-0198 \ud800 now",
-    "我叫王伟，我有帕金森病，我的电话是 13812345678。",
-    "Je m'appelle Jean Dupont et j'ai la maladie de Crohn.",
-    "اسمي أحمد وعندي مرض السكري",
-    "😀" * 300,
-    "1" * 20_000,
+@pytest.mark.parametrize("text, expected", [
+    ("", ""),
+    ("   \n\t  ", "   \n\t  "),
+    ("My name is John\x00 Smith\x07, DOB: 01/02/1990\x1b[31m\x7f",
+     "My name is <PERSON>\x07, DOB: <DATE_OF_BIRTH>\x1b[31m\x7f"),
+    ("Call 212-555-0198 \ud800 now", "Call <PHONE> \ud800 now"),
+    ("Je m'appelle Jean Dupont et j'ai la maladie de Crohn.", "Je m'appelle <PERSON> et j'ai la maladie de Crohn."),
+    # Known limits, kept visible: the recognisers are English. A Chinese mobile number with a Chinese cue and an
+    # Arabic name pass unmasked (safety.check_input then answers them with a request to write in English).
+    ("我叫王伟，我有帕金森病，我的电话是 13812345678。", "我叫王伟，我有帕金森病，我的电话是 13812345678。"),
+    ("اسمي أحمد وعندي مرض السكري", "اسمي أحمد وعندي مرض السكري"),
+    ("😀" * 300, "😀" * 300),
+    ("1" * 20_000, "1" * 20_000),
 ])
-def test_bad_input_does_not_crash(masker, text):
+def test_bad_input_does_not_crash(masker, text, expected):
     result = masker.mask(text)
-    assert isinstance(result, MaskResult)
-    assert len(result.text) <= len(text) + 20 * len(result.findings)
+    assert result.text == expected
+    assert not result.truncated
     for f in result.findings:
         assert 0 <= f.start < f.end <= len(text)
 
@@ -262,11 +261,6 @@ def test_summary_and_changed():
     assert MaskResult("x", findings).summary() == "masked: PERSON, EMAIL"
 
 
-def test_masker_is_a_process_singleton():
-    assert get_masker() is get_masker()
-    assert mask("Call 212-555-0198").text == "Call <PHONE>"
-
-
 def test_eval_set_is_well_formed(eval_rows):
     counts = collections.Counter(e["type"] for row in eval_rows for e in row["entities"])
     assert len(eval_rows) >= 120
@@ -297,7 +291,7 @@ def test_eval_cli_alias_and_bad_file(capsys, tmp_path):
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"text": "My passport number is 533380006.", "entities": [{"type": "PASSPORT", "start": 22, '
                     '"end": 31}]}\n{"text": "Is stage 4 colon cancer curable?", "entities": []}\n', encoding="utf-8")
-    assert masking.main(["--eval", "--eval-file", str(rows)]) == 0
+    assert masking_eval.main(["--eval", "--eval-file", str(rows)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("2 sentences, 1 gold entities (rows.jsonl)")
     assert ["PASSPORT", "1.000", "1.000", "1.000", "1", "0", "0"] in [line.split() for line in out.splitlines()]
@@ -305,18 +299,18 @@ def test_eval_cli_alias_and_bad_file(capsys, tmp_path):
     broken = tmp_path / "broken.jsonl"
     broken.write_text("My SSN is 536-22-1847\n", encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
-        masking_eval.main(["--eval-file", str(broken)])
+        run("masking_eval", ["--eval-file", str(broken)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "cannot read" in err and "536-22-1847" not in err
 
 
 def test_cli(capsys):
-    assert masking.main(["My email is jane@example.com and I have Crohn's disease"]) == 0
+    assert run("masking", ["My email is jane@example.com and I have Crohn's disease"]) == 0
     out = capsys.readouterr().out
     assert "My email is <EMAIL> and I have Crohn's disease" in out and "masked: EMAIL" in out
     with pytest.raises(SystemExit) as exit_info:
-        masking.main(["--help"])
+        run("masking", ["--help"])
     assert exit_info.value.code == 0
 
 
@@ -324,9 +318,9 @@ def test_cli(capsys):
     "What is (are) Personality Disorders ?", "What to do for Ectopic Kidney ?",
     "Is neuropathy, ataxia, and retinitis pigmentosa inherited ?", "What are the complications of Urine Blockage in Newborns ?",
 ])
-def test_capitalised_condition_names_are_not_people(question):
-    assert mask(question).text == question  # 81 of 812 MedQuAD test questions lost their topic before
+def test_capitalised_condition_names_are_not_people(masker, question):
+    assert masker.mask(question).text == question  # 81 of 812 MedQuAD test questions lost their topic before
 
 
-def test_a_name_with_a_given_name_is_still_masked_beside_condition_words():
-    assert mask("I'm Tom Wilson, what is Wilson disease?").text == "I'm <PERSON>, what is Wilson disease?"
+def test_a_name_with_a_given_name_is_still_masked_beside_condition_words(masker):
+    assert masker.mask("I'm Tom Wilson, what is Wilson disease?").text == "I'm <PERSON>, what is Wilson disease?"

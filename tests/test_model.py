@@ -5,7 +5,7 @@ import pytest
 
 from gpt2chat.modeling.generation import SamplingConfig, StreamingGenerator
 from gpt2chat.modeling.model import ModelUnavailable, build_causal_lm, load_preset
-from gpt2chat.chat.prompt import build_prompt, training_example
+from gpt2chat.modeling.prompt import build_prompt, training_example
 from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID, gpt2_tokenizer
 
 

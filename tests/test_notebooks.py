@@ -1,18 +1,65 @@
-"""Every notebook in notebooks/ runs top to bottom on a small MedQuAD sample, writing only into a temp dir.
+"""Every notebook in notebooks/ runs top to bottom on a small MedQuAD sample, writing only into a temp dir, and
+produces what it promises (figures, a trained run and an answer, a comparison report).
 
-Notebooks read GPT2CHAT_NOTEBOOK_SMALL=1 (use a small sample), GPT2CHAT_NOTEBOOK_OUT (where to write) and
-GPT2CHAT_REPO_ROOT (the checkout to import gpt2chat from, since the kernel runs in the temp dir).
+Notebooks read GPT2CHAT_NOTEBOOK_SMALL=1 (use a small sample) and GPT2CHAT_NOTEBOOK_OUT (where to write); the
+kernel runs in the temp dir, imports the installed gpt2chat, and uses this checkout as $GPT2CHAT_HOME (its caches).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 from gpt2chat import settings
 
-NOTEBOOKS = sorted((settings.REPO_ROOT / "notebooks").glob("*.ipynb"))
+CHECKOUT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((CHECKOUT / "notebooks").glob("*.ipynb"))
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def text_outputs(notebook) -> str:
+    """Everything the cells printed or displayed as text/Markdown, in order."""
+    parts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            data = output.get("data", {})
+            parts.append(data.get("text/markdown", "") or data.get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def check_eda(out: Path, printed: str) -> None:
+    for name in ("sources", "question_types", "top_foci", "lengths", "wordcloud_questions", "wordcloud_answers",
+                 "wordcloud_by_type"):
+        assert (out / f"{name}.png").read_bytes()[:8] == PNG, name
+    pairs = re.search(r"([\d,]+) answered pairs, ([\d,]+) distinct foci", printed)
+    assert pairs and int(pairs[1].replace(",", "")) > int(pairs[2].replace(",", "")) > 0
+
+
+def check_fine_tuning(out: Path, printed: str) -> None:
+    metrics = json.loads((out / "tiny-run" / "metrics.json").read_text())
+    assert [entry["step"] for entry in metrics["history"]] == [10, 20]  # the tiny recipe: 20 steps, eval every 10
+    assert f"best validation perplexity {metrics['best_val_perplexity']:.1f} at step {metrics['best_step']}" in printed
+    assert printed.count("the user reads:") == 2  # without and with grounding
+
+
+def check_comparison(out: Path, printed: str) -> None:
+    result = json.loads((out / "comparison" / "comparison.json").read_text())
+    assert len(result["results"]) >= 2  # the tiny run and the untrained model, at least
+    markdown = (out / "comparison" / "comparison.md").read_text()
+    assert re.search(r"^\| model +\| role", markdown, re.M) and "scratch:tiny" in markdown
+    assert f"report: {out / 'comparison' / 'comparison.md'}" in printed
+
+
+CHECKS = {"01_eda.ipynb": check_eda, "02_fine_tuning.ipynb": check_fine_tuning,
+          "03_comparison.ipynb": check_comparison}
+
+
+def test_every_notebook_is_checked():
+    assert sorted(CHECKS) == [path.name for path in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -22,9 +69,10 @@ def test_notebook_runs(path: Path, medquad_dir, tmp_path, monkeypatch):
     # The kernel is a child process and inherits this environment.
     monkeypatch.setenv("GPT2CHAT_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("GPT2CHAT_NOTEBOOK_OUT", str(tmp_path))
-    monkeypatch.setenv("GPT2CHAT_REPO_ROOT", str(settings.REPO_ROOT))
+    monkeypatch.setenv(settings.HOME_ENV, str(CHECKOUT))
     monkeypatch.setenv(settings.MEDQUAD_ENV, str(medquad_dir))
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=600,
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, with the failing cell's traceback, if any cell fails
+    CHECKS[path.name](tmp_path, text_outputs(notebook))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from gpt2chat.reports.report import markdown_table, markdown_to_html
+from gpt2chat.markdown import markdown_table
+from gpt2chat.reports.report import markdown_to_html
 
 
 def test_markdown_table_formats_aligns_and_escapes():

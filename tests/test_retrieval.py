@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from unittest import mock
 
 import numpy as np
 import pytest
 
 from gpt2chat import settings
-from gpt2chat.search import ranking, retrieval
+from gpt2chat.search import ranking, retrieval_eval
 from gpt2chat.corpus.data import load_records
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import IndexSettings, Passage, RetrievalIndex, cache_key
@@ -180,27 +179,19 @@ def test_load_refuses_an_index_built_for_another_key(small_tree, private_cache):
         RetrievalIndex.load(private_cache / built.key, "0" * 20)
 
 
-def test_get_index_is_built_once_per_process(small_tree, private_cache):
-    retrieval.get_index.cache_clear()
-    try:
-        assert retrieval.get_index(str(small_tree)) is retrieval.get_index(str(small_tree))
-    finally:
-        retrieval.get_index.cache_clear()
-
-
 def test_command_line(small_tree, private_cache, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        retrieval.main(["--help"])
+        retrieval_eval.main(["--help"])
     assert exit_info.value.code == 0 and "--eval" in capsys.readouterr().out
-    assert retrieval.main(["how is angina treated", "--data", str(small_tree), "-k", "2"]) == 0
+    assert retrieval_eval.main(["how is angina treated", "--data", str(small_tree), "-k", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Q: how is angina treated") and "foci: Angina" and "treatment" in out
+    assert out.startswith("Q: how is angina treated\n   foci: Angina (") and "\n   types: treatment (" in out
     assert "\n1. Angina" in out and "2. " in out and "http" in out
-    assert retrieval.main(["and what causes it?", "--history", "how is angina treated", "--data", str(small_tree)]) == 0
+    assert retrieval_eval.main(["and what causes it?", "--history", "how is angina treated", "--data", str(small_tree)]) == 0
     assert "carried over" in capsys.readouterr().out
-    assert retrieval.main(["how much aspirin should I take", "--data", str(small_tree)]) == 0
+    assert retrieval_eval.main(["how much aspirin should I take", "--data", str(small_tree)]) == 0
     assert "No NIH answer found; MedlinePlus search: https://medlineplus.gov/search/?query=" in capsys.readouterr().out
-    assert retrieval.main(["--eval", "--data", str(small_tree)]) == 0
+    assert retrieval_eval.main(["--eval", "--data", str(small_tree)]) == 0
     out = capsys.readouterr().out
     assert "top-1" in out and "p50" in out and "Index build" in out
 
@@ -208,9 +199,7 @@ def test_command_line(small_tree, private_cache, capsys):
 def test_full_collection_index(medquad_dir, monkeypatch):
     """The real knowledge base, from the repository's cache (built here on first run, in about 60 s)."""
     monkeypatch.undo()  # the full RQE train split, as the app builds it
-    started = time.perf_counter()
-    index = RetrievalIndex.load_or_build(medquad_dir)
-    assert time.perf_counter() - started < 120
+    index = RetrievalIndex.load_or_build(medquad_dir)  # its build time: gpt2chat eval retrieval medquad
     assert len(index) > 16000  # 16,375 answered pairs at the time of writing
     for question, focus in PARAPHRASES[:6]:
         assert focus.lower() in [p.focus.lower() for p in index.search(question, k=3)], question

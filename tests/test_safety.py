@@ -8,6 +8,7 @@ import unicodedata
 
 import pytest
 
+from gpt2chat.cli import run
 from gpt2chat.guard.emergency import default_detector, load_labelled_set, training_rows
 from gpt2chat.guard.emergency_eval import latency_ms
 from gpt2chat.guard.safety import (
@@ -18,11 +19,14 @@ from gpt2chat.guard.safety import (
     InputProblem,
     SafetyPolicy,
     SafetyVerdict,
-    assess,
     check_input,
-    default_policy,
-    main,
 )
+
+
+def assess(message: str) -> SafetyVerdict:
+    """The verdict of the policy the app builds (ChatEngine.build): the trained detector behind SafetyPolicy."""
+    return SafetyPolicy(default_detector()).assess(message)
+
 
 EMERGENCIES = [
     "I have crushing chest pain and I can't catch my breath",
@@ -305,11 +309,11 @@ def test_the_classifier_catches_what_the_rules_miss_and_the_veto_holds():
     assert always_fires.assess("I'm not having a heart attack, right?").category is None  # ... and denials
 
 
-def test_the_default_policy_is_built_once_and_is_fast():
-    assert default_policy() is default_policy() and default_policy().emergencies is default_detector()
+def test_the_default_detector_is_trained_once_and_the_policy_is_fast():
+    assert default_detector() is default_detector()
     texts = [m.text for m in load_labelled_set() if m.split == "test"][:60]
-    _, p95_cpu = latency_ms(default_policy().assess, texts, repeats=2)["cpu"]
-    assert p95_cpu < 10
+    _, p95_cpu = latency_ms(SafetyPolicy(default_detector()).assess, texts, repeats=2)["cpu"]
+    assert p95_cpu < 50  # CPU ms per message, p95: 1.8 measured (2 shared cores); gpt2chat eval safety reports it
 
 
 def test_a_malformed_labelled_set_names_the_line(tmp_path):
@@ -317,20 +321,20 @@ def test_a_malformed_labelled_set_names_the_line(tmp_path):
     path.write_text('{"text": "i cant breathe", "kind": "breathing", "split": "train"}\n{"text": "x", "kind": "flu"}\n')
     with pytest.raises(ValueError, match=r"set\.jsonl:2"):
         load_labelled_set(path)
-    assert main(["--eval", "--set", str(path)]) == 2  # a clear error, no traceback
+    assert run("safety", ["--eval", "--set", str(path)]) == 2  # a clear error, no traceback
 
 
 def test_the_eval_command_reports_recall_fpr_and_latency(tmp_path, capsys):
-    assert main(["--eval", "--repeats", "1", "--consumer-qa", str(tmp_path)]) == 0
+    assert run("safety", ["--eval", "--repeats", "1", "--consumer-qa", str(tmp_path)]) == 0
     report = capsys.readouterr().out
     for expected in ("recall: all emergencies", "false-positive rate", "rules + classifier (app)", "recall: suicide",
                      "Right extra line", "p95", "Consumer questions: none found", "| Spanish", "| French",
                      "| conversations", "call-now line in language"):
         assert expected in report
     with pytest.raises(SystemExit) as exit_info:
-        main(["--help"])
+        run("safety", ["--help"])
     assert exit_info.value.code == 0 and "--eval" in capsys.readouterr().out
-    assert main(["my friend OD'd"]) == 0 and "category: emergency" in capsys.readouterr().out
+    assert run("safety", ["my friend OD'd"]) == 0 and "category: emergency" in capsys.readouterr().out
 
 
 # Issue 23: emergencies outside short plain English, with the call-now line in the message's language.

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gpt2chat import settings
 from gpt2chat.reports import slides
 from gpt2chat.serving import feedback_report
 
-LIVRABLES = settings.REPO_ROOT / "livrables"
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+LIVRABLES = CHECKOUT / "livrables"
 
 
 def reopen(path: Path):
@@ -45,7 +46,7 @@ def digest(path: Path) -> str:
 
 def test_deck_from_the_repository_livrables_shows_their_figures(tmp_path):
     sources = slides.DeckSources(livrables=LIVRABLES, model_dir=tmp_path / "no-model",
-                                 screenshot=settings.REPO_ROOT / "docs" / "screenshot.png")
+                                 screenshot=CHECKOUT / "docs" / "screenshot.png")
     report = slides.build(sources, tmp_path / "deck.pptx")
     deck = reopen(report.path)
     assert len(deck.slides) == report.slides >= 8
@@ -90,7 +91,7 @@ def full_sources(tmp_path):
              "shown": "model"} for d in range(4)]
     feedback_report.write_report(rows, livrables)
     return slides.DeckSources(livrables=livrables, model_dir=run,
-                              screenshot=settings.REPO_ROOT / "docs" / "screenshot.png")
+                              screenshot=CHECKOUT / "docs" / "screenshot.png")
 
 
 def test_every_section_appears_when_its_source_exists(full_sources, tmp_path):

@@ -8,16 +8,18 @@ import dataclasses
 import importlib.util
 import random
 import sys
+from pathlib import Path
 
 import pytest
 
-from gpt2chat import settings
 from gpt2chat.serving import server
-from gpt2chat.guard.masking import PIIMasker, get_masker
+from gpt2chat.guard.masking import PIIMasker
+
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def _load_soak():
-    spec = importlib.util.spec_from_file_location("soak", settings.REPO_ROOT / "benchmarks" / "soak.py")
+    spec = importlib.util.spec_from_file_location("soak", CHECKOUT / "benchmarks" / "soak.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -69,10 +71,9 @@ def test_served_app_reports_an_app_that_exits_with_its_log(tmp_path):
             pass
 
 
-def test_masking_new_words_leaves_spacy_vocabulary_as_it_was():
+def test_masking_new_words_leaves_spacy_vocabulary_as_it_was(masker):
     """A server masks endless new words (names, typos, brands); spaCy kept every one in its StringStore (668 strings
     over 1,000 calls in benchmarks/memory_trace.py) until the masker ran inside ``nlp.memory_zone()``."""
-    masker = get_masker()
     rng = random.Random(0)
 
     def word() -> str:

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from gpt2chat.modeling.sweep import main, parse_variant, run_name, write_report
+from gpt2chat.cli import run
+from gpt2chat.modeling.sweep import parse_variant, run_name, write_report
 
 # Ten steps on 60 pairs: the sweep's mechanics, not the quality of a recipe.
 _QUICK = "tiny+steps=10+eval_interval=5+warmup_steps=2+max_records=60+eval_rows=4"
@@ -26,7 +27,7 @@ def test_variants_are_recipes_with_typed_changes():
 
 
 def test_bad_variant_fails_before_any_training(tmp_path, capsys):
-    assert main(["--recipes", "tiny,tiny+sibling_fraction=2", "--runs", str(tmp_path / "runs"),
+    assert run("sweep", ["--recipes", "tiny,tiny+sibling_fraction=2", "--runs", str(tmp_path / "runs"),
                  "--report", str(tmp_path / "opt.md")]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
@@ -60,7 +61,7 @@ def test_report_tabulates_each_variant_and_chooses_within_the_budget(tmp_path):
 
 def test_sweep_writes_the_report_from_the_runs_metrics(tmp_path, medquad_dir):
     report = tmp_path / "livrables" / "optimisation.md"
-    assert main(["--recipes", ",".join(VARIANTS), "--runs", str(tmp_path / "runs"), "--report", str(report),
+    assert run("sweep", ["--recipes", ",".join(VARIANTS), "--runs", str(tmp_path / "runs"), "--report", str(report),
                  "--data", str(medquad_dir), "--budget-minutes", "60"]) == 0
     text = report.read_text()
     metrics = [json.loads((tmp_path / "runs" / run_name(v) / "metrics.json").read_text()) for v in VARIANTS]
@@ -79,7 +80,7 @@ def test_sweep_writes_the_report_from_the_runs_metrics(tmp_path, medquad_dir):
 
     metrics_file = tmp_path / "runs" / run_name(VARIANTS[0]) / "metrics.json"
     written = metrics_file.stat().st_mtime_ns
-    assert main(["--recipes", VARIANTS[0], "--runs", str(tmp_path / "runs"), "--report", str(report),
+    assert run("sweep", ["--recipes", VARIANTS[0], "--runs", str(tmp_path / "runs"), "--report", str(report),
                  "--data", str(medquad_dir)]) == 0  # a finished variant is reused, not trained again
     assert metrics_file.stat().st_mtime_ns == written
     assert table_rows(report.read_text())[f"`{VARIANTS[0]}`"][0] == f"{metrics[0]['best_val_loss']:.3f}"

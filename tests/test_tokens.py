@@ -11,7 +11,7 @@ import pytest
 
 from gpt2chat import settings
 from gpt2chat.corpus.data import focus_key
-from gpt2chat.chat.prompt import REFERENCE_PREFIX, reference_passage, training_example
+from gpt2chat.modeling.prompt import REFERENCE_PREFIX, reference_passage, training_example
 from gpt2chat.search.retrieval import Passage, RetrievalIndex
 from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
 from gpt2chat.modeling.tokens import (

@@ -1,6 +1,5 @@
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +8,8 @@ import time
 import pytest
 
 from gpt2chat.modeling.model import load_preset
-from gpt2chat.modeling.train import TrainConfig, main, train
+from gpt2chat.cli import run
+from gpt2chat.modeling.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,9 @@ def test_other_settings_in_the_same_directory_are_refused(tiny_run):
 
 
 def test_bad_arguments_give_one_line_errors(tmp_path, capsys):
-    assert main(["--output", str(tmp_path), "--steps", "25", "--eval-interval", "10"]) == 2
+    assert run("train", ["--output", str(tmp_path), "--steps", "25", "--eval-interval", "10"]) == 2
     assert "multiple of --eval-interval" in capsys.readouterr().err
-    assert main(["--output", str(tmp_path), "--data", str(tmp_path / "missing")]) == 2
+    assert run("train", ["--output", str(tmp_path), "--data", str(tmp_path / "missing")]) == 2
     assert "MedQuAD not found" in capsys.readouterr().err
 
 
@@ -106,13 +106,13 @@ def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, small_medquad):
 def test_a_diverging_run_stops_at_once_and_the_corrected_command_runs(tmp_path, small_medquad, capsys):
     args = ["--recipe", "tiny", "--output", str(tmp_path / "run"), "--data", str(small_medquad), "--steps", "10",
             "--warmup-steps", "2"]
-    assert main([*args, "--learning-rate", "10000"]) == 2
+    assert run("train", [*args, "--learning-rate", "10000"]) == 2
     err = capsys.readouterr().err.splitlines()[-1]  # after the loader's progress bar
     assert err.startswith("error: training diverged at step") and "lower --learning-rate" in err, err
     step = int(err.split("at step ")[1].split()[0])
     assert step < 10  # stopped where it diverged, not at the end of the run
     assert not (tmp_path / "run" / "training_config.json").exists()
-    assert main(args) == 0  # the corrected command is not refused as "a run with other settings"
+    assert run("train", args) == 0  # the corrected command is not refused as "a run with other settings"
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["history"][-1]["step"] == 10
 
 
@@ -128,7 +128,7 @@ def test_a_diverging_run_stops_at_once_and_the_corrected_command_runs(tmp_path, 
 def test_rejected_flags_are_one_line_errors_that_write_no_run_settings(tmp_path, small_medquad, capsys,
                                                                                 flags, message):
     output = tmp_path / "run"
-    assert main(["--recipe", "tiny", "--output", str(output), "--data", str(small_medquad), *flags]) == 2
+    assert run("train", ["--recipe", "tiny", "--output", str(output), "--data", str(small_medquad), *flags]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not (output / "training_config.json").exists()
@@ -137,7 +137,7 @@ def test_rejected_flags_are_one_line_errors_that_write_no_run_settings(tmp_path,
 @pytest.mark.parametrize("output", ["a_file", "a_file/run"])
 def test_output_at_or_under_a_file_is_a_one_line_error(tmp_path, small_medquad, capsys, output):
     (tmp_path / "a_file").write_text("mine")
-    assert main(["--recipe", "tiny", "--output", str(tmp_path / output), "--data", str(small_medquad)]) == 2
+    assert run("train", ["--recipe", "tiny", "--output", str(tmp_path / output), "--data", str(small_medquad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is a file" in err and (tmp_path / "a_file").read_text() == "mine"
 

@@ -17,7 +17,7 @@ from gpt2chat.chat.engine import MODEL_ANSWER, ChatReply, Source
 from gpt2chat.serving.server import AppDidNotStart, served_app
 from gpt2chat.serving.ui import REPLY_DISCLAIMER, answer_of
 
-REPO_ROOT = settings.REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the checkout: its app.py
 MARKDOWN_LINK = re.compile(r"\[[^\]]+\]\(https?://[^)\s]+\)")
 SOURCES_LINE = re.compile(r"^\*\*Sources?:\*\* \[[^\]]+ — [^\]]+\]\(https?://", re.M)
 BOOT_TIMEOUT_S = 420  # TensorFlow import, model, masker, index and warm-up on 2 shared cores
@@ -152,11 +152,31 @@ def test_chat_streams_a_growing_reply_with_sources_and_disclaimer(tiny_engine, s
     assert REPLY_DISCLAIMER in outputs[-1]
 
 
+class RecordingEngine:
+    """The engine, with what the UI asks of it recorded."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.streamed = []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def stream(self, message, history, *, grounded, sampling):
+        self.streamed.append((message, history, grounded, sampling.max_new_tokens))
+        return self.engine.stream(message, history, grounded=grounded, sampling=sampling)
+
+
 def test_chat_passes_history_and_grounding_switch(tiny_engine, sample_records):
-    chat = ui.make_chat_fn(tiny_engine)
+    engine = RecordingEngine(tiny_engine)
+    chat = ui.make_chat_fn(engine)
     history = [{"role": "user", "content": "What is gout?"}, {"role": "assistant", "content": "A kind of arthritis."}]
-    last = list(chat(_question(sample_records), history, 0.0, 16, False, False))[-1]
-    assert SOURCES_LINE.search(last) and REPLY_DISCLAIMER in last  # answers are always checked against a cited page
+    question = _question(sample_records)
+    for grounded in (False, True):
+        last = list(chat(question, history, 0.0, 16, grounded, False))[-1]
+        assert SOURCES_LINE.search(last) and REPLY_DISCLAIMER in last  # answers are always checked against a cited page
+    turns = [ui.Turn("What is gout?", "A kind of arthritis.")]
+    assert engine.streamed == [(question, turns, False, 16), (question, turns, True, 16)]
 
 
 def test_masking_note_and_show_masked_switch(tiny_engine):

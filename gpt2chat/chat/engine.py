@@ -28,12 +28,12 @@ from typing import Iterator, Sequence
 
 from gpt2chat import settings
 from gpt2chat.chat.copybias import CopyBias, gpt2_opens_with
+from gpt2chat.chat.gate import GateResult, compare_answers, gate_pairs
 from gpt2chat.chat.grounding import (ExtractConfig, answer_candidates, answer_openers, choose_sentences,
                                      extractive_answer, is_degenerate, split_sentences, verify)
-from gpt2chat.chat.prompt import answer_ends, build_prompt, clean_answer, reference_passage
-from gpt2chat.chat.gate import GateResult, compare_answers, gate_pairs
 from gpt2chat.corpus.sites import current_url
 from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, StreamingGenerator, TokenStreamer
+from gpt2chat.modeling.prompt import answer_ends, build_prompt, clean_answer, reference_passage
 from gpt2chat.modeling.selection import SentenceScorer, section_starts
 
 log = logging.getLogger(__name__)
@@ -157,14 +157,14 @@ class AnswerModel:
 
 
 class ChatEngine:
-    def __init__(self, causal_lm, index, *, masker, safety, config: EngineConfig = EngineConfig(),
+    def __init__(self, causal_lm, index, *, masker, safety, config: EngineConfig | None = None,
                  generator: TokenStreamer | None = None):
         """Collaborators are passed in; ``ChatEngine.build`` loads the defaults. ``causal_lm`` may be None.
         ``generator``: a ready one (e.g. ``gpt2chat.modeling.export.load_exported_generator``) instead of Keras's.
         A model given here is loaded but not served until ``gate`` (or ``serve_ungated``) says so."""
+        config = self.config = config or EngineConfig()  # built here, not at import: it reads $GPT2CHAT_MODEL
         if config.answer_mode not in ("select", "generate"):
             raise ValueError(f"answer_mode must be 'select' or 'generate', not {config.answer_mode!r}")
-        self.config = config
         self.index = index
         self.masker = masker
         self.safety = safety
@@ -181,25 +181,29 @@ class ChatEngine:
         return self.model.generator if self.model else None
 
     @classmethod
-    def build(cls, config: EngineConfig = EngineConfig(), *, causal_lm=None, index=None, masker=None,
+    def build(cls, config: EngineConfig | None = None, *, causal_lm=None, index=None, masker=None,
               safety=None) -> "ChatEngine":
-        """The engine with every collaborator not passed in loaded once per process (masker and index on a
-        thread while the model loads). ``config.model=None`` and no ``causal_lm``: extracts only."""
+        """The composition root: builds every collaborator not passed in (masker and index on a thread while the
+        model loads) and passes them to the engine. ``config.model=None`` and no ``causal_lm``: extracts only."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from gpt2chat.guard.masking import get_masker
-        from gpt2chat.guard.safety import default_policy
+        from gpt2chat.guard.emergency import default_detector
+        from gpt2chat.guard.masking import PIIMasker
+        from gpt2chat.guard.safety import SafetyPolicy
+
+        config = config or EngineConfig()
 
         def masker_and_index():
-            from gpt2chat.search.retrieval import RetrievalIndex, get_index
+            from gpt2chat.search.retrieval import RetrievalIndex
 
-            loaded_masker = masker or get_masker()  # Presidio and spaCy now rather than on the first message
-            loaded_safety = safety or default_policy()  # the emergency classifier trains here (1.0-1.5 s), not later
+            loaded_masker = masker or PIIMasker()  # Presidio and spaCy now rather than on the first message
+            # The emergency classifier trains here (1.0-1.5 s), not on the first message.
+            loaded_safety = safety or SafetyPolicy(default_detector())
             if index is not None:
                 return loaded_masker, loaded_safety, index
             if config.index_dir:
                 return loaded_masker, loaded_safety, RetrievalIndex.load(config.index_dir)
-            return loaded_masker, loaded_safety, get_index(config.data)
+            return loaded_masker, loaded_safety, RetrievalIndex.load_or_build(config.data)
 
         generator = None
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -551,13 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=SamplingConfig.max_new_tokens)
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
-    from gpt2chat.modeling.model import ModelUnavailable
-
-    try:
-        engine = ChatEngine.build(EngineConfig(model=args.model, data=args.data))
-    except (ModelUnavailable, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    engine = ChatEngine.build(EngineConfig(model=args.model, data=args.data))
     status = engine.serve_ungated() if args.no_gate else engine.gate()
     print(status.detail, file=sys.stderr)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)

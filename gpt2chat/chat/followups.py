@@ -158,7 +158,7 @@ def evaluate(records, finder: FollowupFinder, passages) -> str:
     """Classifier agreement with MedQuAD's qtype, and suggestion latency over the given passages."""
     import pandas as pd  # here, not at the top: the UI imports this module at start-up
 
-    from gpt2chat.reports.report import markdown_table
+    from gpt2chat.markdown import markdown_table
 
     agree = collections.Counter()
     totals = collections.Counter()
@@ -193,13 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.question and not args.eval:
         parser.error("give a question or --eval")
     from gpt2chat.corpus import data
-    from gpt2chat.search.retrieval import Passage, get_index
+    from gpt2chat.search.retrieval import Passage, RetrievalIndex
 
-    try:
-        index = get_index(args.data)
-    except data.MedQuADNotFound as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    index = RetrievalIndex.load_or_build(args.data)
     started = time.perf_counter()
     finder = FollowupFinder.from_index(index)
     print(f"grouped {len(index):,} passages into {len(finder):,} foci in "

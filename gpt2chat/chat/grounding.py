@@ -28,59 +28,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Extract", "ExtractConfig", "answer_candidates", "answer_openers", "choose_sentences", "Verification", "Vocabulary", "extractive_answer",
+from gpt2chat.corpus.sentences import (NEGATIONS, answer_candidates, content_words, is_answer_sentence, is_question,
+                                       split_sentences, stop_words, words)
+
+__all__ = ["Extract", "ExtractConfig", "answer_candidates", "answer_openers", "choose_sentences", "Verification",
+           "Vocabulary", "extractive_answer",
            "has_type_cue", "is_answer_sentence", "is_degenerate", "lead_k", "lead_words", "refers_back",
            "split_sentences", "stands_in_answer", "verify"]
 
 # ------------------------------------------------------------------------------------------ sentences and words
-# Words that end with a period without ending a sentence ("e.g. aspirin", "Dr. Smith", "vs. placebo").
-_ABBREVIATIONS = frozenset(
-    "e.g i.e vs cf dr mr mrs ms prof st no nos fig figs approx dept jr sr inc ltd co u.s u.k ph.d m.d al "
-    "mt ft vol ed eds ca".split()
-)
-# A candidate boundary: terminal punctuation (plus closing quotes/brackets), spaces, then something that can start
-# a sentence. Periods inside numbers ("2.5") and words ("e.g.") are never followed by a space, so never split.
-_BOUNDARY = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+(?=["'“‘(\[]?[A-Z0-9])|\s*\n\s*""")
-_WORD = re.compile(r"[a-z0-9]+(?:['’.\-][a-z0-9]+)*")
-NEGATIONS = frozenset("no not nor never none nothing without cannot neither nobody noone nowhere".split())
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` in order, whitespace-trimmed; robust to abbreviations, initials and decimals."""
-    sentences, start = [], 0
-    for boundary in _BOUNDARY.finditer(text or ""):
-        before = text[start: boundary.start()].rstrip()
-        last_word = before.rsplit(None, 1)[-1] if before.split() else ""
-        stem = last_word.rstrip(".!?\"'”’)]").lstrip("(\"'“‘[").lower()
-        if "\n" not in boundary.group() and before.endswith(".") and (
-            stem in _ABBREVIATIONS or (len(stem) == 1 and stem.isalpha())  # "J. Smith", "vitamin B. ..."
-        ):
-            continue
-        if before.strip():
-            sentences.append(before.strip())
-        start = boundary.end()
-    tail = (text or "")[start:].strip()
-    if tail:
-        sentences.append(tail)
-    return sentences
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens (letters and digits, with inner apostrophes, hyphens and decimal points)."""
-    return _WORD.findall((text or "").lower())
-
-
-@functools.lru_cache(maxsize=1)
-def stop_words() -> frozenset[str]:
-    """scikit-learn's English stop words (the Glasgow IR list) without the negations."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return frozenset(ENGLISH_STOP_WORDS) - NEGATIONS
-
-
-def content_words(tokens: Iterable[str]) -> list[str]:
-    stops = stop_words()
-    return [t for t in tokens if t not in stops]
 
 
 # ------------------------------------------------------------------------------------------ the support check
@@ -222,22 +178,6 @@ def verify(
                 support = dataclasses.replace(support, supported=False)
         checked.append(support)
     return Verification(tuple(checked))
-
-
-def is_question(sentence: str) -> bool:
-    """A question-like heading ("What are the signs of glaucoma?"): never an answer, whatever it copies."""
-    return sentence.rstrip().endswith("?")
-
-
-def is_answer_sentence(sentence: str, thresholds: SupportThresholds = DEFAULT_THRESHOLDS) -> bool:
-    """Whether ``sentence``, copied verbatim, can be shown as an answer sentence: the support check accepts it
-    against itself (at least 5 words, ``min_content_words`` content words), it is not a question and its brackets
-    close. "Yes.", "Nutrition.", "What is glaucoma?" or "(Watch the video to learn more about glaucoma." (half of a
-    parenthesis the splitter cut) copied from a passage can only be dropped, so neither copy decoding
-    (``gpt2chat.chat.copybias``) nor the extract ever picks them."""
-    brackets_close = sentence.count("(") == sentence.count(")") and sentence.count("[") == sentence.count("]")
-    return (brackets_close and not is_question(sentence)
-            and sentence_support(sentence, [words(sentence)], thresholds).supported)
 
 
 # A sentence that points back to what came before it means what its passage means only right after the sentence it
@@ -405,23 +345,6 @@ def extractive_answer(
     return choose_sentences(candidates, scores, max_sentences=max_sentences, max_chars=max_chars)
 
 
-def answer_candidates(passages: Sequence[str], *, max_chars: int = 600,
-                      per_passage: int | None = None) -> list[tuple[int, int, str]]:
-    """(passage, sentence number, text) of every sentence that may be shown as an answer sentence
-    (``is_answer_sentence``, at most ``max_chars`` long), the first ``per_passage`` of each passage (None: all): the
-    one candidate list for the extract, the model's sentence selection and its training."""
-    candidates = []
-    for p, passage in enumerate(passages):
-        kept = 0
-        for s, sentence in enumerate(split_sentences(passage)):
-            if per_passage is not None and kept >= per_passage:
-                break
-            if len(sentence) <= max_chars and is_answer_sentence(sentence):
-                candidates.append((p, s, sentence))
-                kept += 1
-    return candidates
-
-
 def choose_sentences(candidates: Sequence[tuple[int, int, str]], scores: Sequence[float], *, max_sentences: int,
                      max_chars: int, min_score: float | None = None) -> Extract:
     """The best-scored candidates, whole, in passage order: at most ``max_sentences`` within ``max_chars`` in all,
@@ -538,38 +461,3 @@ def is_degenerate(
         if vocabulary.unseen_bigram_rate(tokens) > thresholds.unseen_bigrams:
             return Degeneracy("word salad")
     return Degeneracy(None)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(
-        prog="python -m gpt2chat.grounding",
-        description="Calibrate and report the grounding checks on MedQuAD (see gpt2chat/chat/grounding_eval.py).")
-    parser.add_argument("--calibrate", action="store_true", required=True,
-                        help="measure the support check, the degenerate-answer test and the extract; print thresholds")
-    parser.add_argument("--data", help="MedQuAD directory (default: $GPT2CHAT_MEDQUAD or ../shared/medquad)")
-    parser.add_argument("--limit", type=int, default=400, help="answers sampled per split (default: 400)")
-    parser.add_argument("--precision", type=float, default=0.99,
-                        help="minimum precision of the support check when choosing thresholds (default: 0.99)")
-    parser.add_argument("--false-positive", type=float, default=0.005,
-                        help="share of real answers the degenerate test may flag (default: 0.005)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    from gpt2chat.corpus.data import MedQuADNotFound
-    from gpt2chat.chat.grounding_eval import calibrate
-
-    if args.limit < 1 or not 0 < args.precision <= 1 or not 0 <= args.false_positive < 1:
-        parser.error("--limit must be >= 1, --precision in (0, 1], --false-positive in [0, 1)")
-    try:
-        print(calibrate(args.data, limit=args.limit, min_precision=args.precision,
-                        false_positive=args.false_positive, seed=args.seed))
-    except MedQuADNotFound as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -64,7 +64,7 @@ class LoadReport:
     def table(self) -> str:
         import pandas as pd
 
-        from gpt2chat.reports.report import markdown_table
+        from gpt2chat.markdown import markdown_table
 
         per_source = self.frame()
         total = pd.DataFrame([{"subset": "**total**", **per_source.drop(columns="subset").sum()}])
@@ -382,12 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2chat.data", description=__doc__.split("\n")[0])
     parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        records, report = load_records(args.data, progress=True)
-    except MedQuADNotFound as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    records, report = load_records(args.data, progress=True)
     print(report.table())
     print(f"\n{len(records)} answered pairs, {len({focus_key(r.focus) for r in records if r.focus})} distinct foci")
     return 0

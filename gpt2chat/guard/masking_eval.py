@@ -2,8 +2,9 @@
 
 Usage::
 
-    python -m gpt2chat.masking_eval                # P/R/F1 per type, medical false positives, latency
-    python -m gpt2chat.masking --eval              # the same report (alias kept for the README's command)
+    python -m gpt2chat.masking --eval              # P/R/F1 per type, medical false positives, latency
+    python -m gpt2chat.masking_eval                # the same report
+    python -m gpt2chat.masking "My email is jane@example.com"   # one message's masked text (this module's main)
 
 The set (``resources/pii_eval.jsonl``) holds one sentence a line with its gold spans,
 ``{"text": ..., "entities": [{"type", "start", "end"}]}``; sentences without entities are medical negatives
@@ -17,7 +18,6 @@ import dataclasses
 import json
 import logging
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -31,7 +31,7 @@ from gpt2chat.guard.masking import (
     Finding,
     MaskerConfig,
     OfflineEmailRecognizer,
-    get_masker,
+    PIIMasker,
     nlp_engine,
     resolve_overlaps,
 )
@@ -144,7 +144,7 @@ def format_report(title: str, report: EvalReport) -> str:
 
 def run_eval(path: Path = EVAL_SET) -> str:
     rows = load_eval_set(path)
-    masker = get_masker()
+    masker = PIIMasker()
     baseline = presidio_defaults_analyzer()
     for analyze in (masker.analyze, baseline):
         analyze(rows[0]["text"])  # warm-up: first-call lazy loading is not per-message latency
@@ -159,17 +159,29 @@ def run_eval(path: Path = EVAL_SET) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpt2chat.masking_eval", description=__doc__.split("\n")[0])
-    parser.add_argument("--eval-file", type=Path, default=EVAL_SET, help="JSONL evaluation set")
+    """The masking command: mask one message, or (--eval) score the masker."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gpt2chat.masking", description="Mask the PII of a message, or score the masker (--eval).",
+        epilog="Example: python -m gpt2chat.masking \"I'm Jane Doe, born on 04/02/1961, with Crohn's disease\"",
+    )
+    parser.add_argument("text", nargs="?", help="a message to mask")
+    parser.add_argument("--eval", action="store_true",
+                        help="score the masker and Presidio's defaults on resources/pii_eval.jsonl "
+                             "(the same as python -m gpt2chat.masking_eval)")
+    parser.add_argument("--eval-file", type=Path, help="JSONL evaluation set (with --eval; default: %s)" % EVAL_SET.name)
     args = parser.parse_args(argv)
+    if not args.eval:
+        if args.text is None or args.eval_file is not None:
+            parser.error("give a text to mask, or --eval [--eval-file FILE]")
+        result = PIIMasker().mask(args.text)
+        print(result.text)
+        print(result.summary() + (" (truncated)" if result.truncated else ""))
+        return 0
+    eval_file = args.eval_file or EVAL_SET
     try:
-        rows_text = run_eval(args.eval_file)
+        rows_text = run_eval(eval_file)
     except (OSError, ValueError, KeyError, TypeError) as error:
         # JSON errors name a line and column, never the sentence itself.
-        parser.exit(2, f"{parser.prog}: error: cannot read {args.eval_file}: {type(error).__name__}: {error}\n")
+        parser.exit(2, f"{parser.prog}: error: cannot read {eval_file}: {type(error).__name__}: {error}\n")
     print(rows_text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

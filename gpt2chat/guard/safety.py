@@ -1,11 +1,12 @@
 """Safety checks the chat engine runs on every (already PII-masked) user message before anything is generated.
 
 Usage:
-    from gpt2chat.guard.safety import assess, check_input
+    from gpt2chat.guard.emergency import default_detector
+    from gpt2chat.guard.safety import SafetyPolicy, check_input
 
     urgent = default_policy().emergency(raw_message, earlier_user_messages, mask)   # first: any length/language
     text, problem = check_input(raw_message)      # cleaned text, or a polite InputProblem to show instead
-    verdict = assess(masked_text)                  # emergency / personal_dosing / diagnosis / None
+    verdict = SafetyPolicy(default_detector()).assess(masked_text)   # emergency / dosing / diagnosis / None
     if verdict.category:
         show(verdict.reply)                        # shown before any answer
         if verdict.blocks_answer:                  # emergencies: the reply is the whole answer
@@ -26,11 +27,8 @@ continues that text, so the engine answers such messages like any other (tests/t
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import functools
 import re
-import sys
 import unicodedata
 from pathlib import Path
 from typing import Callable, Sequence
@@ -127,11 +125,6 @@ _DIAGNOSIS = re.compile(
     r"\bis this (?:cancer|serious|something serious)\b",
     _FLAGS,
 )
-
-
-def assess(message: str) -> SafetyVerdict:
-    """``default_policy().assess``: the first category that applies (emergency, personal dosing, diagnosis)."""
-    return default_policy().assess(message)
 
 
 # ------------------------------------------------------------------------------------------------ input checking
@@ -281,53 +274,3 @@ class SafetyPolicy:
         if _DIAGNOSIS.search(masked_text):
             return SafetyVerdict(DIAGNOSIS, DIAGNOSIS_REPLY)
         return SAFE
-
-
-@functools.cache
-def default_policy() -> SafetyPolicy:
-    """The process-wide policy; its emergency classifier is trained once, on the first call (``default_detector``)."""
-    return SafetyPolicy(default_detector())
-
-
-def main(argv: list[str] | None = None) -> int:
-    from gpt2chat.guard.emergency_eval import CONSUMER_QA_DIR, run_evaluation
-
-    parser = argparse.ArgumentParser(
-        prog="python -m gpt2chat.safety",
-        description="Assess one message, or (--eval) measure emergency detection on the held-out labelled messages.",
-    )
-    parser.add_argument("message", nargs="?", help="a message to assess: prints the category and reply")
-    parser.add_argument("--eval", action="store_true",
-                        help="recall per kind and false-positive rate on the held-out split, for the rules alone, "
-                             "the classifier alone and both; the reply's extra lines; latency per message")
-    parser.add_argument("--set", type=Path, default=SET_PATH, help="labelled set for --eval (jsonl: text, kind, split)")
-    parser.add_argument("--consumer-qa", type=Path, default=CONSUMER_QA_DIR,
-                        help="MEDIQA 2019 folder whose real consumer questions (not emergencies) give a flag rate; "
-                             "skipped when missing")
-    parser.add_argument("--repeats", type=int, default=5, help="passes over the held-out messages when timing")
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
-    if args.eval:
-        try:
-            print(run_evaluation(args.set, consumer_qa=args.consumer_qa, repeats=args.repeats))
-        except (OSError, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        return 0
-    if not args.message:
-        parser.print_help()
-        return 0
-    text, problem = check_input(args.message)
-    if problem:
-        print(f"input problem ({problem.code}): {problem.reply}")
-        return 1
-    verdict = default_policy().assess(text)
-    print(f"category: {verdict.category or 'none (answered)'}")
-    if verdict.reply:
-        print(verdict.reply)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@
 The preset stays the source of truth: the export is written beside it (``rundir.EXPORT_DIR``) with a manifest
 that fingerprints the weights it was made from, so a retrained model is never served from a stale export (the
 engine then falls back to Keras). ``--check N`` measures the export against the Keras model on N held-out
-test questions (``gpt2chat.modeling.export_check``).
+test questions (``gpt2chat.modeling.export_check``, which holds the export command).
 
     python -m gpt2chat.export models/default                 # int8 weights (the default)
     python -m gpt2chat.export models/default --weights f32 --check 50
@@ -18,7 +18,6 @@ From Python::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -26,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from gpt2chat.errors import CommandError
 from gpt2chat.modeling import rundir
 from gpt2chat.modeling.openvino_gpt2 import DEFAULT_THREADS, WEIGHT_FORMATS
 
@@ -33,7 +33,7 @@ FORMATS = ("openvino",)
 log = logging.getLogger(__name__)
 
 
-class ExportError(RuntimeError):
+class ExportError(RuntimeError, CommandError):
     """An export that cannot be made or loaded (no preset, no export, a stale or unreadable one)."""
 
 
@@ -160,37 +160,3 @@ def export_and_load(model_dir: str | Path, causal_lm, context_length: int | None
     except (ExportError, RuntimeError, OSError) as error:  # OpenVINO raises RuntimeError
         log.warning("serving with Keras: the export of %s failed (%s)", model_dir, error)
         return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpt2chat.export", description=__doc__.split("\n")[0])
-    parser.add_argument("model_dir", help="a Keras-Hub preset / run directory (e.g. models/default)")
-    parser.add_argument("--format", choices=FORMATS, default="openvino", help="the serving runtime")
-    parser.add_argument("--weights", choices=WEIGHT_FORMATS, default="int8",
-                        help="int8: per-row symmetric int8 matrices (default, ~4x smaller, faster); "
-                             "f32: exact float weights")
-    parser.add_argument("--check", type=int, metavar="N", default=0,
-                        help="then compare with the Keras model on N held-out test questions: greedy token "
-                             "agreement and perplexity per answer token")
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="greedy tokens per question for --check")
-    parser.add_argument("--data", help="MedQuAD directory for --check (default: settings.medquad_dir())")
-    parser.add_argument("--no-export", action="store_true", help="only --check the existing export")
-    args = parser.parse_args(argv)
-    if args.check < 0 or args.max_new_tokens < 1:
-        parser.error("--check must be >= 0 and --max-new-tokens >= 1")
-    try:
-        if not args.no_export:
-            export_model(args.model_dir, args.weights, quiet=False)
-        if args.check:
-            from gpt2chat.modeling.export_check import check_export, check_table
-
-            print(check_table(check_export(args.model_dir, args.check, max_new_tokens=args.max_new_tokens,
-                                           data=args.data)))
-    except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
 """How closely an export serves like its Keras model, on held-out test questions (``python -m gpt2chat.export
-MODEL_DIR --check N``).
+MODEL_DIR --check N``); this module's ``main`` is the export command.
 
 Each question gets the grounded prompt the engine builds (its own NIH passage as the reference). Measured:
 
@@ -11,11 +11,15 @@ Each question gets the grounded prompt the engine builds (its own NIH passage as
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 
-from gpt2chat.reports.metrics import perplexity
+from gpt2chat.markdown import markdown_table
+from gpt2chat.modeling.export import FORMATS, export_model
+from gpt2chat.modeling.openvino_gpt2 import WEIGHT_FORMATS
+from gpt2chat.modeling.rundir import perplexity
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -73,7 +77,7 @@ def check_export(model_dir: str | Path, count: int = 50, *, max_new_tokens: int 
     from gpt2chat.modeling.export import load_exported_generator, read_manifest
     from gpt2chat.modeling.generation import SamplingConfig, StreamingGenerator
     from gpt2chat.modeling.model import load_preset
-    from gpt2chat.chat.prompt import build_prompt, reference_passage
+    from gpt2chat.modeling.prompt import build_prompt, reference_passage
 
     manifest = read_manifest(model_dir)
     causal_lm = load_preset(model_dir)
@@ -108,8 +112,6 @@ def check_export(model_dir: str | Path, count: int = 50, *, max_new_tokens: int 
 
 def check_table(figures: dict) -> str:
     """The figures as a Markdown table."""
-    from gpt2chat.reports.report import markdown_table
-
     import pandas as pd
 
     row = {
@@ -120,3 +122,29 @@ def check_table(figures: dict) -> str:
         "change": f"{figures['perplexity_change']:+.3%}", "answer tokens": figures["answer_tokens"],
     }
     return markdown_table(pd.DataFrame([row]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The export command: export a run directory, and/or --check the export against Keras."""
+    parser = argparse.ArgumentParser(prog="python -m gpt2chat.export", description="Export a Keras-Hub GPT-2 preset (a run directory) to OpenVINO for fast CPU serving; --check it.")
+    parser.add_argument("model_dir", help="a Keras-Hub preset / run directory (e.g. models/default)")
+    parser.add_argument("--format", choices=FORMATS, default="openvino", help="the serving runtime")
+    parser.add_argument("--weights", choices=WEIGHT_FORMATS, default="int8",
+                        help="int8: per-row symmetric int8 matrices (default, ~4x smaller, faster); "
+                             "f32: exact float weights")
+    parser.add_argument("--check", type=int, metavar="N", default=0,
+                        help="then compare with the Keras model on N held-out test questions: greedy token "
+                             "agreement and perplexity per answer token")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="greedy tokens per question for --check")
+    parser.add_argument("--data", help="MedQuAD directory for --check (default: settings.medquad_dir())")
+    parser.add_argument("--no-export", action="store_true", help="only --check the existing export")
+    args = parser.parse_args(argv)
+    if args.check < 0 or args.max_new_tokens < 1:
+        parser.error("--check must be >= 0 and --max-new-tokens >= 1")
+    if not args.no_export:
+        export_model(args.model_dir, args.weights, quiet=False)
+    if args.check:
+        print(check_table(check_export(args.model_dir, args.check, max_new_tokens=args.max_new_tokens,
+                                       data=args.data)))
+    return 0
+

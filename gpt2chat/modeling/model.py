@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from gpt2chat.errors import CommandError
 from gpt2chat.modeling.tokenizer import VOCABULARY_SIZE, gpt2_tokenizer
 
 
@@ -48,7 +49,7 @@ def gpt2_layout_map(device_mesh):
     return layout
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(RuntimeError, CommandError):
     """A preset that cannot be loaded (not downloadable offline, or not a preset directory)."""
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 
@@ -31,6 +32,11 @@ EXPORT_MANIFEST = "export.json"  # what was exported from which weights
 # Settings a run may resume with changed: the devices change where a step runs, not what it computes
 # (the same global batches and loss), so a run started on 2 GPUs can finish on 1.
 RESUMABLE_CHANGES = ("devices", "model_parallel")
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean cross-entropy in nats per token), capped so an untrained model's loss does not overflow."""
+    return math.exp(min(loss, 50.0))
 
 
 def is_preset_dir(path: str | Path) -> bool:

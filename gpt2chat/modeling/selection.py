@@ -35,6 +35,7 @@ import numpy as np
 
 from gpt2chat import settings
 from gpt2chat.corpus.data import QAPair, page_key
+from gpt2chat.corpus.sentences import answer_candidates
 from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
 from gpt2chat.modeling.tokens import PackedTokens
 
@@ -115,9 +116,7 @@ def page_sections(records: Sequence[QAPair]) -> dict[str, list[QAPair]]:
 
 def page_candidates(section_texts: Sequence[str]) -> list[tuple[int, int, str]]:
     """(section, sentence number, text) of a page's candidate sentences, as chat offers them
-    (``gpt2chat.chat.grounding.answer_candidates``, the first ``SECTION_SENTENCES`` of each section)."""
-    from gpt2chat.chat.grounding import answer_candidates
-
+    (``gpt2chat.corpus.sentences.answer_candidates``, the first ``SECTION_SENTENCES`` of each section)."""
     return answer_candidates(section_texts, per_passage=SECTION_SENTENCES)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import os
 import re
 import sys
@@ -25,11 +24,10 @@ import time
 from pathlib import Path
 
 from gpt2chat import settings
-from gpt2chat.reports.metrics import perplexity
-from gpt2chat.modeling.rundir import RunDirectory
+from gpt2chat.modeling.rundir import RunDirectory, perplexity
 
-DEFAULT_REPORT = settings.REPO_ROOT / "livrables" / "optimisation.md"
-DEFAULT_RUNS = settings.REPO_ROOT / "runs" / "sweep"
+DEFAULT_REPORT = settings.LIVRABLES_DIR / "optimisation.md"
+DEFAULT_RUNS = settings.RUNS_DIR / "sweep"
 SWEEP_RECORD = "sweep.json"  # per variant: the sweep's clock, CPU time and the run's summary
 
 
@@ -120,7 +118,7 @@ def write_report(records: list[dict], report: Path, budget_minutes: float) -> st
     """The Markdown report and its plots; returns the chosen variant (None when no run fits the budget)."""
     import pandas as pd
 
-    from gpt2chat.reports.report import markdown_table
+    from gpt2chat.markdown import markdown_table
 
     within = [r for r in records if r["wall_seconds"] <= budget_minutes * 60]
     chosen = min(within, key=lambda r: r["summary"]["best_val_loss"]) if within else None
@@ -174,27 +172,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="wall-time budget a chosen variant must meet (default: %(default)s)")
     parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     specs = [s.strip() for s in args.recipes.split(",") if s.strip()]
     if not specs:
         parser.error("--recipes names no variant")
     if len(set(map(run_name, specs))) != len(specs):
         parser.error("--recipes names the same variant twice")
-    from gpt2chat.modeling.model import ModelUnavailable
-
-    try:
-        for spec in specs:
-            parse_variant(spec)  # every spec is checked before hours of training start
-        records = []
-        for number, spec in enumerate(specs, 1):
-            print(f"[{number}/{len(specs)}] {spec}", flush=True)
-            records.append(run_variant(spec, Path(args.runs), args.data))
-    except (ValueError, ModelUnavailable, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
-        return 130
+    for spec in specs:
+        parse_variant(spec)  # every spec is checked before hours of training start
+    records = []
+    for number, spec in enumerate(specs, 1):
+        print(f"[{number}/{len(specs)}] {spec}", flush=True)
+        records.append(run_variant(spec, Path(args.runs), args.data))
     chosen = write_report(records, Path(args.report), args.budget_minutes)
     print(f"wrote {args.report}; chosen: {chosen or 'none within the budget'}")
     return 0

@@ -26,7 +26,8 @@ import numpy as np
 
 from gpt2chat import settings
 from gpt2chat.corpus.data import QAPair, focus_key
-from gpt2chat.chat.prompt import build_prompt, reference_passage
+from gpt2chat.corpus.sentences import split_sentences
+from gpt2chat.modeling.prompt import build_prompt, reference_passage
 from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,12 @@ class Example:
 
 
 _HEADING_LABEL = re.compile(r"^(Key Points\s*-|Summary\s*:)\s*")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 
 
 def answer_sentences(answer: str) -> list[str]:
     """The answer's sentences without its leading headings: GARD answers open by restating the question
     ("What causes Down syndrome? There are ..."), NCI's with "Key Points -", MedlinePlus's with "Summary :"."""
-    sentences = [s.strip() for s in _SENTENCE_END.split(_HEADING_LABEL.sub("", answer.strip())) if s.strip()]
+    sentences = split_sentences(_HEADING_LABEL.sub("", answer.strip()))
     while len(sentences) > 1 and sentences[0].endswith("?"):
         sentences.pop(0)
     return sentences

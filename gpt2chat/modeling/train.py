@@ -30,7 +30,7 @@ import numpy as np
 
 from gpt2chat import settings
 from gpt2chat.modeling import distribute
-from gpt2chat.modeling.model import SIZES, ModelUnavailable
+from gpt2chat.modeling.model import SIZES
 from gpt2chat.modeling.rundir import RunDirectory
 from gpt2chat.modeling.training_callbacks import TrainingDiverged, checkpointing, restore_seed_states
 
@@ -352,6 +352,9 @@ RUN_WRITES = ("config.json", "metadata.json", "model.weights.h5", "preprocessor.
               "assets", "training_config.json", "metrics.json", "split.json", "checkpoints", "openvino")
 
 
+RUN_LEFTOVERS = {"checkpoints", "split.json", "train.log"}
+
+
 def check_output(output: str) -> None:
     """Refuse a non-empty --output that is not a training run, naming what training would overwrite there: it
     replaced 8 of a user's 12 files (config.json, metrics.json, tokenizer.json, ...) without a word (issue 23).
@@ -362,6 +365,10 @@ def check_output(output: str) -> None:
     if not root.is_dir() or is_run_dir(root):
         return
     present = sorted(entry.name for entry in root.iterdir())
+    # What a run leaves before its first checkpoint (its settings file is removed when it fails there) and the app's
+    # log of its background trainer: the folder is that run's, and the corrected command must not be refused.
+    if set(present) <= RUN_LEFTOVERS:
+        return
     if present:
         clashes = [name for name in present if name in RUN_WRITES]
         raise ValueError(
@@ -525,17 +532,8 @@ _FORCE.add_argument("--force", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        config = parse_args(argv)
-        force = _FORCE.parse_known_args(argv)[0].force
-        train(config, force=force)
-    except (ValueError, ModelUnavailable, FileNotFoundError, TrainingDiverged) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
-        return 130
+    config = parse_args(argv)
+    train(config, force=_FORCE.parse_known_args(argv)[0].force)
     return 0
 
 

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpt2chat.reports.metrics import perplexity
-from gpt2chat.modeling.rundir import RunDirectory
+from gpt2chat.errors import CommandError
+from gpt2chat.modeling.rundir import RunDirectory, perplexity
 from gpt2chat.modeling.tokenizer import VOCABULARY_SIZE
-
-if TYPE_CHECKING:
-    from gpt2chat.modeling.train import TrainConfig
 
 # Guessing uniformly over the vocabulary costs ln(50,257) = 10.8 per token; a loss past twice that is a run that
 # has diverged, not one that is learning slowly.
 DIVERGED_LOSS = 2 * math.log(VOCABULARY_SIZE)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RuntimeError, CommandError):
     """The loss became NaN, infinite or far worse than guessing: the run stops instead of training on garbage."""
 
 
@@ -43,8 +39,8 @@ def restore_seed_states(model, states: list[list[int]]) -> None:
         variable.assign(np.asarray(state, dtype=variable.dtype))
 
 
-def checkpointing(run: RunDirectory, config: TrainConfig, history: list[dict], best: float):
-    """The callback for ``fit``; ``history`` (the entries so far) grows in place, ``best`` is the best validation
+def checkpointing(run: RunDirectory, config, history: list[dict], best: float):
+    """The callback for ``fit`` with a ``gpt2chat.modeling.train.TrainConfig``; ``history`` (the entries so far) grows in place, ``best`` is the best validation
     loss so far (``inf`` for a fresh run). Keras is imported only when the callback is built, so that importing
     ``gpt2chat.modeling.train`` for ``--help`` stays cheap."""
     import keras

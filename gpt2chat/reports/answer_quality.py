@@ -11,7 +11,7 @@ words beside it, the share of questions whose shown text is the model's own, the
 support check kept, and the degenerate answers shown. MedQuAD cases are pages of at least two sections (so that (b)
 has a page), test split only, seeded.
 
-    python -m gpt2chat.reports.answer_quality --model models/default [--limit 200] [--calibrate]
+    python -m gpt2chat.answer_quality --model models/default [--limit 200] [--calibrate]
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def markdown(report: dict) -> str:
     lines = [f"# Answer quality: {report['model']} against an untrained model and the extract", "",
              conclusion(report), "",
              "Shown answers scored against the reference answers (ROUGE F, percent). "
-             "`python -m gpt2chat.reports.answer_quality` regenerates this.", ""]
+             "`python -m gpt2chat.answer_quality` regenerates this.", ""]
     for name, case in report["cases"].items():
         lines += [f"## ({name}) {case['label']}: {case['questions']} questions", "",
                   "| system | ROUGE-2 | ROUGE-L | words | answered | model text shown | support | degenerate shown | "
@@ -213,7 +213,7 @@ def calibrate_extract(limit: int, data: str | None = None) -> str:
     from gpt2chat.chat.engine import ChatEngine, EngineConfig
     from gpt2chat.chat.gate import gate_pairs, rouge
     from gpt2chat.chat.grounding import ExtractConfig
-    from gpt2chat.chat.prompt import reference_passage
+    from gpt2chat.modeling.prompt import reference_passage
 
     engine = ChatEngine.build(EngineConfig(model=None, data=data))
     pairs = gate_pairs(engine.index, limit, seed=1)
@@ -253,7 +253,7 @@ def calibrate_extract(limit: int, data: str | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpt2chat.reports.answer_quality",
+    parser = argparse.ArgumentParser(prog="python -m gpt2chat.answer_quality",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(settings.DEFAULT_MODEL_DIR), help="the trained model's directory")
     parser.add_argument("--limit", type=int, default=200, help="MedQuAD test questions (default: 200)")

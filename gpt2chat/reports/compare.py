@@ -77,7 +77,7 @@ class CompareConfig:
         default_factory=lambda: [settings.ONLINE_PRESET, str(settings.DEFAULT_MODEL_DIR)]
     )
     data: str | None = None  # MedQuAD directory; None = settings.medquad_dir()
-    out: str = str(settings.REPO_ROOT / "livrables")
+    out: str = str(settings.LIVRABLES_DIR)
     limit: int = 30  # test questions answered per model and grounding mode (CPU generation is slow)
     questions: Sequence[str] = GENERAL_QUESTIONS  # side-by-side questions
     perplexity_rows: int = 64
@@ -110,8 +110,8 @@ class ModelSpec:
     @property
     def label(self) -> str:
         path = Path(self.spec)
-        if self.kind in ("run", "directory") and path.resolve().is_relative_to(settings.REPO_ROOT):
-            return str(path.resolve().relative_to(settings.REPO_ROOT))
+        if self.kind in ("run", "directory") and path.resolve().is_relative_to(settings.HOME):
+            return str(path.resolve().relative_to(settings.HOME))
         return self.spec
 
     @property
@@ -167,7 +167,7 @@ def held_out_split(records, specialised: ModelSpec | None):
 
 def perplexity_rows(test_records, config: CompareConfig) -> np.ndarray:
     """A fixed seeded sample of packed test rows (ungrounded prompt format), the same for every model."""
-    from gpt2chat.chat.prompt import training_example
+    from gpt2chat.modeling.prompt import training_example
     from gpt2chat.modeling.tokenizer import gpt2_tokenizer
     from gpt2chat.modeling.tokens import pack
 
@@ -267,7 +267,7 @@ def run(config: CompareConfig) -> dict:
     from gpt2chat.corpus.data import load_records
     from gpt2chat.chat.grounding import Vocabulary
     from gpt2chat.modeling.model import ModelUnavailable
-    from gpt2chat.search.retrieval import get_index
+    from gpt2chat.search.retrieval import RetrievalIndex
 
     specs = [parse_model(m) for m in config.models]  # BadModel before any slow work
     if not specs:
@@ -281,7 +281,7 @@ def run(config: CompareConfig) -> dict:
     rng = np.random.default_rng(config.seed)
     questions = [test_records[i] for i in np.sort(rng.permutation(len(test_records))[: config.limit])]
     rows = perplexity_rows(test_records, config)
-    index = get_index(config.data)
+    index = RetrievalIndex.load_or_build(config.data)
     grounded_rows = answer_rows(test_records, index, specialised, config)
     # The word-salad test compares answers with the words and word pairs of every NIH answer the chatbot can
     # quote: with the training answers only, correct copies naming a rare test-split gene ("MAN2B1") were
@@ -399,17 +399,11 @@ def parse_args(argv: list[str] | None) -> CompareConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpt2chat.corpus.data import MedQuADNotFound
-
-    try:
-        config = parse_args(argv)
-        for spec in config.models:
-            parse_model(spec)  # a bad path fails here, before TensorFlow is imported
-        started = time.perf_counter()
-        result = run(config)
-    except (BadModel, MedQuADNotFound, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    config = parse_args(argv)
+    for spec in config.models:
+        parse_model(spec)  # a bad path fails here, before TensorFlow is imported
+    started = time.perf_counter()
+    result = run(config)
     out = Path(config.out)
     print(f"wrote {out / 'comparison.md'}, .json, .html and charts in {time.perf_counter() - started:.0f} s")
     for label, r in result["results"].items():

@@ -4,7 +4,7 @@
 
 Writes PNG figures and a Markdown summary (``README.md``) into ``--out``. Lengths are counted in GPT-2 tokens,
 the unit the model's context is measured in; ``--no-tokens`` skips them (no TensorFlow start-up, no length
-figures, no context table). Statistics are computed with pandas on the table of ``gpt2chat.corpus.dataset`` (one row
+figures, no context table). Statistics are computed with pandas on the table of ``gpt2chat.modeling.dataset`` (one row
 per pair; its docstring lists the columns). The pieces are small functions so tests and the notebook can call
 them one by one:
 
@@ -27,9 +27,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from gpt2chat import settings
-from gpt2chat.corpus.data import LoadReport, MedQuADNotFound, focus_key, load_records
-from gpt2chat.corpus.dataset import TOKEN_COLUMNS, records_frame
-from gpt2chat.reports.report import markdown_table
+from gpt2chat.corpus.data import LoadReport, focus_key, load_records
+from gpt2chat.modeling.dataset import TOKEN_COLUMNS, records_frame
+from gpt2chat.markdown import markdown_table
 from gpt2chat.reports.wordclouds import cloud_image, stopwords, word_frequencies
 
 
@@ -46,7 +46,7 @@ class EdaConfig:
 
 
 # --- statistics -------------------------------------------------------------------------------------------------
-# All computed from the table of ``gpt2chat.corpus.dataset.records_frame`` (one row per pair, lengths in GPT-2 tokens).
+# All computed from the table of ``gpt2chat.modeling.dataset.records_frame`` (one row per pair, lengths in GPT-2 tokens).
 
 
 def has_token_lengths(frame) -> bool:
@@ -336,7 +336,7 @@ def render_markdown(stats: dict, figures: dict[str, Path], clouds: dict[str, col
             "## Lengths in GPT-2 tokens",
             "",
             "An *example* is what the model is trained on: `Question: …\\nAnswer: …<|endoftext|>` "
-            "(`gpt2chat.chat.prompt.training_example`, without a reference passage).",
+            "(`gpt2chat.modeling.prompt.training_example`, without a reference passage).",
             "",
             lengths_markdown(stats),
             "",
@@ -398,7 +398,7 @@ class EdaResult:
 
 def run_eda(frame, report: LoadReport, out_dir: str | Path, *, config: EdaConfig = EdaConfig(),
             progress: bool = False) -> EdaResult:
-    """Statistics, figures and the Markdown summary of the pairs table ``frame`` (``gpt2chat.corpus.dataset``) into
+    """Statistics, figures and the Markdown summary of the pairs table ``frame`` (``gpt2chat.modeling.dataset``) into
     ``out_dir``; without token counts (<NA>) the length figure and tables are skipped."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -428,11 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-files", type=int, metavar="N", help="read only the first N files of each subset")
     parser.add_argument("--no-tokens", action="store_true", help="skip GPT-2 token lengths (no TensorFlow start-up)")
     args = parser.parse_args(argv)
-    try:
-        records, report = load_records(args.data, limit_files=args.limit_files, progress=True)
-    except MedQuADNotFound as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    records, report = load_records(args.data, limit_files=args.limit_files, progress=True)
     tokenizer = None
     if not args.no_tokens:
         from gpt2chat.modeling.tokenizer import gpt2_tokenizer

@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from gpt2chat.reports.metrics import degenerate_rate, latency_metrics, perplexity, support_rate, text_metrics
+from gpt2chat.modeling.rundir import perplexity
+from gpt2chat.reports.metrics import degenerate_rate, latency_metrics, support_rate, text_metrics
 from gpt2chat.modeling.tokens import model_inputs
 
 # How each test question is answered; the labels (and the short ones under the charts) travel in the JSON report.
@@ -215,7 +216,7 @@ def baseline_answers(index: HeldOutIndex, questions, *, vocabulary=None, progres
     from tqdm import tqdm
 
     from gpt2chat.chat.grounding import extractive_answer, lead_k
-    from gpt2chat.chat.prompt import reference_passage
+    from gpt2chat.modeling.prompt import reference_passage
 
     answerers = {
         LEAD_BASELINE: lambda question, passage: lead_k(passage, LEAD_SENTENCES),

@@ -1,25 +1,19 @@
 """Scores shared by training, evaluation and the reports.
 
 Pure functions of numbers or of (predictions, references), so a report's figures can be recomputed from its JSON.
-Heavy libraries (rouge_score, sacrebleu, numpy) are imported inside the functions that need them: training
-imports this module for ``perplexity`` and should not pay for them.
+Heavy libraries (rouge_score, sacrebleu, numpy) are imported inside the functions that need them.
+``perplexity`` belongs to training (``gpt2chat.modeling.rundir``).
 """
 
 from __future__ import annotations
 
 import collections
-import math
 import re
 import statistics
 from typing import Sequence
 
 TEXT_METRICS = ("rouge1", "rouge2", "rougeL", "bleu", "token_f1")
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bleu": "BLEU", "token_f1": "token F1"}
-
-
-def perplexity(loss: float) -> float:
-    """exp(mean cross-entropy in nats per token), capped so an untrained model's loss does not overflow."""
-    return math.exp(min(loss, 50.0))
 
 
 _WORD = re.compile(r"\w+")

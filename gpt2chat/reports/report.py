@@ -1,7 +1,7 @@
 """Report rendering: Markdown tables from DataFrames, HTML from Markdown, and the comparison report's charts.
 
-Every report of the project (EDA, comparison, the loader's report) writes its tables with ``markdown_table``
-(``DataFrame.to_markdown``, i.e. tabulate) and, when it has an HTML version, renders it from the Markdown with
+Every report of the project (EDA, comparison, the loader's report) writes its tables with
+``gpt2chat.markdown.markdown_table`` (``DataFrame.to_markdown``, i.e. tabulate) and, when it has an HTML version, renders it from the Markdown with
 ``markdown_to_html`` (markdown-it-py, CommonMark plus tables), so a report's two versions cannot disagree.
 
     python -m gpt2chat.compare ...          # writes comparison.md/.html/.json and the charts through this module
@@ -13,8 +13,8 @@ import base64
 import html
 import json
 from pathlib import Path
-from typing import Callable, Mapping
 
+from gpt2chat.markdown import markdown_table
 from gpt2chat.reports.metrics import METRIC_LABELS, TEXT_METRICS
 
 SIDE_BY_SIDE_CHARS = 400  # untrained models ramble: keep the side-by-side tables readable
@@ -23,39 +23,8 @@ HTML_STYLE = ("body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem
               "padding:.3rem .5rem;vertical-align:top}th{background:#f3f3f3}"
               "img{max-width:100%}code{background:#f3f3f3;padding:0 .2rem}")
 
-Format = str | Callable[[object], str]
-
 
 # ---------------------------------------------------------------------------------------------------- generic
-
-
-def markdown_table(frame, formats: Mapping[str, Format] | None = None) -> str:
-    """A Markdown (GitHub pipe) table of a DataFrame, through ``DataFrame.to_markdown``.
-
-    ``formats`` maps a column to a format string (``"{:,}"``, ``"{:.1f}%"``) or a function of the cell value;
-    missing values show as "–". Numeric columns are right-aligned, others left-aligned. Cells are flattened to
-    one line and ``|`` is escaped, so any text (model answers included) stays inside its cell."""
-    import pandas as pd
-
-    formats = formats or {}
-    cells = pd.DataFrame(index=frame.index)
-    for column in frame.columns:
-        cells[column] = [_cell(value, formats.get(column)) for value in frame[column]]
-    align = ["right" if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-             else "left" for c in frame.columns]
-    return cells.to_markdown(index=False, colalign=align, disable_numparse=True)
-
-
-def _cell(value, fmt: Format | None) -> str:
-    import pandas as pd
-
-    if callable(fmt):
-        text = fmt(value)
-    elif value is None or (not isinstance(value, str) and pd.isna(value)):
-        text = "–"
-    else:
-        text = fmt.format(value) if fmt else str(value)
-    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def markdown_to_html(markdown: str, title: str, *, image_dir: Path | None = None) -> str:

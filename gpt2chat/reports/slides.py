@@ -31,14 +31,14 @@ MAX_BULLET_CHARS = 190  # longer bullets are cut at a sentence end: a slide is n
 
 @dataclasses.dataclass(frozen=True)
 class DeckSources:
-    livrables: Path = settings.REPO_ROOT / "livrables"
+    livrables: Path = settings.LIVRABLES_DIR
     model_dir: Path = settings.DEFAULT_MODEL_DIR
-    screenshot: Path = settings.REPO_ROOT / "docs" / "screenshot.png"
+    screenshot: Path = settings.HOME / "docs" / "screenshot.png"
 
     def rel(self, path: Path) -> str:
         """A path as the notes show it: relative to the repository when inside it."""
         try:
-            return str(Path(path).resolve().relative_to(settings.REPO_ROOT))
+            return str(Path(path).resolve().relative_to(settings.HOME))
         except ValueError:
             return str(path)
 
@@ -261,7 +261,7 @@ def training_curve_png(history: Sequence[dict]) -> bytes:
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     axis.plot(steps, [entry["val_perplexity"] for entry in history], "o-", color="#1b7f7a", label="validation")
     if all("train_loss" in entry for entry in history):
-        from gpt2chat.reports.metrics import perplexity
+        from gpt2chat.modeling.rundir import perplexity
 
         axis.plot(steps, [perplexity(entry["train_loss"]) for entry in history], "s--", color="#3a7bc8",
                   label="training")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import json
 import math
-import os
 import random
 import re
 from pathlib import Path
@@ -30,7 +29,6 @@ from gpt2chat.corpus.data import QAPair
 from gpt2chat.search.question_types import SEED_PHRASES, TypeClassifier
 from gpt2chat.search.understanding import raw_words, stems
 
-CONSUMER_QA_ENV = "GPT2CHAT_CONSUMER_QA"
 RQE_FILE = "mediqa2019_rqe.jsonl"
 LIVEQA_FILE = "liveqa2017_train.jsonl"
 _STOP_STEMS = frozenset(stems(ENGLISH_STOP_WORDS))
@@ -38,17 +36,12 @@ FEATURES = ("cosine", "faq_covered", "chq_covered", "jaccard", "pair_jaccard", "
             "faq_length", "length_gap", "type_agreement", "same_type", "faq_all_covered")
 
 
-def consumer_qa_dir() -> Path:
-    """MEDIQA 2019 data (../shared/consumer_qa), or $GPT2CHAT_CONSUMER_QA."""
-    return Path(os.environ.get(CONSUMER_QA_ENV) or settings.REPO_ROOT.parent / "shared" / "consumer_qa")
-
-
 def rqe_path() -> Path:
-    return consumer_qa_dir() / RQE_FILE
+    return settings.consumer_qa_dir() / RQE_FILE
 
 
 def liveqa_path() -> Path:
-    return consumer_qa_dir() / LIVEQA_FILE
+    return settings.consumer_qa_dir() / LIVEQA_FILE
 
 
 def liveqa_messages(split: str, path: Path | None = None) -> list[dict]:

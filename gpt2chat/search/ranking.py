@@ -19,7 +19,7 @@ import dataclasses
 import re
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -29,8 +29,6 @@ from gpt2chat.search.entailment import (EntailmentModel, liveqa_messages, liveqa
 from gpt2chat.search.question_types import TypeClassifier, consumer_type_rows
 from gpt2chat.search.understanding import FocusMatch, FocusRecogniser, off_topic_request, raw_words, split_questions
 
-if TYPE_CHECKING:
-    from gpt2chat.search.retrieval import Passage, RetrievalIndex
 
 MEDLINEPLUS_SEARCH = "https://medlineplus.gov/search/?query="
 BM25_CANDIDATES = 40
@@ -86,6 +84,19 @@ MAX_WORDS = 400  # a message or earlier message is cut to this many words: the c
 # Consumer dev set: page hit@1 51 -> 54 of 76 with this preference (focus@1 68 -> 69).
 SOURCE_PREFERENCE = {"NHLBI": 0.3, "GHR": 0.25, "NINDS": 0.2, "MPlusHealthTopics": 0.15, "NIDDK": 0.15, "CDC": 0.15,
                      "GARD": 0.05, "CancerGov": 0.05, "NIHSeniorHealth": 0.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Passage:  # one indexed MedQuAD pair as retrieved
+    pair_id: str
+    question: str
+    answer: str
+    focus: str
+    source: str
+    url: str
+    score: float
+    question_type: str = ""
+    question_best: bool = False  # the best passage for one of the message's questions (set by the chat engine)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +189,7 @@ def medlineplus_search_url(foci: Sequence[FocusMatch], text: str) -> str:
     return MEDLINEPLUS_SEARCH + urllib.parse.quote_plus(query)
 
 
-def retrieve(index: RetrievalIndex, message: str, history: Sequence[str] = (), k: int = 3) -> RetrievalResult:
+def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> RetrievalResult:
     understanding: Understanding = index.understanding
     text = " ".join(message.split()[:MAX_WORDS])
     recogniser = understanding.recogniser
@@ -268,7 +279,7 @@ def _looks_answerable_text(text: str, recogniser: FocusRecogniser, foci: Sequenc
     return known / len(words) >= MIN_KNOWN_WORDS and not (foreign >= 2 and foreign > english)
 
 
-def _answer(index: RetrievalIndex, understanding: Understanding, text: str, foci: tuple[FocusMatch, ...],
+def _answer(index, understanding: Understanding, text: str, foci: tuple[FocusMatch, ...],
             types: tuple[tuple[str, float], ...], type_probs: np.ndarray, carried: bool, k: int) -> SubQuestion:
     answered = [m for m in foci if m.answered]
     unanswered_type = types and types[0][0] not in index.answered_types and types[0][1] >= 0.5

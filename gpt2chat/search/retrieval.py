@@ -4,12 +4,13 @@ Usage:
     python -m gpt2chat.retrieval "how is glaucoma treated?"   # understood question(s) and their passages
     python -m gpt2chat.retrieval --eval [medquad|consumer|rqe|followups|latency]   # see gpt2chat.search.retrieval_eval
 
-    from gpt2chat.search.retrieval import get_index
-    result = get_index().retrieve("and how is it treated?", history=["what causes gout?"], k=3)
+    from gpt2chat.search.retrieval import RetrievalIndex
+    index = RetrievalIndex.load_or_build()      # MedQuAD from settings.medquad_dir(), cached under settings.cache_dir()
+    result = index.retrieve("and how is it treated?", history=["what causes gout?"], k=3)
     for question in result.questions:          # one per core sub-question of the message
         print(question.foci, question.types, question.answerable, [p.url for p in question.passages])
     result.passages(k=3)                       # what to cite; result.medlineplus_url when not answerable
-    get_index().search("gout", k=3)            # plain BM25, no understanding
+    index.search("gout", k=3)                  # plain BM25, no understanding
 
 ``retrieve`` (gpt2chat.search.ranking) recognises the foci and question types, splits long messages, carries the
 focus of a follow-up over from the history, re-ranks with a question-entailment model and says when MedQuAD has no
@@ -27,16 +28,13 @@ damaged or edited (out-of-range arrays, emptied vocabularies) is rebuilt instead
 
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -49,7 +47,7 @@ from gpt2chat.corpus import data
 from gpt2chat.search import ranking
 from gpt2chat.corpus.data import QAPair, focus_key
 from gpt2chat.search.entailment import liveqa_path, rqe_path
-from gpt2chat.search.ranking import RetrievalResult, Understanding
+from gpt2chat.search.ranking import Passage, RetrievalResult, Understanding
 
 log = logging.getLogger(__name__)
 # bm25s sets its own logger to DEBUG on import, which would print index internals in any app that logs.
@@ -69,19 +67,6 @@ _DESCRIPTION_CHARS = 1500  # of each answer: the opening says what the condition
 _PASSAGE_FIELDS = ("pair_id", "question", "answer", "focus", "source", "url", "question_type")
 # The code that builds the learned parts is part of what the cached index depends on.
 _LEARNED_SOURCES = ("understanding.py", "question_types.py", "entailment.py", "ranking.py")
-
-
-@dataclasses.dataclass(frozen=True)
-class Passage:
-    pair_id: str
-    question: str
-    answer: str
-    focus: str
-    source: str
-    url: str
-    score: float
-    question_type: str = ""
-    question_best: bool = False  # the best passage for one of the message's questions (set by the chat engine)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -341,7 +326,6 @@ class RetrievalIndex:
         return index
 
 
-EVALUATIONS = ("medquad", "consumer", "rqe", "followups", "latency")
 
 
 def _checksums(directory: Path) -> dict[str, str]:
@@ -355,55 +339,3 @@ def _prune_other_keys(keep: Path) -> None:
     for sibling in keep.parent.iterdir():
         if sibling != keep and sibling.is_dir() and ".tmp-" not in sibling.name:
             shutil.rmtree(sibling, ignore_errors=True)
-
-
-@functools.lru_cache(maxsize=4)
-def get_index(data_dir: str | os.PathLike | None = None) -> RetrievalIndex:
-    """One index per process and data directory, for the chat engine."""
-    return RetrievalIndex.load_or_build(data_dir)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpt2chat.retrieval", description=__doc__.split("\n")[0])
-    parser.add_argument("question", nargs="?", help="question to search for")
-    parser.add_argument("-k", type=int, default=5, help="passages to show (default 5)")
-    parser.add_argument("--history", action="append", default=[], metavar="MESSAGE",
-                        help="an earlier user message, oldest first (repeatable), for a follow-up question")
-    parser.add_argument("--eval", nargs="?", const="medquad", choices=EVALUATIONS, metavar="WHAT",
-                        help=f"measure instead: {', '.join(EVALUATIONS)} "
-                             "(default medquad; see gpt2chat.search.retrieval_eval)")
-    parser.add_argument("--limit", type=int, help="with --eval: only the first N questions")
-    parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    if not args.eval and not args.question:
-        parser.error("give a question, or --eval")
-    if args.k < 1 or (args.limit is not None and args.limit < 1):
-        parser.error("-k and --limit must be at least 1")
-    try:
-        if args.eval:
-            from gpt2chat.search import retrieval_eval
-
-            return retrieval_eval.run(args.eval, args.data, args.limit)
-        index = RetrievalIndex.load_or_build(args.data, progress=True)
-    except (data.MedQuADNotFound, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    result = index.retrieve(args.question, args.history, k=args.k)
-    for question in result.questions:
-        foci = ", ".join(f"{m.focus} ({m.confidence:.2f}{', carried over' if question.carried_over else ''})"
-                         for m in question.foci) or "none"
-        types = ", ".join(f"{t} ({p:.2f})" for t, p in question.types) or "none"
-        print(f"Q: {question.text}\n   foci: {foci}\n   types: {types}")
-        if not question.answerable:
-            print("   no NIH answer found")
-        for rank, passage in enumerate(question.passages, 1):
-            print(f"{rank}. {passage.focus}  [{passage.source}]  score {passage.score:.2f}\n"
-                  f"   {passage.url}\n   Q: {passage.question}")
-    if not result.answerable:
-        print(f"No NIH answer found; MedlinePlus search: {result.medlineplus_url}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

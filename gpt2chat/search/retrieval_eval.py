@@ -1,4 +1,5 @@
-"""Retrieval evaluations, run through ``python -m gpt2chat.retrieval --eval WHAT``:
+"""Retrieval evaluations, run through ``python -m gpt2chat.retrieval --eval WHAT`` (this module's ``main`` is the
+retrieval command):
 
 * ``medquad``   build the index from scratch (timed) and measure top-1/top-5 focus accuracy on the MedQuAD test
                 split's questions, by plain BM25 (``search``) and by the full pipeline (``retrieve``), with each
@@ -25,6 +26,7 @@ first five (ten) distinct pages of the ranked passages.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
 import re
@@ -38,7 +40,7 @@ from gpt2chat import settings
 from gpt2chat.corpus import data
 from gpt2chat.corpus.data import QAPair, focus_key
 from gpt2chat.search import entailment
-from gpt2chat.search.entailment import consumer_qa_dir, rqe_pairs
+from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.question_types import LIVEQA_TYPES
 from gpt2chat.search.retrieval import RetrievalIndex
 
@@ -218,7 +220,7 @@ def run_headline(index: RetrievalIndex, data_dir: str | None) -> None:
 
 
 def consumer_questions(path: Path | None = None) -> list[dict]:
-    with open(path or consumer_qa_dir() / QA_FILE, encoding="utf-8") as handle:
+    with open(path or settings.consumer_qa_dir() / QA_FILE, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
 
 
@@ -399,5 +401,38 @@ RUNNERS = {"medquad": run_medquad, "consumer": run_consumer, "rqe": run_rqe, "fo
            "latency": run_latency}
 
 
-def run(what: str, data_dir: str | None, limit: int | None) -> int:
-    return RUNNERS[what](data_dir, limit)
+def main(argv: list[str] | None = None) -> int:
+    """The retrieval command: a question's understood sub-questions and passages, or --eval WHAT."""
+    parser = argparse.ArgumentParser(prog="python -m gpt2chat.retrieval", description="Retrieval over every answered MedQuAD pair: the passages for a question, or (--eval) a measurement.")
+    parser.add_argument("question", nargs="?", help="question to search for")
+    parser.add_argument("-k", type=int, default=5, help="passages to show (default 5)")
+    parser.add_argument("--history", action="append", default=[], metavar="MESSAGE",
+                        help="an earlier user message, oldest first (repeatable), for a follow-up question")
+    parser.add_argument("--eval", nargs="?", const="medquad", choices=list(RUNNERS), metavar="WHAT",
+                        help=f"measure instead: {', '.join(RUNNERS)} "
+                             "(default medquad; see this module, gpt2chat.search.retrieval_eval)")
+    parser.add_argument("--limit", type=int, help="with --eval: only the first N questions")
+    parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
+    args = parser.parse_args(argv)
+    if not args.eval and not args.question:
+        parser.error("give a question, or --eval")
+    if args.k < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("-k and --limit must be at least 1")
+    if args.eval:
+        return RUNNERS[args.eval](args.data, args.limit)
+    index = RetrievalIndex.load_or_build(args.data, progress=True)
+    result = index.retrieve(args.question, args.history, k=args.k)
+    for question in result.questions:
+        foci = ", ".join(f"{m.focus} ({m.confidence:.2f}{', carried over' if question.carried_over else ''})"
+                         for m in question.foci) or "none"
+        types = ", ".join(f"{t} ({p:.2f})" for t, p in question.types) or "none"
+        print(f"Q: {question.text}\n   foci: {foci}\n   types: {types}")
+        if not question.answerable:
+            print("   no NIH answer found")
+        for rank, passage in enumerate(question.passages, 1):
+            print(f"{rank}. {passage.focus}  [{passage.source}]  score {passage.score:.2f}\n"
+                  f"   {passage.url}\n   Q: {passage.question}")
+    if not result.answerable:
+        print(f"No NIH answer found; MedlinePlus search: {result.medlineplus_url}")
+    return 0
+

@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from gpt2chat import settings
+from gpt2chat.errors import CommandError
 
 PACKAGE_DIR = settings.PACKAGE_DIR
 _SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
@@ -35,7 +36,7 @@ _NOT_SERVED = ("checkpoints",)  # resumable training state: large, and the app n
 BUNDLE_MARKER = ".gpt2chat-bundle.json"  # lists what deploy wrote, so a later run removes exactly that
 
 
-class DeployError(RuntimeError):
+class DeployError(RuntimeError, CommandError):
     """A problem reported as one line, with exit code 2."""
 
 
@@ -191,7 +192,7 @@ def _written_by_deploy(out: Path) -> list[str]:
         raise DeployError(f"--out {out} is a file or a link, not a directory: choose a new directory")
     if not out.exists():
         return []
-    if (out / ".git").exists() or settings.REPO_ROOT.is_relative_to(out.resolve()):
+    if (out / ".git").exists() or settings.CHECKOUT.is_relative_to(out.resolve()):
         raise DeployError(f"--out {out} holds a repository (it has .git or is this checkout): choose a new directory")
     present = _entries(out)
     if not present:
@@ -241,10 +242,13 @@ def write_bundle(config: DeployConfig, out: Path) -> Path:
 
 
 def _fill_bundle(config: DeployConfig, out: Path) -> None:
-    shutil.copy2(settings.REPO_ROOT / "app.py", out / "app.py")
-    shutil.copy2(settings.REPO_ROOT / "requirements.txt", out / "requirements.txt")
+    if not (settings.CHECKOUT / "app.py").is_file():
+        raise DeployError(f"no app.py in {settings.CHECKOUT}: deploy from a clone of the repository "
+                          "(pip install -e . there), not from an installed copy of the package")
+    shutil.copy2(settings.CHECKOUT / "app.py", out / "app.py")
+    shutil.copy2(settings.CHECKOUT / "requirements.txt", out / "requirements.txt")
     shutil.copytree(PACKAGE_DIR, out / "gpt2chat", ignore=_SKIPPED)
-    readme = settings.REPO_ROOT / "README.md"
+    readme = settings.CHECKOUT / "README.md"
     card = SpaceCard(models=(config.model_repo,) if config.model_repo else ())
     (out / "README.md").write_text(space_readme(readme.read_text() if readme.is_file() else None, card))
     if config.model_dir and not config.model_repo:
@@ -346,11 +350,7 @@ def parse_args(argv: list[str] | None = None) -> DeployConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        print(deploy(parse_args(argv)), flush=True)
-    except DeployError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    print(deploy(parse_args(argv)), flush=True)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Ratings from real users: a masked, local SQLite store, optional Hub sync, and the report built from it.
 
-    store = FeedbackStore(default_db_path(), masker=get_masker())
+    store = FeedbackStore(default_db_path(), masker=PIIMasker())
     store.record(Rating(liked=False, question=raw_question, answer=shown_markdown, session_id=sid, reason="wrong"))
 
     python -m gpt2chat.feedback report [--out livrables]          # livrables/feedback.md + plots
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 DB_ENV = "GPT2CHAT_FEEDBACK_DB"
 ENABLED_ENV = "GPT2CHAT_FEEDBACK"  # "0", "off", "false" or "no" turns collection off
 REPO_ENV = "GPT2CHAT_FEEDBACK_REPO"
-DEFAULT_DB = settings.REPO_ROOT / "data" / "feedback" / "feedback.sqlite3"
+DEFAULT_DB = settings.FEEDBACK_DB
 # What the user saw: the model's text, the extractive summary of the NIH passage, or no answer. The values of
 # gpt2chat.chat.engine's ChatReply.answer_kind (not imported: the commands here must not start TensorFlow).
 SHOWN = ("model", "extract", "none")
@@ -134,7 +134,7 @@ class FeedbackStore:
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
                  max_bytes: int = DEFAULT_MAX_BYTES, retry_s: float = RETRY_S):
         self.path = Path(path).expanduser()
-        self._masker = masker  # anything with .mask(text) -> result with .text and .findings, e.g. get_masker()
+        self._masker = masker  # anything with .mask(text) -> result with .text and .findings, e.g. a PIIMasker
         self._timeout = timeout
         self._clock = clock
         self.max_bytes = max_bytes
@@ -464,10 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2chat.feedback", description=__doc__.split("\n")[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", help=f"the ratings database (default: ${DB_ENV} or "
-                                     f"{DEFAULT_DB.relative_to(settings.REPO_ROOT)})")
+                                     f"{DEFAULT_DB})")
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", parents=[common], help="write feedback.md and its plots")
-    report.add_argument("--out", default=str(settings.REPO_ROOT / "livrables"), help="directory (default: livrables)")
+    report.add_argument("--out", default=str(settings.LIVRABLES_DIR), help="directory (default: %(default)s)")
     report.add_argument("--worst", type=int, default=10, help="worst-rated answers to list (default: %(default)s)")
     export = commands.add_parser("export", parents=[common], help="save the ratings as a `datasets` dataset")
     export.add_argument("--out", help="directory (default: export/ beside the database)")
@@ -475,7 +475,6 @@ def main(argv: list[str] | None = None) -> int:
     delete.add_argument("--before", type=_parse_date, help="ratings made before this date (UTC unless given)")
     delete.add_argument("--session", help="ratings of this session id")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
     path = Path(args.db).expanduser() if args.db else default_db_path()
     store = FeedbackStore(path, create=False)

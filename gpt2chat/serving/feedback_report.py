@@ -112,7 +112,7 @@ def write_report(rows: Sequence[dict], out: str | os.PathLike, config: ReportCon
     """``feedback.md`` in ``out``, plots in ``out/feedback/``; with no ratings, a report that says so."""
     import pandas as pd
 
-    from gpt2chat.reports.report import markdown_table
+    from gpt2chat.markdown import markdown_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

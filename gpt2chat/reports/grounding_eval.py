@@ -1,4 +1,5 @@
-"""Calibration of the grounding checks on MedQuAD: ``python -m gpt2chat.grounding --calibrate``.
+"""Calibration of the grounding checks on MedQuAD: ``python -m gpt2chat.grounding --calibrate`` (this module's
+``main``).
 
 Support check. Every example is (sentence, passage), the passage being a MedQuAD answer:
 
@@ -28,6 +29,7 @@ reported on the test split.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
 import random
@@ -281,3 +283,26 @@ def lead_opens(records, config) -> float:
     picks = [grounding.extractive_answer(r.question, [r.answer], max_sentences=1, config=config).sentences
              for r in records]
     return float(np.mean([bool(p) and p[0][1] == 0 for p in picks])) if picks else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The grounding command: --calibrate the checks and print the report."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gpt2chat.grounding",
+        description="Calibrate and report the grounding checks on MedQuAD.")
+    parser.add_argument("--calibrate", action="store_true", required=True,
+                        help="measure the support check, the degenerate-answer test and the extract; print thresholds")
+    parser.add_argument("--data", help="MedQuAD directory (default: $GPT2CHAT_MEDQUAD or ../shared/medquad)")
+    parser.add_argument("--limit", type=int, default=400, help="answers sampled per split (default: 400)")
+    parser.add_argument("--precision", type=float, default=0.99,
+                        help="minimum precision of the support check when choosing thresholds (default: 0.99)")
+    parser.add_argument("--false-positive", type=float, default=0.005,
+                        help="share of real answers the degenerate test may flag (default: 0.005)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.limit < 1 or not 0 < args.precision <= 1 or not 0 <= args.false_positive < 1:
+        parser.error("--limit must be >= 1, --precision in (0, 1], --false-positive in [0, 1)")
+    print(calibrate(args.data, limit=args.limit, min_precision=args.precision,
+                    false_positive=args.false_positive, seed=args.seed))
+    return 0
+

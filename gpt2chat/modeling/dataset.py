@@ -1,6 +1,6 @@
 """The answered MedQuAD pairs as one table: a pandas DataFrame and a Hugging Face ``datasets.Dataset``.
 
-    from gpt2chat.corpus.dataset import load_table
+    from gpt2chat.modeling.dataset import load_table
     table = load_table()                            # MedQuAD from settings.medquad_dir(), lengths in GPT-2 tokens
     df = table.frame
     df.head()
@@ -35,7 +35,7 @@ import dataclasses
 from typing import Iterable, Sequence
 
 from gpt2chat.corpus.data import LoadReport, QAPair, load_records
-from gpt2chat.chat.prompt import training_example
+from gpt2chat.modeling.prompt import training_example
 from gpt2chat.corpus.splits import split_of
 
 COLUMNS = ("pair_id", "question", "answer", "type", "focus", "source", "subset", "url", "split", "answer_words",

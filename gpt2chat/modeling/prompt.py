@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from gpt2chat.corpus.sentences import split_sentences
 from gpt2chat.modeling.tokenizer import END_OF_TEXT
 
 REFERENCE_PREFIX = "Reference: "
@@ -60,7 +61,6 @@ def training_example(question: str, answer: str, *, reference: str | None = None
 
 
 _BLOCK_START = re.compile(rf"\n?\s*(?:{QUESTION_PREFIX.strip()}|{REFERENCE_PREFIX.strip()}|{ANSWER_PREFIX})")
-_SENTENCE = re.compile(r"[^.!?]+[.!?]+[\"')\]]*\s*|[^.!?]+$")
 
 
 def answer_ends(text: str) -> bool:
@@ -72,13 +72,13 @@ def clean_answer(text: str, *, finished: bool) -> str:
     """Cut the continuation at a new prompt block, drop repeated sentences and, once finished, a cut-off tail."""
     text = _BLOCK_START.split(text, 1)[0]
     kept, seen = [], set()
-    for sentence in _SENTENCE.findall(text):
+    for sentence in split_sentences(text):
         key = " ".join(sentence.lower().split())
-        if key and key in seen:
+        if key in seen:
             continue
         seen.add(key)
         kept.append(sentence)
-    text = "".join(kept).strip()
+    text = " ".join(kept)
     if finished and re.search(r"[.!?]", text):
         text = text[: max(text.rfind(c) for c in ".!?") + 1]
     return text
