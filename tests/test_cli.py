@@ -12,7 +12,7 @@ import pytest
 from gpt2chat import cli
 
 COMMANDS = ["data", "train", "sweep", "masking", "masking_eval", "safety", "retrieval", "grounding", "engine",
-            "followups", "feedback", "deploy", "eda", "compare", "slides", "export"]
+            "followups", "feedback", "deploy", "eda", "compare", "slides", "export", "answer_quality"]
 
 
 def test_the_registry_lists_every_command():
