@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from gpt2chat import settings
 from gpt2chat.chat.engine import ChatEngine
 from gpt2chat.chat.grounding import split_sentences
 from gpt2chat.serving import ui
