@@ -12,7 +12,7 @@ import app
 from gpt2chat import settings
 from gpt2chat.cli import run
 from gpt2chat.serving import deploy
-from gpt2chat.serving.ui import DISCLAIMER
+from gpt2chat.serving.ui import REPLY_DISCLAIMER
 from tests.test_ui import MARKDOWN_LINK, serve_app
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused at once
@@ -223,6 +223,6 @@ def test_app_boots_from_the_dry_run_bundle(tiny_run, medquad_dir, sample_records
     with serve_app(bundle, tmp_path / "app.log", GPT2CHAT_MODEL="", GPT2CHAT_MEDQUAD=str(medquad_dir)) as url:
         answer = Client(url, verbose=False).predict(sample_records[0].question, 0.0, 24, True, api_name="/ask")
     log = (tmp_path / "app.log").read_text()
-    assert MARKDOWN_LINK.search(answer) and DISCLAIMER in answer, answer
+    assert MARKDOWN_LINK.search(answer) and REPLY_DISCLAIMER in answer, answer
     assert f"Loading {(bundle / 'model').resolve()}\n" in log, log
     assert "Model ready" in log and sample_records[0].question not in log

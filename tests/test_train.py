@@ -291,7 +291,7 @@ def test_two_devices_follow_the_one_device_loss_curve_and_resume_mid_run(tmp_pat
 
 
 def test_a_global_batch_that_does_not_split_over_the_devices_is_a_one_line_error(tmp_path, capsys):
-    assert main(["--recipe", "tiny", "--output", str(tmp_path / "run"), "--devices", "3"]) == 2
+    assert run("train", ["--recipe", "tiny", "--output", str(tmp_path / "run"), "--devices", "3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--batch-size 4 (the global batch) must split evenly over the 3" in err
 
@@ -301,7 +301,7 @@ def test_a_cluster_of_machines_is_refused_in_one_line_with_the_upstream_reason(t
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:23456", "localhost:23457"]},
                                                 "task": {"type": "worker", "index": 0}}))
     output = tmp_path / "run"
-    assert main(["--recipe", "tiny", "--output", str(output), "--data", str(small_medquad)]) == 2
+    assert run("train", ["--recipe", "tiny", "--output", str(output), "--data", str(small_medquad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "names several machines" in err and "tensorflow/tensorflow#72388" in err
     assert not (output / "training_config.json").exists()
@@ -309,7 +309,7 @@ def test_a_cluster_of_machines_is_refused_in_one_line_with_the_upstream_reason(t
 
 def test_model_parallelism_on_tensorflow_is_a_one_line_error_naming_jax(tmp_path, small_medquad, capsys):
     output = tmp_path / "run"
-    assert main(["--recipe", "tiny", "--output", str(output), "--data", str(small_medquad), "--devices", "2",
+    assert run("train", ["--recipe", "tiny", "--output", str(output), "--data", str(small_medquad), "--devices", "2",
                  "--model-parallel", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--model-parallel needs the JAX backend" in err
@@ -373,7 +373,7 @@ def test_train_refuses_a_folder_that_is_not_a_run_and_names_what_it_would_overwr
     folder.mkdir()
     for name in ("config.json", "tokenizer.json", "notes.txt"):
         (folder / name).write_text("mine")
-    assert main(["--recipe", "tiny", "--output", str(folder)]) == 2
+    assert run("train", ["--recipe", "tiny", "--output", str(folder)]) == 2
     error = capsys.readouterr().err
     assert "overwrite config.json, tokenizer.json" in error and "--force" in error and "notes.txt" not in error
     assert (folder / "config.json").read_text() == "mine" and not (folder / "training_config.json").exists()
@@ -384,6 +384,6 @@ def test_train_refuses_a_folder_that_is_not_a_run_and_names_what_it_would_overwr
     check_output(str(folder))  # a run: RunDirectory.prepare resumes it or refuses other settings
     (folder / "training_config.json").unlink()
     # --force skips the refusal: this run then stops at the missing MedQuAD folder, before writing anything.
-    assert main(["--recipe", "tiny", "--output", str(folder), "--force", "--data", str(tmp_path / "no_data")]) == 2
+    assert run("train", ["--recipe", "tiny", "--output", str(folder), "--force", "--data", str(tmp_path / "no_data")]) == 2
     error = capsys.readouterr().err
     assert "--force" not in error and "no_data" in error
