@@ -211,14 +211,14 @@ def test_status_line_and_advanced_controls_follow_the_engine(browser, summaries_
     page = new_page(browser, summaries_app, DESKTOP)
     assert "answers are summaries of the NIH pages" in page.locator("#gpt2chat-status").inner_text()
     page.get_by_text("Advanced").click()
-    assert page.get_by_label("Show masked text").is_visible()
+    page.get_by_label("Show masked text").wait_for(state="visible")  # the accordion opens: is_visible does not wait
     assert not page.get_by_label("Temperature").first.is_visible()  # no model text: nothing to tune
     page.close()
     url, demo = launched(ui.build_app(tiny_engine))  # a model serves its own text: the controls matter
     try:
         page = new_page(browser, url, DESKTOP)
         page.get_by_text("Advanced").click()
-        assert page.get_by_label("Temperature").first.is_visible()
+        page.get_by_label("Temperature").first.wait_for(state="visible")
         assert tiny_engine.status.detail in page.locator("#gpt2chat-status").inner_text()
         page.close()
     finally:

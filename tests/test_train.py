@@ -266,7 +266,7 @@ def test_two_devices_follow_the_one_device_loss_curve_and_resume_mid_run(tmp_pat
         return [sys.executable, "-m", "gpt2chat.train", "--recipe", "tiny", "--output", str(output), "--data",
                 str(small_medquad), "--eval-rows", "6", "--max-records", "100", "--devices", str(devices)]
 
-    assert main(command(tmp_path / "one", 1)[3:]) == 0  # one device: this process's own
+    assert run("train", command(tmp_path / "one", 1)[3:]) == 0  # one device: this process's own
     output = tmp_path / "two"
     process = subprocess.Popen(command(output, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = output / "checkpoints" / "state.json"
