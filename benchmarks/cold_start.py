@@ -72,10 +72,10 @@ def child(args) -> None:
         now = mark("masker", now)
         index = RetrievalIndex.load_or_build(config.data)
         now = mark("index", now)
-        from gpt2chat.guard.emergency import default_detector
+        from gpt2chat.guard.emergency import build_detector
         from gpt2chat.guard.safety import SafetyPolicy
 
-        engine = engine_module.ChatEngine(causal_lm, index, masker=masker, safety=SafetyPolicy(default_detector()),
+        engine = engine_module.ChatEngine(causal_lm, index, masker=masker, safety=SafetyPolicy(build_detector()),
                                           config=config, generator=generator)
     engine.warm_up()
     now = mark("compile", now)

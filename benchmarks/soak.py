@@ -15,10 +15,14 @@ It starts ``app.py`` on a free loopback port (127.0.0.1 only) with the given mod
 With ``--attackers N`` (issue 23) step 1 becomes the abuse scenario: the honest users (valid questions only) run
 alone for ``--seconds``, then again while N attackers send the probe's attacks in turn (950 KB and repeated
 ratings, file uploads, chat histories parked in session state, malformed histories, values Gradio's own checks
-would echo); it reports both p95s and their ratio, what the attacks got back, memory, the feedback database's
+would echo); ``--rounds R`` alternates the two phases R times, so that load from other jobs on the machine falls on
+both alike. It reports both p95s and their ratio, what the attacks got back, memory, the feedback database's
 size, and whether the secret they carried reached a reply or the log:
 
     .venv/bin/python benchmarks/soak.py --model /tmp/soak_model --users 4 --seconds 120 --sequential 0 --attackers 4
+
+Every client calls from an address of its own (honest user n from 127.0.1.n, attacker n from 127.0.2.n: all of
+127.0.0.0/8 is loopback), as distinct people on a public Space do; the app's per-client limits go by address.
 
 Everything is bounded: the counts and durations have hard caps, every call has a timeout, the whole run has a
 deadline, and the server is stopped at the end. The messages are fixed in this file; no user data is involved
@@ -28,6 +32,7 @@ and the report holds counts and timings only.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import json
 import random
@@ -46,10 +51,17 @@ from gpt2chat.serving.server import LOOPBACK, AppDidNotStart, served_app  # noqa
 HOST = LOOPBACK  # loopback only: the soak never listens on or calls another interface
 MAX_USERS, MAX_SECONDS, MAX_SEQUENTIAL = 64, 900, 5000
 CALL_TIMEOUT_S = 120.0
+# No client asks more than once a second: a person reads an answer before asking again, and the app refuses a
+# client's requests past 2 a second (gpt2chat.serving.fairness.RequestBudget). The sequential run takes turns
+# between SEQUENTIAL_CLIENTS addresses, one person after another.
+MIN_INTERVAL_S = 1.0
+SEQUENTIAL_CLIENTS = 8
 # The abuse scenario's attacks (``attack``) and how many clients may run them.
 ATTACKS = ("big_rating", "rating_flood", "upload", "state_parking", "malformed_history", "echo")
 MAX_ATTACKERS = 8
+MAX_ROUNDS = 10
 BOOT_TIMEOUT_S = 600.0  # TensorFlow import, model, masker, index and warm-up on busy shared cores
+MAX_BOOT_TIMEOUT_S = 3600.0
 
 QUESTIONS = (
     "What is glaucoma?",
@@ -87,6 +99,8 @@ class SoakConfig:
     seed: int = 0
     attackers: int = 0  # > 0: the abuse scenario (honest users alone, then beside attackers running ATTACKS)
     attacks: tuple[str, ...] = ATTACKS
+    rounds: int = 1  # abuse scenario: how many times the alone and attacked phases alternate
+    boot_timeout_s: float = BOOT_TIMEOUT_S
 
     def validate(self) -> None:
         if not 1 <= self.users <= MAX_USERS:
@@ -99,6 +113,10 @@ class SoakConfig:
             raise ValueError("--hostile-share must be between 0 and 1")
         if not 0 <= self.attackers <= MAX_ATTACKERS:
             raise ValueError(f"--attackers must be between 0 and {MAX_ATTACKERS}")
+        if not 0 < self.boot_timeout_s <= MAX_BOOT_TIMEOUT_S:
+            raise ValueError(f"--boot-timeout must be above 0 and at most {MAX_BOOT_TIMEOUT_S:.0f}")
+        if not 1 <= self.rounds <= MAX_ROUNDS:
+            raise ValueError(f"--rounds must be between 1 and {MAX_ROUNDS}")
         if not self.attacks or set(self.attacks) - set(ATTACKS):
             raise ValueError(f"--attacks must be some of {', '.join(ATTACKS)}")
         if not (Path(self.model) / "config.json").is_file():
@@ -108,7 +126,9 @@ class SoakConfig:
 @dataclasses.dataclass(frozen=True)
 class Call:
     kind: str  # "valid" or a HOSTILE key
-    outcome: str  # "replied" (any non-empty text), "refused" (the app's own one-line error) or "error"
+    # "replied" (any non-empty text), "refused" (the app's own one-line error), "limited" (HTTP 429: the per-client
+    # request limit) or "error"
+    outcome: str
     seconds: float
 
 
@@ -120,21 +140,44 @@ def message_mix(rng: random.Random, hostile_share: float) -> tuple[str, str]:
     return "valid", rng.choice(QUESTIONS)
 
 
-def api_client(url: str):
-    from gradio_client import Client
+def client_address(role: str, number: int) -> str:
+    """The loopback address client ``number`` calls from: honest users 127.0.1.x, attackers 127.0.2.x."""
+    return f"127.0.{1 if role == 'user' else 2}.{number % 250 + 1}"
 
-    return Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": CALL_TIMEOUT_S})
+
+def http_client(local_address: str | None = None):
+    """An HTTP client calling from ``local_address`` (a loopback address; None: the system's choice)."""
+    import httpx
+
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=local_address), timeout=CALL_TIMEOUT_S)
 
 
-def ask(client, message: str, max_new_tokens: int, kind: str) -> Call:
-    from gradio_client.exceptions import AppError
+def call_api(http, url: str, api_name: str, data: list) -> tuple[str, object]:
+    """One call of a Gradio API endpoint over its HTTP route (POST, then the event stream): (event, data), the event
+    being "complete", "error" or "status <code>" when the server refused the request outright."""
+    joined = http.post(f"{url}/gradio_api/call/{api_name}", json={"data": data})
+    if joined.status_code != 200:
+        return f"status {joined.status_code}", joined.text[:2000]
+    event, payload = "error", None
+    with http.stream("GET", f"{url}/gradio_api/call/{api_name}/{joined.json()['event_id']}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.removeprefix("event:").strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                payload = json.loads(line.removeprefix("data:").strip() or "null")
+    return event, payload
 
+
+def ask(http, url: str, message: str, max_new_tokens: int, kind: str) -> Call:
     started = time.perf_counter()
     try:
-        answer = client.predict(message, 0.7, max_new_tokens, True, api_name="/ask")
-        outcome = "replied" if isinstance(answer, str) and answer.strip() else "error"
-    except AppError:  # a gr.Error raised on purpose: a clear refusal, not a failure
-        outcome = "refused"
+        event, data = call_api(http, url, "ask", [message, 0.7, max_new_tokens, True])
+        if event == "complete":
+            outcome = "replied" if data and isinstance(data[0], str) and data[0].strip() else "error"
+        elif event == "status 429":
+            outcome = "limited"
+        else:  # a gr.Error raised on purpose carries its message: a clear refusal, not a failure
+            outcome = "refused" if event == "error" and isinstance(data, str) and data else "error"
     except Exception:  # connection, timeout, server error: all count as failures
         outcome = "error"
     return Call(kind, outcome, time.perf_counter() - started)
@@ -156,9 +199,11 @@ def summarise(calls: list[Call]) -> dict:
     latencies = [c.seconds for c in calls]
     valid = [c.seconds for c in calls if c.kind == "valid" and c.outcome == "replied"]
     return {
+        "valid_seconds": valid,
         "calls": len(calls),
         "errors": sum(c.outcome == "error" for c in calls),
         "refused": sum(c.outcome == "refused" for c in calls),
+        "limited": sum(c.outcome == "limited" for c in calls),
         "p50_s": percentile(latencies, 0.50), "p95_s": percentile(latencies, 0.95),
         "valid_p50_s": percentile(valid, 0.50), "valid_p95_s": percentile(valid, 0.95),
         "by_kind": by_kind,
@@ -181,12 +226,13 @@ def concurrent_users(url: str, pid: int, config: SoakConfig) -> dict:
 
     def user(number: int) -> None:
         rng = random.Random(config.seed * 1000 + number)
-        client = api_client(url)
-        while time.monotonic() < deadline:
-            kind, message = message_mix(rng, config.hostile_share)
-            call = ask(client, message, config.max_new_tokens, kind)
-            with lock:
-                calls.append(call)
+        with http_client(client_address("user", number)) as http:
+            while time.monotonic() < deadline:
+                kind, message = message_mix(rng, config.hostile_share)
+                call = ask(http, url, message, config.max_new_tokens, kind)
+                with lock:
+                    calls.append(call)
+                time.sleep(max(0.0, MIN_INTERVAL_S - call.seconds))
 
     def sample_memory() -> None:
         while not done.wait(5.0):
@@ -208,15 +254,19 @@ def concurrent_users(url: str, pid: int, config: SoakConfig) -> dict:
 
 
 def sequential_calls(url: str, pid: int, config: SoakConfig) -> dict:
-    """One client, ``config.sequential`` calls in a row; resident memory after every 100."""
-    client = api_client(url)
+    """``config.sequential`` calls in a row, clients taking turns (SEQUENTIAL_CLIENTS); resident memory after every 100."""
     rng = random.Random(config.seed + 7)
     calls, memory = [], [(0, resident_mb(pid))]
-    for number in range(1, config.sequential + 1):
-        kind, message = message_mix(rng, config.hostile_share)
-        calls.append(ask(client, message, config.max_new_tokens, kind))
-        if number % 100 == 0 or number == config.sequential:
-            memory.append((number, resident_mb(pid)))
+    clients = [http_client(client_address("user", n)) for n in range(SEQUENTIAL_CLIENTS)]
+    try:
+        for number in range(1, config.sequential + 1):
+            kind, message = message_mix(rng, config.hostile_share)
+            calls.append(ask(clients[number % SEQUENTIAL_CLIENTS], url, message, config.max_new_tokens, kind))
+            if number % 100 == 0 or number == config.sequential:
+                memory.append((number, resident_mb(pid)))
+    finally:
+        for http in clients:
+            http.close()
     half = [(n, mb) for n, mb in memory if n >= config.sequential / 2]
     return {**summarise(calls), "rss_mb_by_call": memory,
             "rss_growth_second_half_mb_per_100_calls": _slope(half) * 100 if len(half) > 1 else None}
@@ -274,11 +324,9 @@ def _dependency(config_json: dict, *, api_name: str | None = None, state_copy: b
     return None
 
 
-def attack(kind: str, url: str, reference: str | None, config_json: dict) -> str:
-    """One hostile request of ``kind``: what the server answered, as text."""
-    import httpx
-
-    with httpx.Client() as http:
+def attack(kind: str, url: str, reference: str | None, config_json: dict, local_address: str | None = None) -> str:
+    """One hostile request of ``kind`` from ``local_address``: what the server answered, as text."""
+    with http_client(local_address) as http:
         if kind == "upload":
             answer = _post(http, url, "/gradio_api/upload", files={"files": ("x.bin", b"0" * (1 << 20))})
             return f"status {getattr(answer, 'status_code', 'none')} {getattr(answer, 'text', '')[:500]}"
@@ -290,7 +338,9 @@ def attack(kind: str, url: str, reference: str | None, config_json: dict) -> str
             event = answer.json().get("event_id")
             return http.get(f"{url}/gradio_api/call/rate/{event}", timeout=CALL_TIMEOUT_S).text[:20_000]
         if kind == "state_parking":
-            history = [{"role": "user", "content": SECRET + " " + "h" * 1000}] * 230  # just under the size limit
+            # Gradio 6's normalised messages (plain-string content fails its check and parks nothing); 230 of them
+            # is just under the request-size limit.
+            history = [{"role": "user", "content": [{"type": "text", "text": SECRET + " " + "h" * 1000}]}] * 230
             return _queue_call(http, url, _dependency(config_json, state_copy=True), [history])
         chat = _dependency(config_json, api_name="chat")
         if kind == "malformed_history":
@@ -303,45 +353,75 @@ def attack(kind: str, url: str, reference: str | None, config_json: dict) -> str
 
 def abuse(url: str, pid: int, config: SoakConfig) -> dict:
     """Honest users' latency alone, then with ``config.attackers`` clients running ATTACKS in turn, for
-    ``config.seconds`` each; what the attacks got back, and the memory they left."""
+    ``config.seconds`` each, ``config.rounds`` times; what the attacks got back, and the memory they left."""
     import httpx
 
     config_json = httpx.get(f"{url}/config", timeout=CALL_TIMEOUT_S).json()
-    first = api_client(url).predict("What is glaucoma?", 0.0, 16, True, api_name="/ask")
-    match = REFERENCE.search(first if isinstance(first, str) else "")
+    with http_client(client_address("user", 0)) as http:
+        event, data = call_api(http, url, "ask", ["What is glaucoma?", 0.0, 16, True])
+    match = REFERENCE.search(data[0] if event == "complete" and data else "")
     honest = dataclasses.replace(config, hostile_share=0.0)
-    baseline = concurrent_users(url, pid, honest)
-    print(json.dumps({"honest_alone_valid_p95_s": baseline["valid_p95_s"]}), flush=True)
-    deadline = time.monotonic() + config.seconds
     answers: dict[str, list[str]] = {kind: [] for kind in config.attacks}
     lock = threading.Lock()
+    phases: dict[str, list[dict]] = {"alone": [], "attacked": []}
+    rss_before = resident_mb(pid)
+    for round_number in range(config.rounds):
+        phases["alone"].append(concurrent_users(url, pid, honest))
+        deadline = time.monotonic() + config.seconds
 
-    def attacker(number: int) -> None:
-        turn = number
-        while time.monotonic() < deadline:
-            kind = config.attacks[turn % len(config.attacks)]
-            text = attack(kind, url, match.group(0) if match else None, config_json)
-            with lock:
-                answers[kind].append(text)
-            turn += 1
+        def attacker(number: int) -> None:
+            turn = number
+            while time.monotonic() < deadline:
+                kind = config.attacks[turn % len(config.attacks)]
+                text = attack(kind, url, match.group(0) if match else None, config_json,
+                              client_address("attacker", number))
+                with lock:
+                    answers[kind].append(text)
+                turn += 1
 
-    threads = [threading.Thread(target=attacker, args=(n,), daemon=True) for n in range(config.attackers)]
-    for thread in threads:
-        thread.start()
-    attacked = concurrent_users(url, pid, honest)
-    for thread in threads:
-        thread.join(timeout=config.seconds + CALL_TIMEOUT_S + 30)
-    ratio = (attacked["valid_p95_s"] / baseline["valid_p95_s"]
-             if attacked["valid_p95_s"] and baseline["valid_p95_s"] else None)
+        threads = [threading.Thread(target=attacker, args=(n,), daemon=True) for n in range(config.attackers)]
+        for thread in threads:
+            thread.start()
+        phases["attacked"].append(concurrent_users(url, pid, honest))
+        for thread in threads:
+            thread.join(timeout=config.seconds + CALL_TIMEOUT_S + 30)
+        print(json.dumps({"round": round_number + 1, **{
+            f"{name}_valid_p95_s": runs[-1]["valid_p95_s"] for name, runs in phases.items()}}), flush=True)
+    summary = {name: _pooled(runs) for name, runs in phases.items()}
+    ratio = (summary["attacked"]["valid_p95_s"] / summary["alone"]["valid_p95_s"]
+             if summary["attacked"]["valid_p95_s"] and summary["alone"]["valid_p95_s"] else None)
     return {
-        "honest_alone": {k: baseline[k] for k in ("calls", "errors", "valid_p50_s", "valid_p95_s")},
-        "honest_under_attack": {k: attacked[k] for k in ("calls", "errors", "valid_p50_s", "valid_p95_s")},
+        "honest_alone": summary["alone"], "honest_under_attack": summary["attacked"],
         "valid_p95_ratio": ratio,
+        "valid_p95_by_round": {name: [run["valid_p95_s"] for run in runs] for name, runs in phases.items()},
         "attacks_sent": {kind: len(texts) for kind, texts in answers.items()},
+        "attack_outcomes": {kind: dict(collections.Counter(_outcome(t) for t in texts))
+                            for kind, texts in answers.items()},
         "attack_replies_echoing_the_secret": {kind: sum(SECRET in t for t in texts) for kind, texts in answers.items()},
         "attack_reply_samples": {kind: texts[0][:300] if texts else None for kind, texts in answers.items()},
-        "rss_before_mb": baseline["rss_start_mb"], "rss_after_mb": attacked["rss_end_mb"],
+        "rss_before_mb": rss_before, "rss_after_mb": phases["attacked"][-1]["rss_end_mb"],
     }
+
+
+def _pooled(runs: list[dict]) -> dict:
+    """The phases' calls pooled: counts summed, percentiles over every honest answer."""
+    valid = sorted(seconds for run in runs for seconds in run["valid_seconds"])
+    return {"calls": sum(run["calls"] for run in runs), "errors": sum(run["errors"] for run in runs),
+            "limited": sum(run["limited"] for run in runs),
+            "valid_p50_s": percentile(valid, 0.50), "valid_p95_s": percentile(valid, 0.95)}
+
+
+def _outcome(text: str) -> str:
+    """What an attack got back, in a word: the HTTP status it was refused with, or how its event stream ended."""
+    if text.startswith("status "):
+        return text.split()[1].rstrip(":")
+    if "event: complete" in text or re.search(r'"success":\s*true', text):
+        return "completed"
+    return "error event" if "error" in text else "other"
+
+
+def _without_latencies(summary: dict) -> dict:
+    return {key: value for key, value in summary.items() if key != "valid_seconds"}
 
 
 def _traceback_errors(log_text: str) -> list[str]:
@@ -361,7 +441,7 @@ def soak(config: SoakConfig) -> dict:
         log_path = Path(scratch) / "app.log"
         feedback_db = Path(scratch) / "feedback" / "feedback.sqlite3"
         with served_app(REPO_ROOT, log_path, env={"GPT2CHAT_MODEL": config.model, "GPT2CHAT_FEEDBACK_DB":
-                                                  str(feedback_db)}, boot_timeout_s=BOOT_TIMEOUT_S) as running:
+                                                  str(feedback_db)}, boot_timeout_s=config.boot_timeout_s) as running:
             url, pid = running.url, running.pid
             report = {"config": dataclasses.asdict(config), "rss_after_boot_mb": resident_mb(pid)}
             print(f"server up (pid {pid}, {report['rss_after_boot_mb']:.0f} MB); {config.users} users for "
@@ -369,11 +449,11 @@ def soak(config: SoakConfig) -> dict:
             if config.attackers:
                 report["abuse"] = abuse(url, pid, config)
             else:
-                report["concurrent"] = concurrent_users(url, pid, config)
+                report["concurrent"] = _without_latencies(concurrent_users(url, pid, config))
                 print(json.dumps({k: v for k, v in report["concurrent"].items() if k != "by_kind"}), flush=True)
             if config.sequential:
                 print(f"{config.sequential} sequential /ask calls…", flush=True)
-                report["sequential"] = sequential_calls(url, pid, config)
+                report["sequential"] = _without_latencies(sequential_calls(url, pid, config))
         log_text = log_path.read_text(errors="replace")
         report["feedback_db_bytes"] = sum(p.stat().st_size for p in feedback_db.parent.glob("*")) \
             if feedback_db.parent.is_dir() else 0
@@ -403,11 +483,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[SoakConfig, str | None]:
                              "values Gradio would echo); reports both p95s (default: 0, off; at most 8)")
     parser.add_argument("--attacks", default=",".join(ATTACKS),
                         help="comma-separated attacks the attackers take turns at (default: all)")
+    parser.add_argument("--rounds", type=int, default=SoakConfig.rounds,
+                        help="abuse scenario: alternate the alone and attacked phases this many times (default: 1)")
+    parser.add_argument("--boot-timeout", type=float, default=BOOT_TIMEOUT_S,
+                        help="seconds the app may take to start (default: 600; at most 3600; a loaded machine needs more)")
     parser.add_argument("--out", help="write the report as JSON here too")
     args = parser.parse_args(argv)
     config = SoakConfig(model=args.model, users=args.users, seconds=args.seconds, sequential=args.sequential,
                         max_new_tokens=args.max_new_tokens, hostile_share=args.hostile_share, seed=args.seed,
-                        attackers=args.attackers, attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()))
+                        attackers=args.attackers, rounds=args.rounds, boot_timeout_s=args.boot_timeout, attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()))
     return config, args.out
 
 

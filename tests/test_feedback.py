@@ -11,6 +11,7 @@ import types
 
 import pytest
 
+from gpt2chat import settings
 from gpt2chat.serving import feedback
 from gpt2chat.serving.feedback import FeedbackStore, Rating
 
@@ -51,6 +52,25 @@ def test_stored_rows_never_hold_raw_personal_details(tmp_path, masker, caplog):
         assert value not in caplog.text, value
     with sqlite3.connect(store.path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_server_text_is_masked_once_however_often_its_answer_is_rated(tmp_path, masker):
+    """A flood of ratings of one answer masked its question, answer, URLs and sources again for each (issue 23):
+    the server's texts are masked once; the client's reason every time, and it is never remembered."""
+    texts = []
+
+    class Counting:
+        def mask(self, text):
+            texts.append(text)
+            return masker.mask(text)
+
+    store = FeedbackStore(tmp_path / "feedback.sqlite3", Counting())
+    for reason in ("wrong", "Jane Roe here, wrong again"):
+        assert store.record(rating(question=PII_QUESTION, reason=reason, answer=ANSWER))
+    assert texts.count("wrong") == 1 and texts.count("Jane Roe here, wrong again") == 1
+    assert len(texts) - 2 == len(set(texts) - {"wrong", "Jane Roe here, wrong again"})  # the rest once each
+    assert not any("Jane" in text for text, _ in store._masked)
+    assert [row["question"] for row in store.rows()] == [store.rows()[0]["question"]] * 2
 
 
 def test_the_database_is_created_by_the_first_rating(tmp_path, masker):
@@ -117,16 +137,30 @@ def test_rating_rejects_what_it_cannot_store():
         FeedbackStore("unused.sqlite3", create=False).record(rating())
 
 
-def test_shown_values_are_the_engines_answer_kinds():
-    from gpt2chat.chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, NO_ANSWER
+def test_shown_takes_the_engines_answer_kinds_and_stores_their_values(tmp_path, masker):
+    from gpt2chat.chat.kinds import AnswerKind
 
-    assert set(feedback.SHOWN) == {MODEL_ANSWER, EXTRACT_ANSWER, NO_ANSWER}
+    store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
+    for kind in AnswerKind:
+        assert store.record(rating(shown=kind))
+    assert sorted(row["shown"] for row in store.rows()) == ["extract", "model", "none"]
+    with sqlite3.connect(store.path) as connection:  # plain text in the database, not an enum's repr
+        assert sorted(value for (value,) in connection.execute("SELECT shown FROM ratings")) == [
+            "extract", "model", "none"]
+    with pytest.raises(ValueError, match="shown must be one of model, extract, none, not 'no_answer'"):
+        rating(shown="no_answer")  # a reply category, not an answer kind
 
 
-def test_collection_is_on_unless_turned_off():
-    assert feedback.collection_enabled({})
-    assert not feedback.collection_enabled({feedback.ENABLED_ENV: "off"})
-    assert feedback.default_db_path({feedback.DB_ENV: "/tmp/x.sqlite3"}).as_posix() == "/tmp/x.sqlite3"
+def test_the_settings_read_from_the_environment(caplog):
+    assert settings.feedback_settings({}) == settings.FeedbackSettings(
+        enabled=True, db_path=settings.FEEDBACK_DB, max_mb=None, hub_repo="")
+    assert not settings.feedback_settings({settings.FEEDBACK_ENV: " Off"}).enabled
+    read = settings.feedback_settings({settings.FEEDBACK_DB_ENV: "/tmp/x.sqlite3", settings.FEEDBACK_MAX_MB_ENV: "1.5",
+                                       settings.FEEDBACK_REPO_ENV: " me/fb "})
+    assert (read.db_path.as_posix(), read.max_mb, read.hub_repo) == ("/tmp/x.sqlite3", 1.5, "me/fb")
+    caplog.set_level(logging.WARNING, logger="gpt2chat.settings")
+    assert settings.feedback_settings({settings.FEEDBACK_MAX_MB_ENV: "lots"}).max_mb is None  # logged, not raised
+    assert settings.FEEDBACK_MAX_MB_ENV in caplog.text
 
 
 def _filled_store(tmp_path, masker) -> FeedbackStore:
@@ -194,18 +228,20 @@ def test_commands_explain_bad_input(tmp_path, capsys):
 def test_hub_sync_without_a_token_stays_local_and_says_so(tmp_path, masker, caplog):
     store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
     caplog.set_level(logging.INFO, logger="gpt2chat.serving.feedback")
-    assert feedback.start_hub_sync(store, env={feedback.REPO_ENV: "me/gpt2chat-feedback"}, token="") is None
-    assert feedback.start_hub_sync(store, env={}) is None
+    assert feedback.start_hub_sync(store, "me/gpt2chat-feedback", token="") is None
+    assert feedback.start_hub_sync(store, "") is None
     first, second = [r.getMessage() for r in caplog.records]
     assert "no Hugging Face token" in first and "stays local" in first and str(store.path) in first
     assert "stored locally" in second
 
 
-def test_the_app_store_follows_the_environment(tmp_path, masker):
-    env = {feedback.DB_ENV: str(tmp_path / "app.sqlite3")}
-    store = feedback.open_app_store(masker, env)
-    assert store.path == tmp_path / "app.sqlite3" and store.hub_sync is None
-    assert feedback.open_app_store(masker, {**env, feedback.ENABLED_ENV: "0"}) is None
+def test_the_app_store_follows_its_settings(tmp_path, masker):
+    config = settings.FeedbackSettings(db_path=tmp_path / "app.sqlite3", max_mb=0.5)
+    store = feedback.open_app_store(masker, config)
+    assert store.path == tmp_path / "app.sqlite3" and store.hub_sync is None and store.max_bytes == 2**19
+    assert feedback.open_app_store(masker, settings.FeedbackSettings(db_path=store.path)).max_bytes == \
+        feedback.DEFAULT_MAX_BYTES
+    assert feedback.open_app_store(masker, settings.FeedbackSettings(enabled=False, db_path=store.path)) is None
 
 
 def test_hub_sync_builds_a_private_dataset_scheduler(tmp_path, masker):
@@ -216,7 +252,7 @@ def test_hub_sync_builds_a_private_dataset_scheduler(tmp_path, masker):
         built.update(kwargs)
         return "scheduler"
 
-    assert feedback.start_hub_sync(store, env={feedback.REPO_ENV: "me/fb"}, token="hf_x",
+    assert feedback.start_hub_sync(store, "me/fb", token="hf_x",
                                    scheduler_class=scheduler) == "scheduler"
     assert built["repo_id"] == "me/fb" and built["repo_type"] == "dataset" and built["private"] is True
     assert built["token"] == "hf_x" and built["folder_path"] == tmp_path / "hub" and built["squash_history"]
@@ -230,7 +266,7 @@ def test_hub_sync_failure_keeps_the_store_local(tmp_path, masker, caplog):
         raise ConnectionError("Failed to resolve 'huggingface.co'\nmore detail")
 
     caplog.set_level(logging.WARNING, logger="gpt2chat.serving.feedback")
-    assert feedback.start_hub_sync(store, env={feedback.REPO_ENV: "me/fb"}, token="t", scheduler_class=offline) is None
+    assert feedback.start_hub_sync(store, "me/fb", token="t", scheduler_class=offline) is None
     [line] = [r.getMessage() for r in caplog.records]
     assert "Failed to resolve 'huggingface.co'" in line and "more detail" not in line and "stays local" in line
 
@@ -299,7 +335,7 @@ def test_a_full_database_refuses_with_one_clear_line(tmp_path, masker, caplog):
     assert store.record(rating()) is False and store.record(rating()) is False
     assert store.is_full() and len(store.rows()) == 1
     [line] = [r.getMessage() for r in caplog.records]
-    assert "size cap" in line and feedback.MAX_MB_ENV in line
+    assert "size cap" in line and settings.FEEDBACK_MAX_MB_ENV in line
 
 
 def test_an_unwritable_store_recovers_when_its_folder_becomes_writable(tmp_path, masker, caplog):
@@ -314,7 +350,7 @@ def test_an_unwritable_store_recovers_when_its_folder_becomes_writable(tmp_path,
     store = FeedbackStore(folder / "feedback.sqlite3" if folder.is_dir() else folder / "sub" / "f.sqlite3", masker,
                           retry_s=0.0)
     assert store.record(rating()) is False
-    feedback.start_hub_sync(store, env={})
+    feedback.start_hub_sync(store, "")
     messages = [r.getMessage() for r in caplog.records]
     assert any("unusable" in m for m in messages) and not any("stored locally" in m for m in messages)
     assert any("cannot be stored" in m for m in messages)
@@ -325,3 +361,23 @@ def test_an_unwritable_store_recovers_when_its_folder_becomes_writable(tmp_path,
         folder.mkdir()
     assert store.record(rating()) is True and len(store.rows()) == 1
     assert "usable again" in caplog.records[-1].getMessage()
+
+
+def test_a_log_file_gone_between_listing_and_reading_is_not_counted(tmp_path, masker, monkeypatch):
+    """SQLite removes the write-ahead log when the last connection closes, which another thread can do between the
+    size check's listing and its stat (seen once in the twenty-thread test)."""
+    store = FeedbackStore(tmp_path / "feedback.sqlite3", masker)
+    assert store.record(rating())
+    size = store.path.stat().st_size
+    gone = store.path.with_name(store.path.name + "-wal")
+    path_type, stat = type(store.path), type(store.path).stat
+
+    def stat_while_the_log_goes(self, *args, **kwargs):
+        if self == gone:
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        return stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(path_type, "glob", lambda self, pattern: iter([store.path, gone]))
+    monkeypatch.setattr(path_type, "is_file", lambda self: True)  # it was there when listed
+    monkeypatch.setattr(path_type, "stat", stat_while_the_log_goes)
+    assert store.size_bytes() == size

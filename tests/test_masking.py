@@ -70,6 +70,13 @@ PII_CASES = [
     ("ADDRESS", "1423 Maple Avenue\nSpringfield, Illinois 62704", "1423 Maple Avenue\nSpringfield, Illinois 62704"),
     ("ADDRESS", "we moved to Austin, TX 78701 and need a pediatrician", "Austin, TX 78701"),
     ("ADDRESS", "123 main st springfield il 62704 is where i live", "123 main st springfield il 62704"),
+    # Issue 23, round 2: a name then "here", a mistyped "my name is", a state and ZIP after a place cue.
+    ("PERSON", "quincy abernathy here, what causes gout?", "quincy abernathy"),
+    ("PERSON", "hi, sarah here. my son has a fever", "sarah"),
+    ("PERSON", "my nmae is quincy abernathy and i have asthma", "quincy abernathy"),
+    ("PERSON", "mi name is jhon and my ear hurts", "jhon"),
+    ("ADDRESS", "born in NY 10001, do i need a measles booster?", "NY 10001"),
+    ("ADDRESS", "i live in brooklyn ny 11201 and have asthma", "brooklyn ny 11201"),
 ]
 
 
@@ -132,6 +139,14 @@ MEDICAL_PHRASES = [
     "my group number is 2 and my plan has a deductible",
     "Lupus, fatigue and joint pain: how are they related?",
     "Stage 4, grade 2 breast cancer: what is the survival rate?",
+    # words before "here", a mistyped cue with no name, a birth year or a state without a ZIP
+    "asthma here, what should i take for wheezing?",
+    "new here, what is a normal blood pressure?",
+    "pain here and there in my joints, is it arthritis?",
+    "Is anyone here a nurse? so here is my question",
+    "my nmae is on the transplant list, how long is the wait?",
+    "born in 1985, is a colonoscopy due at 40?",
+    "i was born in NY, is lyme disease common there?",
 ]
 
 

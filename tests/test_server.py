@@ -77,6 +77,7 @@ def test_upload_routes_are_closed_and_other_routes_pass():
         return sent[0]["status"], reached
 
     assert call("/gradio_api/upload") == (403, []) and call("/gradio_api/upload/") == (403, [])
+    assert call("/gradio_api/deep_link") == (403, [])  # it wrote the session's last values to a file
     assert call("/gradio_api/info") == (200, ["/gradio_api/info"])
 
 
@@ -98,3 +99,48 @@ def test_gradio_tracebacks_are_one_line_without_values_and_log_lines_are_capped(
     assert gradio.queueing.traceback.format_exc  # the rest of the module is still there
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "%s", ("y" * 5000,), None)
     assert LogLineCap(100).filter(record) and len(record.getMessage()) < 120
+
+
+def _history(sizes):
+    return [{"role": "user" if n % 2 == 0 else "assistant", "content": [{"type": "text", "text": "x" * size}]}
+            for n, size in enumerate(sizes)]
+
+
+def test_a_history_keeps_its_most_recent_messages_within_the_budget():
+    from gpt2chat.serving.server import bounded_history
+
+    history = _history([400, 300, 200, 100])
+    assert bounded_history(history, 1000) is history  # within the budget: untouched
+    assert bounded_history(history, 350) == history[2:]  # the oldest dropped, whole
+    assert bounded_history(_history([5000]), 100) == [{"role": "user", "content": "x" * 100}]
+    assert bounded_history([{"role": "user", "content": "y" * 500}], 50) == [{"role": "user", "content": "y" * 50}]
+    assert bounded_history(7, 10) == 7 and bounded_history(["a" * 50], 10) == ["a" * 50]  # not a history
+
+
+def test_gradio_sessions_keep_bounded_histories_and_no_copy_of_request_values():
+    """Issue 23: an internal event parked any history a client sent in session state (0.95 MB per session), and
+    every /chat call adds to the session's history without end."""
+    import gradio as gr
+    import gradio.state_holder
+
+    from gpt2chat.serving.server import bound_session_state
+
+    with gr.Blocks() as demo:
+        history, text = gr.State([]), gr.Textbox()
+    bound_session_state(max_chars=1000)
+    bound_session_state(max_chars=1000)  # twice: still one bound, not a subclass of itself
+    try:
+        session = gradio.state_holder.SessionState(demo)
+        parked = _history([1000] * 230)  # the probe's 230 KB history
+        session[history._id] = parked
+        kept = session.state_data[history._id]
+        assert len(kept) == 1 and kept[0] == parked[-1]
+        for _ in range(50):  # a /chat client adding 500 characters a turn
+            session[history._id] = session[history._id] + _history([500])
+        assert sum(len(m["content"][0]["text"]) for m in session.state_data[history._id]) <= 1000
+        session[text._id] = text
+        session._update_value_in_config(text._id, "my ssn 078-05-1120")
+        assert "078-05-1120" not in str(list(session.components))
+    finally:
+        bound_session_state()  # the app's own bound for the rest of the session
+    assert type(gradio.state_holder.SessionState(demo)).__mro__[1] is gradio.state_holder.SessionState.unbounded

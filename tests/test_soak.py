@@ -31,7 +31,8 @@ soak = _load_soak()
 
 @pytest.mark.parametrize("excess", [dict(users=0), dict(users=65), dict(seconds=0), dict(seconds=901),
                                     dict(sequential=-1), dict(sequential=5001), dict(hostile_share=1.5),
-                                    dict(attackers=9), dict(attackers=-1), dict(attacks=()), dict(attacks=("ddos",))])
+                                    dict(attackers=9), dict(attackers=-1), dict(attacks=()), dict(attacks=("ddos",)),
+                                    dict(rounds=0), dict(rounds=11), dict(boot_timeout_s=0), dict(boot_timeout_s=3601)])
 def test_the_soak_is_bounded(tmp_path, excess):
     (tmp_path / "config.json").write_text("{}")
     soak.SoakConfig(model=str(tmp_path)).validate()
@@ -41,6 +42,9 @@ def test_the_soak_is_bounded(tmp_path, excess):
 
 def test_the_soak_stays_on_loopback_and_needs_a_model(tmp_path):
     assert soak.HOST == "127.0.0.1"
+    # every client calls from a loopback address of its own (127.0.0.0/8), honest users apart from attackers
+    addresses = {soak.client_address(role, n) for role in ("user", "attacker") for n in range(soak.MAX_USERS)}
+    assert len(addresses) == 2 * soak.MAX_USERS and all(a.startswith("127.0.") for a in addresses)
     with pytest.raises(ValueError, match="not a preset directory"):
         soak.SoakConfig(model=str(tmp_path / "missing")).validate()
 
@@ -61,6 +65,8 @@ def test_summary_counts_outcomes_latencies_and_memory_growth():
     assert (summary["calls"], summary["errors"], summary["refused"]) == (6, 1, 1)
     assert (summary["valid_p50_s"], summary["valid_p95_s"]) == (3.0, 4.0)
     assert summary["by_kind"] == {"valid": {"replied": 4}, "empty": {"refused": 1}, "long_10k": {"error": 1}}
+    pooled = soak._pooled([summary, soak.summarise([soak.Call("valid", "replied", 5.0), soak.Call("x", "limited", 0.0)])])
+    assert (pooled["calls"], pooled["errors"], pooled["limited"], pooled["valid_p95_s"]) == (8, 1, 1, 5.0)
     assert soak._slope([(500, 100.0), (600, 101.0), (700, 102.0)]) == pytest.approx(0.01)
 
 
@@ -97,5 +103,7 @@ def test_abuse_attacks_are_known_and_the_traceback_summary_reads_the_exception_l
     assert set(soak.ATTACKS) == {"big_rating", "rating_flood", "upload", "state_parking", "malformed_history", "echo"}
     with pytest.raises(ValueError, match="unknown attack"):
         soak.attack("ddos", "http://127.0.0.1:1", None, {"components": [], "dependencies": []})
+    assert [soak._outcome(t) for t in ("status 429: {}", "event: complete\ndata: [1]", 'data: {"success": true}',
+                                       "event: error\ndata: null")] == ["429", "completed", "completed", "error event"]
     log = "ok\nTraceback (most recent call last):\n  File x\n    raise\nValueError: boom\nnext\n"
     assert soak._traceback_errors(log) == ["ValueError: boom"]

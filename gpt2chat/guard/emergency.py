@@ -1,7 +1,7 @@
 """Emergency detection: the keyword rules plus a classifier trained on messages written the way people write.
 
 Usage:
-    detector = default_detector()                       # trained on first use, then shared by the process
+    detector = build_detector()                         # trained in about a second: build once, pass it on
     detector.kinds("i took like 40 tylenol an hour ago")  # ['poison']; [] when it is not an emergency
 
 The labelled set (``resources/emergency_set.jsonl``) is hand-written: many phrasings per kind of emergency
@@ -25,9 +25,7 @@ pick the reply's extra lines: 988 for suicide, Poison Control for poisoning.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -221,22 +219,9 @@ class EmergencyDetector:
 
 def build_detector(path: str | Path = SET_PATH, *, veto: bool = True,
                    medquad_questions: str | Path | None = MEDQUAD_QUESTIONS_PATH) -> EmergencyDetector:
-    """A detector trained on ``training_rows``, its threshold chosen on them by cross-validation."""
+    """A detector trained on ``training_rows``, its threshold chosen on them by cross-validation: 1.0-1.5 s measured
+    on 2 shared cores (``python -m gpt2chat.safety --eval`` prints it), so the app trains it once, in its composition
+    root (``ChatEngine.build``), and passes it on."""
     training = training_rows(path, medquad_questions)
     choice = choose_threshold(training, veto=veto)
     return EmergencyDetector(EmergencyClassifier.fit(training), choice.threshold, veto)
-
-
-_TRAINING_LOCK = threading.Lock()
-
-
-@functools.cache
-def _trained_default() -> EmergencyDetector:
-    return build_detector()
-
-
-def default_detector() -> EmergencyDetector:
-    """The process-wide detector, trained once on first use (1.0-1.5 s measured on 2 shared cores; ``python -m
-    gpt2chat.safety --eval`` prints it); the lock stops concurrent first chats from training it twice."""
-    with _TRAINING_LOCK:
-        return _trained_default()

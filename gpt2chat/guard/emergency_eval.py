@@ -26,7 +26,6 @@ from gpt2chat.guard.emergency import (
     SET_PATH,
     LabelledMessage,
     build_detector,
-    default_detector,
     choose_threshold,
     load_labelled_set,
     normalise,
@@ -206,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"input problem ({problem.code}): {problem.reply}")
         return 1
-    verdict = SafetyPolicy(default_detector()).assess(text)
+    verdict = SafetyPolicy(build_detector()).assess(text)
     print(f"category: {verdict.category or 'none (answered)'}")
     if verdict.reply:
         print(verdict.reply)

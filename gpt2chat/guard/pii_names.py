@@ -234,14 +234,20 @@ class EnglishLexicon:
 # Lower-case words only: capitalised names after a cue are _PERSON_CUES' and spaCy's.
 _LOWER_WORD = r"\p{Ll}+(?:-\p{Ll}+)?(?![\p{L}\d])"
 _ANY_WORD = r"\p{L}+(?:-\p{L}+)?(?![\p{L}\d])"
+# "name" as it is mistyped: every swap of two neighbouring letters and every dropped letter but the first ("my nmae
+# is", "my naem is", "my nme is"), and "mi" for "my" (issue 23: "my nmae is ..." reached the feedback database).
+_NAME_WORD = "(?:name|anme|nmae|naem|nme|nae|nam)"
 _STRONG_NAME_CUE = (
-    rf"(?:(?i:\bmy\s+name(?:\s+is|['’]s)|\bi['’]?m\s+called|\bi\s+am\s+called)\s+|(?i:\bname)\s*:\s*)"
+    rf"(?:(?i:\bm[yi]\s+{_NAME_WORD}(?:\s+is|['’]s)|\bi['’]?m\s+called|\bi\s+am\s+called)\s+|(?i:\bname)\s*:\s*)"
     rf"(?P<first>{_ANY_WORD})(?:\s+(?P<second>{_ANY_WORD}))?"
 )
 _WEAK_NAME_CUE = (
     rf"(?i:\bi\s+am|\bi['’]?m|\bthis\s+is|\bit['’]?s|\bcall\s+me|\b(?:my|our|his|her|their)\s+(?:{KIN})\s*,?"
     rf"|\b(?:thanks|thank\s+you|regards|cheers|best|love)\s*,)\s+"
     rf"(?P<first>{_LOWER_WORD})(?:\s+(?P<second>{_LOWER_WORD}))?"
+    # "quincy abernathy here, ...": a name then "here" opening the message, a line, a sentence or after a greeting.
+    rf"|(?:^|(?<=[\n.!?]\s*)|(?<=(?i:\b(?:hi|hello|hey|ok|so))[,!]?\s+))"
+    rf"(?P<first>{_ANY_WORD})(?:\s+(?P<second>{_ANY_WORD}))?\s+(?i:here)\b(?!\s+(?:is|are|was|were)\b)"
 )
 
 

@@ -186,6 +186,15 @@ _CITY_STATE_ZIP = (
     rf"(?P<value>\b{_CITY_WORD}(?:[ \t]+{_CITY_WORD}){{0,2}}"
     rf"(?:,?\s+(?:{_US_STATES})|,\s*(?i:{_US_STATES})|,?\s+{_US_STATE_NAMES}),?\s+\d{{5}}(?:-\d{{4}})?)(?![\w-])"
 )
+# After a place cue ("born in", "live in", "moved to", "from") a state and ZIP, with or without a city before it, in
+# any case: "born in NY 10001", "i live in brooklyn ny 11201" (issue 23). The cue and the five digits after the
+# state keep "pills or 10000 units" and "born in 1985" out.
+_PLACE_CUE = (r"(?i:\b(?:born|raised|live|lives|living|lived|stay|staying|moved|moving|reside|resides|residing|"
+              r"located|based)(?:\s+(?:in|to|at|near))?|\bfrom)\s+")
+_CUED_STATE_ZIP = (
+    rf"(?<={_PLACE_CUE})(?P<value>(?:{_CITY_WORD}(?:[ \t]+{_CITY_WORD}){{0,2}},?\s+)?"
+    rf"(?:(?i:{_US_STATES})|{_US_STATE_NAMES}),?\s+\d{{5}}(?:-\d{{4}})?)(?![\w-])"
+)
 # A lower-case street with its city, state and ZIP and no cue: "123 main st springfield il 62704".
 _LOWER_STREET_ZIP = (
     rf"(?P<value>\b\d{{1,6}}\s+(?:\p{{Ll}}[\p{{L}}'’.\-]*\s+){{1,4}}{_STREET_SUFFIX},?"
@@ -215,4 +224,5 @@ def pattern_recognizers() -> list[EntityRecognizer]:
         RegexRecognizer("EMAIL", _EMAIL_SHAPE, 0.9, "EmailShapeRecognizer"),
         RegexRecognizer("ADDRESS", _CITY_STATE_ZIP, 0.9, "CityStateZipRecognizer"),
         RegexRecognizer("ADDRESS", _LOWER_STREET_ZIP, 0.9, "LowerStreetZipRecognizer"),
+        RegexRecognizer("ADDRESS", _CUED_STATE_ZIP, 0.9, "CuedStateZipRecognizer"),
     ]

@@ -1,12 +1,13 @@
 """Safety checks the chat engine runs on every (already PII-masked) user message before anything is generated.
 
 Usage:
-    from gpt2chat.guard.emergency import default_detector
+    from gpt2chat.guard.emergency import build_detector
     from gpt2chat.guard.safety import SafetyPolicy, check_input
 
-    urgent = default_policy().emergency(raw_message, earlier_user_messages, mask)   # first: any length/language
+    policy = SafetyPolicy(build_detector())      # once, in the composition root (ChatEngine.build)
+    urgent = policy.emergency(raw_message, earlier_user_messages, mask)   # first: any length/language
     text, problem = check_input(raw_message)      # cleaned text, or a polite InputProblem to show instead
-    verdict = SafetyPolicy(default_detector()).assess(masked_text)   # emergency / dosing / diagnosis / None
+    verdict = policy.assess(masked_text)          # emergency / dosing / diagnosis / None
     if verdict.category:
         show(verdict.reply)                        # shown before any answer
         if verdict.blocks_answer:                  # emergencies: the reply is the whole answer
@@ -33,7 +34,7 @@ import unicodedata
 from pathlib import Path
 from typing import Callable, Sequence
 
-from gpt2chat.guard.emergency import SET_PATH, EmergencyDetector, default_detector, normalise
+from gpt2chat.guard.emergency import SET_PATH, EmergencyDetector, normalise
 from gpt2chat.guard.emergency_rules import foreign_kinds, rule_kinds
 
 EMERGENCY = "emergency"
@@ -221,7 +222,7 @@ TURN_CHARS = 1000
 class SafetyPolicy:
     """The checks the chat engine runs, as one collaborator that tests and reports can replace."""
 
-    emergencies: EmergencyDetector | None = None  # None: the process-wide detector, trained on first use
+    emergencies: EmergencyDetector  # gpt2chat.guard.emergency.build_detector: trained once by the caller
 
     def check_input(self, text: str, max_chars: int = 2000) -> tuple[str, InputProblem | None]:
         return check_input(text, max_chars)
@@ -231,7 +232,7 @@ class SafetyPolicy:
         and the classifier the first and last WINDOW_CHARS (where a story states what is happening, or asks what to
         do), so a 2,200-character story ending "his face is drooping and he cant talk" is flagged, in time linear in
         its length. Classifying overlapping windows throughout took 35 s for 1 MB and flagged repetitive filler."""
-        detector = self.emergencies or default_detector()
+        detector = self.emergencies
         if len(text) <= WINDOW_CHARS:
             return detector.kinds(text)
         kinds = rule_kinds(normalise(text))

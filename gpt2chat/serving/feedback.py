@@ -1,6 +1,6 @@
 """Ratings from real users: a masked, local SQLite store, optional Hub sync, and the report built from it.
 
-    store = FeedbackStore(default_db_path(), masker=PIIMasker())
+    store = FeedbackStore(settings.feedback_settings().db_path, masker=PIIMasker())
     store.record(Rating(liked=False, question=raw_question, answer=shown_markdown, session_id=sid, reason="wrong"))
 
     python -m gpt2chat.feedback report [--out livrables]          # livrables/feedback.md + plots
@@ -40,16 +40,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 from gpt2chat import settings
 from gpt2chat.chat.followups import question_type
+from gpt2chat.chat.kinds import AnswerKind
 
 log = logging.getLogger(__name__)
 
-DB_ENV = "GPT2CHAT_FEEDBACK_DB"
-ENABLED_ENV = "GPT2CHAT_FEEDBACK"  # "0", "off", "false" or "no" turns collection off
-REPO_ENV = "GPT2CHAT_FEEDBACK_REPO"
 DEFAULT_DB = settings.FEEDBACK_DB
-# What the user saw: the model's text, the extractive summary of the NIH passage, or no answer. The values of
-# gpt2chat.chat.engine's ChatReply.answer_kind (not imported: the commands here must not start TensorFlow).
-SHOWN = ("model", "extract", "none")
+# What the user saw: the model's text, the extractive summary of the NIH passage, or no answer.
+SHOWN = tuple(AnswerKind)
 REASONS = ("wrong", "off-topic", "unclear", "unsafe")  # offered in the UI; any other short text is accepted too
 NOTICE = ("👍/👎 under an answer saves a rating with your question **with personal details removed**, the answer "
           "and its sources, to improve the chatbot.")
@@ -57,10 +54,10 @@ NOTICE = ("👍/👎 under an answer saves a rating with your question **with pe
 # it is masked: masking a 950 KB field first took the queue's workers for seconds per rating (issue 23).
 LIMITS = {"question": 2000, "answer": 8000, "reason": 500, "session_id": 100, "model_id": 300}
 # The database stops taking ratings past this size (the default holds about 100,000 ratings); $GPT2CHAT_FEEDBACK_MAX_MB.
-MAX_MB_ENV = "GPT2CHAT_FEEDBACK_MAX_MB"
 DEFAULT_MAX_BYTES = 200 << 20
 # An unusable store is tried again at most this often, so a folder made writable later is used without a restart.
 RETRY_S = 30.0
+MASKED_REMEMBERED = 256  # server-issued texts whose masked form is kept (FeedbackStore._mask_server_text)
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ratings (
@@ -85,15 +82,6 @@ CREATE INDEX IF NOT EXISTS ratings_session ON ratings(session_id);
 _JSON_COLUMNS = ("masked_types", "urls", "sources", "settings")
 
 
-def default_db_path(env: Mapping[str, str] = os.environ) -> Path:
-    return Path(env.get(DB_ENV) or DEFAULT_DB).expanduser()
-
-
-def collection_enabled(env: Mapping[str, str] = os.environ) -> bool:
-    """On unless $GPT2CHAT_FEEDBACK says otherwise."""
-    return env.get(ENABLED_ENV, "1").strip().lower() not in ("0", "off", "false", "no")
-
-
 @dataclasses.dataclass(frozen=True)
 class Rating:
     """One thumbs up or down, as the UI or the API hands it over: text fields are still raw here."""
@@ -105,7 +93,7 @@ class Rating:
     reason: str = ""
     urls: Sequence[str] = ()
     sources: Sequence[str] = ()
-    shown: str = "model"
+    shown: str = AnswerKind.MODEL
     model_id: str = ""
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -146,6 +134,8 @@ class FeedbackStore:
         # leaves no file behind. An existing one is checked now, so a corrupt file is reported at start-up.
         self._exists = self.path.is_file()
         self._create_lock = threading.Lock()
+        self._masked: collections.OrderedDict[tuple[str, int], tuple[str, set[str]]] = collections.OrderedDict()
+        self._masked_lock = threading.Lock()
         self.hub_sync = None  # the CommitScheduler pushing snapshots, when start_hub_sync set one up
         self.available = self._open(create) if self._exists or not create else True
         if not self.available:
@@ -185,6 +175,24 @@ class FeedbackStore:
         result = self._masker.mask(storable(text, limit))
         return result.text, {finding.entity_type for finding in result.findings}
 
+    def _mask_server_text(self, text: str, limit: int) -> tuple[str, set[str]]:
+        """``_mask`` of text the server issued (the masked question, the answer, its URLs and sources), remembered
+        for the last MASKED_REMEMBERED texts: each is masked once however often its answer is rated. A rating
+        masked some ten texts, 0.2 s each on a loaded machine, under the lock every question's masking also takes;
+        a flood of ratings of one answer slowed everybody's answers (issue 23). Client text (the reason) is never
+        kept."""
+        key = (text, limit)
+        with self._masked_lock:
+            if key in self._masked:
+                self._masked.move_to_end(key)
+                return self._masked[key]
+        masked = self._mask(text, limit)
+        with self._masked_lock:
+            self._masked[key] = masked
+            while len(self._masked) > MASKED_REMEMBERED:
+                self._masked.popitem(last=False)
+        return masked
+
     def _usable(self) -> bool:
         """Whether a rating can be written now; an unusable store is opened again every ``retry_s`` seconds."""
         if self._exists and self.available:
@@ -207,7 +215,13 @@ class FeedbackStore:
 
     def size_bytes(self) -> int:
         """The database and its write-ahead log on disk."""
-        return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+        total = 0
+        for path in self.path.parent.glob(self.path.name + "*"):
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:  # another thread's last connection closed and SQLite removed its log
+                continue
+        return total
 
     def is_full(self) -> bool:
         return self._exists and self.size_bytes() >= self.max_bytes
@@ -220,13 +234,14 @@ class FeedbackStore:
             return False
         if self.is_full():
             self._problem("full", f"feedback database at {self.path} reached its size cap of "
-                                  f"{self.max_bytes / 2**20:.1f} MB ({MAX_MB_ENV}): ratings are not saved")
+                                  f"{self.max_bytes / 2**20:.1f} MB ({settings.FEEDBACK_MAX_MB_ENV}): ratings are not "
+                                  "saved")
             return False
-        question, question_types = self._mask(rating.question, LIMITS["question"])
+        question, question_types = self._mask_server_text(rating.question, LIMITS["question"])
         reason, reason_types = self._mask(rating.reason, LIMITS["reason"])
-        answer, _ = self._mask(rating.answer, LIMITS["answer"])
-        urls = [self._mask(url, LIMITS["question"])[0] for url in list(rating.urls)[:10]]
-        sources = [self._mask(source, LIMITS["model_id"])[0] for source in list(rating.sources)[:10]]
+        answer, _ = self._mask_server_text(rating.answer, LIMITS["answer"])
+        urls = [self._mask_server_text(url, LIMITS["question"])[0] for url in list(rating.urls)[:10]]
+        sources = [self._mask_server_text(source, LIMITS["model_id"])[0] for source in list(rating.sources)[:10]]
         row = {
             "created_at": self._clock().astimezone(dt.timezone.utc).isoformat(timespec="seconds"),
             "session_id": storable(rating.session_id, LIMITS["session_id"]),
@@ -318,15 +333,14 @@ def snapshot_scheduler_class():
 SNAPSHOT_NAME = "feedback.sqlite3"
 
 
-def start_hub_sync(store: FeedbackStore, env: Mapping[str, str] = os.environ, token: str | None = None,
+def start_hub_sync(store: FeedbackStore, repo_id: str, token: str | None = None,
                    scheduler_class=None, every_minutes: float = 5):
-    """Push snapshots of ``store`` to the private dataset repo $GPT2CHAT_FEEDBACK_REPO; None (and one log line
-    saying why) when there is no repo, no token or no Hub. The caller keeps the scheduler alive."""
-    repo_id = (env.get(REPO_ENV) or "").strip()
+    """Push snapshots of ``store`` to the private dataset repo ``repo_id`` ($GPT2CHAT_FEEDBACK_REPO); None (and one
+    log line saying why) when there is no repo, no token or no Hub. The caller keeps the scheduler alive."""
     if not repo_id:
         if store.available:
             log.info("feedback is stored locally at %s (set %s and a token to sync it to the Hub)", store.path,
-                     REPO_ENV)
+                     settings.FEEDBACK_REPO_ENV)
         else:
             log.warning("feedback cannot be stored at %s for now: tried again every %.0f s", store.path,
                         store._retry_s)
@@ -337,7 +351,7 @@ def start_hub_sync(store: FeedbackStore, env: Mapping[str, str] = os.environ, to
         token = get_token()  # $HF_TOKEN, or the token saved by `hf auth login`
     if not token:
         log.warning("%s=%s is set but there is no Hugging Face token: feedback stays local at %s",
-                    REPO_ENV, repo_id, store.path)
+                    settings.FEEDBACK_REPO_ENV, repo_id, store.path)
         return None
     try:
         return (scheduler_class or snapshot_scheduler_class())(
@@ -351,18 +365,14 @@ def start_hub_sync(store: FeedbackStore, env: Mapping[str, str] = os.environ, to
         return None
 
 
-def open_app_store(masker, env: Mapping[str, str] = os.environ) -> FeedbackStore | None:
-    """The app's store (None when $GPT2CHAT_FEEDBACK turns collection off), synced to the Hub when configured."""
-    if not collection_enabled(env):
-        log.info("feedback collection is off (%s=%s)", ENABLED_ENV, env.get(ENABLED_ENV))
+def open_app_store(masker, config: settings.FeedbackSettings) -> FeedbackStore | None:
+    """The app's store (None when ``config`` turns collection off), synced to the Hub when configured."""
+    if not config.enabled:
+        log.info("feedback collection is off (%s)", settings.FEEDBACK_ENV)
         return None
-    try:
-        max_bytes = int(float(env.get(MAX_MB_ENV) or DEFAULT_MAX_BYTES / 2**20) * 2**20)
-    except ValueError:
-        log.warning("%s must be a number of megabytes: using %d", MAX_MB_ENV, DEFAULT_MAX_BYTES >> 20)
-        max_bytes = DEFAULT_MAX_BYTES
-    store = FeedbackStore(default_db_path(env), masker, max_bytes=max_bytes)
-    store.hub_sync = start_hub_sync(store, env)
+    max_bytes = DEFAULT_MAX_BYTES if config.max_mb is None else int(config.max_mb * 2**20)
+    store = FeedbackStore(config.db_path, masker, max_bytes=max_bytes)
+    store.hub_sync = start_hub_sync(store, config.hub_repo)
     return store
 
 
@@ -463,7 +473,7 @@ def _parse_date(text: str) -> dt.datetime:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2chat.feedback", description=__doc__.split("\n")[0])
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", help=f"the ratings database (default: ${DB_ENV} or "
+    common.add_argument("--db", help=f"the ratings database (default: ${settings.FEEDBACK_DB_ENV} or "
                                      f"{DEFAULT_DB})")
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", parents=[common], help="write feedback.md and its plots")
@@ -476,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     delete.add_argument("--session", help="ratings of this session id")
     args = parser.parse_args(argv)
 
-    path = Path(args.db).expanduser() if args.db else default_db_path()
+    config = settings.feedback_settings()
+    path = Path(args.db).expanduser() if args.db else config.db_path
     store = FeedbackStore(path, create=False)
     if args.command == "report":
         from gpt2chat.serving.feedback_report import ReportConfig, write_report
@@ -501,8 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         delete.error("give --before DATE and/or --session ID")
     deleted = store.delete(before=args.before, session_id=args.session)
     print(f"deleted {deleted:,} ratings from {path}")
-    if os.environ.get(REPO_ENV):
-        print(f"the Hub copy in {os.environ[REPO_ENV]} follows at the app's next sync (its history is squashed)")
+    if config.hub_repo:
+        print(f"the Hub copy in {config.hub_repo} follows at the app's next sync (its history is squashed)")
     return 0
 
 

@@ -1,6 +1,6 @@
 """The feedback report and export: what users' ratings say, from the rows of a ``FeedbackStore``.
 
-    rows = FeedbackStore(default_db_path(), create=False).rows()
+    rows = FeedbackStore(settings.feedback_settings().db_path, create=False).rows()
     write_report(rows, "livrables")            # livrables/feedback.md + livrables/feedback/*.png
     export_dataset(rows, "data/feedback/export")
 

@@ -1,5 +1,6 @@
-"""Serving the Gradio app: port checks before anything loads, a request-size limit, closed upload routes, Gradio's
-errors without request values, capped log lines, bounded session state, and uvicorn; and
+"""Serving the Gradio app: port checks before anything loads, per-client request budgets, a request-size limit, closed
+upload and deep-link routes, Gradio's errors without request values, capped log lines, bounded session state, and
+uvicorn; and
 ``served_app``, which runs ``app.py`` in a child process on a free loopback port for the tests and benchmarks.
 
 Gradio parses a request body into Python strings before any app code can look at it: a 100 MB message cost 20 s
@@ -23,11 +24,15 @@ from pathlib import Path
 from typing import Sequence
 
 # A chat request carries the message (at most 2,000 characters), the settings and the conversation so far; the
-# engine reads the last three turns, and 256 KiB holds about fifty. Gradio keeps the chat history a request sends in
-# its per-session state (an internal event copies it there): one client parked 0.95 MB per session, 300 sessions
-# +286 MB that were never freed (issue 23). The size limit and STATE_SESSIONS bound that to 64 MB.
+# engine reads the last three turns, and 256 KiB holds about fifty.
 MAX_REQUEST_BYTES = 256 << 10
+# Gradio keeps the chat history in per-session state: an internal event copies there whatever history a request
+# sends (one client parked 0.95 MB per session, 300 sessions +286 MB never freed: issue 23), and every /chat call
+# adds its message and reply to it, without end. A session keeps the most recent HISTORY_CHARS characters of a
+# history (about twenty answers with their NIH text; older messages are dropped) and Gradio keeps STATE_SESSIONS
+# sessions: at most about 16 million characters in all.
 STATE_SESSIONS = 256
+HISTORY_CHARS = 64_000
 # Longer log lines are cut: one malformed 824 KB history wrote 48,000 lines (3 MB) to the log.
 MAX_LOG_CHARS = 500
 
@@ -88,7 +93,9 @@ class ClosedRoutes:
     """Pure ASGI middleware refusing routes the app does not use: file uploads (the app has no file input, and
     Gradio kept every uploaded file in /tmp/gradio until restart, at 41 MB/s from one client)."""
 
-    CLOSED = ("/upload", "/gradio_api/upload")
+    # Deep links: Gradio writes the values a session last sent (messages, the conversation) to a file in its upload
+    # folder for every call, to any client that names its session; the app offers no deep links.
+    CLOSED = ("/upload", "/gradio_api/upload", "/gradio_api/deep_link")
 
     def __init__(self, app):
         self.app = app
@@ -119,6 +126,61 @@ class _WithheldTraceback:
         logging.getLogger("gpt2chat.server").warning(
             "a request failed in Gradio: %s (details withheld: they may hold request values)",
             type(error).__name__ if error else "unknown error")
+
+
+def _size(message: dict) -> int:
+    content = message.get("content")
+    if isinstance(content, str):
+        return len(content)
+    parts = content if isinstance(content, (list, tuple)) else [content]
+    return sum(len(str(part.get("text", ""))) if isinstance(part, dict) else len(str(part)) for part in parts)
+
+
+def bounded_history(value, max_chars: int = HISTORY_CHARS):
+    """A chat history (a list of message dicts) cut to its most recent messages totalling at most ``max_chars``
+    characters of text (a last message longer than that keeps its first ``max_chars``); any other value as it is."""
+    if not isinstance(value, list) or not value or not all(isinstance(m, dict) and "role" in m for m in value):
+        return value
+    kept, total = [], 0
+    for message in reversed(value):
+        size = _size(message)
+        if total + size > max_chars:
+            if not kept:
+                text = message.get("content")
+                text = text if isinstance(text, str) else "\n".join(
+                    str(p.get("text", "")) for p in (text if isinstance(text, list) else []) if isinstance(p, dict))
+                kept.append({"role": message["role"], "content": text[:max_chars]})
+            return kept[::-1]
+        kept.append(message)
+        total += size
+    return value
+
+
+def bound_session_state(max_chars: int = HISTORY_CHARS) -> None:
+    """Gradio's sessions keep at most ``max_chars`` of any chat history put in their state (``bounded_history``),
+    and no longer mirror every value a request sends into the session's deep-link copy (its only reader is the
+    deep-link route, which ``ClosedRoutes`` closes)."""
+    import gradio.blocks
+    import gradio.route_utils
+    import gradio.state_holder
+    from gradio.components import State
+
+    original = gradio.state_holder.SessionState
+    original = getattr(original, "unbounded", original)
+
+    class BoundedSessionState(original):
+        unbounded = original
+
+        def __setitem__(self, key, value):
+            if isinstance(self.blocks_config.blocks.get(key), State):
+                value = bounded_history(value, max_chars)
+            super().__setitem__(key, value)
+
+        def _update_value_in_config(self, key, value):
+            pass
+
+    for module in (gradio.state_holder, gradio.blocks, gradio.route_utils):
+        module.SessionState = BoundedSessionState
 
 
 def withhold_request_values() -> None:
@@ -161,10 +223,14 @@ def serve(demo, host: str, port: int, *, launch_options: dict, max_request_bytes
     import gradio as gr
     import uvicorn
 
+    from gpt2chat.serving.fairness import ClientRequestLimit
+
     app = fastapi.FastAPI()
     app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes)
     app.add_middleware(ClosedRoutes)
+    app.add_middleware(ClientRequestLimit, undeclared_bytes=max_request_bytes)  # outermost: a flood costs least
     withhold_request_values()
+    bound_session_state()
     cap_log_lines()
     demo.state_session_capacity = STATE_SESSIONS
     # show_error=False: only the app's own gr.Error messages (which never echo values) reach the client.
