@@ -21,11 +21,13 @@ FOCI = {"gout", "glaucoma", "diabetes", "type 1 diabetes", "diabetes insipidus",
         "antiphospholipid syndrome",
         "familial mediterranean fever", "common variable immunodeficiency", "lyme disease", "tick bites",
         "osteoporosis", "menopause", "croup", "chronic lymphocytic leukemia", "acute lymphoblastic leukemia",
-        "adult acute lymphoblastic leukemia", "lupus", "asthma", "klinefelter syndrome", "q fever", "fever", "hemophilia"}
+        "adult acute lymphoblastic leukemia", "lupus", "asthma", "klinefelter syndrome", "q fever", "fever", "hemophilia",
+        "supravalvular aortic stenosis"}
 # Every MedlinePlus health topic as well, so that lay descriptions compete with ~900 foci as in the real index.
 HEALTH_TOPICS = "4_MPlus_Health_Topics_QA"
 # Topics MedQuAD publishes without answers (drugs, encyclopedia articles): recognised, never answered.
-UNANSWERED = {"acetaminophen", "ibuprofen", "metformin", "acetaminophen dosing for children"}
+UNANSWERED = {"acetaminophen", "ibuprofen", "metformin", "acetaminophen dosing for children", "aortic stenosis",
+              "foot, leg, and ankle swelling"}
 
 
 @pytest.fixture(scope="module")
@@ -243,10 +245,10 @@ def test_huge_messages_and_histories_are_cut_not_processed_whole(index, monkeypa
 def extract_engine(index, masker):
     """The chat engine over this index without a model: answers are extracts of the passages retrieve picks."""
     from gpt2chat.chat.engine import ChatEngine
-    from gpt2chat.guard.emergency import default_detector
+    from gpt2chat.guard.emergency import build_detector
     from gpt2chat.guard.safety import SafetyPolicy
 
-    return ChatEngine(None, index, masker=masker, safety=SafetyPolicy(default_detector()))
+    return ChatEngine(None, index, masker=masker, safety=SafetyPolicy(build_detector()))
 
 
 def test_the_engine_carries_the_focus_of_a_follow_up(extract_engine):
@@ -336,3 +338,35 @@ def test_the_conversation_evaluation_scores_each_kind(index):
     assert counts["follow-up n"] == 3 and counts["follow-up right"] == 1
     assert counts["new topic right"] == 1 and counts["off topic right"] == 1
     assert counts["focus n"] == 4 and counts["focus cited"] == 3 and counts["type cited"] == 2
+
+
+@pytest.mark.parametrize("message, focus", [
+    ("aeortic stenosis", "supravalvular aortic stenosis"),  # A.D.A.M.'s "Aortic stenosis" has no answers
+    # nor "Foot, leg, and ankle swelling"; this small index has MedlinePlus's edema page, not NHLBI's heart failure
+    ("i get out of breath climbing stairs and my ankles swell", "edema"),
+])
+def test_an_unanswered_encyclopedia_topic_is_answered_from_a_related_answered_page(index, message, focus):
+    result = index.retrieve(message)
+    assert not result.questions[0].foci[0].answered
+    assert result.answerable and focus_key(result.passages(1)[0].focus) == focus
+
+
+def test_an_unanswered_medicine_gets_no_loosely_related_page(index, monkeypatch):
+    """Even when some condition's description matches strongly (in the full index "what is metformin" matched
+    hypoglycemia's), a drug's question gets the MedlinePlus search, where an encyclopedia topic gets that page."""
+    monkeypatch.setattr(index, "described_foci", lambda text, n=3: [("asthma", 20.0)])
+    result = index.retrieve("what is metformin")
+    assert [m.key for m in result.questions[0].foci] == ["metformin"] and not result.answerable
+    assert focus_key(index.retrieve("what is foot, leg, and ankle swelling").passages(1)[0].focus) == "asthma"
+
+
+def test_a_question_word_that_names_a_topic_still_asks_the_type():
+    """The classifier reads the sentence with its foci replaced by "it", except the question words among them
+    ("gene" names the "Genes" topic): "what gene is involved?" must still ask for the genetic changes."""
+    from gpt2chat.search.ranking import _without_foci
+    from gpt2chat.search.understanding import FocusMatch
+
+    foci = [FocusMatch("Genes", "genes", 0.5, "gene", True, generic=True),
+            FocusMatch("Hereditary angioedema", "hereditary angioedema", 1.0, "Hereditary angioedema", True)]
+    assert _without_foci("what gene is involved in Hereditary angioedema?", foci).split() == \
+        "what gene is involved in it ?".split()

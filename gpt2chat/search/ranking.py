@@ -212,7 +212,7 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
             # "Is there anything that can be done to improve her health?" is about the subject line's condition,
             # not about whatever an everyday word of the sentence happens to name.
             foci = [main, *(m for m in foci if m.key != main.key)]
-        type_probs = understanding.types.probabilities([sub])[0]
+        type_probs = understanding.types.probabilities([_without_foci(sub, foci)])[0]
         types = understanding.types.top(type_probs)
         signature = (tuple(sorted(m.key for m in foci)), types[0][0] if types else "")
         if signature in seen:
@@ -222,6 +222,15 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
         questions.append(_answer(index, understanding, sub, tuple(foci), tuple(types), type_probs, carried_over, k))
     all_foci = [m for q in questions for m in q.foci if m.span]
     return RetrievalResult(tuple(questions), medlineplus_search_url(all_foci[:3], text))
+
+
+def _without_foci(text: str, foci: Sequence[FocusMatch]) -> str:
+    """The sentence with the foci it names replaced by "it", as the type classifier learnt MedQuAD's questions:
+    "Hereditary angioedema" or "gene therapy" name no question type."""
+    for match in foci:
+        if match.span and not match.generic:  # "what gene is involved?" keeps its question word
+            text = re.sub(r"\b" + re.escape(match.span) + r"\b", " it ", text, flags=re.IGNORECASE)
+    return text
 
 
 def _strong(match: FocusMatch) -> bool:
@@ -283,6 +292,12 @@ def _answer(index, understanding: Understanding, text: str, foci: tuple[FocusMat
             types: tuple[tuple[str, float], ...], type_probs: np.ndarray, carried: bool, k: int) -> SubQuestion:
     answered = [m for m in foci if m.answered]
     unanswered_type = types and types[0][0] not in index.answered_types and types[0][1] >= 0.5
+    if foci and not answered and not unanswered_type and not any(m.key in index.understanding.recogniser.medicines
+                                                                  for m in foci):
+        # A topic MedQuAD publishes without answers (an encyclopedia article such as "Foot, leg, and ankle
+        # swelling", not a medicine): answered from the focus whose description matches it and the question.
+        answered = _described(index, " ".join([text, *(m.focus for m in foci)]))
+        foci = (*foci, *answered)
     if unanswered_type or (foci and not answered):
         # Dosing, side effects, a drug or an encyclopedia topic MedQuAD publishes without answers.
         return SubQuestion(text, foci, types, (), False, carried)

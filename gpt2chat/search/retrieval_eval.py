@@ -143,13 +143,22 @@ def run_medquad(data_dir: str | None, limit: int | None) -> int:
     return 0
 
 
-def synonym_sets(annotations) -> dict[str, frozenset[str]]:
-    """Answered-or-not focus key -> the keys of its name and every ``<Synonym>`` its MedQuAD documents list."""
+def name_key(focus: str) -> str:
+    """A focus name as compared with an annotated one: ``focus_key`` without possessives, bracketed abbreviations
+    or punctuation ("Whipple's disease" is "Whipple Disease", "Rocky Mountain Spotted Fever (RMSF)" the annotated
+    "rocky mountain spotted fever", "Liver (Hepatocellular) Cancer" "liver cancer")."""
+    bare = re.sub(r"\([^)]*\)|['’]s\b", " ", focus_key(focus))
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", bare).split())
+
+
+def synonym_sets(annotations, key=name_key) -> dict[str, frozenset[str]]:
+    """Answered-or-not focus -> the names of it and of every ``<Synonym>`` its MedQuAD documents list, all as
+    ``key`` (``name_key``; ``focus_key`` compares names exactly as written)."""
     names: dict[str, set[str]] = collections.defaultdict(set)
     for note in annotations:
-        key = focus_key(note.focus)
-        names[key] |= {key, *(focus_key(s) for s in note.synonyms)}
-    return {key: frozenset(keys) for key, keys in names.items()}
+        own = key(note.focus)
+        names[own] |= {own, *(key(s) for s in note.synonyms)}
+    return {name: frozenset(keys) for name, keys in names.items()}
 
 
 def liveqa_messages(split: str = "dev") -> list[dict]:
@@ -162,26 +171,28 @@ def liveqa_messages(split: str = "dev") -> list[dict]:
     return rows
 
 
-def evaluate_liveqa(index: RetrievalIndex, messages: list[dict], synonyms: dict[str, frozenset[str]]) -> dict:
-    """Focus found on the messages with an answered annotated focus, type found on every sub-question."""
-    answered = {focus_key(index.passage(i)["focus"]) for i in range(len(index))}
+def evaluate_liveqa(index: RetrievalIndex, messages: list[dict], synonyms: dict[str, frozenset[str]],
+                    key=name_key) -> dict:
+    """Focus found on the messages with an answered annotated focus, type found on every sub-question; names
+    compared as ``key`` (the one ``synonyms`` was built with)."""
+    answered = {key(index.passage(i)["focus"]) for i in range(len(index))}
     # every name (a focus or a synonym) -> the answered foci it names
-    answered_names = {name for key in answered for name in synonyms.get(key, {key})}
+    answered_names = {name for focus in answered for name in synonyms.get(focus, {focus})}
     counts = collections.Counter()
     misses = []
     for message in messages:
         result = index.retrieve(message["text"], k=3)
         passages = result.passages(1)
-        annotated = {focus_key(s["focus"]) for s in message["subquestions"]}
+        annotated = {key(s["focus"]) for s in message["subquestions"]}
         counts["messages"] += 1
         counts["no answer"] += not result.answerable
         if annotated & answered_names:
             counts["focus n"] += 1
             counts["focus no answer"] += not result.answerable
-            cited = focus_key(passages[0].focus) if passages else ""
+            cited = key(passages[0].focus) if passages else ""
             hit = bool(annotated & synonyms.get(cited, {cited}))
             counts["focus found"] += hit
-            recognised = {m.key for q in result.questions for m in q.foci}
+            recognised = {key(m.focus) for q in result.questions for m in q.foci}
             counts["focus recognised"] += any(synonyms.get(k, {k}) & annotated for k in recognised)
             if not hit:
                 misses.append((message["id"], sorted(annotated), cited))
@@ -196,14 +207,18 @@ def evaluate_liveqa(index: RetrievalIndex, messages: list[dict], synonyms: dict[
 
 def run_headline(index: RetrievalIndex, data_dir: str | None) -> None:
     """The issue's headline figures: LiveQA dev focus/type/no-answer, MEDIQA cited page on a judged-correct focus."""
-    synonyms = synonym_sets(data.load_annotations(data_dir))
-    result = evaluate_liveqa(index, liveqa_messages("dev"), synonyms)
+    annotations = data.load_annotations(data_dir)
+    synonyms = synonym_sets(annotations)
+    messages = liveqa_messages("dev")
+    result = evaluate_liveqa(index, messages, synonyms)
+    exact = evaluate_liveqa(index, messages, synonym_sets(annotations, focus_key), focus_key)["counts"]
     c = result["counts"]
     print(f"LiveQA 2017 dev ({c['messages']} real messages, subject line + message; evaluation only):")
     print(f"  focus found (first cited page's focus or a synonym = an annotated focus), of the {c['focus n']} messages "
           f"whose annotated focus is an answered MedQuAD focus or synonym: {c['focus found']}/{c['focus n']} "
           f"{_percent(c['focus found'], c['focus n']).strip()}  (annotated focus among the recognised foci: "
-          f"{c['focus recognised']}/{c['focus n']}; no NIH answer on {c['focus no answer']} of them)")
+          f"{c['focus recognised']}/{c['focus n']}; no NIH answer on {c['focus no answer']} of them; names compared "
+          f"without possessives and bracketed abbreviations, as written: {exact['focus found']}/{exact['focus n']})")
     print(f"  type found (an understood sub-question's first type = the annotated type, in MedQuAD's names), all "
           f"{c['types n']} annotated sub-questions: {c['type found']}/{c['types n']} "
           f"{_percent(c['type found'], c['types n']).strip()}  ({c['types mapped']} have a MedQuAD type)")
@@ -263,8 +278,8 @@ def evaluate_consumer(index: RetrievalIndex, questions: list[dict], full_pipelin
         counts["n"] += 1
         counts["hit@1"] += bool(pages) and pages[0] in good
         # the topic is right even when another NIH site's page on it was judged (or none was)
-        good_foci = set().union(*(focus_of_page[page] for page in good))
-        cited_focus = focus_key(passages[0].focus) if passages else ""
+        good_foci = {name_key(f) for page in good for f in focus_of_page[page]}
+        cited_focus = name_key(passages[0].focus) if passages else ""
         names = (synonyms or {}).get
         counts["focus@1"] += bool(passages) and any(
             cited_focus == f or cited_focus in names(f, ()) or f in names(cited_focus, ()) for f in good_foci)

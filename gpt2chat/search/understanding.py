@@ -41,6 +41,12 @@ MAX_CONTAINING = 5
 GENERIC_FACTOR = 0.5
 # A stem in at least 0.3% of MedQuAD's pairs (49 of 16,375) is an everyday word of health text ("warning" 0.5%,
 # "exist" 0.8%); rarer ones name something ("hangover" 0.01%, "poem" 0.01%, "weather" 0.2%).
+# A one-word synonym in 1% to 3% of the pairs still names its answered focus ("hypertension" 1.9%, "hemorrhage"
+# 1.3%) unless questions use it anyway ("surgery", "test"); commoner ones ("stroke" 3.7%, "pain" 11.6%) are names only.
+TERM_SHARE = 0.03
+# An abbreviation written in lower case counts when MedQuAD writes that word in lower case fewer times than this
+# ("als" 3 times, "add" 52, "all" 4,181).
+LOWER_ACRONYM_MAX = 20
 EVERYDAY_SHARE = 0.003
 EVERYDAY_MIN_DOCUMENTS = 20
 _GENERIC_SUFFIXES = frozenset("syndrome disease disorder disorders type 1 2 3 4 i ii iii iv".split())
@@ -73,12 +79,15 @@ class FocusRecogniser:
     """Dictionary matcher over every MedQuAD focus name, synonym and mined abbreviation, with fuzzy spelling."""
 
     def __init__(self, surfaces: dict, acronyms: dict, names: dict, answered: Iterable[str], known_words: Iterable[str],
-                 spelling_words: Sequence[str], question_stems: Iterable[str] = (), everyday_stems: Iterable[str] = ()):
+                 spelling_words: Sequence[str], question_stems: Iterable[str] = (), everyday_stems: Iterable[str] = (),
+                 lower_words: Iterable[str] = (), medicines: Iterable[str] = ()):
         self.surfaces = surfaces  # " ".join(stems) -> [focus keys]
         self.acronyms = acronyms  # lower-case abbreviation -> focus key
         self.names = names  # focus key -> display name
         self.answered = frozenset(answered)
         self.known_words = frozenset(known_words)  # words seen in lower case in MedQuAD text: never "corrected"
+        self.lower_words = frozenset(lower_words)  # seen in lower case at least LOWER_ACRONYM_MAX times: not acronyms
+        self.medicines = frozenset(medicines)  # unanswered drug and supplement topics: no other page answers for them
         self.question_stems = frozenset(question_stems)  # words of the questions themselves, see TypeClassifier
         self.everyday_stems = frozenset(everyday_stems)  # stems in many answers: no topic of their own, see follows_up
         self.spelling_words = list(spelling_words)  # lower-case words of the surface forms
@@ -113,9 +122,11 @@ class FocusRecogniser:
             lower_counts.update(w for w in words if w.islower())
             document_frequency.update(set(stems(words)))
         known = {w for w, n in lower_counts.items() if n >= 3}
+        lower = {w for w, n in lower_counts.items() if n >= LOWER_ACRONYM_MAX}
         # A one-word synonym used in over 1% of answers ("doctor", "sugar", "family") names no topic by itself
         # (at least 50 answers, so that a small index of a few diseases does not find its own names common).
         common = {s for s, n in document_frequency.items() if n > max(50, 0.01 * len(records))}
+        everyday_terms = {s for s in common if document_frequency[s] > TERM_SHARE * len(records)} | set(question_stems)
         everyday = {s for s, n in document_frequency.items() if n >= max(EVERYDAY_MIN_DOCUMENTS,
                                                                            EVERYDAY_SHARE * len(records))}
         # A UMLS concept links a topic without answers (A.D.A.M., a synonym list) to answered foci of that concept;
@@ -125,6 +136,7 @@ class FocusRecogniser:
             if focus_key(note.focus) in answered and len(note.cuis) == 1:
                 by_cui[note.cuis[0]].add(focus_key(note.focus))
         surfaces: dict[str, set[str]] = collections.defaultdict(set)
+        medicines: set[str] = set()
         exact: dict[str, str] = {}  # a surface that IS a focus name points at that focus only
         upper_only: set[str] = set()  # surfaces only ever written in capitals ("ALL", "AMD")
         written_lower: set[str] = set()
@@ -135,7 +147,8 @@ class FocusRecogniser:
             if not key or len(key) > MAX_SURFACE_WORDS or all(s in _FUNCTION_WORDS or s.isdigit() for s in key):
                 return
             joined = " ".join(key)
-            if len(joined) < 3 or (len(key) == 1 and key[0] in common and not is_name):
+            if len(joined) < 3 or (len(key) == 1 and key[0] in common and not is_name
+                                   and (key[0] in everyday_terms or target not in answered)):
                 return
             if is_name:
                 exact.setdefault(joined, target)
@@ -163,9 +176,14 @@ class FocusRecogniser:
             if not targets:  # a topic MedQuAD names but never answers (a drug, an encyclopedia article)
                 names.setdefault(own, note.focus)
                 targets = {own}
+                if "Drugs" in note.subset or "Herbs" in note.subset:
+                    medicines.add(own)
             for surface in (note.focus, *note.synonyms):
                 for target in targets:
                     add(surface, target, is_name=surface == note.focus and target == own)
+        for surface, target in _mine_also_called(records, surfaces):
+            if target in answered and " ".join(stems(raw_words(surface))) not in surfaces:
+                add(surface, target, is_name=False)
         resolved = {joined: [exact[joined]] if joined in exact else sorted(targets)
                     for joined, targets in surfaces.items()}
         acronyms = _mine_acronyms(records, names, resolved)
@@ -175,7 +193,7 @@ class FocusRecogniser:
             resolved.pop(joined, None)
         spelling = sorted({w.lower() for name in (*names.values(), *(s for n in annotations for s in n.synonyms))
                            for w in raw_words(name) if len(w) >= 5 and w.isalpha()})
-        return cls(resolved, acronyms, names, answered, known, spelling, question_stems, everyday)
+        return cls(resolved, acronyms, names, answered, known, spelling, question_stems, everyday, lower, medicines)
 
     def find(self, text: str) -> list[FocusMatch]:
         """Foci named in ``text``, best confidence first.
@@ -197,10 +215,13 @@ class FocusRecogniser:
                 named[key] = FocusMatch(self.names[key], key, ORDER_FREE_CONFIDENCE, self.names[key], True,
                                         kind="unordered")
         specific = {key: match for key, match in named.items()
-                    if not any(key != other and self._stems_of(key) < self._stems_of(other) for other in named)}
+                    if not any(key != other and self._stems_of(key) < self._stems_of(other)
+                               and named[other].confidence >= match.confidence for other in named)}
         found = dict(specific)
         for match in specific.values():
-            span = frozenset(_content_stems(match.span)) or self._stems_of(match.key)
+            span = frozenset(_content_stems(match.span))
+            if not span or not all(s in self._foci_with_stem for s in span):  # misspelt ("aeortic stenosis")
+                span = self._stems_of(match.key)
             if not span:
                 continue
             containing = set.intersection(*(self._foci_with_stem.get(s, set()) for s in span)) - set(found)
@@ -252,17 +273,35 @@ class FocusRecogniser:
             if span & taken:
                 continue
             taken |= span
-            share = confidence / len(targets)  # an ambiguous surface splits its confidence among its foci
+            # An ambiguous surface goes to the foci whose names are closest to it ("type 2 diabetes" is "Diabetes
+            # Type 2" rather than "Diabetes" or "I Can Lower My Risk for Type 2 Diabetes: A Guide for American
+            # Indians"); the others keep a smaller share.
+            closest = self._closest(keys[start:start + length], targets)
+            share = confidence / len(closest)
             # A follow-up "is surgery the only treatment?" is still about the conversation's cataract.
             generic = length == 1 and keys[start] in self.question_stems
             if generic:
                 share *= GENERIC_FACTOR
             for target in targets:
-                if target not in found or found[target].confidence < share:
-                    found[target] = FocusMatch(self.names.get(target, target), target, round(share, 3),
+                weight = share if target in closest else share * GENERIC_FACTOR / len(targets)
+                if target not in found or found[target].confidence < weight:
+                    found[target] = FocusMatch(self.names.get(target, target), target, round(weight, 3),
                                                " ".join(words[start:start + length]), target in self.answered,
                                                generic)
         return found
+
+    def _closest(self, surface: Sequence[str], targets: Sequence[str]) -> list[str]:
+        """The targets whose names add the fewest words to ``surface`` (stems) and share the most with it."""
+        if len(targets) == 1:
+            return list(targets)
+        said = set(surface)
+
+        def distance(target: str) -> tuple[int, int]:
+            name = set(stems(raw_words(self.names.get(target, target))))
+            return len(name - said), -len(name & said)
+
+        best = min(distance(t) for t in targets)
+        return [t for t in targets if distance(t) == best]
 
     def _correct(self, words: list[str]) -> tuple[list[str], list[float]]:
         corrected, scores = [], []
@@ -288,7 +327,7 @@ class FocusRecogniser:
         lower = word.lower()
         target = self.acronyms.get(lower)
         # "ALL" is leukaemia but "all" is a word: lower-case forms count only when MedQuAD never writes them so.
-        if target and (word.isupper() or lower not in self.known_words):
+        if target and (word.isupper() or lower not in self.lower_words):
             return [target]
         return []
 
@@ -296,7 +335,8 @@ class FocusRecogniser:
         return {"surfaces": self.surfaces, "acronyms": self.acronyms, "names": self.names,
                 "answered": sorted(self.answered), "known_words": sorted(self.known_words),
                 "spelling_words": self.spelling_words, "question_stems": sorted(self.question_stems),
-                "everyday_stems": sorted(self.everyday_stems)}
+                "everyday_stems": sorted(self.everyday_stems), "lower_words": sorted(self.lower_words),
+                "medicines": sorted(self.medicines)}
 
     @classmethod
     def from_json(cls, payload: dict) -> FocusRecogniser:
@@ -329,6 +369,30 @@ def _mine_acronyms(records: Sequence[QAPair], names: dict, surfaces: dict) -> di
         if count >= 2 and count > best.get(short, (0, ""))[0]:
             best[short] = (count, target)
     return {short: target for short, (_, target) in best.items()}
+
+
+# "gastroesophageal reflux (GER), also called acid reflux or acid regurgitation": the everyday name after "also
+# called" is a synonym of the known name before it.
+_ALSO_CALLED = re.compile(r"([A-Za-z][A-Za-z' -]{2,80}?)\s*(?:\([^)]{1,12}\))?,?\s+(?:is |are )?(?:also|sometimes|often|"
+                          r"commonly) (?:called|known as|referred to as)\s+(?:an? |the )?([a-z][a-z'-]*(?: [a-z][a-z'-]*){0,3}?)"
+                          r"(?=\s*(?:[,.;:)]|\bor\b|\band\b))")
+MAX_ALSO_CALLED_WORDS = 4
+
+
+def _mine_also_called(records: Sequence[QAPair], surfaces: dict) -> list[tuple[str, str]]:
+    """(everyday name, focus key) from answers that say "<known name>, also called <everyday name>"."""
+    mined = []
+    for record in records:
+        if "called" not in record.answer and "known as" not in record.answer:
+            continue
+        for match in _ALSO_CALLED.finditer(record.answer):
+            words = raw_words(match.group(1))[-MAX_ALSO_CALLED_WORDS:]
+            for start in range(len(words)):
+                targets = surfaces.get(" ".join(stems(words[start:])))
+                if targets:
+                    mined.extend((match.group(2), target) for target in targets)
+                    break
+    return mined
 
 
 _SENTENCE = re.compile(r"[^.?!;\n]+[.?!;]*")

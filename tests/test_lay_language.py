@@ -1,0 +1,109 @@
+"""Issue 22's lexicon rules on a synthetic MedQuAD-like collection, where the shares that decide them are exact:
+one-word synonyms of 1-3% of the pairs, lower-case abbreviations, names mined from "also called", ambiguous
+surfaces and unanswered medicines; and the type cues of consumer sentences."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpt2chat.corpus.data import FocusAnnotation, QAPair
+from gpt2chat.search.question_types import cue
+from gpt2chat.search.retrieval_eval import name_key
+from gpt2chat.search.understanding import FocusRecogniser
+
+FILLERS = 3000  # "hypertension" in 60 answers is 2% of them, "attack" in 150 is 5%
+
+
+def _pair(i: int, focus: str, answer: str, subset: str = "1_CancerGov_QA") -> QAPair:
+    return QAPair(f"{subset}/{i}-1", str(i), subset, "NIH", f"https://example.org/{i}", focus, "information",
+                  f"What is {focus} ?", answer)
+
+
+@pytest.fixture(scope="module")
+def recogniser():
+    records = [_pair(i, f"Filler topic {i}", "Everyday words about health and the body are written here.")
+               for i in range(FILLERS)]
+    for i in range(60):
+        records[i] = _pair(i, f"Filler topic {i}", "Some people also have hypertension.")
+    for i in range(60, 210):
+        records[i] = _pair(i, f"Filler topic {i}", "A heart attack can happen.")
+    for i in range(210, 240):  # "all" is an everyday word in lower case; "als" appears in lower case 3 times
+        records[i] = _pair(i, f"Filler topic {i}", "all of them" + (" als" if i < 213 else ""))
+    records += [
+        _pair(9001, "High Blood Pressure", "Blood pressure is the force of blood."),
+        _pair(9002, "Stroke", "A stroke happens when blood flow to the brain stops."),
+        _pair(9003, "Gastroesophageal reflux disease", "Gastroesophageal reflux (GER), also called acid reflux or "
+              "acid regurgitation, happens when stomach contents come back up."),
+        _pair(9004, "Amyotrophic lateral sclerosis", "Amyotrophic lateral sclerosis (ALS) is a nerve disease."),
+        _pair(9005, "Amyotrophic lateral sclerosis", "People with amyotrophic lateral sclerosis (ALS) get weaker."),
+        _pair(9006, "Acute lymphoblastic leukemia", "Acute lymphoblastic leukemia (ALL) is a blood cancer."),
+        _pair(9007, "Acute lymphoblastic leukemia", "In acute lymphoblastic leukemia (ALL) the marrow makes blasts."),
+        _pair(9008, "Diabetes Type 2", "Type 2 diabetes is the most common form of diabetes."),
+        _pair(9009, "I Can Lower My Risk for Type 2 Diabetes: A Guide for American Indians", "Walk every day."),
+        _pair(9010, "Supravalvular aortic stenosis", "A narrowing of the aorta above the valve."),
+    ]
+    annotations = [
+        FocusAnnotation("4_MPlus_Health_Topics_QA", "", "High Blood Pressure", ("Hypertension",)),
+        FocusAnnotation("4_MPlus_Health_Topics_QA", "", "Stroke", ("Attack",)),
+        FocusAnnotation("4_MPlus_Health_Topics_QA", "", "Diabetes Type 2", ("Type 2 diabetes",)),
+        FocusAnnotation("5_NIDDK_QA", "", "I Can Lower My Risk for Type 2 Diabetes: A Guide for American Indians",
+                        ("Type 2 diabetes",)),
+        FocusAnnotation("11_MPlusDrugs_QA", "", "Metformin"),
+        FocusAnnotation("10_MPlus_ADAM_QA", "", "Aortic stenosis"),
+    ]
+    return FocusRecogniser.build(records, annotations)
+
+
+def _keys(recogniser, text):
+    return [m.key for m in recogniser.find(text)]
+
+
+def test_a_one_word_synonym_in_1_to_3_percent_of_answers_names_its_focus(recogniser):
+    assert _keys(recogniser, "how to reduce hypertension")[:1] == ["high blood pressure"]
+    assert "stroke" not in _keys(recogniser, "what to do after an attack")  # in 5% of the answers: an everyday word
+
+
+def test_a_name_mined_from_also_called_reaches_the_focus(recogniser):
+    assert _keys(recogniser, "what causes acid reflux")[:1] == ["gastroesophageal reflux disease"]
+
+
+def test_a_lower_case_abbreviation_counts_unless_medquad_often_writes_the_word(recogniser):
+    assert _keys(recogniser, "what is the outlook for als")[:1] == ["amyotrophic lateral sclerosis"]
+    assert "acute lymphoblastic leukemia" not in _keys(recogniser, "all of my family has it")
+    assert _keys(recogniser, "my son has ALL")[:1] == ["acute lymphoblastic leukemia"]
+
+
+def test_an_ambiguous_surface_goes_to_the_closest_name(recogniser):
+    matches = recogniser.find("how is type 2 diabetes treated")
+    assert matches[0].key == "diabetes type 2" and matches[0].confidence == 1.0
+    guide = next(m for m in matches if m.key.startswith("i can lower my risk"))
+    assert guide.confidence < 0.5
+
+
+def test_a_misspelt_unanswered_topic_brings_the_answered_foci_containing_its_name(recogniser):
+    matches = {m.key: m for m in recogniser.find("aeortic stenosis")}
+    assert not matches["aortic stenosis"].answered and 0.9 < matches["aortic stenosis"].confidence < 1
+    assert matches["supravalvular aortic stenosis"].kind == "containing"
+
+
+def test_unanswered_medicines_are_told_from_encyclopedia_topics(recogniser):
+    assert recogniser.medicines == {"metformin"}
+    assert FocusRecogniser.from_json(recogniser.to_json()).medicines == {"metformin"}
+
+
+@pytest.mark.parametrize("sentence, qtype", [
+    ("My son had a stroke at 4 weeks, and the doctors never said why it happened to him", "causes"),
+    ("What possible side effects should I be aware of when taking all of these daily?", "side effects"),
+    ("WANT TO KNOW IF EYELID DROOP WILL GO AWAY", "outlook"),
+    ("Do you offer any written pamphlets on these.", "information"),
+    ("I was diagnosed with it last year, what can be done for it", "treatment"),
+    ("What are the genetic changes related to it?", "genetic changes"),
+])
+def test_a_sentence_names_its_question_type(sentence, qtype):
+    assert cue(sentence) == qtype
+
+
+def test_annotated_names_are_compared_without_possessives_and_bracketed_abbreviations():
+    assert name_key("Whipple's disease") == name_key("Whipple Disease") == "whipple disease"
+    assert name_key("Rocky Mountain Spotted Fever (RMSF)") == "rocky mountain spotted fever"
+    assert name_key("Liver (Hepatocellular) Cancer") == "liver cancer"
