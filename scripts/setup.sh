@@ -3,6 +3,7 @@
 # `gpt2chat` command and `python -m gpt2chat.<command>` run the code you edit) and the pinned requirements.
 #   bash scripts/setup.sh          runtime (the app, training, reports)
 #   bash scripts/setup.sh --dev    also the test tools and Debian's Chromium for the browser test
+# Both install Debian's wordnet-base (the generic baseline's corpus) when run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,18 @@ target=.
 [ "${1:-}" = "--dev" ] && target=".[dev]"
 echo "installing gpt2chat and its requirements: pip install -e \"$target\" (first time: a few minutes)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$target"
+
+if [ ! -f /usr/share/wordnet/data.noun ]; then
+  # The generic baseline's general-English text (gpt2chat.corpus.generic): WordNet 3.0 from Debian, read in place.
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's wordnet-base (general English for the generic baseline)"
+    # Optional: only --recipe generic reads it, so a failed install must not stop the setup.
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null; } ||
+      echo "note: installing wordnet-base failed; --recipe generic needs it (apt-get install wordnet-base)"
+  else
+    echo "note: wordnet-base is not installed; --recipe generic needs it (sudo apt-get install wordnet-base)"
+  fi
+fi
 
 if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null; then
   # The browser test drives Debian's Chromium through Playwright (Playwright's own browser download is not used).

@@ -46,6 +46,26 @@ def tiny_run(tmp_path_factory, medquad_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_generic_run(tmp_path_factory):
+    """The generic recipe at the tiny size on 300 synthetic WordNet lines, 10 steps."""
+    from gpt2chat.corpus import generic
+    from gpt2chat.modeling.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("generic")
+    wordnet = root / "wordnet"
+    wordnet.mkdir()
+    for name in generic.DATA_FILES.values():
+        (wordnet / name).write_text("".join(
+            f"{i:08d} 03 n 01 thing{i} 0 000 | the {i}th thing that is {name}; \"a thing {i}\"  \n"
+            for i in range(300)), encoding="utf-8")
+    output = root / "run"
+    summary = train(TrainConfig.from_recipe("generic", output=str(output), data=str(wordnet), size="tiny",
+                                            sequence_length=32, batch_size=4, steps=10, eval_interval=5,
+                                            warmup_steps=2, eval_rows=8, learning_rate=0.003))
+    return output, summary
+
+
+@pytest.fixture(scope="session")
 def tiny_engine(tiny_run, sample_records):
     """A chat engine over the tiny model and a retrieval index of the sample."""
     from gpt2chat.chat.engine import ChatEngine, EngineConfig

@@ -17,11 +17,11 @@ QUESTIONS = ("What causes asthma?", "How is high blood pressure treated?")
 
 
 @pytest.fixture(scope="module")
-def comparison(tiny_run, medquad_dir, tmp_path_factory):
+def comparison(tiny_run, tiny_generic_run, medquad_dir, tmp_path_factory):
     run_dir, _ = tiny_run
     out = tmp_path_factory.mktemp("comparison")
     config = compare.CompareConfig(
-        models=[str(run_dir), "scratch:tiny"], data=str(medquad_dir), out=str(out), limit=3, perplexity_rows=8,
+        models=[str(tiny_generic_run[0]), str(run_dir), "scratch:tiny"], data=str(medquad_dir), out=str(out), limit=3, perplexity_rows=8,
         max_new_tokens=24, questions=QUESTIONS, progress=False,
     )
     return compare.run(config), out, str(run_dir)
@@ -63,7 +63,7 @@ def test_metrics_match_a_direct_recomputation(comparison):
 
 
 def test_grounding_scores_and_baselines(comparison):
-    from gpt2chat.chat.engine import MODEL_ANSWER
+    from gpt2chat.chat.kinds import AnswerKind
 
     result, out, run_dir = comparison
     labels = {m["spec"]: m["label"] for m in result["models"]}
@@ -71,7 +71,7 @@ def test_grounding_scores_and_baselines(comparison):
         answers = result["results"][labels[run_dir]]["modes"][mode]
         kinds = [k for k, text in zip(answers["answer_kinds"], answers["model_texts"]) if text is not None]
         assert answers["grounding"]["fallback_rate"] == pytest.approx(
-            sum(k != MODEL_ANSWER for k in kinds) / len(kinds))
+            sum(k != AnswerKind.MODEL for k in kinds) / len(kinds))
     for label in evaluation.BASELINES:
         modes = result["results"][label]["modes"]
         assert set(modes) == {"grounded", "grounded_heldout"}
@@ -136,16 +136,18 @@ def test_scores_of_known_replies():
     """Support, fallback and degenerate rates and the shown text counted by hand on three known replies per mode:
     a copied passage sentence (supported, shown), an invented sentence (unsupported: the extract is shown instead)
     and an emergency reply (no model text, no answer to score)."""
-    from gpt2chat.chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, NO_ANSWER, ChatReply
+    from gpt2chat.chat.engine import ChatReply
+    from gpt2chat.chat.kinds import AnswerKind, Category
     from gpt2chat.corpus.data import QAPair
 
     passage = ("Glaucoma is a group of diseases that damage the optic nerve. It can cause blindness. "
                "Treatment includes eye drops and surgery.")
-    copied = ChatReply(answer="Glaucoma is a group of diseases that damage the optic nerve.", answer_kind=MODEL_ANSWER,
+    copied = ChatReply(answer="Glaucoma is a group of diseases that damage the optic nerve.",
+                       answer_kind=AnswerKind.MODEL,
                        model_text="Glaucoma is a group of diseases that damage the optic nerve.", evidence=passage)
-    invented = ChatReply(answer="Treatment includes eye drops and surgery.", answer_kind=EXTRACT_ANSWER,
+    invented = ChatReply(answer="Treatment includes eye drops and surgery.", answer_kind=AnswerKind.EXTRACT,
                          model_text="Bananas cure every disease of the moon quickly.", evidence=passage)
-    emergency = ChatReply(answer="Call 911 now.", answer_kind=NO_ANSWER, category="emergency")
+    emergency = ChatReply(answer="Call 911 now.", answer_kind=AnswerKind.NONE, category=Category.EMERGENCY)
     questions = [QAPair(pair_id=f"q{i}", document_id="d", subset="x", source="NEI", url="u", focus="Glaucoma",
                         question_type="information", question=f"question {i}",
                         answer="Glaucoma damages the optic nerve.") for i in range(3)]
@@ -160,7 +162,7 @@ def test_scores_of_known_replies():
         assert answers["grounding"] == {"support_rate": 0.5, "fallback_rate": 0.5, "degenerate_model_text": 0.0,
                                         "degenerate_shown": 0.0}, mode
         assert answers["predictions"] == [copied.answer, invented.answer, emergency.answer]
-        assert answers["answer_kinds"] == [MODEL_ANSWER, EXTRACT_ANSWER, NO_ANSWER]
+        assert answers["answer_kinds"] == [AnswerKind.MODEL, AnswerKind.EXTRACT, AnswerKind.NONE]
         assert answers["copy_order"]["positions"] == [[0], [None], []]
         assert answers["lead_same_length"]["texts"]["sentences"][:2] == [
             "Glaucoma is a group of diseases that damage the optic nerve.",
@@ -182,6 +184,69 @@ def test_trained_model_has_lower_test_perplexity(comparison):
     untrained = result["results"]["scratch:tiny"]["perplexity"]["perplexity"]
     assert math.isfinite(trained) and trained > 0
     assert trained < untrained
+
+
+def test_generic_and_specialised_on_both_domains_and_the_shown_answers(comparison, tiny_generic_run):
+    from gpt2chat.corpus.generic import read_texts
+    from gpt2chat.reports import answer_quality
+
+    result, out, run_dir = comparison
+    families = {m["spec"]: m.get("family") for m in result["models"]}
+    assert families == {str(tiny_generic_run[0]): "generic", run_dir: "specialised", "scratch:tiny": "untrained",
+                        evaluation.LEAD_BASELINE: None, evaluation.EXTRACT_BASELINE: None}
+    labels = {m["spec"]: m["label"] for m in result["models"]}
+    rows = result["domain_rows"]
+    general_installed = bool(read_texts("test", limit=1)) if "general" in rows else False
+    for spec in (str(tiny_generic_run[0]), run_dir, "scratch:tiny"):
+        domains = result["results"][labels[spec]]["domain_perplexity"]
+        assert set(domains) == set(rows) and ("general" in rows) == general_installed
+        for name, measured in domains.items():
+            assert measured["tokens"] == rows[name] * result["test_set"]["sequence_length"]
+            assert measured["perplexity"] == pytest.approx(math.exp(measured["loss"]))
+        shown = result["results"][labels[spec]]["shown"]
+        assert set(shown) == set(result["shown_sets"]) >= {"a", "b"}
+        assert shown["a"]["questions"] == 3 and len(shown["a"]["answers"]) == 3
+    extract = result["results"][evaluation.EXTRACT_BASELINE]["shown"]
+    assert set(extract) == set(result["shown_sets"]) and extract["a"]["model_shown"] == 0.0
+    # The measures are answer_quality's own: the extract's set (b), scored again directly, gives the same numbers.
+    cases = answer_quality.medquad_cases(_records(), 3, seed=1337)["b"]
+    again = answer_quality.score(_extract_engine(), cases, None)
+    assert again["rouge2"] == pytest.approx(extract["b"]["rouge2"]) and again["answers"] == extract["b"]["answers"]
+    markdown = (out / "comparison.md").read_text()
+    assert markdown.index("## Conclusion") < markdown.index("## Models")
+    assert "### Perplexity on general text and on MedQuAD answers" in markdown
+    assert "### The answers users are shown" in markdown
+    from gpt2chat.reports.report import comparison_conclusion
+
+    assert comparison_conclusion(result) in markdown
+
+
+def _records():
+    from gpt2chat.corpus.data import load_records
+
+    return load_records(None)[0]
+
+
+def _extract_engine():
+    from gpt2chat.chat.engine import ChatEngine, EngineConfig
+
+    return ChatEngine.build(EngineConfig(model=None))
+
+
+def test_default_models_are_every_built_run_and_an_untrained_one(tmp_path, monkeypatch):
+    for name, settings_ in (("generic", {"corpus": "generic", "size": "small", "preset": None}),
+                            ("default", {"size": "small", "preset": None})):
+        (tmp_path / "models" / name).mkdir(parents=True)
+        (tmp_path / "models" / name / "training_config.json").write_text(json.dumps(settings_))
+        (tmp_path / "models" / name / "config.json").write_text("{}")  # what makes it a preset directory
+    monkeypatch.setattr(compare.settings, "HOME", tmp_path)
+    models, notes = compare.default_models()
+    assert models == ["gpt2_base_en", str(tmp_path / "models" / "generic"), str(tmp_path / "models" / "default"),
+                      "scratch:small"]
+    assert notes == ["`models/from-generic` is not part of this comparison: it is not built yet "
+                     "(`python -m gpt2chat.train --recipe from-generic`)."]
+    assert compare.parse_model(models[1]).role == "generic (general English, no MedQuAD)"
+    assert compare.parse_model(models[2]).family == "specialised"
 
 
 def test_judge_skipped_without_url(comparison):
@@ -231,6 +296,22 @@ def test_unreachable_judge_is_a_note_not_a_crash():
     config = judge.JudgeConfig(url="http://127.0.0.1:9/v1", progress=False)
     judged = judge.run_judge(results, records, config)
     assert judged["status"] == "failed" and "could not be used" in judged["note"]
+
+
+def test_the_judge_comes_from_the_environment_unless_given(monkeypatch):
+    from gpt2chat import settings
+
+    monkeypatch.setenv(settings.JUDGE_URL_ENV, "http://judge.example/v1")
+    monkeypatch.setenv(settings.JUDGE_KEY_ENV, "sk-test")
+    monkeypatch.setenv(settings.JUDGE_MODEL_ENV, "judge-7b")
+    config = compare.parse_args([])
+    assert (config.judge_url, config.judge_model, config.judge_key) == ("http://judge.example/v1", "judge-7b", "sk-test")
+    config = compare.parse_args(["--judge-url", "http://other/v1", "--judge-model", "m2"])
+    assert (config.judge_url, config.judge_model, config.judge_key) == ("http://other/v1", "m2", "sk-test")
+    for name in (settings.JUDGE_URL_ENV, settings.JUDGE_KEY_ENV, settings.JUDGE_MODEL_ENV):
+        monkeypatch.delenv(name)
+    config = compare.parse_args([])
+    assert (config.judge_url, config.judge_model, config.judge_key) == (None, compare.CompareConfig.judge_model, None)
 
 
 def test_held_out_index_drops_the_gold_pair(sample_records):

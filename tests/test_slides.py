@@ -108,6 +108,25 @@ def test_every_section_appears_when_its_source_exists(full_sources, tmp_path):
     assert len(reopen(report.path).slides) == report.slides
 
 
+def test_the_comparison_conclusion_and_both_domains_are_on_a_slide(full_sources, tmp_path):
+    from gpt2chat.reports.report import comparison_conclusion
+
+    path = full_sources.livrables / "comparison.json"
+    comparison = json.loads(path.read_text())
+    measured = [m for m in comparison["models"] if m["label"] in comparison["results"]]
+    labels = [m["label"] for m in measured]
+    for model, family, general, medquad in ((measured[0], "generic", 41.5, 612.0),
+                                            (measured[1], "specialised", 333.3, 171.2)):
+        model["family"] = family
+        comparison["results"][model["label"]]["domain_perplexity"] = {
+            "general": {"perplexity": general}, "medquad": {"perplexity": medquad}}
+    path.write_text(json.dumps(comparison))
+    joined = "\n".join(slide_texts(reopen(slides.build(full_sources, tmp_path / "deck.pptx").path)))
+    conclusion = comparison_conclusion(comparison)
+    assert "41.5 for the generic model" in conclusion and slides.plain(conclusion) in joined
+    assert "612.0" in joined and "333.3" in joined and labels[1] in joined
+
+
 def test_command_writes_the_deck_and_says_what_it_skipped(tmp_path, capsys):
     out = tmp_path / "deck.pptx"
     assert slides.main(["--out", str(out), "--model-dir", str(tmp_path / "none")]) == 0

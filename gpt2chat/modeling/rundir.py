@@ -32,6 +32,8 @@ EXPORT_MANIFEST = "export.json"  # what was exported from which weights
 # Settings a run may resume with changed: the devices change where a step runs, not what it computes
 # (the same global batches and loss), so a run started on 2 GPUs can finish on 1.
 RESUMABLE_CHANGES = ("devices", "model_parallel")
+# Settings added after runs were written, at the value those runs trained with: such a run still resumes.
+ADDED_SETTINGS = {"corpus": "medquad"}
 
 
 def perplexity(loss: float) -> float:
@@ -137,8 +139,8 @@ class RunDirectory:
         """Create the run directory for ``settings`` (a training config as a dict); refuse a different run."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         saved = self.training_config()
-        changed = sorted(k for k in settings if saved is not None and saved.get(k) != settings[k]
-                         and k not in RESUMABLE_CHANGES)
+        changed = sorted(k for k in settings if saved is not None and k not in RESUMABLE_CHANGES
+                         and saved.get(k, ADDED_SETTINGS.get(k)) != settings[k])
         if changed:
             raise ValueError(
                 f"{self.root} holds a run with other settings ({', '.join(changed)}); "

@@ -1,6 +1,6 @@
-"""Compare GPT-2 models on held-out MedQuAD questions: a generic preset, the specialised model, untrained baselines.
+"""Compare GPT-2 models on held-out MedQuAD questions: generic models, specialised ones, untrained baselines.
 
-    python -m gpt2chat.compare                                   # gpt2_base_en vs models/default
+    python -m gpt2chat.compare          # every model built here (below) + gpt2_base_en when it can be downloaded
     python -m gpt2chat.compare --model models/default --model scratch:small --limit 30
     python -m gpt2chat.compare ... --judge-url http://localhost:8000 --judge-model NAME   (optional LLM judge)
 
@@ -9,10 +9,20 @@
 A preset that cannot be downloaded is reported as unavailable and the comparison goes on without it, with an
 untrained baseline of the specialised model's size added so that there is still something to compare against.
 
+Without ``--model`` it compares, side by side: ``gpt2_base_en`` and its MedQuAD fine-tune (models/gpt2-medquad)
+when they can be had, the generic model trained offline on general English (models/generic, ``python -m
+gpt2chat.train --recipe generic``), that model fine-tuned on MedQuAD (models/from-generic, ``--recipe
+from-generic``), the quick-start model trained on MedQuAD from scratch (models/default), an untrained model of its
+size and the extract. A default model directory that has not been built is left out with a note naming its command.
+
 Every model is measured on the held-out TEST split (the specialised run's split.json when there is one):
 
 * perplexity, teacher-forced, on a fixed seeded sample of packed test rows in the shared prompt format, and the
   loss per answer token of grounded test examples (the passage in the prompt, as the model was trained);
+* perplexity on two kinds of plain text, every token counted: MedQuAD test answers, and held-out general English
+  (the test split of ``gpt2chat.corpus.generic``, which no model here trained on);
+* the answers users are shown (``gpt2chat.reports.answer_quality``: whole test pages with and without the gold
+  section, LiveQA messages through the full pipeline), each model in the served pipeline against the extract;
 * greedy answers through the chat engine to ``--limit`` test questions, without grounding, grounded, grounded
   with the gold pair removed from retrieval, and grounded without the copy constraint: ROUGE-1/2/L (F-measure),
   BLEU, token F1, answer length, seconds per answer and tokens per second, of the answer shown and of the model's
@@ -52,9 +62,10 @@ import numpy as np
 
 from gpt2chat import settings
 from gpt2chat.modeling import rundir
-from gpt2chat.reports.evaluation import (BASELINES, GROUNDING_MODES, HeldOutIndex, answer_questions, as_read,
-                                         baseline_answers, greedy_reply, model_perplexity)
-from gpt2chat.reports.judge import JUDGE_KEY_ENV, JUDGE_MODEL_ENV, JUDGE_URL_ENV, JudgeConfig, run_judge
+from gpt2chat.reports.evaluation import (BASELINES, EXTRACT_BASELINE, GROUNDING_MODES, HeldOutIndex,
+                                         answer_questions, as_read, baseline_answers, greedy_reply, model_perplexity)
+from gpt2chat.reports import answer_quality
+from gpt2chat.reports.judge import JudgeConfig, run_judge
 from gpt2chat.modeling.model import SIZES
 from gpt2chat.reports.report import percent, write_comparison
 
@@ -71,11 +82,19 @@ GENERAL_QUESTIONS = (
 )
 
 
+# The models compared when none is named, and the command that builds each local one.
+DEFAULT_RUNS = {
+    "models/gpt2-medquad": f"python -m gpt2chat.train --recipe finetune-base --output models/gpt2-medquad "
+                           f"(needs network for {settings.ONLINE_PRESET})",
+    "models/generic": "python -m gpt2chat.train --recipe generic",
+    "models/from-generic": "python -m gpt2chat.train --recipe from-generic",
+    "models/default": "python -m gpt2chat.train",
+}
+
+
 @dataclasses.dataclass
 class CompareConfig:
-    models: list[str] = dataclasses.field(
-        default_factory=lambda: [settings.ONLINE_PRESET, str(settings.DEFAULT_MODEL_DIR)]
-    )
+    models: list[str] | None = None  # None: the defaults (``default_models``)
     data: str | None = None  # MedQuAD directory; None = settings.medquad_dir()
     out: str = str(settings.LIVRABLES_DIR)
     limit: int = 30  # test questions answered per model and grounding mode (CPU generation is slow)
@@ -115,10 +134,38 @@ class ModelSpec:
         return self.spec
 
     @property
+    def training(self) -> dict:
+        """The run's training settings ({} for anything but a run)."""
+        return (rundir.RunDirectory(self.spec).training_config() or {}) if self.kind == "run" else {}
+
+    @property
+    def is_generic(self) -> bool:
+        """Trained on general English only (``--recipe generic``), or a pretrained preset."""
+        return self.kind == "preset" or self.training.get("corpus") == "generic"
+
+    @property
+    def family(self) -> str:
+        """generic, generic→specialised, specialised (from scratch), untrained or other (``report.FAMILIES``)."""
+        if self.kind == "scratch":
+            return "untrained"
+        if self.is_generic:
+            return "generic"
+        if self.kind != "run":
+            return "other"
+        return "generic→specialised" if self.training.get("preset") else "specialised"
+
+    @property
     def role(self) -> str:
+        if self.kind == "run":
+            if self.is_generic:
+                return "generic (general English, no MedQuAD)"
+            start = self.training.get("preset")
+            if not start:
+                return "specialised from scratch (MedQuAD only)"
+            name = Path(start).name if Path(start).exists() else start  # a local run, or a preset's name
+            return f"generic → specialised ({name} fine-tuned on MedQuAD)"
         return {
             "preset": "generic pretrained preset",
-            "run": "specialised (trained on MedQuAD)",
             "directory": "local preset",
             "scratch": "untrained baseline (random weights)",
         }[self.kind]
@@ -138,6 +185,22 @@ def parse_model(spec: str) -> ModelSpec:
     if "://" not in spec and (os.sep in spec or spec.startswith((".", "~"))):
         raise BadModel(f"{spec}: no such model directory")
     return ModelSpec(spec, "preset")  # a preset name or handle: only loading it tells whether it is available
+
+
+def default_models() -> tuple[list[str], list[str]]:
+    """(the models compared when none is named, notes on the default ones that are not built yet)."""
+    models, notes = [settings.ONLINE_PRESET], []
+    for relative, command in DEFAULT_RUNS.items():
+        path = settings.HOME / relative
+        if rundir.is_run_dir(path):
+            models.append(str(path))
+        elif relative != "models/gpt2-medquad":  # the online fine-tune is optional offline
+            notes.append(f"`{relative}` is not part of this comparison: it is not built yet (`{command}`).")
+    specialised = next((m for m in models[1:] if not ModelSpec(m, "run").is_generic), None)
+    size = rundir.RunDirectory(specialised).model_size() if specialised else None
+    if size:
+        models.append(f"{SCRATCH_PREFIX}{size}")
+    return models, notes
 
 
 def load_model(spec: ModelSpec, seed: int):
@@ -163,6 +226,27 @@ def held_out_split(records, specialised: ModelSpec | None):
     if run is not None and run.split.is_file():
         return run.splits(records), f"{specialised.label}/{run.split.name}"
     return split_records(records), "gpt2chat.corpus.splits.split_records (no split.json)"
+
+
+def text_rows(texts, config: CompareConfig) -> np.ndarray:
+    """A fixed seeded sample of plain ``texts`` packed end to end (every token counts), the same for every model."""
+    from gpt2chat.modeling.tokenizer import gpt2_tokenizer
+    from gpt2chat.modeling.tokens import pack
+
+    return _seeded_sample(pack(list(texts), gpt2_tokenizer(), config.sequence_length), config).rows
+
+
+def domain_rows(test_records, config: CompareConfig) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The two plain-text perplexity sets, MedQuAD test answers and held-out general English (``corpus.generic``'s
+    test split), and a note when the general text is not installed."""
+    from gpt2chat.corpus.generic import GenericCorpusNotFound, read_texts
+
+    rows = {"medquad": text_rows([r.answer + "\n" for r in test_records], config)}
+    try:
+        rows["general"] = text_rows([t + "\n" for t in read_texts("test")], config)
+    except GenericCorpusNotFound as error:
+        return rows, [f"No perplexity on general text: {error}."]
+    return rows, []
 
 
 def perplexity_rows(test_records, config: CompareConfig) -> np.ndarray:
@@ -201,11 +285,12 @@ def answer_rows(test_records, index, specialised: ModelSpec | None, config: Comp
 
 
 def evaluate_model(spec: ModelSpec, causal_lm, rows, grounded_rows, questions, index, vocabulary,
-                   config: CompareConfig) -> dict:
+                   config: CompareConfig, domains: dict | None = None, shown=None) -> dict:
     """Perplexity, answer-token loss with the passage (``grounded_rows``), answers to the test questions in every
     grounding mode, and the side-by-side answers: the model writes (``answer_mode="generate"``) and is not gated
     (``ChatEngine.serve_ungated``), so every model's supported sentences are shown. How the served answers compare
-    is ``gpt2chat.reports.answer_quality``'s report."""
+    is ``gpt2chat.reports.answer_quality``'s report, whose measures of the shown answers are taken here too when
+    ``shown`` is a ``ShownAnswers``; ``domains`` are the plain-text perplexity rows of ``domain_rows``."""
     from tqdm import tqdm
 
     from gpt2chat.chat.engine import ChatEngine, EngineConfig
@@ -226,7 +311,12 @@ def evaluate_model(spec: ModelSpec, causal_lm, rows, grounded_rows, questions, i
         "modes": answer_questions(engine, held_out_index, questions, vocabulary=vocabulary,
                                   max_new_tokens=config.max_new_tokens, progress=config.progress, label=label),
         "side_by_side": {},
+        "domain_perplexity": {name: model_perplexity(causal_lm, domain, progress=config.progress,
+                                                     label=f"{label} {name} text")
+                              for name, domain in (domains or {}).items()},
     }
+    if shown is not None:
+        result["shown"] = shown.score(causal_lm, label)
     for question in tqdm(config.questions, desc=f"{label}: general questions", disable=not config.progress):
         result["side_by_side"][question] = {
             mode: as_read(greedy_reply(engine, question, grounded=mode == "grounded",
@@ -240,17 +330,50 @@ def _model_info(spec: ModelSpec, causal_lm, config: CompareConfig) -> dict:
     info = {"label": spec.label, "spec": spec.spec, "kind": spec.kind, "role": spec.role, "available": True,
             "parameters": int(causal_lm.backbone.count_params()),
             "context": int(causal_lm.backbone.max_sequence_length)}
+    info["family"] = spec.family
     if spec.kind == "scratch":
         info["note"] = f"size {spec.size}, seed {config.seed}"
     if spec.kind == "run":
         run = rundir.RunDirectory(spec.spec)
         training = run.training_config() or {}
-        info["training"] = {k: training.get(k) for k in ("preset", "size", "steps", "batch_size", "sequence_length",
+        info["training"] = {k: training.get(k) for k in ("corpus", "preset", "size", "steps", "batch_size", "sequence_length",
                                                          "lora_rank", "max_records")}
         metrics = run.read_metrics()
         if metrics:
             info["training"].update({k: metrics.get(k) for k in ("best_step", "best_val_perplexity", "tokens_seen")})
     return info
+
+
+@dataclasses.dataclass
+class ShownAnswers:
+    """What users are shown, measured as ``gpt2chat.reports.answer_quality`` measures it (its cases, its scores),
+    for each model in the served pipeline and for the extract, on ``limit`` cases of each set."""
+
+    engine: object  # a ChatEngine without a model: each model is passed to answer_quality.score
+    cases: dict
+
+    @classmethod
+    def build(cls, records, index, config: CompareConfig) -> "ShownAnswers":
+        from gpt2chat.chat.engine import ChatEngine, EngineConfig
+
+        cases = answer_quality.medquad_cases(records, config.limit, seed=config.seed)
+        liveqa = settings.medquad_dir(config.data).parent / "consumer_qa" / answer_quality.LIVEQA_FILE
+        if liveqa.is_file():
+            cases["c"] = answer_quality.liveqa_cases(liveqa)[: config.limit]
+        return cls(ChatEngine.build(EngineConfig(model=None, data=config.data), index=index), cases)
+
+    def score(self, causal_lm, label: str) -> dict:
+        from gpt2chat.chat.engine import AnswerModel
+
+        model = None
+        if causal_lm is not None:
+            model = AnswerModel.of(causal_lm, self.engine.config)
+            model.warm_up()
+        return {name: answer_quality.score(self.engine, cases, model, label=f"{label}: {name}")
+                for name, cases in self.cases.items()}
+
+    def labels(self) -> dict[str, str]:
+        return {name: f"{answer_quality.CASE_LABELS[name]} ({len(cases)})" for name, cases in self.cases.items()}
 
 
 # ---------------------------------------------------------------------------------------------------- run
@@ -269,10 +392,15 @@ def run(config: CompareConfig) -> dict:
     from gpt2chat.modeling.model import ModelUnavailable
     from gpt2chat.search.retrieval import RetrievalIndex
 
-    specs = [parse_model(m) for m in config.models]  # BadModel before any slow work
+    notes = []
+    if config.models is None:
+        names, notes = default_models()
+        specs = [parse_model(m) for m in names]
+    else:
+        specs = [parse_model(m) for m in config.models]  # BadModel before any slow work
     if not specs:
         raise BadModel("give at least one --model")
-    specialised = next((s for s in specs if s.kind == "run"), None)
+    specialised = next((s for s in specs if s.kind == "run" and not s.is_generic), None)
     records, _ = load_records(config.data, progress=config.progress)
     splits, split_source = held_out_split(records, specialised)
     test_records = splits["test"]
@@ -287,8 +415,11 @@ def run(config: CompareConfig) -> dict:
     # quote: with the training answers only, correct copies naming a rare test-split gene ("MAN2B1") were
     # flagged as degenerate (4 of the quick-start model's 90 grounded model texts in the comparison of c423107).
     vocabulary = Vocabulary.from_texts(r.answer for r in records)
+    domains, domain_notes = domain_rows(test_records, config)
+    notes += domain_notes
+    shown = ShownAnswers.build(records, index, config)
 
-    models, results, notes = [], {}, []
+    models, results = [], {}
     pending = list(specs)
     while pending:
         spec = pending.pop(0)
@@ -310,13 +441,14 @@ def run(config: CompareConfig) -> dict:
             continue
         models.append(_model_info(spec, causal_lm, config))
         results[spec.label] = evaluate_model(spec, causal_lm, rows, grounded_rows, questions, index, vocabulary,
-                                             config)
+                                             config, domains, shown)
         del causal_lm
         gc.collect()
     if not results:
         raise BadModel("none of the models could be loaded: " + "; ".join(m["error"] for m in models))
     grounded_tops = [r["modes"]["grounded"]["gold_passage_on_top"] for r in results.values()]
     results.update(baseline_answers(HeldOutIndex(index), questions, vocabulary=vocabulary, progress=config.progress))
+    results[EXTRACT_BASELINE]["shown"] = shown.score(None, EXTRACT_BASELINE)
     models += [{"label": label, "spec": label, "kind": "baseline", "role": "baseline without a model",
                 "available": True, "note": description} for label, description in BASELINES.items()]
 
@@ -340,6 +472,8 @@ def run(config: CompareConfig) -> dict:
         "questions": [r.question for r in questions],
         "references": [r.answer for r in questions],
         "general_questions": list(config.questions),
+        "shown_sets": shown.labels(),
+        "domain_rows": {name: int(len(domain)) for name, domain in domains.items()},
         "results": results,
         "judge": run_judge(results, questions, config.judge()),
         "pdf_note": "No PDF was written: no maintained HTML-to-PDF library is installed (print the HTML to PDF "
@@ -368,7 +502,8 @@ def parse_args(argv: list[str] | None) -> CompareConfig:
     )
     parser.add_argument("--model", action="append", dest="models", metavar="NAME_OR_DIR",
                         help="preset name, preset directory or scratch:SIZE; repeat to compare several "
-                             f"(default: {settings.ONLINE_PRESET} and {settings.DEFAULT_MODEL_DIR.name} run)")
+                             f"(default: {settings.ONLINE_PRESET} and every built run of "
+                             f"{', '.join(DEFAULT_RUNS)}, plus an untrained model of the quick-start size)")
     parser.add_argument("--data", help=f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)")
     parser.add_argument("--out", default=defaults.out, help="output directory (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=defaults.limit,
@@ -379,20 +514,21 @@ def parse_args(argv: list[str] | None) -> CompareConfig:
     parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
                         help="answer budget in tokens (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="(default: %(default)s)")
-    parser.add_argument("--judge-url", default=os.environ.get(JUDGE_URL_ENV),
-                        help=f"OpenAI-compatible endpoint for LLM-as-judge scores (default: ${JUDGE_URL_ENV})")
-    parser.add_argument("--judge-model", default=os.environ.get(JUDGE_MODEL_ENV, defaults.judge_model),
-                        help=f"model name sent to the judge (default: ${JUDGE_MODEL_ENV} or %(default)s)")
+    judge = settings.judge_settings()
+    parser.add_argument("--judge-url", default=judge.url, help="OpenAI-compatible endpoint for LLM-as-judge scores "
+                                                               f"(default: ${settings.JUDGE_URL_ENV})")
+    parser.add_argument("--judge-model", default=judge.model or defaults.judge_model,
+                        help=f"model name sent to the judge (default: ${settings.JUDGE_MODEL_ENV} or %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     for name in ("limit", "perplexity_rows", "max_new_tokens"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     return CompareConfig(
-        models=args.models or defaults.models, data=args.data, out=args.out, limit=args.limit,
+        models=args.models, data=args.data, out=args.out, limit=args.limit,
         questions=read_questions(args.questions) if args.questions else defaults.questions,
         perplexity_rows=args.perplexity_rows, max_new_tokens=args.max_new_tokens, seed=args.seed,
-        judge_url=args.judge_url, judge_model=args.judge_model, judge_key=os.environ.get(JUDGE_KEY_ENV),
+        judge_url=args.judge_url, judge_model=args.judge_model, judge_key=judge.key,
         progress=not args.no_progress,
         command=shlex.join(["python", "-m", "gpt2chat.compare", *(sys.argv[1:] if argv is None else argv)]),
     )
@@ -400,7 +536,7 @@ def parse_args(argv: list[str] | None) -> CompareConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    for spec in config.models:
+    for spec in config.models or ():
         parse_model(spec)  # a bad path fails here, before TensorFlow is imported
     started = time.perf_counter()
     result = run(config)

@@ -177,6 +177,88 @@ def plot_comparison(result: dict, out: Path) -> list[tuple[Path, str]]:
     return written
 
 
+# What each kind of model is, for the conclusion: ``gpt2chat.reports.compare`` labels every model with one.
+FAMILIES = {"generic": "the generic model", "generic→specialised": "the generic model fine-tuned on MedQuAD",
+            "specialised": "the specialised model trained from scratch", "untrained": "the untrained model"}
+DOMAINS = {"general": "held-out general English text", "medquad": "MedQuAD test answers"}
+
+
+def _by_family(result: dict) -> dict[str, str]:
+    """The first model label of each family (``FAMILIES``) that was measured."""
+    found = {}
+    for model in result["models"]:
+        if model.get("family") in FAMILIES and model["label"] in result["results"]:
+            found.setdefault(model["family"], model["label"])
+    return found
+
+
+def domain_frame(result: dict):
+    """One row per model: perplexity on each plain-text domain (every token), lower is better."""
+    import pandas as pd
+
+    roles = {m["label"]: m["role"] for m in result["models"]}
+    return pd.DataFrame([{"model": label, "role": roles.get(label, ""),
+                          **{DOMAINS[name]: r["domain_perplexity"][name]["perplexity"] for name in DOMAINS
+                             if name in r["domain_perplexity"]}}
+                         for label, r in result["results"].items() if r.get("domain_perplexity")])
+
+
+def shown_frame(result: dict):
+    """One row per system and answer set: the shown-answer measures of ``gpt2chat.reports.answer_quality``."""
+    import pandas as pd
+
+    rows = []
+    for label, r in result["results"].items():
+        for name, m in (r.get("shown") or {}).items():
+            rows.append({"set": f"({name})", "system": label, "ROUGE-2": m["rouge2"], "ROUGE-L": m["rougeL"],
+                         "words": m["words"], "answered": m["answered"],
+                         "model text shown": None if "baseline" in label else m["model_shown"],
+                         "support": m["support"], "degenerate shown": m["degenerate_shown"]})
+    return pd.DataFrame(rows).sort_values("set", kind="stable") if rows else pd.DataFrame()
+
+
+def comparison_conclusion(result: dict) -> str:
+    """The report's opening paragraph, every figure and every comparison word taken from ``result``."""
+    family = _by_family(result)
+    results = result["results"]
+
+    def ppl(label, domain):
+        return results[label].get("domain_perplexity", {}).get(domain, {}).get("perplexity")
+
+    sentences = []
+    generic, specialised = family.get("generic"), family.get("specialised")
+    if generic and specialised and ppl(generic, "general") and ppl(specialised, "medquad"):
+        g_gen, s_gen, g_med, s_med = (ppl(generic, "general"), ppl(specialised, "general"), ppl(generic, "medquad"),
+                                      ppl(specialised, "medquad"))
+        own = g_gen < s_gen and s_med < g_med
+        sentences.append(
+            f"Perplexity (lower is better) on {DOMAINS['general']}: {g_gen:,.1f} for the generic model "
+            f"(`{generic}`) against {s_gen:,.1f} for the specialised model trained from scratch (`{specialised}`); "
+            f"on {DOMAINS['medquad']}: {g_med:,.1f} against {s_med:,.1f}. "
+            + ("Each model is better on its own domain, as it should be." if own else
+               "The expected split, each model better on its own domain, does not hold here: "
+               + ("the generic model is " + ("better" if g_gen < s_gen else "not better") + " on general text and "
+                  + ("better" if g_med < s_med else "not better") + " on MedQuAD answers.")))
+    both = family.get("generic→specialised")
+    if both and specialised and ppl(both, "medquad"):
+        b_med, s_med = ppl(both, "medquad"), ppl(specialised, "medquad")
+        sentences.append(
+            f"Starting the specialised model from the generic one (`{both}`) gives {b_med:,.1f} on MedQuAD answers, "
+            + ("better than" if b_med < s_med else "no better than") + f" training from scratch ({s_med:,.1f})"
+            + (f", and keeps {ppl(both, 'general'):,.1f} on general text." if ppl(both, "general") else "."))
+    shown_set = next((name for name in ("b", "a", "c") if name in result.get("shown_sets", {})), None)
+    if shown_set:
+        scores = {label: r["shown"][shown_set]["rouge2"] for label, r in results.items() if r.get("shown")}
+        order = sorted(scores, key=scores.get, reverse=True)
+        sentences.append(
+            f"In the answers users are shown ({result['shown_sets'][shown_set]}, ROUGE-2 against the NIH answer), "
+            + ", ".join(f"`{label}` scores {scores[label]:.2f}" for label in order)
+            + f": `{order[0]}` leads.")
+    if not sentences:
+        return "No conclusion: the models needed for it (a generic and a specialised run) were not both measured."
+    return " ".join(sentences)
+
+
 def comparison_markdown(result: dict, images: list[tuple[Path, str]]) -> str:
     """The comparison report as Markdown, images linked by file name (they sit beside the report)."""
     import pandas as pd
@@ -186,6 +268,7 @@ def comparison_markdown(result: dict, images: list[tuple[Path, str]]) -> str:
     blocks = ["# Model comparison: generic vs specialised GPT-2 on MedQuAD",
               f"Generated {result['created']}" + (f" by `{result['command']}`" if result["command"] else "")
               + f" on {result['environment']}."]
+    blocks += ["## Conclusion", comparison_conclusion(result)]
     blocks += [f"**Note:** {note}" for note in result["notes"]]
 
     models = pd.DataFrame([{"model": m["label"], "role": m["role"], "parameters": m.get("parameters"),
@@ -226,6 +309,21 @@ def comparison_markdown(result: dict, images: list[tuple[Path, str]]) -> str:
                       f"only the answer tokens ({test['answer_tokens']:,} in {test['answer_rows']} seeded rows) of "
                       "grounded test examples, the gold passage quoted as the reference and the target cut as in "
                       "training: the quantity the model was trained to lower.")
+    domains = domain_frame(result)
+    if not domains.empty:
+        blocks += ["### Perplexity on general text and on MedQuAD answers", markdown_table(
+            domains, {name: "{:,.1f}" for name in DOMAINS.values()}),
+            f"Plain text, every token counted: {result['domain_rows'].get('general', 0)} and "
+            f"{result['domain_rows'].get('medquad', 0)} seeded rows of {test['sequence_length']} tokens of the "
+            "WordNet test split (`gpt2chat.corpus.generic`, never trained on) and of MedQuAD test answers."]
+    shown = shown_frame(result)
+    if not shown.empty:
+        blocks += ["### The answers users are shown", markdown_table(shown, {
+            "ROUGE-2": "{:.2f}", "ROUGE-L": "{:.2f}", "words": "{:.0f}", "model text shown": percent,
+            "support": percent}),
+            "Each model in the served pipeline (it selects the page's sentences it shows) against the "
+            "question-focused extract, measured as `python -m gpt2chat.answer_quality` measures them: "
+            + "; ".join(f"({name}) {label}" for name, label in result["shown_sets"].items()) + "."]
     blocks += ["### Answers to test questions", markdown_table(summary_frame(result), _summary_formats())]
     blocks.append(f"Reference answers average {test['reference_words']:.0f} words; answers are capped at "
                   f"{test['max_new_tokens']} tokens, which bounds recall-heavy scores, and BLEU's brevity "
@@ -317,6 +415,8 @@ def _model_details(model: dict) -> str:
     if training:
         source = (f"fine-tuned from {training['preset']}" if training["preset"]
                   else f"from scratch, size {training['size']}")
+        if training.get("corpus") == "generic":
+            source += ", on general English (WordNet), no MedQuAD"
         details.append(f"{source}, {training['steps']} steps of {training['batch_size']}x{training['sequence_length']}")
         if training.get("best_val_perplexity"):
             details.append(f"best validation perplexity {training['best_val_perplexity']:.1f} "

@@ -301,6 +301,23 @@ def model_slides(deck: Deck, sources: DeckSources) -> list[str]:
     return [sources.rel(run.metrics), sources.rel(run.config)]
 
 
+def conclusion_slide(deck: Deck, result: dict, source: str) -> None:
+    """The report's conclusion paragraph and its perplexity table on both domains, when the comparison measured
+    them (reports written before the generic baseline did not)."""
+    from gpt2chat.reports.report import DOMAINS, comparison_conclusion, domain_frame
+
+    frame = domain_frame(result)
+    if frame.empty:
+        return
+    slide = deck.slide("Generic vs specialised: what the numbers say", f"Conclusion and table from {source}.",
+                       subtitle="perplexity, lower is better")
+    deck.text(slide, [plain(comparison_conclusion(result))], 0.5, 1.5, WIDTH_IN - 1, 2.8, size=14)
+    columns = [c for c in DOMAINS.values() if c in frame.columns]
+    rows = [[row["model"], *("—" if row[c] != row[c] else f"{row[c]:,.1f}" for c in columns)]
+            for row in frame.to_dict("records")]
+    deck.table(slide, ["model", *columns], rows, 0.5, 4.5, WIDTH_IN - 1, size=12)
+
+
 def comparison_slides(deck: Deck, sources: DeckSources) -> list[str]:
     path = sources.livrables / "comparison.json"
     result = json.loads(_read(path, "python -m gpt2chat.compare"))
@@ -316,6 +333,7 @@ def comparison_slides(deck: Deck, sources: DeckSources) -> list[str]:
     if not rows:
         raise Missing(f"{path.name} has no results (python -m gpt2chat.compare)")
     test = result.get("test_set", {})
+    conclusion_slide(deck, result, sources.rel(path))
     slide = deck.slide("Generic vs specialised: the comparison", f"From {sources.rel(path)}; command: "
                        f"{result.get('command', '?')}.", subtitle=f"{test.get('questions', '?')} held-out test "
                        f"questions (of {test.get('test_pairs', '?')} test pairs); ROUGE-L and token F1 in %")
