@@ -71,14 +71,9 @@ def parse_args(argv: list[str] | None = None, env: dict = os.environ) -> ServeCo
 
 
 def model_source(explicit: str | None = None, env: dict = os.environ) -> str:
-    """Where the model comes from, before any download or training."""
-    if explicit:
-        return explicit
-    if env.get(settings.MODEL_ENV):
-        return env[settings.MODEL_ENV]
-    if is_preset_dir(BUNDLED_MODEL):
-        return str(BUNDLED_MODEL)
-    return str(settings.DEFAULT_MODEL_DIR)
+    """Where the model comes from, before any download or training: ``--model``, else ``settings.default_model``
+    with this bundle's ``model/`` when it holds one."""
+    return explicit or settings.default_model(BUNDLED_MODEL if is_preset_dir(BUNDLED_MODEL) else None, env)
 
 
 def is_hub_repo_id(source: str) -> bool:
@@ -211,13 +206,16 @@ def main(argv: list[str] | None = None) -> int:
         engine.gate()
     print(f"Model ready in {time.perf_counter() - started:.0f} s ({engine.status.detail})", flush=True)
 
+    from gpt2chat.serving.fairness import AnswerScheduler
     from gpt2chat.serving.feedback import open_app_store
     from gpt2chat.serving.server import serve
     from gpt2chat.serving.ui import build_app, launch_options
 
-    # Ratings on by default ($GPT2CHAT_FEEDBACK=0 turns them off), masked by the engine's own masker.
+    # Ratings on by default ($GPT2CHAT_FEEDBACK=0 turns them off), masked by the engine's own masker. The chat,
+    # /chat and /ask share the answer slots, handed out fairly between clients.
     demo = build_app(engine, status=training.progress if training else None,
-                     feedback=open_app_store(engine.masker))
+                     feedback=open_app_store(engine.masker, settings.feedback_settings()),
+                     scheduler=AnswerScheduler(slots=config.concurrency))
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     # uvicorn re-raises the SIGTERM it shut down on once it has finished; as an exception (not the default handler,
     # which ends the process on the spot) it lets the training child be stopped below.

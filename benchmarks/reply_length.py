@@ -16,10 +16,8 @@ import random
 import re
 import statistics
 import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gpt2chat.chat.engine import ChatEngine, EngineConfig  # noqa: E402
 from gpt2chat.chat.grounding import split_sentences  # noqa: E402

@@ -298,9 +298,10 @@ def main(argv=None) -> int:
     if args.devices > 1:
         if args.backend != "tensorflow":
             raise SystemExit("--devices needs --backend tensorflow (gpt2chat trains on tf.distribute)")
+        from gpt2chat import settings
         from gpt2chat.modeling import distribute
 
-        strategy = distribute.strategy(args.devices)  # before TensorFlow starts
+        strategy = distribute.strategy(args.devices, settings.tf_config())  # before TensorFlow starts
         if args.batch_size % args.devices:
             raise SystemExit(f"--batch-size {args.batch_size} must split evenly over --devices {args.devices}")
     import keras

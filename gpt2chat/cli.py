@@ -41,7 +41,7 @@ COMMANDS: dict[str, Command] = {
     "data": Command("gpt2chat.corpus.data", "read MedQuAD: the pairs kept and dropped per source"),
     "eda": Command("gpt2chat.reports.eda", "word clouds and distributions of the answered pairs (livrables/eda)"),
     "train": Command("gpt2chat.modeling.train", "train or fine-tune GPT-2 from a recipe", resumable=True),
-    "sweep": Command("gpt2chat.modeling.sweep", "train recipe variants; write livrables/optimisation.md",
+    "sweep": Command("gpt2chat.reports.sweep", "train recipe variants; write livrables/optimisation.md",
                      resumable=True),
     "export": Command("gpt2chat.modeling.export_check", "export a run to OpenVINO for fast CPU serving; --check it"),
     "masking": Command("gpt2chat.guard.masking_eval", "mask the PII of a message, or --eval the masker",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import app
-from gpt2chat.chat.engine import EXTRACT_ANSWER, MODEL_ANSWER, ChatEngine, EngineConfig
+from gpt2chat.chat.engine import ChatEngine, EngineConfig
+from gpt2chat.chat.kinds import AnswerKind
 from gpt2chat.chat.grounding import split_sentences
 from gpt2chat.modeling.generation import SamplingConfig
 
@@ -26,12 +27,12 @@ def test_background_training_swaps_the_model_in_without_a_restart(tiny_engine, m
     assert "Training the quick-start model in the background: step 0 of 20" in training.progress()
     question = sample_records[0].question
     before = engine.reply(question, sampling=SamplingConfig(max_new_tokens=8))
-    assert before.answer_kind == EXTRACT_ANSWER and before.answer and before.stats is None  # served at once
+    assert before.answer_kind == AnswerKind.EXTRACT and before.answer and before.stats is None  # served at once
     assert training.swapped.wait(timeout=600), (tmp_path / "model" / "train.log").read_text()[-2000:]
     assert training.failed is None and engine.status.trusted and engine.status.gate.questions == len(pairs)
     assert engine.status.detail in training.progress() and "model answers shown" in engine.status.detail
     after = engine.reply(question, sampling=SamplingConfig(max_new_tokens=8))
-    assert after.answer_kind == MODEL_ANSWER and after.stats is None  # the selector's answer: nothing generated
+    assert after.answer_kind == AnswerKind.MODEL and after.stats is None  # the selector's answer: nothing generated
     assert set(split_sentences(after.answer)) <= set(split_sentences(sample_records[0].answer))
 
 

@@ -188,6 +188,10 @@ def test_app_model_choice_order(tmp_path, monkeypatch):
     assert app.model_source(None, env={}) == str(settings.DEFAULT_MODEL_DIR)
     (tmp_path / "config.json").write_text("{}")
     assert app.model_source(None, env={}) == str(tmp_path)
+    assert app.model_source(None, env={"GPT2CHAT_MODEL": "env"}) == "env"  # the environment before the bundle
+    # The one resolution the engine's default uses too (EngineConfig.model), without a bundle.
+    assert settings.default_model(env={"GPT2CHAT_MODEL": "env"}) == "env"
+    assert settings.default_model(env={}) == str(settings.DEFAULT_MODEL_DIR)
 
 
 def test_app_recognises_hub_repo_ids(tmp_path, monkeypatch):

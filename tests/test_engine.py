@@ -5,8 +5,9 @@ import numpy as np
 
 import pytest
 
-from gpt2chat.chat.engine import (EXTRACT_ANSWER, MODEL_ANSWER, AnswerModel, ChatEngine, ChatReply, EngineConfig,
+from gpt2chat.chat.engine import (AnswerModel, ChatEngine, ChatReply, EngineConfig,
                                   Source, Turn)
+from gpt2chat.chat.kinds import AnswerKind
 from gpt2chat.modeling.generation import SamplingConfig
 from gpt2chat.chat.grounding import split_sentences, verify
 from gpt2chat.modeling.prompt import clean_answer
@@ -31,7 +32,7 @@ def test_every_shown_sentence_is_supported_by_the_cited_passage(tiny_engine):
         reply = tiny_engine.reply(question, sampling=FAST)
         assert reply.model_text is not None and reply.support_rate is not None  # the model did write something
         assert verify(reply.answer, [reply.evidence]).support_rate == 1.0, reply.answer
-        if reply.answer_kind == EXTRACT_ANSWER:
+        if reply.answer_kind == AnswerKind.EXTRACT:
             assert "Summary of the NIH page" in render_reply(reply)
 
 
@@ -72,7 +73,7 @@ def test_supported_model_sentences_stream_one_by_one_and_unsupported_ones_never_
     engine = _copying_engine(tiny_engine, " ".join([sentences[0], salad, *sentences[1:]]) + "\nQuestion:")
     shown = [reply.answer for reply in engine.stream(record.question, sampling=FAST) if reply.answer]  # as streamed
     final = engine.reply(record.question, sampling=FAST)
-    assert final.answer_kind == MODEL_ANSWER and salad not in final.answer
+    assert final.answer_kind == AnswerKind.MODEL and salad not in final.answer
     assert shown[0] == sentences[0] and all(salad not in text for text in shown)
     assert final.answer == " ".join(sentences) and 0.5 <= final.support_rate < 1.0
 
@@ -80,7 +81,7 @@ def test_supported_model_sentences_stream_one_by_one_and_unsupported_ones_never_
 def test_a_mostly_unsupported_answer_falls_back_to_the_extract(tiny_engine, sample_records):
     engine = _copying_engine(tiny_engine, "The body of the doctor is the blood. The condition is the condition.")
     reply = engine.reply(sample_records[0].question, sampling=FAST)
-    assert reply.answer_kind == EXTRACT_ANSWER and reply.support_rate == 0.0 and reply.answer
+    assert reply.answer_kind == AnswerKind.EXTRACT and reply.support_rate == 0.0 and reply.answer
     assert "The body of the doctor" not in reply.answer
 
 
@@ -88,7 +89,7 @@ def test_without_a_model_the_engine_answers_with_the_extract(tiny_engine, sample
     engine = ChatEngine(None, tiny_engine.index, masker=tiny_engine.masker, safety=tiny_engine.safety,
                         config=tiny_engine.config)
     reply = engine.reply(sample_records[0].question, sampling=FAST)
-    assert reply.answer_kind == EXTRACT_ANSWER and reply.answer and reply.sources and reply.stats is None
+    assert reply.answer_kind == AnswerKind.EXTRACT and reply.answer and reply.sources and reply.stats is None
     assert not engine.status.loaded
 
 
@@ -119,16 +120,16 @@ def test_the_gate_serves_a_model_only_when_its_answers_beat_the_extract(tiny_eng
     engine = ChatEngine(None, tiny_engine.index, masker=tiny_engine.masker, safety=tiny_engine.safety,
                         config=EngineConfig(model=None))
     question = sample_records[0].question
-    assert engine.reply(question).answer_kind == EXTRACT_ANSWER
+    assert engine.reply(question).answer_kind == AnswerKind.EXTRACT
     wrong = engine.adopt(AnswerModel(scorer=OracleScorer(pairs, wrong=True)), pairs)
     assert not wrong.trusted and engine.model is None and wrong.gate.model_shown == 1.0
     assert wrong.gate.model_rouge2 < wrong.gate.extract_rouge2 and "withheld" in wrong.detail
-    assert engine.reply(question).answer_kind == EXTRACT_ANSWER
+    assert engine.reply(question).answer_kind == AnswerKind.EXTRACT
     oracle = AnswerModel(scorer=OracleScorer(pairs))
     right = engine.adopt(oracle, pairs)
     assert right.trusted and engine.model is oracle and right.gate.model_rouge2 > right.gate.extract_rouge2
     reply = engine.reply(question)
-    assert reply.answer_kind == MODEL_ANSWER and set(split_sentences(reply.answer)) <= set(
+    assert reply.answer_kind == AnswerKind.MODEL and set(split_sentences(reply.answer)) <= set(
         split_sentences(sample_records[0].answer))
     # A newer model that loses its gate leaves the served one in place.
     newer = engine.adopt(AnswerModel(scorer=OracleScorer(pairs, wrong=True)), pairs)
@@ -147,7 +148,7 @@ def test_a_model_is_never_served_while_its_gate_runs(tiny_engine, sample_records
             return super().scores(question, sentences, starts)
 
     assert engine.adopt(AnswerModel(scorer=Watching(pairs)), pairs).trusted
-    assert seen and set(seen) == {EXTRACT_ANSWER}
+    assert seen and set(seen) == {AnswerKind.EXTRACT}
 
 
 def test_the_untrained_tiny_model_is_withheld_with_the_measured_reason(tiny_engine, sample_records):
@@ -297,5 +298,28 @@ def test_the_model_selects_from_the_whole_page_not_only_the_cited_section(tiny_e
     oracle = AnswerModel(scorer=OracleScorer([GatePair(target.question, target.answer)]))
     reply = engine.answer_from_pages(target.question, [page], oracle, cited=[page[0]])
     extract = engine.answer_from_pages(target.question, [page], None, cited=[page[0]])
-    assert reply.answer_kind == MODEL_ANSWER and split_sentences(reply.answer)[0] in target.answer
+    assert reply.answer_kind == AnswerKind.MODEL and split_sentences(reply.answer)[0] in target.answer
     assert all(s in sections[0].answer for s in split_sentences(extract.answer))  # the extract keeps to the citation
+
+
+def test_the_model_reads_the_page_of_the_best_ranked_section_and_quotes_it(tiny_engine, sample_records):
+    """Two cited pages, retrieval's best section on the second: the model selects from that page only (the gate's
+    questions scored higher that way), and the evidence shown is the section its sentences come from."""
+    import dataclasses
+
+    from gpt2chat.chat.gate import GatePair
+    from gpt2chat.modeling.selection import page_sections
+    from gpt2chat.reports.answer_quality import _passage
+
+    first, second = [s for s in page_sections(sample_records).values() if len(s) >= 2][:2]
+    pages = [[_passage(s) for s in first], [_passage(s) for s in second]]
+    question = second[1].question
+    # A stand-in that likes every sentence of both pages' second sections alike.
+    oracle = AnswerModel(scorer=OracleScorer([GatePair(question, first[1].answer + " " + second[1].answer)]))
+    engine = ChatEngine(None, tiny_engine.index, masker=tiny_engine.masker, safety=tiny_engine.safety,
+                        config=EngineConfig(model=None))
+    cited = [pages[0][0], dataclasses.replace(pages[1][1], question_best=True)]
+    reply = engine.answer_from_pages(question, pages, oracle, cited=cited)
+    assert reply.answer_kind == AnswerKind.MODEL
+    assert all(s in second[1].answer and s not in first[1].answer for s in split_sentences(reply.answer))
+    assert reply.evidence == second[1].answer

@@ -90,6 +90,12 @@ def test_sentences_that_refer_back_are_recognised():
     assert refers_back("In addition, some people have seizures.") and not refers_back("In adults the disease is mild.")
     assert not refers_back("This condition is inherited in an autosomal recessive pattern.")  # the page's topic
     assert not refers_back("Tests such as tonometry measure the pressure in the eye.")
+    # A list continued ("Other ...") and a quantifier standing alone as the subject refer back; as a determiner
+    # it does not.
+    assert refers_back("Other signs and symptoms of anemia include: - Shortness of breath - Dizziness.")
+    assert refers_back("Many are medicines and other treatments your doctor will have to prescribe.")
+    assert not refers_back("Most people with gout have too much uric acid in their blood.")
+    assert not refers_back("Some treatments for psoriasis are applied directly to the skin.")
 
 
 def test_a_sentence_that_refers_back_is_supported_only_where_it_stands_in_its_passage():
@@ -154,6 +160,27 @@ def test_extract_follows_the_question_keeps_passage_order_and_never_cuts_a_sente
     no_cues = extractive_answer("How is glaucoma treated?", siblings, 1, config=ExtractConfig(cue_weight=0))
     assert no_cues.sentences != extract.sentences  # the cue words are what finds the treatment sentence
     assert extractive_answer("What is glaucoma?", []).text == ""
+
+
+def test_a_typed_question_prefers_the_sentences_of_its_type_over_short_ones_naming_the_focus():
+    # MedlinePlus's flu page in one section: before the uncued factor, "How can I prevent the flu?" opened on the
+    # stomach sentence (short, and it names the flu).
+    page = ("Flu is a respiratory infection caused by a number of viruses. The viruses pass through the air and enter "
+            "your body through your nose or mouth. Between 5% and 20% of people in the U.S. get the flu each year. "
+            "Symptoms of the flu come on suddenly and are worse than those of the common cold. Colds rarely cause a "
+            "fever or headaches. Flu almost never causes an upset stomach. Most people with the flu recover on their "
+            "own without medical care. People with mild cases of the flu should stay home and avoid contact with "
+            "others, except to get medical care. The main way to keep from getting the flu is to get a yearly flu "
+            "vaccine. Good hygiene, including hand washing, can also help.")
+    # The page's one section answers "What is (are) Flu ?": of it, only the sentences of the asked type are taken.
+    extract = extractive_answer("How can I prevent the flu?", [page], passage_questions=["What is (are) Flu ?"])
+    assert extract.text == ("People with mild cases of the flu should stay home and avoid contact with others, except to "
+                            "get medical care. The main way to keep from getting the flu is to get a yearly flu vaccine.")
+    # A section written for the asked type keeps its other sentences; without the section's question, as before.
+    on_type = extractive_answer("How can I prevent the flu?", [page], passage_questions=["How to prevent flu?"])
+    plain = extractive_answer("How can I prevent the flu?", [page])
+    assert on_type == plain and len(plain.sentences) == 3
+    assert "upset stomach" in plain.text
 
 
 def test_lead_k():
@@ -328,3 +355,14 @@ def test_cli_requires_calibrate(capsys):
     with pytest.raises(SystemExit):
         grounding_eval.main([])
     assert "--calibrate" in capsys.readouterr().err
+
+
+def test_words_match_by_their_stem():
+    section = ("The most common symptom of anemia is fatigue (feeling tired or weak). If you have anemia, you may find "
+               "it hard to find the energy to do normal activities. Arrhythmias are problems with the rate or rhythm "
+               "of the heartbeat. Anemia can weaken people who have cancer or HIV/AIDS.")
+    best = extractive_answer("What are the symptoms of anemia?", [section], max_sentences=1)
+    assert best.text == "The most common symptom of anemia is fatigue (feeling tired or weak)."
+    unstemmed = extractive_answer("What are the symptoms of anemia?", [section], max_sentences=1,
+                                  config=ExtractConfig(stem=False))
+    assert unstemmed.text != best.text

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +69,21 @@ def test_lora_fine_tuning_of_a_local_preset(tmp_path, medquad_dir):
     assert load_preset(tmp_path / "lora").backbone.num_layers == 2
 
 
+def kill_at_first_checkpoint(command: list[str], output: Path) -> dict:
+    """Start the training ``command`` (writing to ``output``), SIGKILL it once it has saved its first checkpoint, and
+    return that checkpoint's state."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = output / "checkpoints" / "state.json"
+    # Generous: at a load average of 12 on the 2 shared cores, a 30-step tiny run took over 600 s.
+    deadline = time.time() + 900
+    while not state.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    code = process.wait()
+    assert state.exists(), f"no checkpoint saved (training exit code {code}, or still running after 900 s)"
+    return json.loads(state.read_text())
+
+
 def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, small_medquad):
     """Killed after a checkpoint and started again, a run ends with the losses and weights of a run that was never
     killed. Dropout is on, so its random state must survive the resume too."""
@@ -80,14 +96,7 @@ def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, small_medquad):
     whole = subprocess.run(command(tmp_path / "whole"), capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-2000:]
     output = tmp_path / "run"
-    process = subprocess.Popen(command(output), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    state = output / "checkpoints" / "state.json"
-    deadline = time.time() + 300
-    while not state.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    saved_step = (json.loads(state.read_text())["epoch"] + 1) * 10
+    saved_step = (kill_at_first_checkpoint(command(output), output)["epoch"] + 1) * 10
     assert saved_step < 30, "the run finished before it could be killed"
     resumed = subprocess.run(command(output), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
@@ -268,14 +277,8 @@ def test_two_devices_follow_the_one_device_loss_curve_and_resume_mid_run(tmp_pat
 
     assert run("train", command(tmp_path / "one", 1)[3:]) == 0  # one device: this process's own
     output = tmp_path / "two"
-    process = subprocess.Popen(command(output, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = output / "checkpoints" / "state.json"
-    deadline = time.time() + 300
-    while not state.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert json.loads(state.read_text())["epoch"] == 0, "the run finished before it could be killed"
+    state = kill_at_first_checkpoint(command(output, 2), output)
+    assert state["epoch"] == 0, "the run finished before it could be killed"
     resumed = subprocess.run(command(output, 2), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert "resuming from step 10" in resumed.stdout and "data-parallel over 2 replicas" in resumed.stdout

@@ -13,7 +13,8 @@ import pytest
 
 from gpt2chat import settings
 from gpt2chat.serving import ui
-from gpt2chat.chat.engine import MODEL_ANSWER, ChatReply, Source
+from gpt2chat.chat.engine import ChatReply, Source
+from gpt2chat.chat.kinds import AnswerKind, Category
 from gpt2chat.serving.server import AppDidNotStart, served_app
 from gpt2chat.serving.ui import REPLY_DISCLAIMER, answer_of
 
@@ -226,13 +227,16 @@ def test_api_view_documents_ask(live_app, capsys):
 
 
 def test_concurrent_clients_all_get_answers(live_app, sample_records):
-    from gradio_client import Client
+    """Twelve people asking at once, each from an address of their own (the app shares its answer slots out per
+    client address, and refuses a client's questions beyond a few at once)."""
+    from tests.test_soak import soak
 
     question = _question(sample_records)
 
     def one_user(number: int) -> str:
-        client = Client(live_app, verbose=False)
-        return client.submit(f"{question} ({number})", 0.7, 16, True, api_name="/ask").result(timeout=240)
+        with soak.http_client(soak.client_address("user", number)) as http:
+            event, data = soak.call_api(http, live_app, "ask", [f"{question} ({number})", 0.7, 16, True])
+        return data[0] if event == "complete" else f"{event}: {data}"
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=12) as pool:
@@ -263,7 +267,7 @@ def _sources():
 
 def test_a_reply_cites_only_the_pages_it_quotes_and_folds_their_text():
     reply = ChatReply(answer="Symptoms include - increased thirst - increased hunger - sores that do not heal.",
-                      answer_kind=ui.EXTRACT_ANSWER, sources=_sources(), evidence=DIABETES, finished=True)
+                      answer_kind=AnswerKind.EXTRACT, sources=_sources(), evidence=DIABETES, finished=True)
     rendered = ui.render_reply(reply)
     head, tail = rendered.split(ui.SECTION_BREAK)
     assert head == ("**Summary of the NIH page:** Symptoms include\n\n- increased thirst\n- increased hunger\n"
@@ -282,7 +286,7 @@ def test_a_reply_cites_only_the_pages_it_quotes_and_folds_their_text():
 
 def test_an_answer_quoting_two_pages_cites_both_and_same_titles_read_differently():
     sources = _sources()[1:]
-    reply = ChatReply(answer="Gout is a common, painful form of arthritis.", answer_kind=MODEL_ANSWER,
+    reply = ChatReply(answer="Gout is a common, painful form of arthritis.", answer_kind=AnswerKind.MODEL,
                       sources=[sources[0], ui.Source("Gout", "https://x.nih.gov/g", "GHR",
                                                      GOUT + " Attacks often start at night.")], finished=True)
     rendered = ui.render_reply(reply)
@@ -297,14 +301,14 @@ def test_an_answer_quoting_two_pages_cites_both_and_same_titles_read_differently
 
 
 def test_a_reworded_answer_cites_the_passage_it_was_checked_against():
-    reply = ChatReply(answer="Gout makes joints swell.", answer_kind=MODEL_ANSWER, sources=_sources()[1:],
+    reply = ChatReply(answer="Gout makes joints swell.", answer_kind=AnswerKind.MODEL, sources=_sources()[1:],
                       finished=True)
     quoted, related = ui.cited_sources(reply)
     assert [s.source for s in quoted] == ["GHR"] and [s.source for s in related] == ["NIHSeniorHealth"]
 
 
 def test_no_sentence_appears_twice_in_what_a_reply_shows():
-    reply = ChatReply(answer=GOUT, answer_kind=ui.EXTRACT_ANSWER, sources=_sources()[1:2], evidence=GOUT,
+    reply = ChatReply(answer=GOUT, answer_kind=AnswerKind.EXTRACT, sources=_sources()[1:2], evidence=GOUT,
                       finished=True)
     visible = re.sub(r"<details>.*?</details>", "", ui.render_reply(reply), flags=re.S)
     assert visible.count("Gout is a common, painful form of arthritis.") == 1
@@ -334,7 +338,7 @@ def test_what_was_removed_is_named_in_plain_words():
 
 
 def test_corpus_text_cannot_inject_markup_and_a_single_dash_stays_prose():
-    reply = ChatReply(answer="Use <b>care</b> [here](https://evil.example) - always.", answer_kind=MODEL_ANSWER,
+    reply = ChatReply(answer="Use <b>care</b> [here](https://evil.example) - always.", answer_kind=AnswerKind.MODEL,
                       finished=True)
     head = ui.render_reply(reply).split(ui.SECTION_BREAK)[0]
     assert "<b>" not in head and not re.search(r"(?<!\\)\]\(", head)  # shown as typed: no tag, no link
@@ -387,8 +391,8 @@ def test_hostile_requests_echo_no_value_and_leave_none_in_the_log(live_app, tmp_
     config_json = httpx.get(f"{live_app}/config", timeout=60).json()
     log_path = next(tmp_path_factory.getbasetemp().glob("live_app*/app.log"))
     replies = {}
-    for kind in soak.ATTACKS:
-        replies[kind] = soak.attack(kind, live_app, None, config_json)
+    for number, kind in enumerate(soak.ATTACKS):  # each from an address of its own: what each gets, not the budget
+        replies[kind] = soak.attack(kind, live_app, None, config_json, soak.client_address("attacker", number))
         assert soak.SECRET not in replies[kind], kind
         log = log_path.read_text(errors="replace")
         assert soak.SECRET not in log and "Traceback" not in log, kind

@@ -31,6 +31,7 @@ from gpt2chat.chat.copybias import CopyBias, gpt2_opens_with
 from gpt2chat.chat.gate import GateResult, compare_answers, gate_pairs
 from gpt2chat.chat.grounding import (ExtractConfig, answer_candidates, answer_openers, choose_sentences,
                                      extractive_answer, is_degenerate, split_sentences, verify)
+from gpt2chat.chat.kinds import AnswerKind, Category
 from gpt2chat.corpus.sites import current_url
 from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, StreamingGenerator, TokenStreamer
 from gpt2chat.modeling.prompt import answer_ends, build_prompt, clean_answer, reference_passage
@@ -38,7 +39,6 @@ from gpt2chat.modeling.selection import SentenceScorer, section_starts
 
 log = logging.getLogger(__name__)
 
-MODEL_ANSWER, EXTRACT_ANSWER, NO_ANSWER = "model", "extract", "none"
 EXTRACT_NOTICE = "Summary of the NIH page"
 NO_ANSWER_TEXT = "I could not find an NIH answer to that question. Please rephrase it, or search MedlinePlus."
 
@@ -62,11 +62,11 @@ class Turn:
 @dataclasses.dataclass
 class ChatReply:
     answer: str = ""  # what the user reads: supported model sentences, or the extract, or empty
-    answer_kind: str = NO_ANSWER  # MODEL_ANSWER | EXTRACT_ANSWER | NO_ANSWER
+    answer_kind: AnswerKind = AnswerKind.NONE
     sources: list[Source] = dataclasses.field(default_factory=list)
     masked_types: list[str] = dataclasses.field(default_factory=list)
     masked_message: str | None = None  # the message as the model saw it, only when masking changed it
-    category: str = "answer"  # answer | emergency | boundary | invalid | no_answer
+    category: Category = Category.ANSWER
     notice: str | None = None  # safety boundary or input problem, shown before the answer
     evidence: str | None = None  # the retrieved NIH passage the answer was grounded on
     search_url: str | None = None  # a MedlinePlus search for what was asked, to offer when there is no NIH answer
@@ -98,13 +98,15 @@ class EngineConfig:
     # What the extract is drawn from: "best" — the whole section retrieval ranked best for each question of the
     # message; "cited" — every cited section; "page" — their whole pages, the cited sections preferred
     # (ExtractConfig.cited_weight). On 200 validation questions through the full pipeline (python -m
-    # gpt2chat.reports.answer_quality --calibrate-extract), ROUGE-2 against the NIH answer: best sections 51.0
-    # (cut to 600 characters 50.2), every cited section 42.5 (cut: 42.8, the extract before), whole pages
-    # 27.2 / 35.2 / 39.7 (cited_weight 0 / 0.5 / 1).
+    # gpt2chat.answer_quality --calibrate-extract), ROUGE-2 against the NIH answer: best sections 50.6
+    # (cut to 600 characters 49.8), every cited section 42.1 (cut: 42.1, the extract before), whole pages
+    # 27.2 / 34.8 / 39.5 (cited_weight 0 / 0.5 / 1).
     extract_scope: str = "best"
     extract: ExtractConfig = ExtractConfig()
-    # Selection: after the best sentence, every candidate whose log-odds of answering reach this (at most
-    # answer_max_sentences, answer_max_chars): the model decides the length.
+    # Selection: after the best sentence, every candidate whose score reaches this (at most answer_max_sentences,
+    # answer_max_chars): the model decides the length. A score is the log of how much more the sentence's question
+    # type agrees with the question's than the page's average sentence's, so 0 keeps what is more on-type than the
+    # page.
     select_threshold: float = 0.0
     answer_max_sentences: int = 4
     answer_max_chars: int = 600
@@ -187,7 +189,7 @@ class ChatEngine:
         model loads) and passes them to the engine. ``config.model=None`` and no ``causal_lm``: extracts only."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from gpt2chat.guard.emergency import default_detector
+        from gpt2chat.guard.emergency import build_detector
         from gpt2chat.guard.masking import PIIMasker
         from gpt2chat.guard.safety import SafetyPolicy
 
@@ -198,7 +200,7 @@ class ChatEngine:
 
             loaded_masker = masker or PIIMasker()  # Presidio and spaCy now rather than on the first message
             # The emergency classifier trains here (1.0-1.5 s), not on the first message.
-            loaded_safety = safety or SafetyPolicy(default_detector())
+            loaded_safety = safety or SafetyPolicy(build_detector())
             if index is not None:
                 return loaded_masker, loaded_safety, index
             if config.index_dir:
@@ -272,7 +274,7 @@ class ChatEngine:
             passages, _ = self._passages(pair.question)
             extracts.append(self._final(pair.question, passages, None))
             answers.append(self._final(pair.question, passages, model))
-        return compare_answers(pairs, answers, extracts, model_kind=MODEL_ANSWER)
+        return compare_answers(pairs, answers, extracts, model_kind=AnswerKind.MODEL)
 
     def _gate_and_adopt(self, model: AnswerModel, pairs: Sequence | None) -> ModelStatus:
         """The one path by which a model's text reaches users, at start or swapped in later: it is served only
@@ -349,21 +351,21 @@ class ChatEngine:
         earlier = [turn.question if isinstance(turn, Turn) else turn[0] for turn in history]
         urgent = self.safety.emergency(message, earlier, mask=lambda text: self.masker.mask(text).text)
         if urgent:
-            yield ChatReply(category="emergency", notice=urgent.reply, finished=True)
+            yield ChatReply(category=Category.EMERGENCY, notice=urgent.reply, finished=True)
             return
         text, problem = self.safety.check_input(message, self.config.max_input_chars)
         if problem:
-            yield ChatReply(category="invalid", notice=problem.reply, finished=True)
+            yield ChatReply(category=Category.INVALID, notice=problem.reply, finished=True)
             return
         masked = self.masker.mask(text)
         reply_fields = dict(masked_types=sorted({f.entity_type for f in masked.findings}),
                             masked_message=masked.text if masked.changed else None)
         verdict = self.safety.assess(masked.text)
         if verdict.category and verdict.blocks_answer:
-            yield ChatReply(category="emergency", notice=verdict.reply, finished=True, **reply_fields)
+            yield ChatReply(category=Category.EMERGENCY, notice=verdict.reply, finished=True, **reply_fields)
             return
         if verdict.category:
-            reply_fields.update(category="boundary", notice=verdict.reply)
+            reply_fields.update(category=Category.BOUNDARY, notice=verdict.reply)
         turns = self._history(history)
         passages, reply_fields["search_url"] = self._passages(masked.text, [question for question, _ in turns])
         served = self.model if self.status.trusted else None
@@ -405,7 +407,7 @@ class ChatEngine:
         extract), drawn from every sentence of the cited pages (``pages``: given instead of the passages' own)."""
         reply = ChatReply(**reply_fields)
         if not passages:
-            reply.category = "no_answer" if reply.category == "answer" else reply.category
+            reply.category = Category.NO_ANSWER if reply.category == Category.ANSWER else reply.category
             reply.answer, reply.finished = NO_ANSWER_TEXT, True
             yield reply
             return
@@ -420,11 +422,16 @@ class ChatEngine:
         texts = [s.answer for s in sections]
         if model is not None and model.scorer is not None:
             yield reply  # the placeholder while the sentences are scored
-            chosen = self._selected(question, pages, model.scorer)
+            # The pages of the sections retrieval ranked best for the message's questions: on the gate's 40 questions
+            # the typed quick-start model scored ROUGE-2 29.1 from them against 24.5 from every cited page.
+            best = {p.pair_id for p in cited if p.question_best} or {cited[0].pair_id}
+            read = [page for page in pages if best & {s.pair_id for s in page}] or pages[:1]
+            chosen = self._selected(question, read, model.scorer)
             checked = verify(chosen.text, texts)
             reply.model_text, reply.support_rate = chosen.text, checked.support_rate
             if checked.support_rate >= self.config.min_support_rate and not is_degenerate(checked.text):
-                self._finish(reply, checked.text, MODEL_ANSWER, sections, chosen.passages)
+                self._finish(reply, checked.text, AnswerKind.MODEL, [s for page in read for s in page],
+                             chosen.passages)
                 yield reply
                 return
         elif model is not None and model.generator is not None:
@@ -434,12 +441,14 @@ class ChatEngine:
         if self.config.extract_scope != "page":
             best = [p for p in cited if p.question_best] or cited[:1]
             ranked = best if self.config.extract_scope == "best" else cited
-        extract = extractive_answer(question, [s.answer for s in ranked], cited=len(cited), config=self.config.extract)
-        self._finish(reply, extract.text, EXTRACT_ANSWER if extract.text else NO_ANSWER, ranked, extract.passages)
+        extract = extractive_answer(question, [s.answer for s in ranked], cited=len(cited), config=self.config.extract,
+                                    passage_questions=[s.question for s in ranked])
+        kind = AnswerKind.EXTRACT if extract.text else AnswerKind.NONE
+        self._finish(reply, extract.text, kind, ranked, extract.passages)
         yield reply
 
     @staticmethod
-    def _finish(reply: ChatReply, answer: str, kind: str, sections: list, quoted: list[int]) -> None:
+    def _finish(reply: ChatReply, answer: str, kind: AnswerKind, sections: list, quoted: list[int]) -> None:
         """Complete ``reply`` with its answer; its evidence is the text of the page sections the answer quotes."""
         reply.answer, reply.answer_kind, reply.finished = answer, kind, True
         quoted_sections = [sections[i] for i in quoted] or sections[:1]
@@ -482,16 +491,16 @@ class ChatEngine:
                 shown = len(complete)
                 checked = verify(" ".join(complete), texts)
                 if checked.text != reply.answer:
-                    reply.answer, reply.answer_kind = checked.text, MODEL_ANSWER
+                    reply.answer, reply.answer_kind = checked.text, AnswerKind.MODEL
                     yield reply
         reply.model_text = clean_answer(generator.decode(generated), finished=True)
         checked = verify(reply.model_text, texts)
         reply.support_rate = checked.support_rate
         if checked.support_rate >= self.config.min_support_rate and not is_degenerate(checked.text):
-            reply.answer, reply.answer_kind, reply.finished = checked.text, MODEL_ANSWER, True
+            reply.answer, reply.answer_kind, reply.finished = checked.text, AnswerKind.MODEL, True
             yield reply
         else:
-            reply.answer, reply.answer_kind = "", NO_ANSWER
+            reply.answer, reply.answer_kind = "", AnswerKind.NONE
 
     def _copy_bias(self, generator: TokenStreamer, question: str, reference: str | None) -> CopyBias | None:
         if not reference or self.config.copy_mode == "off":
@@ -538,7 +547,7 @@ def exported_generator(model_dir: str, context_length: int | None) -> TokenStrea
 def plain_text(reply: ChatReply) -> str:
     """The reply for a terminal: notice, answer (with how it was made), sources."""
     lines = [part for part in (reply.notice, reply.answer) if part]
-    if reply.answer_kind == EXTRACT_ANSWER:
+    if reply.answer_kind == AnswerKind.EXTRACT:
         lines.insert(len(lines) - 1, f"[{EXTRACT_NOTICE}]")
     lines += [f"- {s.title} ({s.source}): {s.url}" for s in reply.sources]
     return "\n".join(lines)

@@ -50,7 +50,7 @@ class GateResult:
         verdict = "model answers shown" if self.passed else "model text withheld"
         why = ""
         if not self.passed:
-            why = ("; its answers score below the summaries'" if self.model_rouge2 < self.extract_rouge2 else
+            why = ("" if self.model_rouge2 < self.extract_rouge2 else  # the two scores say why
                    f"; its own text was shown for only {self.model_shown:.0%}" if self.model_shown < MIN_SHOWN else
                    f"; only {self.support:.0%} of its sentences were supported")
         return (f"{verdict}: on {self.questions} held-out questions its answers score ROUGE-2 "

@@ -40,31 +40,30 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 
-TF_CONFIG = "TF_CONFIG"
+from gpt2chat import settings
+
 
 
 class DistributionError(ValueError):
     """Devices that cannot be set up as asked (too few GPUs, TensorFlow already started, a bad TF_CONFIG)."""
 
 
-def cluster_size() -> int:
-    """Tasks (machines) named in ``$TF_CONFIG``; 1 without it."""
-    raw = os.environ.get(TF_CONFIG)
+def cluster_size(raw: str | None) -> int:
+    """Tasks (machines) named in ``raw``, the value of ``$TF_CONFIG`` (``settings.tf_config``); 1 without it."""
     if not raw:
         return 1
     try:
         cluster = json.loads(raw)["cluster"]
         return sum(len(tasks) for name, tasks in cluster.items() if name in ("chief", "worker"))
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise DistributionError(f"${TF_CONFIG} is not a JSON object with a 'cluster' of workers") from None
+        raise DistributionError(f"${settings.TF_CONFIG_ENV} is not a JSON object with a 'cluster' of workers") from None
 
 
-def setup(devices: int, model_parallel: int = 1):
+def setup(devices: int, model_parallel: int = 1, cluster: str | None = None):
     """Set up ``devices`` local devices for the backend Keras runs on; returns the ``tf.distribute`` strategy on
     TensorFlow (None for one device and no cluster), None on JAX (where the Keras distribution is set globally).
-    Must run before the backend starts its runtime."""
+    ``cluster``: ``$TF_CONFIG`` (``settings.tf_config``). Must run before the backend starts its runtime."""
     import keras
 
     if model_parallel < 1 or devices % model_parallel:
@@ -75,7 +74,7 @@ def setup(devices: int, model_parallel: int = 1):
     if model_parallel > 1:
         raise DistributionError("--model-parallel needs the JAX backend (KERAS_BACKEND=jax with jax installed): "
                                 "Keras 3's layout maps are implemented for JAX only")
-    return strategy(devices)
+    return strategy(devices, cluster)
 
 
 def _set_jax_distribution(devices: int, model_parallel: int) -> None:
@@ -98,14 +97,14 @@ def _set_jax_distribution(devices: int, model_parallel: int) -> None:
         keras.distribution.ModelParallel(layout_map=gpt2_layout_map(mesh), batch_dim_name="batch"))
 
 
-def strategy(devices: int):
+def strategy(devices: int, cluster: str | None = None):
     """The ``tf.distribute`` strategy for ``devices`` local devices (None for one). Must run before
     TensorFlow starts its runtime: logical CPU devices and visible GPUs cannot change afterwards."""
     if devices < 1:
         raise DistributionError("--devices must be at least 1")
-    if cluster_size() > 1:
-        raise DistributionError(f"${TF_CONFIG} names several machines, which Keras 3.15 cannot train on with "
-                                "tf.distribute (tensorflow/tensorflow#72388); train on one machine's devices")
+    if cluster_size(cluster) > 1:
+        raise DistributionError(f"${settings.TF_CONFIG_ENV} names several machines, which Keras 3.15 cannot train on "
+                                "with tf.distribute (tensorflow/tensorflow#72388); train on one machine's devices")
     if devices == 1:
         return None
     import tensorflow as tf

@@ -213,7 +213,7 @@ class PackedTokens:
     rows: np.ndarray  # (n, sequence_length + 1) int32
     weights: np.ndarray | None = None  # same shape, float32: 1 on answer tokens; None = every token counts
     # Same shape, int32: what each position's next token must be predicted as, where that is not the row's own next
-    # token (the " yes"/" no" labels of sentence selection, gpt2chat.modeling.selection); None = the row itself.
+    # token (the question-type labels of sentence selection, gpt2chat.modeling.selection); None = the row itself.
     targets: np.ndarray | None = None
 
     def select(self, indices: np.ndarray) -> PackedTokens:

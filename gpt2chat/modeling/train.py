@@ -2,6 +2,8 @@
 
     python -m gpt2chat.train                                   # the quick-start recipe into models/default
     python -m gpt2chat.train --recipe tiny --output /tmp/tiny   # seconds: tests and notebooks
+    python -m gpt2chat.train --recipe generic                  # the same budget on general English (WordNet)
+    python -m gpt2chat.train --recipe from-generic             # then MedQuAD, starting from models/generic
     python -m gpt2chat.train --recipe finetune-base --lora-rank 8 --output models/gpt2-medquad   (needs network)
     python -m gpt2chat.train --devices 2        # data-parallel on 2 GPUs (README: "Training at scale")
 
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+CORPORA = ("medquad", "generic")
 DEFAULT_RECIPE = "quickstart"
 
 
@@ -70,6 +73,9 @@ class TrainConfig:
     data: str | None = dataclasses.field(
         default=None, metadata={"help": f"MedQuAD directory (default: ${settings.MEDQUAD_ENV} or ../shared/medquad)"})
     recipe: str = dataclasses.field(default=DEFAULT_RECIPE, metadata={"help": "the recipe these settings came from"})
+    corpus: str = dataclasses.field(default="medquad", metadata={
+        "help": "medquad (question-answer pairs) or generic (general English text, gpt2chat.corpus.generic; "
+                "--data is then its WordNet directory)"})
     preset: str | None = _setting("preset", "Keras-Hub preset name (e.g. gpt2_base_en) or local preset directory; "
                                             "none trains from scratch")
     size: str = _setting("size", f"layout when training from scratch: {', '.join(SIZES)}")
@@ -92,6 +98,8 @@ class TrainConfig:
     answer_tokens: int = _setting("answer_tokens", "target answer: at most this many tokens, <|endoftext|> included")
     selection_fraction: float = _setting("selection_fraction", "share of training rows that teach sentence "
                                                                "selection (gpt2chat.modeling.selection)")
+    selection_weight: float = _setting("selection_weight", "loss weight of each selection label (an answer token "
+                                                           "weighs 1)")
     max_records: int | None = _setting("max_records", "train on the first N training pairs only")
     devices: int = _setting("devices", "data-parallel replicas on this machine (GPUs; on a CPU-only machine, "
                                        "logical CPU devices); --batch-size stays the global batch")
@@ -102,10 +110,17 @@ class TrainConfig:
 
     @classmethod
     def from_recipe(cls, name: str = DEFAULT_RECIPE, **overrides) -> "TrainConfig":
-        """The named recipe's settings, then ``overrides`` (output, data, seed or any setting)."""
-        return cls(**{"recipe": name, **read_recipe(name), **overrides})
+        """The named recipe's settings, then ``overrides`` (output, data, seed or any setting). A recipe's own
+        ``output`` and local ``preset`` paths are relative to the home directory, where models/ is."""
+        values = read_recipe(name)
+        for key in ("output", "preset"):
+            if values.get(key) and "/" in values[key] and "://" not in values[key]:
+                values[key] = str(settings.HOME / values[key])
+        return cls(**{"recipe": name, **values, **overrides})
 
     def validate(self) -> None:
+        if self.corpus not in CORPORA:
+            raise ValueError(f"--corpus must be one of {', '.join(CORPORA)}")
         if self.preset is None and self.size not in SIZES:
             raise ValueError(f"--size must be one of {', '.join(SIZES)}")
         for name in ("sequence_length", "batch_size", "steps", "eval_interval", "eval_rows"):
@@ -139,6 +154,8 @@ class TrainConfig:
             raise ValueError(f"--output {self.output}: {existing} is a file, not a directory")
         if not 0 <= self.selection_fraction < 1:
             raise ValueError("--selection-fraction must be at least 0 and below 1")
+        if self.selection_weight <= 0:
+            raise ValueError("--selection-weight must be above 0")
         self.grounding()  # raises on out-of-range grounding settings
 
     def grounding(self):
@@ -325,9 +342,24 @@ def prepare_data(config: TrainConfig, tokenizer, run: RunDirectory):
               f"{grounding.answer_tokens} tokens); references {dict(kinds)}; "
               f"{packed[name].num_answer_tokens:,} answer tokens in {len(packed[name].rows)} rows", flush=True)
         # Validation stays answer tokens only: its loss picks the checkpoint and is the reported perplexity, and the
-        # selection labels (two choices) would pull it down. The selector is measured by the quality gate.
+        # selection labels (a few choices each) would pull it down. The selector is measured by the quality gate.
         if config.selection_fraction and name == "train":
             packed[name] = with_selection_rows(packed[name], pairs, tokenizer, config, seed=seed)
+    rows = np.random.default_rng(config.seed).permutation(len(packed["validation"].rows))[: config.eval_rows]
+    return packed["train"], packed["validation"].select(np.sort(rows))
+
+
+def prepare_generic_data(config: TrainConfig, tokenizer, run: RunDirectory):
+    """(training rows, validation rows) of general English text (``gpt2chat.corpus.generic``): every token counts,
+    no split.json (the corpus splits itself); --max-records keeps the first N training texts."""
+    from gpt2chat.corpus.generic import read_texts
+    from gpt2chat.modeling.tokens import pack
+
+    train_texts = read_texts("train", config.data, config.max_records)
+    packed = {"train": pack(train_texts, tokenizer, config.sequence_length),
+              "validation": pack(read_texts("validation", config.data), tokenizer, config.sequence_length)}
+    print(f"general English (WordNet): {len(train_texts)} training texts, {packed['train'].num_tokens:,} tokens in "
+          f"{len(packed['train'].rows)} rows; validation {len(packed['validation'].rows)} rows", flush=True)
     rows = np.random.default_rng(config.seed).permutation(len(packed["validation"].rows))[: config.eval_rows]
     return packed["train"], packed["validation"].select(np.sort(rows))
 
@@ -342,8 +374,10 @@ def with_selection_rows(packed, records, tokenizer, config: TrainConfig, *, seed
     wanted = round(len(packed.rows) * config.selection_fraction / (1 - config.selection_fraction))
     chosen = np.random.default_rng(seed).permutation(len(selection.rows))[:wanted]
     selection = selection.select(np.sort(chosen))
-    print(f"  + {len(selection.rows)} sentence-selection rows ({int(selection.weights.sum()):,} labelled "
-          f"sentences)", flush=True)
+    selection = PackedTokens(selection.rows, selection.weights * config.selection_weight, selection.targets)
+    share = len(selection.rows) / (len(selection.rows) + len(packed.rows))
+    print(f"  + {len(selection.rows)} sentence-selection rows ({int((selection.weights > 0).sum()):,} labels, "
+          f"weight {config.selection_weight:g} each): {share:.0%} of the rows", flush=True)
     return PackedTokens.concatenate([packed, selection])
 
 
@@ -387,11 +421,17 @@ def train(config: TrainConfig, *, force: bool = False) -> dict:
     config.validate()
     if not force:
         check_output(config.output)
-    from gpt2chat.corpus.data import xml_files
+    if config.corpus == "generic":
+        from gpt2chat.corpus.generic import corpus_dir
 
-    xml_files(settings.medquad_dir(config.data))
+        corpus_dir(config.data)
+    else:
+        from gpt2chat.corpus.data import xml_files
+
+        xml_files(settings.medquad_dir(config.data))
     try:
-        strategy = distribute.setup(config.devices, config.model_parallel)  # before the backend fixes its devices
+        # Before the backend fixes its devices.
+        strategy = distribute.setup(config.devices, config.model_parallel, settings.tf_config())
     except distribute.DistributionError as error:
         raise ValueError(str(error)) from None
     import keras
@@ -421,7 +461,8 @@ def train(config: TrainConfig, *, force: bool = False) -> dict:
 def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model, strategy) -> dict:
     import keras
 
-    train_rows, validation = prepare_data(config, causal_lm.preprocessor.tokenizer, run)
+    prepare = prepare_generic_data if config.corpus == "generic" else prepare_data
+    train_rows, validation = prepare(config, causal_lm.preprocessor.tokenizer, run)
     if len(train_rows.rows) < config.batch_size:
         raise ValueError(f"only {len(train_rows.rows)} training rows, fewer than --batch-size {config.batch_size}")
 

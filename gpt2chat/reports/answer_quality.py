@@ -97,18 +97,18 @@ def answer(engine, case: Case, model):
 def score(engine, cases: list[Case], model, vocabulary=None, label: str = "") -> dict:
     from tqdm import tqdm
 
-    from gpt2chat.chat.engine import MODEL_ANSWER, NO_ANSWER
     from gpt2chat.chat.grounding import is_degenerate
+    from gpt2chat.chat.kinds import AnswerKind, Category
 
     rows, seconds = [], []
     for case in tqdm(cases, desc=label, leave=False):
         started = time.perf_counter()
         reply = answer(engine, case, model)
         seconds.append(time.perf_counter() - started)
-        answered = reply.answer_kind != NO_ANSWER and reply.category in ("answer", "boundary")
+        answered = reply.answer_kind != AnswerKind.NONE and reply.category in (Category.ANSWER, Category.BOUNDARY)
         r2, rl = _best_rouge(reply.answer, case.references) if answered else (0.0, 0.0)
         rows.append({"answered": answered, "rouge2": r2, "rougeL": rl, "words": len(reply.answer.split()),
-                     "model_shown": reply.answer_kind == MODEL_ANSWER, "support": reply.support_rate,
+                     "model_shown": reply.answer_kind == AnswerKind.MODEL, "support": reply.support_rate,
                      "degenerate": answered and bool(is_degenerate(reply.answer, vocabulary)),
                      "answer": reply.answer})
     answered = [r for r in rows if r["answered"]]
@@ -211,6 +211,7 @@ def calibrate_extract(limit: int, data: str | None = None) -> str:
     600-character reference (before whole pages), the whole cited sections, and their whole pages with the cited
     sections preferred by ``ExtractConfig.cited_weight``."""
     from gpt2chat.chat.engine import ChatEngine, EngineConfig
+    from gpt2chat.chat.kinds import AnswerKind
     from gpt2chat.chat.gate import gate_pairs, rouge
     from gpt2chat.chat.grounding import ExtractConfig
     from gpt2chat.modeling.prompt import reference_passage
@@ -249,6 +250,25 @@ def calibrate_extract(limit: int, data: str | None = None) -> str:
             engine.config = base
         r2, rl = rouge(answers, [p.answer for p in pairs])
         lines.append(f"  {label}: {r2.mean():.2f} / {rl.mean():.2f} / {np.mean([len(a.split()) for a in answers]):.0f}")
+    # The uncued-sentence factor, on the same validation questions and on LiveQA's train messages (real messages,
+    # trainable; dev stays for the report), through the full pipeline.
+    consumer = liveqa_cases(settings.consumer_qa_dir() / LIVEQA_FILE, split="train")
+    lines.append(f"\nUncued sentences of sections written for another question type (ExtractConfig.uncued_factor; "
+                 f"0: left out), ROUGE-2 / words: "
+                 f"{len(pairs)} validation questions | {len(consumer)} LiveQA train messages")
+    variants = {f"{factor:g}": {"uncued_factor": factor} for factor in (1.0, 0.5, 0.0)}
+    variants["default, words unstemmed"] = {"stem": False}
+    for label, change in variants.items():
+        engine.config = dataclasses.replace(base, extract=dataclasses.replace(base.extract, **change))
+        figures = []
+        for questions, references in (([p.question for p in pairs], [(p.answer,) for p in pairs]),
+                                      ([c.question for c in consumer], [c.references for c in consumer])):
+            replies = [engine.reply(q) for q in questions]
+            scores = [_best_rouge(r.answer, refs)[0] if r.answer_kind != AnswerKind.NONE else 0.0
+                      for r, refs in zip(replies, references)]
+            figures.append(f"{np.mean(scores):.2f} / {np.mean([len(r.answer.split()) for r in replies]):.0f}")
+        lines.append(f"  {label}: {' | '.join(figures)}")
+    engine.config = base
     return "\n".join(lines)
 
 

@@ -163,7 +163,7 @@ def answer_questions(engine, index: HeldOutIndex, questions, *, vocabulary=None,
     config is switched for that mode and restored)."""
     from tqdm import tqdm
 
-    from gpt2chat.chat.engine import MODEL_ANSWER, NO_ANSWER
+    from gpt2chat.chat.kinds import AnswerKind
 
     references = [r.answer for r in questions]
     engine_config = engine.config
@@ -190,11 +190,11 @@ def answer_questions(engine, index: HeldOutIndex, questions, *, vocabulary=None,
             "model_text_metrics": text_metrics(model_texts, references),
             "grounding": {
                 "support_rate": support_rate([r.model_text for r in generated], [[r.evidence] for r in generated]),
-                "fallback_rate": (sum(r.answer_kind != MODEL_ANSWER for r in generated) / len(generated)
+                "fallback_rate": (sum(r.answer_kind != AnswerKind.MODEL for r in generated) / len(generated)
                                   if generated else None),
                 "degenerate_model_text": degenerate_rate([r.model_text for r in generated], vocabulary),
                 # Only answers count: the fixed emergency and "no NIH answer" replies are not answers to score.
-                "degenerate_shown": degenerate_rate([r.answer for r in replies if r.answer_kind != NO_ANSWER],
+                "degenerate_shown": degenerate_rate([r.answer for r in replies if r.answer_kind != AnswerKind.NONE],
                                                     vocabulary),
             },
             "lead_same_length": same_length_lead(shown, evidence, references),

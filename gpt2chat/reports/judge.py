@@ -10,9 +10,7 @@ import dataclasses
 import re
 import statistics
 
-JUDGE_URL_ENV = "GPT2CHAT_JUDGE_URL"
-JUDGE_KEY_ENV = "GPT2CHAT_JUDGE_KEY"
-JUDGE_MODEL_ENV = "GPT2CHAT_JUDGE_MODEL"
+from gpt2chat import settings
 
 JUDGE_PROMPT = (
     "You grade answers of a small medical question-answering model against a reference answer from NIH. "
@@ -63,7 +61,8 @@ def run_judge(results: dict, questions, config: JudgeConfig) -> dict:
     ``status`` is skipped (no URL), failed (with the error in ``note``) or ok (with ``scores`` and ``means``)."""
     if not config.url:
         return {"status": "skipped",
-                "note": f"No judge configured (--judge-url or ${JUDGE_URL_ENV}); the LLM-as-judge section was skipped."}
+                "note": f"No judge configured (--judge-url or ${settings.JUDGE_URL_ENV}); the LLM-as-judge section was "
+                        "skipped."}
     import requests
     from tqdm import tqdm
 

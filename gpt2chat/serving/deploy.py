@@ -311,7 +311,7 @@ def deploy(config: DeployConfig) -> str:
         return f"bundle written to {out}{note}"
     if not config.space_id:
         raise DeployError("--space-id is required to upload (or pass --dry-run)")
-    token = os.environ.get("HF_TOKEN")
+    token = settings.hf_token()
     if not token:
         raise DeployError("HF_TOKEN is not set: create a token with write access at "
                           "https://huggingface.co/settings/tokens and export HF_TOKEN")

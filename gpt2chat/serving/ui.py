@@ -14,11 +14,14 @@ API, both by the answer reference each final reply carries: the rating is made f
 it showed (``AnswerLedger``), never from client text, and the store masks it. Each final answer offers follow-up
 questions on the same focus as clickable options
 (``gpt2chat.chat.followups``). Chats are saved in the visitor's browser only (``save_history``) and exported there.
+With an ``AnswerScheduler`` the chat, ``/chat`` and ``/ask`` take turns at the answer slots per client
+(``gpt2chat.serving.fairness``).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import html
 import json
 import logging
@@ -30,9 +33,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
-from gpt2chat.chat.engine import EXTRACT_ANSWER, EXTRACT_NOTICE, NO_ANSWER, ChatEngine, ChatReply, Source, Turn
+from gpt2chat.chat.engine import EXTRACT_NOTICE, ChatEngine, ChatReply, Source, Turn
 from gpt2chat.chat.grounding import split_sentences
+from gpt2chat.chat.kinds import AnswerKind, Category
 from gpt2chat.corpus.sites import archived_page, is_archived, site_name
+from gpt2chat.serving.fairness import AnswerScheduler, TooManyWaiting, client_address
 from gpt2chat.serving.feedback import NOTICE as FEEDBACK_NOTICE
 from gpt2chat.serving.feedback import (LIMITS, REASONS, AnswerLedger, FeedbackStore, IssuedAnswer, RateLimit, Rating,
                                        session_token)
@@ -212,7 +217,7 @@ def cited_sources(reply: ChatReply) -> tuple[list[Source], list[Source]]:
     was checked against first."""
     if not reply.sources:
         return [], []
-    if reply.answer_kind == NO_ANSWER or not reply.answer:
+    if reply.answer_kind == AnswerKind.NONE or not reply.answer:
         return [], list(reply.sources)
     answer = {_sentence_key(s) for s in split_sentences(reply.answer)}
     quoted = [i for i in range(len(reply.sources))
@@ -286,14 +291,14 @@ def render_reply(reply: ChatReply, show_masked: bool = False) -> str:
     pages as "Related pages", the NIH text folded behind "Show the NIH text" with the quoted sentences
     highlighted, and a one-line disclaimer (the full one stays on the page). Emergencies get an urgent callout."""
     privacy = privacy_note(reply, show_masked)
-    if reply.category == "emergency":
+    if reply.category == Category.EMERGENCY:
         return "\n\n".join(part for part in (privacy, urgent_callout(reply.notice or "")) if part)
-    if reply.category == "invalid":
+    if reply.category == Category.INVALID:
         return reply.notice or ""
     answer = reply.answer or ("…" if not reply.finished else "")
     if answer and answer != "…":
         answer = markdown_lists(_escape(answer))
-        if reply.answer_kind == EXTRACT_ANSWER:
+        if reply.answer_kind == AnswerKind.EXTRACT:
             answer = f"**{EXTRACT_NOTICE}:** {answer}"
     head = "\n\n".join(part for part in (privacy, reply.notice, answer) if part)
     quoted, related = cited_sources(reply)
@@ -390,7 +395,7 @@ def readable_followup(question: str) -> bool:
     return not re.search(r"[:?]", question.rstrip("? "))
 
 
-RATEABLE = ("answer", "boundary", "no_answer")
+RATEABLE = (Category.ANSWER, Category.BOUNDARY, Category.NO_ANSWER)
 
 
 def with_reference(rendered: str, reply: ChatReply, question: str, engine: ChatEngine,
@@ -407,23 +412,52 @@ def with_reference(rendered: str, reply: ChatReply, question: str, engine: ChatE
     return f"{rendered}\n\n<sub>Answer reference: {reference}</sub>"
 
 
-def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None, ledger: AnswerLedger | None = None):
+# How many answer requests of each endpoint may wait inside the app for the scheduler's turn: Gradio runs each in a
+# thread of its pool (40), which the answers being written also need, so three endpoints x 8 leave it room.
+ANSWER_WAITING_ROOM = 8
+TOO_MANY_QUESTIONS = ("You already have several questions waiting for an answer: please wait for them before "
+                      "asking more.")
+
+
+@contextlib.contextmanager
+def answer_turn(scheduler: AnswerScheduler | None, request: gr.Request | None) -> Iterator[None]:
+    """The client's turn at the answer slots (nothing to wait for without a scheduler); a client with too many
+    questions waiting gets a clear refusal, before any work is done for it."""
+    if scheduler is None:
+        yield
+        return
+    client = _client(request)[1]
+    try:
+        scheduler.acquire(client)
+    except TooManyWaiting:
+        raise gr.Error(TOO_MANY_QUESTIONS) from None
+    try:
+        yield
+    finally:
+        scheduler.release(client)
+
+
+def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None, ledger: AnswerLedger | None = None,
+                 scheduler: AnswerScheduler | None = None):
     """The ChatInterface function: a generator yielding the growing Markdown reply, token by token; with
     ``followups``, the finished reply comes last as a message whose options are follow-up questions; with
-    ``ledger``, the finished reply carries an answer reference for ratings."""
+    ``ledger``, the finished reply carries an answer reference for ratings; with ``scheduler``, the answer waits
+    for the client's fair turn."""
 
     def chat(message: str, history: list[dict], temperature: float, max_new_tokens: float, grounded: bool,
-             show_masked: bool) -> Iterator[str]:
+             show_masked: bool, request: gr.Request = None) -> Iterator[str]:
         """Answer one chat message, streaming the Markdown reply (answer, sources, disclaimer)."""
         shown, reply = None, None
         sampling = sampling_config(temperature, max_new_tokens)
         show_masked, grounded = _flag(show_masked, "show_masked"), _flag(grounded, "grounded")
+        message = _message(message)
         turns = history_turns(history)
-        for reply in engine.stream(_message(message), turns, grounded=grounded, sampling=sampling):
-            text = render_reply(reply, show_masked)
-            if text != shown:  # a token that does not change the cleaned answer is not worth a round trip
-                shown = text
-                yield text
+        with answer_turn(scheduler, request):
+            for reply in engine.stream(message, turns, grounded=grounded, sampling=sampling):
+                text = render_reply(reply, show_masked)
+                if text != shown:  # a token that does not change the cleaned answer is not worth a round trip
+                    shown = text
+                    yield text
         if reply is not None:
             _log_reply(reply)
             referenced = with_reference(shown, reply, message, engine, ledger, {
@@ -431,7 +465,7 @@ def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None, le
             if referenced != shown:
                 shown = referenced
                 yield shown
-        answered = reply is not None and reply.sources and reply.category in ("answer", "boundary")
+        answered = reply is not None and reply.sources and reply.category in (Category.ANSWER, Category.BOUNDARY)
         if followups is not None and answered:
             asked = [turn.question for turn in turns]  # never offer what was already asked
             suggestions = [q for q in followups.suggest_for_focus(reply.sources[0].title, asked=message, exclude=asked)
@@ -442,19 +476,22 @@ def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None, le
     return chat
 
 
-def make_ask_fn(engine: ChatEngine, ledger: AnswerLedger | None = None):
+def make_ask_fn(engine: ChatEngine, ledger: AnswerLedger | None = None, scheduler: AnswerScheduler | None = None):
     """The ``/ask`` API function: one question in, the final Markdown answer out (with ``ledger``, ending with the
-    answer reference that ``/rate`` takes)."""
+    answer reference that ``/rate`` takes; with ``scheduler``, after the client's fair turn)."""
 
     def ask(message: str, temperature: float = DEFAULT_SAMPLING.temperature,
-            max_new_tokens: int = DEFAULT_SAMPLING.max_new_tokens, grounded: bool = True) -> str:
+            max_new_tokens: int = DEFAULT_SAMPLING.max_new_tokens, grounded: bool = True,
+            request: gr.Request = None) -> str:
         """Answer one medical question (no conversation history). Returns Markdown: the answer, links to the
         NIH source pages, a note when personal details were removed, and the disclaimer. temperature (0 to 1.5)
         0 is greedy decoding; max_new_tokens is 1 to 320; grounded=False leaves the passage out of the model's
         prompt (the answer is still checked against it)."""
         sampling = sampling_config(temperature, max_new_tokens)
         grounded = _flag(grounded, "grounded")
-        reply = engine.reply(_message(message), grounded=grounded, sampling=sampling)
+        message = _message(message)
+        with answer_turn(scheduler, request):
+            reply = engine.reply(message, grounded=grounded, sampling=sampling)
         _log_reply(reply)
         return with_reference(render_reply(reply), reply, message, engine, ledger, {
             "temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens, "grounded": grounded,
@@ -481,10 +518,11 @@ def _model_id(engine: ChatEngine) -> str:
 
 
 def _client(request: gr.Request | None) -> tuple[str, str]:
-    """An opaque server token for the client's session, and its network address (for the per-address limit)."""
+    """An opaque server token for the client's session, and its network address (for per-client limits)."""
     session = session_token(getattr(request, "session_hash", None))
-    client = getattr(request, "client", None)
-    return session, str(getattr(client, "host", None) or "unknown")
+    peer = getattr(getattr(request, "client", None), "host", None)
+    headers = getattr(request, "headers", None) or {}
+    return session, client_address(str(peer) if peer else None, headers.get("x-forwarded-for"))
 
 
 def _allowed(session: str, address: str) -> bool:
@@ -767,11 +805,13 @@ def reopen_last_chat(saved: list | None):
 
 
 def build_app(engine: ChatEngine, status: Callable[[], str] | None = None,
-              feedback: FeedbackStore | None = None) -> gr.Blocks:
+              feedback: FeedbackStore | None = None, scheduler: AnswerScheduler | None = None) -> gr.Blocks:
     """The whole app: header, disclaimer, model status, streaming chat with saved chats and settings, and the
     ``/ask`` endpoint. ``status`` returns one Markdown line about the model (e.g. background training progress),
     read at every page load and refreshed. ``feedback``: where 👍/👎 ratings go (and the ``/rate`` endpoint);
-    None shows no rating buttons."""
+    None shows no rating buttons. ``scheduler``: the answer slots the chat, ``/chat`` and ``/ask`` share fairly
+    between clients (None: each endpoint runs at the queue's concurrency)."""
+    answer_limit = ANSWER_WAITING_ROOM if scheduler is not None else "default"
 
     def status_line_now() -> str:
         return status() if status else f"ℹ️ {engine.status.detail}"
@@ -791,7 +831,7 @@ def build_app(engine: ChatEngine, status: Callable[[], str] | None = None,
         inputs = settings_inputs(model_controls_matter(engine))  # and again at each page load: the model may swap
         ledger = AnswerLedger() if feedback is not None else None
         chat = gr.ChatInterface(
-            make_chat_fn(engine, FollowupFinder.from_index(engine.index), ledger),
+            make_chat_fn(engine, FollowupFinder.from_index(engine.index), ledger, scheduler),
             chatbot=chatbot,
             textbox=gr.Textbox(label="Your health question", placeholder="Type a health question…",
                                show_label=False, scale=7, submit_btn="Send", stop_btn="Stop", max_lines=6,
@@ -806,6 +846,7 @@ def build_app(engine: ChatEngine, status: Callable[[], str] | None = None,
             api_description="Chat with history kept per client session; streams the growing Markdown reply.",
             analytics_enabled=False,
             fill_height=True,
+            concurrency_limit=answer_limit,
         )
         demo.load(lambda: [gr.update(visible=model_controls_matter(engine))] * 3, outputs=inputs[:3],
                   api_visibility="private", queue=False, show_progress="hidden")
@@ -814,7 +855,7 @@ def build_app(engine: ChatEngine, status: Callable[[], str] | None = None,
                   queue=False, show_progress="hidden")
         export = gr.Button("Export this chat (Markdown)", size="sm", variant="secondary", elem_id="gpt2chat-export")
         export.click(None, inputs=chatbot, js=EXPORT_JS.replace("DISCLAIMER", json.dumps(DISCLAIMER)))
-        gr.api(make_ask_fn(engine, ledger), api_name="ask")
+        gr.api(make_ask_fn(engine, ledger, scheduler), api_name="ask", concurrency_limit=answer_limit)
         if feedback is not None:
             gr.Markdown(f"🗳️ {FEEDBACK_NOTICE}", elem_id="gpt2chat-feedback-notice")
             disliked = gr.State(None)
