@@ -37,6 +37,9 @@ def passage_of(record) -> Passage:
     ("how do you treat gout?", "", "treatment"),
     ("does asthma run in the family", "", "inheritance"),
     ("why do people get kidney stones", "", "causes"),
+    ("how is rabies diagnosed?", "", "exams and tests"),
+    ("I was diagnosed with gout last year, how is it treated?", "", "treatment"),  # a story, not a test question
+    ("Where to find support for people with Alcohol Use ?", "Alcohol Use", "support groups"),
     ("hello there", "", "other"),
 ])
 def test_question_type_reads_templates_and_chat_phrasing(question, focus, expected):

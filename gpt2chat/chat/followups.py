@@ -23,31 +23,8 @@ import time
 from typing import Iterable, Mapping, Sequence
 
 from gpt2chat.corpus.data import focus_key
+from gpt2chat.search.question_types import cue
 
-# Keyword rules over the question's wording, first match wins, so the specific types come before the generic
-# "information" ("What is the outlook for X" must not count as "What is X"). MedQuAD's questions are written
-# from templates ("What are the treatments for X ?"), and the same keywords cover chat phrasings ("how do you
-# treat X"). `python -m gpt2chat.followups --eval`: they agree with MedQuAD's own qtype on 16,373 of 16,375 pairs.
-QUESTION_TYPE_RULES: tuple[tuple[str, re.Pattern], ...] = tuple(
-    (name, re.compile(pattern, re.IGNORECASE)) for name, pattern in (
-        ("research", r"\bresearch|clinical trial"),
-        ("support groups", r"\bsupport\b"),
-        ("susceptibility", r"\bat risk\b|\brisk (?:of|for)\b|who (?:gets|can get)|susceptib"),
-        ("outlook", r"\boutlook|prognos|life expectancy|surviv"),
-        ("frequency", r"how many people|how common|prevalen|frequen"),
-        ("genetic changes", r"genetic change|\bgenes?\b|mutation"),
-        ("inheritance", r"inherit|hereditar|run in (?:the )?famil|passed (?:down|on)"),
-        ("symptoms", r"symptom|\bsigns?\b"),
-        ("complications", r"complication"),
-        ("stages", r"\bstages?\b"),
-        ("exams and tests", r"diagnos|\btests?\b|\bexams?\b|screen"),
-        ("prevention", r"prevent|avoid"),
-        ("treatment", r"treat|therap|\bcure|medication|\bdrugs?\b"),
-        ("causes", r"\bcause|\bwhy do"),
-        ("considerations", r"what to do for|living with|\bcope|\bmanage"),
-        ("information", r"\bwhat (?:is|are)\b|information about|\bdefin|\bexplain"),
-    )
-)
 OTHER = "other"
 # The order suggestions are offered in: what a reader usually wants next after any one answer.
 SUGGESTION_ORDER = ("information", "symptoms", "causes", "treatment", "exams and tests", "inheritance",
@@ -56,16 +33,14 @@ SUGGESTION_ORDER = ("information", "symptoms", "causes", "treatment", "exams and
 
 
 def question_type(question: str, focus: str = "") -> str:
-    """The MedQuAD question type a question asks for (``OTHER`` when no rule matches). The focus name is
-    removed first when known, so "Hereditary angioedema" or "Gene therapy" do not decide the type."""
+    """The MedQuAD question type a question's words ask for (``gpt2chat.search.question_types.cue``; ``OTHER``
+    when none does). The focus name is removed first when known, so "Hereditary angioedema" or "Gene therapy" do
+    not decide the type."""
     text = question.lower()
     if focus:
         # str.replace, not re.sub: a pattern per focus meant compiling 16k regexes when grouping the index
         text = text.replace(focus.lower(), " ")
-    for name, pattern in QUESTION_TYPE_RULES:
-        if pattern.search(text):
-            return name
-    return OTHER
+    return cue(text) or OTHER
 
 
 _TEMPLATE_NOISE = ((re.compile(r"\bis \(are\)", re.IGNORECASE), "is"), (re.compile(r"\s*\?(?:\s*\?)*\s*$"), "?"))

@@ -90,17 +90,18 @@ def consumer_type_rows(messages: Sequence[dict]) -> list[tuple[str, str]]:
 
 
 # Words that say which type a sentence asks, whatever story surrounds them, first match wins: the drug types, then
-# MedQuAD's own template words (on all 16,375 MedQuAD questions, focus removed, a cue fires for 16,356 and always
-# agrees with MedQuAD's type), then consumer wordings read in the LiveQA `train` messages ("why", "will it go
-# away", "get rid of", "is it contagious"). The classifier alone calls most long messages "treatment": 4-fold
-# cross-validation on LiveQA train, type found 86 -> 100 of 170 sub-questions with the cue mixed in at CUE_WEIGHT.
+# MedQuAD's own template words (a cue fires for all 16,375 MedQuAD questions, focus removed, and agrees with
+# MedQuAD's type on 16,373: `python -m gpt2chat.followups --eval`), then consumer wordings read in the LiveQA
+# `train` messages ("why", "will it go away", "get rid of", "is it contagious"). The classifier alone calls most
+# long messages "treatment": 4-fold cross-validation on LiveQA train, type found 86 -> 100 of 170 sub-questions
+# with the cue mixed in at CUE_WEIGHT.
 CUES: tuple[tuple[str, re.Pattern], ...] = tuple((name, re.compile(pattern, re.IGNORECASE)) for name, pattern in (
     ("side effects", r"side[- ]?effects?|reactions? to"),
     ("interactions with medications", r"\binteract|\b(?:used|taken?) together\b"),
     ("usage", r"\bhow (?:much|many|often)\b.*\b(?:take|mg|dose|pills?|tablets?)\b|\bdos(?:e|age)\b|\bmg\b|"
               r"\bstop taking|\btaper|\bwean"),
     ("research", r"\bresearch|clinical trial"),
-    ("support groups", r"\bsupport groups?\b"),
+    ("support groups", r"\bsupport groups?\b|\bfind support\b"),
     ("susceptibility", r"\bat risk\b|\brisk (?:of|for)\b|who (?:gets|can get)|susceptib|\bcontagious|\bcatch\b|"
                        r"\bget pregnant"),
     ("outlook", r"\boutlook|prognos|life expectancy|surviv|\bhow long\b.*\b(?:live|last)|\bgo away\b|\bcurable\b|"
@@ -111,7 +112,8 @@ CUES: tuple[tuple[str, re.Pattern], ...] = tuple((name, re.compile(pattern, re.I
     ("symptoms", r"symptom|\bsigns?\b"),
     ("complications", r"complication"),
     ("stages", r"\bstages?\b"),
-    ("exams and tests", r"diagnos(?!ed\b)|\btests?\b|\bexams?\b|screen"),
+    ("exams and tests", r"diagnos(?!ed\b)|\bhow (?:is|are|can|could)\b[^?!]{0,60}\bdiagnosed\b|\btests?\b|"
+                        r"\bexams?\b|screen"),
     ("prevention", r"prevent|avoid"),
     ("causes", r"\bcause|\bwhy\b|\breasons?\b|\brelat(?:ed|ionship)\b|\blink(?:ed)?\b|\bassociat"),
     ("treatment", r"treat|therap|\bcure|medicat|\bmedicine|\bdrugs?\b|\bremed|\bget rid\b|\bsurgery|"
