@@ -113,6 +113,8 @@ def test_the_scorer_reads_the_type_labels_at_each_newline(tiny_run):
     assert scores.shape == (12,)
     assert np.allclose(scores, np.log(typed @ asked) - np.log(typed.mean(0) @ asked), atol=1e-5)
     assert scorer.scores("How is glaucoma treated?", []).shape == (0,)
+    with pytest.raises(ValueError, match="at least one sentence"):
+        scorer.type_probabilities("How is glaucoma treated?", [])
     # A message longer than half a chunk keeps its end (and the prefix): every sentence is still scored.
     assert scorer.scores("my story " * 200 + "How is glaucoma treated?", sentences).shape == (12,)
 

@@ -257,9 +257,11 @@ class SentenceScorer:
                            starts: Sequence[bool] = ()) -> tuple[np.ndarray, np.ndarray]:
         """The question's distribution over ``QUESTION_TYPES`` and each sentence's (rows), read at their newlines
         (``sentences`` in page order: earlier sentences are context for later ones; ``starts`` marks those that
-        open a page section)."""
+        open a page section). The question is read with the sentences, so at least one is needed."""
         from keras import ops
 
+        if not sentences:
+            raise ValueError("type_probabilities needs at least one sentence (the question is read in its chunk)")
         prompt, *sentence_ids = self._encode([selection_prompt(question), *(" " + s for s in sentences)])
         if len(prompt) + 1 > self.width // 2:  # a long message: its end, where the question usually is, and the prefix
             prefix, = self._encode([SELECT_PREFIX.rstrip()])
@@ -267,8 +269,8 @@ class SentenceScorer:
         prompt = [*prompt, self.marks.newline]
         parts = chunks(prompt, sentence_ids, self.width, self.marks.newline, starts, self.marks.section)
         asked, typed = None, np.full((len(sentences), len(QUESTION_TYPES)), 1 / len(QUESTION_TYPES), np.float32)
-        for start in range(0, max(len(parts), 1), self.BATCH_BUCKETS[-1]):
-            group = parts[start: start + self.BATCH_BUCKETS[-1]] or [(prompt, [], [])]
+        for start in range(0, len(parts), self.BATCH_BUCKETS[-1]):
+            group = parts[start: start + self.BATCH_BUCKETS[-1]]
             batch = np.full((next(b for b in self.BATCH_BUCKETS if b >= len(group)), self.width), END_OF_TEXT_ID,
                             np.int32)
             for row, (tokens, _, _) in enumerate(group):
