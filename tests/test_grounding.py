@@ -172,15 +172,40 @@ def test_a_typed_question_prefers_the_sentences_of_its_type_over_short_ones_nami
             "own without medical care. People with mild cases of the flu should stay home and avoid contact with "
             "others, except to get medical care. The main way to keep from getting the flu is to get a yearly flu "
             "vaccine. Good hygiene, including hand washing, can also help.")
-    # The page's one section answers "What is (are) Flu ?": of it, only the sentences of the asked type are taken.
+    # The page's one section answers "What is (are) Flu ?": of it, only the sentences of the asked type are taken,
+    # and the one that adds to the vaccine sentence ("... can also help"), right after it.
     extract = extractive_answer("How can I prevent the flu?", [page], passage_questions=["What is (are) Flu ?"])
     assert extract.text == ("People with mild cases of the flu should stay home and avoid contact with others, except to "
-                            "get medical care. The main way to keep from getting the flu is to get a yearly flu vaccine.")
+                            "get medical care. The main way to keep from getting the flu is to get a yearly flu vaccine. "
+                            "Good hygiene, including hand washing, can also help.")
+    without = extractive_answer("How can I prevent the flu?", [page], passage_questions=["What is (are) Flu ?"],
+                                config=ExtractConfig(continuations=False))
+    assert without.sentences == extract.sentences[:2]
+    # An additive sentence whose predecessor is not of the asked type stays out: "also" alone does not make it
+    # an answer.
+    shuffled = page.replace("Good hygiene, including hand washing, can also help.", "").replace(
+        "Colds rarely cause a fever or headaches.", "Colds rarely cause a fever. Good hygiene can also help.")
+    assert "hygiene" not in extractive_answer("How can I prevent the flu?", [shuffled],
+                                              passage_questions=["What is (are) Flu ?"]).text
     # A section written for the asked type keeps its other sentences; without the section's question, as before.
     on_type = extractive_answer("How can I prevent the flu?", [page], passage_questions=["How to prevent flu?"])
     plain = extractive_answer("How can I prevent the flu?", [page])
     assert on_type == plain and len(plain.sentences) == 3
     assert "upset stomach" in plain.text
+
+
+def test_a_continuation_is_taken_only_right_after_its_predecessor():
+    candidates = [(0, 0, "Vaccines prevent the flu."), (0, 1, "Hand washing can also help."),
+                  (0, 2, "Flu spreads in winter.")]
+    assert grounding.adds_to_previous("Hand washing can also help.")
+    assert grounding.adds_to_previous("Masks help as well.") and not grounding.adds_to_previous("Masks help.")
+    # Scored first, the continuation waits for its predecessor, which is not taken here (scored below the third).
+    chosen = grounding.choose_sentences(candidates, [0.1, 1.0, 0.5], max_sentences=1, max_chars=600,
+                                        follows=[False, True, False])
+    assert chosen.sentences == ((0, 2),)
+    chosen = grounding.choose_sentences(candidates, [0.6, 1.0, 0.5], max_sentences=2, max_chars=600,
+                                        follows=[False, True, False])
+    assert chosen.sentences == ((0, 0), (0, 1))
 
 
 def test_lead_k():

@@ -258,6 +258,7 @@ def calibrate_extract(limit: int, data: str | None = None) -> str:
                  f"{len(pairs)} validation questions | {len(consumer)} LiveQA train messages")
     variants = {f"{factor:g}": {"uncued_factor": factor} for factor in (1.0, 0.5, 0.0)}
     variants["default, words unstemmed"] = {"stem": False}
+    variants["default, no continuations"] = {"continuations": False}
     for label, change in variants.items():
         engine.config = dataclasses.replace(base, extract=dataclasses.replace(base.extract, **change))
         figures = []
