@@ -323,27 +323,3 @@ def test_the_model_reads_the_page_of_the_best_ranked_section_and_quotes_it(tiny_
     assert reply.answer_kind == AnswerKind.MODEL
     assert all(s in second[1].answer and s not in first[1].answer for s in split_sentences(reply.answer))
     assert reply.evidence == second[1].answer
-
-
-def test_a_list_of_links_is_never_the_answer_the_other_sections_of_its_page_are(tiny_engine):
-    """GHR's treatment sections of some conditions only list websites; cited as the best section, the extract reads
-    the rest of the page instead of showing the list."""
-    from gpt2chat.corpus.data import LINK_LIST_OPENING
-    from gpt2chat.search.retrieval import Passage
-
-    def section(number, question, answer):
-        return Passage(pair_id=f"0000001-{number}", question=question, answer=answer, focus="Hashimoto thyroiditis",
-                       source="GHR", url="https://ghr.nlm.nih.gov/condition/hashimoto-thyroiditis", score=1.0)
-
-    links = section(3, "What are the treatments for Hashimoto thyroiditis ?",
-                    f"{LINK_LIST_OPENING} Hashimoto thyroiditis: - American Thyroid Association - MedlinePlus")
-    page = [section(1, "What is (are) Hashimoto thyroiditis ?",
-                    "Hashimoto thyroiditis is a condition that affects the function of the thyroid. The usual "
-                    "treatment is thyroid hormone replacement taken by mouth every day."), links]
-    engine = ChatEngine(None, tiny_engine.index, masker=tiny_engine.masker, safety=tiny_engine.safety,
-                        config=EngineConfig(model=None))
-    reply = engine.answer_from_pages("How is Hashimoto thyroiditis treated?", [page], None,
-                                     cited=[dataclasses.replace(links, question_best=True)])
-    assert reply.answer_kind == AnswerKind.EXTRACT
-    assert reply.answer == "The usual treatment is thyroid hormone replacement taken by mouth every day."
-    assert reply.evidence == page[0].answer

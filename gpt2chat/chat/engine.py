@@ -32,7 +32,6 @@ from gpt2chat.chat.gate import GateResult, compare_answers, gate_pairs
 from gpt2chat.chat.grounding import (ExtractConfig, answer_candidates, answer_openers, choose_sentences,
                                      extractive_answer, is_degenerate, split_sentences, verify)
 from gpt2chat.chat.kinds import AnswerKind, Category
-from gpt2chat.corpus.data import is_link_list
 from gpt2chat.corpus.sites import current_url
 from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, StreamingGenerator, TokenStreamer
 from gpt2chat.modeling.prompt import answer_ends, build_prompt, clean_answer, reference_passage
@@ -441,7 +440,7 @@ class ChatEngine:
                 return
         if self.config.extract_scope != "page":
             best = [p for p in cited if p.question_best] or cited[:1]
-            ranked = _answering(best if self.config.extract_scope == "best" else cited, pages)
+            ranked = best if self.config.extract_scope == "best" else cited
         extract = extractive_answer(question, [s.answer for s in ranked], cited=len(cited), config=self.config.extract,
                                     passage_questions=[s.question for s in ranked])
         kind = AnswerKind.EXTRACT if extract.text else AnswerKind.NONE
@@ -518,19 +517,6 @@ class ChatEngine:
         for last in self.stream(message, history, **options):
             pass
         return last
-
-
-def _answering(sections: list, pages: list[list]) -> list:
-    """``sections`` with each list of links (GHR's "These resources address the diagnosis or management of X: -
-    American Thyroid Association ...", which answers nothing by itself) replaced by the other sections of its page:
-    6 of 161 LiveQA train messages were answered with such a list, none now (ROUGE-2 7.31 -> 7.35 on them)."""
-    answering = []
-    for section in sections:
-        page = next((page for page in pages if section.pair_id in {s.pair_id for s in page}), [])
-        for other in ([section] if not is_link_list(section.answer) else page):
-            if not is_link_list(other.answer) and other.pair_id not in {s.pair_id for s in answering}:
-                answering.append(other)
-    return answering or sections
 
 
 def _sources(passages) -> list[Source]:
