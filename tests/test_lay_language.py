@@ -41,6 +41,8 @@ def recogniser():
         _pair(9008, "Diabetes Type 2", "Type 2 diabetes is the most common form of diabetes."),
         _pair(9009, "I Can Lower My Risk for Type 2 Diabetes: A Guide for American Indians", "Walk every day."),
         _pair(9010, "Supravalvular aortic stenosis", "A narrowing of the aorta above the valve."),
+        _pair(9011, "Cant syndrome", "Cant syndrome is a rare condition of the heart and hair."),
+        _pair(9012, "CARASIL", "CARASIL affects the blood vessels of the brain."),
     ]
     annotations = [
         FocusAnnotation("4_MPlus_Health_Topics_QA", "", "High Blood Pressure", ("Hypertension",)),
@@ -50,6 +52,7 @@ def recogniser():
                         ("Type 2 diabetes",)),
         FocusAnnotation("11_MPlusDrugs_QA", "", "Metformin"),
         FocusAnnotation("10_MPlus_ADAM_QA", "", "Aortic stenosis"),
+        FocusAnnotation("2_GARD_QA", "", "CARASIL", ("Maeda syndrome",)),
     ]
     return FocusRecogniser.build(records, annotations)
 
@@ -61,6 +64,14 @@ def _keys(recogniser, text):
 def test_a_one_word_synonym_in_1_to_3_percent_of_answers_names_its_focus(recogniser):
     assert _keys(recogniser, "how to reduce hypertension")[:1] == ["high blood pressure"]
     assert "stroke" not in _keys(recogniser, "what to do after an attack")  # in 5% of the answers: an everyday word
+
+
+def test_an_everyday_english_word_is_neither_corrected_nor_a_name_without_its_qualifier(recogniser):
+    # "madam" is one letter from "maeda" and "cant" is "Cant syndrome" without "syndrome": neither names a focus
+    assert _keys(recogniser, "Dear madam, she cant afford the treatment") == []
+    assert _keys(recogniser, "is maeda syndrome inherited")[:1] == ["carasil"]
+    assert _keys(recogniser, "what is cant syndrome")[:1] == ["cant syndrome"]
+    assert _keys(recogniser, "is maedda syndrome inherited")[:1] == ["carasil"]  # a misspelling is still corrected
 
 
 def test_a_name_mined_from_also_called_reaches_the_focus(recogniser):

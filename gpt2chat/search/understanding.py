@@ -49,6 +49,20 @@ TERM_SHARE = 0.03
 LOWER_ACRONYM_MAX = 20
 EVERYDAY_SHARE = 0.003
 EVERYDAY_MIN_DOCUMENTS = 20
+# Everyday English: words seen at least this often in pyspellchecker's English word counts (film subtitles; 12,761
+# words). Such a word is never "corrected" into a focus name ("madam" became "Maeda", a name of CARASIL, in 2 of 161
+# LiveQA train messages' greetings) and is no focus by itself once a name's qualifier is dropped ("she cant afford"
+# named Cant syndrome).
+EVERYDAY_ENGLISH_COUNT = 2000
+
+
+def everyday_english() -> frozenset[str]:
+    from spellchecker import SpellChecker
+
+    counts = SpellChecker(language="en").word_frequency.dictionary
+    return frozenset(w for w, n in counts.items() if n >= EVERYDAY_ENGLISH_COUNT and w.isalpha())
+
+
 _GENERIC_SUFFIXES = frozenset("syndrome disease disorder disorders type 1 2 3 4 i ii iii iv".split())
 
 
@@ -121,7 +135,8 @@ class FocusRecogniser:
             words = _WORD.findall(f"{record.question} {record.answer}")
             lower_counts.update(w for w in words if w.islower())
             document_frequency.update(set(stems(words)))
-        known = {w for w, n in lower_counts.items() if n >= 3}
+        english = everyday_english()
+        known = {w for w, n in lower_counts.items() if n >= 3} | english
         lower = {w for w, n in lower_counts.items() if n >= LOWER_ACRONYM_MAX}
         # A one-word synonym used in over 1% of answers ("doctor", "sugar", "family") names no topic by itself
         # (at least 50 answers, so that a small index of a few diseases does not find its own names common).
@@ -161,7 +176,8 @@ class FocusRecogniser:
                 stripped = stripped[:-1]
             # ("Parkinson disease" is also "parkinson's": a name written in capitals is no everyday word)
             if stripped and stripped != words and not (set(stems(stripped)) <= common
-                                                       and all(w.lower() in known for w in stripped)):
+                                                       and all(w.lower() in known for w in stripped)) and not (
+                    len(stripped) == 1 and stripped[0].lower() in english):
                 surfaces[" ".join(stems(stripped))].add(target)
                 written_lower.add(" ".join(stems(stripped)))
 
