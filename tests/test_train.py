@@ -412,17 +412,22 @@ def free_port() -> int:
 JAX_ONE_DEVICE = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
 
 
-def start_processes(command, outputs: list[Path], logs: Path) -> list[tuple[subprocess.Popen, Path]]:
+def start_processes(command, outputs: list[Path], logs: Path, *, keras_variables: bool = False):
     """``command`` (a train command without --output) as one process per entry of ``outputs``, on localhost, each
-    on 1 CPU device with its own --output, as on separate machines; returns (process, its log file)."""
+    on 1 CPU device with its own --output, as on separate machines; returns (process, its log file) pairs. With
+    ``keras_variables``, the processes after the first are told where they stand by KERAS_DISTRIBUTION_* instead
+    of flags."""
     port, started = free_port(), []
     for index, output in enumerate(outputs):
         log = logs / f"process{index}-{time.monotonic_ns()}.log"
+        where = {"coordinator": f"localhost:{port}", "num-processes": str(len(outputs)), "process-id": str(index)}
+        flags = [] if keras_variables and index else [f for name, value in where.items() for f in (f"--{name}", value)]
+        variables = {f"KERAS_DISTRIBUTION_{name}": value for name, value in zip(
+            ("JOB_ADDRESSES", "NUM_PROCESSES", "PROCESS_ID"), where.values())} if keras_variables and index else {}
         with open(log, "w") as sink:
-            started.append((subprocess.Popen(
-                [*command, "--output", str(output), "--coordinator", f"localhost:{port}", "--num-processes",
-                 str(len(outputs)), "--process-id", str(index)], stdout=sink, stderr=subprocess.STDOUT,
-                env={**os.environ, **JAX_ONE_DEVICE}), log))
+            started.append((subprocess.Popen([*command, "--output", str(output), *flags], stdout=sink,
+                                             stderr=subprocess.STDOUT,
+                                             env={**os.environ, **JAX_ONE_DEVICE, **variables}), log))
     return started
 
 
@@ -485,13 +490,13 @@ def test_two_processes_follow_the_one_device_loss_curve_resume_mid_run_and_only_
 @pytest.mark.slow
 def test_a_diverging_run_of_two_processes_stops_both_in_one_line(tmp_path, small_medquad):
     """Both processes see the same global loss, so both stop at the same step with the one-line error, neither
-    waits on the other, and no run settings are left behind."""
+    waits on the other, and no run settings are left behind. The second process is placed by Keras' variables."""
     pytest.importorskip("jax")
     command = [sys.executable, "-m", "gpt2chat.train", "--recipe", "tiny", "--data", str(small_medquad),
                "--steps", "10", "--warmup-steps", "2", "--eval-rows", "6", "--max-records", "100",
                "--learning-rate", "10000"]
     outputs = [tmp_path / "first", tmp_path / "second"]
-    done = finish(start_processes(command, outputs, tmp_path), timeout=600)
+    done = finish(start_processes(command, outputs, tmp_path, keras_variables=True), timeout=600)
     assert [code for code, _ in done] == [2, 2], [text[-3000:] for _, text in done]
     errors = [re.findall(r"error: .*", text) for _, text in done]  # process 0's may follow its progress bar
     assert all(len(e) == 1 and e[0].startswith("error: training diverged at step") for e in errors), errors
