@@ -401,6 +401,23 @@ def test_several_processes_on_tensorflow_are_a_one_line_error_naming_jax(tmp_pat
     assert not (output / "training_config.json").exists()
 
 
+def test_a_batch_that_does_not_split_over_the_replicas_is_completed_with_rows_that_weigh_nothing():
+    """JAX shards a batch evenly or not at all: --devices 2 with 7 validation rows (batches of 4 and 3) failed
+    with "the dimension size is 3" before the last batch was completed. One process: the whole completed batch."""
+    import numpy as np
+
+    from gpt2chat.modeling.distribute import local_part
+    from gpt2chat.modeling.tokens import PackedTokens
+
+    rows = np.arange(3 * 65, dtype=np.int32).reshape(3, 65)
+    batch = PackedTokens(rows, np.ones_like(rows, dtype=np.float32)).batch
+    inputs, targets, weights = local_part(batch, 2)
+    assert len(targets) == 4 and np.array_equal(targets[3], targets[0])  # a copy of a real row, not an empty one
+    assert np.array_equal(inputs["token_ids"][3], inputs["token_ids"][0])
+    assert weights[:3].all() and not weights[3].any()
+    assert local_part(batch, 3)[1] is batch[1]  # splits already: untouched
+
+
 def free_port() -> int:
     import socket
 
