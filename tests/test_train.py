@@ -429,6 +429,22 @@ def free_port() -> int:
 JAX_ONE_DEVICE = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
 
 
+def jax_tiny_command(small_medquad) -> list[str]:
+    return [sys.executable, "-m", "gpt2chat.train", "--recipe", "tiny", "--data", str(small_medquad),
+            "--eval-rows", "6", "--max-records", "100"]
+
+
+@pytest.fixture(scope="module")
+def jax_one_device_run(tmp_path_factory, small_medquad) -> Path:
+    """The tiny recipe on one JAX device: the curve the JAX distributions must follow."""
+    pytest.importorskip("jax")
+    output = tmp_path_factory.mktemp("jax") / "one"
+    one = subprocess.run([*jax_tiny_command(small_medquad), "--output", str(output)], capture_output=True,
+                         text=True, timeout=900, env={**os.environ, **JAX_ONE_DEVICE})
+    assert one.returncode == 0, one.stdout[-2000:] + one.stderr[-2000:]
+    return output
+
+
 def start_processes(command, outputs: list[Path], logs: Path, *, keras_variables: bool = False):
     """``command`` (a train command without --output) as one process per entry of ``outputs``, on localhost, each
     on 1 CPU device with its own --output, as on separate machines; returns (process, its log file) pairs. With
@@ -462,20 +478,15 @@ def finish(started, timeout: float = 900) -> list[tuple[int, str]]:
 
 
 @pytest.mark.slow
-def test_two_processes_follow_the_one_device_loss_curve_resume_mid_run_and_only_the_first_writes(tmp_path,
-                                                                                                  small_medquad):
+def test_two_processes_follow_the_one_device_loss_curve_resume_mid_run_and_only_the_first_writes(
+        tmp_path, small_medquad, jax_one_device_run):
     """The tiny recipe as 2 processes on localhost (1 CPU device each; keras.distribution.initialize, gloo), killed
     after the first checkpoint and started again, logs the loss curve of an uninterrupted 1-device run (within 1%
     at every logged step). Each process has its own --output, as on two machines: the second never writes its own,
     and resumes from the checkpoint it receives from the first."""
-    pytest.importorskip("jax")
     import numpy as np
 
-    command = [sys.executable, "-m", "gpt2chat.train", "--recipe", "tiny", "--data", str(small_medquad),
-               "--eval-rows", "6", "--max-records", "100"]
-    one = subprocess.run([*command, "--output", str(tmp_path / "one")], capture_output=True, text=True, timeout=900,
-                         env={**os.environ, **JAX_ONE_DEVICE})
-    assert one.returncode == 0, one.stdout[-2000:] + one.stderr[-2000:]
+    command = jax_tiny_command(small_medquad)
     outputs = [tmp_path / "first", tmp_path / "second"]
     started = start_processes(command, outputs, tmp_path)
     state = outputs[0] / "checkpoints" / "state.json"
@@ -494,14 +505,39 @@ def test_two_processes_follow_the_one_device_loss_curve_resume_mid_run_and_only_
     assert "process 1 of 2 done; process 0 saved the preset" in resumed[1][1]
     assert not outputs[1].exists()  # the second "machine" wrote nothing
 
-    metrics = {name: json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "first")}
-    assert (metrics["first"]["backend"], metrics["first"]["replicas"], metrics["first"]["processes"]) == ("jax", 2, 2)
-    curves = {name: [(e["step"], e["train_loss"], e["val_loss"]) for e in m["history"]] for name, m in metrics.items()}
-    assert [step for step, _, _ in curves["first"]] == [10, 20]
-    for (step, train_one, val_one), (_, train_two, val_two) in zip(curves["one"], curves["first"], strict=True):
+    metrics = json.loads((outputs[0] / "metrics.json").read_text())
+    assert (metrics["backend"], metrics["replicas"], metrics["processes"]) == ("jax", 2, 2)
+    assert_same_curve_and_weights(jax_one_device_run, outputs[0])
+
+
+def assert_same_curve_and_weights(one: Path, other: Path) -> None:
+    """``other``'s run logged ``one``'s losses within 1% at every logged step and saved its weights (to 1e-3)."""
+    import numpy as np
+
+    curves = [[(e["step"], e["train_loss"], e["val_loss"]) for e in json.loads((run / "metrics.json").read_text())
+               ["history"]] for run in (one, other)]
+    assert [step for step, _, _ in curves[1]] == [10, 20]
+    for (step, train_one, val_one), (_, train_two, val_two) in zip(*curves, strict=True):
         assert train_two == pytest.approx(train_one, rel=0.01) and val_two == pytest.approx(val_one, rel=0.01), step
-    weights = [load_preset(tmp_path / name).backbone.get_weights() for name in ("one", "first")]
+    weights = [load_preset(run).backbone.get_weights() for run in (one, other)]
     assert all(np.allclose(a, b, atol=1e-3) for a, b in zip(*weights, strict=True))
+
+
+@pytest.mark.slow
+def test_four_jax_devices_as_two_replicas_of_a_model_split_in_two_follow_the_one_device_curve(tmp_path, small_medquad,
+                                                                                             jax_one_device_run):
+    """--devices 4 --model-parallel 2 on 4 simulated CPU devices: DataParallel and the layout map at once (a 2 x 2
+    mesh), through the train command; the loss curve is one device's within 1% at every logged step."""
+    output = tmp_path / "four"
+    done = subprocess.run([*jax_tiny_command(small_medquad), "--output", str(output), "--devices", "4",
+                           "--model-parallel", "2"], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "KERAS_BACKEND": "jax",
+                               "XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "ModelParallel over 4 devices in 1 process(es): 2 data-parallel replicas of 2 rows" in done.stdout
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert (metrics["replicas"], metrics["model_parallel"]) == (2, 2)
+    assert_same_curve_and_weights(jax_one_device_run, output)
 
 
 @pytest.mark.slow
