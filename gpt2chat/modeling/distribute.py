@@ -1,22 +1,27 @@
-"""Training on several devices of one machine through an existing engine: TensorFlow's ``tf.distribute`` on the
-project's backend, Keras' own distribution API when Keras runs on JAX.
+"""Training on several devices, or several machines, through an existing engine: TensorFlow's ``tf.distribute``
+on the project's backend (one machine), Keras' own distribution API when Keras runs on JAX (one or several).
 
     TensorFlow backend (the project's):
     one device, no TF_CONFIG      no strategy: the single-device path, XLA-compiled (unchanged)
     --devices N                   MirroredStrategy over N GPUs, or over N logical CPU devices on a CPU-only machine
                                   (a simulation: the cores are shared, so it is for correctness, not speed)
     TF_CONFIG naming 2+ tasks     refused: Keras 3's fit fails under MultiWorkerMirroredStrategy (below)
+    --num-processes 2+            refused likewise, naming the JAX route
     JAX backend (KERAS_BACKEND=jax, jax installed beside requirements.txt):
     --devices N                   keras.distribution.DataParallel over N devices
     --devices N --model-parallel M   keras.distribution.ModelParallel: a (N/M batch) x (M model) device mesh, every
                                   weight matrix split over M devices by ``model.gpt2_layout_map``
+    --coordinator HOST:PORT --num-processes P --process-id I   (or Keras' KERAS_DISTRIBUTION_* variables)
+                                  one process per machine: ``keras.distribution.initialize`` (which calls
+                                  ``jax.distributed.initialize``; on CPUs JAX's default collectives, gloo), then
+                                  the mesh above over the --devices of every process (P x N devices)
 
 Why tf.distribute for data parallelism: the project runs Keras on TensorFlow; Keras 3.15's distribution API is
 implemented for JAX only (its TensorFlow ``distribution_lib`` is a prototype marked "DO NOT USE" whose
 ``distribute_value`` is a TODO), so on TensorFlow there is no layout map and no model parallelism. Those need the
 JAX backend, which this module sets up when Keras runs on it.
 
-Several machines: Keras 3.15's fit cannot train under MultiWorkerMirroredStrategy. Its per-step logs are
+Several machines on TensorFlow: Keras 3.15's fit cannot train under MultiWorkerMirroredStrategy. Its per-step logs are
 averaged with ``strategy.reduce("MEAN", value, axis=0)`` on scalars, which fails ("Invalid reduction dimension 0
 for input with 0 dimensions", tensorflow/tensorflow#72388; reproduced here with two workers on localhost, after
 first working around its symbolic build, which cannot average a dict of inputs). So a multi-task ``TF_CONFIG``
@@ -25,10 +30,11 @@ is refused with that reason instead of failing mid-start.
 Several processes on JAX (:class:`Processes`): every process runs the same program on its own devices, so
 whatever changes a variable must run in every process with the same values. JAX checks that: a value assigned to
 a replicated variable is compared across processes (``device_put``'s ``assert_equal``; measured: process 0
-assigning alone waits forever). So each process feeds only its own rows of each global batch (:func:`local_part`),
-only process 0 reads and writes the run directory (checkpoints, preset, metrics; the others may share its disk or
-not), and what the others need from it (a checkpoint to resume, the best weights at the end) they receive from it
-over the same collectives (:func:`from_first_process`), then all load it alike.
+assigning alone hung until killed, and different values fail "not the same on each process"). So each process
+feeds only its own rows of each global batch (:func:`local_part`), only process 0 reads and writes the run
+directory (checkpoints, preset, metrics; the others may share its disk or not), and what the others need from it
+(a checkpoint to resume, the best weights at the end) they receive from it over the same collectives
+(:func:`from_first_process`), then all load it alike.
 
 Three things Keras 3.15 does not do for us on this engine, each fixed here and checked by tests/test_train.py:
 

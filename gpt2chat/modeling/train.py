@@ -454,7 +454,8 @@ def check_output(output: str) -> None:
             + ". Choose an empty or new folder, or add --force to write there anyway")
 
 
-def train(config: TrainConfig, *, force: bool = False, processes: distribute.Processes = distribute.Processes()) -> dict:
+def train(config: TrainConfig, *, force: bool = False,
+          processes: distribute.Processes = distribute.Processes()) -> dict:
     """Run (or resume) training; returns the summary written to metrics.json. With several ``processes`` (JAX;
     one per machine, each on its --devices), every process runs this with the same settings and only process 0
     reads or writes --output.
