@@ -445,11 +445,11 @@ def jax_one_device_run(tmp_path_factory, small_medquad) -> Path:
     return output
 
 
-def start_processes(command, outputs: list[Path], logs: Path, *, keras_variables: bool = False):
+def start_processes(command, outputs: list[Path], logs: Path, *, keras_variables: bool = False, extra=None):
     """``command`` (a train command without --output) as one process per entry of ``outputs``, on localhost, each
     on 1 CPU device with its own --output, as on separate machines; returns (process, its log file) pairs. With
     ``keras_variables``, the processes after the first are told where they stand by KERAS_DISTRIBUTION_* instead
-    of flags."""
+    of flags. ``extra``: more flags for each process (a list per process)."""
     port, started = free_port(), []
     for index, output in enumerate(outputs):
         log = logs / f"process{index}-{time.monotonic_ns()}.log"
@@ -458,7 +458,8 @@ def start_processes(command, outputs: list[Path], logs: Path, *, keras_variables
         variables = {f"KERAS_DISTRIBUTION_{name}": value for name, value in zip(
             ("JOB_ADDRESSES", "NUM_PROCESSES", "PROCESS_ID"), where.values())} if keras_variables and index else {}
         with open(log, "w") as sink:
-            started.append((subprocess.Popen([*command, "--output", str(output), *flags], stdout=sink,
+            started.append((subprocess.Popen([*command, "--output", str(output), *flags,
+                                              *(extra[index] if extra else [])], stdout=sink,
                                              stderr=subprocess.STDOUT,
                                              env={**os.environ, **JAX_ONE_DEVICE, **variables}), log))
     return started
@@ -554,6 +555,22 @@ def test_a_diverging_run_of_two_processes_stops_both_in_one_line(tmp_path, small
     errors = [re.findall(r"error: .*", text) for _, text in done]  # process 0's may follow its progress bar
     assert all(len(e) == 1 and e[0].startswith("error: training diverged at step") for e in errors), errors
     assert errors[0] == errors[1] and "lower --learning-rate" in errors[0][0]
+    assert not (outputs[0] / "training_config.json").exists() and not outputs[1].exists()
+
+
+@pytest.mark.slow
+def test_processes_that_differ_in_their_rows_stop_before_training_in_one_line(tmp_path, small_medquad):
+    """The second process trains on 90 pairs where the first has 100: both stop before the first step with the same
+    one-line error, and the first leaves no run settings behind."""
+    pytest.importorskip("jax")
+    outputs = [tmp_path / "first", tmp_path / "second"]
+    done = finish(start_processes(jax_tiny_command(small_medquad), outputs, tmp_path,
+                                  extra=[[], ["--max-records", "90"]]), timeout=600)
+    assert [code for code, _ in done] == [2, 2], [text[-3000:] for _, text in done]
+    errors = [re.findall(r"error: .*", text) for _, text in done]
+    assert [len(e) for e in errors] == [1, 1], errors
+    assert all("processes differ in their settings or training rows" in e[0] for e in errors), errors
+    assert "Epoch 1/" not in done[0][1]
     assert not (outputs[0] / "training_config.json").exists() and not outputs[1].exists()
 
 

@@ -506,6 +506,20 @@ def train(config: TrainConfig, *, force: bool = False,
         raise
 
 
+def _digest(config: TrainConfig, train_rows, validation) -> bytes:
+    """What every process of a run must share: its settings (but where it reads and writes) and the rows it built.
+    A process with other rows would feed its part of other batches, silently: the run would not be one device's."""
+    import hashlib
+
+    shared = {name: value for name, value in dataclasses.asdict(config).items() if name not in ("output", "data")}
+    digest = hashlib.sha256(json.dumps(shared, sort_keys=True).encode())
+    for packed in (train_rows, validation):
+        for array in (packed.rows, packed.weights, packed.targets):
+            if array is not None:
+                digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.digest()
+
+
 def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model, strategy,
               processes: distribute.Processes = distribute.Processes(), replicas: int = 1) -> dict:
     import keras
@@ -515,6 +529,10 @@ def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model,
     if len(train_rows.rows) < config.batch_size:
         raise ValueError(f"only {len(train_rows.rows)} training rows, fewer than --batch-size {config.batch_size}")
 
+    if processes.count > 1 and not distribute.same_in_every_process(_digest(config, train_rows, validation)):
+        raise ValueError(f"process {processes.index}: the {processes.count} processes differ in their settings or "
+                         "training rows; run the same command on each (only --output, --data and --process-id may "
+                         "differ) on the same MedQuAD")
     total_epochs = config.steps // config.eval_interval
     state = run.load_state() if processes.writes else None
     if processes.count > 1:
