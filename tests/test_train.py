@@ -309,6 +309,7 @@ def test_a_cluster_of_machines_is_refused_in_one_line_with_the_upstream_reason(t
     assert run("train", ["--recipe", "tiny", "--output", str(output), "--data", str(small_medquad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "names several machines" in err and "tensorflow/tensorflow#72388" in err
+    assert "KERAS_BACKEND=jax and --num-processes" in err
     assert not (output / "training_config.json").exists()
 
 

@@ -271,7 +271,9 @@ def strategy(devices: int, cluster: str | None = None):
         raise DistributionError("--devices must be at least 1")
     if cluster_size(cluster) > 1:
         raise DistributionError(f"${settings.TF_CONFIG_ENV} names several machines, which Keras 3.15 cannot train on "
-                                "with tf.distribute (tensorflow/tensorflow#72388); train on one machine's devices")
+                                "with tf.distribute (tensorflow/tensorflow#72388); train on one machine's devices, "
+                                "or on several with KERAS_BACKEND=jax and --num-processes (README: Training at "
+                                "scale)")
     if devices == 1:
         return None
     import tensorflow as tf
