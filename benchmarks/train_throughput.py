@@ -297,7 +297,10 @@ def main(argv=None) -> int:
     strategy = None
     if args.devices > 1:
         if args.backend != "tensorflow":
-            raise SystemExit("--devices needs --backend tensorflow (gpt2chat trains on tf.distribute)")
+            # On JAX the distribution is global to the process (and, over several processes, every process must run
+            # the same steps), so the 1-device baseline cannot be built beside it: JAX runs are measured by training.
+            raise SystemExit("--devices needs --backend tensorflow (MirroredStrategy); on JAX, time "
+                             "`python -m gpt2chat.train --devices N` (README: Training at scale)")
         from gpt2chat import settings
         from gpt2chat.modeling import distribute
 

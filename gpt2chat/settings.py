@@ -33,6 +33,10 @@ JUDGE_KEY_ENV = "GPT2CHAT_JUDGE_KEY"
 JUDGE_MODEL_ENV = "GPT2CHAT_JUDGE_MODEL"
 HF_TOKEN_ENV = "HF_TOKEN"  # Hugging Face's own name: huggingface_hub reads it too
 TF_CONFIG_ENV = "TF_CONFIG"  # TensorFlow's own name for a multi-machine cluster
+# Keras' own names for a multi-process (multi-machine) run, read by keras.distribution.initialize
+JOB_ADDRESSES_ENV = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
+NUM_PROCESSES_ENV = "KERAS_DISTRIBUTION_NUM_PROCESSES"
+PROCESS_ID_ENV = "KERAS_DISTRIBUTION_PROCESS_ID"
 PROXY_HOPS_ENV = "GPT2CHAT_PROXY_HOPS"
 WORDNET_ENV = "GPT2CHAT_WORDNET"
 ONLINE_PRESET = "gpt2_base_en"
@@ -135,6 +139,13 @@ def hf_token(env: Mapping[str, str] = os.environ) -> str | None:
 def tf_config(env: Mapping[str, str] = os.environ) -> str | None:
     """$TF_CONFIG, TensorFlow's JSON description of a multi-machine cluster (``gpt2chat.modeling.distribute``)."""
     return env.get(TF_CONFIG_ENV) or None
+
+
+def keras_distribution(env: Mapping[str, str] = os.environ) -> tuple[str | None, str | None, str | None]:
+    """($KERAS_DISTRIBUTION_JOB_ADDRESSES, $KERAS_DISTRIBUTION_NUM_PROCESSES, $KERAS_DISTRIBUTION_PROCESS_ID), the
+    variables ``keras.distribution.initialize`` reads, as text (``gpt2chat.modeling.distribute.processes`` checks
+    them): the coordinator's (first job's) address, the number of processes and this one's index."""
+    return tuple(env.get(name) or None for name in (JOB_ADDRESSES_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV))
 
 
 def proxy_hops(env: Mapping[str, str] = os.environ) -> int:

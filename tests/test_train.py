@@ -1,5 +1,7 @@
 import json
 import math
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -307,6 +309,7 @@ def test_a_cluster_of_machines_is_refused_in_one_line_with_the_upstream_reason(t
     assert run("train", ["--recipe", "tiny", "--output", str(output), "--data", str(small_medquad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "names several machines" in err and "tensorflow/tensorflow#72388" in err
+    assert "KERAS_BACKEND=jax and --num-processes" in err
     assert not (output / "training_config.json").exists()
 
 
@@ -367,6 +370,209 @@ def test_lora_on_a_model_split_over_two_devices_takes_the_one_device_steps(tmp_p
     assert np.array_equal(result["before1"], result["before2"])
     moved = np.abs(result["after1"] - result["before1"]).max()
     assert moved > 0 and np.abs(result["after2"] - result["after1"]).max() < 0.01 * moved
+
+
+# ------------------------------------------------------------------ several processes (machines): JAX only
+
+def test_process_flags_fall_back_to_the_keras_variables_and_bad_ones_are_one_line_errors():
+    from gpt2chat import settings
+    from gpt2chat.modeling.distribute import DistributionError, Processes, processes
+
+    assert processes() == Processes() and Processes().writes
+    environment = settings.keras_distribution({"KERAS_DISTRIBUTION_JOB_ADDRESSES": "10.0.0.1:1234,10.0.0.2:2345",
+                                               "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+                                               "KERAS_DISTRIBUTION_PROCESS_ID": "1"})
+    assert processes(environment=environment) == Processes("10.0.0.1:1234", 2, 1)  # the first job coordinates
+    assert not processes(environment=environment).writes
+    assert processes("node0:9000", None, 0, environment) == Processes("node0:9000", 2, 0)  # flags come first
+    for arguments, message in [(("h:1", 2, 2), "--process-id 2 must be at least 0 and below --num-processes 2"),
+                               ((None, 2, 0), "--num-processes 2 needs --coordinator HOST:PORT"),
+                               (("no port", 2, 0), "needs --coordinator HOST:PORT"),
+                               ((None, None, None, (None, "two", None)), "$KERAS_DISTRIBUTION_NUM_PROCESSES and")]:
+        with pytest.raises(DistributionError, match=re.escape(message)):
+            processes(*arguments)
+
+
+def test_several_processes_on_tensorflow_are_a_one_line_error_naming_jax(tmp_path, small_medquad, capsys):
+    output = tmp_path / "run"
+    assert run("train", ["--recipe", "tiny", "--output", str(output), "--data", str(small_medquad),
+                         "--coordinator", "localhost:1234", "--num-processes", "2", "--process-id", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs the JAX backend" in err and "tensorflow/tensorflow#72388" in err
+    assert not (output / "training_config.json").exists()
+
+
+def test_a_batch_that_does_not_split_over_the_replicas_is_completed_with_rows_that_weigh_nothing():
+    """JAX shards a batch evenly or not at all: --devices 2 with 7 validation rows (batches of 4 and 3) failed
+    with "the dimension size is 3" before the last batch was completed. One process: the whole completed batch."""
+    import numpy as np
+
+    from gpt2chat.modeling.distribute import local_part
+    from gpt2chat.modeling.tokens import PackedTokens
+
+    rows = np.arange(3 * 65, dtype=np.int32).reshape(3, 65)
+    batch = PackedTokens(rows, np.ones_like(rows, dtype=np.float32)).batch
+    inputs, targets, weights = local_part(batch, 2)
+    assert len(targets) == 4 and np.array_equal(targets[3], targets[0])  # a copy of a real row, not an empty one
+    assert np.array_equal(inputs["token_ids"][3], inputs["token_ids"][0])
+    assert weights[:3].all() and not weights[3].any()
+    assert local_part(batch, 3)[1] is batch[1]  # splits already: untouched
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+JAX_ONE_DEVICE = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+
+
+def jax_tiny_command(small_medquad) -> list[str]:
+    return [sys.executable, "-m", "gpt2chat.train", "--recipe", "tiny", "--data", str(small_medquad),
+            "--eval-rows", "6", "--max-records", "100"]
+
+
+@pytest.fixture(scope="module")
+def jax_one_device_run(tmp_path_factory, small_medquad) -> Path:
+    """The tiny recipe on one JAX device: the curve the JAX distributions must follow."""
+    pytest.importorskip("jax")
+    output = tmp_path_factory.mktemp("jax") / "one"
+    one = subprocess.run([*jax_tiny_command(small_medquad), "--output", str(output)], capture_output=True,
+                         text=True, timeout=900, env={**os.environ, **JAX_ONE_DEVICE})
+    assert one.returncode == 0, one.stdout[-2000:] + one.stderr[-2000:]
+    return output
+
+
+def start_processes(command, outputs: list[Path], logs: Path, *, keras_variables: bool = False, extra=None):
+    """``command`` (a train command without --output) as one process per entry of ``outputs``, on localhost, each
+    on 1 CPU device with its own --output, as on separate machines; returns (process, its log file) pairs. With
+    ``keras_variables``, the processes after the first are told where they stand by KERAS_DISTRIBUTION_* instead
+    of flags. ``extra``: more flags for each process (a list per process)."""
+    port, started = free_port(), []
+    for index, output in enumerate(outputs):
+        log = logs / f"process{index}-{time.monotonic_ns()}.log"
+        where = {"coordinator": f"localhost:{port}", "num-processes": str(len(outputs)), "process-id": str(index)}
+        flags = [] if keras_variables and index else [f for name, value in where.items() for f in (f"--{name}", value)]
+        variables = {f"KERAS_DISTRIBUTION_{name}": value for name, value in zip(
+            ("JOB_ADDRESSES", "NUM_PROCESSES", "PROCESS_ID"), where.values())} if keras_variables and index else {}
+        with open(log, "w") as sink:
+            started.append((subprocess.Popen([*command, "--output", str(output), *flags,
+                                              *(extra[index] if extra else [])], stdout=sink,
+                                             stderr=subprocess.STDOUT,
+                                             env={**os.environ, **JAX_ONE_DEVICE, **variables}), log))
+    return started
+
+
+def finish(started, timeout: float = 900) -> list[tuple[int, str]]:
+    """(exit code, output) of each started process; one still running after ``timeout`` s (a hang) is killed."""
+    deadline, results = time.time() + timeout, []
+    for process, log in started:
+        try:
+            code = process.wait(max(deadline - time.time(), 1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        results.append((code, log.read_text()))
+    return results
+
+
+@pytest.mark.slow
+def test_two_processes_follow_the_one_device_loss_curve_resume_mid_run_and_only_the_first_writes(
+        tmp_path, small_medquad, jax_one_device_run):
+    """The tiny recipe as 2 processes on localhost (1 CPU device each; keras.distribution.initialize, gloo), killed
+    after the first checkpoint and started again, logs the loss curve of an uninterrupted 1-device run (within 1%
+    at every logged step). Each process has its own --output, as on two machines: the second never writes its own,
+    and resumes from the checkpoint it receives from the first."""
+    import numpy as np
+
+    command = jax_tiny_command(small_medquad)
+    outputs = [tmp_path / "first", tmp_path / "second"]
+    started = start_processes(command, outputs, tmp_path)
+    state = outputs[0] / "checkpoints" / "state.json"
+    deadline = time.time() + 900
+    while not state.exists() and time.time() < deadline and all(p.poll() is None for p, _ in started):
+        time.sleep(0.2)
+    for process, _ in started:
+        process.send_signal(signal.SIGKILL)  # JAX catches SIGTERM (its preemption notice) and keeps running
+    killed = finish(started)
+    assert state.exists(), killed
+    assert json.loads(state.read_text())["epoch"] == 0, "the run finished before it could be killed"
+
+    resumed = finish(start_processes(command, outputs, tmp_path))
+    assert [code for code, _ in resumed] == [0, 0], [text[-3000:] for _, text in resumed]
+    assert all("resuming from step 10" in text for _, text in resumed)
+    assert "process 1 of 2 done; process 0 saved the preset" in resumed[1][1]
+    assert not outputs[1].exists()  # the second "machine" wrote nothing
+
+    metrics = json.loads((outputs[0] / "metrics.json").read_text())
+    assert (metrics["backend"], metrics["replicas"], metrics["processes"]) == ("jax", 2, 2)
+    assert_same_curve_and_weights(jax_one_device_run, outputs[0])
+
+
+def assert_same_curve_and_weights(one: Path, other: Path) -> None:
+    """``other``'s run logged ``one``'s losses within 1% at every logged step and saved its weights (to 1e-3)."""
+    import numpy as np
+
+    curves = [[(e["step"], e["train_loss"], e["val_loss"]) for e in json.loads((run / "metrics.json").read_text())
+               ["history"]] for run in (one, other)]
+    assert [step for step, _, _ in curves[1]] == [10, 20]
+    for (step, train_one, val_one), (_, train_two, val_two) in zip(*curves, strict=True):
+        assert train_two == pytest.approx(train_one, rel=0.01) and val_two == pytest.approx(val_one, rel=0.01), step
+    weights = [load_preset(run).backbone.get_weights() for run in (one, other)]
+    assert all(np.allclose(a, b, atol=1e-3) for a, b in zip(*weights, strict=True))
+
+
+@pytest.mark.slow
+def test_four_jax_devices_as_two_replicas_of_a_model_split_in_two_follow_the_one_device_curve(tmp_path, small_medquad,
+                                                                                             jax_one_device_run):
+    """--devices 4 --model-parallel 2 on 4 simulated CPU devices: DataParallel and the layout map at once (a 2 x 2
+    mesh), through the train command; the loss curve is one device's within 1% at every logged step."""
+    output = tmp_path / "four"
+    done = subprocess.run([*jax_tiny_command(small_medquad), "--output", str(output), "--devices", "4",
+                           "--model-parallel", "2"], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "KERAS_BACKEND": "jax",
+                               "XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "ModelParallel over 4 devices in 1 process(es): 2 data-parallel replicas of 2 rows" in done.stdout
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert (metrics["replicas"], metrics["model_parallel"]) == (2, 2)
+    assert_same_curve_and_weights(jax_one_device_run, output)
+
+
+@pytest.mark.slow
+def test_a_diverging_run_of_two_processes_stops_both_in_one_line(tmp_path, small_medquad):
+    """Both processes see the same global loss, so both stop at the same step with the one-line error, neither
+    waits on the other, and no run settings are left behind. The second process is placed by Keras' variables."""
+    pytest.importorskip("jax")
+    command = [sys.executable, "-m", "gpt2chat.train", "--recipe", "tiny", "--data", str(small_medquad),
+               "--steps", "10", "--warmup-steps", "2", "--eval-rows", "6", "--max-records", "100",
+               "--learning-rate", "10000"]
+    outputs = [tmp_path / "first", tmp_path / "second"]
+    done = finish(start_processes(command, outputs, tmp_path, keras_variables=True), timeout=600)
+    assert [code for code, _ in done] == [2, 2], [text[-3000:] for _, text in done]
+    errors = [re.findall(r"error: .*", text) for _, text in done]  # process 0's may follow its progress bar
+    assert all(len(e) == 1 and e[0].startswith("error: training diverged at step") for e in errors), errors
+    assert errors[0] == errors[1] and "lower --learning-rate" in errors[0][0]
+    assert not (outputs[0] / "training_config.json").exists() and not outputs[1].exists()
+
+
+@pytest.mark.slow
+def test_processes_that_differ_in_their_rows_stop_before_training_in_one_line(tmp_path, small_medquad):
+    """The second process trains on 90 pairs where the first has 100: both stop before the first step with the same
+    one-line error, and the first leaves no run settings behind."""
+    pytest.importorskip("jax")
+    outputs = [tmp_path / "first", tmp_path / "second"]
+    done = finish(start_processes(jax_tiny_command(small_medquad), outputs, tmp_path,
+                                  extra=[[], ["--max-records", "90"]]), timeout=600)
+    assert [code for code, _ in done] == [2, 2], [text[-3000:] for _, text in done]
+    errors = [re.findall(r"error: .*", text) for _, text in done]
+    assert [len(e) for e in errors] == [1, 1], errors
+    assert all("processes differ in their settings or training rows" in e[0] for e in errors), errors
+    assert "Epoch 1/" not in done[0][1]
+    assert not (outputs[0] / "training_config.json").exists() and not outputs[1].exists()
 
 
 def test_train_refuses_a_folder_that_is_not_a_run_and_names_what_it_would_overwrite(tmp_path, capsys):

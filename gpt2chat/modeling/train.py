@@ -6,6 +6,8 @@
     python -m gpt2chat.train --recipe from-generic             # then MedQuAD, starting from models/generic
     python -m gpt2chat.train --recipe finetune-base --lora-rank 8 --output models/gpt2-medquad   (needs network)
     python -m gpt2chat.train --devices 2        # data-parallel on 2 GPUs (README: "Training at scale")
+    KERAS_BACKEND=jax python -m gpt2chat.train --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0
+                                               # one of two machines (the other: --process-id 1)
 
 Recipes are data: ``gpt2chat/modeling/recipes/<name>.json`` names the settings it changes from the quick-start
 recipe, and any flag overrides the recipe.
@@ -25,6 +27,7 @@ import json
 import logging
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -165,11 +168,12 @@ class TrainConfig:
                          answer_sentences=self.answer_sentences, answer_tokens=self.answer_tokens)
 
 
-def _batches(packed, config: TrainConfig, first_step: int):
+def _batches(packed, config: TrainConfig, first_step: int, replicas: int = 1):
     """The run's batches from ``first_step`` on: rows in a fresh seeded order every pass over the data, and batch k
     a function of k alone, so a resumed run sees exactly the batches of an uninterrupted one. (Counting epochs in
     the dataset broke that: Keras calls on_epoch_end once before training, and fit's shuffle reorders each epoch's
-    batches with Python's random state, which no checkpoint holds.)"""
+    batches with Python's random state, which no checkpoint holds.) With a Keras distribution over ``replicas``
+    (JAX), each process yields only its own rows of batch k (``distribute.local_part``)."""
     import keras
 
     class PackedBatches(keras.utils.PyDataset):
@@ -187,9 +191,46 @@ def _batches(packed, config: TrainConfig, first_step: int):
             return order[position * config.batch_size : (position + 1) * config.batch_size]
 
         def __getitem__(self, index):
-            return self.packed.select(self._row_indices(first_step + index)).batch
+            batch = self.packed.select(self._row_indices(first_step + index)).batch
+            return distribute.local_part(batch, replicas) if replicas > 1 else batch
 
     return PackedBatches()
+
+
+def _local_validation_batches(validation, config: TrainConfig, replicas: int):
+    """The validation rows in global batches of --batch-size, each process's part of each (JAX distribution)."""
+    import keras
+
+    rows = np.arange(len(validation.rows))
+    starts = range(0, len(rows), config.batch_size)
+
+    class ValidationBatches(keras.utils.PyDataset):
+        def __len__(self):
+            return len(starts)
+
+        def __getitem__(self, index):
+            start = starts[index]
+            return distribute.local_part(validation.select(rows[start : start + config.batch_size]).batch, replicas)
+
+    return ValidationBatches()
+
+
+@contextlib.contextmanager
+def _weights_everywhere(path: Path, processes: distribute.Processes):
+    """``path``, a weights file of process 0's run directory, as a file every process can load (None when process
+    0 has none): the others receive its bytes from process 0 (``distribute.from_first_process``), since each
+    process must load the same values and only process 0 may read the run directory."""
+    if processes.count == 1:
+        yield path if path.exists() else None
+        return
+    payload = distribute.from_first_process(path.read_bytes() if processes.writes and path.exists() else None)
+    if payload is None or processes.writes:
+        yield None if payload is None else path
+        return
+    with tempfile.TemporaryDirectory(prefix="gpt2chat-weights-") as folder:
+        copy = Path(folder) / path.name
+        copy.write_bytes(payload)
+        yield copy
 
 
 def _validation_batches(strategy, validation, config: TrainConfig):
@@ -315,9 +356,10 @@ def _answer_token_loss():
     return AnswerTokenLoss
 
 
-def prepare_data(config: TrainConfig, tokenizer, run: RunDirectory):
+def prepare_data(config: TrainConfig, tokenizer, run: RunDirectory, *, writes: bool = True):
     """(training rows, validation rows), each with answer-token weights; references are retrieved from one index
-    over the training and validation pairs, built once per run (~5 s for 15,600 pairs)."""
+    over the training and validation pairs, built once per run (~5 s for 15,600 pairs). ``writes``: save the
+    split in the run directory (process 0 of a multi-process run only)."""
     from gpt2chat.corpus.data import load_records
     from gpt2chat.search.retrieval import RetrievalIndex
     from gpt2chat.corpus.splits import save_split, split_records
@@ -325,10 +367,11 @@ def prepare_data(config: TrainConfig, tokenizer, run: RunDirectory):
 
     records, report = load_records(config.data, progress=True)
     splits = split_records(records)
-    save_split(splits, run.split)
+    if writes:
+        save_split(splits, run.split)
     train_records = splits["train"][: config.max_records] if config.max_records else splits["train"]
     print(f"{len(records)} answered pairs; training on {len(train_records)}, validating on "
-          f"{len(splits['validation'])} (split by focus, saved to {run.split})", flush=True)
+          f"{len(splits['validation'])} (split by focus{f', saved to {run.split}' if writes else ''})", flush=True)
     grounding = config.grounding()
     index = RetrievalIndex.build([*train_records, *splits["validation"]])
     packed = {}
@@ -349,7 +392,7 @@ def prepare_data(config: TrainConfig, tokenizer, run: RunDirectory):
     return packed["train"], packed["validation"].select(np.sort(rows))
 
 
-def prepare_generic_data(config: TrainConfig, tokenizer, run: RunDirectory):
+def prepare_generic_data(config: TrainConfig, tokenizer, run: RunDirectory, *, writes: bool = True):
     """(training rows, validation rows) of general English text (``gpt2chat.corpus.generic``): every token counts,
     no split.json (the corpus splits itself); --max-records keeps the first N training texts."""
     from gpt2chat.corpus.generic import read_texts
@@ -411,15 +454,18 @@ def check_output(output: str) -> None:
             + ". Choose an empty or new folder, or add --force to write there anyway")
 
 
-def train(config: TrainConfig, *, force: bool = False) -> dict:
-    """Run (or resume) training; returns the summary written to metrics.json.
+def train(config: TrainConfig, *, force: bool = False,
+          processes: distribute.Processes = distribute.Processes()) -> dict:
+    """Run (or resume) training; returns the summary written to metrics.json. With several ``processes`` (JAX;
+    one per machine, each on its --devices), every process runs this with the same settings and only process 0
+    reads or writes --output.
 
     The settings, the data path and the model (a preset that does not load) are checked before the run directory
     is written, and a run that fails before its first checkpoint takes its settings file with it: either way the
     corrected command is not refused as "a run with other settings". A non-empty folder that is not a run is
     refused unless ``force`` (``check_output``)."""
     config.validate()
-    if not force:
+    if not force and processes.writes:
         check_output(config.output)
     if config.corpus == "generic":
         from gpt2chat.corpus.generic import corpus_dir
@@ -431,12 +477,13 @@ def train(config: TrainConfig, *, force: bool = False) -> dict:
         xml_files(settings.medquad_dir(config.data))
     try:
         # Before the backend fixes its devices.
-        strategy = distribute.setup(config.devices, config.model_parallel, settings.tf_config())
+        strategy = distribute.setup(config.devices, config.model_parallel, settings.tf_config(), processes)
     except distribute.DistributionError as error:
         raise ValueError(str(error)) from None
     import keras
 
-    replicas = strategy.num_replicas_in_sync if strategy else config.devices // config.model_parallel
+    replicas = (strategy.num_replicas_in_sync if strategy
+                else config.devices * processes.count // config.model_parallel)
     if config.batch_size % replicas:
         raise ValueError(f"--batch-size {config.batch_size} (the global batch) must split evenly over the "
                          f"{replicas} replicas of the cluster")
@@ -444,34 +491,57 @@ def train(config: TrainConfig, *, force: bool = False) -> dict:
     keras.mixed_precision.set_global_policy(config.precision)
     causal_lm, training_model = build_training_model(config, strategy)
     run = RunDirectory(config.output)
-    fresh = run.training_config() is None
+    fresh = processes.writes and run.training_config() is None
     try:
-        run.prepare(dataclasses.asdict(config))
+        if processes.writes:
+            run.prepare(dataclasses.asdict(config))
     except OSError as error:
         raise ValueError(f"cannot write the run directory {run.root}: {error.strerror or error}") from None
     try:
         with strategy.scope() if strategy else contextlib.nullcontext():
-            return _train_in(run, config, causal_lm, training_model, strategy)
+            return _train_in(run, config, causal_lm, training_model, strategy, processes, replicas)
     except BaseException:
         if fresh and run.load_state() is None:
             run.config.unlink(missing_ok=True)
         raise
 
 
-def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model, strategy) -> dict:
+def _digest(config: TrainConfig, train_rows, validation) -> bytes:
+    """What every process of a run must share: its settings (but where it reads and writes) and the rows it built.
+    A process with other rows would feed its part of other batches, silently: the run would not be one device's."""
+    import hashlib
+
+    shared = {name: value for name, value in dataclasses.asdict(config).items() if name not in ("output", "data")}
+    digest = hashlib.sha256(json.dumps(shared, sort_keys=True).encode())
+    for packed in (train_rows, validation):
+        for array in (packed.rows, packed.weights, packed.targets):
+            if array is not None:
+                digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.digest()
+
+
+def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model, strategy,
+              processes: distribute.Processes = distribute.Processes(), replicas: int = 1) -> dict:
     import keras
 
     prepare = prepare_generic_data if config.corpus == "generic" else prepare_data
-    train_rows, validation = prepare(config, causal_lm.preprocessor.tokenizer, run)
+    train_rows, validation = prepare(config, causal_lm.preprocessor.tokenizer, run, writes=processes.writes)
     if len(train_rows.rows) < config.batch_size:
         raise ValueError(f"only {len(train_rows.rows)} training rows, fewer than --batch-size {config.batch_size}")
 
+    if processes.count > 1 and not distribute.same_in_every_process(_digest(config, train_rows, validation)):
+        raise ValueError(f"process {processes.index}: the {processes.count} processes differ in their settings or "
+                         "training rows; run the same command on each (only --output, --data and --process-id may "
+                         "differ) on the same MedQuAD")
     total_epochs = config.steps // config.eval_interval
-    state = run.load_state()
+    state = run.load_state() if processes.writes else None
+    if processes.count > 1:
+        state = json.loads(distribute.from_first_process(json.dumps(state).encode()))
     first_epoch, history, best = 0, [], float("inf")
     if state:
         training_model.optimizer.build(training_model.trainable_variables)
-        training_model.load_weights(run.last_weights)
+        with _weights_everywhere(run.last_weights, processes) as weights:
+            training_model.load_weights(weights)
         first_epoch, history, best = state["epoch"] + 1, state["history"], state["best_val_loss"]
         if "seed_states" in state:  # absent from checkpoints written before it was saved
             restore_seed_states(training_model, state["seed_states"])
@@ -483,8 +553,15 @@ def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model,
 
     if first_epoch < total_epochs:
         started = time.perf_counter()
-        batches = _batches(train_rows, config, first_epoch * config.eval_interval)
+        keras_distributed = strategy is None and replicas * config.model_parallel > 1  # JAX
+        batches = _batches(train_rows, config, first_epoch * config.eval_interval,
+                           replicas if keras_distributed else 1)
         validation_data, validation_batch_size, validation_steps = validation.batch, config.batch_size, None
+        if keras_distributed:
+            validation_data, validation_batch_size = _local_validation_batches(validation, config, replicas), None
+            print(f"{type(keras.distribution.distribution()).__name__} over {replicas * config.model_parallel} "
+                  f"devices in {processes.count} process(es): {replicas} data-parallel replicas of "
+                  f"{config.batch_size // replicas} rows per step", flush=True)
         if strategy:
             batches = distribute.distributed_batches(strategy, batches, len(batches))
             validation_steps = math.ceil(len(validation.rows) / config.batch_size)
@@ -501,18 +578,23 @@ def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model,
             validation_steps=validation_steps,
             epochs=total_epochs,
             initial_epoch=first_epoch,
-            callbacks=[checkpointing(run, config, history, best)],
-            verbose=1,
+            callbacks=[checkpointing(run, config, history, best, writes=processes.writes)],
+            verbose=1 if processes.writes else 0,
         )
         wall = time.perf_counter() - started
     else:
         wall = 0.0
         print("training already complete; writing the preset again", flush=True)
 
-    if not run.best_weights.exists():
-        raise TrainingDiverged(f"no best checkpoint in {run.checkpoints}: delete {run.root} and train again")
-    training_model.load_weights(run.best_weights)
-    causal_lm.save_to_preset(str(run.root))
+    with _weights_everywhere(run.best_weights, processes) as weights:
+        if weights is None:
+            raise TrainingDiverged(f"no best checkpoint in {run.checkpoints}: delete {run.root} and train again")
+        training_model.load_weights(weights)
+    if processes.writes:
+        causal_lm.save_to_preset(str(run.root))
+    else:  # every process saves alike (see training_callbacks): the others into a folder thrown away
+        with tempfile.TemporaryDirectory(prefix="gpt2chat-discarded-") as folder:
+            causal_lm.save_to_preset(folder)
     best_entry = min(history, key=lambda e: e["val_loss"])
     summary = {
         "parameters": int(causal_lm.backbone.count_params()),
@@ -525,10 +607,14 @@ def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model,
         "median_tokens_per_second": float(np.median([e["tokens_per_second"] for e in history])),
         "wall_seconds_this_session": wall,
         "backend": keras.config.backend(),
-        "replicas": strategy.num_replicas_in_sync if strategy else config.devices // config.model_parallel,
+        "replicas": replicas,
         "model_parallel": config.model_parallel,
+        "processes": processes.count,
         "history": history,
     }
+    if not processes.writes:
+        print(f"process {processes.index} of {processes.count} done; process 0 saved the preset", flush=True)
+        return summary
     RunDirectory.atomic_write_json(summary, run.metrics)
     print(f"saved preset to {run.root} (best val perplexity {summary['best_val_perplexity']:.1f} "
           f"at step {summary['best_step']})", flush=True)
@@ -550,6 +636,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
                         help="random initialisation even if the recipe names a preset")
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty --output that is not a training run (its files may be replaced)")
+    _add_process_flags(parser)
     for field in dataclasses.fields(TrainConfig):
         if field.name == "recipe":
             continue
@@ -561,6 +648,8 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         )
     args = vars(parser.parse_args(argv))
     recipe, from_scratch, _ = args.pop("recipe"), args.pop("from_scratch"), args.pop("force")
+    for name in ("coordinator", "num_processes", "process_id"):
+        args.pop(name, None)
     if from_scratch:
         if args.get("preset"):
             parser.error("--from-scratch and --preset exclude each other")
@@ -568,13 +657,36 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     return TrainConfig.from_recipe(recipe, **args)
 
 
-_FORCE = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-_FORCE.add_argument("--force", action="store_true")
+def _add_process_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of a run over several processes (machines), which are not training settings: they are not saved,
+    and a run resumes on any number of processes (the global batch stays --batch-size)."""
+    group = parser.add_argument_group(
+        "several machines (JAX backend: KERAS_BACKEND=jax; the same command on each, but --process-id)")
+    group.add_argument("--coordinator", default=argparse.SUPPRESS, metavar="HOST:PORT",
+                       help=f"process 0's address, where the others join it (or ${settings.JOB_ADDRESSES_ENV})")
+    group.add_argument("--num-processes", type=int, default=argparse.SUPPRESS, metavar="P",
+                       help=f"processes in the run, one per machine, each on its --devices "
+                            f"(or ${settings.NUM_PROCESSES_ENV}; default 1)")
+    group.add_argument("--process-id", type=int, default=argparse.SUPPRESS, metavar="I",
+                       help=f"this process: 0 (which writes --output) to P-1 (or ${settings.PROCESS_ID_ENV})")
+
+
+_RUN_FLAGS = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+_RUN_FLAGS.add_argument("--force", action="store_true")
+_RUN_FLAGS.add_argument("--coordinator")
+_RUN_FLAGS.add_argument("--num-processes", type=int)
+_RUN_FLAGS.add_argument("--process-id", type=int)
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    train(config, force=_FORCE.parse_known_args(argv)[0].force)
+    flags = _RUN_FLAGS.parse_known_args(argv)[0]
+    try:
+        processes = distribute.processes(flags.coordinator, flags.num_processes, flags.process_id,
+                                         settings.keras_distribution())
+    except distribute.DistributionError as error:
+        raise ValueError(str(error)) from None
+    train(config, force=flags.force, processes=processes)
     return 0
 
 

@@ -8,7 +8,9 @@ Used by ``gpt2chat.modeling.train``; a resumed run reproduces an uninterrupted o
 from __future__ import annotations
 
 import math
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -39,10 +41,11 @@ def restore_seed_states(model, states: list[list[int]]) -> None:
         variable.assign(np.asarray(state, dtype=variable.dtype))
 
 
-def checkpointing(run: RunDirectory, config, history: list[dict], best: float):
+def checkpointing(run: RunDirectory, config, history: list[dict], best: float, *, writes: bool = True):
     """The callback for ``fit`` with a ``gpt2chat.modeling.train.TrainConfig``; ``history`` (the entries so far) grows in place, ``best`` is the best validation
-    loss so far (``inf`` for a fresh run). Keras is imported only when the callback is built, so that importing
-    ``gpt2chat.modeling.train`` for ``--help`` stays cheap."""
+    loss so far (``inf`` for a fresh run). Without ``writes`` (a process other than the first of a multi-process
+    run) it keeps the history and stops a diverging run but writes nothing. Keras is imported only when the
+    callback is built, so that importing ``gpt2chat.modeling.train`` for ``--help`` stays cheap."""
     import keras
 
     class Checkpointing(keras.callbacks.Callback):
@@ -74,6 +77,16 @@ def checkpointing(run: RunDirectory, config, history: list[dict], best: float):
             raise TrainingDiverged(f"training diverged at step {step} (loss {loss:.4g}): {where} with a lower "
                                    f"--learning-rate than {self.config.learning_rate:g}")
 
+        def _save(self, path):
+            if writes:
+                RunDirectory.atomic_write_weights(self.model, path)
+                return
+            # The other processes save too, into a folder thrown away: saving runs JAX operations that every
+            # process must run alike (measured: process 0 saving alone failed JAX's cross-process check of
+            # device_put, "not the same on each process").
+            with tempfile.TemporaryDirectory(prefix="gpt2chat-discarded-") as folder:
+                self.model.save_weights(Path(folder) / path.name)
+
         def on_epoch_end(self, epoch, logs=None):
             self._stop_if_diverged((epoch + 1) * self.config.eval_interval, float(logs["val_loss"]))
             entry = {  # losses per answer token: prompt, reference and question carry no weight
@@ -84,14 +97,17 @@ def checkpointing(run: RunDirectory, config, history: list[dict], best: float):
                 "tokens_per_second": self.tokens_per_eval / self.train_seconds,
             }
             self.history.append(entry)
-            if entry["val_loss"] < self.best:
-                self.best = entry["val_loss"]
-                RunDirectory.atomic_write_weights(self.model, self.run.best_weights)
-            RunDirectory.atomic_write_weights(self.model, self.run.last_weights)
-            RunDirectory.atomic_write_json(
-                {"epoch": epoch, "best_val_loss": self.best, "history": self.history,
-                 "seed_states": seed_states(self.model)}, self.run.state
-            )
+            improved = entry["val_loss"] < self.best
+            self.best = min(self.best, entry["val_loss"])
+            if improved:
+                self._save(self.run.best_weights)
+            self._save(self.run.last_weights)
+            states = seed_states(self.model)
+            if writes:
+                RunDirectory.atomic_write_json(
+                    {"epoch": epoch, "best_val_loss": self.best, "history": self.history, "seed_states": states},
+                    self.run.state
+                )
             print(
                 f"step {entry['step']}: per answer token: train loss {entry['train_loss']:.3f}, "
                 f"val loss {entry['val_loss']:.3f}, "
