@@ -43,6 +43,9 @@ def recogniser():
         _pair(9010, "Supravalvular aortic stenosis", "A narrowing of the aorta above the valve."),
         _pair(9011, "Cant syndrome", "Cant syndrome is a rare condition of the heart and hair."),
         _pair(9012, "CARASIL", "CARASIL affects the blood vessels of the brain."),
+        _pair(9013, "Heart Diseases", "Heart disease is the leading cause of death."),
+        _pair(9014, "Thyroid Diseases", "Your thyroid is a gland in your neck."),
+        _pair(9015, "Papillary thyroid carcinoma", "A cancer of the thyroid gland."),
     ]
     annotations = [
         FocusAnnotation("4_MPlus_Health_Topics_QA", "", "High Blood Pressure", ("Hypertension",)),
@@ -72,6 +75,13 @@ def test_an_everyday_english_word_is_neither_corrected_nor_a_name_without_its_qu
     assert _keys(recogniser, "is maeda syndrome inherited")[:1] == ["carasil"]
     assert _keys(recogniser, "what is cant syndrome")[:1] == ["cant syndrome"]
     assert _keys(recogniser, "is maedda syndrome inherited")[:1] == ["carasil"]  # a misspelling is still corrected
+
+
+def test_lay_words_for_a_group_of_conditions_name_the_general_page(recogniser):
+    assert _keys(recogniser, "what causes heart problems")[:1] == ["heart diseases"]
+    assert _keys(recogniser, "symptoms of a thyroid issue")[:1] == ["thyroid diseases"]
+    assert _keys(recogniser, "my mom has heart trouble")[:1] == ["heart diseases"]
+    assert _keys(recogniser, "what is papillary thyroid carcinoma")[:1] == ["papillary thyroid carcinoma"]
 
 
 def test_a_name_mined_from_also_called_reaches_the_focus(recogniser):

@@ -63,6 +63,10 @@ def everyday_english() -> frozenset[str]:
     return frozenset(w for w, n in counts.items() if n >= EVERYDAY_ENGLISH_COUNT and w.isalpha())
 
 
+# How people name a group of conditions: "heart problems", "kidney trouble", "a thyroid issue" for MedlinePlus's
+# "Heart Diseases", "Kidney Diseases", "Thyroid Diseases" (which had no answer, or a rare subtype's page, before).
+_CONDITION_HEADS = frozenset("disease diseases disorder disorders condition conditions problem problems".split())
+_LAY_HEADS = ("problem", "issue", "trouble", "condition", "disease", "disorder")
 _GENERIC_SUFFIXES = frozenset("syndrome disease disorder disorders type 1 2 3 4 i ii iii iv".split())
 
 
@@ -175,6 +179,12 @@ class FocusRecogniser:
             while stripped and stripped[-1].lower() in _GENERIC_SUFFIXES:
                 stripped = stripped[:-1]
             # ("Parkinson disease" is also "parkinson's": a name written in capitals is no everyday word)
+            if len(words) >= 2 and words[-1].lower() in _CONDITION_HEADS:
+                for head in _LAY_HEADS:
+                    lay = " ".join(stems([*words[:-1], head]))
+                    if lay != joined:
+                        surfaces[lay].add(target)
+                        written_lower.add(lay)
             if stripped and stripped != words and not (set(stems(stripped)) <= common
                                                        and all(w.lower() in known for w in stripped)) and not (
                     len(stripped) == 1 and stripped[0].lower() in english):
