@@ -32,7 +32,7 @@ from gpt2chat.corpus.sentences import (NEGATIONS, answer_candidates, content_wor
                                        split_sentences, stop_words, words)
 
 __all__ = ["Extract", "ExtractConfig", "answer_candidates", "answer_openers", "choose_sentences", "Verification",
-           "ScoredCandidates", "Vocabulary", "adds_to_previous", "extract_scores", "extractive_answer",
+           "Vocabulary", "adds_to_previous", "extractive_answer",
            "has_type_cue", "is_answer_sentence", "is_degenerate", "lead_k", "lead_words", "refers_back",
            "split_sentences", "stands_in_answer", "verify"]
 
@@ -379,34 +379,18 @@ def extractive_answer(
     config: ExtractConfig = ExtractConfig(), per_passage: int | None = None, cited: int | None = None,
     passage_questions: Sequence[str] | None = None,
 ) -> Extract:
-    """The (at most ``max_sentences``) passage sentences most relevant to ``question`` (``extract_scores``), whole,
-    in passage order, within ``max_chars`` characters in all; a sentence longer than ``max_chars`` is never cut,
-    only skipped."""
-    scored = extract_scores(question, passages, max_chars=max_chars, config=config, per_passage=per_passage,
-                            cited=cited, passage_questions=passage_questions)
-    return choose_sentences(scored.candidates, scored.scores, max_sentences=max_sentences, max_chars=max_chars,
-                            follows=scored.follows)
+    """The (at most ``max_sentences``) passage sentences most relevant to ``question``, whole, in passage order,
+    within ``max_chars`` characters in all.
 
-
-@dataclasses.dataclass(frozen=True)
-class ScoredCandidates:
-    candidates: list[tuple[int, int, str]]  # (passage, sentence number, text), as ``answer_candidates``
-    scores: np.ndarray
-    follows: np.ndarray  # bool: taken only right after its predecessor (``choose_sentences``)
-
-
-def extract_scores(question: str, passages: Sequence[str], *, max_chars: int = 600,
-                   config: ExtractConfig = ExtractConfig(), per_passage: int | None = None, cited: int | None = None,
-                   passage_questions: Sequence[str] | None = None) -> ScoredCandidates:
-    """The extract's score of each candidate sentence for ``question``: BM25 with the question (and its
-    question-type cues), normalised to [0, 1] over the candidates, plus a passage-rank prior, plus a prior for each
-    passage's first sentence when the question has no type cue. Only sentences that can be shown are candidates
-    (``is_answer_sentence``: no headings, questions or fragments). ``passage_questions``: the question each passage
-    answers, so that a passage written for another type of question keeps only the sentences of the asked type
-    (``ExtractConfig.uncued_factor``)."""
+    Score = BM25 with the question (and its question-type cues), normalised to [0, 1] over the candidates, plus a
+    passage-rank prior, plus a prior for each passage's first sentence when the question has no type cue. Only
+    sentences that can be shown are candidates (``is_answer_sentence``: no headings, questions or fragments), and
+    one that refers back only with the one before it (``choose_sentences``); a sentence longer than ``max_chars`` is
+    never cut, only skipped. ``passage_questions``: the question each passage answers, so that a passage written for
+    another type of question keeps only the sentences of the asked type (``ExtractConfig.uncued_factor``)."""
     candidates = answer_candidates(passages, max_chars=max_chars, per_passage=per_passage)
     if not candidates:
-        return ScoredCandidates([], np.zeros(0), np.zeros(0, bool))
+        return Extract("", ())
     terms, cues = question_terms(question, config.cue_weight), type_cues(question)
     off_type = [not cues.intersection(type_cues(q)) for q in passage_questions] if passage_questions else []
     tokens = [words(c[2]) for c in candidates]
@@ -438,7 +422,7 @@ def extract_scores(question: str, passages: Sequence[str], *, max_chars: int = 6
     cited = len(passages) if cited is None else cited  # the first ``cited`` passages are the cited sections
     scores = [r + config.rank_weight / (1 + p) + (config.cited_weight if p < cited and cited < len(passages) else 0.0)
               + (lead if s == 0 and p < cited else 0.0) for r, (p, s, _) in zip(relevance, candidates)]
-    return ScoredCandidates(candidates, np.asarray(scores, float), follows)
+    return choose_sentences(candidates, scores, max_sentences=max_sentences, max_chars=max_chars, follows=follows)
 
 
 def choose_sentences(candidates: Sequence[tuple[int, int, str]], scores: Sequence[float], *, max_sentences: int,
