@@ -8,8 +8,9 @@ import pytest
 
 from gpt2chat.corpus.data import FocusAnnotation, QAPair
 from gpt2chat.search.question_types import cue
+from gpt2chat.search.ranking import STRONG_CONFIDENCE, _without_foci
 from gpt2chat.search.retrieval_eval import name_key
-from gpt2chat.search.understanding import FocusRecogniser
+from gpt2chat.search.understanding import FocusMatch, FocusRecogniser
 
 FILLERS = 3000  # "hypertension" in 60 answers is 2% of them, "attack" in 150 is 5%
 
@@ -46,6 +47,9 @@ def recogniser():
         _pair(9013, "Heart Diseases", "Heart disease is the leading cause of death."),
         _pair(9014, "Thyroid Diseases", "Your thyroid is a gland in your neck."),
         _pair(9015, "Papillary thyroid carcinoma", "A cancer of the thyroid gland."),
+        _pair(9016, "Wolff-Parkinson-White syndrome", "An extra pathway makes the heart beat fast."),
+        _pair(9017, "Primary lateral sclerosis", "Primary lateral sclerosis (PLS) weakens the legs."),
+        _pair(9018, "Primary lateral sclerosis", "In primary lateral sclerosis (PLS) the nerves die slowly."),
     ]
     annotations = [
         FocusAnnotation("4_MPlus_Health_Topics_QA", "", "High Blood Pressure", ("Hypertension",)),
@@ -84,6 +88,26 @@ def test_lay_words_for_a_group_of_conditions_name_the_general_page(recogniser):
     assert _keys(recogniser, "what is papillary thyroid carcinoma")[:1] == ["papillary thyroid carcinoma"]
 
 
+def test_a_lay_group_name_gives_way_to_the_condition_the_message_names(recogniser):
+    matches = recogniser.find("my son has a heart condition called wolff-parkinson-white syndrome")
+    assert [m.key for m in matches][:2] == ["wolff-parkinson-white syndrome", "heart diseases"]
+    assert matches[1].confidence < STRONG_CONFIDENCE  # never the message's main condition
+    assert FocusRecogniser.from_json(recogniser.to_json()).find("heart condition")[0].confidence == \
+        matches[1].confidence
+
+
+def test_texting_shorthand_is_no_abbreviation(recogniser):
+    assert "primary lateral sclerosis" not in _keys(recogniser, "is there any treatment sir pls help me")
+    assert _keys(recogniser, "my father has PLS")[:1] == ["primary lateral sclerosis"]
+
+
+def test_a_focus_named_by_question_words_keeps_them_for_the_type():
+    reactions = FocusMatch("Drug Reactions", "drug reactions", 1.0, "side effects", True)
+    angioedema = FocusMatch("Hereditary angioedema", "hereditary angioedema", 1.0, "hereditary angioedema", True)
+    assert cue(_without_foci("what side effects should I expect", [reactions])) == "side effects"
+    assert cue(_without_foci("how is hereditary angioedema treated", [angioedema])) == "treatment"
+
+
 def test_a_name_mined_from_also_called_reaches_the_focus(recogniser):
     assert _keys(recogniser, "what causes acid reflux")[:1] == ["gastroesophageal reflux disease"]
 
@@ -119,9 +143,25 @@ def test_unanswered_medicines_are_told_from_encyclopedia_topics(recogniser):
     ("Do you offer any written pamphlets on these.", "information"),
     ("I was diagnosed with it last year, what can be done for it", "treatment"),
     ("What are the genetic changes related to it?", "genetic changes"),
+    ("What if you do not have surgery to remove it?", "outlook"),
+    ("non-pharmacological ways to relieve symptoms of it", "treatment"),
+    ("What are some illnesses caused by smoking?", "complications"),
+    ("Do high ammonia levels affect breathing?", "causes"),
+    ("If you have it is there any way to reverse it?", "treatment"),
+    ("Is there any new research on it?", "research"),
+    ("how can I avoid getting it", "prevention"),
 ])
 def test_a_sentence_names_its_question_type(sentence, qtype):
     assert cue(sentence) == qtype
+
+
+@pytest.mark.parametrize("sentence", [
+    "I am composing a research report on it for school",  # research mentioned, not asked for
+    "Could a skin graft help with a stage 4 pressure sore",  # a stage named, not the stages asked
+    "which foods should I avoid with it",  # avoiding with the condition: not preventing it
+])
+def test_a_word_a_question_type_uses_is_no_cue_in_another_sense(sentence):
+    assert cue(sentence) not in {"research", "stages", "prevention"}
 
 
 def test_annotated_names_are_compared_without_possessives_and_bracketed_abbreviations():

@@ -12,8 +12,9 @@ from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations, load
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import RetrievalIndex
 from gpt2chat.search.question_types import consumer_type_rows
-from gpt2chat.search.retrieval_eval import (evaluate_consumer, evaluate_followups, evaluate_liveqa, normalise_url,
-                                            resolved_page)
+from gpt2chat.search import retrieval_eval
+from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_consumer, evaluate_followups,
+                                            evaluate_liveqa, normalise_url, resolved_page)
 from gpt2chat.search.understanding import split_questions
 
 # Answered foci the tests ask about, plus their neighbours that compete for the same words.
@@ -37,9 +38,13 @@ def records(medquad_dir):
 
 
 @pytest.fixture(scope="module")
-def index(records, medquad_dir):
-    annotations = [a for a in load_annotations(medquad_dir)
-                   if focus_key(a.focus) in FOCI | UNANSWERED or a.subset == HEALTH_TOPICS]
+def annotations(medquad_dir):
+    return [a for a in load_annotations(medquad_dir)
+            if focus_key(a.focus) in FOCI | UNANSWERED or a.subset == HEALTH_TOPICS]
+
+
+@pytest.fixture(scope="module")
+def index(records, annotations):
     # A sample of the RQE train split keeps the build at a few seconds; the full split is used by the app.
     return RetrievalIndex.build(records, annotations=annotations, rqe=rqe_pairs("train")[:800])
 
@@ -323,6 +328,27 @@ def test_the_liveqa_evaluation_counts_focus_found_through_synonyms_and_types(ind
     assert counts["focus n"] == 2 and counts["focus found"] == 2  # "podagra" is a synonym of the cited gout
     assert counts["types n"] == 4 and counts["types mapped"] == 3 and counts["type found"] == 2
     assert counts["messages"] == 3 and counts["no answer"] == 1
+
+
+def test_consumer_types_are_cross_validated_with_each_fold_unseen(index, annotations, monkeypatch):
+    asked = [("How is gout treated?", "treatment"), ("what causes gout", "cause"), ("is gout inherited?", "inheritance"),
+             ("what are the symptoms of gout", "symptom"), ("how do doctors test for gout", "diagnosis"),
+             ("can gout be prevented", "prevention"), ("what is the outlook for gout", "prognosis"),
+             ("my son has gout, who can I call?", "organization")]
+    messages = [{"id": f"m{i}", "subject": "", "message": text, "text": text,
+                 "subquestions": [{"focus": "gout", "type": qtype}]} for i, (text, qtype) in enumerate(asked)]
+    learnt, measured = [], []
+    rows, evaluate = retrieval_eval.consumer_type_rows, retrieval_eval.evaluate_liveqa
+    monkeypatch.setattr(retrieval_eval, "consumer_type_rows", lambda kept: learnt.append({m["id"] for m in kept})
+                        or rows(kept))
+    monkeypatch.setattr(retrieval_eval, "evaluate_liveqa", lambda idx, held_out, synonyms: measured.append(
+        {m["id"] for m in held_out}) or evaluate(idx, held_out, synonyms))
+    built = index.understanding.types
+    counts = cross_validated_types(index, annotations, messages, folds=4)
+    assert index.understanding.types is built
+    assert [len(ids) for ids in measured] == [2, 2, 2, 2] and set().union(*measured) == {m["id"] for m in messages}
+    assert all(not (kept & held_out) and len(kept) == 6 for kept, held_out in zip(learnt, measured))
+    assert counts["types n"] == 8 and counts["type found"] == 7  # "organization" has no MedQuAD type
 
 
 def test_the_conversation_evaluation_scores_each_kind(index):

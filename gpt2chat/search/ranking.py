@@ -26,7 +26,7 @@ import numpy as np
 from gpt2chat.corpus.data import FocusAnnotation, QAPair, is_link_list
 from gpt2chat.search.entailment import (EntailmentModel, liveqa_messages, liveqa_path, rqe_pairs, rqe_path,
                                         type_contrast_pairs)
-from gpt2chat.search.question_types import TypeClassifier, consumer_type_rows
+from gpt2chat.search.question_types import TypeClassifier, consumer_type_rows, is_cue_phrase
 from gpt2chat.search.understanding import FocusMatch, FocusRecogniser, off_topic_request, raw_words, split_questions
 
 
@@ -226,9 +226,11 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
 
 def _without_foci(text: str, foci: Sequence[FocusMatch]) -> str:
     """The sentence with the foci it names replaced by "it", as the type classifier learnt MedQuAD's questions:
-    "Hereditary angioedema" or "gene therapy" name no question type."""
+    "Hereditary angioedema" or "gene therapy" name no question type. A focus named by a type's own words keeps
+    them: "what side effects ..." names Drug Reactions and still asks for side effects."""
     for match in foci:
-        if match.span and not match.generic:  # "what gene is involved?" keeps its question word
+        # "what gene is involved?" keeps its question word
+        if match.span and not match.generic and not is_cue_phrase(match.span):
             text = re.sub(r"\b" + re.escape(match.span) + r"\b", " it ", text, flags=re.IGNORECASE)
     return text
 

@@ -14,6 +14,8 @@ retrieval command):
                 on a MedQuAD page, per subset, and focus@1 (the first passage is about the focus of a judged-correct
                 page, whichever site); how often a cited page was judged incorrect (score 1). Once more with pages
                 resolved across site moves (``resolved_page``): 94 questions then have a judged-correct MedQuAD page.
+* ``types``     question types on consumer messages: LiveQA ``train`` 4-fold cross-validated (the type classifier
+                learns from ``train``, so each fold is measured with a classifier built without it) and ``dev``.
 * ``rqe``       accuracy of the question-entailment model on the RQE validation and test splits.
 * ``followups`` our own two- and three-turn conversations (gpt2chat/resources/followup_conversations.jsonl): follow-ups
                 that must keep the focus, new topics and off-topic requests that must not inherit it; the cited
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import random
 import re
 import time
 from pathlib import Path
@@ -41,7 +44,7 @@ from gpt2chat.corpus import data
 from gpt2chat.corpus.data import QAPair, focus_key
 from gpt2chat.search import entailment
 from gpt2chat.search.entailment import rqe_pairs
-from gpt2chat.search.question_types import LIVEQA_TYPES
+from gpt2chat.search.question_types import LIVEQA_TYPES, TypeClassifier, consumer_type_rows
 from gpt2chat.search.retrieval import RetrievalIndex
 
 QA_FILE = "mediqa2019_qa.jsonl"
@@ -321,6 +324,39 @@ def run_consumer(data_dir: str | None, limit: int | None) -> int:
     return 0
 
 
+def cross_validated_types(index: RetrievalIndex, annotations, messages: list[dict], folds: int = 4,
+                          seed: int = 0) -> collections.Counter:
+    """Type found on LiveQA ``train`` messages as if each were unseen: the type classifier rebuilt without the
+    messages of one fold at a time (seeded split), then measured on that fold through the full ``retrieve``."""
+    shuffled = sorted(messages, key=lambda m: m["id"])
+    random.Random(seed).shuffle(shuffled)
+    built = index.understanding.types
+    counts: collections.Counter = collections.Counter()
+    try:
+        for fold in range(folds):
+            held_out = shuffled[fold::folds]
+            kept = [m for m in shuffled if m not in held_out]
+            fold = TypeClassifier.build(annotations, consumer_rows=consumer_type_rows(kept))
+            index.understanding.types = fold.with_classes(built.classes)
+            counts.update(evaluate_liveqa(index, held_out, {})["counts"])
+    finally:
+        index.understanding.types = built
+    return counts
+
+
+def run_types(data_dir: str | None, limit: int | None) -> int:
+    """Question types on consumer messages: LiveQA train cross-validated (the classifier learns from train), dev."""
+    index = RetrievalIndex.load_or_build(data_dir, progress=True)
+    train = liveqa_messages("train")[:limit]
+    counts = cross_validated_types(index, data.load_annotations(data_dir), train)
+    print(f"LiveQA 2017 train, 4-fold cross-validated: type found {counts['type found']}/{counts['types n']} "
+          f"{_percent(counts['type found'], counts['types n']).strip()}")
+    dev = evaluate_liveqa(index, liveqa_messages("dev")[:limit], {})["counts"]
+    print(f"LiveQA 2017 dev (evaluation only): type found {dev['type found']}/{dev['types n']} "
+          f"{_percent(dev['type found'], dev['types n']).strip()}")
+    return 0
+
+
 def run_rqe(data_dir: str | None, limit: int | None) -> int:
     index = RetrievalIndex.load_or_build(data_dir, progress=True)
     model = index.understanding.entailment
@@ -412,8 +448,8 @@ def run_latency(data_dir: str | None, limit: int | None) -> int:
     return 0
 
 
-RUNNERS = {"medquad": run_medquad, "consumer": run_consumer, "rqe": run_rqe, "followups": run_followups,
-           "latency": run_latency}
+RUNNERS = {"medquad": run_medquad, "consumer": run_consumer, "types": run_types, "rqe": run_rqe,
+           "followups": run_followups, "latency": run_latency}
 
 
 def main(argv: list[str] | None = None) -> int:

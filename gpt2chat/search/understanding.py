@@ -35,6 +35,9 @@ MAX_SURFACE_WORDS = 10
 # never seen in lowercase in MedQuAD; tokens shorter than 5 letters are never corrected ("lime" is not "lyme").
 SPELLING_CUTOFF = 80
 ACRONYM_CONFIDENCE = 0.9
+# A lay name for a group of conditions ("a heart condition" for Heart Diseases) is what the message is about only
+# when it names nothing more precise: "WPW, a heart condition" asks about WPW. Below STRONG_CONFIDENCE (ranking).
+LAY_CONFIDENCE = 0.85
 ORDER_FREE_CONFIDENCE = 0.9
 CONTAINING_CONFIDENCE = 0.8
 MAX_CONTAINING = 5
@@ -47,6 +50,9 @@ TERM_SHARE = 0.03
 # An abbreviation written in lower case counts when MedQuAD writes that word in lower case fewer times than this
 # ("als" 3 times, "add" 52, "all" 4,181).
 LOWER_ACRONYM_MAX = 20
+# Texting shorthand is no abbreviation of a condition when written in lower case: "sir pls help me" is not about
+# primary lateral sclerosis (PLS), "thx" not about anything.
+CHAT_ABBREVIATIONS = frozenset("pls plz thx ty btw fyi lol omg idk imo imho asap ppl bc cuz coz im ive ur yr yrs".split())
 EVERYDAY_SHARE = 0.003
 EVERYDAY_MIN_DOCUMENTS = 20
 # Everyday English: words seen at least this often in pyspellchecker's English word counts (film subtitles; 12,761
@@ -98,8 +104,9 @@ class FocusRecogniser:
 
     def __init__(self, surfaces: dict, acronyms: dict, names: dict, answered: Iterable[str], known_words: Iterable[str],
                  spelling_words: Sequence[str], question_stems: Iterable[str] = (), everyday_stems: Iterable[str] = (),
-                 lower_words: Iterable[str] = (), medicines: Iterable[str] = ()):
+                 lower_words: Iterable[str] = (), medicines: Iterable[str] = (), lay_surfaces: Iterable[str] = ()):
         self.surfaces = surfaces  # " ".join(stems) -> [focus keys]
+        self.lay_surfaces = frozenset(lay_surfaces)  # "heart problem" for Heart Diseases: see LAY_CONFIDENCE
         self.acronyms = acronyms  # lower-case abbreviation -> focus key
         self.names = names  # focus key -> display name
         self.answered = frozenset(answered)
@@ -141,7 +148,7 @@ class FocusRecogniser:
             document_frequency.update(set(stems(words)))
         english = everyday_english()
         known = {w for w, n in lower_counts.items() if n >= 3} | english
-        lower = {w for w, n in lower_counts.items() if n >= LOWER_ACRONYM_MAX}
+        lower = {w for w, n in lower_counts.items() if n >= LOWER_ACRONYM_MAX} | CHAT_ABBREVIATIONS
         # A one-word synonym used in over 1% of answers ("doctor", "sugar", "family") names no topic by itself
         # (at least 50 answers, so that a small index of a few diseases does not find its own names common).
         common = {s for s, n in document_frequency.items() if n > max(50, 0.01 * len(records))}
@@ -159,6 +166,8 @@ class FocusRecogniser:
         exact: dict[str, str] = {}  # a surface that IS a focus name points at that focus only
         upper_only: set[str] = set()  # surfaces only ever written in capitals ("ALL", "AMD")
         written_lower: set[str] = set()
+        said: set[str] = set()  # surfaces a name or synonym says as such
+        lay_surfaces: set[str] = set()  # surfaces only a lay head made
 
         def add(surface: str, target: str, is_name: bool) -> None:
             words = raw_words(surface)
@@ -172,6 +181,7 @@ class FocusRecogniser:
             if is_name:
                 exact.setdefault(joined, target)
             surfaces[joined].add(target)
+            said.add(joined)
             (upper_only if all(w.isupper() for w in words) else written_lower).add(joined)
             # "Klinefelter syndrome" is also "klinefelter's", "Lyme disease" "lyme", "optic atrophy type 1"
             # "optic atrophy": the qualifier is dropped unless only common words remain ("Down syndrome").
@@ -185,6 +195,7 @@ class FocusRecogniser:
                     if lay != joined:
                         surfaces[lay].add(target)
                         written_lower.add(lay)
+                        lay_surfaces.add(lay)
             if stripped and stripped != words and not (set(stems(stripped)) <= common
                                                        and all(w.lower() in known for w in stripped)) and not (
                     len(stripped) == 1 and stripped[0].lower() in english):
@@ -219,7 +230,8 @@ class FocusRecogniser:
             resolved.pop(joined, None)
         spelling = sorted({w.lower() for name in (*names.values(), *(s for n in annotations for s in n.synonyms))
                            for w in raw_words(name) if len(w) >= 5 and w.isalpha()})
-        return cls(resolved, acronyms, names, answered, known, spelling, question_stems, everyday, lower, medicines)
+        return cls(resolved, acronyms, names, answered, known, spelling, question_stems, everyday, lower, medicines,
+                   lay_surfaces - said)
 
     def find(self, text: str) -> list[FocusMatch]:
         """Foci named in ``text``, best confidence first.
@@ -290,7 +302,8 @@ class FocusRecogniser:
                         candidates.append((length, start, targets, ACRONYM_CONFIDENCE))
                     continue
                 if targets:
-                    candidates.append((length, start, targets, min(scores[start:start + length])))
+                    weight = LAY_CONFIDENCE if joined in self.lay_surfaces else 1.0
+                    candidates.append((length, start, targets, weight * min(scores[start:start + length])))
                     break
         taken: set[int] = set()
         found: dict[str, FocusMatch] = {}
@@ -362,7 +375,7 @@ class FocusRecogniser:
                 "answered": sorted(self.answered), "known_words": sorted(self.known_words),
                 "spelling_words": self.spelling_words, "question_stems": sorted(self.question_stems),
                 "everyday_stems": sorted(self.everyday_stems), "lower_words": sorted(self.lower_words),
-                "medicines": sorted(self.medicines)}
+                "medicines": sorted(self.medicines), "lay_surfaces": sorted(self.lay_surfaces)}
 
     @classmethod
     def from_json(cls, payload: dict) -> FocusRecogniser:
