@@ -50,6 +50,8 @@ def recogniser():
         _pair(9016, "Wolff-Parkinson-White syndrome", "An extra pathway makes the heart beat fast."),
         _pair(9017, "Primary lateral sclerosis", "Primary lateral sclerosis (PLS) weakens the legs."),
         _pair(9018, "Primary lateral sclerosis", "In primary lateral sclerosis (PLS) the nerves die slowly."),
+        _pair(9019, "Spinocerebellar ataxia 3", "An ataxia that begins in adulthood.", subset="2_GARD_QA"),
+        _pair(9020, "spinocerebellar ataxia type 3", "People with SCA3 lose coordination.", subset="3_GHR_QA"),
     ]
     annotations = [
         FocusAnnotation("4_MPlus_Health_Topics_QA", "", "High Blood Pressure", ("Hypertension",)),
@@ -60,6 +62,8 @@ def recogniser():
         FocusAnnotation("11_MPlusDrugs_QA", "", "Metformin"),
         FocusAnnotation("10_MPlus_ADAM_QA", "", "Aortic stenosis"),
         FocusAnnotation("2_GARD_QA", "", "CARASIL", ("Maeda syndrome",)),
+        FocusAnnotation("2_GARD_QA", "", "Spinocerebellar ataxia 3", ("SCA3",)),
+        FocusAnnotation("3_GHR_QA", "", "spinocerebellar ataxia type 3", ("SCA3", "Machado-Joseph disease")),
     ]
     return FocusRecogniser.build(records, annotations)
 
@@ -94,6 +98,12 @@ def test_a_lay_group_name_gives_way_to_the_condition_the_message_names(recognise
     assert matches[1].confidence < STRONG_CONFIDENCE  # never the message's main condition
     assert FocusRecogniser.from_json(recogniser.to_json()).find("heart condition")[0].confidence == \
         matches[1].confidence
+
+
+def test_an_abbreviation_two_foci_list_names_the_closest(recogniser):
+    matches = recogniser.find("I have been diagnosed with SCA3")
+    assert matches[0].key == "spinocerebellar ataxia 3" and matches[0].confidence == 0.9
+    assert FocusRecogniser.from_json(recogniser.to_json()).find("SCA3")[0].key == "spinocerebellar ataxia 3"
 
 
 def test_texting_shorthand_is_no_abbreviation(recogniser):

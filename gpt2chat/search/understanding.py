@@ -107,7 +107,7 @@ class FocusRecogniser:
                  lower_words: Iterable[str] = (), medicines: Iterable[str] = (), lay_surfaces: Iterable[str] = ()):
         self.surfaces = surfaces  # " ".join(stems) -> [focus keys]
         self.lay_surfaces = frozenset(lay_surfaces)  # "heart problem" for Heart Diseases: see LAY_CONFIDENCE
-        self.acronyms = acronyms  # lower-case abbreviation -> focus key
+        self.acronyms = acronyms  # lower-case abbreviation -> focus keys
         self.names = names  # focus key -> display name
         self.answered = frozenset(answered)
         self.known_words = frozenset(known_words)  # words seen in lower case in MedQuAD text: never "corrected"
@@ -223,9 +223,13 @@ class FocusRecogniser:
                 add(surface, target, is_name=False)
         resolved = {joined: [exact[joined]] if joined in exact else sorted(targets)
                     for joined, targets in surfaces.items()}
-        acronyms = _mine_acronyms(records, names, resolved)
-        acronyms.update({joined: targets[0] for joined, targets in resolved.items()
-                         if joined in upper_only - written_lower and len(targets) == 1})
+        acronyms = {short: [target] for short, target in _mine_acronyms(records, names, resolved).items()}
+        # A synonym written only in capitals names its foci as an abbreviation; one that several foci list (GARD's
+        # and GHR's "SCA3") goes to the closest name when matched (125 were lost before, "SCA3" among them).
+        for joined in upper_only - written_lower:
+            targets = resolved.get(joined)
+            if targets and (len(targets) == 1 or joined not in acronyms):
+                acronyms[joined] = targets
         for joined in upper_only - written_lower:  # matched through _acronym, with its capitals rule
             resolved.pop(joined, None)
         spelling = sorted({w.lower() for name in (*names.values(), *(s for n in annotations for s in n.synonyms))
@@ -364,10 +368,10 @@ class FocusRecogniser:
 
     def _acronym(self, word: str) -> list[str]:
         lower = word.lower()
-        target = self.acronyms.get(lower)
+        targets = self.acronyms.get(lower)
         # "ALL" is leukaemia but "all" is a word: lower-case forms count only when MedQuAD never writes them so.
-        if target and (word.isupper() or lower not in self.lower_words):
-            return [target]
+        if targets and (word.isupper() or lower not in self.lower_words):
+            return list(targets)
         return []
 
     def to_json(self) -> dict:
