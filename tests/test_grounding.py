@@ -391,3 +391,10 @@ def test_words_match_by_their_stem():
     unstemmed = extractive_answer("What are the symptoms of anemia?", [section], max_sentences=1,
                                   config=ExtractConfig(stem=False))
     assert unstemmed.text != best.text
+
+
+def test_the_extract_reads_the_asked_type_with_retrievals_cues():
+    # one set of question-type words: consumer wordings retrieval understands rank the extract's sentences too
+    assert grounding.type_cues("will my eyelid droop go away?") == frozenset(grounding.ANSWER_WORDS["outlook"])
+    assert "treatment" in grounding.type_cues("how do I get rid of it?")
+    assert not grounding.has_type_cue("what is lupus?") and grounding.has_type_cue("is lupus inherited?")

@@ -30,6 +30,7 @@ import numpy as np
 
 from gpt2chat.corpus.sentences import (NEGATIONS, answer_candidates, content_words, is_answer_sentence, is_question,
                                        split_sentences, stop_words, words)
+from gpt2chat.search.question_types import cue
 
 __all__ = ["Extract", "ExtractConfig", "answer_candidates", "answer_openers", "choose_sentences", "Verification",
            "Vocabulary", "adds_to_previous", "extractive_answer",
@@ -254,36 +255,41 @@ def lead_words(passage: str, n: int) -> str:
     return " ".join((passage or "").split()[:n])
 
 
-# Question cue → words that answers of that MedQuAD question type use. Only ranks passage sentences for the
-# extract (a sentence about treatment for "How is X treated?"); the support check never uses it. Not "avoid": it
-# opened "How can I prevent the flu?" with advice for the sick ("... stay home and avoid contact with others");
-# without it, --calibrate-extract 50.75 | 8.15 -> 50.72 | 8.15.
-QUESTION_CUES = (
-    (r"\btreat|therap|\bcure|manag|medication", "treatment treatments treated treat therapy therapies surgery "
-     "medication medications medicines drugs managed management"),
-    (r"symptom|\bsigns?\b", "symptoms signs include characterized features experience"),
-    (r"\bcause|\bwhy\b", "caused causes cause mutations due result results risk"),
-    (r"inherit|genetic changes|\bgenes?\b", "inherited inheritance autosomal dominant recessive pattern gene mutations"),
-    (r"diagnos|\btests?\b|\bexam", "diagnosis diagnosed diagnose test tests testing exam examination imaging"),
-    (r"prevent", "prevent prevention prevented reduce risk vaccine vaccines vaccination"),
-    (r"outlook|prognosis|life expectancy", "prognosis outlook survival expectancy"),
-    (r"how many|common|frequen", "affects prevalence estimated common rare people worldwide"),
-    (r"\brisk\b|susceptib", "risk higher increased likely"),
-    (r"research|clinical trial", "research clinical trials studies researchers"),
-    (r"complication", "complications lead"),
-    (r"\bstages?\b", "stage stages"),
-)
-_QUESTION_CUES = tuple((re.compile(p, re.IGNORECASE), tuple(w.split())) for p, w in QUESTION_CUES)
+# Words that answers of each MedQuAD question type use, to rank passage sentences for the extract (a sentence about
+# treatment for "How is X treated?"); the support check never uses them. The type a question asks is
+# ``search.question_types.cue``, as for retrieval and the follow-up suggestions (the extract had patterns of its own:
+# --calibrate-extract 50.72 | 8.16 -> 50.76 | 8.06; every type a long message's cues name, 50.75 | 7.84, as its
+# story sentences add off-type words). Not "avoid": it opened "How can I prevent the flu?" with advice for the
+# sick ("... stay home and avoid contact with others"); without it, 50.75 | 8.15 -> 50.72 | 8.15.
+_TREATMENT_WORDS = ("treatment treatments treated treat therapy therapies surgery medication medications medicines "
+                    "drugs managed management")
+_INHERITANCE_WORDS = "inherited inheritance autosomal dominant recessive pattern gene mutations"
+ANSWER_WORDS = {qtype: tuple(words.split()) for qtype, words in {
+    "treatment": _TREATMENT_WORDS,
+    "considerations": _TREATMENT_WORDS,
+    "symptoms": "symptoms signs include characterized features experience",
+    "causes": "caused causes cause mutations due result results risk",
+    "inheritance": _INHERITANCE_WORDS,
+    "genetic changes": _INHERITANCE_WORDS,
+    "exams and tests": "diagnosis diagnosed diagnose test tests testing exam examination imaging",
+    "prevention": "prevent prevention prevented reduce risk vaccine vaccines vaccination",
+    "outlook": "prognosis outlook survival expectancy",
+    "frequency": "affects prevalence estimated common rare people worldwide",
+    "susceptibility": "risk higher increased likely",
+    "research": "research clinical trials studies researchers",
+    "complications": "complications lead",
+    "stages": "stage stages",
+}.items()}
 
 
 def has_type_cue(question: str) -> bool:
     """Whether ``question`` asks something specific (treatment, symptoms, ...) rather than what a thing is."""
-    return any(pattern.search(question) for pattern, _ in _QUESTION_CUES)
+    return cue(question) in ANSWER_WORDS
 
 
 def type_cues(question: str) -> frozenset[str]:
-    """The cue words of every question type ``question`` asks (empty: it asks what a thing is)."""
-    return frozenset(cue for pattern, cues in _QUESTION_CUES if pattern.search(question) for cue in cues)
+    """The answer words of the question type ``question`` asks (empty: it asks what a thing is)."""
+    return frozenset(ANSWER_WORDS.get(cue(question), ()))
 
 
 @functools.lru_cache(maxsize=1)
@@ -301,8 +307,8 @@ def stem(word: str) -> str:
 def question_terms(question: str, cue_weight: float) -> dict[str, float]:
     """Query weights: the question's content words (1) and the cue words of its question type (``cue_weight``)."""
     terms = {t: 1.0 for t in content_words(words(question))}
-    for cue in sorted(type_cues(question)):
-        terms.setdefault(cue, cue_weight)
+    for word in sorted(type_cues(question)):
+        terms.setdefault(word, cue_weight)
     return terms
 
 
