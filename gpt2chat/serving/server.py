@@ -33,6 +33,8 @@ MAX_REQUEST_BYTES = 256 << 10
 # sessions: at most about 16 million characters in all.
 STATE_SESSIONS = 256
 HISTORY_CHARS = 64_000
+# ... and at most HISTORY_MESSAGES messages (a history of 3,000 empty messages is 3,000 objects to validate).
+HISTORY_MESSAGES = 200
 # Longer log lines are cut: one malformed 824 KB history wrote 48,000 lines (3 MB) to the log.
 MAX_LOG_CHARS = 500
 
@@ -87,6 +89,108 @@ class BodySizeLimit:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+ROLES = ("user", "assistant", "system")
+MALFORMED_HISTORY = ("a chat history must be a list of messages, each with a role ('user' or 'assistant') and text "
+                     "content")
+
+
+def _is_history(value) -> bool:
+    """A value that claims to be a chat history: a non-empty list of objects, one of them with a role."""
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and \
+        any(isinstance(item, dict) and "role" in item for item in value)
+
+
+def _well_formed(message) -> bool:
+    if not isinstance(message, dict) or message.get("role") not in ROLES:
+        return False
+    content = message.get("content")
+    if isinstance(content, list):
+        return all(isinstance(part, (str, dict)) for part in content)
+    return isinstance(content, (str, dict))
+
+
+class HistoryGate:
+    """Pure ASGI middleware for the API's JSON requests (every route's body is at most ``BodySizeLimit``'s): each
+    argument that is a chat history is checked and cut before Gradio parses it. A history with a message that is
+    not a message (a role other than user, assistant or system; content that is not text) gets 422 with a fixed
+    message, never the value; a longer one keeps its most recent messages (``bounded_history``: what the session
+    would keep anyway). Gradio validated each message of a 3,000-message history, and answered its question, before
+    the app could look at it (issue 23's soak)."""
+
+    def __init__(self, app, max_chars: int = HISTORY_CHARS, max_messages: int = HISTORY_MESSAGES):
+        self.app, self.max_chars, self.max_messages = app, max_chars, max_messages
+
+    async def __call__(self, scope, receive, send):
+        # FastAPI reads a body as JSON when it says so or says nothing
+        content_type = dict(scope.get("headers") or ()).get(b"content-type", b"json")
+        if scope["type"] != "http" or scope.get("method") != "POST" or b"json" not in content_type:
+            return await self.app(scope, receive, send)
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away (or BodySizeLimit cut it off): nothing to answer
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            parsed = None  # not ours to judge: Gradio refuses it
+        checked = self._check(parsed) if isinstance(parsed, dict) else parsed
+        if checked is _MALFORMED:
+            return await _json_response(send, 422, {"error": MALFORMED_HISTORY})
+        if checked is not parsed:
+            body = json.dumps(checked).encode()
+            scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers") or () if k != b"content-length"]
+                     + [(b"content-length", str(len(body)).encode())]}
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    def _check(self, request: dict):
+        """The request with its histories cut; ``_MALFORMED`` when one is malformed; the request itself when
+        nothing changed. The arguments are ``data`` (a list, or named arguments) or, without it (``/call/v2``),
+        the body's own values."""
+        data = request.get("data", request)
+        values = dict(enumerate(data)) if isinstance(data, list) else data if isinstance(data, dict) else {}
+        changed = {}
+        for key, value in values.items():
+            if not _is_history(value):
+                continue
+            if not all(_well_formed(m) for m in value):
+                return _MALFORMED
+            recent = value[-self.max_messages:] if len(value) > self.max_messages else value
+            cut = bounded_history(recent, self.max_chars)
+            if cut is not value:
+                changed[key] = cut
+        if not changed:
+            return request
+        if isinstance(data, list):
+            data = [changed.get(i, v) for i, v in enumerate(data)]
+        else:
+            data = {**data, **changed}
+        return data if "data" not in request else {**request, "data": data}
+
+
+_MALFORMED = object()
+
+
+async def _json_response(send, status: int, content: dict) -> None:
+    body = json.dumps(content).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class ClosedRoutes:
@@ -226,6 +330,7 @@ def serve(demo, host: str, port: int, *, launch_options: dict, max_request_bytes
     from gpt2chat.serving.fairness import ClientRequestLimit
 
     app = fastapi.FastAPI()
+    app.add_middleware(HistoryGate)  # innermost: it reads bodies BodySizeLimit has bounded
     app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes)
     app.add_middleware(ClosedRoutes)
     app.add_middleware(ClientRequestLimit, undeclared_bytes=max_request_bytes)  # outermost: a flood costs least
