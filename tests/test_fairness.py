@@ -10,7 +10,7 @@ import time
 import pytest
 
 from gpt2chat.serving.fairness import (AnswerScheduler, ClientRequestLimit, RequestBudget, TokenBuckets,
-                                       TooManyWaiting, client_address)
+                                       TooManyWaiting, client_address, network_of)
 
 
 def test_the_client_is_the_peer_unless_trusted_proxies_stand_before_the_app():
@@ -74,6 +74,25 @@ def test_a_client_over_its_request_budget_gets_429_before_the_app_and_others_are
     assert reached.count("127.0.2.1") == 6 and reached.count("127.0.1.2") == 1
 
 
+def test_an_address_belongs_to_its_providers_network():
+    assert network_of("81.2.69.160") == network_of("81.2.69.7") == "81.2.69.0/24" != network_of("81.2.70.7")
+    assert network_of("2001:db8:1:2:aaaa::1") == network_of("2001:db8:1:2::9") == "2001:db8:1:2::/64"
+    assert network_of("::ffff:81.2.69.160") == "81.2.69.0/24"  # an IPv4 client on an IPv6 socket
+    assert network_of("unknown") == "unknown" and network_of("flood") == "flood"
+
+
+def test_many_addresses_in_one_network_share_a_few_clients_budgets():
+    """A client with many addresses got a budget per address (issue 23); in one network it gets network_share."""
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    limit = ClientRequestLimit(app, RequestBudget(requests_per_s=0.001, request_burst=5, network_share=2),
+                               clock=lambda: 0.0)
+    statuses = [_post(limit, f"127.0.2.{n}", 10) for n in range(1, 11) for _ in range(5)]
+    assert statuses.count(200) == 10 and statuses[:10] == [200] * 10  # two clients' budgets, then 429s
+    assert _post(limit, "127.0.3.1", 10) == 200  # another network is not affected
+
+
 def test_gets_are_not_charged():
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -121,6 +140,31 @@ def test_a_freed_slot_goes_to_the_client_with_fewest_answers_running_not_to_the_
     for thread in (first, *threads, honest):
         thread.join(10)
     assert order[:2] == ["flood-1", "honest"], order  # the honest client was served before the flood's backlog
+    assert scheduler.load() == (0, 0)
+
+
+def test_a_network_takes_one_turn_however_many_addresses_it_asks_from():
+    scheduler = AnswerScheduler(slots=1, max_waiting=1, network_share=3)
+    order, release = [], threading.Event()
+
+    def ask(client: str) -> None:
+        with scheduler.turn(client):
+            order.append(client)
+            release.wait(5)
+
+    flood = [threading.Thread(target=ask, args=(f"127.0.2.{n}",)) for n in (1, 2, 3)]
+    for waiting, thread in enumerate(flood):  # one client's three addresses, each with a question in
+        thread.start()
+        _wait_until(lambda: scheduler.load() == (1, waiting))
+    with pytest.raises(TooManyWaiting):  # a fourth address of that network: over the network's share
+        scheduler.acquire("127.0.2.4")
+    honest = threading.Thread(target=ask, args=("81.2.69.160",))
+    honest.start()
+    _wait_until(lambda: scheduler.load() == (1, 3))
+    release.set()
+    for thread in (*flood, honest):
+        thread.join(10)
+    assert order[:2] == ["127.0.2.1", "81.2.69.160"], order  # served before the network's other addresses
     assert scheduler.load() == (0, 0)
 
 
