@@ -37,7 +37,7 @@ from gpt2chat.chat.engine import EXTRACT_NOTICE, ChatEngine, ChatReply, Source, 
 from gpt2chat.chat.grounding import split_sentences
 from gpt2chat.chat.kinds import AnswerKind, Category
 from gpt2chat.corpus.sites import archived_page, is_archived, site_name
-from gpt2chat.serving.fairness import AnswerScheduler, TooManyWaiting, client_address
+from gpt2chat.serving.fairness import AnswerScheduler, TooManyWaiting, client_address, network_of
 from gpt2chat.serving.feedback import NOTICE as FEEDBACK_NOTICE
 from gpt2chat.serving.feedback import (LIMITS, REASONS, AnswerLedger, FeedbackStore, IssuedAnswer, RateLimit, Rating,
                                        session_token)
@@ -509,6 +509,11 @@ FEEDBACK_OPTIONS = ("Like", "Dislike", *(reason.capitalize() for reason in REASO
 # Per client: a person rates a handful of answers; 950 KB ratings by the dozen filled the queue (issue 23).
 RATINGS_PER_SESSION = RateLimit(30, 600)
 RATINGS_PER_ADDRESS = RateLimit(120, 600)
+RATINGS_PER_NETWORK = RateLimit(480, 600)  # four addresses' worth (fairness.network_of)
+# One answer is rated by the person it was given to: a thumb, a change of mind, a few flag reasons and a typed reason.
+# The soak's rating flood re-rated one answer about 100 times a minute from each address, each rating masked under
+# the lock every question's masking also takes.
+RATINGS_PER_ANSWER = RateLimit(6, 3600)
 NOT_RATEABLE = "This answer can no longer be rated (the app restarted or it is too old)."
 TOO_MANY = "Too many ratings from this client: please wait a few minutes."
 
@@ -525,8 +530,10 @@ def _client(request: gr.Request | None) -> tuple[str, str]:
     return session, client_address(str(peer) if peer else None, headers.get("x-forwarded-for"))
 
 
-def _allowed(session: str, address: str) -> bool:
-    return RATINGS_PER_SESSION.allow(session) and RATINGS_PER_ADDRESS.allow(address)
+def _allowed(session: str, address: str, reference: str) -> bool:
+    """Whether one more rating is allowed: per session, address, network and answer (checked before any masking)."""
+    return (RATINGS_PER_ANSWER.allow(reference) and RATINGS_PER_SESSION.allow(session)
+            and RATINGS_PER_ADDRESS.allow(address) and RATINGS_PER_NETWORK.allow(network_of(address)))
 
 
 def _rating(issued: IssuedAnswer, liked: bool, reason: str, session: str) -> Rating:
@@ -570,7 +577,7 @@ def make_like_fn(store: FeedbackStore, ledger: AnswerLedger, remembered: int = 1
             return None, gr.update()
         if repeated((session, reference), data.liked) or data.liked in ("", None):
             return gr.update(), gr.update()  # the same choice sent again, or a thumb clicked off: nothing new
-        if not _allowed(session, address):
+        if not _allowed(session, address, reference):
             gr.Warning(TOO_MANY)
             return None, gr.update()
         flagged = data.liked.lower() if isinstance(data.liked, str) else ""
@@ -587,10 +594,10 @@ def make_reason_fn(store: FeedbackStore, ledger: AnswerLedger):
 
     def send_reason(index: int | None, history: list[dict], reason: str, request: gr.Request):
         typed = reason.strip() if isinstance(reason, str) else ""
-        _, issued = _issued(ledger, history, index)
+        reference, issued = _issued(ledger, history, index)
         if issued is not None and typed:
             session, address = _client(request)
-            if not _allowed(session, address):
+            if not _allowed(session, address, reference):
                 gr.Warning(TOO_MANY)
                 return None, ""
             saved = store.record(_rating(issued, False, typed[: LIMITS["reason"]], session))
@@ -618,7 +625,7 @@ def make_rate_fn(store: FeedbackStore, ledger: AnswerLedger):
             raise gr.Error("reference must be the answer reference (ref-…) that ends an /ask or /chat reply; "
                            + NOT_RATEABLE.lower())
         session, address = _client(request)
-        if not _allowed(session, address):
+        if not _allowed(session, address, reference):
             raise gr.Error(TOO_MANY)
         if store.record(_rating(issued, liked, reason or "", session)):
             return "saved"
