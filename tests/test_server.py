@@ -215,3 +215,32 @@ def test_requests_without_a_history_pass_through_unchanged():
     malformed = json.dumps({"data": [[{"role": 7}]]}).encode()
     assert _gate(malformed, content_type=b"multipart/form-data")[2]["body"] == malformed  # not JSON: not read
     assert _gate(malformed, content_type=None)[0] == 422  # no content type: FastAPI reads it as JSON
+
+
+def test_fastapis_shape_check_answers_without_the_values_it_refused():
+    """Before Gradio's checks, FastAPI's own answered {"data": "my ssn ..."} with 422 and the value ("input")."""
+    import fastapi
+    import pydantic
+    from fastapi.testclient import TestClient
+
+    from gpt2chat.serving.server import withhold_validation_values
+
+    class Body(pydantic.BaseModel):
+        data: list
+        fn_index: int | None = None
+
+    app = fastapi.FastAPI()
+
+    def call(body):
+        return {"ok": True}
+
+    call.__annotations__ = {"body": Body}  # resolved here: this module's annotations are postponed
+    app.post("/call")(call)
+
+    withhold_validation_values(app)
+    client = TestClient(app)
+    for body in ({"data": "my ssn 078-05-1120"}, {"data": [], "fn_index": "my ssn 078-05-1120"}):
+        reply = client.post("/call", json=body)
+        assert reply.status_code == 422 and "078-05-1120" not in reply.text
+        assert reply.json()["detail"][0]["loc"][0] == "body"  # where and what is wrong are still said
+    assert client.post("/call", json={"data": []}).json() == {"ok": True}

@@ -298,6 +298,20 @@ def withhold_request_values() -> None:
         module.traceback = _WithheldTraceback()
 
 
+def withhold_validation_values(app) -> None:
+    """FastAPI's own check of a request's shape (before Gradio's) answers 422 with each offending value ("input":
+    "my ssn ...") in the reply; ``app`` answers with where and what is wrong, never the value."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    async def without_values(request, error: RequestValidationError):
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "invalid")}
+                  for e in error.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, without_values)
+
+
 class LogLineCap(logging.Filter):
     """Cuts every log message to ``max_chars`` characters."""
 
@@ -341,6 +355,9 @@ def serve(demo, host: str, port: int, *, launch_options: dict, max_request_bytes
     # show_error=False: only the app's own gr.Error messages (which never echo values) reach the client.
     app = gr.mount_gradio_app(app, demo, path="/", server_name=host, server_port=port, show_error=False,
                               max_file_size=1, **launch_options)
+    for mounted in (app, *(route.app for route in app.routes if hasattr(route, "app"))):  # Gradio's own app too
+        if hasattr(mounted, "add_exception_handler"):
+            withhold_validation_values(mounted)
     print(f"Serving on http://{host}:{port}", flush=True)
     # A browser tab's open event stream would otherwise hold a SIGTERM'd server (and its training child) forever.
     # log_config=None: uvicorn's own records go through the root handlers, whose lines are capped.
