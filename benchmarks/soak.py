@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import json
 import os
@@ -343,9 +344,11 @@ def _dependency(config_json: dict, *, api_name: str | None = None, state_copy: b
     return None
 
 
-def attack(kind: str, url: str, reference: str | None, config_json: dict, local_address: str | None = None) -> str:
-    """One hostile request of ``kind`` from ``local_address``: what the server answered, as text."""
-    with http_client(local_address) as http:
+def attack(kind: str, url: str, reference: str | None, config_json: dict, local_address: str | None = None,
+           http=None) -> str:
+    """One hostile request of ``kind`` from ``local_address`` (or over the client ``http``): what the server
+    answered, as text."""
+    with contextlib.nullcontext(http) if http is not None else http_client(local_address) as http:
         if kind == "upload":
             answer = _post(http, url, "/gradio_api/upload", files={"files": ("x.bin", b"0" * (1 << 20))})
             return f"status {getattr(answer, 'status_code', 'none')} {getattr(answer, 'text', '')[:500]}"
@@ -380,12 +383,15 @@ def attackers_run(url: str, reference: str | None, config_json: dict, attacks: t
 
     def attacker(number: int) -> None:
         turn = number
-        while time.monotonic() < deadline:
-            kind = attacks[turn % len(attacks)]
-            text = attack(kind, url, reference, config_json, client_address("attacker", number, apart))
-            with lock:
-                answers[kind].append(text)
-            turn += 1
+        # One client per attacker, its connections kept open as a real attacker's would be: a new client per
+        # request spent the attackers' process some 20 ms of CPU each (an SSL context), on the server's cores.
+        with http_client(client_address("attacker", number, apart)) as http:
+            while time.monotonic() < deadline:
+                kind = attacks[turn % len(attacks)]
+                text = attack(kind, url, reference, config_json, http=http)
+                with lock:
+                    answers[kind].append(text)
+                turn += 1
 
     threads = [threading.Thread(target=attacker, args=(n,), daemon=True) for n in range(attackers)]
     for thread in threads:
@@ -393,6 +399,7 @@ def attackers_run(url: str, reference: str | None, config_json: dict, attacks: t
     for thread in threads:
         thread.join(timeout=seconds + CALL_TIMEOUT_S + 30)
     results.put({
+        "cpu_cores": time.process_time() / seconds,  # the attackers' own process, on the same cores
         "sent": {kind: len(texts) for kind, texts in answers.items()},
         "outcomes": {kind: dict(collections.Counter(_outcome(t) for t in texts)) for kind, texts in answers.items()},
         "echoing": {kind: sum(SECRET in t for t in texts) for kind, texts in answers.items()},
@@ -427,7 +434,7 @@ def abuse(url: str, pid: int, config: SoakConfig) -> dict:
         phases["attacked"].append(concurrent_users(url, pid, honest))
         rounds.append(results.get(timeout=config.seconds + 2 * CALL_TIMEOUT_S + 60))
         process.join(timeout=30)
-        print(json.dumps({"round": round_number + 1, **{
+        print(json.dumps({"round": round_number + 1, "attackers_cpu_cores": round(rounds[-1]["cpu_cores"], 3), **{
             f"{name}_valid_p95_s": runs[-1]["valid_p95_s"] for name, runs in phases.items()}, **{
             f"{name}_server_cores": round(runs[-1]["server_cores"], 3) for name, runs in phases.items()},
             "load_average": [round(x, 2) for x in os.getloadavg()]}), flush=True)
@@ -451,6 +458,7 @@ def abuse(url: str, pid: int, config: SoakConfig) -> dict:
         "honest_alone": summary["alone"], "honest_under_attack": summary["attacked"],
         "valid_p95_ratio": ratio,
         "valid_p95_by_round": {name: [run["valid_p95_s"] for run in runs] for name, runs in phases.items()},
+        "attackers_cpu_cores": [result["cpu_cores"] for result in rounds],
         "attacks_sent": total("sent"), "attack_outcomes": total("outcomes"),
         "attack_replies_echoing_the_secret": total("echoing"),
         "attack_reply_samples": rounds[0]["samples"] if rounds else {},
