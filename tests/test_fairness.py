@@ -65,7 +65,7 @@ def test_a_client_over_its_request_budget_gets_429_before_the_app_and_others_are
 
     now = [0.0]
     limit = ClientRequestLimit(app, RequestBudget(requests_per_s=1, request_burst=5, bytes_per_s=1000,
-                                                  byte_burst=10_000), clock=lambda: now[0])
+                                                  byte_burst=10_000, tarpit_s=0), clock=lambda: now[0])
     assert [_post(limit, "127.0.2.1", 10) for _ in range(7)] == [200] * 5 + [429] * 2
     assert _post(limit, "127.0.1.1", 10) == 200  # an honest client beside the flood
     assert [_post(limit, "127.0.1.2", 6_000) for _ in range(2)] == [200, 429]  # the byte budget
@@ -86,11 +86,30 @@ def test_many_addresses_in_one_network_share_a_few_clients_budgets():
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
 
-    limit = ClientRequestLimit(app, RequestBudget(requests_per_s=0.001, request_burst=5, network_share=2),
-                               clock=lambda: 0.0)
+    limit = ClientRequestLimit(app, RequestBudget(requests_per_s=0.001, request_burst=5, network_share=2,
+                                                  tarpit_s=0), clock=lambda: 0.0)
     statuses = [_post(limit, f"127.0.2.{n}", 10) for n in range(1, 11) for _ in range(5)]
     assert statuses.count(200) == 10 and statuses[:10] == [200] * 10  # two clients' budgets, then 429s
     assert _post(limit, "127.0.3.1", 10) == 200  # another network is not affected
+
+
+def test_requests_the_app_refuses_cost_more_and_a_429_comes_after_a_delay():
+    """Issue 23's soak: attackers looped on requests refused at once (413, 403, 422), on the server's cores."""
+    statuses = iter([422, 200, 200, 200])
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": next(statuses), "headers": []})
+
+    now = [0.0]
+    limit = ClientRequestLimit(app, RequestBudget(requests_per_s=1, request_burst=6, refusal_cost=5, tarpit_s=0.2),
+                               clock=lambda: now[0])
+    assert _post(limit, "127.0.2.1", 10) == 422  # refused by the app: five requests' worth spent
+    assert [_post(limit, "127.0.2.1", 10) for _ in range(2)] == [200, 429]
+    started = time.perf_counter()
+    assert _post(limit, "127.0.2.1", 10) == 429 and time.perf_counter() - started >= 0.2  # after the delay
+    assert _post(limit, "127.0.3.1", 10) == 200  # others are not charged
+    now[0] = 4.0
+    assert _post(limit, "127.0.2.1", 10) == 200  # the budget refills
 
 
 def test_gets_are_not_charged():

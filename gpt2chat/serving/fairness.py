@@ -10,7 +10,9 @@
   at ``network_share`` (4) clients' worth. A client with addresses in many networks still gets many budgets.
 * ``ClientRequestLimit``: ASGI middleware giving each client, and each network, a budget of POST requests and of
   request bytes (token buckets); a client over its budget gets HTTP 429 before its request is read or parsed, so
-  a flood costs the server a header check. A person in the browser spends about six requests per message.
+  a flood costs the server a header check. A person in the browser spends about six requests per message. A
+  request the app refuses outright (403, 413, 422: never a click) costs five, and a 429 is sent after a second
+  (``tarpit_s``), so a script that waits for its answers is slowed to one refused request a second.
 * ``AnswerScheduler``: the answer slots (as many answers at once as the cores serve well), shared by ``/ask``,
   ``/chat`` and the browser chat. When a slot frees, the waiting question of the network, then of the client,
   with the fewest answers running goes first, then that of the network and client served longest ago (round
@@ -23,6 +25,7 @@ Issue 23's soak (``benchmarks/soak.py --attackers``) measures what this buys; th
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import dataclasses
@@ -89,6 +92,15 @@ class TokenBuckets:
                 self._buckets.popitem(last=False)
             return allowed
 
+    def charge(self, key: str, tokens: float) -> None:
+        """Spends ``tokens`` whatever the level: the bucket may go below zero, and the key waits it off."""
+        now = self._clock()
+        with self._lock:
+            level, then = self._buckets.pop(key, (self.burst, now))
+            self._buckets[key] = (min(self.burst, level + (now - then) * self.rate) - tokens, now)
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+
 
 @dataclasses.dataclass(frozen=True)
 class RequestBudget:
@@ -103,6 +115,13 @@ class RequestBudget:
     # A network (``network_of``) gets this many clients' budgets in all: people behind one school or company
     # network keep a budget each up to that many, and one client's many addresses in one network get no more.
     network_share: float = 4.0
+    # A request the app refuses outright (403 closed route, 413 too large, 422 malformed: never a person's click)
+    # costs this many requests: a client sending them runs out of budget and gets the cheapest answer, 429.
+    refusal_cost: float = 5.0
+    # A 429 is sent after this delay (at most ``tarpit_max`` held at once, then at once): a client that waits for
+    # its answers, as scripts do, is slowed to one request per delay instead of looping on the server's cores.
+    tarpit_s: float = 1.0
+    tarpit_max: int = 256
 
 
 class ClientRequestLimit:
@@ -122,7 +141,8 @@ class ClientRequestLimit:
             (TokenBuckets(share * budget.bytes_per_s, share * budget.byte_burst, clock=clock), "network", "bytes"),
         )
         self.undeclared_bytes = undeclared_bytes
-        self.byte_burst = budget.byte_burst
+        self.byte_burst, self.refusal_cost = budget.byte_burst, budget.refusal_cost
+        self.tarpit_s, self.tarpit_max, self._tarpitted = budget.tarpit_s, budget.tarpit_max, 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") != "POST":
@@ -140,16 +160,35 @@ class ClientRequestLimit:
                     done.take(keys[done_whose], -costs[done_unit])
                 return await self._refuse(send)
             taken.append((bucket, whose, unit))
-        return await self.app(scope, receive, send)
+
+        async def charging_refusals(message):
+            if message["type"] == "http.response.start" and message["status"] in REFUSALS:
+                for bucket, whose, unit in self.buckets:
+                    if unit == "requests":
+                        bucket.charge(keys[whose], self.refusal_cost - 1)
+            await send(message)
+
+        return await self.app(scope, receive, charging_refusals)
+
+    async def _refuse(self, send):
+        if self._tarpitted < self.tarpit_max and self.tarpit_s > 0:
+            self._tarpitted += 1  # one event loop: no lock needed
+            try:
+                await asyncio.sleep(self.tarpit_s)
+            finally:
+                self._tarpitted -= 1
+        await self._send_429(send)
 
     @staticmethod
-    async def _refuse(send):
+    async def _send_429(send):
         body = json.dumps({"error": "too many requests from this client: please wait a few seconds"}).encode()
         await send({"type": "http.response.start", "status": 429,
                     "headers": [(b"content-type", b"application/json"), (b"retry-after", b"5"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
+
+REFUSALS = (403, 413, 422)  # statuses of requests the app refuses outright (closed routes, too large, malformed)
 
 MAX_CLIENTS = 20_000  # clients and networks whose last turn the scheduler remembers
 
