@@ -146,7 +146,7 @@ def test_gradio_sessions_keep_bounded_histories_and_no_copy_of_request_values():
     assert type(gradio.state_holder.SessionState(demo)).__mro__[1] is gradio.state_holder.SessionState.unbounded
 
 
-def _gate(body: bytes, content_type: bytes = b"application/json", **limits):
+def _gate(body: bytes, content_type: bytes = b"application/json", path: str = "/gradio_api/call/chat", **limits):
     """One POST through HistoryGate: (status sent, response body, the body and headers the app received)."""
     import json
 
@@ -170,7 +170,7 @@ def _gate(body: bytes, content_type: bytes = b"application/json", **limits):
         sent.append(message)
 
     headers = [(b"content-length", str(len(body)).encode())] + ([(b"content-type", content_type)] if content_type else [])
-    scope = {"type": "http", "method": "POST", "path": "/gradio_api/call/chat", "headers": headers}
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
     asyncio.run(HistoryGate(inner, **limits)(scope, receive, send))
     answer = json.loads(sent[1]["body"]) if len(sent) > 1 else None
     return sent[0]["status"], answer, reached
@@ -244,3 +244,28 @@ def test_fastapis_shape_check_answers_without_the_values_it_refused():
         assert reply.status_code == 422 and "078-05-1120" not in reply.text
         assert reply.json()["detail"][0]["loc"][0] == "body"  # where and what is wrong are still said
     assert client.post("/call", json={"data": []}).json() == {"ok": True}
+
+
+def test_arguments_of_the_wrong_kind_get_422_naming_the_argument_before_gradio_runs_the_event():
+    """Issue 23's soak: a /chat call with text for its temperature went through Gradio's queue to be refused."""
+    import json
+
+    import gradio as gr
+
+    from gpt2chat.serving.server import argument_checks
+
+    with gr.Blocks() as demo:
+        inputs = [gr.Textbox(), gr.State([]), gr.Slider(0, 1.5, label="Temperature"), gr.Slider(16, 320),
+                  gr.Checkbox(label="Grounded")]
+        gr.Button().click(lambda *args: None, inputs, api_name="chat")
+    checks = argument_checks(demo)
+    secret = "my ssn 078-05-1120"
+    for data, message in ((["hi", [], secret, 16, True], "Temperature must be a number between 0 and 1.5"),
+                          (["hi", [], 0.7, 16, secret], "Grounded must be true or false"),
+                          (["hi", [], True, 16, True], "Temperature must be"), (["hi", [], 0.7, 9999, True], "320")):
+        for path, extra in (("/gradio_api/call/chat", {}), ("/gradio_api/queue/join", {"fn_index": 0})):
+            status, answer, reached = _gate(json.dumps({"data": data, **extra}).encode(), path=path,
+                                            arguments=checks)
+            assert status == 422 and message in answer["error"] and "078" not in answer["error"] and not reached
+    for data in (["hi", [], 0.7, 16, True], ["hi", [], "0.7", 16.0, "true"]):  # what the app's own checks take
+        assert _gate(json.dumps({"data": data}).encode(), arguments=checks)[0] == 200

@@ -15,7 +15,9 @@ import dataclasses
 import errno
 import json
 import logging
+import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -119,8 +121,10 @@ class HistoryGate:
     would keep anyway). Gradio validated each message of a 3,000-message history, and answered its question, before
     the app could look at it (issue 23's soak)."""
 
-    def __init__(self, app, max_chars: int = HISTORY_CHARS, max_messages: int = HISTORY_MESSAGES):
+    def __init__(self, app, max_chars: int = HISTORY_CHARS, max_messages: int = HISTORY_MESSAGES,
+                 arguments: dict | None = None):
         self.app, self.max_chars, self.max_messages = app, max_chars, max_messages
+        self.arguments = arguments or {}  # fn_index or api_name -> a check per argument (``argument_checks``)
 
     async def __call__(self, scope, receive, send):
         # FastAPI reads a body as JSON when it says so or says nothing
@@ -140,6 +144,9 @@ class HistoryGate:
             parsed = json.loads(body)
         except (ValueError, RecursionError):
             parsed = None  # not ours to judge: Gradio refuses it
+        refusal = self._refusal(scope.get("path", ""), parsed) if isinstance(parsed, dict) else None
+        if refusal:
+            return await _json_response(send, 422, {"error": refusal})
         checked = self._check(parsed) if isinstance(parsed, dict) else parsed
         if checked is _MALFORMED:
             return await _json_response(send, 422, {"error": MALFORMED_HISTORY})
@@ -157,6 +164,18 @@ class HistoryGate:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+    def _refusal(self, path: str, request: dict) -> str | None:
+        """What is wrong with an argument of the function the request calls (by ``fn_index``, or by the API name
+        its path ends with), as a fixed message; None when nothing is."""
+        fn = request.get("fn_index")
+        if not isinstance(fn, int) or isinstance(fn, bool):
+            match = _API_PATH.search(path)
+            fn = match.group(1) if match else None
+        checks, data = self.arguments.get(fn), request.get("data")
+        if not checks or not isinstance(data, list):
+            return None
+        return next((message for (check, message), value in zip(checks, data) if check and not check(value)), None)
 
     def _check(self, request: dict):
         """The request with its histories cut; ``_MALFORMED`` when one is malformed; the request itself when
@@ -184,6 +203,50 @@ class HistoryGate:
 
 
 _MALFORMED = object()
+_API_PATH = re.compile(r"/(?:call/v2|call|run|api)/([^/]+)/?$")
+
+
+def _finite(value, low: float, high: float) -> bool:
+    """A number (or its text, as the app's own checks take it) within [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return False
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return False
+    return math.isfinite(number) and low <= number <= high
+
+
+def _flag(value) -> bool:
+    return isinstance(value, bool) or (isinstance(value, (int, float)) and value in (0, 1)) or \
+        (isinstance(value, str) and value.strip().lower() in ("true", "false"))
+
+
+def argument_checks(demo) -> dict:
+    """For ``HistoryGate``: each event's sliders and checkboxes, by fn_index and API name, as (check, fixed message)
+    pairs, accepting what the app's own checks accept (``ui.sampling_config``): a value of the wrong kind is refused
+    before Gradio's queue runs it (a /chat call with text for its temperature took a full pass through the queue to
+    be refused, and Gradio's check echoed the value)."""
+    import gradio as gr
+
+    checks = {}
+    for fn in demo.fns.values():
+        per_argument = []
+        for component in fn.inputs:
+            name = getattr(component, "label", None) or type(component).__name__.lower()
+            if isinstance(component, gr.Slider):
+                low, high = component.minimum, component.maximum
+                per_argument.append((lambda v, low=low, high=high: _finite(v, low, high),
+                                     f"{name} must be a number between {low:g} and {high:g}"))
+            elif isinstance(component, gr.Checkbox):
+                per_argument.append((_flag, f"{name} must be true or false"))
+            else:
+                per_argument.append((None, None))
+        if any(check for check, _ in per_argument):
+            checks[fn._id] = per_argument
+            if fn.api_name:
+                checks[fn.api_name] = per_argument
+    return checks
 
 
 async def _json_response(send, status: int, content: dict) -> None:
@@ -344,7 +407,7 @@ def serve(demo, host: str, port: int, *, launch_options: dict, max_request_bytes
     from gpt2chat.serving.fairness import ClientRequestLimit
 
     app = fastapi.FastAPI()
-    app.add_middleware(HistoryGate)  # innermost: it reads bodies BodySizeLimit has bounded
+    app.add_middleware(HistoryGate, arguments=argument_checks(demo))  # innermost: bodies BodySizeLimit bounded
     app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes)
     app.add_middleware(ClosedRoutes)
     app.add_middleware(ClientRequestLimit, undeclared_bytes=max_request_bytes)  # outermost: a flood costs least
