@@ -112,6 +112,36 @@ def test_requests_the_app_refuses_cost_more_and_a_429_comes_after_a_delay():
     assert _post(limit, "127.0.2.1", 10) == 200  # the budget refills
 
 
+def test_a_refusal_inside_the_app_is_charged_at_the_clients_next_request():
+    from gpt2chat.serving.fairness import Penalties, penalise
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    penalties = Penalties()
+    limit = ClientRequestLimit(app, RequestBudget(requests_per_s=0.001, request_burst=6, tarpit_s=0),
+                               clock=lambda: 0.0, penalties=penalties)
+    penalise("127.0.2.1", penalties)  # four more requests' worth than the request itself
+    assert [_post(limit, "127.0.2.1", 10) for _ in range(3)] == [200, 200, 429]
+    assert [_post(limit, "127.0.3.1", 10) for _ in range(3)] == [200] * 3  # nobody else owes anything
+
+
+def test_api_arguments_of_the_wrong_kind_are_charged_to_the_caller():
+    import gradio as gr
+
+    from gpt2chat.serving import fairness, ui
+
+    ask = ui.make_ask_fn(_SlowEngine())
+    fairness.PENALTIES.pop("127.0.2.9")
+    with pytest.raises(gr.Error, match="temperature must be"):
+        ask("What is gout?", "my ssn 078-05-1120", request=_request("127.0.2.9"))
+    assert fairness.PENALTIES.pop("127.0.2.9") == fairness.REFUSAL_COST - 1
+    chat = ui.make_chat_fn(_SlowEngine())
+    with pytest.raises(gr.Error, match="grounded must be"):
+        list(chat("What is gout?", [], 0.7, 64, "my ssn", False, _request("127.0.2.9")))
+    assert fairness.PENALTIES.pop("127.0.2.9") == fairness.REFUSAL_COST - 1
+
+
 def test_gets_are_not_charged():
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -126,8 +126,11 @@ def test_one_answer_takes_a_few_ratings_and_a_flood_of_them_is_refused_before_ma
     clients = [types.SimpleNamespace(session_hash=f"s{n}", client=types.SimpleNamespace(host=f"10.0.{n}.1"))
                for n in range(3)]  # new sessions and addresses do not help
     assert [rate(references[0], n % 2 == 0, "", clients[n]) for n in range(2)] == ["saved"] * 2
+    from gpt2chat.serving import fairness
+
     with pytest.raises(gr.Error, match="Too many ratings"):
         rate(references[0], True, "wrong", clients[2])
+    assert fairness.PENALTIES.pop("10.0.2.1") == fairness.REFUSAL_COST - 1  # charged to the sender's budget
     assert len(masked) == 2 and rate(references[1], True, "", clients[2]) == "saved"  # another answer: its own
 
 

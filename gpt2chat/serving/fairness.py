@@ -102,6 +102,37 @@ class TokenBuckets:
                 self._buckets.popitem(last=False)
 
 
+class Penalties:
+    """Requests' worth owed by clients whose request the app refused after reading it (an unknown answer reference,
+    a rating over the limits, an argument of the wrong kind): ``ClientRequestLimit`` charges them to the client's
+    budget at its next request. A refusal that got through to the app cost a pass through Gradio's queue; a
+    person's clicks never owe anything. Clients are bounded in number (least recently charged dropped)."""
+
+    def __init__(self, max_keys: int = 10_000):
+        self.max_keys = max_keys
+        self._owed: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, client: str, requests: float) -> None:
+        with self._lock:
+            self._owed[client] = self._owed.pop(client, 0.0) + requests
+            while len(self._owed) > self.max_keys:
+                self._owed.popitem(last=False)
+
+    def pop(self, client: str) -> float:
+        with self._lock:
+            return self._owed.pop(client, 0.0)
+
+
+PENALTIES = Penalties()  # the app's refusals (gpt2chat.serving.ui) and the served middleware share it
+REFUSAL_COST = 5.0  # requests' worth of one refused request (RequestBudget.refusal_cost, Penalties)
+
+
+def penalise(client: str, penalties: Penalties = PENALTIES) -> None:
+    """Charge ``client`` for a request the app refused (see ``Penalties``)."""
+    penalties.add(client, REFUSAL_COST - 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class RequestBudget:
     # A message sent in the browser costs about six POSTs (the submit, the answer, syncing the chat, saving it),
@@ -117,7 +148,7 @@ class RequestBudget:
     network_share: float = 4.0
     # A request the app refuses outright (403 closed route, 413 too large, 422 malformed: never a person's click)
     # costs this many requests: a client sending them runs out of budget and gets the cheapest answer, 429.
-    refusal_cost: float = 5.0
+    refusal_cost: float = REFUSAL_COST
     # A 429 is sent after this delay (at most ``tarpit_max`` held at once, then at once): a client that waits for
     # its answers, as scripts do, is slowed to one request per delay instead of looping on the server's cores.
     tarpit_s: float = 1.0
@@ -129,8 +160,8 @@ class ClientRequestLimit:
     A body without a declared length is charged ``undeclared_bytes`` (the request-size limit caps it anyway)."""
 
     def __init__(self, app, budget: RequestBudget = RequestBudget(), undeclared_bytes: int = 256 << 10,
-                 clock: Callable[[], float] = time.monotonic):
-        self.app = app
+                 clock: Callable[[], float] = time.monotonic, penalties: Penalties = PENALTIES):
+        self.app, self.penalties = app, penalties
         share = budget.network_share
         # (bucket, key of a request) pairs: the client's budgets, then its network's
         self.buckets = (
@@ -152,6 +183,11 @@ class ClientRequestLimit:
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         size = int(declared) if declared is not None and declared.isdigit() else self.undeclared_bytes
         costs = {"requests": 1.0, "bytes": min(size, self.byte_burst)}
+        owed = self.penalties.pop(client)
+        if owed:
+            for bucket, whose, unit in self.buckets:
+                if unit == "requests":
+                    bucket.charge(keys[whose], owed)
         # Every bucket is charged only when all allow, so a refused request costs the client nothing more.
         taken = []
         for bucket, whose, unit in self.buckets:

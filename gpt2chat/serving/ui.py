@@ -37,7 +37,7 @@ from gpt2chat.chat.engine import EXTRACT_NOTICE, ChatEngine, ChatReply, Source, 
 from gpt2chat.chat.grounding import split_sentences
 from gpt2chat.chat.kinds import AnswerKind, Category
 from gpt2chat.corpus.sites import archived_page, is_archived, site_name
-from gpt2chat.serving.fairness import AnswerScheduler, TooManyWaiting, client_address, network_of
+from gpt2chat.serving.fairness import AnswerScheduler, TooManyWaiting, client_address, network_of, penalise
 from gpt2chat.serving.feedback import NOTICE as FEEDBACK_NOTICE
 from gpt2chat.serving.feedback import (LIMITS, REASONS, AnswerLedger, FeedbackStore, IssuedAnswer, RateLimit, Rating,
                                        session_token)
@@ -420,6 +420,19 @@ TOO_MANY_QUESTIONS = ("You already have several questions waiting for an answer:
 
 
 @contextlib.contextmanager
+def refusals_charged(request: gr.Request | None) -> Iterator[None]:
+    """A gr.Error raised inside (an argument of the wrong kind, an unknown reference, too many ratings) is charged
+    to the client's request budget (``fairness.penalise``): it cost a pass through Gradio's queue, and a person's
+    clicks never cause one."""
+    try:
+        yield
+    except gr.Error:
+        if request is not None:
+            penalise(_client(request)[1])
+        raise
+
+
+@contextlib.contextmanager
 def answer_turn(scheduler: AnswerScheduler | None, request: gr.Request | None) -> Iterator[None]:
     """The client's turn at the answer slots (nothing to wait for without a scheduler); a client with too many
     questions waiting gets a clear refusal, before any work is done for it."""
@@ -448,9 +461,10 @@ def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None, le
              show_masked: bool, request: gr.Request = None) -> Iterator[str]:
         """Answer one chat message, streaming the Markdown reply (answer, sources, disclaimer)."""
         shown, reply = None, None
-        sampling = sampling_config(temperature, max_new_tokens)
-        show_masked, grounded = _flag(show_masked, "show_masked"), _flag(grounded, "grounded")
-        message = _message(message)
+        with refusals_charged(request):
+            sampling = sampling_config(temperature, max_new_tokens)
+            show_masked, grounded = _flag(show_masked, "show_masked"), _flag(grounded, "grounded")
+            message = _message(message)
         turns = history_turns(history)
         with answer_turn(scheduler, request):
             for reply in engine.stream(message, turns, grounded=grounded, sampling=sampling):
@@ -487,9 +501,10 @@ def make_ask_fn(engine: ChatEngine, ledger: AnswerLedger | None = None, schedule
         NIH source pages, a note when personal details were removed, and the disclaimer. temperature (0 to 1.5)
         0 is greedy decoding; max_new_tokens is 1 to 320; grounded=False leaves the passage out of the model's
         prompt (the answer is still checked against it)."""
-        sampling = sampling_config(temperature, max_new_tokens)
-        grounded = _flag(grounded, "grounded")
-        message = _message(message)
+        with refusals_charged(request):
+            sampling = sampling_config(temperature, max_new_tokens)
+            grounded = _flag(grounded, "grounded")
+            message = _message(message)
         with answer_turn(scheduler, request):
             reply = engine.reply(message, grounded=grounded, sampling=sampling)
         _log_reply(reply)
@@ -615,18 +630,19 @@ def make_rate_fn(store: FeedbackStore, ledger: AnswerLedger):
         reason: optional ("wrong", "off-topic", "unclear", "unsafe" or up to 500 characters of text). The
         question, answer and sources stored are the server's own; personal details are removed from the reason.
         Returns "saved" or why it was not."""
-        liked = _flag(liked, "liked")
-        if reason is not None and not isinstance(reason, str):
-            raise gr.Error("reason must be text")
-        if len(reason or "") > LIMITS["reason"]:
-            raise gr.Error(f"reason must be at most {LIMITS['reason']} characters")
-        issued = ledger.get(reference)
-        if issued is None:
-            raise gr.Error("reference must be the answer reference (ref-…) that ends an /ask or /chat reply; "
-                           + NOT_RATEABLE.lower())
-        session, address = _client(request)
-        if not _allowed(session, address, reference):
-            raise gr.Error(TOO_MANY)
+        with refusals_charged(request):
+            liked = _flag(liked, "liked")
+            if reason is not None and not isinstance(reason, str):
+                raise gr.Error("reason must be text")
+            if len(reason or "") > LIMITS["reason"]:
+                raise gr.Error(f"reason must be at most {LIMITS['reason']} characters")
+            issued = ledger.get(reference)
+            if issued is None:
+                raise gr.Error("reference must be the answer reference (ref-…) that ends an /ask or /chat reply; "
+                               + NOT_RATEABLE.lower())
+            session, address = _client(request)
+            if not _allowed(session, address, reference):
+                raise gr.Error(TOO_MANY)
         if store.record(_rating(issued, liked, reason or "", session)):
             return "saved"
         if store.is_full():
