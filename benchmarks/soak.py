@@ -472,7 +472,8 @@ def _pooled(runs: list[dict]) -> dict:
     return {"calls": sum(run["calls"] for run in runs), "errors": sum(run["errors"] for run in runs),
             "limited": sum(run["limited"] for run in runs),
             "valid_p50_s": percentile(valid, 0.50), "valid_p95_s": percentile(valid, 0.95),
-            "server_cores": statistics.fmean(run["server_cores"] for run in runs)}
+            "server_cores": statistics.fmean(cores) if (cores := [run["server_cores"] for run in runs
+                                                                  if "server_cores" in run]) else None}
 
 
 def _outcome(text: str) -> str:

@@ -73,6 +73,8 @@ def test_summary_counts_outcomes_latencies_and_memory_growth():
     assert summary["by_kind"] == {"valid": {"replied": 4}, "empty": {"refused": 1}, "long_10k": {"error": 1}}
     pooled = soak._pooled([summary, soak.summarise([soak.Call("valid", "replied", 5.0), soak.Call("x", "limited", 0.0)])])
     assert (pooled["calls"], pooled["errors"], pooled["limited"], pooled["valid_p95_s"]) == (8, 1, 1, 5.0)
+    assert soak._pooled([{**summary, "server_cores": 0.2}, {**summary, "server_cores": 0.4}])["server_cores"] == \
+        pytest.approx(0.3)  # the server's CPU beside the users, averaged over the phases
     assert soak._slope([(500, 100.0), (600, 101.0), (700, 102.0)]) == pytest.approx(0.01)
 
 
