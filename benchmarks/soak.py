@@ -415,9 +415,15 @@ def abuse(url: str, pid: int, config: SoakConfig) -> dict:
     import httpx
 
     config_json = httpx.get(f"{url}/config", timeout=CALL_TIMEOUT_S).json()
+    match, events = None, []
     with http_client(client_address("user", 0)) as http:
-        event, data = call_api(http, url, "ask", ["What is glaucoma?", 0.0, 16, True])
-    match = REFERENCE.search(data[0] if event == "complete" and data else "")
+        for question in QUESTIONS[:3]:  # the rating attacks need an answer reference (one run got none)
+            event, data = call_api(http, url, "ask", [question, 0.0, 16, True])
+            events.append(event)
+            match = REFERENCE.search(data[0] if event == "complete" and data and isinstance(data[0], str) else "")
+            if match:
+                break
+    print(json.dumps({"rating_reference": bool(match), "reference_events": events}), flush=True)
     honest = dataclasses.replace(config, hostile_share=0.0)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: this one runs the honest users' threads
     phases: dict[str, list[dict]] = {"alone": [], "attacked": []}
@@ -458,6 +464,7 @@ def abuse(url: str, pid: int, config: SoakConfig) -> dict:
         "honest_alone": summary["alone"], "honest_under_attack": summary["attacked"],
         "valid_p95_ratio": ratio,
         "valid_p95_by_round": {name: [run["valid_p95_s"] for run in runs] for name, runs in phases.items()},
+        "rating_reference": bool(match),  # False: the rating attacks sent an unknown reference
         "attackers_cpu_cores": [result["cpu_cores"] for result in rounds],
         "attacks_sent": total("sent"), "attack_outcomes": total("outcomes"),
         "attack_replies_echoing_the_secret": total("echoing"),

@@ -1,11 +1,12 @@
-"""Serving the Gradio app: port checks before anything loads, per-client request budgets, a request-size limit, closed
-upload and deep-link routes, Gradio's errors without request values, capped log lines, bounded session state, and
-uvicorn; and
+"""Serving the Gradio app: port checks before anything loads, per-client request budgets, a request-size limit, chat
+histories and arguments checked before Gradio reads them, closed upload and deep-link routes, Gradio's and FastAPI's
+errors without request values, capped log lines, bounded session state, and uvicorn; and
 ``served_app``, which runs ``app.py`` in a child process on a free loopback port for the tests and benchmarks.
 
 Gradio parses a request body into Python strings before any app code can look at it: a 100 MB message cost 20 s
 and 0.5 GB of resident memory that never came back. ``BodySizeLimit`` refuses such a request at the ASGI layer,
-from its Content-Length header or, for a chunked body, as soon as the bytes received pass the limit.
+from its Content-Length header or, for a chunked body, as soon as the bytes received pass the limit;
+``HistoryGate`` then reads the bounded JSON and refuses (422) or cuts what Gradio would otherwise validate at length.
 """
 
 from __future__ import annotations
