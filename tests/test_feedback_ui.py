@@ -118,8 +118,9 @@ def test_one_answer_takes_a_few_ratings_and_a_flood_of_them_is_refused_before_ma
     """Issue 23's soak: a rating flood re-rated one answer ~100 times a minute per address, each rating masked."""
     monkeypatch.setattr(ui, "RATINGS_PER_ANSWER", RateLimit(2, 3600))
     store, ledger = FeedbackStore(tmp_path / "feedback.sqlite3", masker), AnswerLedger()
+    # two answers to questions the other tests rate (each answer gets a reference of its own)
     references = [AnswerLedger.REFERENCE.search(answered(tiny_engine, ledger, q)[1]).group(0)
-                  for q in ("What is glaucoma?", "What is gout?")]
+                  for q in ("What is glaucoma?", PII_QUESTION)]
     rate = ui.make_rate_fn(store, ledger)
     masked = []
     monkeypatch.setattr(store, "record", lambda rating, record=store.record: masked.append(1) or record(rating))
@@ -128,6 +129,7 @@ def test_one_answer_takes_a_few_ratings_and_a_flood_of_them_is_refused_before_ma
     assert [rate(references[0], n % 2 == 0, "", clients[n]) for n in range(2)] == ["saved"] * 2
     from gpt2chat.serving import fairness
 
+    fairness.PENALTIES.pop("10.0.2.1")  # nothing owed from elsewhere
     with pytest.raises(gr.Error, match="Too many ratings"):
         rate(references[0], True, "wrong", clients[2])
     assert fairness.PENALTIES.pop("10.0.2.1") == fairness.REFUSAL_COST - 1  # charged to the sender's budget
