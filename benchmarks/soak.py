@@ -21,8 +21,12 @@ size, and whether the secret they carried reached a reply or the log:
 
     .venv/bin/python benchmarks/soak.py --model /tmp/soak_model --users 4 --seconds 120 --sequential 0 --attackers 4
 
-Every client calls from an address of its own (honest user n from 127.0.1.n, attacker n from 127.0.2.n: all of
-127.0.0.0/8 is loopback), as distinct people on a public Space do; the app's per-client limits go by address.
+Every client calls from an address of its own (all of 127.0.0.0/8 is loopback): honest user n from 127.1.n.1, each
+in a network (/24) of its own as distinct people on a public Space mostly are; attacker n from 127.0.2.n, one
+network, as one client with several addresses from one provider (``--attackers-apart``: 127.2.n.1, a network
+each). The attackers run in a process of their own, as they would on other machines: in the honest users' process
+their client work (a TLS context per connection, 950 KB bodies) held the honest clients' interpreter and was
+counted in the honest latencies.
 
 Everything is bounded: the counts and durations have hard caps, every call has a timeout, the whole run has a
 deadline, and the server is stopped at the end. The messages are fixed in this file; no user data is involved
@@ -33,8 +37,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import json
+import os
 import random
 import re
 import statistics
@@ -100,6 +106,7 @@ class SoakConfig:
     attackers: int = 0  # > 0: the abuse scenario (honest users alone, then beside attackers running ATTACKS)
     attacks: tuple[str, ...] = ATTACKS
     rounds: int = 1  # abuse scenario: how many times the alone and attacked phases alternate
+    attackers_apart: bool = False  # abuse scenario: each attacker in a /24 network of its own
     boot_timeout_s: float = BOOT_TIMEOUT_S
 
     def validate(self) -> None:
@@ -140,9 +147,12 @@ def message_mix(rng: random.Random, hostile_share: float) -> tuple[str, str]:
     return "valid", rng.choice(QUESTIONS)
 
 
-def client_address(role: str, number: int) -> str:
-    """The loopback address client ``number`` calls from: honest users 127.0.1.x, attackers 127.0.2.x."""
-    return f"127.0.{1 if role == 'user' else 2}.{number % 250 + 1}"
+def client_address(role: str, number: int, apart: bool = False) -> str:
+    """The loopback address client ``number`` calls from: honest users 127.1.x.1 (a /24 network each), attackers
+    127.0.2.x (one /24) or, ``apart``, 127.2.x.1 (a network each)."""
+    if role == "user":
+        return f"127.1.{number % 250 + 1}.1"
+    return f"127.2.{number % 250 + 1}.1" if apart else f"127.0.2.{number % 250 + 1}"
 
 
 def http_client(local_address: str | None = None):
@@ -216,6 +226,14 @@ def resident_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds the server process has used so far (user and system, all threads)."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def concurrent_users(url: str, pid: int, config: SoakConfig) -> dict:
     """``config.users`` clients asking in a loop until the time is up; memory sampled every 5 s meanwhile."""
     deadline = time.monotonic() + config.seconds
@@ -241,14 +259,16 @@ def concurrent_users(url: str, pid: int, config: SoakConfig) -> dict:
     sampler = threading.Thread(target=sample_memory, daemon=True)
     sampler.start()
     threads = [threading.Thread(target=user, args=(n,), daemon=True) for n in range(config.users)]
-    started = time.perf_counter()
+    started, cpu_start = time.perf_counter(), cpu_seconds(pid)
     for thread in threads:
         thread.start()
     for thread in threads:  # a call in flight at the deadline may finish; none outlives its own timeout
         thread.join(timeout=config.seconds + CALL_TIMEOUT_S + 30)
     done.set()
     memory.append(resident_mb(pid))
-    return {**summarise(calls), "wall_s": time.perf_counter() - started,
+    # The server's CPU use while these users ran (and any attackers beside them): cores busy on average.
+    server_cores = (cpu_seconds(pid) - cpu_start) / (time.perf_counter() - started)
+    return {**summarise(calls), "wall_s": time.perf_counter() - started, "server_cores": server_cores,
             "calls_per_s": len(calls) / (time.perf_counter() - started),
             "rss_start_mb": memory[0], "rss_end_mb": memory[-1], "rss_peak_mb": max(memory)}
 
@@ -324,9 +344,11 @@ def _dependency(config_json: dict, *, api_name: str | None = None, state_copy: b
     return None
 
 
-def attack(kind: str, url: str, reference: str | None, config_json: dict, local_address: str | None = None) -> str:
-    """One hostile request of ``kind`` from ``local_address``: what the server answered, as text."""
-    with http_client(local_address) as http:
+def attack(kind: str, url: str, reference: str | None, config_json: dict, local_address: str | None = None,
+           http=None) -> str:
+    """One hostile request of ``kind`` from ``local_address`` (or over the client ``http``): what the server
+    answered, as text."""
+    with contextlib.nullcontext(http) if http is not None else http_client(local_address) as http:
         if kind == "upload":
             answer = _post(http, url, "/gradio_api/upload", files={"files": ("x.bin", b"0" * (1 << 20))})
             return f"status {getattr(answer, 'status_code', 'none')} {getattr(answer, 'text', '')[:500]}"
@@ -351,54 +373,102 @@ def attack(kind: str, url: str, reference: str | None, config_json: dict, local_
     raise ValueError(f"unknown attack {kind}")
 
 
-def abuse(url: str, pid: int, config: SoakConfig) -> dict:
-    """Honest users' latency alone, then with ``config.attackers`` clients running ATTACKS in turn, for
-    ``config.seconds`` each, ``config.rounds`` times; what the attacks got back, and the memory they left."""
-    import httpx
-
-    config_json = httpx.get(f"{url}/config", timeout=CALL_TIMEOUT_S).json()
-    with http_client(client_address("user", 0)) as http:
-        event, data = call_api(http, url, "ask", ["What is glaucoma?", 0.0, 16, True])
-    match = REFERENCE.search(data[0] if event == "complete" and data else "")
-    honest = dataclasses.replace(config, hostile_share=0.0)
-    answers: dict[str, list[str]] = {kind: [] for kind in config.attacks}
+def attackers_run(url: str, reference: str | None, config_json: dict, attacks: tuple[str, ...], attackers: int,
+                  seconds: float, apart: bool, results) -> None:
+    """``attackers`` clients running ``attacks`` in turn for ``seconds`` (in a process of their own); puts on
+    ``results`` what the attacks got back, summarised: counts, outcomes, replies echoing the secret, a sample."""
+    deadline = time.monotonic() + seconds
+    answers: dict[str, list[str]] = {kind: [] for kind in attacks}
     lock = threading.Lock()
-    phases: dict[str, list[dict]] = {"alone": [], "attacked": []}
-    rss_before = resident_mb(pid)
-    for round_number in range(config.rounds):
-        phases["alone"].append(concurrent_users(url, pid, honest))
-        deadline = time.monotonic() + config.seconds
 
-        def attacker(number: int) -> None:
-            turn = number
+    def attacker(number: int) -> None:
+        turn = number
+        # One client per attacker, its connections kept open as a real attacker's would be: a new client per
+        # request spent the attackers' process some 20 ms of CPU each (an SSL context), on the server's cores.
+        with http_client(client_address("attacker", number, apart)) as http:
             while time.monotonic() < deadline:
-                kind = config.attacks[turn % len(config.attacks)]
-                text = attack(kind, url, match.group(0) if match else None, config_json,
-                              client_address("attacker", number))
+                kind = attacks[turn % len(attacks)]
+                text = attack(kind, url, reference, config_json, http=http)
                 with lock:
                     answers[kind].append(text)
                 turn += 1
 
-        threads = [threading.Thread(target=attacker, args=(n,), daemon=True) for n in range(config.attackers)]
-        for thread in threads:
-            thread.start()
+    threads = [threading.Thread(target=attacker, args=(n,), daemon=True) for n in range(attackers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + CALL_TIMEOUT_S + 30)
+    results.put({
+        "cpu_cores": time.process_time() / seconds,  # the attackers' own process, on the same cores
+        "sent": {kind: len(texts) for kind, texts in answers.items()},
+        "outcomes": {kind: dict(collections.Counter(_outcome(t) for t in texts)) for kind, texts in answers.items()},
+        "echoing": {kind: sum(SECRET in t for t in texts) for kind, texts in answers.items()},
+        "samples": {kind: texts[0][:300] if texts else None for kind, texts in answers.items()},
+    })
+
+
+def abuse(url: str, pid: int, config: SoakConfig) -> dict:
+    """Honest users' latency alone, then with ``config.attackers`` clients running ATTACKS in turn, for
+    ``config.seconds`` each, ``config.rounds`` times; what the attacks got back, and the memory they left."""
+    import multiprocessing
+
+    import httpx
+
+    config_json = httpx.get(f"{url}/config", timeout=CALL_TIMEOUT_S).json()
+    match, events = None, []
+    with http_client(client_address("user", 0)) as http:
+        for question in QUESTIONS[:3]:  # the rating attacks need an answer reference (one run got none)
+            event, data = call_api(http, url, "ask", [question, 0.0, 16, True])
+            events.append(event)
+            match = REFERENCE.search(data[0] if event == "complete" and data and isinstance(data[0], str) else "")
+            if match:
+                break
+    print(json.dumps({"rating_reference": bool(match), "reference_events": events}), flush=True)
+    honest = dataclasses.replace(config, hostile_share=0.0)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: this one runs the honest users' threads
+    phases: dict[str, list[dict]] = {"alone": [], "attacked": []}
+    rounds: list[dict] = []
+    rss_before = resident_mb(pid)
+    for round_number in range(config.rounds):
+        phases["alone"].append(concurrent_users(url, pid, honest))
+        results = context.Queue()
+        process = context.Process(target=attackers_run, daemon=True, args=(
+            url, match.group(0) if match else None, config_json, config.attacks, config.attackers, config.seconds,
+            config.attackers_apart, results))
+        process.start()
+        time.sleep(1.0)  # the attackers' interpreter starting (imports) is not part of the attack
         phases["attacked"].append(concurrent_users(url, pid, honest))
-        for thread in threads:
-            thread.join(timeout=config.seconds + CALL_TIMEOUT_S + 30)
-        print(json.dumps({"round": round_number + 1, **{
-            f"{name}_valid_p95_s": runs[-1]["valid_p95_s"] for name, runs in phases.items()}}), flush=True)
+        rounds.append(results.get(timeout=config.seconds + 2 * CALL_TIMEOUT_S + 60))
+        process.join(timeout=30)
+        print(json.dumps({"round": round_number + 1, "attackers_cpu_cores": round(rounds[-1]["cpu_cores"], 3), **{
+            f"{name}_valid_p95_s": runs[-1]["valid_p95_s"] for name, runs in phases.items()}, **{
+            f"{name}_server_cores": round(runs[-1]["server_cores"], 3) for name, runs in phases.items()},
+            "load_average": [round(x, 2) for x in os.getloadavg()]}), flush=True)
     summary = {name: _pooled(runs) for name, runs in phases.items()}
     ratio = (summary["attacked"]["valid_p95_s"] / summary["alone"]["valid_p95_s"]
              if summary["attacked"]["valid_p95_s"] and summary["alone"]["valid_p95_s"] else None)
+
+    def total(field: str) -> dict:
+        counts: dict = {}
+        for result in rounds:
+            for kind, value in result[field].items():
+                if isinstance(value, dict):
+                    for outcome, n in value.items():
+                        counts.setdefault(kind, {}).setdefault(outcome, 0)
+                        counts[kind][outcome] += n
+                else:
+                    counts[kind] = counts.get(kind, 0) + value
+        return counts
+
     return {
         "honest_alone": summary["alone"], "honest_under_attack": summary["attacked"],
         "valid_p95_ratio": ratio,
         "valid_p95_by_round": {name: [run["valid_p95_s"] for run in runs] for name, runs in phases.items()},
-        "attacks_sent": {kind: len(texts) for kind, texts in answers.items()},
-        "attack_outcomes": {kind: dict(collections.Counter(_outcome(t) for t in texts))
-                            for kind, texts in answers.items()},
-        "attack_replies_echoing_the_secret": {kind: sum(SECRET in t for t in texts) for kind, texts in answers.items()},
-        "attack_reply_samples": {kind: texts[0][:300] if texts else None for kind, texts in answers.items()},
+        "rating_reference": bool(match),  # False: the rating attacks sent an unknown reference
+        "attackers_cpu_cores": [result["cpu_cores"] for result in rounds],
+        "attacks_sent": total("sent"), "attack_outcomes": total("outcomes"),
+        "attack_replies_echoing_the_secret": total("echoing"),
+        "attack_reply_samples": rounds[0]["samples"] if rounds else {},
         "rss_before_mb": rss_before, "rss_after_mb": phases["attacked"][-1]["rss_end_mb"],
     }
 
@@ -408,7 +478,9 @@ def _pooled(runs: list[dict]) -> dict:
     valid = sorted(seconds for run in runs for seconds in run["valid_seconds"])
     return {"calls": sum(run["calls"] for run in runs), "errors": sum(run["errors"] for run in runs),
             "limited": sum(run["limited"] for run in runs),
-            "valid_p50_s": percentile(valid, 0.50), "valid_p95_s": percentile(valid, 0.95)}
+            "valid_p50_s": percentile(valid, 0.50), "valid_p95_s": percentile(valid, 0.95),
+            "server_cores": statistics.fmean(cores) if (cores := [run["server_cores"] for run in runs
+                                                                  if "server_cores" in run]) else None}
 
 
 def _outcome(text: str) -> str:
@@ -443,7 +515,8 @@ def soak(config: SoakConfig) -> dict:
         with served_app(REPO_ROOT, log_path, env={"GPT2CHAT_MODEL": config.model, "GPT2CHAT_FEEDBACK_DB":
                                                   str(feedback_db)}, boot_timeout_s=config.boot_timeout_s) as running:
             url, pid = running.url, running.pid
-            report = {"config": dataclasses.asdict(config), "rss_after_boot_mb": resident_mb(pid)}
+            report = {"config": dataclasses.asdict(config), "rss_after_boot_mb": resident_mb(pid),
+                      "load_average_at_start": os.getloadavg()}
             print(f"server up (pid {pid}, {report['rss_after_boot_mb']:.0f} MB); {config.users} users for "
                   f"{config.seconds:.0f} s…", flush=True)
             if config.attackers:
@@ -457,6 +530,7 @@ def soak(config: SoakConfig) -> dict:
         log_text = log_path.read_text(errors="replace")
         report["feedback_db_bytes"] = sum(p.stat().st_size for p in feedback_db.parent.glob("*")) \
             if feedback_db.parent.is_dir() else 0
+    report["load_average_at_end"] = os.getloadavg()
     report["personal_details_in_server_log"] = [m for m in (*PII_MARKERS, SECRET) if m in log_text]
     report["server_log_tracebacks"] = log_text.count("Traceback")
     report["server_log_traceback_errors"] = _traceback_errors(log_text)
@@ -483,6 +557,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[SoakConfig, str | None]:
                              "values Gradio would echo); reports both p95s (default: 0, off; at most 8)")
     parser.add_argument("--attacks", default=",".join(ATTACKS),
                         help="comma-separated attacks the attackers take turns at (default: all)")
+    parser.add_argument("--attackers-apart", action="store_true",
+                        help="abuse scenario: each attacker from a /24 network of its own (default: one network)")
     parser.add_argument("--rounds", type=int, default=SoakConfig.rounds,
                         help="abuse scenario: alternate the alone and attacked phases this many times (default: 1)")
     parser.add_argument("--boot-timeout", type=float, default=BOOT_TIMEOUT_S,
@@ -491,7 +567,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[SoakConfig, str | None]:
     args = parser.parse_args(argv)
     config = SoakConfig(model=args.model, users=args.users, seconds=args.seconds, sequential=args.sequential,
                         max_new_tokens=args.max_new_tokens, hostile_share=args.hostile_share, seed=args.seed,
-                        attackers=args.attackers, rounds=args.rounds, boot_timeout_s=args.boot_timeout, attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()))
+                        attackers=args.attackers, rounds=args.rounds, attackers_apart=args.attackers_apart,
+                        boot_timeout_s=args.boot_timeout,
+                        attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()))
     return config, args.out
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from gpt2chat.serving.fairness import (AnswerScheduler, ClientRequestLimit, RequestBudget, TokenBuckets,
-                                       TooManyWaiting, client_address)
+                                       TooManyWaiting, client_address, network_of)
 
 
 def test_the_client_is_the_peer_unless_trusted_proxies_stand_before_the_app():
@@ -65,13 +65,81 @@ def test_a_client_over_its_request_budget_gets_429_before_the_app_and_others_are
 
     now = [0.0]
     limit = ClientRequestLimit(app, RequestBudget(requests_per_s=1, request_burst=5, bytes_per_s=1000,
-                                                  byte_burst=10_000), clock=lambda: now[0])
+                                                  byte_burst=10_000, tarpit_s=0), clock=lambda: now[0])
     assert [_post(limit, "127.0.2.1", 10) for _ in range(7)] == [200] * 5 + [429] * 2
     assert _post(limit, "127.0.1.1", 10) == 200  # an honest client beside the flood
     assert [_post(limit, "127.0.1.2", 6_000) for _ in range(2)] == [200, 429]  # the byte budget
     now[0] = 1.0
     assert _post(limit, "127.0.2.1", 10) == 200  # the budget refills
     assert reached.count("127.0.2.1") == 6 and reached.count("127.0.1.2") == 1
+
+
+def test_an_address_belongs_to_its_providers_network():
+    assert network_of("81.2.69.160") == network_of("81.2.69.7") == "81.2.69.0/24" != network_of("81.2.70.7")
+    assert network_of("2001:db8:1:2:aaaa::1") == network_of("2001:db8:1:2::9") == "2001:db8:1:2::/64"
+    assert network_of("::ffff:81.2.69.160") == "81.2.69.0/24"  # an IPv4 client on an IPv6 socket
+    assert network_of("unknown") == "unknown" and network_of("flood") == "flood"
+
+
+def test_many_addresses_in_one_network_share_a_few_clients_budgets():
+    """A client with many addresses got a budget per address (issue 23); in one network it gets network_share."""
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    limit = ClientRequestLimit(app, RequestBudget(requests_per_s=0.001, request_burst=5, network_share=2,
+                                                  tarpit_s=0), clock=lambda: 0.0)
+    statuses = [_post(limit, f"127.0.2.{n}", 10) for n in range(1, 11) for _ in range(5)]
+    assert statuses.count(200) == 10 and statuses[:10] == [200] * 10  # two clients' budgets, then 429s
+    assert _post(limit, "127.0.3.1", 10) == 200  # another network is not affected
+
+
+def test_requests_the_app_refuses_cost_more_and_a_429_comes_after_a_delay():
+    """Issue 23's soak: attackers looped on requests refused at once (413, 403, 422), on the server's cores."""
+    statuses = iter([422, 200, 200, 200])
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": next(statuses), "headers": []})
+
+    now = [0.0]
+    limit = ClientRequestLimit(app, RequestBudget(requests_per_s=1, request_burst=6, refusal_cost=5, tarpit_s=0.2),
+                               clock=lambda: now[0])
+    assert _post(limit, "127.0.2.1", 10) == 422  # refused by the app: five requests' worth spent
+    assert [_post(limit, "127.0.2.1", 10) for _ in range(2)] == [200, 429]
+    started = time.perf_counter()
+    assert _post(limit, "127.0.2.1", 10) == 429 and time.perf_counter() - started >= 0.2  # after the delay
+    assert _post(limit, "127.0.3.1", 10) == 200  # others are not charged
+    now[0] = 4.0
+    assert _post(limit, "127.0.2.1", 10) == 200  # the budget refills
+
+
+def test_a_refusal_inside_the_app_is_charged_at_the_clients_next_request():
+    from gpt2chat.serving.fairness import Penalties, penalise
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    penalties = Penalties()
+    limit = ClientRequestLimit(app, RequestBudget(requests_per_s=0.001, request_burst=6, tarpit_s=0),
+                               clock=lambda: 0.0, penalties=penalties)
+    penalise("127.0.2.1", penalties)  # four more requests' worth than the request itself
+    assert [_post(limit, "127.0.2.1", 10) for _ in range(3)] == [200, 200, 429]
+    assert [_post(limit, "127.0.3.1", 10) for _ in range(3)] == [200] * 3  # nobody else owes anything
+
+
+def test_api_arguments_of_the_wrong_kind_are_charged_to_the_caller():
+    import gradio as gr
+
+    from gpt2chat.serving import fairness, ui
+
+    ask = ui.make_ask_fn(_SlowEngine())
+    fairness.PENALTIES.pop("127.0.2.9")
+    with pytest.raises(gr.Error, match="temperature must be"):
+        ask("What is gout?", "my ssn 078-05-1120", request=_request("127.0.2.9"))
+    assert fairness.PENALTIES.pop("127.0.2.9") == fairness.REFUSAL_COST - 1
+    chat = ui.make_chat_fn(_SlowEngine())
+    with pytest.raises(gr.Error, match="grounded must be"):
+        list(chat("What is gout?", [], 0.7, 64, "my ssn", False, _request("127.0.2.9")))
+    assert fairness.PENALTIES.pop("127.0.2.9") == fairness.REFUSAL_COST - 1
 
 
 def test_gets_are_not_charged():
@@ -121,6 +189,31 @@ def test_a_freed_slot_goes_to_the_client_with_fewest_answers_running_not_to_the_
     for thread in (first, *threads, honest):
         thread.join(10)
     assert order[:2] == ["flood-1", "honest"], order  # the honest client was served before the flood's backlog
+    assert scheduler.load() == (0, 0)
+
+
+def test_a_network_takes_one_turn_however_many_addresses_it_asks_from():
+    scheduler = AnswerScheduler(slots=1, max_waiting=1, network_share=3)
+    order, release = [], threading.Event()
+
+    def ask(client: str) -> None:
+        with scheduler.turn(client):
+            order.append(client)
+            release.wait(5)
+
+    flood = [threading.Thread(target=ask, args=(f"127.0.2.{n}",)) for n in (1, 2, 3)]
+    for waiting, thread in enumerate(flood):  # one client's three addresses, each with a question in
+        thread.start()
+        _wait_until(lambda: scheduler.load() == (1, waiting))
+    with pytest.raises(TooManyWaiting):  # a fourth address of that network: over the network's share
+        scheduler.acquire("127.0.2.4")
+    honest = threading.Thread(target=ask, args=("81.2.69.160",))
+    honest.start()
+    _wait_until(lambda: scheduler.load() == (1, 3))
+    release.set()
+    for thread in (*flood, honest):
+        thread.join(10)
+    assert order[:2] == ["127.0.2.1", "81.2.69.160"], order  # served before the network's other addresses
     assert scheduler.load() == (0, 0)
 
 

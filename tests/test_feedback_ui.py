@@ -113,6 +113,37 @@ def test_ratings_are_limited_per_client(tiny_engine, masker, tmp_path, monkeypat
     assert len(store.rows()) == 4
 
 
+def test_one_answer_takes_a_few_ratings_and_a_flood_of_them_is_refused_before_masking(tiny_engine, masker, tmp_path,
+                                                                                       monkeypatch):
+    """Issue 23's soak: a rating flood re-rated one answer ~100 times a minute per address, each rating masked."""
+    monkeypatch.setattr(ui, "RATINGS_PER_ANSWER", RateLimit(2, 3600))
+    store, ledger = FeedbackStore(tmp_path / "feedback.sqlite3", masker), AnswerLedger()
+    # two answers to questions the other tests rate (each answer gets a reference of its own)
+    references = [AnswerLedger.REFERENCE.search(answered(tiny_engine, ledger, q)[1]).group(0)
+                  for q in ("What is glaucoma?", PII_QUESTION)]
+    rate = ui.make_rate_fn(store, ledger)
+    masked = []
+    monkeypatch.setattr(store, "record", lambda rating, record=store.record: masked.append(1) or record(rating))
+    clients = [types.SimpleNamespace(session_hash=f"s{n}", client=types.SimpleNamespace(host=f"10.0.{n}.1"))
+               for n in range(3)]  # new sessions and addresses do not help
+    assert [rate(references[0], n % 2 == 0, "", clients[n]) for n in range(2)] == ["saved"] * 2
+    from gpt2chat.serving import fairness
+
+    fairness.PENALTIES.pop("10.0.2.1")  # nothing owed from elsewhere
+    with pytest.raises(gr.Error, match="Too many ratings"):
+        rate(references[0], True, "wrong", clients[2])
+    assert fairness.PENALTIES.pop("10.0.2.1") == fairness.REFUSAL_COST - 1  # charged to the sender's budget
+    assert len(masked) == 2 and rate(references[1], True, "", clients[2]) == "saved"  # another answer: its own
+
+
+def test_one_network_rates_as_four_addresses(monkeypatch):
+    monkeypatch.setattr(ui, "RATINGS_PER_ADDRESS", RateLimit(2, 600))
+    monkeypatch.setattr(ui, "RATINGS_PER_NETWORK", RateLimit(8, 600))
+    allowed = [ui._allowed(f"session-{n}", f"10.9.9.{n // 2}", f"ref-{n}") for n in range(12)]
+    assert allowed == [True] * 8 + [False] * 4
+    assert ui._allowed("session-x", "10.9.10.1", "ref-x")  # the next network is not affected
+
+
 def test_the_final_reply_offers_follow_ups_of_the_same_focus(tiny_engine, sample_records):
     record = record_with_follow_ups(sample_records)
     chat = ui.make_chat_fn(tiny_engine, FollowupFinder.from_index(tiny_engine.index))

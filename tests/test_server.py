@@ -144,3 +144,128 @@ def test_gradio_sessions_keep_bounded_histories_and_no_copy_of_request_values():
     finally:
         bound_session_state()  # the app's own bound for the rest of the session
     assert type(gradio.state_holder.SessionState(demo)).__mro__[1] is gradio.state_holder.SessionState.unbounded
+
+
+def _gate(body: bytes, content_type: bytes = b"application/json", path: str = "/gradio_api/call/chat", **limits):
+    """One POST through HistoryGate: (status sent, response body, the body and headers the app received)."""
+    import json
+
+    from gpt2chat.serving.server import HistoryGate
+
+    sent, reached = [], {}
+    chunks = [body[:len(body) // 2], body[len(body) // 2:]]  # in two pieces, as a client may send it
+
+    async def receive():
+        piece = chunks.pop(0)
+        return {"type": "http.request", "body": piece, "more_body": bool(chunks)}
+
+    async def inner(scope, receive, send):
+        pieces = [await receive()]
+        while pieces[-1].get("more_body"):
+            pieces.append(await receive())
+        reached["body"], reached["headers"] = b"".join(p["body"] for p in pieces), dict(scope["headers"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(message):
+        sent.append(message)
+
+    headers = [(b"content-length", str(len(body)).encode())] + ([(b"content-type", content_type)] if content_type else [])
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
+    asyncio.run(HistoryGate(inner, **limits)(scope, receive, send))
+    answer = json.loads(sent[1]["body"]) if len(sent) > 1 else None
+    return sent[0]["status"], answer, reached
+
+
+def test_a_malformed_history_gets_422_without_its_values_before_gradio_sees_it():
+    """Issue 23's soak: Gradio validated each of 3,000 malformed messages and then answered the question."""
+    import json
+
+    secret = "078-05-1120"
+    for history in ([{"role": 7, "content": {"x": secret}}] * 3000,
+                    [{"role": "user", "content": "hi"}, {"role": "admin", "content": secret}],
+                    [{"role": "user", "content": 42}]):
+        body = json.dumps({"data": ["hi", history, 0.7, 16, True, False]}).encode()
+        status, answer, reached = _gate(body)
+        assert status == 422 and "role" in answer["error"] and secret not in json.dumps(answer) and not reached
+    status, answer, reached = _gate(json.dumps({"message": "hi", "history": [{"role": None, "content": ""}]}).encode())
+    assert status == 422 and not reached  # named arguments (/call/v2) too
+
+
+def test_a_long_history_is_cut_to_its_most_recent_messages_before_gradio_parses_it():
+    import json
+
+    history = _history([1000] * 230)  # the soak's parked history: 230 messages of 1,000 characters
+    status, _, reached = _gate(json.dumps({"data": [history], "fn_index": 5}).encode(), max_chars=10_000,
+                               max_messages=200)
+    received = json.loads(reached["body"])
+    assert status == 200 and received["fn_index"] == 5 and received["data"][0] == history[-10:]
+    assert reached["headers"][b"content-length"] == str(len(reached["body"])).encode()
+    many = [{"role": "user", "content": ""}] * 3000  # empty messages: cut by number
+    _, _, reached = _gate(json.dumps({"data": ["hi", many]}).encode(), max_messages=200)
+    assert len(json.loads(reached["body"])["data"][1]) == 200
+
+
+def test_requests_without_a_history_pass_through_unchanged():
+    import json
+
+    body = json.dumps({"data": ["What is glaucoma?", _history([10, 20]), 0.7, 16, True, False]}).encode()
+    assert _gate(body)[2]["body"] == body  # byte for byte: not re-encoded
+    for other in (b"{not json", b'{"data": "text"}', b"[1, 2]"):
+        assert _gate(other)[2]["body"] == other  # Gradio's to refuse
+    malformed = json.dumps({"data": [[{"role": 7}]]}).encode()
+    assert _gate(malformed, content_type=b"multipart/form-data")[2]["body"] == malformed  # not JSON: not read
+    assert _gate(malformed, content_type=None)[0] == 422  # no content type: FastAPI reads it as JSON
+
+
+def test_fastapis_shape_check_answers_without_the_values_it_refused():
+    """Before Gradio's checks, FastAPI's own answered {"data": "my ssn ..."} with 422 and the value ("input")."""
+    import fastapi
+    import pydantic
+    from fastapi.testclient import TestClient
+
+    from gpt2chat.serving.server import withhold_validation_values
+
+    class Body(pydantic.BaseModel):
+        data: list
+        fn_index: int | None = None
+
+    app = fastapi.FastAPI()
+
+    def call(body):
+        return {"ok": True}
+
+    call.__annotations__ = {"body": Body}  # resolved here: this module's annotations are postponed
+    app.post("/call")(call)
+
+    withhold_validation_values(app)
+    client = TestClient(app)
+    for body in ({"data": "my ssn 078-05-1120"}, {"data": [], "fn_index": "my ssn 078-05-1120"}):
+        reply = client.post("/call", json=body)
+        assert reply.status_code == 422 and "078-05-1120" not in reply.text
+        assert reply.json()["detail"][0]["loc"][0] == "body"  # where and what is wrong are still said
+    assert client.post("/call", json={"data": []}).json() == {"ok": True}
+
+
+def test_arguments_of_the_wrong_kind_get_422_naming_the_argument_before_gradio_runs_the_event():
+    """Issue 23's soak: a /chat call with text for its temperature went through Gradio's queue to be refused."""
+    import json
+
+    import gradio as gr
+
+    from gpt2chat.serving.server import argument_checks
+
+    with gr.Blocks() as demo:
+        inputs = [gr.Textbox(), gr.State([]), gr.Slider(0, 1.5, label="Temperature"), gr.Slider(16, 320),
+                  gr.Checkbox(label="Grounded")]
+        gr.Button().click(lambda *args: None, inputs, api_name="chat")
+    checks = argument_checks(demo)
+    secret = "my ssn 078-05-1120"
+    for data, message in ((["hi", [], secret, 16, True], "Temperature must be a number between 0 and 1.5"),
+                          (["hi", [], 0.7, 16, secret], "Grounded must be true or false"),
+                          (["hi", [], True, 16, True], "Temperature must be"), (["hi", [], 0.7, 9999, True], "320")):
+        for path, extra in (("/gradio_api/call/chat", {}), ("/gradio_api/queue/join", {"fn_index": 0})):
+            status, answer, reached = _gate(json.dumps({"data": data, **extra}).encode(), path=path,
+                                            arguments=checks)
+            assert status == 422 and message in answer["error"] and "078" not in answer["error"] and not reached
+    for data in (["hi", [], 0.7, 16, True], ["hi", [], "0.7", 16.0, "true"]):  # what the app's own checks take
+        assert _gate(json.dumps({"data": data}).encode(), arguments=checks)[0] == 200

@@ -42,9 +42,15 @@ def test_the_soak_is_bounded(tmp_path, excess):
 
 def test_the_soak_stays_on_loopback_and_needs_a_model(tmp_path):
     assert soak.HOST == "127.0.0.1"
-    # every client calls from a loopback address of its own (127.0.0.0/8), honest users apart from attackers
+    # every client calls from a loopback address of its own (127.0.0.0/8), honest users apart from attackers: each
+    # honest user in a /24 network of its own, the attackers in one (one client's addresses) unless kept apart
     addresses = {soak.client_address(role, n) for role in ("user", "attacker") for n in range(soak.MAX_USERS)}
-    assert len(addresses) == 2 * soak.MAX_USERS and all(a.startswith("127.0.") for a in addresses)
+    assert len(addresses) == 2 * soak.MAX_USERS and all(a.startswith("127.") for a in addresses)
+    network = lambda address: address.rsplit(".", 1)[0]  # noqa: E731
+    assert len({network(soak.client_address("user", n)) for n in range(soak.MAX_USERS)}) == soak.MAX_USERS
+    assert {network(soak.client_address("attacker", n)) for n in range(soak.MAX_ATTACKERS)} == {"127.0.2"}
+    assert len({network(soak.client_address("attacker", n, apart=True)) for n in range(soak.MAX_ATTACKERS)}) == \
+        soak.MAX_ATTACKERS
     with pytest.raises(ValueError, match="not a preset directory"):
         soak.SoakConfig(model=str(tmp_path / "missing")).validate()
 
@@ -67,6 +73,8 @@ def test_summary_counts_outcomes_latencies_and_memory_growth():
     assert summary["by_kind"] == {"valid": {"replied": 4}, "empty": {"refused": 1}, "long_10k": {"error": 1}}
     pooled = soak._pooled([summary, soak.summarise([soak.Call("valid", "replied", 5.0), soak.Call("x", "limited", 0.0)])])
     assert (pooled["calls"], pooled["errors"], pooled["limited"], pooled["valid_p95_s"]) == (8, 1, 1, 5.0)
+    assert soak._pooled([{**summary, "server_cores": 0.2}, {**summary, "server_cores": 0.4}])["server_cores"] == \
+        pytest.approx(0.3)  # the server's CPU beside the users, averaged over the phases
     assert soak._slope([(500, 100.0), (600, 101.0), (700, 102.0)]) == pytest.approx(0.01)
 
 

@@ -399,4 +399,9 @@ def test_hostile_requests_echo_no_value_and_leave_none_in_the_log(live_app, tmp_
         assert max(map(len, log.splitlines())) <= 600, kind
     assert replies["upload"].startswith("status 403")
     assert replies["big_rating"] == "status 413"  # refused before it is parsed
+    assert replies["malformed_history"].startswith("status 422")  # refused before Gradio validates it (HistoryGate)
+    for path in ("/gradio_api/call/chat", "/gradio_api/queue/join"):  # FastAPI's own shape check echoed values
+        with soak.http_client(soak.client_address("attacker", 40)) as http:
+            reply = http.post(live_app + path, json={"data": f"my ssn {soak.SECRET}", "fn_index": soak.SECRET})
+        assert reply.status_code == 422 and soak.SECRET not in reply.text, path
     assert "reference must be" in replies["rating_flood"]

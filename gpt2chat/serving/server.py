@@ -1,11 +1,12 @@
-"""Serving the Gradio app: port checks before anything loads, per-client request budgets, a request-size limit, closed
-upload and deep-link routes, Gradio's errors without request values, capped log lines, bounded session state, and
-uvicorn; and
+"""Serving the Gradio app: port checks before anything loads, per-client request budgets, a request-size limit, chat
+histories and arguments checked before Gradio reads them, closed upload and deep-link routes, Gradio's and FastAPI's
+errors without request values, capped log lines, bounded session state, and uvicorn; and
 ``served_app``, which runs ``app.py`` in a child process on a free loopback port for the tests and benchmarks.
 
 Gradio parses a request body into Python strings before any app code can look at it: a 100 MB message cost 20 s
 and 0.5 GB of resident memory that never came back. ``BodySizeLimit`` refuses such a request at the ASGI layer,
-from its Content-Length header or, for a chunked body, as soon as the bytes received pass the limit.
+from its Content-Length header or, for a chunked body, as soon as the bytes received pass the limit;
+``HistoryGate`` then reads the bounded JSON and refuses (422) or cuts what Gradio would otherwise validate at length.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import dataclasses
 import errno
 import json
 import logging
+import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -33,6 +36,8 @@ MAX_REQUEST_BYTES = 256 << 10
 # sessions: at most about 16 million characters in all.
 STATE_SESSIONS = 256
 HISTORY_CHARS = 64_000
+# ... and at most HISTORY_MESSAGES messages (a history of 3,000 empty messages is 3,000 objects to validate).
+HISTORY_MESSAGES = 200
 # Longer log lines are cut: one malformed 824 KB history wrote 48,000 lines (3 MB) to the log.
 MAX_LOG_CHARS = 500
 
@@ -87,6 +92,169 @@ class BodySizeLimit:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+ROLES = ("user", "assistant", "system")
+MALFORMED_HISTORY = ("a chat history must be a list of messages, each with a role ('user' or 'assistant') and text "
+                     "content")
+
+
+def _is_history(value) -> bool:
+    """A value that claims to be a chat history: a non-empty list of objects, one of them with a role."""
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and \
+        any(isinstance(item, dict) and "role" in item for item in value)
+
+
+def _well_formed(message) -> bool:
+    if not isinstance(message, dict) or message.get("role") not in ROLES:
+        return False
+    content = message.get("content")
+    if isinstance(content, list):
+        return all(isinstance(part, (str, dict)) for part in content)
+    return isinstance(content, (str, dict))
+
+
+class HistoryGate:
+    """Pure ASGI middleware for the API's JSON requests (every route's body is at most ``BodySizeLimit``'s): each
+    argument that is a chat history is checked and cut before Gradio parses it. A history with a message that is
+    not a message (a role other than user, assistant or system; content that is not text) gets 422 with a fixed
+    message, never the value; a longer one keeps its most recent messages (``bounded_history``: what the session
+    would keep anyway). Gradio validated each message of a 3,000-message history, and answered its question, before
+    the app could look at it (issue 23's soak)."""
+
+    def __init__(self, app, max_chars: int = HISTORY_CHARS, max_messages: int = HISTORY_MESSAGES,
+                 arguments: dict | None = None):
+        self.app, self.max_chars, self.max_messages = app, max_chars, max_messages
+        self.arguments = arguments or {}  # fn_index or api_name -> a check per argument (``argument_checks``)
+
+    async def __call__(self, scope, receive, send):
+        # FastAPI reads a body as JSON when it says so or says nothing
+        content_type = dict(scope.get("headers") or ()).get(b"content-type", b"json")
+        if scope["type"] != "http" or scope.get("method") != "POST" or b"json" not in content_type:
+            return await self.app(scope, receive, send)
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away (or BodySizeLimit cut it off): nothing to answer
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            parsed = None  # not ours to judge: Gradio refuses it
+        refusal = self._refusal(scope.get("path", ""), parsed) if isinstance(parsed, dict) else None
+        if refusal:
+            return await _json_response(send, 422, {"error": refusal})
+        checked = self._check(parsed) if isinstance(parsed, dict) else parsed
+        if checked is _MALFORMED:
+            return await _json_response(send, 422, {"error": MALFORMED_HISTORY})
+        if checked is not parsed:
+            body = json.dumps(checked).encode()
+            scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers") or () if k != b"content-length"]
+                     + [(b"content-length", str(len(body)).encode())]}
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    def _refusal(self, path: str, request: dict) -> str | None:
+        """What is wrong with an argument of the function the request calls (by ``fn_index``, or by the API name
+        its path ends with), as a fixed message; None when nothing is."""
+        fn = request.get("fn_index")
+        if not isinstance(fn, int) or isinstance(fn, bool):
+            match = _API_PATH.search(path)
+            fn = match.group(1) if match else None
+        checks, data = self.arguments.get(fn), request.get("data")
+        if not checks or not isinstance(data, list):
+            return None
+        return next((message for (check, message), value in zip(checks, data) if check and not check(value)), None)
+
+    def _check(self, request: dict):
+        """The request with its histories cut; ``_MALFORMED`` when one is malformed; the request itself when
+        nothing changed. The arguments are ``data`` (a list, or named arguments) or, without it (``/call/v2``),
+        the body's own values."""
+        data = request.get("data", request)
+        values = dict(enumerate(data)) if isinstance(data, list) else data if isinstance(data, dict) else {}
+        changed = {}
+        for key, value in values.items():
+            if not _is_history(value):
+                continue
+            if not all(_well_formed(m) for m in value):
+                return _MALFORMED
+            recent = value[-self.max_messages:] if len(value) > self.max_messages else value
+            cut = bounded_history(recent, self.max_chars)
+            if cut is not value:
+                changed[key] = cut
+        if not changed:
+            return request
+        if isinstance(data, list):
+            data = [changed.get(i, v) for i, v in enumerate(data)]
+        else:
+            data = {**data, **changed}
+        return data if "data" not in request else {**request, "data": data}
+
+
+_MALFORMED = object()
+_API_PATH = re.compile(r"/(?:call/v2|call|run|api)/([^/]+)/?$")
+
+
+def _finite(value, low: float, high: float) -> bool:
+    """A number (or its text, as the app's own checks take it) within [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return False
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return False
+    return math.isfinite(number) and low <= number <= high
+
+
+def _flag(value) -> bool:
+    return isinstance(value, bool) or (isinstance(value, (int, float)) and value in (0, 1)) or \
+        (isinstance(value, str) and value.strip().lower() in ("true", "false"))
+
+
+def argument_checks(demo) -> dict:
+    """For ``HistoryGate``: each event's sliders and checkboxes, by fn_index and API name, as (check, fixed message)
+    pairs, accepting what the app's own checks accept (``ui.sampling_config``): a value of the wrong kind is refused
+    before Gradio's queue runs it (a /chat call with text for its temperature took a full pass through the queue to
+    be refused, and Gradio's check echoed the value)."""
+    import gradio as gr
+
+    checks = {}
+    for fn in demo.fns.values():
+        per_argument = []
+        for component in fn.inputs:
+            name = getattr(component, "label", None) or type(component).__name__.lower()
+            if isinstance(component, gr.Slider):
+                low, high = component.minimum, component.maximum
+                per_argument.append((lambda v, low=low, high=high: _finite(v, low, high),
+                                     f"{name} must be a number between {low:g} and {high:g}"))
+            elif isinstance(component, gr.Checkbox):
+                per_argument.append((_flag, f"{name} must be true or false"))
+            else:
+                per_argument.append((None, None))
+        if any(check for check, _ in per_argument):
+            checks[fn._id] = per_argument
+            if fn.api_name:
+                checks[fn.api_name] = per_argument
+    return checks
+
+
+async def _json_response(send, status: int, content: dict) -> None:
+    body = json.dumps(content).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class ClosedRoutes:
@@ -194,6 +362,20 @@ def withhold_request_values() -> None:
         module.traceback = _WithheldTraceback()
 
 
+def withhold_validation_values(app) -> None:
+    """FastAPI's own check of a request's shape (before Gradio's) answers 422 with each offending value ("input":
+    "my ssn ...") in the reply; ``app`` answers with where and what is wrong, never the value."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    async def without_values(request, error: RequestValidationError):
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "invalid")}
+                  for e in error.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, without_values)
+
+
 class LogLineCap(logging.Filter):
     """Cuts every log message to ``max_chars`` characters."""
 
@@ -226,6 +408,7 @@ def serve(demo, host: str, port: int, *, launch_options: dict, max_request_bytes
     from gpt2chat.serving.fairness import ClientRequestLimit
 
     app = fastapi.FastAPI()
+    app.add_middleware(HistoryGate, arguments=argument_checks(demo))  # innermost: bodies BodySizeLimit bounded
     app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes)
     app.add_middleware(ClosedRoutes)
     app.add_middleware(ClientRequestLimit, undeclared_bytes=max_request_bytes)  # outermost: a flood costs least
@@ -236,6 +419,9 @@ def serve(demo, host: str, port: int, *, launch_options: dict, max_request_bytes
     # show_error=False: only the app's own gr.Error messages (which never echo values) reach the client.
     app = gr.mount_gradio_app(app, demo, path="/", server_name=host, server_port=port, show_error=False,
                               max_file_size=1, **launch_options)
+    for mounted in (app, *(route.app for route in app.routes if hasattr(route, "app"))):  # Gradio's own app too
+        if hasattr(mounted, "add_exception_handler"):
+            withhold_validation_values(mounted)
     print(f"Serving on http://{host}:{port}", flush=True)
     # A browser tab's open event stream would otherwise hold a SIGTERM'd server (and its training child) forever.
     # log_config=None: uvicorn's own records go through the root handlers, whose lines are capped.

@@ -37,7 +37,7 @@ from gpt2chat.chat.engine import EXTRACT_NOTICE, ChatEngine, ChatReply, Source, 
 from gpt2chat.chat.grounding import split_sentences
 from gpt2chat.chat.kinds import AnswerKind, Category
 from gpt2chat.corpus.sites import archived_page, is_archived, site_name
-from gpt2chat.serving.fairness import AnswerScheduler, TooManyWaiting, client_address
+from gpt2chat.serving.fairness import AnswerScheduler, TooManyWaiting, client_address, network_of, penalise
 from gpt2chat.serving.feedback import NOTICE as FEEDBACK_NOTICE
 from gpt2chat.serving.feedback import (LIMITS, REASONS, AnswerLedger, FeedbackStore, IssuedAnswer, RateLimit, Rating,
                                        session_token)
@@ -420,6 +420,19 @@ TOO_MANY_QUESTIONS = ("You already have several questions waiting for an answer:
 
 
 @contextlib.contextmanager
+def refusals_charged(request: gr.Request | None) -> Iterator[None]:
+    """A gr.Error raised inside (an argument of the wrong kind, an unknown reference, too many ratings) is charged
+    to the client's request budget (``fairness.penalise``): it cost a pass through Gradio's queue, and a person's
+    clicks never cause one."""
+    try:
+        yield
+    except gr.Error:
+        if request is not None:
+            penalise(_client(request)[1])
+        raise
+
+
+@contextlib.contextmanager
 def answer_turn(scheduler: AnswerScheduler | None, request: gr.Request | None) -> Iterator[None]:
     """The client's turn at the answer slots (nothing to wait for without a scheduler); a client with too many
     questions waiting gets a clear refusal, before any work is done for it."""
@@ -448,9 +461,10 @@ def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None, le
              show_masked: bool, request: gr.Request = None) -> Iterator[str]:
         """Answer one chat message, streaming the Markdown reply (answer, sources, disclaimer)."""
         shown, reply = None, None
-        sampling = sampling_config(temperature, max_new_tokens)
-        show_masked, grounded = _flag(show_masked, "show_masked"), _flag(grounded, "grounded")
-        message = _message(message)
+        with refusals_charged(request):
+            sampling = sampling_config(temperature, max_new_tokens)
+            show_masked, grounded = _flag(show_masked, "show_masked"), _flag(grounded, "grounded")
+            message = _message(message)
         turns = history_turns(history)
         with answer_turn(scheduler, request):
             for reply in engine.stream(message, turns, grounded=grounded, sampling=sampling):
@@ -487,9 +501,10 @@ def make_ask_fn(engine: ChatEngine, ledger: AnswerLedger | None = None, schedule
         NIH source pages, a note when personal details were removed, and the disclaimer. temperature (0 to 1.5)
         0 is greedy decoding; max_new_tokens is 1 to 320; grounded=False leaves the passage out of the model's
         prompt (the answer is still checked against it)."""
-        sampling = sampling_config(temperature, max_new_tokens)
-        grounded = _flag(grounded, "grounded")
-        message = _message(message)
+        with refusals_charged(request):
+            sampling = sampling_config(temperature, max_new_tokens)
+            grounded = _flag(grounded, "grounded")
+            message = _message(message)
         with answer_turn(scheduler, request):
             reply = engine.reply(message, grounded=grounded, sampling=sampling)
         _log_reply(reply)
@@ -509,6 +524,11 @@ FEEDBACK_OPTIONS = ("Like", "Dislike", *(reason.capitalize() for reason in REASO
 # Per client: a person rates a handful of answers; 950 KB ratings by the dozen filled the queue (issue 23).
 RATINGS_PER_SESSION = RateLimit(30, 600)
 RATINGS_PER_ADDRESS = RateLimit(120, 600)
+RATINGS_PER_NETWORK = RateLimit(480, 600)  # four addresses' worth (fairness.network_of)
+# One answer is rated by the person it was given to: a thumb, a change of mind, a few flag reasons and a typed reason.
+# The soak's rating flood re-rated one answer about 100 times a minute from each address, each rating masked under
+# the lock every question's masking also takes.
+RATINGS_PER_ANSWER = RateLimit(6, 3600)
 NOT_RATEABLE = "This answer can no longer be rated (the app restarted or it is too old)."
 TOO_MANY = "Too many ratings from this client: please wait a few minutes."
 
@@ -525,8 +545,10 @@ def _client(request: gr.Request | None) -> tuple[str, str]:
     return session, client_address(str(peer) if peer else None, headers.get("x-forwarded-for"))
 
 
-def _allowed(session: str, address: str) -> bool:
-    return RATINGS_PER_SESSION.allow(session) and RATINGS_PER_ADDRESS.allow(address)
+def _allowed(session: str, address: str, reference: str) -> bool:
+    """Whether one more rating is allowed: per session, address, network and answer (checked before any masking)."""
+    return (RATINGS_PER_ANSWER.allow(reference) and RATINGS_PER_SESSION.allow(session)
+            and RATINGS_PER_ADDRESS.allow(address) and RATINGS_PER_NETWORK.allow(network_of(address)))
 
 
 def _rating(issued: IssuedAnswer, liked: bool, reason: str, session: str) -> Rating:
@@ -570,7 +592,7 @@ def make_like_fn(store: FeedbackStore, ledger: AnswerLedger, remembered: int = 1
             return None, gr.update()
         if repeated((session, reference), data.liked) or data.liked in ("", None):
             return gr.update(), gr.update()  # the same choice sent again, or a thumb clicked off: nothing new
-        if not _allowed(session, address):
+        if not _allowed(session, address, reference):
             gr.Warning(TOO_MANY)
             return None, gr.update()
         flagged = data.liked.lower() if isinstance(data.liked, str) else ""
@@ -587,10 +609,10 @@ def make_reason_fn(store: FeedbackStore, ledger: AnswerLedger):
 
     def send_reason(index: int | None, history: list[dict], reason: str, request: gr.Request):
         typed = reason.strip() if isinstance(reason, str) else ""
-        _, issued = _issued(ledger, history, index)
+        reference, issued = _issued(ledger, history, index)
         if issued is not None and typed:
             session, address = _client(request)
-            if not _allowed(session, address):
+            if not _allowed(session, address, reference):
                 gr.Warning(TOO_MANY)
                 return None, ""
             saved = store.record(_rating(issued, False, typed[: LIMITS["reason"]], session))
@@ -608,18 +630,19 @@ def make_rate_fn(store: FeedbackStore, ledger: AnswerLedger):
         reason: optional ("wrong", "off-topic", "unclear", "unsafe" or up to 500 characters of text). The
         question, answer and sources stored are the server's own; personal details are removed from the reason.
         Returns "saved" or why it was not."""
-        liked = _flag(liked, "liked")
-        if reason is not None and not isinstance(reason, str):
-            raise gr.Error("reason must be text")
-        if len(reason or "") > LIMITS["reason"]:
-            raise gr.Error(f"reason must be at most {LIMITS['reason']} characters")
-        issued = ledger.get(reference)
-        if issued is None:
-            raise gr.Error("reference must be the answer reference (ref-…) that ends an /ask or /chat reply; "
-                           + NOT_RATEABLE.lower())
-        session, address = _client(request)
-        if not _allowed(session, address):
-            raise gr.Error(TOO_MANY)
+        with refusals_charged(request):
+            liked = _flag(liked, "liked")
+            if reason is not None and not isinstance(reason, str):
+                raise gr.Error("reason must be text")
+            if len(reason or "") > LIMITS["reason"]:
+                raise gr.Error(f"reason must be at most {LIMITS['reason']} characters")
+            issued = ledger.get(reference)
+            if issued is None:
+                raise gr.Error("reference must be the answer reference (ref-…) that ends an /ask or /chat reply; "
+                               + NOT_RATEABLE.lower())
+            session, address = _client(request)
+            if not _allowed(session, address, reference):
+                raise gr.Error(TOO_MANY)
         if store.record(_rating(issued, liked, reason or "", session)):
             return "saved"
         if store.is_full():
