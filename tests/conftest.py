@@ -28,6 +28,21 @@ def sample_records(medquad_dir):
 
 
 @pytest.fixture(scope="session")
+def small_medquad(tmp_path_factory, medquad_dir):
+    """The first 40 files of every MedQuAD subset (2,082 answered pairs): reading it takes under a second, where the
+    whole collection takes several (and a training run builds its retrieval index and validation rows from it), so
+    a test whose assertion does not need the whole collection trains or answers on this copy."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("medquad")
+    for subset in sorted(p for p in medquad_dir.iterdir() if p.is_dir()):
+        (root / subset.name).mkdir()
+        for path in sorted(subset.glob("*.xml"))[:40]:
+            shutil.copy(path, root / subset.name / path.name)
+    return root
+
+
+@pytest.fixture(scope="session")
 def masker():
     """One PII masker for the whole run (building one loads spaCy: about a second), as the app builds one."""
     from gpt2chat.guard.masking import PIIMasker

@@ -15,20 +15,6 @@ from gpt2chat.cli import run
 from gpt2chat.modeling.train import TrainConfig, train
 
 
-@pytest.fixture(scope="module")
-def small_medquad(tmp_path_factory, medquad_dir):
-    """The first 40 files of every MedQuAD subset (2,082 answered pairs): reading it takes under a second, so a
-    test can afford several runs."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("medquad")
-    for subset in sorted(p for p in medquad_dir.iterdir() if p.is_dir()):
-        (root / subset.name).mkdir()
-        for path in sorted(subset.glob("*.xml"))[:40]:
-            shutil.copy(path, root / subset.name / path.name)
-    return root
-
-
 def test_twenty_steps_lower_the_loss(tiny_run):
     output, summary = tiny_run
     first, last = summary["history"][0], summary["history"][-1]
