@@ -46,12 +46,12 @@ def test_bad_arguments_give_one_line_errors(tmp_path, capsys):
     assert "MedQuAD not found" in capsys.readouterr().err
 
 
-def test_lora_fine_tuning_of_a_local_preset(tmp_path, medquad_dir):
+def test_lora_fine_tuning_of_a_local_preset(tmp_path, small_medquad):
     from gpt2chat.modeling.model import build_causal_lm
 
     build_causal_lm("tiny", 64).save_to_preset(str(tmp_path / "base"))
     summary = train(TrainConfig.from_recipe("tiny", output=str(tmp_path / "lora"), preset=str(tmp_path / "base"),
-                                            lora_rank=4, data=str(medquad_dir), steps=10, warmup_steps=2,
+                                            lora_rank=4, data=str(small_medquad), steps=10, warmup_steps=2,
                                             max_records=50))
     assert summary["history"][-1]["step"] == 10
     assert load_preset(tmp_path / "lora").backbone.num_layers == 2
