@@ -314,10 +314,8 @@ def test_the_judge_comes_from_the_environment_unless_given(monkeypatch):
     assert (config.judge_url, config.judge_model, config.judge_key) == (None, compare.CompareConfig.judge_model, None)
 
 
-def test_held_out_index_drops_the_gold_pair(sample_records):
-    from gpt2chat.search.retrieval import RetrievalIndex
-
-    index = evaluation.HeldOutIndex(RetrievalIndex.build(sample_records))
+def test_held_out_index_drops_the_gold_pair(sample_records, sample_index):
+    index = evaluation.HeldOutIndex(sample_index)
     record = next(r for r in sample_records if r.pair_id in {p.pair_id for p in index.search(r.question, k=3)})
     index.held_out = record
     passages = index.search(record.question, k=3)
