@@ -359,10 +359,12 @@ def test_lora_on_a_model_split_over_two_devices_takes_the_one_device_steps(tmp_p
 
 
 # ------------------------------------------------------------------ several processes (machines): JAX only
+# (gpt2chat.modeling.process_group)
 
 def test_process_flags_fall_back_to_the_keras_variables_and_bad_ones_are_one_line_errors():
     from gpt2chat import settings
-    from gpt2chat.modeling.distribute import DistributionError, Processes, processes
+    from gpt2chat.modeling.distribute import DistributionError
+    from gpt2chat.modeling.process_group import Processes, processes
 
     assert processes() == Processes() and Processes().writes
     environment = settings.keras_distribution({"KERAS_DISTRIBUTION_JOB_ADDRESSES": "10.0.0.1:1234,10.0.0.2:2345",
@@ -393,7 +395,7 @@ def test_a_batch_that_does_not_split_over_the_replicas_is_completed_with_rows_th
     with "the dimension size is 3" before the last batch was completed. One process: the whole completed batch."""
     import numpy as np
 
-    from gpt2chat.modeling.distribute import local_part
+    from gpt2chat.modeling.process_group import local_part
     from gpt2chat.modeling.tokens import PackedTokens
 
     rows = np.arange(3 * 65, dtype=np.int32).reshape(3, 65)
