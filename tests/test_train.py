@@ -74,18 +74,18 @@ def kill_at_first_checkpoint(command: list[str], output: Path) -> dict:
 
 def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, small_medquad):
     """Killed after a checkpoint and started again, a run ends with the losses and weights of a run that was never
-    killed. Dropout is on, so its random state must survive the resume too."""
+    killed. Dropout is on, so its random state must survive the resume too. The uninterrupted run is this process's
+    own (as the 1-device run of the test below): only the killed one needs a process of its own."""
     import numpy as np
 
     def command(output):
         return [sys.executable, "-m", "gpt2chat.train", "--recipe", "tiny", "--output", str(output), "--data",
-                str(small_medquad), "--steps", "30", "--eval-rows", "8", "--max-records", "100", "--dropout", "0.1"]
+                str(small_medquad), "--steps", "20", "--eval-rows", "8", "--max-records", "100", "--dropout", "0.1"]
 
-    whole = subprocess.run(command(tmp_path / "whole"), capture_output=True, text=True, timeout=600)
-    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert run("train", command(tmp_path / "whole")[3:]) == 0
     output = tmp_path / "run"
     saved_step = (kill_at_first_checkpoint(command(output), output)["epoch"] + 1) * 10
-    assert saved_step < 30, "the run finished before it could be killed"
+    assert saved_step < 20, "the run finished before it could be killed"
     resumed = subprocess.run(command(output), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert f"resuming from step {saved_step}" in resumed.stdout
@@ -94,7 +94,7 @@ def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, small_medquad):
         history = json.loads((run_dir / "metrics.json").read_text())["history"]
         return [(entry["step"], entry["train_loss"], entry["val_loss"]) for entry in history]
 
-    assert [step for step, _, _ in losses(output)] == [10, 20, 30]
+    assert [step for step, _, _ in losses(output)] == [10, 20]
     assert losses(output) == losses(tmp_path / "whole")
     weights = [load_preset(run_dir).backbone.get_weights() for run_dir in (output, tmp_path / "whole")]
     assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
