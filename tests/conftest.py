@@ -20,6 +20,15 @@ def medquad_dir():
 
 
 @pytest.fixture(scope="session")
+def full_medquad(medquad_dir):
+    """(records, report) of the whole collection, read once for the run (5-7 s a read on the shared 2 cores; three
+    modules read it). The records are frozen dataclasses in a list that no test changes."""
+    from gpt2chat.corpus.data import load_records
+
+    return load_records(medquad_dir)
+
+
+@pytest.fixture(scope="session")
 def sample_records(medquad_dir):
     from gpt2chat.corpus.data import load_records
 
