@@ -143,7 +143,7 @@ def tf_config(env: Mapping[str, str] = os.environ) -> str | None:
 
 def keras_distribution(env: Mapping[str, str] = os.environ) -> tuple[str | None, str | None, str | None]:
     """($KERAS_DISTRIBUTION_JOB_ADDRESSES, $KERAS_DISTRIBUTION_NUM_PROCESSES, $KERAS_DISTRIBUTION_PROCESS_ID), the
-    variables ``keras.distribution.initialize`` reads, as text (``gpt2chat.modeling.distribute.processes`` checks
+    variables ``keras.distribution.initialize`` reads, as text (``gpt2chat.modeling.process_group.processes`` checks
     them): the coordinator's (first job's) address, the number of processes and this one's index."""
     return tuple(env.get(name) or None for name in (JOB_ADDRESSES_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV))
 

@@ -20,11 +20,35 @@ def medquad_dir():
 
 
 @pytest.fixture(scope="session")
+def full_medquad(medquad_dir):
+    """(records, report) of the whole collection, read once for the run (5-7 s a read on the shared 2 cores; three
+    modules read it). The records are frozen dataclasses in a list that no test changes."""
+    from gpt2chat.corpus.data import load_records
+
+    return load_records(medquad_dir)
+
+
+@pytest.fixture(scope="session")
 def sample_records(medquad_dir):
     from gpt2chat.corpus.data import load_records
 
     records, _ = load_records(medquad_dir, limit_files=20)
     return records
+
+
+@pytest.fixture(scope="session")
+def small_medquad(tmp_path_factory, medquad_dir):
+    """The first 40 files of every MedQuAD subset (2,082 answered pairs): reading it takes under a second, where the
+    whole collection takes several (and a training run builds its retrieval index and validation rows from it), so
+    a test whose assertion does not need the whole collection trains or answers on this copy."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("medquad")
+    for subset in sorted(p for p in medquad_dir.iterdir() if p.is_dir()):
+        (root / subset.name).mkdir()
+        for path in sorted(subset.glob("*.xml"))[:40]:
+            shutil.copy(path, root / subset.name / path.name)
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -66,14 +90,34 @@ def tiny_generic_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_engine(tiny_run, sample_records):
-    """A chat engine over the tiny model and a retrieval index of the sample."""
+def sample_index(sample_records):
+    """The retrieval index of the sample, built once for the run (about 10 s on the shared 2 cores, measured as the
+    setup of each of three modules that built their own); no test changes it."""
+    from gpt2chat.search.retrieval import RetrievalIndex
+
+    return RetrievalIndex.build(sample_records)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_run, sample_index):
+    """A chat engine over the tiny model and the retrieval index of the sample."""
     from gpt2chat.chat.engine import ChatEngine, EngineConfig
     from gpt2chat.modeling.model import load_preset
-    from gpt2chat.search.retrieval import RetrievalIndex
 
     output, _ = tiny_run
     engine = ChatEngine.build(EngineConfig(model=str(output), answer_mode="generate"), causal_lm=load_preset(output),
-                              index=RetrievalIndex.build(sample_records))
+                              index=sample_index)
     engine.serve_ungated()  # the generating path under test; the gate has tests of its own
     return engine
+
+
+@pytest.fixture(scope="session")
+def live_app(tiny_run, medquad_dir, tmp_path_factory):
+    """The repository's app.py serving the tiny model, started once for test_browser and test_ui (a start took
+    18-66 s on the shared 2 cores, and each module started its own)."""
+    from tests.test_ui import REPO_ROOT, serve_app
+
+    preset, _ = tiny_run
+    log_path = tmp_path_factory.mktemp("live_app") / "app.log"
+    with serve_app(REPO_ROOT, log_path, GPT2CHAT_MODEL=str(preset), GPT2CHAT_MEDQUAD=str(medquad_dir)) as url:
+        yield url

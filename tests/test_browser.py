@@ -20,7 +20,6 @@ from gpt2chat.serving import ui
 from gpt2chat.serving.feedback import FeedbackStore
 from gpt2chat.serving.server import free_port
 from gpt2chat.serving.ui import DISCLAIMER, REPLY_DISCLAIMER
-from tests.test_ui import live_app  # noqa: F401  (the module-scoped served app)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -186,7 +186,7 @@ def test_trained_model_has_lower_test_perplexity(comparison):
     assert trained < untrained
 
 
-def test_generic_and_specialised_on_both_domains_and_the_shown_answers(comparison, tiny_generic_run):
+def test_generic_and_specialised_on_both_domains_and_the_shown_answers(comparison, tiny_generic_run, full_medquad):
     from gpt2chat.corpus.generic import read_texts
     from gpt2chat.reports import answer_quality
 
@@ -209,7 +209,7 @@ def test_generic_and_specialised_on_both_domains_and_the_shown_answers(compariso
     extract = result["results"][evaluation.EXTRACT_BASELINE]["shown"]
     assert set(extract) == set(result["shown_sets"]) and extract["a"]["model_shown"] == 0.0
     # The measures are answer_quality's own: the extract's set (b), scored again directly, gives the same numbers.
-    cases = answer_quality.medquad_cases(_records(), 3, seed=1337)["b"]
+    cases = answer_quality.medquad_cases(full_medquad[0], 3, seed=1337)["b"]
     again = answer_quality.score(_extract_engine(), cases, None)
     assert again["rouge2"] == pytest.approx(extract["b"]["rouge2"]) and again["answers"] == extract["b"]["answers"]
     markdown = (out / "comparison.md").read_text()
@@ -219,12 +219,6 @@ def test_generic_and_specialised_on_both_domains_and_the_shown_answers(compariso
     from gpt2chat.reports.report import comparison_conclusion
 
     assert comparison_conclusion(result) in markdown
-
-
-def _records():
-    from gpt2chat.corpus.data import load_records
-
-    return load_records(None)[0]
 
 
 def _extract_engine():
@@ -314,10 +308,8 @@ def test_the_judge_comes_from_the_environment_unless_given(monkeypatch):
     assert (config.judge_url, config.judge_model, config.judge_key) == (None, compare.CompareConfig.judge_model, None)
 
 
-def test_held_out_index_drops_the_gold_pair(sample_records):
-    from gpt2chat.search.retrieval import RetrievalIndex
-
-    index = evaluation.HeldOutIndex(RetrievalIndex.build(sample_records))
+def test_held_out_index_drops_the_gold_pair(sample_records, sample_index):
+    index = evaluation.HeldOutIndex(sample_index)
     record = next(r for r in sample_records if r.pair_id in {p.pair_id for p in index.search(r.question, k=3)})
     index.held_out = record
     passages = index.search(record.question, k=3)

@@ -8,8 +8,8 @@ from gpt2chat.corpus.splits import SPLIT_NAMES, load_split, save_split, split_re
 
 
 @pytest.fixture(scope="module")
-def full(medquad_dir):
-    return load_records(medquad_dir)
+def full(full_medquad):
+    return full_medquad
 
 
 def test_full_collection_counts(full):

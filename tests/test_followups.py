@@ -10,12 +10,12 @@ import pytest
 
 from gpt2chat.corpus.data import focus_key
 from gpt2chat.chat.followups import FollowupFinder, evaluate, question_type, readable
-from gpt2chat.search.retrieval import Passage, RetrievalIndex
+from gpt2chat.search.retrieval import Passage
 
 
 @pytest.fixture(scope="module")
-def index(sample_records):
-    return RetrievalIndex.build(sample_records)
+def index(sample_index):
+    return sample_index
 
 
 @pytest.fixture(scope="module")

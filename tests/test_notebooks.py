@@ -2,7 +2,12 @@
 produces what it promises (figures, a trained run and an answer, a comparison report).
 
 Notebooks read GPT2CHAT_NOTEBOOK_SMALL=1 (use a small sample) and GPT2CHAT_NOTEBOOK_OUT (where to write); the
-kernel runs in the temp dir, imports the installed gpt2chat, and uses this checkout as $GPT2CHAT_HOME (its caches).
+kernel runs in a temp dir, imports the installed gpt2chat, reads the first 40 files of every MedQuAD subset
+(``small_medquad``), and uses this checkout as $GPT2CHAT_HOME with its caches in a temp dir (a cache of the sample
+would replace the checkout's retrieval index of the whole collection).
+
+The notebooks share one output folder, as they share livrables/ outside the tests: 03 compares the tiny run that 02
+trained, which it finds finished (``train`` resumes a run of the same settings) instead of training it again.
 """
 
 from __future__ import annotations
@@ -62,17 +67,23 @@ def test_every_notebook_is_checked():
     assert sorted(CHECKS) == [path.name for path in NOTEBOOKS]
 
 
+@pytest.fixture(scope="module")
+def notebook_out(tmp_path_factory):
+    return tmp_path_factory.mktemp("notebooks")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path: Path, medquad_dir, tmp_path, monkeypatch):
+def test_notebook_runs(path: Path, small_medquad, notebook_out, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     # The kernel is a child process and inherits this environment.
     monkeypatch.setenv("GPT2CHAT_NOTEBOOK_SMALL", "1")
-    monkeypatch.setenv("GPT2CHAT_NOTEBOOK_OUT", str(tmp_path))
+    monkeypatch.setenv("GPT2CHAT_NOTEBOOK_OUT", str(notebook_out))
     monkeypatch.setenv(settings.HOME_ENV, str(CHECKOUT))
-    monkeypatch.setenv(settings.MEDQUAD_ENV, str(medquad_dir))
+    monkeypatch.setenv(settings.MEDQUAD_ENV, str(small_medquad))
+    monkeypatch.setenv(settings.CACHE_ENV, str(notebook_out / "cache"))
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=600,
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, with the failing cell's traceback, if any cell fails
-    CHECKS[path.name](tmp_path, text_outputs(notebook))
+    CHECKS[path.name](notebook_out, text_outputs(notebook))

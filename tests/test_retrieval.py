@@ -156,10 +156,31 @@ def _damage(directory, damage):
         (directory / "understanding" / "recogniser.json").write_text(json.dumps({}))
 
 
+@pytest.fixture(scope="module")
+def small_tree_cache(tmp_path_factory, medquad_dir):
+    """(key, directory) of the small tree's cached index, built once for the damage tests, which each damage a copy
+    (each built its own: 3-13 s apiece on the shared 2 cores, before the rebuild it tests)."""
+    tree = tmp_path_factory.mktemp("tree") / "medquad"
+    for subset in ("7_SeniorHealth_QA", "8_NHLBI_QA_XML"):  # as small_tree: the same files, so the same cache key
+        (tree / subset).mkdir(parents=True)
+        for path in sorted((medquad_dir / subset).glob("*.xml"))[:4]:
+            shutil.copy2(path, tree / subset / path.name)
+    cache = tmp_path_factory.mktemp("tree_cache")
+    with pytest.MonkeyPatch.context() as patch:  # what small_rqe_sample does for each test, for this build
+        sample = rqe_pairs("train")[:RQE_SAMPLE]
+        patch.setattr(ranking, "rqe_pairs", lambda split: sample)
+        patch.setenv(settings.CACHE_ENV, str(cache))
+        built = RetrievalIndex.load_or_build(tree)
+    return built.key, cache / "retrieval" / built.key
+
+
 @pytest.mark.parametrize("damage", ["manifest", "passages", "array", "missing", "out-of-range", "emptied-vocabulary",
                                     "edited-passage", "emptied-recogniser"])
-def test_a_damaged_cache_is_rebuilt_with_a_warning(small_tree, private_cache, caplog, damage):
-    built = RetrievalIndex.load_or_build(small_tree)
+def test_a_damaged_cache_is_rebuilt_with_a_warning(small_tree, private_cache, small_tree_cache, caplog, damage):
+    key, pristine = small_tree_cache
+    shutil.copytree(pristine, private_cache / key)
+    with mock.patch.object(RetrievalIndex, "build", side_effect=AssertionError("the copied cache was not used")):
+        built = RetrievalIndex.load_or_build(small_tree)
     directory = private_cache / built.key
     _damage(directory, damage)
     with pytest.raises((ValueError, OSError)):

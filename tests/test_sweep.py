@@ -10,7 +10,7 @@ import pytest
 from gpt2chat.cli import run
 from gpt2chat.reports.sweep import parse_variant, run_name, write_report
 
-# Ten steps on 60 pairs: the sweep's mechanics, not the quality of a recipe.
+# Ten steps on 60 pairs of the small MedQuAD sample: the sweep's mechanics, not the quality of a recipe.
 _QUICK = "tiny+steps=10+eval_interval=5+warmup_steps=2+max_records=60+eval_rows=4"
 VARIANTS = [_QUICK, _QUICK + "+learning_rate=0.0003"]
 
@@ -84,9 +84,13 @@ def test_report_tabulates_each_variant_and_chooses_within_the_budget(tmp_path):
     assert write_report(records, report, 1, REFERENCES) is None
 
 
-def test_sweep_writes_the_report_from_the_runs_metrics(tmp_path, medquad_dir):
+def test_sweep_writes_the_report_from_the_runs_metrics(tmp_path, small_medquad, monkeypatch):
+    from gpt2chat import settings
+
+    # The sample's retrieval index in a cache of its own: in the checkout's it would replace the whole collection's.
+    monkeypatch.setenv(settings.CACHE_ENV, str(tmp_path / "cache"))
     report = tmp_path / "livrables" / "optimisation.md"
-    options = ["--runs", str(tmp_path / "runs"), "--report", str(report), "--data", str(medquad_dir),
+    options = ["--runs", str(tmp_path / "runs"), "--report", str(report), "--data", str(small_medquad),
                "--gate-questions", "4", "--selection-pages", "6"]
     assert run("sweep", ["--recipes", ",".join(VARIANTS), *options, "--budget-minutes", "60"]) == 0
     text = report.read_text()

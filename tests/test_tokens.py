@@ -12,7 +12,7 @@ import pytest
 from gpt2chat import settings
 from gpt2chat.corpus.data import focus_key
 from gpt2chat.modeling.prompt import REFERENCE_PREFIX, reference_passage, training_example
-from gpt2chat.search.retrieval import Passage, RetrievalIndex
+from gpt2chat.search.retrieval import Passage
 from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
 from gpt2chat.modeling.tokens import (
     Grounding, Example, answer_sentences, choose_passage, grounded_examples, model_inputs, pack_examples,
@@ -39,8 +39,8 @@ class CharTokenizer:
 
 
 @pytest.fixture(scope="module")
-def index(sample_records):
-    return RetrievalIndex.build(sample_records)
+def index(sample_index):
+    return sample_index
 
 
 @pytest.fixture

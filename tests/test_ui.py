@@ -24,7 +24,7 @@ SOURCES_LINE = re.compile(r"^\*\*Sources?:\*\* \[[^\]]+ — [^\]]+\]\(https?://"
 BOOT_TIMEOUT_S = 420  # TensorFlow import, model, masker, index and warm-up on 2 shared cores
 
 
-# --- a served app, shared with test_deploy and test_browser --------------------------------------------------
+# --- a served app (conftest's live_app serves this repository's to test_browser and this module) -------------
 
 
 @contextlib.contextmanager
@@ -37,15 +37,6 @@ def serve_app(app_dir: Path, log_path: Path, **env):
             yield running.url
     except AppDidNotStart as error:
         pytest.fail(str(error))
-
-
-@pytest.fixture(scope="module")
-def live_app(tiny_run, medquad_dir, tmp_path_factory):
-    """The repository's app.py serving the tiny model."""
-    preset, _ = tiny_run
-    log_path = tmp_path_factory.mktemp("live_app") / "app.log"
-    with serve_app(REPO_ROOT, log_path, GPT2CHAT_MODEL=str(preset), GPT2CHAT_MEDQUAD=str(medquad_dir)) as url:
-        yield url
 
 
 # --- pure functions --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import string
 
 import pytest
 
-from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations, load_records
+from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import RetrievalIndex
 from gpt2chat.search.question_types import consumer_type_rows
@@ -32,9 +32,8 @@ UNANSWERED = {"acetaminophen", "ibuprofen", "metformin", "acetaminophen dosing f
 
 
 @pytest.fixture(scope="module")
-def records(medquad_dir):
-    records, _ = load_records(medquad_dir)
-    return [r for r in records if focus_key(r.focus) in FOCI or r.subset == HEALTH_TOPICS]
+def records(full_medquad):
+    return [r for r in full_medquad[0] if focus_key(r.focus) in FOCI or r.subset == HEALTH_TOPICS]
 
 
 @pytest.fixture(scope="module")

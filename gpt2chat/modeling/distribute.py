@@ -6,15 +6,14 @@ on the project's backend (one machine), Keras' own distribution API when Keras r
     --devices N                   MirroredStrategy over N GPUs, or over N logical CPU devices on a CPU-only machine
                                   (a simulation: the cores are shared, so it is for correctness, not speed)
     TF_CONFIG naming 2+ tasks     refused: Keras 3's fit fails under MultiWorkerMirroredStrategy (below)
-    --num-processes 2+            refused likewise, naming the JAX route
+    --num-processes 2+            refused likewise, naming the JAX route (``process_group.join``)
     JAX backend (KERAS_BACKEND=jax, jax installed beside requirements.txt):
     --devices N                   keras.distribution.DataParallel over N devices
     --devices N --model-parallel M   keras.distribution.ModelParallel: a (N/M batch) x (M model) device mesh, every
                                   weight matrix split over M devices by ``model.gpt2_layout_map``
     --coordinator HOST:PORT --num-processes P --process-id I   (or Keras' KERAS_DISTRIBUTION_* variables)
-                                  one process per machine: ``keras.distribution.initialize`` (which calls
-                                  ``jax.distributed.initialize``; on CPUs JAX's default collectives, gloo), then
-                                  the mesh above over the --devices of every process (P x N devices)
+                                  one process per machine, joined by ``process_group.join``, then the mesh
+                                  above over the --devices of every process (P x N devices)
 
 Why tf.distribute for data parallelism: the project runs Keras on TensorFlow; Keras 3.15's distribution API is
 implemented for JAX only (its TensorFlow ``distribution_lib`` is a prototype marked "DO NOT USE" whose
@@ -27,14 +26,8 @@ for input with 0 dimensions", tensorflow/tensorflow#72388; reproduced here with 
 first working around its symbolic build, which cannot average a dict of inputs). So a multi-task ``TF_CONFIG``
 is refused with that reason instead of failing mid-start.
 
-Several processes on JAX (:class:`Processes`): every process runs the same program on its own devices, so
-whatever changes a variable must run in every process with the same values. JAX checks that: a value assigned to
-a replicated variable is compared across processes (``device_put``'s ``assert_equal``; measured: process 0
-assigning alone hung until killed, and different values fail "not the same on each process"). So each process
-feeds only its own rows of each global batch (:func:`local_part`), only process 0 reads and writes the run
-directory (checkpoints, preset, metrics; the others may share its disk or not), and what the others need from it
-(a checkpoint to resume, the best weights at the end) they receive from it over the same collectives
-(:func:`from_first_process`), then all load it alike.
+Several processes on JAX: who they are, how they join and what they exchange is
+``gpt2chat.modeling.process_group``; here the devices of all of them are laid out as one mesh (:func:`setup`).
 
 Three things Keras 3.15 does not do for us on this engine, each fixed here and checked by tests/test_train.py:
 
@@ -52,10 +45,8 @@ device CPU:0").
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
-import re
 
 from gpt2chat import settings
 
@@ -63,50 +54,6 @@ from gpt2chat import settings
 
 class DistributionError(ValueError):
     """Devices that cannot be set up as asked (too few GPUs, TensorFlow already started, a bad TF_CONFIG)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Processes:
-    """The processes of one training run, one per machine: ``coordinator`` is process 0's HOST:PORT (where the others
-    join it), ``count`` processes in all, this one is ``index``. The default is a run of one process."""
-
-    coordinator: str | None = None
-    count: int = 1
-    index: int = 0
-
-    @property
-    def writes(self) -> bool:
-        """Whether this process writes the run directory: process 0 only."""
-        return self.index == 0
-
-
-def processes(coordinator: str | None = None, count: int | None = None, index: int | None = None,
-              environment: tuple[str | None, str | None, str | None] = (None, None, None)) -> Processes:
-    """The :class:`Processes` of the flags, each missing one taken from ``environment``
-    (``settings.keras_distribution()``: Keras' ``KERAS_DISTRIBUTION_JOB_ADDRESSES``, ``..._NUM_PROCESSES``,
-    ``..._PROCESS_ID``). Job addresses may list every process's address, as Keras allows: the first is the
-    coordinator."""
-    names = ["--coordinator", "--num-processes", "--process-id"]  # as the errors name them
-    values = [coordinator, count, index]
-    variables = (settings.JOB_ADDRESSES_ENV, settings.NUM_PROCESSES_ENV, settings.PROCESS_ID_ENV)
-    for position, fallback in enumerate(environment):
-        if values[position] is None and fallback is not None:
-            values[position], names[position] = fallback, f"${variables[position]}"
-    coordinator, count, index = values
-    try:
-        count = 1 if count is None else int(count)
-        index = 0 if index is None else int(index)
-    except ValueError:
-        raise DistributionError(f"{names[1]} and {names[2]} must be whole numbers") from None
-    if count < 1 or not 0 <= index < count:
-        raise DistributionError(f"{names[2]} {index} must be at least 0 and below {names[1]} {count}")
-    if count == 1:
-        return Processes()
-    coordinator = (coordinator or "").split(",")[0].strip()
-    if not re.fullmatch(r"[\w.\-\[\]:]+:\d{1,5}", coordinator):
-        raise DistributionError(f"{names[1]} {count} needs {names[0]} HOST:PORT, process 0's address (the same on "
-                                "every process)")
-    return Processes(coordinator, count, index)
 
 
 def cluster_size(raw: str | None) -> int:
@@ -120,47 +67,28 @@ def cluster_size(raw: str | None) -> int:
         raise DistributionError(f"${settings.TF_CONFIG_ENV} is not a JSON object with a 'cluster' of workers") from None
 
 
-def setup(devices: int, model_parallel: int = 1, cluster: str | None = None, processes: Processes = Processes()):
-    """Set up ``devices`` local devices for the backend Keras runs on (in each of ``processes``); returns the
-    ``tf.distribute`` strategy on TensorFlow (None for one device and no cluster), None on JAX (where the Keras
-    distribution is set globally). ``cluster``: ``$TF_CONFIG`` (``settings.tf_config``). Must run before the
-    backend starts its runtime."""
+def setup(devices: int, model_parallel: int = 1, cluster: str | None = None):
+    """Set up ``devices`` local devices for the backend Keras runs on (in each process, after
+    ``process_group.join``); returns the ``tf.distribute`` strategy on TensorFlow (None for one device and no
+    cluster), None on JAX (where the Keras distribution is set globally). ``cluster``: ``$TF_CONFIG``
+    (``settings.tf_config``). Must run before the backend starts its runtime."""
     import keras
 
     if model_parallel < 1 or devices % model_parallel:
         raise DistributionError(f"--model-parallel {model_parallel} must divide --devices {devices}")
     if keras.config.backend() == "jax":
-        if processes.count > 1:
-            _join(processes)
         _set_jax_distribution(devices, model_parallel)
         return None
-    if processes.count > 1:
-        raise DistributionError(f"--num-processes {processes.count} needs the JAX backend (pip install jax; "
-                                "KERAS_BACKEND=jax): Keras 3.15's fit fails under TensorFlow's "
-                                "MultiWorkerMirroredStrategy (tensorflow/tensorflow#72388)")
     if model_parallel > 1:
         raise DistributionError("--model-parallel needs the JAX backend (KERAS_BACKEND=jax with jax installed): "
                                 "Keras 3's layout maps are implemented for JAX only")
     return strategy(devices, cluster)
 
 
-def _join(processes: Processes) -> None:
-    """Join the other processes through ``keras.distribution.initialize`` (``jax.distributed.initialize``), which
-    waits for all of them (JAX's default: up to 300 s)."""
-    import keras
-
-    try:
-        keras.distribution.initialize(processes.coordinator, processes.count, processes.index)
-    except Exception as error:  # jax raises RuntimeError or its own XlaRuntimeError, with a multi-line status
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        raise DistributionError(f"process {processes.index} of {processes.count} could not join "
-                                f"{processes.coordinator}: {reason}") from None
-
-
 def _set_jax_distribution(devices: int, model_parallel: int) -> None:
     """The first ``devices`` devices of every process, in process order: a process's own devices stay together in
-    the mesh, so its rows of a global batch are one contiguous block (:func:`local_part`) and a model split over
-    ``model_parallel`` devices is split within a machine."""
+    the mesh, so its rows of a global batch are one contiguous block (``process_group.local_part``) and a model
+    split over ``model_parallel`` devices is split within a machine."""
     import jax
     import keras
 
@@ -183,85 +111,9 @@ def _set_jax_distribution(devices: int, model_parallel: int) -> None:
         mesh = keras.distribution.DeviceMesh((len(chosen) // model_parallel, model_parallel), ("batch", "model"),
                                              chosen)
         distribution = keras.distribution.ModelParallel(layout_map=gpt2_layout_map(mesh), batch_dim_name="batch")
-    # Each process feeds its own rows (local_part); Keras' auto-sharding is for tf.data input only.
+    # Each process feeds its own rows (process_group.local_part); Keras' auto-sharding is for tf.data only.
     distribution.auto_shard_dataset = False
     keras.distribution.set_distribution(distribution)
-
-
-def process_count() -> int:
-    """Processes training together (1 unless :func:`setup` joined several, JAX only)."""
-    import keras
-
-    if keras.config.backend() != "jax":
-        return 1
-    import jax
-
-    return jax.process_count()
-
-
-def local_part(batch, replicas: int):
-    """This process's rows of global batch ``batch`` (NumPy ``(inputs, targets, weights)``) on JAX, where each
-    process feeds its own block of consecutive rows and ``fit`` assembles the global batch from them
-    (``jax.make_array_from_process_local_data``). A batch that does not split over the ``replicas`` data-parallel
-    replicas (a last, smaller validation batch) is first completed with copies of its first rows at weight 0:
-    they add nothing to the per-answer-token loss or metric (copies, not empty rows: a row with no token to attend
-    to would give NaN logits, and NaN x 0 is NaN)."""
-    import numpy as np
-
-    inputs, targets, weights = batch
-    missing = -len(targets) % replicas
-    if missing:
-        extra = np.resize(np.arange(len(targets)), missing)
-        inputs = {name: np.concatenate([value, value[extra]]) for name, value in inputs.items()}
-        targets = np.concatenate([targets, targets[extra]])
-        weights = np.concatenate([weights, np.zeros_like(weights[extra])])
-    count = process_count()
-    if count == 1:
-        return inputs, targets, weights
-    import jax
-
-    share = len(targets) // count
-    rows = slice(jax.process_index() * share, (jax.process_index() + 1) * share)
-    return {name: value[rows] for name, value in inputs.items()}, targets[rows], weights[rows]
-
-
-_CHUNK = 1 << 26  # bytes per broadcast: 64 MiB, well inside the int32 sizes of JAX's default arrays
-
-
-def from_first_process(payload: bytes | None) -> bytes | None:
-    """``payload`` as process 0 has it (None too), in every process: how the others receive a checkpoint or the
-    run state that only process 0 reads. One process: ``payload`` itself."""
-    if process_count() == 1:
-        return payload
-    import jax
-    import numpy as np
-    from jax.experimental import multihost_utils
-
-    first = jax.process_index() == 0
-    size = -1 if payload is None else len(payload)
-    high, low = (int(v) for v in multihost_utils.broadcast_one_to_all(
-        np.array([size >> 31, size & 0x7FFFFFFF] if first else [0, 0], np.int32)))
-    size = (high << 31) | low if high >= 0 else -1
-    if size < 0:
-        return None
-    parts = []
-    for start in range(0, size, _CHUNK):
-        length = min(_CHUNK, size - start)
-        chunk = np.frombuffer(payload, np.uint8, length, start) if first else np.zeros(length, np.uint8)
-        parts.append(np.asarray(multihost_utils.broadcast_one_to_all(chunk)).tobytes())
-    return b"".join(parts)
-
-
-def same_in_every_process(value: bytes) -> bool:
-    """Whether every process holds the same ``value`` (a digest: the same length everywhere); every process gets the
-    same answer, so all can stop alike. One process: True."""
-    if process_count() == 1:
-        return True
-    import numpy as np
-    from jax.experimental import multihost_utils
-
-    gathered = np.asarray(multihost_utils.process_allgather(np.frombuffer(value, np.uint8)))
-    return bool((gathered == gathered[0]).all())
 
 
 def strategy(devices: int, cluster: str | None = None):

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from gpt2chat import settings
-from gpt2chat.modeling import distribute
+from gpt2chat.modeling import distribute, process_group
 from gpt2chat.modeling.model import SIZES
 from gpt2chat.modeling.rundir import RunDirectory
 from gpt2chat.modeling.training_callbacks import TrainingDiverged, checkpointing, restore_seed_states
@@ -173,7 +173,7 @@ def _batches(packed, config: TrainConfig, first_step: int, replicas: int = 1):
     a function of k alone, so a resumed run sees exactly the batches of an uninterrupted one. (Counting epochs in
     the dataset broke that: Keras calls on_epoch_end once before training, and fit's shuffle reorders each epoch's
     batches with Python's random state, which no checkpoint holds.) With a Keras distribution over ``replicas``
-    (JAX), each process yields only its own rows of batch k (``distribute.local_part``)."""
+    (JAX), each process yields only its own rows of batch k (``process_group.local_part``)."""
     import keras
 
     class PackedBatches(keras.utils.PyDataset):
@@ -192,7 +192,7 @@ def _batches(packed, config: TrainConfig, first_step: int, replicas: int = 1):
 
         def __getitem__(self, index):
             batch = self.packed.select(self._row_indices(first_step + index)).batch
-            return distribute.local_part(batch, replicas) if replicas > 1 else batch
+            return process_group.local_part(batch, replicas) if replicas > 1 else batch
 
     return PackedBatches()
 
@@ -210,27 +210,10 @@ def _local_validation_batches(validation, config: TrainConfig, replicas: int):
 
         def __getitem__(self, index):
             start = starts[index]
-            return distribute.local_part(validation.select(rows[start : start + config.batch_size]).batch, replicas)
+            return process_group.local_part(validation.select(rows[start : start + config.batch_size]).batch,
+                                            replicas)
 
     return ValidationBatches()
-
-
-@contextlib.contextmanager
-def _weights_everywhere(path: Path, processes: distribute.Processes):
-    """``path``, a weights file of process 0's run directory, as a file every process can load (None when process
-    0 has none): the others receive its bytes from process 0 (``distribute.from_first_process``), since each
-    process must load the same values and only process 0 may read the run directory."""
-    if processes.count == 1:
-        yield path if path.exists() else None
-        return
-    payload = distribute.from_first_process(path.read_bytes() if processes.writes and path.exists() else None)
-    if payload is None or processes.writes:
-        yield None if payload is None else path
-        return
-    with tempfile.TemporaryDirectory(prefix="gpt2chat-weights-") as folder:
-        copy = Path(folder) / path.name
-        copy.write_bytes(payload)
-        yield copy
 
 
 def _validation_batches(strategy, validation, config: TrainConfig):
@@ -455,7 +438,7 @@ def check_output(output: str) -> None:
 
 
 def train(config: TrainConfig, *, force: bool = False,
-          processes: distribute.Processes = distribute.Processes()) -> dict:
+          processes: process_group.Processes = process_group.Processes()) -> dict:
     """Run (or resume) training; returns the summary written to metrics.json. With several ``processes`` (JAX;
     one per machine, each on its --devices), every process runs this with the same settings and only process 0
     reads or writes --output.
@@ -477,7 +460,8 @@ def train(config: TrainConfig, *, force: bool = False,
         xml_files(settings.medquad_dir(config.data))
     try:
         # Before the backend fixes its devices.
-        strategy = distribute.setup(config.devices, config.model_parallel, settings.tf_config(), processes)
+        process_group.join(processes)
+        strategy = distribute.setup(config.devices, config.model_parallel, settings.tf_config())
     except distribute.DistributionError as error:
         raise ValueError(str(error)) from None
     import keras
@@ -506,22 +490,8 @@ def train(config: TrainConfig, *, force: bool = False,
         raise
 
 
-def _digest(config: TrainConfig, train_rows, validation) -> bytes:
-    """What every process of a run must share: its settings (but where it reads and writes) and the rows it built.
-    A process with other rows would feed its part of other batches, silently: the run would not be one device's."""
-    import hashlib
-
-    shared = {name: value for name, value in dataclasses.asdict(config).items() if name not in ("output", "data")}
-    digest = hashlib.sha256(json.dumps(shared, sort_keys=True).encode())
-    for packed in (train_rows, validation):
-        for array in (packed.rows, packed.weights, packed.targets):
-            if array is not None:
-                digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.digest()
-
-
 def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model, strategy,
-              processes: distribute.Processes = distribute.Processes(), replicas: int = 1) -> dict:
+              processes: process_group.Processes = process_group.Processes(), replicas: int = 1) -> dict:
     import keras
 
     prepare = prepare_generic_data if config.corpus == "generic" else prepare_data
@@ -529,18 +499,13 @@ def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model,
     if len(train_rows.rows) < config.batch_size:
         raise ValueError(f"only {len(train_rows.rows)} training rows, fewer than --batch-size {config.batch_size}")
 
-    if processes.count > 1 and not distribute.same_in_every_process(_digest(config, train_rows, validation)):
-        raise ValueError(f"process {processes.index}: the {processes.count} processes differ in their settings or "
-                         "training rows; run the same command on each (only --output, --data and --process-id may "
-                         "differ) on the same MedQuAD")
+    process_group.check_same_run(processes, dataclasses.asdict(config), train_rows, validation)
     total_epochs = config.steps // config.eval_interval
-    state = run.load_state() if processes.writes else None
-    if processes.count > 1:
-        state = json.loads(distribute.from_first_process(json.dumps(state).encode()))
+    state = process_group.state_from_first(run.load_state() if processes.writes else None, processes)
     first_epoch, history, best = 0, [], float("inf")
     if state:
         training_model.optimizer.build(training_model.trainable_variables)
-        with _weights_everywhere(run.last_weights, processes) as weights:
+        with process_group.weights_everywhere(run.last_weights, processes) as weights:
             training_model.load_weights(weights)
         first_epoch, history, best = state["epoch"] + 1, state["history"], state["best_val_loss"]
         if "seed_states" in state:  # absent from checkpoints written before it was saved
@@ -586,7 +551,7 @@ def _train_in(run: RunDirectory, config: TrainConfig, causal_lm, training_model,
         wall = 0.0
         print("training already complete; writing the preset again", flush=True)
 
-    with _weights_everywhere(run.best_weights, processes) as weights:
+    with process_group.weights_everywhere(run.best_weights, processes) as weights:
         if weights is None:
             raise TrainingDiverged(f"no best checkpoint in {run.checkpoints}: delete {run.root} and train again")
         training_model.load_weights(weights)
@@ -636,7 +601,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
                         help="random initialisation even if the recipe names a preset")
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty --output that is not a training run (its files may be replaced)")
-    _add_process_flags(parser)
+    process_group.add_flags(parser)
     for field in dataclasses.fields(TrainConfig):
         if field.name == "recipe":
             continue
@@ -648,7 +613,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         )
     args = vars(parser.parse_args(argv))
     recipe, from_scratch, _ = args.pop("recipe"), args.pop("from_scratch"), args.pop("force")
-    for name in ("coordinator", "num_processes", "process_id"):
+    for name in process_group.FLAGS:
         args.pop(name, None)
     if from_scratch:
         if args.get("preset"):
@@ -657,36 +622,17 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     return TrainConfig.from_recipe(recipe, **args)
 
 
-def _add_process_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags of a run over several processes (machines), which are not training settings: they are not saved,
-    and a run resumes on any number of processes (the global batch stays --batch-size)."""
-    group = parser.add_argument_group(
-        "several machines (JAX backend: KERAS_BACKEND=jax; the same command on each, but --process-id)")
-    group.add_argument("--coordinator", default=argparse.SUPPRESS, metavar="HOST:PORT",
-                       help=f"process 0's address, where the others join it (or ${settings.JOB_ADDRESSES_ENV})")
-    group.add_argument("--num-processes", type=int, default=argparse.SUPPRESS, metavar="P",
-                       help=f"processes in the run, one per machine, each on its --devices "
-                            f"(or ${settings.NUM_PROCESSES_ENV}; default 1)")
-    group.add_argument("--process-id", type=int, default=argparse.SUPPRESS, metavar="I",
-                       help=f"this process: 0 (which writes --output) to P-1 (or ${settings.PROCESS_ID_ENV})")
-
-
-_RUN_FLAGS = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-_RUN_FLAGS.add_argument("--force", action="store_true")
-_RUN_FLAGS.add_argument("--coordinator")
-_RUN_FLAGS.add_argument("--num-processes", type=int)
-_RUN_FLAGS.add_argument("--process-id", type=int)
+_FORCE = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+_FORCE.add_argument("--force", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    flags = _RUN_FLAGS.parse_known_args(argv)[0]
     try:
-        processes = distribute.processes(flags.coordinator, flags.num_processes, flags.process_id,
-                                         settings.keras_distribution())
+        processes = process_group.from_argv(argv)
     except distribute.DistributionError as error:
         raise ValueError(str(error)) from None
-    train(config, force=flags.force, processes=processes)
+    train(config, force=_FORCE.parse_known_args(argv)[0].force, processes=processes)
     return 0
 
 
