@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import string
 
+import numpy as np
 import pytest
 
 from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations
@@ -343,8 +344,11 @@ def test_consumer_types_are_cross_validated_with_each_fold_unseen(index, annotat
     monkeypatch.setattr(retrieval_eval, "evaluate_liveqa", lambda idx, held_out, synonyms: measured.append(
         {m["id"] for m in held_out}) or evaluate(idx, held_out, synonyms))
     built = index.understanding.types
+    monkeypatch.setattr(index, "_type_probabilities", None)  # as in a fresh index: nothing cached yet
     counts = cross_validated_types(index, annotations, messages, folds=4)
     assert index.understanding.types is built
+    question = index.passage(0)["question"]
+    assert index.type_probabilities(np.arange(1))[0].tolist() == built.probabilities([question])[0].tolist()
     assert [len(ids) for ids in measured] == [2, 2, 2, 2] and set().union(*measured) == {m["id"] for m in messages}
     assert all(not (kept & held_out) and len(kept) == 6 for kept, held_out in zip(learnt, measured))
     assert counts["types n"] == 8 and counts["type found"] == 7  # "organization" has no MedQuAD type

@@ -331,6 +331,9 @@ def cross_validated_types(index: RetrievalIndex, annotations, messages: list[dic
     shuffled = sorted(messages, key=lambda m: m["id"])
     random.Random(seed).shuffle(shuffled)
     built = index.understanding.types
+    # The passages' own type probabilities (cached on first use) stay the built classifier's: only the messages'
+    # types are measured, and a fold's classifier must not be left behind in the cache.
+    index.type_probabilities(np.arange(1))
     counts: collections.Counter = collections.Counter()
     try:
         for fold in range(folds):
