@@ -9,7 +9,7 @@ import pytest
 from gpt2chat.corpus.data import FocusAnnotation, QAPair
 from gpt2chat.search.question_types import cue
 from gpt2chat.search.ranking import STRONG_CONFIDENCE, _without_foci
-from gpt2chat.search.retrieval_eval import name_key
+from gpt2chat.corpus.data import name_key
 from gpt2chat.search.understanding import FocusMatch, FocusRecogniser
 
 FILLERS = 3000  # "hypertension" in 60 answers is 2% of them, "attack" in 150 is 5%

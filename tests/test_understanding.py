@@ -9,13 +9,14 @@ import string
 import numpy as np
 import pytest
 
-from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations
+from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations, synonym_sets
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import RetrievalIndex
 from gpt2chat.search.question_types import consumer_type_rows
 from gpt2chat.search import retrieval_eval
 from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_consumer, evaluate_followups,
                                             evaluate_liveqa, normalise_url, resolved_page)
+from gpt2chat.search.salience import FEATURES, FocusSalience
 from gpt2chat.search.understanding import split_questions
 
 # Answered foci the tests ask about, plus their neighbours that compete for the same words.
@@ -399,3 +400,79 @@ def test_a_question_word_that_names_a_topic_still_asks_the_type():
             FocusMatch("Hereditary angioedema", "hereditary angioedema", 1.0, "Hereditary angioedema", True)]
     assert _without_foci("what gene is involved in Hereditary angioedema?", foci).split() == \
         "what gene is involved in it ?".split()
+
+
+def test_the_message_is_about_the_condition_asked_about_not_one_said_in_passing(index, monkeypatch):
+    """A focus far less salient than the message's main one (the aunt's stress, here by a stand-in salience) does
+    not keep the main focus from the sentence that names it: the plea for help cites the son's asthma."""
+    message = ("Hello, can you help my aunt, who is very stressed? Her son has had asthma since he was 2 and his "
+               "inhalers do not work any more, what else can she try?")
+
+    class StressSaidInPassing:
+        def scores(self, text, matches, recogniser, pair_counts):
+            return np.array([-3.0 if m.key == "stress" else 0.0 for m in matches])  # exp(-3): 0.05 as salient
+
+    assert [focus_key(q.passages[0].focus) for q in index.retrieve(message).questions] == ["stress", "asthma"]
+    monkeypatch.setattr(index.understanding, "salience", StressSaidInPassing())
+    assert [focus_key(q.passages[0].focus) for q in index.retrieve(message).questions] == ["asthma", "asthma"]
+
+
+def test_focus_salience_learns_which_focus_annotators_chose(index):
+    """Learnt from annotated messages whose subject line names the focus asked about while the story names
+    another, the salience ranks a new message's subject-line focus first."""
+    recogniser = index.understanding.recogniser
+    messages = [{"subject": subject, "message": f"My son has {other} too. What can we do?",
+                 "subquestions": [{"focus": subject, "type": "treatment"}]}
+                for subject, other in [("gout", "asthma"), ("glaucoma", "lupus"), ("asthma", "gout"),
+                                       ("lupus", "croup"), ("croup", "lupus"), ("osteoporosis", "lupus")]]
+    synonyms = synonym_sets([])  # names compared as written
+    salience = FocusSalience.build(recogniser, index.pair_counts, messages, synonyms)
+    text = "Glaucoma. My mother has asthma as well. Is there a cure?"
+    matches = [m for m in recogniser.find(text) if m.key in {"glaucoma", "asthma"}]
+    scores = salience.scores(text, matches, recogniser, index.pair_counts)
+    assert [m.key for m in matches] and matches[int(np.argmax(scores))].key == "glaucoma"
+    assert FocusSalience.from_json(salience.to_json()).scores(text, matches, recogniser, index.pair_counts).tolist() \
+        == scores.tolist()
+    untrained = FocusSalience.build(recogniser, index.pair_counts, [], synonyms)
+    assert untrained.scores(text, matches, recogniser, index.pair_counts).tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("damage", [{"coef": [1.0]}, {"coef": [float("nan")] * len(FEATURES)}, {"features": ["x"]}])
+def test_damaged_focus_salience_weights_are_refused(index, damage):
+    payload = {**index.understanding.salience.to_json(), **damage}
+    with pytest.raises(ValueError, match="focus salience"):
+        FocusSalience.from_json(payload)
+
+
+def test_a_name_the_rest_of_the_message_makes_precise_is_taken_precisely(index):
+    """"hernia" in a question under the subject line "hiatal hernia" is the hiatal hernia; a question that names
+    the general condition itself keeps it."""
+    result = index.retrieve("hiatal hernia/exercise. i lost 24 lbs. do you have an exercise i can do to correct my "
+                            "hernia?")
+    assert focus_key(result.passages(1)[0].focus) == "hiatal hernia"
+    result = index.retrieve("What is a hernia? What is a hiatal hernia?")
+    assert [focus_key(q.passages[0].focus) for q in result.questions] == ["hernia", "hiatal hernia"]
+
+
+def test_the_focus_evaluation_rebuilds_the_salience_without_each_fold(index, monkeypatch):
+    """Each message is measured by a salience learnt without it; the story's condition comes first, the one asked
+    about second, so the recogniser's order is wrong on all of them and the learnt salience right."""
+    pairs = [("gout", "asthma"), ("glaucoma", "lupus"), ("asthma", "gout"), ("lupus", "croup"), ("croup", "lupus"),
+             ("asthma", "lupus"), ("gout", "croup"), ("glaucoma", "asthma")]
+    messages = []
+    for i, (asked, other) in enumerate(pairs):
+        text = f"My son, who is twelve years old now, has {other} as well. What can we do about {asked}?"
+        messages.append({"id": f"m{i}", "subject": "", "message": text, "text": text,
+                         "subquestions": [{"focus": asked, "type": "treatment"}]})
+    learnt = []
+    build = retrieval_eval.FocusSalience.build
+    monkeypatch.setattr(retrieval_eval.FocusSalience, "build", lambda *args: learnt.append(
+        {m["id"] for m in args[2]}) or build(*args))
+    built = index.understanding.salience
+    counts = retrieval_eval.cross_validated_foci(index, synonym_sets([]), messages, folds=4)
+    assert index.understanding.salience is built
+    ids = {m["id"] for m in messages}
+    assert [len(kept) for kept in learnt] == [6, 6, 6, 6]
+    assert sorted(i for kept in learnt for i in ids - kept) == sorted(ids)  # each message held out once
+    assert counts["salience n"] == 8 and counts["first right"] == 0 and counts["salience right"] == 8
+    assert counts["focus n"] == 8 and counts["focus found"] == 8

@@ -172,6 +172,24 @@ def focus_key(focus: str) -> str:
     return " ".join(focus.lower().split())
 
 
+def name_key(focus: str) -> str:
+    """A focus name as compared with an annotated one: ``focus_key`` without possessives, bracketed abbreviations
+    or punctuation ("Whipple's disease" is "Whipple Disease", "Rocky Mountain Spotted Fever (RMSF)" the annotated
+    "rocky mountain spotted fever", "Liver (Hepatocellular) Cancer" "liver cancer")."""
+    bare = re.sub(r"\([^)]*\)|['’]s\b", " ", focus_key(focus))
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", bare).split())
+
+
+def synonym_sets(annotations, key=name_key) -> dict[str, frozenset[str]]:
+    """Answered-or-not focus -> the names of it and of every ``<Synonym>`` its MedQuAD documents list, all as
+    ``key`` (``name_key``; ``focus_key`` compares names exactly as written)."""
+    names: dict[str, set[str]] = collections.defaultdict(set)
+    for note in annotations:
+        own = key(note.focus)
+        names[own] |= {own, *(key(s) for s in note.synonyms)}
+    return {name: frozenset(keys) for name, keys in names.items()}
+
+
 def page_key(pair_id: str) -> str:
     """The page (MedQuAD document file) a pair belongs to: its pair id without the pair number. A page's pairs are
     its sections, one per question type ("What is X?", "How is X treated?", ...)."""

@@ -66,7 +66,7 @@ _DESCRIPTION_TYPES = ("information", "symptoms", "causes")
 _DESCRIPTION_CHARS = 1500  # of each answer: the opening says what the condition is; 4,732 foci built in ~5 s
 _PASSAGE_FIELDS = ("pair_id", "question", "answer", "focus", "source", "url", "question_type")
 # The code that builds the learned parts is part of what the cached index depends on.
-_LEARNED_SOURCES = ("understanding.py", "question_types.py", "entailment.py", "ranking.py")
+_LEARNED_SOURCES = ("understanding.py", "question_types.py", "entailment.py", "ranking.py", "salience.py")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +148,7 @@ class RetrievalIndex:
             self._by_focus[focus_key(passage["focus"])].append(i)
             self._by_page[data.page_key(passage["pair_id"])].append(i)
         self.answered_types = frozenset(p["question_type"] for p in passages)
+        self.pair_counts = {key: len(indexes) for key, indexes in self._by_focus.items()}  # focus key -> its pairs
         self._type_probabilities: np.ndarray | None = None
 
     @classmethod

@@ -16,6 +16,8 @@ retrieval command):
                 resolved across site moves (``resolved_page``): 94 questions then have a judged-correct MedQuAD page.
 * ``types``     question types on consumer messages: LiveQA ``train`` 4-fold cross-validated (the type classifier
                 learns from ``train``, so each fold is measured with a classifier built without it) and ``dev``.
+* ``foci``      which recognised focus a consumer message is about: LiveQA ``train`` 4-fold cross-validated (the
+                focus salience learns from ``train``): the most salient focus, and the first cited page's focus.
 * ``rqe``       accuracy of the question-entailment model on the RQE validation and test splits.
 * ``followups`` our own two- and three-turn conversations (gpt2chat/resources/followup_conversations.jsonl): follow-ups
                 that must keep the focus, new topics and off-topic requests that must not inherit it; the cited
@@ -41,11 +43,12 @@ import numpy as np
 
 from gpt2chat import settings
 from gpt2chat.corpus import data
-from gpt2chat.corpus.data import QAPair, focus_key
+from gpt2chat.corpus.data import QAPair, focus_key, name_key, synonym_sets
 from gpt2chat.search import entailment
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.question_types import LIVEQA_TYPES, TypeClassifier, consumer_type_rows
 from gpt2chat.search.retrieval import RetrievalIndex
+from gpt2chat.search.salience import FocusSalience, labelled_messages
 
 QA_FILE = "mediqa2019_qa.jsonl"
 CONVERSATIONS = settings.PACKAGE_DIR / "resources" / "followup_conversations.jsonl"
@@ -144,24 +147,6 @@ def run_medquad(data_dir: str | None, limit: int | None) -> int:
     print(f"Index build: {build_s:.1f} s for {len(index)} pairs, learned parts included "
           f"(plus {read_s:.1f} s reading the XML)")
     return 0
-
-
-def name_key(focus: str) -> str:
-    """A focus name as compared with an annotated one: ``focus_key`` without possessives, bracketed abbreviations
-    or punctuation ("Whipple's disease" is "Whipple Disease", "Rocky Mountain Spotted Fever (RMSF)" the annotated
-    "rocky mountain spotted fever", "Liver (Hepatocellular) Cancer" "liver cancer")."""
-    bare = re.sub(r"\([^)]*\)|['’]s\b", " ", focus_key(focus))
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", bare).split())
-
-
-def synonym_sets(annotations, key=name_key) -> dict[str, frozenset[str]]:
-    """Answered-or-not focus -> the names of it and of every ``<Synonym>`` its MedQuAD documents list, all as
-    ``key`` (``name_key``; ``focus_key`` compares names exactly as written)."""
-    names: dict[str, set[str]] = collections.defaultdict(set)
-    for note in annotations:
-        own = key(note.focus)
-        names[own] |= {own, *(key(s) for s in note.synonyms)}
-    return {name: frozenset(keys) for name, keys in names.items()}
 
 
 def liveqa_messages(split: str = "dev") -> list[dict]:
@@ -360,6 +345,45 @@ def run_types(data_dir: str | None, limit: int | None) -> int:
     return 0
 
 
+def cross_validated_foci(index: RetrievalIndex, synonyms, messages: list[dict], folds: int = 4,
+                         seed: int = 0) -> collections.Counter:
+    """The message's focus on LiveQA ``train`` messages as if each were unseen: the focus salience rebuilt without
+    one fold at a time (seeded split), then on that fold the most salient recognised focus and the recogniser's
+    first compared with the annotated foci, and the first cited page's focus through the full ``retrieve``."""
+    understanding = index.understanding
+    shuffled = sorted(messages, key=lambda m: m["id"])
+    random.Random(seed).shuffle(shuffled)
+    built = understanding.salience
+    counts: collections.Counter = collections.Counter()
+    try:
+        for fold in range(folds):
+            held_out = shuffled[fold::folds]
+            kept = [m for m in shuffled if m not in held_out]
+            understanding.salience = FocusSalience.build(understanding.recogniser, index.pair_counts, kept, synonyms)
+            for features, labels in labelled_messages(understanding.recogniser, index.pair_counts, built.everyday,
+                                                      held_out, synonyms):
+                counts["salience n"] += 1
+                counts["salience right"] += bool(labels[int(np.argmax(features @ understanding.salience.coef))])
+                counts["first right"] += bool(labels[0])
+            counts.update(evaluate_liveqa(index, held_out, synonyms)["counts"])
+    finally:
+        understanding.salience = built
+    return counts
+
+
+def run_foci(data_dir: str | None, limit: int | None) -> int:
+    """Which focus a consumer message is about: LiveQA train cross-validated (the salience learns from train)."""
+    index = RetrievalIndex.load_or_build(data_dir, progress=True)
+    synonyms = synonym_sets(data.load_annotations(data_dir))
+    counts = cross_validated_foci(index, synonyms, liveqa_messages("train")[:limit])
+    n = counts["salience n"]
+    print(f"LiveQA 2017 train, 4-fold cross-validated, {n} messages with an annotated focus recognised: the most "
+          f"salient focus is annotated {counts['salience right']}/{n} {_percent(counts['salience right'], n).strip()}"
+          f" (the recogniser's first: {counts['first right']}/{n}); first cited page on the annotated focus "
+          f"{counts['focus found']}/{counts['focus n']} {_percent(counts['focus found'], counts['focus n']).strip()}")
+    return 0
+
+
 def run_rqe(data_dir: str | None, limit: int | None) -> int:
     index = RetrievalIndex.load_or_build(data_dir, progress=True)
     model = index.understanding.entailment
@@ -451,7 +475,7 @@ def run_latency(data_dir: str | None, limit: int | None) -> int:
     return 0
 
 
-RUNNERS = {"medquad": run_medquad, "consumer": run_consumer, "types": run_types, "rqe": run_rqe,
+RUNNERS = {"medquad": run_medquad, "consumer": run_consumer, "types": run_types, "foci": run_foci, "rqe": run_rqe,
            "followups": run_followups, "latency": run_latency}
 
 

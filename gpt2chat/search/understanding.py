@@ -126,7 +126,7 @@ class FocusRecogniser:
         self._max_words = max((k.count(" ") + 1 for k in surfaces), default=1)
         # Content stems of every answered focus name, and which foci use each stem, for the order-free and
         # containing matches below.
-        self._focus_stems = {key: frozenset(_content_stems(names.get(key, key))) for key in self.answered}
+        self._focus_stems = {key: frozenset(content_stems(names.get(key, key))) for key in self.answered}
         self._foci_with_stem: dict[str, set[str]] = collections.defaultdict(set)
         for key, focus_stems in self._focus_stems.items():
             for stem in focus_stems:
@@ -257,13 +257,13 @@ class FocusRecogniser:
                 named[key] = FocusMatch(self.names[key], key, ORDER_FREE_CONFIDENCE, self.names[key], True,
                                         kind="unordered")
         specific = {key: match for key, match in named.items()
-                    if not any(key != other and self._stems_of(key) < self._stems_of(other)
+                    if not any(key != other and self.stems_of(key) < self.stems_of(other)
                                and named[other].confidence >= match.confidence for other in named)}
         found = dict(specific)
         for match in specific.values():
-            span = frozenset(_content_stems(match.span))
+            span = frozenset(content_stems(match.span))
             if not span or not all(s in self._foci_with_stem for s in span):  # misspelt ("aeortic stenosis")
-                span = self._stems_of(match.key)
+                span = self.stems_of(match.key)
             if not span:
                 continue
             containing = set.intersection(*(self._foci_with_stem.get(s, set()) for s in span)) - set(found)
@@ -290,8 +290,8 @@ class FocusRecogniser:
         return bool(words) and len(own) <= MAX_OWN_WORDS and all(
             s in self.everyday_stems and s not in self._foci_with_stem and s not in self.acronyms for s in own)
 
-    def _stems_of(self, key: str) -> frozenset:
-        return self._focus_stems.get(key) or frozenset(_content_stems(self.names.get(key, key)))
+    def stems_of(self, key: str) -> frozenset:
+        return self._focus_stems.get(key) or frozenset(content_stems(self.names.get(key, key)))
 
     def _named(self, words: list[str], corrected: list[str], scores: list[float]) -> dict[str, FocusMatch]:
         keys = stems(corrected)
@@ -386,7 +386,7 @@ class FocusRecogniser:
         return cls(**payload)
 
 
-def _content_stems(text: str) -> list[str]:
+def content_stems(text: str) -> list[str]:
     return [s for s in stems(raw_words(text)) if s not in _FUNCTION_WORDS and not s.isdigit()]
 
 
