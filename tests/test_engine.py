@@ -405,3 +405,25 @@ def test_a_sentence_from_a_section_retrieval_did_not_cite_quotes_its_page(model)
     assert [s.title for s in reply.related_sources] == ["Arthritis"]
     assert reply.quoted_sources[0].text == GOUT_PAGE[1].answer  # what "Show the NIH text" folds
     assert reply.related_sources[0].text == ARTHRITIS.answer
+
+
+def test_the_command_answers_without_a_model_and_lists_sources_then_related_pages(monkeypatch, capsys):
+    built = []
+
+    def build(config):
+        built.append(config)
+        return _page_engine("cited")
+
+    monkeypatch.setattr(ChatEngine, "build", staticmethod(build))
+    monkeypatch.setattr(ChatEngine, "reply", lambda self, question, **options: self.answer_from_pages(
+        question, [[FLU], [H1N1]], None, cited=[FLU, H1N1]))
+    from gpt2chat.chat.engine import main
+
+    assert main(["How can I prevent the flu?", "--no-model"]) == 0
+    out = capsys.readouterr().out
+    assert built[0].model is None and out.endswith(
+        "Source:\n- Flu (MPlusHealthTopics): https://medlineplus.gov/flu.html\n"
+        "Related pages:\n- 2009 H1N1 Flu (CDC): http://www.cdc.gov/h1n1flu/\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["How can I prevent the flu?", "--no-model", "--model", "runs/x"])
+    assert exit_info.value.code == 2 and "exclude each other" in capsys.readouterr().err

@@ -13,7 +13,7 @@ One factory builds it: ``ChatEngine.build(config, causal_lm=None, index=None, ma
 whatever is not passed in (the masker and the index on a thread while the model loads). Raw messages are never
 logged or written anywhere: only the masked text goes past the masker.
 
-    python -m gpt2chat.engine "How is glaucoma treated?" [--model DIR] [--no-grounding]
+    python -m gpt2chat.engine "How is glaucoma treated?" [--model DIR | --no-model] [--no-grounding]
 """
 
 from __future__ import annotations
@@ -600,7 +600,10 @@ def plain_text(reply: ChatReply) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2chat.engine", description=__doc__.split("\n")[0])
     parser.add_argument("question")
-    parser.add_argument("--model", default=settings.default_model(), help="preset name or directory")
+    parser.add_argument("--model", help="preset name or directory (default: $GPT2CHAT_MODEL or the quick-start "
+                                         "model)")
+    parser.add_argument("--no-model", action="store_true",
+                        help="answer with the summary of the NIH page only: no model is loaded (as app.py --no-model)")
     parser.add_argument("--data", help="MedQuAD directory for the retrieval index")
     parser.add_argument("--no-grounding", action="store_true", help="leave the retrieved passage out of the prompt")
     parser.add_argument("--no-gate", action="store_true", help="show model text without the quality gate")
@@ -608,7 +611,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=SamplingConfig.max_new_tokens)
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
-    engine = ChatEngine.build(EngineConfig(model=args.model, data=args.data))
+    if args.no_model and args.model:
+        parser.error("--no-model and --model exclude each other")
+    model = None if args.no_model else args.model or settings.default_model()
+    engine = ChatEngine.build(EngineConfig(model=model, data=args.data))
     status = engine.serve_ungated() if args.no_gate else engine.gate()
     print(status.detail, file=sys.stderr)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
