@@ -71,9 +71,14 @@ def test_supported_model_sentences_stream_one_by_one_and_unsupported_ones_never_
     sentences = split_sentences(tiny_engine.reply(record.question, sampling=FAST).evidence)[:2]
     salad = "The body of the doctor is the blood of the information."
     engine = _copying_engine(tiny_engine, " ".join([sentences[0], salad, *sentences[1:]]) + "\nQuestion:")
-    shown = [reply.answer for reply in engine.stream(record.question, sampling=FAST) if reply.answer]  # as streamed
+    streamed = [(reply.answer, [s.url for s in reply.quoted_sources]) for reply in engine.stream(
+        record.question, sampling=FAST) if reply.answer]
+    shown = [answer for answer, _ in streamed]
     final = engine.reply(record.question, sampling=FAST)
     assert final.answer_kind == AnswerKind.MODEL and salad not in final.answer
+    # The sentences copy the top passage: its page is the source from the first sentence shown on.
+    assert {tuple(quoted) for _, quoted in streamed} == {(final.sources[0].url,)}
+    assert [s.url for s in final.quoted_sources] == [final.sources[0].url]
     assert shown[0] == sentences[0] and all(salad not in text for text in shown)
     assert final.answer == " ".join(sentences) and 0.5 <= final.support_rate < 1.0
 
