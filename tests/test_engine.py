@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gpt2chat.chat.engine import (AnswerModel, ChatEngine, ChatReply, EngineConfig,
-                                  Source, Turn)
+                                  Source, Turn, plain_text)
 from gpt2chat.chat.kinds import AnswerKind
 from gpt2chat.modeling.generation import SamplingConfig
 from gpt2chat.chat.grounding import split_sentences, verify
@@ -71,9 +71,14 @@ def test_supported_model_sentences_stream_one_by_one_and_unsupported_ones_never_
     sentences = split_sentences(tiny_engine.reply(record.question, sampling=FAST).evidence)[:2]
     salad = "The body of the doctor is the blood of the information."
     engine = _copying_engine(tiny_engine, " ".join([sentences[0], salad, *sentences[1:]]) + "\nQuestion:")
-    shown = [reply.answer for reply in engine.stream(record.question, sampling=FAST) if reply.answer]  # as streamed
+    streamed = [(reply.answer, [s.url for s in reply.quoted_sources]) for reply in engine.stream(
+        record.question, sampling=FAST) if reply.answer]
+    shown = [answer for answer, _ in streamed]
     final = engine.reply(record.question, sampling=FAST)
     assert final.answer_kind == AnswerKind.MODEL and salad not in final.answer
+    # The sentences copy the top passage: its page is the source from the first sentence shown on.
+    assert {tuple(quoted) for _, quoted in streamed} == {(final.sources[0].url,)}
+    assert [s.url for s in final.quoted_sources] == [final.sources[0].url]
     assert shown[0] == sentences[0] and all(salad not in text for text in shown)
     assert final.answer == " ".join(sentences) and 0.5 <= final.support_rate < 1.0
 
@@ -323,3 +328,107 @@ def test_the_model_reads_the_page_of_the_best_ranked_section_and_quotes_it(tiny_
     assert reply.answer_kind == AnswerKind.MODEL
     assert all(s in second[1].answer and s not in first[1].answer for s in split_sentences(reply.answer))
     assert reply.evidence == second[1].answer
+
+
+# --- which pages the answer quotes: decided by the engine from where its sentences came from ----------------------
+
+def _section(pair_id: str, question: str, answer: str, focus: str, source: str, url: str, best: bool = False):
+    from gpt2chat.search.ranking import Passage
+
+    return Passage(pair_id, question, answer, focus, source, url, 0.0, question_best=best)
+
+
+FLU = _section("MPlus/flu-1", "What is (are) Flu ?", (
+    "Flu is a respiratory infection caused by a number of viruses. The viruses pass through the air and enter your "
+    "body through your nose or mouth. Most people with the flu recover on their own without medical care. The main "
+    "way to keep from getting the flu is to get a yearly flu vaccine. Good hygiene, including hand washing, can also "
+    "help."), "Flu", "MPlusHealthTopics", "https://www.nlm.nih.gov/medlineplus/flu.html", best=True)
+H1N1 = _section("CDC/h1n1-1", "How to diagnose 2009 H1N1 Flu ?", (
+    "Content on this page was developed during the 2009-2010 H1N1 pandemic and has not been updated. The H1N1 virus "
+    "that caused that pandemic is now a regular human flu virus and continues to circulate seasonally worldwide."),
+    "2009 H1N1 Flu", "CDC", "http://www.cdc.gov/h1n1flu/")
+
+
+def _page_engine(scope: str = "cited") -> ChatEngine:
+    return ChatEngine(None, None, masker=None, safety=None, config=EngineConfig(model=None, extract_scope=scope))
+
+
+def test_a_cited_page_the_answer_does_not_quote_is_a_related_page():
+    """"How can I prevent the flu?" cites the flu page and the 2009 H1N1 page; the extract, free to draw on both
+    cited sections, quotes only the flu page: the H1N1 page is listed, but as a related page."""
+    reply = _page_engine("cited").answer_from_pages("How can I prevent the flu?", [[FLU], [H1N1]], None,
+                                                     cited=[FLU, H1N1])
+    assert reply.answer == ("The main way to keep from getting the flu is to get a yearly flu vaccine. Good hygiene, "
+                            "including hand washing, can also help.")
+    assert [s.title for s in reply.quoted_sources] == ["Flu"]
+    assert [s.title for s in reply.related_sources] == ["2009 H1N1 Flu"]
+    assert plain_text(reply) == "\n".join([
+        "[Summary of the NIH page]", reply.answer,
+        "Source:", "- Flu (MPlusHealthTopics): https://medlineplus.gov/flu.html",
+        "Related pages:", "- 2009 H1N1 Flu (CDC): http://www.cdc.gov/h1n1flu/"])
+
+
+GOUT_PAGE = [
+    _section("SH/gout-1", "What is (are) Gout ?", (
+        "Gout is a common, painful form of arthritis. It causes swollen, red, hot and stiff joints."),
+        "Gout", "NIHSeniorHealth", "http://nihseniorhealth.gov/gout/toc.html", best=True),
+    _section("SH/gout-5", "What are the treatments for Gout ?", (
+        "Gout attacks are treated with medicines that ease pain and swelling. Doctors may prescribe medicines that "
+        "lower the uric acid in the blood to prevent later attacks."),
+        "Gout", "NIHSeniorHealth", "http://nihseniorhealth.gov/gout/toc.html"),
+]
+ARTHRITIS = _section("MPlus/arthritis-1", "What is (are) Arthritis ?", (
+    "Arthritis means joint inflammation. Gout is one of many kinds of arthritis, which affect the joints."),
+    "Arthritis", "MPlusHealthTopics", "https://www.nlm.nih.gov/medlineplus/arthritis.html")
+TREATED = "Gout attacks are treated with medicines that ease pain and swelling."
+
+
+class KeywordScorer:
+    """A stand-in selector that likes the sentences naming a word and nothing else."""
+
+    def __init__(self, word: str):
+        self.word = word
+
+    def warm_up(self):
+        pass
+
+    def scores(self, question, sentences, starts=()):
+        return np.array([5.0 if self.word in s else -5.0 for s in sentences])
+
+
+@pytest.mark.parametrize("model", [None, AnswerModel(scorer=KeywordScorer("medicines that ease"))],
+                         ids=["extract", "model"])
+def test_a_sentence_from_a_section_retrieval_did_not_cite_quotes_its_page(model):
+    """Retrieval cited the arthritis page first and the gout page's opening section; the answer comes from the gout
+    page's treatment section, which retrieval did not cite: the gout page is the source (not the first page, as
+    matching the answer against the cited sections' text had it), and its text is the section quoted."""
+    reply = _page_engine("page").answer_from_pages("How is gout treated?", [[ARTHRITIS], GOUT_PAGE], model,
+                                                    cited=[ARTHRITIS, GOUT_PAGE[0]])
+    assert TREATED in reply.answer and "Arthritis means" not in reply.answer
+    assert reply.answer_kind == (AnswerKind.MODEL if model else AnswerKind.EXTRACT)
+    assert [s.title for s in reply.quoted_sources] == ["Gout"]
+    assert [s.title for s in reply.related_sources] == ["Arthritis"]
+    assert reply.quoted_sources[0].text == GOUT_PAGE[1].answer  # what "Show the NIH text" folds
+    assert reply.related_sources[0].text == ARTHRITIS.answer
+
+
+def test_the_command_answers_without_a_model_and_lists_sources_then_related_pages(monkeypatch, capsys):
+    built = []
+
+    def build(config):
+        built.append(config)
+        return _page_engine("cited")
+
+    monkeypatch.setattr(ChatEngine, "build", staticmethod(build))
+    monkeypatch.setattr(ChatEngine, "reply", lambda self, question, **options: self.answer_from_pages(
+        question, [[FLU], [H1N1]], None, cited=[FLU, H1N1]))
+    from gpt2chat.chat.engine import main
+
+    assert main(["How can I prevent the flu?", "--no-model"]) == 0
+    out = capsys.readouterr().out
+    assert built[0].model is None and out.endswith(
+        "Source:\n- Flu (MPlusHealthTopics): https://medlineplus.gov/flu.html\n"
+        "Related pages:\n- 2009 H1N1 Flu (CDC): http://www.cdc.gov/h1n1flu/\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["How can I prevent the flu?", "--no-model", "--model", "runs/x"])
+    assert exit_info.value.code == 2 and "exclude each other" in capsys.readouterr().err

@@ -84,7 +84,7 @@ def test_rate_api_takes_a_reference_and_refuses_bad_input(tiny_engine, masker, t
     assert rate(reference, False, "unsafe, from jane.doe@gmial.con") == "saved"
     [row] = store.rows()
     assert "536-22-8741" not in row["question"] and row["reason"] == "unsafe, from <EMAIL>"
-    assert row["sources"] == [s.source for s in tiny_engine.reply(PII_QUESTION, sampling=FAST_SAMPLING).sources]
+    assert row["sources"] == [s.source for s in tiny_engine.reply(PII_QUESTION, sampling=FAST_SAMPLING).quoted_sources]
     for bad, message in [((reference, "maybe"), "liked must be true or false"),
                          (("ref-0000000000000000", True), "reference must be"), (("'; drop", True), "reference must be"),
                          ((reference, True, "x" * 501), "at most 500 characters"), ((reference, True, 7), "reason must be text")]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -249,16 +250,18 @@ DIABETES = ("Many people have no signs of diabetes. Symptoms include - increased
 GOUT = "Gout is a common, painful form of arthritis. It causes swollen, red, hot and stiff joints."
 
 
-def _sources():
-    return [ui.Source("Type 2 Diabetes", "https://medlineplus.gov/diabetes.html", "MPlusHealthTopics", DIABETES),
-            ui.Source("Gout", "https://medlineplus.gov/genetics/condition/gout/", "GHR", GOUT),
-            ui.Source("Gout", "https://web.archive.org/web/2017/http://nihseniorhealth.gov/gout/toc.html",
-                      "NIHSeniorHealth", GOUT)]
+def _sources(*quoted: int):
+    """Three retrieved pages, those at the positions ``quoted`` marked as the answer's (as the engine marks them)."""
+    sources = [ui.Source("Type 2 Diabetes", "https://medlineplus.gov/diabetes.html", "MPlusHealthTopics", DIABETES),
+               ui.Source("Gout", "https://medlineplus.gov/genetics/condition/gout/", "GHR", GOUT),
+               ui.Source("Gout", "https://web.archive.org/web/2017/http://nihseniorhealth.gov/gout/toc.html",
+                         "NIHSeniorHealth", GOUT)]
+    return [dataclasses.replace(s, quoted=i in quoted) for i, s in enumerate(sources)]
 
 
 def test_a_reply_cites_only_the_pages_it_quotes_and_folds_their_text():
     reply = ChatReply(answer="Symptoms include - increased thirst - increased hunger - sores that do not heal.",
-                      answer_kind=AnswerKind.EXTRACT, sources=_sources(), evidence=DIABETES, finished=True)
+                      answer_kind=AnswerKind.EXTRACT, sources=_sources(0), evidence=DIABETES, finished=True)
     rendered = ui.render_reply(reply)
     head, tail = rendered.split(ui.SECTION_BREAK)
     assert head == ("**Summary of the NIH page:** Symptoms include\n\n- increased thirst\n- increased hunger\n"
@@ -272,14 +275,14 @@ def test_a_reply_cites_only_the_pages_it_quotes_and_folds_their_text():
                       "- <mark>sores that do not heal.</mark>\n\n"
                       "Many people do not find out they have the disease until they have problems.")
     assert tail.endswith(f"_{REPLY_DISCLAIMER}_") and ui.DISCLAIMER not in rendered
-    assert ui.cited_sources(reply)[0] == reply.sources[:1]  # what a rating stores as the answer's sources
 
 
 def test_an_answer_quoting_two_pages_cites_both_and_same_titles_read_differently():
-    sources = _sources()[1:]
+    sources = _sources(1)[1:]
     reply = ChatReply(answer="Gout is a common, painful form of arthritis.", answer_kind=AnswerKind.MODEL,
                       sources=[sources[0], ui.Source("Gout", "https://x.nih.gov/g", "GHR",
-                                                     GOUT + " Attacks often start at night.")], finished=True)
+                                                     GOUT + " Attacks often start at night.", quoted=True)],
+                      finished=True)
     rendered = ui.render_reply(reply)
     assert ("**Sources:** [Gout — MedlinePlus Genetics](https://medlineplus.gov/genetics/condition/gout/) · "
             "[Gout — MedlinePlus Genetics, page 2](https://x.nih.gov/g)") in rendered
@@ -287,19 +290,34 @@ def test_an_answer_quoting_two_pages_cites_both_and_same_titles_read_differently
     # NIH sites copy each other's text: what the first page's text showed is not shown again for the second.
     second = rendered.split("<details>")[2]
     assert "Attacks often start at night." in second and "arthritis" not in second
-    assert [s.url for s in ui.cited_sources(reply)[0]] == ["https://medlineplus.gov/genetics/condition/gout/",
-                                                           "https://x.nih.gov/g"]
 
 
-def test_a_reworded_answer_cites_the_passage_it_was_checked_against():
-    reply = ChatReply(answer="Gout makes joints swell.", answer_kind=AnswerKind.MODEL, sources=_sources()[1:],
-                      finished=True)
-    quoted, related = ui.cited_sources(reply)
-    assert [s.source for s in quoted] == ["GHR"] and [s.source for s in related] == ["NIHSeniorHealth"]
+def test_the_reply_lists_the_pages_the_engine_marked_quoted_not_those_whose_text_matches():
+    """Both Gout pages hold the answer's sentence; the engine drew it from the second: only that one is the source."""
+    reply = ChatReply(answer="Gout is a common, painful form of arthritis.", answer_kind=AnswerKind.EXTRACT,
+                      sources=_sources(2)[1:], finished=True)
+    rendered = ui.render_reply(reply)
+    assert "**Source:** [Gout — NIHSeniorHealth (archived)](https://web.archive.org/" in rendered
+    assert ("**Related pages:** [Gout — MedlinePlus Genetics](https://medlineplus.gov/genetics/condition/gout/)"
+            in rendered)
+
+
+def test_a_quote_from_a_section_retrieval_did_not_cite_is_shown_under_its_page():
+    """The engine's extract of the gout page's treatment section (retrieval cited the arthritis page first and the
+    gout page's opening section): the gout page is the source, its fold shows that section with the quote marked."""
+    from tests.test_engine import ARTHRITIS, GOUT_PAGE, TREATED, _page_engine
+
+    reply = _page_engine("page").answer_from_pages("How is gout treated?", [[ARTHRITIS], GOUT_PAGE], None,
+                                                    cited=[ARTHRITIS, GOUT_PAGE[0]])
+    rendered = ui.render_reply(reply)
+    assert "**Source:** [Gout — NIHSeniorHealth (archived)](https://web.archive.org/" in rendered
+    assert "**Related pages:** [Arthritis — MedlinePlus](https://medlineplus.gov/arthritis.html)" in rendered
+    folded = re.search(r"<details><summary>Show the NIH text</summary>\n\n(.*?)\n\n</details>", rendered, re.S)
+    assert f"<mark>{TREATED}</mark>" in folded.group(1) and "Arthritis means" not in folded.group(1)
 
 
 def test_no_sentence_appears_twice_in_what_a_reply_shows():
-    reply = ChatReply(answer=GOUT, answer_kind=AnswerKind.EXTRACT, sources=_sources()[1:2], evidence=GOUT,
+    reply = ChatReply(answer=GOUT, answer_kind=AnswerKind.EXTRACT, sources=_sources(1)[1:2], evidence=GOUT,
                       finished=True)
     visible = re.sub(r"<details>.*?</details>", "", ui.render_reply(reply), flags=re.S)
     assert visible.count("Gout is a common, painful form of arthritis.") == 1
@@ -396,3 +414,21 @@ def test_hostile_requests_echo_no_value_and_leave_none_in_the_log(live_app, tmp_
             reply = http.post(live_app + path, json={"data": f"my ssn {soak.SECRET}", "fn_index": soak.SECRET})
         assert reply.status_code == 422 and soak.SECRET not in reply.text, path
     assert "reference must be" in replies["rating_flood"]
+
+
+def test_follow_ups_are_about_the_page_the_answer_quotes():
+    """Retrieval ranked the diabetes page first, the answer quotes the gout page: the follow-ups ask about gout."""
+    reply = ChatReply(answer=GOUT, answer_kind=AnswerKind.EXTRACT, sources=_sources(1), finished=True)
+    focuses = []
+
+    class Engine:
+        def stream(self, message, turns, **options):
+            yield reply
+
+    class Followups:
+        def suggest_for_focus(self, focus, asked="", exclude=()):
+            focuses.append(focus)
+            return [f"How is {focus} treated?"]
+
+    *_, final = ui.make_chat_fn(Engine(), Followups())("What is gout?", [], 0.0, 16, True, False)
+    assert focuses == ["Gout"] and [option["value"] for option in final.options] == ["How is Gout treated?"]

@@ -13,7 +13,7 @@ One factory builds it: ``ChatEngine.build(config, causal_lm=None, index=None, ma
 whatever is not passed in (the masker and the index on a thread while the model loads). Raw messages are never
 logged or written anywhere: only the masked text goes past the masker.
 
-    python -m gpt2chat.engine "How is glaucoma treated?" [--model DIR] [--no-grounding]
+    python -m gpt2chat.engine "How is glaucoma treated?" [--model DIR | --no-model] [--no-grounding]
 """
 
 from __future__ import annotations
@@ -48,7 +48,12 @@ class Source:
     title: str
     url: str  # where the page is now (gpt2chat.corpus.sites.current_url)
     source: str
-    text: str = ""  # the section as checked against (whole): the UI shows it and tells which sources the answer quotes
+    # The page's text the UI folds under the answer: the sections the answer quotes from it, whole, in the order it
+    # quotes them; for a page it does not quote, the section retrieval cited.
+    text: str = ""
+    # Whether the answer quotes this page: set by the engine from the sections its sentences came from (the
+    # extract's, or the supporting passages of the model's verified sentences), never re-derived from the text.
+    quoted: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +79,16 @@ class ChatReply:
     support_rate: float | None = None  # share of the model's sentences the passages support
     finished: bool = False
     stats: GenerationStats | None = None
+
+    @property
+    def quoted_sources(self) -> list[Source]:
+        """The pages the answer quotes ("Sources"), in retrieval order."""
+        return [s for s in self.sources if s.quoted]
+
+    @property
+    def related_sources(self) -> list[Source]:
+        """The other retrieved pages ("Related pages"), in retrieval order."""
+        return [s for s in self.sources if not s.quoted]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -432,6 +447,7 @@ class ChatEngine:
             if checked.support_rate >= self.config.min_support_rate and not is_degenerate(checked.text):
                 self._finish(reply, checked.text, AnswerKind.MODEL, [s for page in read for s in page],
                              chosen.passages)
+                _cite(reply, passages, [sections[s.passage] for s in checked.kept])
                 yield reply
                 return
         elif model is not None and model.generator is not None:
@@ -445,6 +461,7 @@ class ChatEngine:
                                     passage_questions=[s.question for s in ranked])
         kind = AnswerKind.EXTRACT if extract.text else AnswerKind.NONE
         self._finish(reply, extract.text, kind, ranked, extract.passages)
+        _cite(reply, passages, [ranked[p] for p, _ in extract.sentences])
         yield reply
 
     @staticmethod
@@ -492,15 +509,18 @@ class ChatEngine:
                 checked = verify(" ".join(complete), texts)
                 if checked.text != reply.answer:
                     reply.answer, reply.answer_kind = checked.text, AnswerKind.MODEL
+                    _cite(reply, passages, [passages[s.passage] for s in checked.kept])
                     yield reply
         reply.model_text = clean_answer(generator.decode(generated), finished=True)
         checked = verify(reply.model_text, texts)
         reply.support_rate = checked.support_rate
         if checked.support_rate >= self.config.min_support_rate and not is_degenerate(checked.text):
             reply.answer, reply.answer_kind, reply.finished = checked.text, AnswerKind.MODEL, True
+            _cite(reply, passages, [passages[s.passage] for s in checked.kept])
             yield reply
         else:
             reply.answer, reply.answer_kind = "", AnswerKind.NONE
+            _cite(reply, passages, [])
 
     def _copy_bias(self, generator: TokenStreamer, question: str, reference: str | None) -> CopyBias | None:
         if not reference or self.config.copy_mode == "off":
@@ -519,14 +539,33 @@ class ChatEngine:
         return last
 
 
-def _sources(passages) -> list[Source]:
+def _sources(passages, quoted_sections: Sequence = ()) -> list[Source]:
+    """One source per cited page (by URL), in retrieval order. The pages of ``quoted_sections`` (the page sections the
+    answer's sentences came from, in answer order; a section of the cited page that retrieval did not cite counts)
+    are quoted, each with the text of its quoted sections; every other page has the section retrieval cited."""
+    quoted: dict[str, list[str]] = {}
+    for section in quoted_sections:
+        if section.url:
+            texts = quoted.setdefault(current_url(section.url), [])
+            if section.answer not in texts:
+                texts.append(section.answer)
     seen, sources = set(), []
     for passage in passages:
         if passage.url and passage.url not in seen:
             seen.add(passage.url)
-            sources.append(Source(title=passage.focus or passage.question, url=current_url(passage.url),
-                                  source=passage.source, text=passage.answer))
+            url = current_url(passage.url)
+            sources.append(Source(title=passage.focus or passage.question, url=url, source=passage.source,
+                                  text="\n\n".join(quoted[url]) if url in quoted else passage.answer,
+                                  quoted=url in quoted))
     return sources
+
+
+def _cite(reply: ChatReply, passages, quoted_sections: Sequence) -> None:
+    """Set ``reply.sources`` from the cited ``passages`` with the pages the shown answer quotes marked
+    (``_sources``). An answer whose sections name no cited page quotes the first, as its evidence does."""
+    reply.sources = _sources(passages, quoted_sections if reply.answer else ())
+    if reply.answer and reply.sources and not any(s.quoted for s in reply.sources):
+        reply.sources[0] = dataclasses.replace(reply.sources[0], quoted=True)
 
 
 def exported_generator(model_dir: str, context_length: int | None) -> TokenStreamer | None:
@@ -545,18 +584,26 @@ def exported_generator(model_dir: str, context_length: int | None) -> TokenStrea
 
 
 def plain_text(reply: ChatReply) -> str:
-    """The reply for a terminal: notice, answer (with how it was made), sources."""
+    """The reply for a terminal: notice, answer (with how it was made), the pages it quotes under "Source(s):" and the
+    other retrieved pages under "Related pages:", as the web UI shows them."""
     lines = [part for part in (reply.notice, reply.answer) if part]
     if reply.answer_kind == AnswerKind.EXTRACT:
         lines.insert(len(lines) - 1, f"[{EXTRACT_NOTICE}]")
-    lines += [f"- {s.title} ({s.source}): {s.url}" for s in reply.sources]
+    quoted = reply.quoted_sources
+    for heading, sources in (("Source:" if len(quoted) == 1 else "Sources:", quoted),
+                             ("Related pages:", reply.related_sources)):
+        if sources:
+            lines += [heading, *(f"- {s.title} ({s.source}): {s.url}" for s in sources)]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2chat.engine", description=__doc__.split("\n")[0])
     parser.add_argument("question")
-    parser.add_argument("--model", default=settings.default_model(), help="preset name or directory")
+    parser.add_argument("--model", help="preset name or directory (default: $GPT2CHAT_MODEL or the quick-start "
+                                         "model)")
+    parser.add_argument("--no-model", action="store_true",
+                        help="answer with the summary of the NIH page only: no model is loaded (as app.py --no-model)")
     parser.add_argument("--data", help="MedQuAD directory for the retrieval index")
     parser.add_argument("--no-grounding", action="store_true", help="leave the retrieved passage out of the prompt")
     parser.add_argument("--no-gate", action="store_true", help="show model text without the quality gate")
@@ -564,7 +611,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=SamplingConfig.max_new_tokens)
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
-    engine = ChatEngine.build(EngineConfig(model=args.model, data=args.data))
+    if args.no_model and args.model:
+        parser.error("--no-model and --model exclude each other")
+    model = None if args.no_model else args.model or settings.default_model()
+    engine = ChatEngine.build(EngineConfig(model=model, data=args.data))
     status = engine.serve_ungated() if args.no_gate else engine.gate()
     print(status.detail, file=sys.stderr)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)

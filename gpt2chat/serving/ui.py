@@ -207,25 +207,6 @@ def _sentence_key(sentence: str) -> str:
     return " ".join(sentence.removeprefix("- ").lower().split())
 
 
-def _source_text(reply: ChatReply, position: int) -> str:
-    return reply.sources[position].text or (reply.evidence or "" if position == 0 else "")
-
-
-def cited_sources(reply: ChatReply) -> tuple[list[Source], list[Source]]:
-    """(the sources the answer quotes, the other retrieved pages). A source is quoted when one of the answer's
-    sentences is one of its passage's; an answer quoting none of them (reworded model text) cites the passage it
-    was checked against first."""
-    if not reply.sources:
-        return [], []
-    if reply.answer_kind == AnswerKind.NONE or not reply.answer:
-        return [], list(reply.sources)
-    answer = {_sentence_key(s) for s in split_sentences(reply.answer)}
-    quoted = [i for i in range(len(reply.sources))
-              if answer & {_sentence_key(s) for s in split_sentences(_source_text(reply, i))}] or [0]
-    return ([s for i, s in enumerate(reply.sources) if i in quoted],
-            [s for i, s in enumerate(reply.sources) if i not in quoted])
-
-
 def source_label(source: Source) -> str:
     """How a link reads: "Gout — MedlinePlus", "Glaucoma — NIHSeniorHealth (archived)"."""
     label = f"{source.title} — {site_name(source.source)}"
@@ -301,7 +282,7 @@ def render_reply(reply: ChatReply, show_masked: bool = False) -> str:
         if reply.answer_kind == AnswerKind.EXTRACT:
             answer = f"**{EXTRACT_NOTICE}:** {answer}"
     head = "\n\n".join(part for part in (privacy, reply.notice, answer) if part)
-    quoted, related = cited_sources(reply)
+    quoted, related = reply.quoted_sources, reply.related_sources  # the engine marks what the answer quotes
     tail = []
     if quoted:
         tail.append(f"**{'Source' if len(quoted) == 1 else 'Sources'}:** {_links(quoted)}")
@@ -404,7 +385,7 @@ def with_reference(rendered: str, reply: ChatReply, question: str, engine: ChatE
     the answer cites, a retired site's page under its own URL rather than its archive copy's)."""
     if ledger is None or not reply.finished or reply.category not in RATEABLE:
         return rendered
-    cited, _ = cited_sources(reply)
+    cited = reply.quoted_sources
     reference = ledger.issue(IssuedAnswer(
         question=reply.masked_message or question, answer=answer_of(rendered), shown=reply.answer_kind,
         urls=tuple(archived_page(s.url) for s in cited), sources=tuple(s.source for s in cited),
@@ -482,7 +463,8 @@ def make_chat_fn(engine: ChatEngine, followups: FollowupFinder | None = None, le
         answered = reply is not None and reply.sources and reply.category in (Category.ANSWER, Category.BOUNDARY)
         if followups is not None and answered:
             asked = [turn.question for turn in turns]  # never offer what was already asked
-            suggestions = [q for q in followups.suggest_for_focus(reply.sources[0].title, asked=message, exclude=asked)
+            focus = (reply.quoted_sources or reply.sources)[0].title  # what the answer is about: the page it quotes
+            suggestions = [q for q in followups.suggest_for_focus(focus, asked=message, exclude=asked)
                            if readable_followup(q)]
             if suggestions:  # clicking an option sends it as the next message (ChatInterface.option_clicked)
                 yield gr.ChatMessage(content=shown, options=[{"value": q} for q in suggestions])
