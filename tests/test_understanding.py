@@ -25,7 +25,7 @@ FOCI = {"gout", "glaucoma", "diabetes", "type 1 diabetes", "diabetes insipidus",
         "familial mediterranean fever", "common variable immunodeficiency", "lyme disease", "tick bites",
         "osteoporosis", "menopause", "croup", "chronic lymphocytic leukemia", "acute lymphoblastic leukemia",
         "adult acute lymphoblastic leukemia", "lupus", "asthma", "klinefelter syndrome", "q fever", "fever", "hemophilia",
-        "supravalvular aortic stenosis"}
+        "supravalvular aortic stenosis", "sickle cell disease", "sickle cell anemia"}
 # Every MedlinePlus health topic as well, so that lay descriptions compete with ~900 foci as in the real index.
 HEALTH_TOPICS = "4_MPlus_Health_Topics_QA"
 # Topics MedQuAD publishes without answers (drugs, encyclopedia articles): recognised, never answered.
@@ -476,3 +476,13 @@ def test_the_focus_evaluation_rebuilds_the_salience_without_each_fold(index, mon
     assert sorted(i for kept in learnt for i in ids - kept) == sorted(ids)  # each message held out once
     assert counts["salience n"] == 8 and counts["first right"] == 0 and counts["salience right"] == 8
     assert counts["focus n"] == 8 and counts["focus found"] == 8
+
+
+def test_a_follow_up_the_topic_page_cannot_answer_goes_to_the_same_condition_on_another_site(index):
+    """MedlinePlus's "Sickle Cell Anemia" page has no section on who is at risk; NHLBI's "Sickle Cell Disease", which
+    a synonym of it also names, has one, and answers "who is at risk?" rather than the definition again."""
+    assert "sickle cell disease" in index.understanding.recogniser.same_named("sickle cell anemia")
+    question = index.retrieve("who is at risk?", history=["what is sickle cell anemia"]).questions[0]
+    assert question.carried_over and [m.key for m in question.foci] == ["sickle cell anemia"]
+    assert (question.passages[0].focus, question.passages[0].question_type) == ("Sickle Cell Disease",
+                                                                                "susceptibility")
