@@ -486,3 +486,13 @@ def test_a_follow_up_the_topic_page_cannot_answer_goes_to_the_same_condition_on_
     assert question.carried_over and [m.key for m in question.foci] == ["sickle cell anemia"]
     assert (question.passages[0].focus, question.passages[0].question_type) == ("Sickle Cell Disease",
                                                                                 "susceptibility")
+
+
+def test_a_condition_described_in_other_words_is_a_new_topic_that_is_answered(index):
+    """After lupus, a message describing sleep apnea without naming it is about sleep apnea (its description matches
+    at 11.0 in this index, over the 5.5 needed), and so is the follow-up after it."""
+    described = "my breathing stops while I sleep and I snore loudly"
+    result = index.retrieve(described, history=["what is lupus"])
+    assert [focus_key(q.passages[0].focus) if q.passages else None for q in result.questions] == ["sleep apnea"]
+    follow_up = index.retrieve("how is it treated?", history=["what is lupus", described]).questions[0]
+    assert follow_up.carried_over and follow_up.foci[0].key == "sleep apnea"
