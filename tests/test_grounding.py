@@ -89,6 +89,8 @@ def test_sentences_that_refer_back_are_recognised():
     assert refers_back("As a result, the signs and symptoms vary from person to person.")
     assert refers_back("In addition, some people have seizures.") and not refers_back("In adults the disease is mild.")
     assert not refers_back("This condition is inherited in an autosomal recessive pattern.")  # the page's topic
+    # ... but "these conditions" are ones listed before (it opened an asthma answer)
+    assert refers_back("These conditions include runny nose, sinus infections, reflux disease and sleep apnea.")
     assert not refers_back("Tests such as tonometry measure the pressure in the eye.")
     # A list continued ("Other ...") and a quantifier standing alone as the subject refer back; as a determiner
     # it does not.

@@ -197,8 +197,9 @@ _CONNECTIVE_PHRASES = tuple(tuple(p.split()) for p in (
     "on the other hand", "in other words", "even so"))
 _BACK_REFERENCES = frozenset("this these those that's they them their theirs it its it's such he she his her him "
                              "both either neither latter former".split())
-_PAGE_TOPIC = frozenset("condition conditions disorder disorders disease diseases syndrome syndromes cancer cancers "
-                        "tumor tumors type form".split())
+# "This condition" is the page's topic; "these conditions" are ones a sentence before listed ("These conditions
+# include runny nose, sinus infections, ..." opened an asthma answer).
+_PAGE_TOPIC = frozenset("condition disorder disease syndrome cancer tumor type form".split())
 REFERENCE_WINDOW = 4  # first words searched for a back reference
 # "Other signs and symptoms of anemia include ..." and "Many are medicines ..." opened answers to "What are the
 # symptoms of anemia?" and "How is psoriasis treated?": an opener that continues a list, and a quantifier standing
@@ -217,7 +218,7 @@ def refers_back(sentence: str) -> bool:
                    or (tokens[0] in _QUANTIFIERS and len(tokens) > 1 and tokens[1] in _VERBS_AFTER_PRONOUN)):
         return True
     for word, following in zip(tokens[:REFERENCE_WINDOW], [*tokens[1:], ""]):
-        if (word in ("this", "these") and following in _PAGE_TOPIC) or (word == "such" and following == "as"):
+        if (word == "this" and following in _PAGE_TOPIC) or (word == "such" and following == "as"):
             continue
         if word in _BACK_REFERENCES:
             return True
