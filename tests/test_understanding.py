@@ -478,14 +478,19 @@ def test_the_focus_evaluation_rebuilds_the_salience_without_each_fold(index, mon
     assert counts["focus n"] == 8 and counts["focus found"] == 8
 
 
-def test_a_follow_up_the_topic_page_cannot_answer_goes_to_the_same_condition_on_another_site(index):
+def test_a_question_the_focus_pages_cannot_answer_goes_to_the_same_condition_on_another_site(index):
     """MedlinePlus's "Sickle Cell Anemia" page has no section on who is at risk; NHLBI's "Sickle Cell Disease", which
-    a synonym of it also names, has one, and answers "who is at risk?" rather than the definition again."""
-    assert "sickle cell disease" in index.understanding.recogniser.same_named("sickle cell anemia")
+    a synonym of it also names, has one, and answers "who is at risk?" (after it, or naming it) rather than the
+    summary again."""
+    assert index.understanding.recogniser.same_named("sickle cell anemia") == {"sickle cell disease"}
+    # a one-word synonym ("hernia", listed by MedlinePlus's pelvic support problems) names a related condition
+    assert "hernia" not in index.understanding.recogniser.same_named("pelvic support problems")
     question = index.retrieve("who is at risk?", history=["what is sickle cell anemia"]).questions[0]
     assert question.carried_over and [m.key for m in question.foci] == ["sickle cell anemia"]
     assert (question.passages[0].focus, question.passages[0].question_type) == ("Sickle Cell Disease",
                                                                                 "susceptibility")
+    first = index.retrieve("who is at risk for sickle cell anemia?").passages(1)[0]
+    assert (first.focus, first.question_type) == ("Sickle Cell Disease", "susceptibility")
 
 
 def test_a_condition_described_in_other_words_is_a_new_topic_that_is_answered(index):

@@ -131,11 +131,12 @@ class FocusRecogniser:
         for key, focus_stems in self._focus_stems.items():
             for stem in focus_stems:
                 self._foci_with_stem[stem].add(key)
-        # Answered foci that a name or synonym names together, and no other ("sickle cell anemia" and "sickle cell
-        # disease"): a name shared by more ("SCA") names a family, not one condition on two sites.
+        # Answered foci that a name or synonym of several words names together, and no other ("hemoglobin SS disease":
+        # sickle cell anemia and sickle cell disease). A name shared by more ("SCA") names a family, and a one-word
+        # synonym ("hernia" of pelvic support problems) a related condition, not one condition on two sites.
         self._same_name: dict[str, set[str]] = collections.defaultdict(set)
-        for targets in surfaces.values():
-            if len(targets) == 2:
+        for surface, targets in surfaces.items():
+            if len(targets) == 2 and " " in surface:
                 for key in targets:
                     self._same_name[key].update(t for t in targets if t != key and t in self.answered)
 
@@ -298,9 +299,9 @@ class FocusRecogniser:
             s in self.everyday_stems and s not in self._foci_with_stem and s not in self.acronyms for s in own)
 
     def same_named(self, key: str) -> set[str]:
-        """The other answered focus a name or synonym of ``key`` names, when it names only the two ("sickle cell
-        disease" for "sickle cell anemia"): the same condition on another site, not a variant whose name contains
-        it ("tylosis with esophageal cancer" for "cancer")."""
+        """The other answered focus that a name or synonym of several words of ``key`` names, when it names only the
+        two ("sickle cell disease" for "sickle cell anemia"): the same condition on another site, not a variant
+        whose name contains it ("tylosis with esophageal cancer" for "cancer")."""
         return self._same_name.get(key, set())
 
     def stems_of(self, key: str) -> frozenset:
