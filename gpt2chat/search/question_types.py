@@ -66,7 +66,9 @@ LIVEQA_TYPES = {"treatment": "treatment", "information": "information", "cause":
 
 
 # Each LiveQA train row counts as much as 3 template rows' log-weight (set once, not tuned): 161 messages next to
-# MedQuAD's thousands of template wordings. LiveQA dev type found 52 -> 74 of 145 sub-questions.
+# MedQuAD's thousands of template wordings. LiveQA dev type found 52 -> 74 of 145 sub-questions. Flat on LiveQA train
+# 4-fold cross-validated, fold seeds 0-3 summed: weight 1.5, 3, 6 -> 482, 483, 484 of 680; consumer rows weighted
+# against the commonest type (treatment, 131 of 234 rows) by (mean/count)**0.5 or **1: 114, 110 of 170 (seed 0).
 CONSUMER_WEIGHT = 3.0
 
 
@@ -82,6 +84,10 @@ def consumer_type_rows(messages: Sequence[dict]) -> list[tuple[str, str]]:
         qtype = next(iter(types))
         subject = message["subject"].strip()
         text = f"{subject}. {message['message']}" if subject else message["message"]
+        # Also tried (`python -m gpt2chat.retrieval --eval types`, fold seeds 0-3 summed over 680): the whole
+        # message as one more row, train 123 -> 124 of 170 (483 -> 487) but dev 82 -> 80 of 145, not kept (a
+        # decision informed by dev); core questions of several-type messages aligned to the annotated type their
+        # cue names (485) and rows weighted 1/len(questions) (485): within the folds' noise.
         for question in split_questions(text):
             for sub in message["subquestions"]:
                 question = _without_focus(question, sub["focus"])
@@ -145,6 +151,10 @@ CUES: tuple[tuple[str, re.Pattern], ...] = tuple((name, re.compile(pattern, re.I
     ("information", r"\bwhat (?:is|are)\b|\binfo(?:rmation)?\b|\bknow more\b|\blearn\b|\bpamphlets?\b|\bdefin|"
                     r"\bexplain"),
 ))
+# Cue weight 0.3 / 0.5: train cross-validated 418 / 483 of 680 (fold seeds 0-3). Not better either (115 of 170 before
+# the second round of cues): mixing the whole message's probabilities into each sentence's (geometric or linear,
+# 0.2-0.5: 112-115), or only into sentences no cue types (113-114), or the cues of its other sentences (108-113);
+# a cue's weight learnt per type from how often it names the annotated type of train rows (448-449 of 680 vs 451).
 CUE_WEIGHT = 0.5
 
 
