@@ -160,6 +160,16 @@ def test_unanswered_medicines_are_told_from_encyclopedia_topics(recogniser):
     ("If you have it is there any way to reverse it?", "treatment"),
     ("Is there any new research on it?", "research"),
     ("how can I avoid getting it", "prevention"),
+    # consumer wordings of the second round (LiveQA train 115 -> 123 of 170 cross-validated)
+    ("DO I USE PYRIDOXINE TABLETS EVEN IF IM PREGNANT?", "contraindication"),
+    ("Is there any information regarding adults having any benefits from taking it for ADHD?", "indication"),
+    ("Why am I prescribed a drug that is also prescribed for young women trying to conceive.", "indication"),
+    ("or if I should have been given the medication in slowly-decreasing doses", "usage"),
+    ("Is there a test that can show gene mutation?", "exams and tests"),
+    ("how are you 100% sure if you have asthma?", "exams and tests"),
+    ("Also how can we determine whether it is muscle waste that is the issue?", "exams and tests"),
+    ("we went to doctors gave us medicine but its all the same what could this be", "causes"),
+    ("what is done for people who get air in but cant get it out", "treatment"),
 ])
 def test_a_sentence_names_its_question_type(sentence, qtype):
     assert cue(sentence) == qtype
