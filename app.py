@@ -102,7 +102,7 @@ class BackgroundTraining:
     """``python -m gpt2chat.train`` in a child process; when its preset is saved, the engine swaps it in."""
 
     def __init__(self, engine, output: Path, recipe: str = "quickstart", data: str | None = None):
-        from gpt2chat.modeling.train import TrainConfig
+        from gpt2chat.modeling.training_config import TrainConfig
 
         self.engine, self.output = engine, output
         self.steps = TrainConfig.from_recipe(recipe).steps

@@ -187,10 +187,11 @@ def build_variant(variant: Variant, sequence_length: int, args, strategy=None):
 
     import keras
 
-    from gpt2chat.modeling import train as training
+    from gpt2chat.modeling.training_config import TrainConfig
+    from gpt2chat.modeling.training_model import build_training_model, compile_for_training
 
     total_steps = args.warmup_steps + args.steps
-    config = training.TrainConfig.from_recipe(
+    config = TrainConfig.from_recipe(
         "quickstart", size=args.size, sequence_length=sequence_length, batch_size=args.batch_size,
         precision=variant.precision, steps=total_steps + 1, eval_interval=total_steps + 1,
         warmup_steps=min(10, total_steps), seed=args.seed, devices=variant.devices,
@@ -200,11 +201,11 @@ def build_variant(variant: Variant, sequence_length: int, args, strategy=None):
     keras.mixed_precision.set_global_policy(config.precision)
     strategy = strategy if variant.devices > 1 else None
     # the same construction as training
-    causal_lm, training_model = training.build_training_model(config, strategy)
+    causal_lm, training_model = build_training_model(config, strategy)
     if variant.output_vocabulary < causal_lm.backbone.vocabulary_size:
         with strategy.scope() if strategy else contextlib.nullcontext():
             training_model = _restricted_output_model(causal_lm, variant.output_vocabulary)
-            training.compile_for_training(training_model, config)
+            compile_for_training(training_model, config)
     if not variant.jit:
         training_model.jit_compile = False  # the train function is built on the first step, after this
     return causal_lm, training_model

@@ -62,7 +62,8 @@ def masker():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, medquad_dir):
     """A tiny model trained for 20 steps: its directory is a Keras-Hub preset plus the run's files."""
-    from gpt2chat.modeling.train import TrainConfig, train
+    from gpt2chat.modeling.train import train
+    from gpt2chat.modeling.training_config import TrainConfig
 
     output = tmp_path_factory.mktemp("tiny_run")
     summary = train(TrainConfig.from_recipe("tiny", output=str(output), data=str(medquad_dir)))
@@ -73,7 +74,8 @@ def tiny_run(tmp_path_factory, medquad_dir):
 def tiny_generic_run(tmp_path_factory):
     """The generic recipe at the tiny size on 300 synthetic WordNet lines, 10 steps."""
     from gpt2chat.corpus import generic
-    from gpt2chat.modeling.train import TrainConfig, train
+    from gpt2chat.modeling.train import train
+    from gpt2chat.modeling.training_config import TrainConfig
 
     root = tmp_path_factory.mktemp("generic")
     wordnet = root / "wordnet"

@@ -14,17 +14,28 @@ from gpt2chat.reports import compare, evaluation, judge
 from gpt2chat.reports.metrics import token_f1
 
 QUESTIONS = ("What causes asthma?", "How is high blood pressure treated?")
+TOKENIZER_BUILDS = []  # gpt2_tokenizer() calls made through the tokenizer module during the comparison's run
 
 
 @pytest.fixture(scope="module")
 def comparison(tiny_run, tiny_generic_run, medquad_dir, tmp_path_factory):
+    from gpt2chat.modeling import tokenizer
+
     run_dir, _ = tiny_run
     out = tmp_path_factory.mktemp("comparison")
     config = compare.CompareConfig(
         models=[str(tiny_generic_run[0]), str(run_dir), "scratch:tiny"], data=str(medquad_dir), out=str(out), limit=3, perplexity_rows=8,
         max_new_tokens=24, questions=QUESTIONS, progress=False,
     )
-    return compare.run(config), out, str(run_dir)
+    build = tokenizer.gpt2_tokenizer
+
+    def counted_build():
+        TOKENIZER_BUILDS.append(1)
+        return build()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tokenizer, "gpt2_tokenizer", counted_build)
+        return compare.run(config), out, str(run_dir)
 
 
 def test_writes_report_files(comparison):
@@ -175,6 +186,11 @@ def test_token_f1():
     assert token_f1("a b", "a c") == pytest.approx(0.5)
     assert token_f1("", "something") == 0.0
     assert token_f1("", "") == 1.0
+
+
+def test_the_tokenizer_is_built_once_per_run(comparison):
+    """The perplexity, answer and plain-text rows share one tokenizer that ``run`` builds and passes in."""
+    assert len(TOKENIZER_BUILDS) == 1
 
 
 def test_trained_model_has_lower_test_perplexity(comparison):

@@ -12,7 +12,7 @@ from gpt2chat import settings
 from gpt2chat.cli import run
 from gpt2chat.corpus import generic
 from gpt2chat.modeling.rundir import RunDirectory
-from gpt2chat.modeling.train import TrainConfig
+from gpt2chat.modeling.training_config import TrainConfig
 from gpt2chat.reports.report import comparison_conclusion
 
 # wndb(5WN) lines: offset, lexicographer file, type, word count (hex), words with lex ids, pointers, | gloss
@@ -99,7 +99,7 @@ def test_generic_run_trains_on_general_text_and_is_a_preset(tiny_generic_run):
 
 def test_from_generic_starts_from_the_generic_weights(tiny_generic_run, tmp_path):
     from gpt2chat.modeling.model import load_preset
-    from gpt2chat.modeling.train import build_training_model
+    from gpt2chat.modeling.training_model import build_training_model
 
     output, _ = tiny_generic_run
     config = TrainConfig.from_recipe("from-generic", preset=str(output), output=str(tmp_path / "from"),

@@ -122,7 +122,8 @@ def test_the_scorer_reads_the_type_labels_at_each_newline(tiny_run):
 def test_training_mixes_in_selection_rows_at_the_recipes_fraction(sample_records, tiny_run):
     from gpt2chat.modeling.model import load_preset
     from gpt2chat.modeling.tokens import PackedTokens
-    from gpt2chat.modeling.train import TrainConfig, with_selection_rows
+    from gpt2chat.modeling.training_config import TrainConfig
+    from gpt2chat.modeling.training_data import with_selection_rows
 
     tokenizer = load_preset(tiny_run[0]).preprocessor.tokenizer
     answers = PackedTokens(np.full((30, 65), 5, np.int32), np.ones((30, 65), np.float32))

@@ -12,7 +12,8 @@ import pytest
 
 from gpt2chat.modeling.model import load_preset
 from gpt2chat.cli import run
-from gpt2chat.modeling.train import TrainConfig, train
+from gpt2chat.modeling.train import train
+from gpt2chat.modeling.training_config import TrainConfig
 
 
 def test_twenty_steps_lower_the_loss(tiny_run):
@@ -140,7 +141,8 @@ def test_output_at_or_under_a_file_is_a_one_line_error(tmp_path, small_medquad, 
 
 
 def test_recipes_are_data_and_flags_override_them():
-    from gpt2chat.modeling.train import parse_args, read_recipe, recipe_names
+    from gpt2chat.modeling.train import parse_args
+    from gpt2chat.modeling.training_config import read_recipe, recipe_names
 
     assert {"tiny", "quickstart", "finetune-base"} <= set(recipe_names())
     assert TrainConfig() == TrainConfig.from_recipe("quickstart")
@@ -157,7 +159,7 @@ def test_loss_and_metric_count_answer_tokens_only():
     import numpy as np
 
     from gpt2chat.modeling.tokens import pack_examples
-    from gpt2chat.modeling.train import build_training_model
+    from gpt2chat.modeling.training_model import build_training_model
 
     config = TrainConfig.from_recipe("tiny")
     _, model = build_training_model(config)
@@ -210,7 +212,8 @@ from gpt2chat.modeling import distribute
 strategy = distribute.strategy(2)
 import keras
 from gpt2chat.modeling.tokens import PackedTokens
-from gpt2chat.modeling.train import TrainConfig, build_training_model
+from gpt2chat.modeling.training_config import TrainConfig
+from gpt2chat.modeling.training_model import build_training_model
 
 rows = np.random.default_rng(0).integers(0, 50000, size=(4, 65)).astype(np.int32)
 weights = np.zeros_like(rows, dtype=np.float32)
@@ -315,7 +318,8 @@ import numpy as np
 from gpt2chat.modeling import distribute
 from gpt2chat.modeling.model import build_causal_lm
 from gpt2chat.modeling.tokens import PackedTokens
-from gpt2chat.modeling.train import TrainConfig, build_training_model
+from gpt2chat.modeling.training_config import TrainConfig
+from gpt2chat.modeling.training_model import build_training_model
 
 build_causal_lm("tiny", 64).save_to_preset(sys.argv[1])
 rows = np.random.default_rng(0).integers(0, 50000, size=(4, 65)).astype(np.int32)

@@ -42,7 +42,7 @@ def restore_seed_states(model, states: list[list[int]]) -> None:
 
 
 def checkpointing(run: RunDirectory, config, history: list[dict], best: float, *, writes: bool = True):
-    """The callback for ``fit`` with a ``gpt2chat.modeling.train.TrainConfig``; ``history`` (the entries so far) grows in place, ``best`` is the best validation
+    """The callback for ``fit`` with a ``gpt2chat.modeling.training_config.TrainConfig``; ``history`` (the entries so far) grows in place, ``best`` is the best validation
     loss so far (``inf`` for a fresh run). Without ``writes`` (a process other than the first of a multi-process
     run) it keeps the history and stops a diverging run but writes nothing. Keras is imported only when the
     callback is built, so that importing ``gpt2chat.modeling.train`` for ``--help`` stays cheap."""

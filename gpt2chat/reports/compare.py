@@ -228,34 +228,32 @@ def held_out_split(records, specialised: ModelSpec | None):
     return split_records(records), "gpt2chat.corpus.splits.split_records (no split.json)"
 
 
-def text_rows(texts, config: CompareConfig) -> np.ndarray:
+def text_rows(texts, tokenizer, config: CompareConfig) -> np.ndarray:
     """A fixed seeded sample of plain ``texts`` packed end to end (every token counts), the same for every model."""
-    from gpt2chat.modeling.tokenizer import gpt2_tokenizer
     from gpt2chat.modeling.tokens import pack
 
-    return _seeded_sample(pack(list(texts), gpt2_tokenizer(), config.sequence_length), config).rows
+    return _seeded_sample(pack(list(texts), tokenizer, config.sequence_length), config).rows
 
 
-def domain_rows(test_records, config: CompareConfig) -> tuple[dict[str, np.ndarray], list[str]]:
+def domain_rows(test_records, tokenizer, config: CompareConfig) -> tuple[dict[str, np.ndarray], list[str]]:
     """The two plain-text perplexity sets, MedQuAD test answers and held-out general English (``corpus.generic``'s
     test split), and a note when the general text is not installed."""
     from gpt2chat.corpus.generic import GenericCorpusNotFound, read_texts
 
-    rows = {"medquad": text_rows([r.answer + "\n" for r in test_records], config)}
+    rows = {"medquad": text_rows([r.answer + "\n" for r in test_records], tokenizer, config)}
     try:
-        rows["general"] = text_rows([t + "\n" for t in read_texts("test")], config)
+        rows["general"] = text_rows([t + "\n" for t in read_texts("test")], tokenizer, config)
     except GenericCorpusNotFound as error:
         return rows, [f"No perplexity on general text: {error}."]
     return rows, []
 
 
-def perplexity_rows(test_records, config: CompareConfig) -> np.ndarray:
+def perplexity_rows(test_records, tokenizer, config: CompareConfig) -> np.ndarray:
     """A fixed seeded sample of packed test rows (ungrounded prompt format), the same for every model."""
     from gpt2chat.modeling.prompt import training_example
-    from gpt2chat.modeling.tokenizer import gpt2_tokenizer
     from gpt2chat.modeling.tokens import pack
 
-    packed = pack([training_example(r.question, r.answer) for r in test_records], gpt2_tokenizer(),
+    packed = pack([training_example(r.question, r.answer) for r in test_records], tokenizer,
                   config.sequence_length)
     return _seeded_sample(packed, config).rows
 
@@ -267,11 +265,10 @@ def _seeded_sample(packed, config: CompareConfig):
     return packed.select(np.sort(chosen))
 
 
-def answer_rows(test_records, index, specialised: ModelSpec | None, config: CompareConfig):
+def answer_rows(test_records, index, specialised: ModelSpec | None, tokenizer, config: CompareConfig):
     """A fixed seeded sample of packed grounded test examples (``tokens.PackedTokens``, weights on the answer
     tokens): each question with its gold passage as the reference when retrieval finds it, the target cut as the
     specialised run's recipe cuts it (the quick-start recipe's 3 sentences / 96 tokens without a run)."""
-    from gpt2chat.modeling.tokenizer import gpt2_tokenizer
     from gpt2chat.modeling.tokens import Grounding, grounded_examples, pack_examples, tokenize_examples
 
     training = (rundir.RunDirectory(specialised.spec).training_config() if specialised else None) or {}
@@ -279,7 +276,7 @@ def answer_rows(test_records, index, specialised: ModelSpec | None, config: Comp
                           answer_sentences=training.get("answer_sentences") or 3,
                           answer_tokens=training.get("answer_tokens") or 96)
     examples = grounded_examples(test_records, index, grounding, seed=config.seed)
-    packed = pack_examples(tokenize_examples(examples, gpt2_tokenizer(), grounding.answer_tokens),
+    packed = pack_examples(tokenize_examples(examples, tokenizer, grounding.answer_tokens),
                            config.sequence_length)
     return _seeded_sample(packed, config)
 
@@ -390,6 +387,7 @@ def run(config: CompareConfig) -> dict:
     from gpt2chat.corpus.data import load_records
     from gpt2chat.chat.grounding import Vocabulary
     from gpt2chat.modeling.model import ModelUnavailable
+    from gpt2chat.modeling.tokenizer import gpt2_tokenizer
     from gpt2chat.search.retrieval import RetrievalIndex
 
     notes = []
@@ -408,14 +406,16 @@ def run(config: CompareConfig) -> dict:
         raise ValueError("the test split is empty")
     rng = np.random.default_rng(config.seed)
     questions = [test_records[i] for i in np.sort(rng.permutation(len(test_records))[: config.limit])]
-    rows = perplexity_rows(test_records, config)
+    # OpenAI's GPT-2 tokenizer, built once here for every row set below: the rows are the same for every model.
+    tokenizer = gpt2_tokenizer()
+    rows = perplexity_rows(test_records, tokenizer, config)
     index = RetrievalIndex.load_or_build(config.data)
-    grounded_rows = answer_rows(test_records, index, specialised, config)
+    grounded_rows = answer_rows(test_records, index, specialised, tokenizer, config)
     # The word-salad test compares answers with the words and word pairs of every NIH answer the chatbot can
     # quote: with the training answers only, correct copies naming a rare test-split gene ("MAN2B1") were
     # flagged as degenerate (4 of the quick-start model's 90 grounded model texts in the comparison of c423107).
     vocabulary = Vocabulary.from_texts(r.answer for r in records)
-    domains, domain_notes = domain_rows(test_records, config)
+    domains, domain_notes = domain_rows(test_records, tokenizer, config)
     notes += domain_notes
     shown = ShownAnswers.build(records, index, config)
 

@@ -43,7 +43,7 @@ BM25 = "BM25 with question-type cues (the extract's ranking)"
 
 def parse_variant(spec: str):
     """``recipe+setting=value+...`` → a ``TrainConfig`` (output not set yet); a clear error for a bad spec."""
-    from gpt2chat.modeling.train import TrainConfig, read_recipe
+    from gpt2chat.modeling.training_config import TrainConfig, read_recipe
 
     name, *changes = spec.strip().split("+")
     values = read_recipe(name)
