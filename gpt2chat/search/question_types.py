@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from gpt2chat.corpus.data import FocusAnnotation
-from gpt2chat.search.understanding import raw_words, split_questions, stems
+from gpt2chat.search.understanding import message_text, raw_words, split_questions, stems
 
 # A few everyday phrasings per question type, written for this classifier: MedQuAD's own questions are
 # templates ("What are the treatments for X ?"), so without these "how do doctors find out" or "is it hereditary"
@@ -82,8 +82,7 @@ def consumer_type_rows(messages: Sequence[dict]) -> list[tuple[str, str]]:
         if len(types) != 1 or None in types:
             continue
         qtype = next(iter(types))
-        subject = message["subject"].strip()
-        text = f"{subject}. {message['message']}" if subject else message["message"]
+        text = message_text(message)
         # Also tried (`python -m gpt2chat.retrieval --eval types`, fold seeds 0-3 summed over 680): the whole
         # message as one more row, train 123 -> 124 of 170 (483 -> 487) but dev 82 -> 80 of 145, not kept (a
         # decision informed by dev); core questions of several-type messages aligned to the annotated type their

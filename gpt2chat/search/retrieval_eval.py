@@ -49,6 +49,7 @@ from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.question_types import LIVEQA_TYPES, TypeClassifier, consumer_type_rows
 from gpt2chat.search.retrieval import RetrievalIndex
 from gpt2chat.search.salience import FocusSalience, labelled_messages
+from gpt2chat.search.understanding import message_text
 
 QA_FILE = "mediqa2019_qa.jsonl"
 CONVERSATIONS = settings.PACKAGE_DIR / "resources" / "followup_conversations.jsonl"
@@ -151,11 +152,10 @@ def run_medquad(data_dir: str | None, limit: int | None) -> int:
 
 def liveqa_messages(split: str = "dev") -> list[dict]:
     """LiveQA messages of one split, each with ``text``: the subject line and the message as a user would send
-    them (the way ``mediqa2019_qa.jsonl`` joins them)."""
+    them (``message_text``)."""
     rows = entailment.liveqa_messages(split)
     for row in rows:
-        subject = row["subject"].strip()
-        row["text"] = f"{subject}. {row['message']}" if subject else row["message"]
+        row["text"] = message_text(row)
     return rows
 
 

@@ -12,16 +12,14 @@ Built with the retrieval index and saved beside it (JSON).
 from __future__ import annotations
 
 import math
-import re
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from gpt2chat.corpus.data import name_key
-from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, everyday_english, raw_words,
-                                            split_questions, stems)
+from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, everyday_english, message_text,
+                                            raw_words, sentences, split_questions, stems)
 
-_SENTENCE = re.compile(r"[^.?!;\n]+[.?!;]*")
 HEADING_WORDS = 6
 FEATURES = ("in a heading", "mentions (log)", "first position", "in a question", "confidence", "named",
             "containing", "generic", "answered", "name words (log)", "pairs (log)", "inside a longer focus",
@@ -33,9 +31,9 @@ def features(text: str, matches: Sequence[FocusMatch], recogniser: FocusRecognis
     """(len(matches), len(FEATURES)) features of each recognised focus of ``text``; ``everyday``: stems of common
     English words ("stressed", "resources", "suicide" name foci but are said in passing)."""
     lowered = text.lower()
-    sentences = [s.strip().lower() for s in _SENTENCE.findall(text) if s.strip()]
+    said = [s.lower() for s in sentences(text)]
     # a subject line ("lymphedema.", "hiatal hernia/exercise."): a short first sentence that asks nothing
-    first = sentences[0] if sentences and len(raw_words(sentences[0])) <= HEADING_WORDS and "?" not in sentences[0] else ""
+    first = said[0] if said and len(raw_words(said[0])) <= HEADING_WORDS and "?" not in said[0] else ""
     questions = [q.lower() for q in split_questions(text)]
     rows = []
     for match in matches:
@@ -73,8 +71,7 @@ def labelled_messages(recogniser: FocusRecogniser, pair_counts: Mapping[str, int
     is annotated (names compared as ``name_key``)."""
     rows = []
     for message in messages:
-        subject = message["subject"].strip()
-        text = f"{subject}. {message['message']}" if subject else message["message"]
+        text = message_text(message)
         matches = recogniser.find(text)
         annotated = {name_key(sub["focus"]) for sub in message["subquestions"]}
         labels = np.array([bool(annotated & synonyms.get(name_key(m.focus), {name_key(m.focus)})) for m in matches])

@@ -461,6 +461,18 @@ _REQUEST_CUES = re.compile(r"\b(know|information|info|learn|tell me|help|advice|
 MAX_SUB_QUESTIONS = 3
 
 
+def sentences(text: str) -> list[str]:
+    """The text's sentences (ending at . ? ! ; or a line break), stripped, empty ones left out."""
+    return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+
+
+def message_text(row: dict) -> str:
+    """An annotated consumer message (LiveQA row: subject, message) as its user sent it: the subject line, then the
+    message (the way ``mediqa2019_qa.jsonl`` joins them)."""
+    subject = row["subject"].strip()
+    return f"{subject}. {row['message']}" if subject else row["message"]
+
+
 def split_questions(message: str) -> list[str]:
     """The core questions of a message: question or request sentences, without a subject line or greetings.
 
@@ -468,9 +480,8 @@ def split_questions(message: str) -> list[str]:
     facts is dropped here; its foci still reach the questions through ``retrieve``'s whole-message recognition.
     A message with no sentence that asks anything is one question as a whole.
     """
-    sentences = [s.strip() for s in _SENTENCE.findall(message) if len(raw_words(s)) >= 2]
     questions = []
-    for sentence in sentences:
+    for sentence in [s for s in sentences(message) if len(raw_words(s)) >= 2]:
         words = raw_words(sentence)
         asks = sentence.rstrip().endswith("?") or words[0].lower() in _QUESTION_START
         if asks or _REQUEST_CUES.search(sentence):
