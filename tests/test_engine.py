@@ -364,8 +364,8 @@ def test_a_cited_page_the_answer_does_not_quote_is_a_related_page():
     assert [s.title for s in reply.related_sources] == ["2009 H1N1 Flu"]
     assert plain_text(reply) == "\n".join([
         "[Summary of the NIH page]", reply.answer,
-        "Source:", "- Flu (MPlusHealthTopics): https://medlineplus.gov/flu.html",
-        "Related pages:", "- 2009 H1N1 Flu (CDC): http://www.cdc.gov/h1n1flu/"])
+        "Source:", "- Flu — MedlinePlus: https://medlineplus.gov/flu.html",
+        "Related pages:", "- 2009 H1N1 Flu — CDC: http://www.cdc.gov/h1n1flu/"])
 
 
 GOUT_PAGE = [
@@ -427,8 +427,8 @@ def test_the_command_answers_without_a_model_and_lists_sources_then_related_page
     assert main(["How can I prevent the flu?", "--no-model"]) == 0
     out = capsys.readouterr().out
     assert built[0].model is None and out.endswith(
-        "Source:\n- Flu (MPlusHealthTopics): https://medlineplus.gov/flu.html\n"
-        "Related pages:\n- 2009 H1N1 Flu (CDC): http://www.cdc.gov/h1n1flu/\n")
+        "Source:\n- Flu — MedlinePlus: https://medlineplus.gov/flu.html\n"
+        "Related pages:\n- 2009 H1N1 Flu — CDC: http://www.cdc.gov/h1n1flu/\n")
     with pytest.raises(SystemExit) as exit_info:
         main(["How can I prevent the flu?", "--no-model", "--model", "runs/x"])
     assert exit_info.value.code == 2 and "exclude each other" in capsys.readouterr().err

@@ -32,7 +32,7 @@ from gpt2chat.chat.gate import GateResult, compare_answers, gate_pairs
 from gpt2chat.chat.grounding import (ExtractConfig, answer_candidates, answer_openers, choose_sentences,
                                      extractive_answer, is_degenerate, split_sentences, verify)
 from gpt2chat.chat.kinds import AnswerKind, Category
-from gpt2chat.corpus.sites import current_url
+from gpt2chat.corpus.sites import current_url, is_archived, site_name
 from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, StreamingGenerator, TokenStreamer
 from gpt2chat.modeling.prompt import answer_ends, build_prompt, clean_answer, reference_passage
 from gpt2chat.modeling.selection import SentenceScorer, section_starts
@@ -54,6 +54,12 @@ class Source:
     # Whether the answer quotes this page: set by the engine from the sections its sentences came from (the
     # extract's, or the supporting passages of the model's verified sentences), never re-derived from the text.
     quoted: bool = False
+
+    @property
+    def label(self) -> str:
+        """How the page is named to a reader: "Gout — MedlinePlus", "Glaucoma — NIHSeniorHealth (archived)"."""
+        label = f"{self.title} — {site_name(self.source)}"
+        return label + " (archived)" if is_archived(self.url) else label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -593,7 +599,7 @@ def plain_text(reply: ChatReply) -> str:
     for heading, sources in (("Source:" if len(quoted) == 1 else "Sources:", quoted),
                              ("Related pages:", reply.related_sources)):
         if sources:
-            lines += [heading, *(f"- {s.title} ({s.source}): {s.url}" for s in sources)]
+            lines += [heading, *(f"- {s.label}: {s.url}" for s in sources)]
     return "\n".join(lines)
 
 

@@ -36,7 +36,7 @@ import gradio as gr
 from gpt2chat.chat.engine import EXTRACT_NOTICE, ChatEngine, ChatReply, Source, Turn
 from gpt2chat.chat.grounding import split_sentences
 from gpt2chat.chat.kinds import AnswerKind, Category
-from gpt2chat.corpus.sites import archived_page, is_archived, site_name
+from gpt2chat.corpus.sites import archived_page
 from gpt2chat.serving.fairness import AnswerScheduler, TooManyWaiting, client_address, network_of, penalise
 from gpt2chat.serving.feedback import NOTICE as FEEDBACK_NOTICE
 from gpt2chat.serving.feedback import (LIMITS, REASONS, AnswerLedger, FeedbackStore, IssuedAnswer, RateLimit, Rating,
@@ -207,17 +207,11 @@ def _sentence_key(sentence: str) -> str:
     return " ".join(sentence.removeprefix("- ").lower().split())
 
 
-def source_label(source: Source) -> str:
-    """How a link reads: "Gout — MedlinePlus", "Glaucoma — NIHSeniorHealth (archived)"."""
-    label = f"{source.title} — {site_name(source.source)}"
-    return label + " (archived)" if is_archived(source.url) else label
-
-
 def _links(sources: Sequence[Source]) -> str:
     labels: collections.Counter = collections.Counter()
     links = []
     for source in sources:
-        label = source_label(source)
+        label = source.label
         labels[label] += 1
         shown = label if labels[label] == 1 else f"{label}, page {labels[label]}"  # two links never read the same
         links.append(f"[{_escape(shown)}]({source.url})")
@@ -249,7 +243,7 @@ def nih_text(reply: ChatReply, source: Source, label: bool, shown: set[str]) -> 
     body = _highlighted(text or "", quoted, shown)
     if not body:
         return ""
-    summary = f"Show the NIH text ({_escape(source_label(source))})" if label else "Show the NIH text"
+    summary = f"Show the NIH text ({_escape(source.label)})" if label else "Show the NIH text"
     return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
 
 
