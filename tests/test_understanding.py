@@ -501,3 +501,43 @@ def test_a_condition_described_in_other_words_is_a_new_topic_that_is_answered(in
     assert [focus_key(q.passages[0].focus) if q.passages else None for q in result.questions] == ["sleep apnea"]
     follow_up = index.retrieve("how is it treated?", history=["what is lupus", described]).questions[0]
     assert follow_up.carried_over and follow_up.foci[0].key == "sleep apnea"
+
+
+@pytest.mark.parametrize("message, focus", [
+    # names only a symptom (cough, in 3% of the descriptions): the condition whose description it matches
+    ("my son's cough sounds like a barking seal and it gets worse at night", "croup"),
+    ("i'm 52 and get hot flashes, night sweats and irregular periods", "menopause"),
+    ("the joint of my big toe went hot, red and so painful overnight", "gout"),
+])
+def test_everyday_words_and_named_symptoms_reach_the_condition_described(index, message, focus):
+    result = index.retrieve(message)
+    assert focus_key(result.passages(1)[0].focus) == focus
+
+
+def test_a_name_the_rewording_makes_does_not_replace_the_condition_the_user_named(index):
+    """"can't sleep" reads as insomnia, but the message is about the scoliosis it names."""
+    assert index.understanding.everyday.medical("she can't sleep")[0] == "she insomnia"
+    result = index.retrieve("My girlfriend has scoliosis. She cries in pain and can't sleep at night, how should I "
+                            "help her")
+    assert [focus_key(q.passages[0].focus) for q in result.questions] == ["scoliosis"]
+
+
+def test_a_follow_up_keeps_its_topic_rather_than_a_condition_its_words_describe(index, monkeypatch):
+    scores = np.zeros(len(index.description_keys), dtype=np.float32)
+    scores[index.description_keys.index("asthma")] = 20.0  # a description far above MIN_CONDITION
+    monkeypatch.setattr(index, "description_scores", lambda text: scores)
+    assert index.retrieve("how can I avoid getting a clot on a long flight?").questions[0].foci[0].key == "asthma"
+    question = index.retrieve("how can I avoid getting one on a long flight?", history=["What is DVT?"]).questions[0]
+    assert question.carried_over and question.foci[0].key == "deep vein thrombosis"
+
+
+def test_the_lay_evaluation_counts_focus_no_answer_and_type_per_kind(index):
+    rows = [{"message": "what is gout?", "foci": ["Gout"], "type": "information", "kind": "everyday-name"},
+            {"message": "what is gout?", "foci": ["Lupus", "lupus"], "type": None, "kind": "symptom"},
+            {"message": "qwv zzkx plgh", "foci": ["Gout"], "type": "treatment", "kind": "symptom"}]
+    counts = retrieval_eval.evaluate_lay(index, rows)
+    assert {k: counts[k] for k in ("all n", "all focus", "all no answer", "symptom n", "symptom focus",
+                                   "everyday-name focus", "type n", "type cited")} == {
+        "all n": 3, "all focus": 1, "all no answer": 1, "symptom n": 2, "symptom focus": 0, "everyday-name focus": 1,
+        "type n": 2, "type cited": 1}
+    assert len(retrieval_eval.conversations(retrieval_eval.LAY_QUESTIONS)) == 70

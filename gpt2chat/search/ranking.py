@@ -28,11 +28,13 @@ from typing import Sequence
 import numpy as np
 
 from gpt2chat.corpus.data import FocusAnnotation, QAPair, focus_key, is_link_list, name_key, synonym_sets
+from gpt2chat.search.everyday import EverydayWords
 from gpt2chat.search.entailment import (EntailmentModel, liveqa_messages, liveqa_path, rqe_pairs, rqe_path,
                                         type_contrast_pairs)
 from gpt2chat.search.question_types import TypeClassifier, consumer_type_rows, is_cue_phrase
 from gpt2chat.search.salience import FocusSalience
-from gpt2chat.search.understanding import FocusMatch, FocusRecogniser, off_topic_request, raw_words, split_questions
+from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, content_stems, off_topic_request, raw_words,
+                                          split_questions)
 
 
 MEDLINEPLUS_SEARCH = "https://medlineplus.gov/search/?query="
@@ -66,6 +68,18 @@ MIN_BM25 = 8.0
 # 161; MEDIQA no answer 12 -> 10 of 269, page hit@1 56 -> 55 of 76, focus 82/94 and LiveQA dev unchanged.
 MIN_DESCRIPTION = 5.5
 DESCRIBED_CONFIDENCE = 0.5
+# A message naming only symptoms (foci most descriptions mention: "pain" 21% of them, "cough" 3%; "gout" 0.5%) is
+# about the condition its words describe, when that description scores at least MIN_CONDITION; the symptoms named
+# stay candidates at SYMPTOM_FACTOR of their confidence. A consumer rarely asks about a focus only GARD or GHR
+# (rare diseases) answer: 7 of the 57 answered foci annotated on LiveQA train, though they are 3,160 of 4,692.
+SYMPTOM_SHARE = 0.015
+MIN_CONDITION = 7.0
+SYMPTOM_FACTOR = 0.5
+DESCRIBED_CANDIDATES = 5
+CONDITION_MARGIN = 2.0
+MAX_CONDITION_WORDS = 30
+MIN_DESCRIBING_WORDS = 4
+RARE_PRIOR = -2.7
 # A message whose words are under half MedQuAD's vocabulary is another language or noise.
 MIN_KNOWN_WORDS = 0.5
 # Function words of the languages most often mistaken for English by a known-word count (Spanish, French, German,
@@ -170,6 +184,8 @@ class Understanding:
     types: TypeClassifier
     entailment: EntailmentModel
     salience: FocusSalience
+    # Rules, not learnt: read from the package on every build and load, so the cached index never holds old ones.
+    everyday: EverydayWords = dataclasses.field(default_factory=EverydayWords.load)
 
     @classmethod
     def build(cls, records: Sequence[QAPair], annotations: Sequence[FocusAnnotation] | None = None,
@@ -228,9 +244,23 @@ def medlineplus_search_url(foci: Sequence[FocusMatch], text: str) -> str:
 
 def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> RetrievalResult:
     understanding: Understanding = index.understanding
-    text = " ".join(message.split()[:MAX_WORDS])
+    as_written = " ".join(message.split()[:MAX_WORDS])
+    text, put = understanding.everyday.medical(as_written)
     recogniser = understanding.recogniser
+    named_as_written = {m.key for m in recogniser.find(as_written)} if put else set()
+
+    def made(match: FocusMatch) -> bool:  # "pimples" names acne as said: only new names are made
+        return match.key not in named_as_written and any(match.span.lower() in phrase for phrase in put)
+
+    # A name the rewording made ("can't sleep" -> insomnia) does not compete with a condition the user named: "she
+    # suffers from scoliosis ... cries in pain and can't sleep at night" is about scoliosis.
     whole = recogniser.find(text)
+    user_named = any(_strong(m) and not made(m) for m in whole)
+
+    def find(words: str) -> list[FocusMatch]:
+        return [m for m in recogniser.find(words) if not (user_named and made(m))]
+
+    whole = find(text)
     if not _looks_answerable_text(text, recogniser, whole):
         unanswerable = (SubQuestion(text, (), (), (), False),) if text else ()
         return RetrievalResult(unanswerable, medlineplus_search_url((), text))
@@ -243,7 +273,8 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
     questions, seen = [], set()
     salience = _salience(index, text, whole)
     main = _main_focus(whole, text, salience)
-    subs = [(sub, recogniser.find(sub)) for sub in split_questions(text)]
+    condition = None if carried else _described_condition(index, text, whole)
+    subs = [(sub, find(sub)) for sub in split_questions(text)]
     # names only the rest of the message says (a subject line, the story) can make a question's name precise
     said = {m.key for _, own in subs for m in own if m.kind != "containing"}
     elsewhere = [m for m in whole if _strong(m) and m.key not in said]
@@ -254,6 +285,10 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
             # "Is there anything that can be done to improve her health?" is about the subject line's condition,
             # not about whatever an everyday word of the sentence happens to name.
             foci = [main, *(m for m in foci if m.key != main.key and salience.get(m.key, 1.0) >= MIN_SALIENCE)]
+        if condition is not None:
+            # "red itchy patches with silvery scales on my elbows": the condition described, then the symptoms named
+            foci = [condition, *(dataclasses.replace(m, confidence=round(m.confidence * SYMPTOM_FACTOR, 3))
+                                 for m in foci if m.key != condition.key)]
         type_probs = understanding.types.probabilities([_without_foci(sub, foci)])[0]
         types = understanding.types.top(type_probs)
         signature = (tuple(sorted(m.key for m in foci)), types[0][0] if types else "")
@@ -328,13 +363,47 @@ def conversation_topic(index: RetrievalIndex, history: Sequence[str]) -> list[Fo
     recogniser: FocusRecogniser = index.understanding.recogniser
     topic: list[FocusMatch] = []
     for earlier in list(history)[-MAX_HISTORY:]:
-        text = " ".join(earlier.split()[:MAX_WORDS])
+        text, _ = index.understanding.everyday.medical(" ".join(earlier.split()[:MAX_WORDS]))
         named = [m for m in recogniser.find(text) if not m.generic]
         if named:
             topic = named
         elif not recogniser.follows_up(text):
             topic = [] if off_topic_request(text) else _described(index, text)
     return topic
+
+
+def _described_condition(index: RetrievalIndex, text: str, whole: Sequence[FocusMatch]) -> FocusMatch | None:
+    """The condition a message describes when it names only symptoms, or nothing: "it burns when i pee and i need
+    to go every 10 min" (named: pain) is about a urinary tract infection. None when it names a condition, or when no
+    description fits well enough."""
+    named = [m for m in whole if _strong(m)]
+    if len(text.split()) > MAX_CONDITION_WORDS or any(index.described_share(m.focus) < SYMPTOM_SHARE for m in named):
+        return None
+    # a description needs words beyond the names: "know more of congenital heart disease" describes nothing
+    rest = text
+    for match in whole:
+        if match.span:
+            rest = re.sub(r"\b" + re.escape(match.span) + r"\b", " ", rest, flags=re.IGNORECASE)
+    if len(set(content_stems(rest))) < MIN_DESCRIBING_WORDS:
+        return None
+    scores = index.description_scores(text)
+    if not len(scores):
+        return None
+    position = {key: i for i, key in enumerate(index.description_keys)}
+    own = max((float(scores[position[m.key]]) for m in named if m.key in position), default=0.0)
+    # the condition must be one whose description says the symptoms named: "kidney failure. what foods do I eat?"
+    # is not about gas
+    explains = np.ones(len(scores), dtype=bool)
+    for match in named:
+        explains &= index.descriptions_saying(match.focus)
+    top = [i for i in np.argsort(-scores)[:DESCRIBED_CANDIDATES] if explains[i]]
+    keys = index.description_keys
+    score, key = max(((float(scores[i]) + (RARE_PRIOR if keys[i] in index.rare_foci else 0.0), keys[i]) for i in top),
+                     default=(0.0, ""))
+    if score < MIN_CONDITION or score < own + CONDITION_MARGIN or key in {m.key for m in whole}:
+        return None
+    names = index.understanding.recogniser.names
+    return FocusMatch(names.get(key, key), key, 1.0, "", True, kind="described")
 
 
 def _described(index: RetrievalIndex, text: str) -> list[FocusMatch]:

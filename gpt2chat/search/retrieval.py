@@ -64,6 +64,7 @@ _DESCRIPTION_KEYS = "description_foci.json"
 # What a focus "is" in its own answers: a description written the way people describe a condition.
 _DESCRIPTION_TYPES = ("information", "symptoms", "causes")
 _DESCRIPTION_CHARS = 1500  # of each answer: the opening says what the condition is; 4,732 foci built in ~5 s
+RARE_DISEASE_SITES = frozenset({"GARD", "GHR"})
 _PASSAGE_FIELDS = ("pair_id", "question", "answer", "focus", "source", "url", "question_type")
 # The code that builds the learned parts is part of what the cached index depends on.
 _LEARNED_SOURCES = ("understanding.py", "question_types.py", "entailment.py", "ranking.py", "salience.py")
@@ -149,6 +150,11 @@ class RetrievalIndex:
             self._by_page[data.page_key(passage["pair_id"])].append(i)
         self.answered_types = frozenset(p["question_type"] for p in passages)
         self.pair_counts = {key: len(indexes) for key, indexes in self._by_focus.items()}  # focus key -> its pairs
+        sites = collections.defaultdict(set)
+        for passage in passages:
+            sites[focus_key(passage["focus"])].add(passage["source"])
+        # foci only the rare-disease sites answer
+        self.rare_foci = frozenset(key for key, names in sites.items() if names <= RARE_DISEASE_SITES)
         self._type_probabilities: np.ndarray | None = None
 
     @classmethod
@@ -220,15 +226,38 @@ class RetrievalIndex:
     def described_foci(self, text: str, n: int = 3) -> list[tuple[str, float]]:
         """The answered foci whose own description (what their answers say it is, its symptoms and causes) best
         matches ``text``: how "the sugar disease where your body stops making insulin" reaches type 1 diabetes."""
+        scores = self.description_scores(text)
+        top = np.argsort(-scores)[:n]
+        return [(self._descriptions[1][i], float(scores[i])) for i in top if scores[i] > 0]
+
+    def description_scores(self, text: str) -> np.ndarray:
+        """BM25 of ``text`` against each focus description, in ``description_keys`` order."""
         if self._descriptions is None:
-            return []
+            return np.zeros(0, dtype=np.float32)
         bm25, keys = self._descriptions
         token_ids = bm25.get_tokens_ids(_tokenize([text], self._config.stopwords, self._stemmer)[0])
-        if not token_ids:
-            return []
-        scores = bm25.get_scores_from_ids(token_ids)
-        top = np.argsort(-scores)[:n]
-        return [(keys[i], float(scores[i])) for i in top if scores[i] > 0]
+        return bm25.get_scores_from_ids(token_ids) if token_ids else np.zeros(len(keys), dtype=np.float32)
+
+    @property
+    def description_keys(self) -> list[str]:
+        return self._descriptions[1] if self._descriptions is not None else []
+
+    def described_share(self, name: str) -> float:
+        """The share of the focus descriptions that say every word of ``name``: high for a symptom many conditions
+        have ("pain" 0.21, "cough" 0.03), low for a condition ("gout" 0.005)."""
+        saying = self.descriptions_saying(name)
+        return float(saying.mean()) if len(saying) else 0.0
+
+    def descriptions_saying(self, name: str) -> np.ndarray:
+        """Whether each focus description (``description_keys`` order) says every word of ``name``."""
+        if self._descriptions is None:
+            return np.zeros(0, dtype=bool)
+        bm25, keys = self._descriptions
+        token_ids = bm25.get_tokens_ids(_tokenize([name], self._config.stopwords, self._stemmer)[0])
+        saying = np.full(len(keys), bool(token_ids))
+        for token_id in set(token_ids):
+            saying &= bm25.get_scores_from_ids([token_id]) > 0
+        return saying
 
     def passage(self, i: int) -> dict:
         return self._passages[i]

@@ -22,6 +22,8 @@ retrieval command):
 * ``followups`` our own two- and three-turn conversations (gpt2chat/resources/followup_conversations.jsonl): follow-ups
                 that must keep the focus, new topics and off-topic requests that must not inherit it; the cited
                 page's focus and type.
+* ``lay``       our own lay messages (gpt2chat/resources/lay_questions.jsonl): symptoms in everyday words, everyday
+                names, descriptions; first cited page about an expected focus, no-answer count, asked type.
 * ``latency``   ``retrieve`` p50/p95 over every question above, one at a time.
 
 Pages are compared after normalising URLs (lower case, no scheme, no trailing slash); hit@5 and MRR count the
@@ -53,6 +55,8 @@ from gpt2chat.search.understanding import message_text
 
 QA_FILE = "mediqa2019_qa.jsonl"
 CONVERSATIONS = settings.PACKAGE_DIR / "resources" / "followup_conversations.jsonl"
+# Our own lay messages with the foci that answer them, written by a helper who did not see the system's answers.
+LAY_QUESTIONS = settings.PACKAGE_DIR / "resources" / "lay_questions.jsonl"
 
 
 def _percent(hits: int, total: int) -> str:
@@ -455,6 +459,40 @@ def run_followups(data_dir: str | None, limit: int | None) -> int:
     return 0
 
 
+def evaluate_lay(index: RetrievalIndex, rows: list[dict]) -> dict:
+    """Lay messages (symptoms in everyday words, everyday names, descriptions): the first cited passage is about
+    one of the expected foci; where the message asks a type, the first passage is of it."""
+    counts = collections.Counter()
+    for row in rows:
+        result = index.retrieve(row["message"], k=3)
+        passages = result.passages(1)
+        hit = bool(passages) and focus_key(passages[0].focus) in _names(row["foci"])
+        for group in ("all", row["kind"]):
+            counts[f"{group} n"] += 1
+            counts[f"{group} focus"] += hit
+            counts[f"{group} no answer"] += not passages
+        if row["type"]:
+            counts["type n"] += 1
+            counts["type cited"] += bool(passages) and passages[0].question_type == row["type"]
+    return counts
+
+
+def run_lay(data_dir: str | None, limit: int | None) -> int:
+    index = RetrievalIndex.load_or_build(data_dir, progress=True)
+    rows = conversations(LAY_QUESTIONS)[:limit]
+    counts = evaluate_lay(index, rows)
+    print(f"Lay messages ({len(rows)}, gpt2chat/resources/lay_questions.jsonl, written without looking at the "
+          "system's answers): first cited page about an expected focus")
+    for group, what in (("all", "all"), ("symptom", "symptoms in everyday words"),
+                        ("everyday-name", "everyday names"), ("description", "descriptions")):
+        n = counts[f"{group} n"]
+        print(f"  {what:<30}{counts[f'{group} focus']:>3}/{n} {_percent(counts[f'{group} focus'], n)}  "
+              f"(no answer {counts[f'{group} no answer']})")
+    print(f"  first passage of the asked type {counts['type cited']:>3}/{counts['type n']} "
+          f"{_percent(counts['type cited'], counts['type n'])}")
+    return 0
+
+
 def run_latency(data_dir: str | None, limit: int | None) -> int:
     from gpt2chat.corpus.splits import split_records
 
@@ -476,7 +514,7 @@ def run_latency(data_dir: str | None, limit: int | None) -> int:
 
 
 RUNNERS = {"medquad": run_medquad, "consumer": run_consumer, "types": run_types, "foci": run_foci, "rqe": run_rqe,
-           "followups": run_followups, "latency": run_latency}
+           "followups": run_followups, "lay": run_lay, "latency": run_latency}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,40 @@
+"""Everyday words rewritten into MedQuAD's medical words (``gpt2chat.search.everyday``)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gpt2chat.search.everyday import EverydayWords
+
+
+@pytest.fixture(scope="module")
+def everyday():
+    return EverydayWords.load()
+
+
+@pytest.mark.parametrize("message, medical", [
+    ("it burns when I pee", "it painful urination"),  # the phrase before the word in it
+    ("I pee a lot", "I frequent urination"),
+    ("blood in my pee", "blood in the urine"),
+    ("my tummy hurts after eating", "my abdominal pain after eating"),
+    ("I keep throwing up", "I keep vomiting"),
+    ("Speech therapy", "Speech therapy"),  # "pee" inside a word is not the word
+])
+def test_everyday_phrases_become_the_medical_words(everyday, message, medical):
+    assert everyday.medical(message)[0] == medical
+
+
+def test_the_words_put_in_are_reported(everyday):
+    assert everyday.medical("I can't sleep and my belly aches")[1] == {"insomnia", "abdominal pain"}
+    assert everyday.medical("what is gout?") == ("what is gout?", frozenset())
+
+
+@pytest.mark.parametrize("line, error", [("pee urinate", "expected 'expression<TAB>medical words'"),
+                                         ("(pee\turinate", "missing ), unterminated subpattern")])
+def test_a_malformed_rule_names_its_line(tmp_path, line, error):
+    path = tmp_path / "rules.tsv"
+    path.write_text("# comment\n\n" + line + "\n")
+    with pytest.raises(ValueError, match=re.escape(f"rules.tsv:3: {error}")):
+        EverydayWords.load(path)
