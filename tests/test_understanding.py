@@ -61,6 +61,7 @@ def _foci(index, text):
     ("How can I get Information on Cronic Lymphocytice Leukemia", "chronic lymphocytic leukemia"),
     ("what are some of the treatments available to males with klinefelter's", "klinefelter syndrome"),
     ("GOUT!!! in my big toe", "gout"),
+    ("my husband snores", "snoring"),  # a form of a known word ("snore"), not a misspelling of "sores"
 ])
 def test_misspelt_cased_and_possessive_foci_are_recognised(index, message, focus):
     assert _foci(index, message)[0] == focus
