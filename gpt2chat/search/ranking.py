@@ -23,7 +23,7 @@ import dataclasses
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -244,22 +244,8 @@ def medlineplus_search_url(foci: Sequence[FocusMatch], text: str) -> str:
 
 def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> RetrievalResult:
     understanding: Understanding = index.understanding
-    as_written = " ".join(message.split()[:MAX_WORDS])
-    text, put = understanding.everyday.medical(as_written)
     recogniser = understanding.recogniser
-    named_as_written = {m.key for m in recogniser.find(as_written)} if put else set()
-
-    def made(match: FocusMatch) -> bool:  # "pimples" names acne as said: only new names are made
-        return match.key not in named_as_written and any(match.span.lower() in phrase for phrase in put)
-
-    # A name the rewording made ("can't sleep" -> insomnia) does not compete with a condition the user named: "she
-    # suffers from scoliosis ... cries in pain and can't sleep at night" is about scoliosis.
-    whole = recogniser.find(text)
-    user_named = any(_strong(m) and not made(m) for m in whole)
-
-    def find(words: str) -> list[FocusMatch]:
-        return [m for m in recogniser.find(words) if not (user_named and made(m))]
-
+    text, find = _in_medical_words(recogniser, understanding.everyday, " ".join(message.split()[:MAX_WORDS]))
     whole = find(text)
     if not _looks_answerable_text(text, recogniser, whole):
         unanswerable = (SubQuestion(text, (), (), (), False),) if text else ()
@@ -300,6 +286,24 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
                                  salience))
     all_foci = [m for q in questions for m in q.foci if m.span]
     return RetrievalResult(tuple(questions), medlineplus_search_url(all_foci[:3], text))
+
+
+def _in_medical_words(recogniser: FocusRecogniser, everyday: EverydayWords,
+                      message: str) -> tuple[str, Callable[[str], list[FocusMatch]]]:
+    """The message with its everyday words in MedQuAD's, and how to find the foci of any part of it. A name the
+    rewording made ("can't sleep" -> insomnia) does not compete with a condition the user named: "she suffers from
+    scoliosis ... cries in pain and can't sleep at night" is about scoliosis. "pimples" names acne as written, so
+    acne is the user's name, not a made one."""
+    text, put = everyday.medical(message)
+    if not put:
+        return text, recogniser.find
+    as_written = {m.key for m in recogniser.find(message)}
+
+    def made(match: FocusMatch) -> bool:
+        return match.key not in as_written and any(match.span.lower() in phrase for phrase in put)
+
+    user_named = any(_strong(m) and not made(m) for m in recogniser.find(text))
+    return text, lambda words: [m for m in recogniser.find(words) if not (user_named and made(m))]
 
 
 def _without_foci(text: str, foci: Sequence[FocusMatch]) -> str:
@@ -363,8 +367,8 @@ def conversation_topic(index: RetrievalIndex, history: Sequence[str]) -> list[Fo
     recogniser: FocusRecogniser = index.understanding.recogniser
     topic: list[FocusMatch] = []
     for earlier in list(history)[-MAX_HISTORY:]:
-        text, _ = index.understanding.everyday.medical(" ".join(earlier.split()[:MAX_WORDS]))
-        named = [m for m in recogniser.find(text) if not m.generic]
+        text, find = _in_medical_words(recogniser, index.understanding.everyday, " ".join(earlier.split()[:MAX_WORDS]))
+        named = [m for m in find(text) if not m.generic]
         if named:
             topic = named
         elif not recogniser.follows_up(text):
@@ -373,9 +377,9 @@ def conversation_topic(index: RetrievalIndex, history: Sequence[str]) -> list[Fo
 
 
 def _described_condition(index: RetrievalIndex, text: str, whole: Sequence[FocusMatch]) -> FocusMatch | None:
-    """The condition a message describes when it names only symptoms, or nothing: "it burns when i pee and i need
-    to go every 10 min" (named: pain) is about a urinary tract infection. None when it names a condition, or when no
-    description fits well enough."""
+    """The condition a short message describes when it names only symptoms, or nothing: "my son's cough sounds like
+    a barking seal and gets worse at night" (named: cough) is about croup. None when it names a condition, or when
+    no description that says its symptoms fits well enough."""
     named = [m for m in whole if _strong(m)]
     if len(text.split()) > MAX_CONDITION_WORDS or any(index.described_share(m.focus) < SYMPTOM_SHARE for m in named):
         return None
