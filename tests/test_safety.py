@@ -266,6 +266,11 @@ FALSE_ALARMS = [  # issue 10: flagged as a seizure (P=0.73) and a poisoning (P=0
 ]
 
 
+# Everyday symptoms in a chat's words: flagged (as a seizure, as unconsciousness) before 200 such messages joined
+# the training rows; `python -m gpt2chat.retrieval --eval lay`'s 70 lay messages went from 17 flagged to 6.
+LAY_SYMPTOMS = ["my eyes water and itch every spring", "my ear feels full and muffled since my cold"]
+
+
 @pytest.mark.parametrize("message,line", ISSUE_PHRASINGS)
 def test_the_issue_phrasings_are_emergencies_with_the_right_line(message, line):
     verdict = assess(message)
@@ -280,7 +285,7 @@ def test_information_about_the_same_conditions_is_answered(message):
     assert assess(message).category != EMERGENCY
 
 
-@pytest.mark.parametrize("message", FALSE_ALARMS)
+@pytest.mark.parametrize("message", FALSE_ALARMS + LAY_SYMPTOMS)
 def test_former_false_alarms_are_answered(message):
     assert message not in {m.text for m in training_rows()}  # the detector never saw them
     assert not trained_detector().kinds(message)
@@ -294,7 +299,7 @@ def test_no_held_out_row_is_trained_on():
 
 
 def test_held_out_recall_and_false_positive_rate():
-    """Measured on rows never trained on; floors a few points below today's 96.5% recall / 8.3% FPR."""
+    """Measured on rows never trained on; floors a few points below today's 95.4% recall / 9.0% FPR."""
     held_out = [m for m in load_labelled_set() if m.split == "test"]
     flagged = {m.text: bool(trained_detector().kinds(m.text)) for m in held_out}
     emergencies = [flagged[m.text] for m in held_out if m.is_emergency]
