@@ -544,3 +544,15 @@ def test_the_lay_evaluation_counts_focus_no_answer_and_type_per_kind(index):
         "all n": 3, "all focus": 1, "all no answer": 1, "symptom n": 2, "symptom focus": 0, "everyday-name focus": 1,
         "type n": 2, "type cited": 1}
     assert len(retrieval_eval.conversations(retrieval_eval.LAY_QUESTIONS)) == 70
+
+
+def test_a_description_means_a_common_condition_before_a_rare_disease(index, monkeypatch):
+    """A consumer rarely asks about a focus only GARD or GHR answer: a rare disease's description needs to score
+    RARE_PRIOR more than a common condition's to be the one meant."""
+    keys = index.description_keys
+    rare = next(key for key in keys if key in index.rare_foci)
+    scores = np.zeros(len(keys), dtype=np.float32)
+    scores[keys.index(rare)], scores[keys.index("asthma")] = 10.0, 8.0
+    monkeypatch.setattr(index, "description_scores", lambda text: scores)
+    result = index.retrieve("it happens every night when i go to bed and it keeps getting worse")
+    assert focus_key(result.passages(1)[0].focus) == "asthma"

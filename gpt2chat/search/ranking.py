@@ -400,21 +400,33 @@ def _described_condition(index: RetrievalIndex, text: str, whole: Sequence[Focus
     explains = np.ones(len(scores), dtype=bool)
     for match in named:
         explains &= index.descriptions_saying(match.focus)
-    top = [i for i in np.argsort(-scores)[:DESCRIBED_CANDIDATES] if explains[i]]
-    keys = index.description_keys
-    score, key = max(((float(scores[i]) + (RARE_PRIOR if keys[i] in index.rare_foci else 0.0), keys[i]) for i in top),
-                     default=(0.0, ""))
+    score, key = _likeliest(index, scores, explains)
     if score < MIN_CONDITION or score < own + CONDITION_MARGIN or key in {m.key for m in whole}:
         return None
     names = index.understanding.recogniser.names
     return FocusMatch(names.get(key, key), key, 1.0, "", True, kind="described")
 
 
+def _likeliest(index: RetrievalIndex, scores: np.ndarray, allowed: np.ndarray | None = None) -> tuple[float, str]:
+    """(score, focus key) of the description a consumer most likely means, of the DESCRIBED_CANDIDATES best by
+    ``scores`` (``allowed`` ones only): a rare disease counts RARE_PRIOR less ("aortic stenosis", which MedQuAD
+    answers only as encyclopedia-free rare subtypes, is heart valve disease rather than supravalvular aortic
+    stenosis)."""
+    keys = index.description_keys
+    top = [i for i in np.argsort(-scores)[:DESCRIBED_CANDIDATES] if allowed is None or allowed[i]]
+    return max(((float(scores[i]) + (RARE_PRIOR if keys[i] in index.rare_foci else 0.0), keys[i]) for i in top),
+               default=(0.0, ""))
+
+
 def _described(index: RetrievalIndex, text: str) -> list[FocusMatch]:
     """The answered focus whose description matches a message naming none, when it matches well enough."""
+    scores = index.description_scores(text)
+    if not len(scores):
+        return []
+    score, key = _likeliest(index, scores)
     names = index.understanding.recogniser.names
-    return [FocusMatch(names.get(key, key), key, DESCRIBED_CONFIDENCE, "", True, kind="described")
-            for key, score in index.described_foci(text, n=1) if score >= MIN_DESCRIPTION]
+    return [FocusMatch(names.get(key, key), key, DESCRIBED_CONFIDENCE, "", True, kind="described")] \
+        if score >= MIN_DESCRIPTION else []
 
 
 def _looks_answerable_text(text: str, recogniser: FocusRecogniser, foci: Sequence[FocusMatch] = ()) -> bool:
