@@ -386,7 +386,9 @@ def test_an_unanswered_encyclopedia_topic_is_answered_from_a_related_answered_pa
 def test_an_unanswered_medicine_gets_no_loosely_related_page(index, monkeypatch):
     """Even when some condition's description matches strongly (in the full index "what is metformin" matched
     hypoglycemia's), a drug's question gets the MedlinePlus search, where an encyclopedia topic gets that page."""
-    monkeypatch.setattr(index, "described_foci", lambda text, n=3: [("asthma", 20.0)])
+    scores = np.zeros(len(index.description_keys), dtype=np.float32)
+    scores[index.description_keys.index("asthma")] = 20.0
+    monkeypatch.setattr(index, "description_scores", lambda text: scores)
     result = index.retrieve("what is metformin")
     assert [m.key for m in result.questions[0].foci] == ["metformin"] and not result.answerable
     assert focus_key(index.retrieve("what is foot, leg, and ankle swelling").passages(1)[0].focus) == "asthma"

@@ -87,7 +87,7 @@ class IndexSettings:
     stopwords: str = "chat"
     k1: float = 1.2
     b: float = 0.75
-    # The description index (``described_foci``): each focus's information, symptoms and causes answers, up to
+    # The description index (``description_scores``): each focus's information, symptoms and causes answers, up to
     # description_chars of each, with less length normalisation than the pairs: a rare disease's short symptom
     # list otherwise outscores a common condition's full page. Chosen on the odd half of --eval lay (b 0.75 -> 0.5,
     # 1,500 -> 3,000 characters: 15 -> 19 of 35), the even half measured once: 17 -> 22 of 35; LiveQA train
@@ -229,15 +229,10 @@ class RetrievalIndex:
                 scores += weight * self._fields[name].get_scores_from_ids(token_ids)
         return scores
 
-    def described_foci(self, text: str, n: int = 3) -> list[tuple[str, float]]:
-        """The answered foci whose own description (what their answers say it is, its symptoms and causes) best
-        matches ``text``: how "the sugar disease where your body stops making insulin" reaches type 1 diabetes."""
-        scores = self.description_scores(text)
-        top = np.argsort(-scores)[:n]
-        return [(self._descriptions[1][i], float(scores[i])) for i in top if scores[i] > 0]
-
     def description_scores(self, text: str) -> np.ndarray:
-        """BM25 of ``text`` against each focus description, in ``description_keys`` order."""
+        """BM25 of ``text`` against each focus's own description (what its answers say it is, its symptoms and
+        causes), in ``description_keys`` order: how "the sugar disease where your body stops making insulin" reaches
+        diabetes."""
         if self._descriptions is None:
             return np.zeros(0, dtype=np.float32)
         bm25, keys = self._descriptions
