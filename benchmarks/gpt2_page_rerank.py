@@ -45,15 +45,17 @@ import numpy as np  # noqa: E402
 
 DEFAULT_WEIGHTS_MEAN = (1.0, 2.0, 5.0, 10.0, 20.0)
 DEFAULT_WEIGHTS_SUM = (0.05, 0.1, 0.2, 0.5, 1.0)
+DIRECTIONS = ("question", "answer")
 
 
-class QuestionScorer:
-    """log P(question | reference prompt) for several references at once, from the backbone's hidden states and
-    the tied token embeddings (GPT-2's output layer), read only at the question's positions."""
+class PageScorer:
+    """Log-likelihoods of target tokens after prefixes, several rows in one batched forward pass, from the
+    backbone's hidden states and the tied token embeddings (GPT-2's output layer), read only at the targets."""
 
     BATCH_BUCKETS = (1, 2, 4, 8, 16)
 
-    def __init__(self, causal_lm, width: int | None = None, question_tokens: int | None = None):
+    def __init__(self, causal_lm, width: int | None = None, question_tokens: int | None = None,
+                 answer_tokens: int = 64):
         from keras import ops
 
         from gpt2chat.modeling.generation import _compile
@@ -62,81 +64,101 @@ class QuestionScorer:
         self.tokenizer = causal_lm.preprocessor.tokenizer
         trained = getattr(causal_lm.preprocessor, "sequence_length", None) or backbone.max_sequence_length
         self.width = min(width or trained, backbone.max_sequence_length)
-        self.question_tokens = question_tokens or self.width // 2
+        self.question_tokens = min(question_tokens or self.width // 2, self.width // 2)
+        self.answer_tokens = min(answer_tokens, self.width // 2 - 8)
         self.embeddings = ops.convert_to_numpy(backbone.token_embedding.embeddings).astype(np.float32)
 
         def hidden(token_ids):
             return backbone({"token_ids": token_ids, "padding_mask": ops.ones_like(token_ids, dtype="bool")})
 
         self._hidden = _compile(hidden, backbone.hidden_dim <= 512)
-        self._question_prefix = self.encode("\n\nQuestion:")
-        self._bare_prefix = self.encode("Question:")
+        # build_prompt joins "Reference: ...\n" and "Question: ...\nAnswer:" with "\n"; cut at these points the
+        # tokens are the same as the whole prompt's (checked on a sample)
+        self._after_reference = self.encode("\n\nQuestion:")
+        self._question = self.encode("Question:")
+        self._answer = self.encode("\nAnswer:")
+        self._bare_answer = self.encode("Answer:")
 
     def encode(self, text: str) -> list[int]:
         return [int(i) for i in np.asarray(self.tokenizer(text)).reshape(-1)]
 
     def warm_up(self) -> None:
-        for batch in self.BATCH_BUCKETS[:4]:
+        for batch in self.BATCH_BUCKETS:
             self._hidden(np.zeros((batch, self.width), np.int32))
 
-    def rows(self, question: str, references: list[str]) -> tuple[list[list[int]], list[int]]:
-        """Token rows (one per reference, then the no-reference row) and the question's ids."""
-        from gpt2chat.modeling.prompt import REFERENCE_PREFIX
-
-        asked = self.encode(" " + question.strip())[-self.question_tokens:]
-        rows = []
-        room = self.width - len(asked) - len(self._question_prefix)
-        for reference in references:
-            head = self.encode(f"{REFERENCE_PREFIX}{reference.strip()}")[:room]
-            rows.append(head + self._question_prefix + asked)
-        rows.append(self._bare_prefix + asked)
-        return rows, asked
-
-    def score(self, question: str, references: list[str]) -> tuple[np.ndarray, float, int]:
-        """(log P(question | each reference), log P(question | no reference), number of question tokens)."""
+    def log_likelihoods(self, rows: list[tuple[list[int], list[int]]]) -> np.ndarray:
+        """Sum of log P(target tokens | prefix) per (prefix, target) row (prefix + target <= width)."""
         from keras import ops
 
-        rows, asked = self.rows(question, references)
         from gpt2chat.modeling.tokenizer import END_OF_TEXT_ID
 
-        size = next((b for b in self.BATCH_BUCKETS if b >= len(rows)), len(rows))
-        batch = np.full((size, self.width), END_OF_TEXT_ID, np.int32)
-        for r, tokens in enumerate(rows):
-            batch[r, : len(tokens)] = tokens
-        hidden = np.asarray(ops.convert_to_numpy(self._hidden(batch)), np.float32)
-        n = len(asked)
         totals = np.zeros(len(rows), np.float64)
-        targets = np.asarray(asked)
-        for r, tokens in enumerate(rows):
-            start = len(tokens) - n  # the first question token; its logits come from the position before
-            logits = hidden[r, start - 1: len(tokens) - 1] @ self.embeddings.T
-            logits = logits - logits.max(axis=-1, keepdims=True)
-            log_probs = logits[np.arange(n), targets] - np.log(np.exp(logits).sum(axis=-1))
-            totals[r] = float(log_probs.sum())
-        return totals[:-1], float(totals[-1]), n
+        step = self.BATCH_BUCKETS[-1]
+        for first in range(0, len(rows), step):
+            group = rows[first: first + step]
+            size = next(b for b in self.BATCH_BUCKETS if b >= len(group))
+            batch = np.full((size, self.width), END_OF_TEXT_ID, np.int32)
+            for r, (prefix, target) in enumerate(group):
+                batch[r, : len(prefix) + len(target)] = prefix + target
+            hidden = np.asarray(ops.convert_to_numpy(self._hidden(batch)), np.float32)
+            for r, (prefix, target) in enumerate(group):
+                # the logits at position i predict token i + 1
+                logits = hidden[r, len(prefix) - 1: len(prefix) + len(target) - 1] @ self.embeddings.T
+                logits -= logits.max(axis=-1, keepdims=True)
+                picked = logits[np.arange(len(target)), target] - np.log(np.exp(logits).sum(axis=-1))
+                totals[first + r] = float(picked.sum())
+        return totals
+
+    def asked(self, question: str) -> list[int]:
+        return self.encode(" " + question.strip())[-self.question_tokens:]  # a long message: its end
+
+    def question_gains(self, question: str, references: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """log P(question | "Reference: page\n\nQuestion:") - log P(question | "Question:"), per page: (sum, per
+        token). The reference is cut at the token level to fit the row."""
+        from gpt2chat.modeling.prompt import REFERENCE_PREFIX
+
+        asked = self.asked(question)
+        room = self.width - len(asked) - len(self._after_reference)
+        rows = [(self.encode(f"{REFERENCE_PREFIX}{r.strip()}")[:room] + self._after_reference, asked)
+                for r in references]
+        totals = self.log_likelihoods([*rows, (self._question, asked)])
+        gains = totals[:-1] - totals[-1]
+        return gains, gains / len(asked)
+
+    def answer_gains(self, question: str, answers: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """log P(page's opening | "Question: q\nAnswer:") - log P(page's opening | "Answer:"), per page: (sum, per
+        token). The opening is the page's first ``answer_tokens`` tokens: the tokens training weighs."""
+        asked = self.asked(question)
+        openings = [self.encode(" " + a.strip())[: self.answer_tokens] or self._answer for a in answers]
+        with_question = self._question + asked + self._answer
+        rows = [(with_question, o) for o in openings] + [(self._bare_answer, o) for o in openings]
+        totals = self.log_likelihoods(rows)
+        gains = totals[: len(answers)] - totals[len(answers):]
+        return gains, gains / np.array([len(o) for o in openings])
 
 
-def first_after(order: list[int], hits: list[bool]) -> bool:
-    return bool(order) and hits[order[0]]
-
-
-def settings_orders(gains_sum: np.ndarray, n_tokens: int, weights_mean, weights_sum) -> dict[str, list[int]]:
-    """Candidate orders (indices into the retrieval order) per re-ranking setting."""
-    k = len(gains_sum)
-    ranks = np.arange(k, dtype=np.float64)
-    orders = {"baseline (retrieval order)": list(range(k))}
-    # a stable sort on -gain: ties keep the retrieval order
-    orders["gpt2 alone (sum = mean = gain)"] = list(np.argsort(-gains_sum, kind="stable"))
-    mean = gains_sum / max(n_tokens, 1)
+def orders(gain_sum: np.ndarray, gain_token: np.ndarray, direction: str, weights_mean,
+           weights_sum) -> dict[str, list[int]]:
+    """Candidate orders (indices into the retrieval order) per re-ranking setting; stable sorts, so ties keep the
+    retrieval order."""
+    ranks = np.arange(len(gain_sum), dtype=np.float64)
+    found = {}
+    if direction == "question":  # same question tokens for every page: sum, mean and gain give one order
+        found["q: gpt2 alone (sum=mean=gain)"] = np.argsort(-gain_sum, kind="stable")
+    else:
+        found["a: gpt2 alone, gain/token"] = np.argsort(-gain_token, kind="stable")
+        found["a: gpt2 alone, gain(sum)"] = np.argsort(-gain_sum, kind="stable")
+    tag = direction[0]
     for w in weights_mean:
-        orders[f"-rank + {w:g} * gain/token"] = list(np.argsort(-(-ranks + w * mean), kind="stable"))
+        found[f"{tag}: -rank + {w:g} * gain/token"] = np.argsort(ranks - w * gain_token, kind="stable")
     for w in weights_sum:
-        orders[f"-rank + {w:g} * gain(sum)"] = list(np.argsort(-(-ranks + w * gains_sum), kind="stable"))
-    return orders
+        found[f"{tag}: -rank + {w:g} * gain(sum)"] = np.argsort(ranks - w * gain_sum, kind="stable")
+    return {name: [int(i) for i in order] for name, order in found.items()}
 
 
 def liveqa_items(index, limit: int | None) -> list[tuple[str, object]]:
-    """(message text, hit function on a passage) for the LiveQA train messages with an answered annotated focus."""
+    """(message text, hit function on a passage) for the LiveQA train messages with an answered annotated focus,
+    as ``retrieval_eval.evaluate_liveqa`` selects and scores them."""
     from gpt2chat.corpus import data
     from gpt2chat.corpus.data import name_key, synonym_sets
     from gpt2chat.search import retrieval_eval as ev
@@ -159,51 +181,87 @@ def liveqa_items(index, limit: int | None) -> list[tuple[str, object]]:
 
 
 def lay_items(limit: int | None) -> list[tuple[str, object]]:
+    """The lay set's rows 1, 3, 5, ... (the others stay unseen), scored as ``retrieval_eval.evaluate_lay``."""
     from gpt2chat.corpus.data import focus_key
     from gpt2chat.search import retrieval_eval as ev
 
     items = []
-    for row in ev.conversations(ev.LAY_QUESTIONS)[0::2]:  # rows 1, 3, 5, ...: the others stay unseen
+    for row in ev.conversations(ev.LAY_QUESTIONS)[0::2]:
         want = ev._names(row["foci"])
         items.append((row["message"], lambda passage, want=want: focus_key(passage.focus) in want))
     return items[:limit]
 
 
-def evaluate(name: str, items, index, scorer, k: int, weights_mean, weights_sum, latencies: list[float],
-             progress: bool) -> tuple:
-    """(hits@1 per setting, ceiling, messages with a candidate, top changed per setting, pair counts, per-token
-    gain spreads)."""
+def evaluate(name: str, items, index, scorer: PageScorer, k: int, directions, weights_mean, weights_sum,
+             latencies: dict[str, list[float]], progress: bool) -> dict:
+    """Hits@1 and top changes per setting, the ceiling, messages with a candidate, and per direction the
+    (expected page, other page) pairs GPT-2 orders right."""
     from tqdm import tqdm
 
     from gpt2chat.modeling.prompt import reference_passage
 
-    wins = collections.Counter()
+    wins, moved, pairs = collections.Counter(), collections.Counter(), collections.Counter()
     ceiling = answered = 0
-    moved = collections.Counter()
-    pairs = collections.Counter()  # (right page, wrong page) pairs of one message: which one GPT-2 scores higher
-    spreads = []
     for text, hit in tqdm(items, desc=name, unit="msg", disable=not progress, file=sys.stderr):
         passages = index.retrieve(text, k=k).passages(k)
         hits = [hit(p) for p in passages]
         ceiling += any(hits)
         answered += bool(passages)
-        if passages:
+        found = {"baseline (retrieval order)": list(range(len(passages)))}
+        for direction in directions:
+            if not passages:
+                continue
             started = time.perf_counter()
-            with_page, without, n = scorer.score(text, [reference_passage(p.answer) for p in passages])
-            latencies.append((time.perf_counter() - started) * 1000)
-            gains = with_page - without
-            spreads.append(float(gains.max() - gains.min()) / n)
+            if direction == "question":
+                gain_sum, gain_token = scorer.question_gains(text, [reference_passage(p.answer) for p in passages])
+            else:
+                gain_sum, gain_token = scorer.answer_gains(text, [p.answer for p in passages])
+            latencies[direction].append((time.perf_counter() - started) * 1000)
+            found.update(orders(gain_sum, gain_token, direction, weights_mean, weights_sum))
             for right in (i for i, h in enumerate(hits) if h):
                 for wrong in (j for j, h in enumerate(hits) if not h):
-                    pairs["n"] += 1
-                    pairs["gpt2 right"] += gains[right] > gains[wrong]
-                    pairs["retrieval right"] += right < wrong
-        else:
-            gains, n = np.zeros(0), 0
-        for setting, order in settings_orders(gains, n, weights_mean, weights_sum).items():
-            wins[setting] += first_after(order, hits)
+                    pairs[f"{direction} n"] += 1
+                    pairs[f"{direction} gpt2"] += gain_token[right] > gain_token[wrong]
+                    pairs[f"{direction} retrieval"] += right < wrong
+        for setting, order in found.items():
+            wins[setting] += bool(order) and hits[order[0]]
             moved[setting] += bool(order) and order[0] != 0
-    return wins, ceiling, answered, moved, pairs, spreads
+    return {"n": len(items), "wins": wins, "moved": moved, "pairs": pairs, "ceiling": ceiling,
+            "answered": answered}
+
+
+def _share(count: int, total: int) -> str:
+    return f"{count:>3}/{total:<3} {100 * count / max(total, 1):>3.0f}%"
+
+
+def report(table: dict, k: int, directions, latencies: dict[str, list[float]], scorer: PageScorer) -> None:
+    names = list(table)
+    settings_seen = []
+    for result in table.values():
+        settings_seen += [s for s in result["wins"] if s not in settings_seen]
+    print(f"\n{'setting':<36}" + "".join(f"{name + ' hit@1':>22}{'moved':>7}" for name in names))
+    print("-" * (36 + 29 * len(names)))
+    for setting in settings_seen:
+        print(f"{setting:<36}" + "".join(
+            f"{_share(table[n]['wins'][setting], table[n]['n']):>22}{table[n]['moved'][setting]:>7}" for n in names))
+    print(f"{'ceiling (an expected focus in top-' + str(k) + ')':<36}"
+          + "".join(f"{_share(table[n]['ceiling'], table[n]['n']):>22}{'':>7}" for n in names))
+    print("(moved: messages whose first cited page changes)")
+    for name, result in table.items():
+        print(f"{name}: {result['answered']}/{result['n']} messages with at least one candidate")
+        for direction in directions:
+            pairs = result["pairs"]
+            total = pairs[f"{direction} n"]
+            print(f"  {direction} direction: of {total} (expected-focus page, other page) pairs of one message, "
+                  f"GPT-2's gain/token is higher on the expected page in {_share(pairs[f'{direction} gpt2'], total)}"
+                  f" (50% = chance); the retrieval order puts it first in "
+                  f"{_share(pairs[f'{direction} retrieval'], total)}")
+    for direction in directions:
+        if latencies[direction]:
+            p50, p95 = np.percentile(latencies[direction], [50, 95])
+            rows = f"{k} + 1" if direction == "question" else f"2 x {k}"
+            print(f"latency of the {direction} direction per message ({len(latencies[direction])} messages, "
+                  f"{rows} rows of {scorer.width} tokens, one batch): p50 {p50:.0f} ms, p95 {p95:.0f} ms")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,10 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N messages of each set")
     parser.add_argument("--sets", default="liveqa-train,lay-odd",
                         help="comma-separated: liveqa-train, lay-odd (default: both)")
+    parser.add_argument("--directions", default="question,answer",
+                        help="comma-separated: question (P(question | page), the issue's feature), answer "
+                             "(P(page's opening | question), the direction training weighs) (default: both)")
     parser.add_argument("--width", type=int, default=None,
                         help="tokens per scored row (default: the preset's training sequence length)")
     parser.add_argument("--question-tokens", type=int, default=None,
-                        help="keep the message's last N tokens (default: half the width)")
+                        help="keep the message's last N tokens (default and maximum: half the width)")
+    parser.add_argument("--answer-tokens", type=int, default=64,
+                        help="page opening tokens scored in the answer direction (default: 64)")
     parser.add_argument("--weights-mean", default=",".join(f"{w:g}" for w in DEFAULT_WEIGHTS_MEAN),
                         help="w for -rank + w * gain per token (comma-separated)")
     parser.add_argument("--weights-sum", default=",".join(f"{w:g}" for w in DEFAULT_WEIGHTS_SUM),
@@ -234,11 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error("--weights-mean/--weights-sum must be comma-separated numbers")
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
-    unknown = set(sets) - {"liveqa-train", "lay-odd"}
-    if unknown or not sets:
-        parser.error(f"unknown set(s) {', '.join(sorted(unknown)) or '(none)'}; choose liveqa-train, lay-odd")
-    if args.k < 1 or (args.limit is not None and args.limit < 1):
-        parser.error("--k and --limit must be at least 1")
+    if not sets or set(sets) - {"liveqa-train", "lay-odd"}:
+        parser.error(f"--sets {args.sets!r}: choose from liveqa-train, lay-odd")
+    directions = [d.strip() for d in args.directions.split(",") if d.strip()]
+    if not directions or set(directions) - set(DIRECTIONS):
+        parser.error(f"--directions {args.directions!r}: choose from {', '.join(DIRECTIONS)}")
+    if args.k < 1 or (args.limit is not None and args.limit < 1) or args.answer_tokens < 1:
+        parser.error("--k, --limit and --answer-tokens must be at least 1")
+    if args.width is not None and args.width < 64:
+        parser.error("--width must be at least 64")
     from gpt2chat import settings
 
     args.model = args.model or settings.default_model()
@@ -253,45 +320,20 @@ def main(argv: list[str] | None = None) -> int:
     except ModelUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    scorer = QuestionScorer(causal_lm, args.width, args.question_tokens)
+    scorer = PageScorer(causal_lm, args.width, args.question_tokens, args.answer_tokens)
     scorer.warm_up()
     index = RetrievalIndex.load_or_build(args.data, progress=not args.no_progress)
 
     print(f"model {args.model}: {causal_lm.backbone.num_layers} layers, width {causal_lm.backbone.hidden_dim}; "
-          f"rows of {scorer.width} tokens, question's last {scorer.question_tokens} tokens; top-{args.k} re-ranked")
-    latencies: list[float] = []
+          f"rows of {scorer.width} tokens, the message's last {scorer.question_tokens} tokens at most, "
+          f"{scorer.answer_tokens} page tokens in the answer direction; top-{args.k} re-ranked")
+    latencies = {d: [] for d in directions}
     table = {}
     for name in sets:
         items = liveqa_items(index, args.limit) if name == "liveqa-train" else lay_items(args.limit)
-        wins, ceiling, answered, moved, pairs, spreads = evaluate(
-            name, items, index, scorer, args.k, weights_mean, weights_sum, latencies, not args.no_progress)
-        table[name] = (len(items), wins, ceiling, answered, moved, pairs, spreads)
-
-    print()
-    header = f"{'setting':<34}" + "".join(f"{name + ' hit@1':>22}{'moved':>7}" for name in table)
-    print(header)
-    print("-" * len(header))
-    for setting in next(iter(table.values()))[1]:
-        line = f"{setting:<34}"
-        for n, wins, _, _, moved, _, _ in table.values():
-            line += f"{wins[setting]:>15}/{n:<3} {100 * wins[setting] / max(n, 1):>4.0f}%{moved[setting]:>5}  "
-        print(line)
-    line = f"{'ceiling (expected focus in top-' + str(args.k) + ')':<34}"
-    for n, _, ceiling, *_ in table.values():
-        line += f"{ceiling:>15}/{n:<3} {100 * ceiling / max(n, 1):>4.0f}%{'':>5}  "
-    print(line)
-    for name, (n, _, _, answered, _, pairs, spreads) in table.items():
-        print(f"{name}: {answered}/{n} messages with at least one candidate (the others have no NIH answer); "
-              f"of {pairs['n']} (expected-focus page, other page) pairs within a message, GPT-2's gain is higher "
-              f"on the expected one in {pairs['gpt2 right']} ({100 * pairs['gpt2 right'] / max(pairs['n'], 1):.0f}%"
-              f"; 50% = chance), the retrieval order has it first in {pairs['retrieval right']} "
-              f"({100 * pairs['retrieval right'] / max(pairs['n'], 1):.0f}%); gain spread across a message's "
-              f"candidates, median {np.median(spreads) if spreads else 0:.3f} nats/token")
-    if latencies:
-        p50, p95 = np.percentile(latencies, [50, 95])
-        print(f"GPT-2 scoring latency per message ({len(latencies)} messages, up to {args.k} candidates + the "
-              f"no-page row in one batch of {scorer.width}-token rows): p50 {p50:.0f} ms, p95 {p95:.0f} ms, "
-              f"mean {np.mean(latencies):.0f} ms")
+        table[name] = evaluate(name, items, index, scorer, args.k, directions, weights_mean, weights_sum,
+                               latencies, not args.no_progress)
+    report(table, args.k, directions, latencies, scorer)
     return 0
 
 
