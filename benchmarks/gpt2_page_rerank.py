@@ -28,6 +28,29 @@ Success = the first page's focus is an expected one, exactly as the evaluation c
 "ceiling" = an expected focus is among the 5 candidates. Latency = wall time of the GPT-2 scoring of one message's
 candidates (tokenising, the forward pass, the log-softmax at the question's tokens), after warm-up.
 No message text is printed or written: only counts.
+
+The question direction is the issue's feature, but training weighs only the answer tokens (``modeling/tokens.py``:
+weight 0 on the prompt, reference and question), so the model was never trained to predict a question; the answer
+direction scores what it was trained on: log P(the page's first 64 tokens | "Question: q\nAnswer:") minus
+log P(the same | "Answer:").
+
+Measured (the quick-start model, models/default: 4 layers x 256, validation perplexity 383; index in
+GPT2CHAT_CACHE; 2 shared cores, load average 3 to 5.6):
+
+    setting                         LiveQA train hit@1   lay odd rows hit@1
+    baseline (retrieval order)      57/62 92%            19/35 54%
+    question, GPT-2 alone           39/62 63% (+1 -19)   13/35 37% (+0 -6)
+    question, -rank + w*gain        57/62 at best (w <= 5/token or <= 0.05 summed: top page unchanged); larger w
+                                    only loses (w = 20/token: 53/62, 16/35)
+    answer, GPT-2 alone             42/62 68% (+2 -17)   12/35 34% (+0 -7)
+    answer, -rank + w*gain          57/62 at best (unchanged); w = 10/token: 52/62, 18/35
+    ceiling (expected focus top-5)  61/62 98%            19/35 54%
+
+Pairs (expected page vs another page of one message) ordered right by GPT-2's gain: question direction 38/100 on
+LiveQA (below chance), 24/35 on the lay rows; answer direction 46/100 and 14/35; the retrieval order 90/100 and
+34/35. Scoring latency per message, p50/p95: question direction 338/630 ms (load 3) to 423/867 ms (load 5.6);
+answer direction 713/1385 ms. No setting re-ranks better than the retrieval order; 4 LiveQA messages and 0 lay
+rows could gain at all.
 """
 
 from __future__ import annotations
@@ -201,6 +224,7 @@ def evaluate(name: str, items, index, scorer: PageScorer, k: int, directions, we
     from gpt2chat.modeling.prompt import reference_passage
 
     wins, moved, pairs = collections.Counter(), collections.Counter(), collections.Counter()
+    fixed, broken = collections.Counter(), collections.Counter()  # first page right now and not before, and back
     ceiling = answered = 0
     for text, hit in tqdm(items, desc=name, unit="msg", disable=not progress, file=sys.stderr):
         passages = index.retrieve(text, k=k).passages(k)
@@ -224,10 +248,13 @@ def evaluate(name: str, items, index, scorer: PageScorer, k: int, directions, we
                     pairs[f"{direction} gpt2"] += gain_token[right] > gain_token[wrong]
                     pairs[f"{direction} retrieval"] += right < wrong
         for setting, order in found.items():
-            wins[setting] += bool(order) and hits[order[0]]
+            right = bool(order) and hits[order[0]]
+            wins[setting] += right
             moved[setting] += bool(order) and order[0] != 0
-    return {"n": len(items), "wins": wins, "moved": moved, "pairs": pairs, "ceiling": ceiling,
-            "answered": answered}
+            fixed[setting] += right and not hits[0]
+            broken[setting] += hits[0] and not right if hits else False
+    return {"n": len(items), "wins": wins, "moved": moved, "fixed": fixed, "broken": broken, "pairs": pairs,
+            "ceiling": ceiling, "answered": answered}
 
 
 def _share(count: int, total: int) -> str:
@@ -239,14 +266,15 @@ def report(table: dict, k: int, directions, latencies: dict[str, list[float]], s
     settings_seen = []
     for result in table.values():
         settings_seen += [s for s in result["wins"] if s not in settings_seen]
-    print(f"\n{'setting':<36}" + "".join(f"{name + ' hit@1':>22}{'moved':>7}" for name in names))
-    print("-" * (36 + 29 * len(names)))
+    print(f"\n{'setting':<36}" + "".join(f"{name + ' hit@1':>22}{'moved +fix -break':>19}" for name in names))
+    print("-" * (36 + 41 * len(names)))
     for setting in settings_seen:
         print(f"{setting:<36}" + "".join(
-            f"{_share(table[n]['wins'][setting], table[n]['n']):>22}{table[n]['moved'][setting]:>7}" for n in names))
+            f"{_share(table[n]['wins'][setting], table[n]['n']):>22}{table[n]['moved'][setting]:>9}"
+            f"{'+' + str(table[n]['fixed'][setting]):>5}{'-' + str(table[n]['broken'][setting]):>5}" for n in names))
     print(f"{'ceiling (an expected focus in top-' + str(k) + ')':<36}"
-          + "".join(f"{_share(table[n]['ceiling'], table[n]['n']):>22}{'':>7}" for n in names))
-    print("(moved: messages whose first cited page changes)")
+          + "".join(f"{_share(table[n]['ceiling'], table[n]['n']):>22}{'':>19}" for n in names))
+    print("(moved: messages whose first cited page changes; +fix: now right, wrong before; -break: the reverse)")
     for name, result in table.items():
         print(f"{name}: {result['answered']}/{result['n']} messages with at least one candidate")
         for direction in directions:
