@@ -19,7 +19,8 @@ def everyday():
     ("I pee a lot", "I frequent urination"),
     ("blood in my pee", "blood in the urine"),
     ("my tummy hurts after eating", "my abdominal pain after eating"),
-    ("I keep throwing up", "I keep vomiting"),
+    ("I keep throwing up", "I keep nausea and vomiting"),  # MedQuAD's name for it
+    ("vomiting blood", "vomiting blood"),  # the emergency's words stay as written
     ("Speech therapy", "Speech therapy"),  # "pee" inside a word is not the word
 ])
 def test_everyday_phrases_become_the_medical_words(everyday, message, medical):

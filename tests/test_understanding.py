@@ -513,6 +513,7 @@ def test_a_condition_described_in_other_words_is_a_new_topic_that_is_answered(in
     ("my son's cough sounds like a barking seal and it gets worse at night", "croup"),
     ("i'm 52 and get hot flashes, night sweats and irregular periods", "menopause"),
     ("the joint of my big toe went hot, red and so painful overnight", "gout"),
+    ("my son has been throwing up since last night", "nausea and vomiting"),  # no NIH answer before the rules
 ])
 def test_everyday_words_and_named_symptoms_reach_the_condition_described(index, message, focus):
     result = index.retrieve(message)
