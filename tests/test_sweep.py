@@ -84,11 +84,15 @@ def test_report_tabulates_each_variant_and_chooses_within_the_budget(tmp_path):
     assert write_report(records, report, 1, REFERENCES) is None
 
 
-def test_sweep_writes_the_report_from_the_runs_metrics(tmp_path, small_medquad, monkeypatch):
+def test_sweep_writes_the_report_from_the_runs_metrics(tmp_path, small_medquad, small_medquad_index_cache,
+                                                       monkeypatch):
     from gpt2chat import settings
+    from tests.conftest import seed_index_cache
 
     # The sample's retrieval index in a cache of its own: in the checkout's it would replace the whole collection's.
+    # It is the copy of one built once for the run (its build is tested in test_retrieval).
     monkeypatch.setenv(settings.CACHE_ENV, str(tmp_path / "cache"))
+    seed_index_cache(small_medquad_index_cache, tmp_path / "cache")
     report = tmp_path / "livrables" / "optimisation.md"
     options = ["--runs", str(tmp_path / "runs"), "--report", str(report), "--data", str(small_medquad),
                "--gate-questions", "4", "--selection-pages", "6"]
