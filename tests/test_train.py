@@ -58,24 +58,6 @@ def test_lora_fine_tuning_of_a_local_preset(tmp_path, small_medquad):
     assert load_preset(tmp_path / "lora").backbone.num_layers == 2
 
 
-def test_runs_on_the_same_pairs_in_one_process_share_their_reference_index(monkeypatch, sample_records):
-    """A sweep's variants (and the runs of this module) train on the same pairs: their reference index is built once;
-    other pairs get their own."""
-    from gpt2chat.modeling import training_data
-    from gpt2chat.search.retrieval import RetrievalIndex
-
-    built = []
-    monkeypatch.setattr(RetrievalIndex, "build", classmethod(lambda cls, pairs: built.append(pairs) or object()))
-    training_data.reference_index.cache_clear()
-    try:
-        first = training_data.reference_index(tuple(sample_records[:5]))
-        assert training_data.reference_index(tuple(sample_records[:5])) is first and len(built) == 1
-        assert training_data.reference_index(tuple(sample_records[:4])) is not first and len(built) == 2
-        assert built[1] == tuple(sample_records[:4])
-    finally:
-        training_data.reference_index.cache_clear()  # no stand-in index left for the runs after this test
-
-
 def kill_at_first_checkpoint(command: list[str], output: Path) -> dict:
     """Start the training ``command`` (writing to ``output``), SIGKILL it once it has saved its first checkpoint, and
     return that checkpoint's state."""
@@ -607,3 +589,21 @@ def test_train_refuses_a_folder_that_is_not_a_run_and_names_what_it_would_overwr
     assert run("train", ["--recipe", "tiny", "--output", str(folder), "--force", "--data", str(tmp_path / "no_data")]) == 2
     error = capsys.readouterr().err
     assert "--force" not in error and "no_data" in error
+
+
+def test_runs_on_the_same_pairs_in_one_process_share_their_reference_index(monkeypatch, sample_records):
+    """A sweep's variants (and the runs of this module) train on the same pairs: their reference index is built once;
+    other pairs get their own. Last in the module: it empties the kept index the runs above share."""
+    from gpt2chat.modeling import training_data
+    from gpt2chat.search.retrieval import RetrievalIndex
+
+    built = []
+    monkeypatch.setattr(RetrievalIndex, "build", classmethod(lambda cls, pairs: built.append(pairs) or object()))
+    training_data.reference_index.cache_clear()
+    try:
+        first = training_data.reference_index(tuple(sample_records[:5]))
+        assert training_data.reference_index(tuple(sample_records[:5])) is first and len(built) == 1
+        assert training_data.reference_index(tuple(sample_records[:4])) is not first and len(built) == 2
+        assert built[1] == tuple(sample_records[:4])
+    finally:
+        training_data.reference_index.cache_clear()  # no stand-in index left for the runs after this test
