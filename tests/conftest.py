@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -49,6 +50,27 @@ def small_medquad(tmp_path_factory, medquad_dir):
         for path in sorted(subset.glob("*.xml"))[:40]:
             shutil.copy(path, root / subset.name / path.name)
     return root
+
+
+@pytest.fixture(scope="session")
+def small_medquad_index_cache(tmp_path_factory, small_medquad):
+    """A ``retrieval`` cache folder holding the index of ``small_medquad``, built once for the run: the notebooks and
+    the sweep each built the same one into their own cache (12 s apiece on the shared 2 cores). Each copies it into
+    its own cache (``seed_index_cache``), which load_or_build then reads instead of building."""
+    from gpt2chat.search.retrieval import RetrievalIndex
+
+    cache = tmp_path_factory.mktemp("small_medquad_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(settings.CACHE_ENV, str(cache))
+        RetrievalIndex.load_or_build(small_medquad)
+    return cache / "retrieval"
+
+
+def seed_index_cache(index_cache, cache_dir) -> None:
+    """Copy a ``retrieval`` cache folder (``small_medquad_index_cache``) into the cache folder ``cache_dir``."""
+    import shutil
+
+    shutil.copytree(index_cache, Path(cache_dir) / "retrieval")
 
 
 @pytest.fixture(scope="session")

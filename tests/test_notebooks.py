@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from gpt2chat import settings
+from tests.conftest import seed_index_cache
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((CHECKOUT / "notebooks").glob("*.ipynb"))
@@ -68,8 +69,10 @@ def test_every_notebook_is_checked():
 
 
 @pytest.fixture(scope="module")
-def notebook_out(tmp_path_factory):
-    return tmp_path_factory.mktemp("notebooks")
+def notebook_out(tmp_path_factory, small_medquad_index_cache):
+    out = tmp_path_factory.mktemp("notebooks")
+    seed_index_cache(small_medquad_index_cache, out / "cache")  # the sample's index, built once for the run
+    return out
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

@@ -53,7 +53,7 @@ def test_lora_fine_tuning_of_a_local_preset(tmp_path, small_medquad):
     build_causal_lm("tiny", 64).save_to_preset(str(tmp_path / "base"))
     summary = train(TrainConfig.from_recipe("tiny", output=str(tmp_path / "lora"), preset=str(tmp_path / "base"),
                                             lora_rank=4, data=str(small_medquad), steps=10, warmup_steps=2,
-                                            max_records=50))
+                                            max_records=100))  # the pairs of the runs below: one reference index
     assert summary["history"][-1]["step"] == 10
     assert load_preset(tmp_path / "lora").backbone.num_layers == 2
 
@@ -73,10 +73,11 @@ def kill_at_first_checkpoint(command: list[str], output: Path) -> dict:
     return json.loads(state.read_text())
 
 
-def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, small_medquad):
+def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, small_medquad, capsys):
     """Killed after a checkpoint and started again, a run ends with the losses and weights of a run that was never
-    killed. Dropout is on, so its random state must survive the resume too. The uninterrupted run is this process's
-    own (as the 1-device run of the test below): only the killed one needs a process of its own."""
+    killed. Dropout is on, so its random state must survive the resume too. The uninterrupted run and the resumed
+    one are this process's own (as the 1-device run of the test below): only the killed one needs a process of its
+    own, and the resumed one starts from what that process left on disk."""
     import numpy as np
 
     def command(output):
@@ -87,9 +88,9 @@ def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, small_medquad):
     output = tmp_path / "run"
     saved_step = (kill_at_first_checkpoint(command(output), output)["epoch"] + 1) * 10
     assert saved_step < 20, "the run finished before it could be killed"
-    resumed = subprocess.run(command(output), capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert f"resuming from step {saved_step}" in resumed.stdout
+    capsys.readouterr()
+    assert run("train", command(output)[3:]) == 0
+    assert f"resuming from step {saved_step}" in capsys.readouterr().out
 
     def losses(run_dir):
         history = json.loads((run_dir / "metrics.json").read_text())["history"]
@@ -103,7 +104,7 @@ def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, small_medquad):
 
 def test_a_diverging_run_stops_at_once_and_the_corrected_command_runs(tmp_path, small_medquad, capsys):
     args = ["--recipe", "tiny", "--output", str(tmp_path / "run"), "--data", str(small_medquad), "--steps", "10",
-            "--warmup-steps", "2"]
+            "--warmup-steps", "2", "--max-records", "100"]  # the pairs of the other runs here: one reference index
     assert run("train", [*args, "--learning-rate", "10000"]) == 2
     err = capsys.readouterr().err.splitlines()[-1]  # after the loader's progress bar
     assert err.startswith("error: training diverged at step") and "lower --learning-rate" in err, err
@@ -588,3 +589,21 @@ def test_train_refuses_a_folder_that_is_not_a_run_and_names_what_it_would_overwr
     assert run("train", ["--recipe", "tiny", "--output", str(folder), "--force", "--data", str(tmp_path / "no_data")]) == 2
     error = capsys.readouterr().err
     assert "--force" not in error and "no_data" in error
+
+
+def test_runs_on_the_same_pairs_in_one_process_share_their_reference_index(monkeypatch, sample_records):
+    """A sweep's variants (and the runs of this module) train on the same pairs: their reference index is built once;
+    other pairs get their own. Last in the module: it empties the kept index the runs above share."""
+    from gpt2chat.modeling import training_data
+    from gpt2chat.search.retrieval import RetrievalIndex
+
+    built = []
+    monkeypatch.setattr(RetrievalIndex, "build", classmethod(lambda cls, pairs: built.append(pairs) or object()))
+    training_data.reference_index.cache_clear()
+    try:
+        first = training_data.reference_index(tuple(sample_records[:5]))
+        assert training_data.reference_index(tuple(sample_records[:5])) is first and len(built) == 1
+        assert training_data.reference_index(tuple(sample_records[:4])) is not first and len(built) == 2
+        assert built[1] == tuple(sample_records[:4])
+    finally:
+        training_data.reference_index.cache_clear()  # no stand-in index left for the runs after this test
