@@ -101,6 +101,17 @@ def test_k_is_capped_by_the_index_and_zero_gives_nothing(records):
     assert tiny.search(records[0].question, k=0) == []
 
 
+def test_an_index_built_without_understanding_searches_the_same_and_refuses_to_retrieve(index, records):
+    """Training's references need ``search`` only, so its index skips the learned parts."""
+    plain = RetrievalIndex.build(records, understand=False)
+    assert plain.understanding is None
+    question = records[7].question
+    assert [(p.pair_id, p.score) for p in plain.search(question, k=5)] == [
+        (p.pair_id, p.score) for p in index.search(question, k=5)]
+    with pytest.raises(ValueError, match="without its question understanding"):
+        plain.retrieve(question)
+
+
 def test_save_and_load_give_identical_results(index, tmp_path):
     index.save(tmp_path / "saved")
     loaded = RetrievalIndex.load(tmp_path / "saved")

@@ -598,7 +598,12 @@ def test_runs_on_the_same_pairs_in_one_process_share_their_reference_index(monke
     from gpt2chat.search.retrieval import RetrievalIndex
 
     built = []
-    monkeypatch.setattr(RetrievalIndex, "build", classmethod(lambda cls, pairs: built.append(pairs) or object()))
+    def build(cls, pairs, understand=True):
+        assert not understand  # references come from search: no learned parts
+        built.append(pairs)
+        return object()
+
+    monkeypatch.setattr(RetrievalIndex, "build", classmethod(build))
     training_data.reference_index.cache_clear()
     try:
         first = training_data.reference_index(tuple(sample_records[:5]))

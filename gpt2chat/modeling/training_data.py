@@ -111,7 +111,7 @@ def reference_index(pairs: tuple):
     10-13 s on the shared 2 cores (300 training pairs plus the validation split, small sample or whole MedQuAD)."""
     from gpt2chat.search.retrieval import RetrievalIndex
 
-    return RetrievalIndex.build(pairs)
+    return RetrievalIndex.build(pairs, understand=False)  # references come from ``search``
 
 
 def prepare_generic_data(config: TrainConfig, tokenizer, run: RunDirectory, *, writes: bool = True):
