@@ -559,3 +559,11 @@ def test_a_description_means_a_common_condition_before_a_rare_disease(index, mon
     monkeypatch.setattr(index, "description_scores", lambda text: scores)
     result = index.retrieve("it happens every night when i go to bed and it keeps getting worse")
     assert focus_key(result.passages(1)[0].focus) == "asthma"
+
+
+def test_a_variant_the_question_does_not_name_is_no_further_page_to_cite(index):
+    """"How can I prevent the flu?" cites the flu page, not H1N1 (swine) flu's pages after it."""
+    question = index.retrieve("How can I prevent the flu?").questions[0]
+    assert any(focus_key(p.focus) == "h1n1 flu (swine flu)" for p in question.passages)  # ranked, not cited
+    cited = index.retrieve("How can I prevent the flu?").passages(3)
+    assert focus_key(cited[0].focus) == "flu" and not any("h1n1" in focus_key(p.focus) for p in cited)

@@ -152,6 +152,13 @@ class SubQuestion:
     answerable: bool  # an NIH (MedQuAD) passage answers it
     carried_over: bool = False  # the focus came from an earlier message
 
+    def unnamed_variant(self, passage: Passage) -> bool:
+        """Whether ``passage`` is about a longer name containing the one asked about, which the question did not
+        name: after the flu page, "2009 H1N1 Flu" is no further page to cite for "How can I prevent the flu?"."""
+        key = focus_key(passage.focus)
+        return any(m.key == key and m.kind == "containing" for m in self.foci) and not any(
+            m.key == key and m.kind != "containing" for m in self.foci)
+
 
 @dataclasses.dataclass(frozen=True)
 class RetrievalResult:
@@ -167,12 +174,14 @@ class RetrievalResult:
 
     def passages(self, k: int = 3) -> list[Passage]:
         """The passages to cite, at most ``k``: every sub-question's best passage first (two questions answered
-        by one page give two passages of it), then the next best of each in turn from pages not cited yet."""
+        by one page give two passages of it), then the next best of each in turn from pages not cited yet, leaving
+        out the variants a question did not name."""
         ranked = list({q.passages[0].pair_id: q.passages[0] for q in self.questions if q.passages}.values())
         pages = {p.url for p in ranked}
         for depth in range(1, max((len(q.passages) for q in self.questions), default=0)):
             for question in self.questions:
-                if depth < len(question.passages) and question.passages[depth].url not in pages:
+                if (depth < len(question.passages) and question.passages[depth].url not in pages
+                        and not question.unnamed_variant(question.passages[depth])):
                     pages.add(question.passages[depth].url)
                     ranked.append(question.passages[depth])
         return ranked[:k]
