@@ -12,7 +12,7 @@ import pytest
 from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations, synonym_sets
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import RetrievalIndex
-from gpt2chat.search.question_types import consumer_type_rows
+from gpt2chat.search.question_types import consumer_type_rows, medquad_type, written_messages
 from gpt2chat.search import retrieval_eval
 from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_consumer, evaluate_followups,
                                             evaluate_liveqa, normalise_url, resolved_page)
@@ -319,6 +319,38 @@ def test_consumer_type_rows_learn_single_type_messages_without_their_focus():
                                             ("Can stress cause  it ?", "causes")]
 
 
+def test_written_messages_are_liveqa_shaped_rows_with_medquad_types(tmp_path):
+    rows = written_messages()
+    assert len(rows) == 640 and len({r["id"] for r in rows}) == 640
+    assert all(medquad_type(sub["type"]) == sub["type"] for r in rows for sub in r["subquestions"])
+    first = rows[0]
+    assert first["subject"] == "macular degeneration" and first["subquestions"] == [
+        {"focus": "macular degeneration", "type": "treatment"}]
+    assert consumer_type_rows([{"subject": "", "message": "How much metformin is too much?", "subquestions": [
+        {"focus": "metformin", "type": "dose"}]}]) == [("How much  it  is too much?", "dose")]
+    assert [medquad_type(t) for t in ("dosage", "dose", "cause", "causes", "organization")] == [
+        "dose", "dose", "causes", "causes", None]
+    damaged = tmp_path / "written.jsonl"
+    damaged.write_text('{"id": "a", "subject": "", "message": "hi", "types": ["treatment"], "focus": []}\n'
+                       '{"id": "b", "subject": "", "message": "hi", "types": ["organization"], "focus": []}\n')
+    with pytest.raises(ValueError, match=r"written.jsonl, line 2: not a written message"):
+        written_messages(damaged)
+
+
+def test_a_drug_type_asked_of_a_condition_gets_the_condition_answered(index, monkeypatch):
+    """The types MedQuAD publishes without answers are a drug's: "how do I stop diarrhea" read as stopping a drug
+    (usage) had no answer. Asked of a condition, the answered types share the weight; of a medicine, no answer."""
+    index.type_probabilities(np.arange(1))  # the passages' own types are cached before the stand-in
+    classes = index.understanding.types.classes
+    usage = np.array([{"usage": 0.8, "treatment": 0.15}.get(c, 0.05 / len(classes)) for c in classes])
+    monkeypatch.setattr(index.understanding.types, "probabilities", lambda texts: np.tile(usage, (len(texts), 1)))
+    result = index.retrieve("how do i stop my gout")
+    assert result.answerable and result.questions[0].types[0][0] == "treatment"
+    assert focus_key(result.passages(1)[0].focus) == "gout"
+    medicine = index.retrieve("how do i stop ibuprofen")
+    assert not medicine.answerable and medicine.questions[0].types[0][0] == "usage"
+
+
 def test_the_liveqa_evaluation_counts_focus_found_through_synonyms_and_types(index):
     messages = [
         {"id": "a", "text": "How is gout treated?", "subquestions": [{"focus": "podagra", "type": "treatment"}]},
@@ -353,7 +385,8 @@ def test_consumer_types_are_cross_validated_with_each_fold_unseen(index, annotat
     question = index.passage(0)["question"]
     assert index.type_probabilities(np.arange(1))[0].tolist() == built.probabilities([question])[0].tolist()
     assert [len(ids) for ids in measured] == [2, 2, 2, 2] and set().union(*measured) == {m["id"] for m in messages}
-    assert all(not (kept & held_out) and len(kept) == 6 for kept, held_out in zip(learnt, measured))
+    assert learnt[0] == {m["id"] for m in written_messages()}  # every fold also learns the written messages
+    assert all(not (kept & held_out) and len(kept) == 6 for kept, held_out in zip(learnt[1:], measured))
     assert counts["types n"] == 8 and counts["type found"] == 7  # "organization" has no MedQuAD type
 
 

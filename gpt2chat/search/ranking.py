@@ -31,7 +31,8 @@ from gpt2chat.corpus.data import FocusAnnotation, QAPair, focus_key, is_link_lis
 from gpt2chat.search.everyday import EverydayWords
 from gpt2chat.search.entailment import (EntailmentModel, liveqa_messages, liveqa_path, rqe_pairs, rqe_path,
                                         type_contrast_pairs)
-from gpt2chat.search.question_types import TypeClassifier, consumer_type_rows, is_cue_phrase
+from gpt2chat.search.question_types import (TypeClassifier, consumer_type_rows, is_cue_phrase,
+                                            written_messages)
 from gpt2chat.search.salience import FocusSalience
 from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, content_stems, off_topic_request, raw_words,
                                           split_questions)
@@ -202,12 +203,12 @@ class Understanding:
         """``annotations`` default to what the records themselves carry; ``rqe`` to the RQE train split when the
         MEDIQA data is present (without it the entailment model learns from MedQuAD's type contrasts only); the
         type classifier and the focus salience also learn from the LiveQA `train` messages when present (never
-        from `dev`)."""
+        from `dev`), the type classifier also from the consumer messages written for it (``written_messages``)."""
         annotations = annotations if annotations is not None else annotations_from_records(records)
         if rqe is None:
             rqe = rqe_pairs("train") if rqe_path().is_file() else []
         consumer = liveqa_messages("train") if liveqa_path().is_file() else []
-        types = TypeClassifier.build(annotations, consumer_rows=consumer_type_rows(consumer))
+        types = TypeClassifier.build(annotations, consumer_rows=consumer_type_rows([*consumer, *written_messages()]))
         entailment = EntailmentModel.build([*rqe, *type_contrast_pairs(records, per_type=60)], types,
                                            [r.question for r in records])
         recogniser = FocusRecogniser.build(records, annotations, types.question_stems)
@@ -284,7 +285,7 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
             # "red itchy patches with silvery scales on my elbows": the condition described, then the symptoms named
             foci = [condition, *(dataclasses.replace(m, confidence=round(m.confidence * SYMPTOM_FACTOR, 3))
                                  for m in foci if m.key != condition.key)]
-        type_probs = understanding.types.probabilities([_without_foci(sub, foci)])[0]
+        type_probs = _asked_of(index, foci, understanding.types.probabilities([_without_foci(sub, foci)])[0])
         types = understanding.types.top(type_probs)
         signature = (tuple(sorted(m.key for m in foci)), types[0][0] if types else "")
         if signature in seen:
@@ -450,6 +451,19 @@ def _looks_answerable_text(text: str, recogniser: FocusRecogniser, foci: Sequenc
     foreign = sum(w in _FOREIGN_FUNCTION_WORDS for w in words)
     english = sum(w in _ENGLISH_FUNCTION_WORDS for w in words)
     return known / len(words) >= MIN_KNOWN_WORDS and not (foreign >= 2 and foreign > english)
+
+
+def _asked_of(index, foci: Sequence[FocusMatch], type_probs: np.ndarray) -> np.ndarray:
+    """The type probabilities of a question about ``foci``: the types MedQuAD publishes without answers are a
+    drug's (dose, usage, side effects), so asked of an answered condition and no medicine they are the classifier
+    misreading the question ("how do I stop diarrhea" as stopping a drug) and the answered types share their
+    weight. Not when the lead focus has no answer ("how much tylenol": acetaminophen dosing for children)."""
+    medicines = index.understanding.recogniser.medicines
+    if not foci or not foci[0].answered or any(m.key in medicines for m in foci):
+        return type_probs
+    answered = np.array([c in index.answered_types for c in index.understanding.types.classes])
+    kept = np.where(answered, type_probs, 0.0)
+    return kept / kept.sum() if kept.sum() > 0 else type_probs
 
 
 def _answer(index, understanding: Understanding, text: str, foci: tuple[FocusMatch, ...],

@@ -20,9 +20,9 @@ gpt2chat.search.entailment) are built with the index.
 Each indexed document is the pair's question and focus (both repeated, so the topic outweighs the long answer)
 followed by the answer; a second, smaller BM25 over the focus name alone adds a boost for pairs whose topic the
 query names. Text is tokenised by bm25s with English stopwords and the Snowball stemmer (PyStemmer). Cached
-under ``settings.cache_dir()/retrieval/<key>``; the key hashes the MedQuAD XML contents, the RQE and LiveQA data, the
-source of the loader and of the learned parts, and the index settings, so any change to them builds a fresh
-index instead of serving a stale one. The manifest records a SHA-256 of every file: a cache whose files were
+under ``settings.cache_dir()/retrieval/<key>``; the key hashes the MedQuAD XML contents, the RQE, LiveQA and
+written-message data, the source of the loader and of the learned parts, and the index settings, so any change to
+them builds a fresh index instead of serving a stale one. The manifest records a SHA-256 of every file: a cache whose files were
 damaged or edited (out-of-range arrays, emptied vocabularies) is rebuilt instead of trusted.
 """
 
@@ -47,6 +47,7 @@ from gpt2chat.corpus import data
 from gpt2chat.search import ranking
 from gpt2chat.corpus.data import QAPair, focus_key
 from gpt2chat.search.entailment import liveqa_path, rqe_path
+from gpt2chat.search.question_types import WRITTEN_MESSAGES
 from gpt2chat.search.ranking import Passage, RetrievalResult, Understanding
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def cache_key(data_dir: str | os.PathLike | None = None, config: IndexSettings =
     digest.update(Path(data.__file__).read_bytes())
     for name in _LEARNED_SOURCES:
         digest.update(Path(__file__).with_name(name).read_bytes())
-    for path in (rqe_path(), liveqa_path()):  # training data of the learned parts, when present
+    for path in (rqe_path(), liveqa_path(), WRITTEN_MESSAGES):  # training data of the learned parts, when present
         if path.is_file():
             digest.update(path.read_bytes())
     root = settings.medquad_dir(data_dir)

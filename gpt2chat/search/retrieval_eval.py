@@ -48,7 +48,7 @@ from gpt2chat.corpus import data
 from gpt2chat.corpus.data import QAPair, focus_key, name_key, synonym_sets
 from gpt2chat.search import entailment
 from gpt2chat.search.entailment import rqe_pairs
-from gpt2chat.search.question_types import LIVEQA_TYPES, TypeClassifier, consumer_type_rows
+from gpt2chat.search.question_types import TypeClassifier, consumer_type_rows, medquad_type, written_messages
 from gpt2chat.search.retrieval import RetrievalIndex
 from gpt2chat.search.salience import FocusSalience, labelled_messages
 from gpt2chat.search.understanding import message_text
@@ -190,7 +190,7 @@ def evaluate_liveqa(index: RetrievalIndex, messages: list[dict], synonyms: dict[
                 misses.append((message["id"], sorted(annotated), cited))
         system_types = {q.types[0][0] for q in result.questions if q.types}
         for sub in message["subquestions"]:
-            want = LIVEQA_TYPES.get(sub["type"])
+            want = medquad_type(sub["type"])
             counts["types n"] += 1
             counts["types mapped"] += want is not None
             counts["type found"] += want in system_types
@@ -323,12 +323,13 @@ def cross_validated_types(index: RetrievalIndex, annotations, messages: list[dic
     # The passages' own type probabilities (cached on first use) stay the built classifier's: only the messages'
     # types are measured, and a fold's classifier must not be left behind in the cache.
     index.type_probabilities(np.arange(1))
+    written = consumer_type_rows(written_messages())
     counts: collections.Counter = collections.Counter()
     try:
         for fold in range(folds):
             held_out = shuffled[fold::folds]
             kept = [m for m in shuffled if m not in held_out]
-            fold = TypeClassifier.build(annotations, consumer_rows=consumer_type_rows(kept))
+            fold = TypeClassifier.build(annotations, consumer_rows=consumer_type_rows(kept) + written)
             index.understanding.types = fold.with_classes(built.classes)
             counts.update(evaluate_liveqa(index, held_out, {})["counts"])
     finally:
@@ -340,9 +341,22 @@ def run_types(data_dir: str | None, limit: int | None) -> int:
     """Question types on consumer messages: LiveQA train cross-validated (the classifier learns from train), dev."""
     index = RetrievalIndex.load_or_build(data_dir, progress=True)
     train = liveqa_messages("train")[:limit]
-    counts = cross_validated_types(index, data.load_annotations(data_dir), train)
+    annotations = data.load_annotations(data_dir)
+    counts = cross_validated_types(index, annotations, train)
     print(f"LiveQA 2017 train, 4-fold cross-validated: type found {counts['type found']}/{counts['types n']} "
           f"{_percent(counts['type found'], counts['types n']).strip()}")
+    built = index.understanding.types
+    try:
+        for name, rows in (("MedQuAD and the seed phrases", []),
+                           ("those and the written messages", consumer_type_rows(written_messages()))):
+            index.understanding.types = TypeClassifier.build(annotations, consumer_rows=rows).with_classes(
+                built.classes)
+            unseen = evaluate_liveqa(index, train, {})["counts"]
+            found, n = unseen["type found"], unseen["types n"]
+            print(f"LiveQA 2017 train, all unseen (learnt from {name} only): type found {found}/{n} "
+                  f"{_percent(found, n).strip()}")
+    finally:
+        index.understanding.types = built
     dev = evaluate_liveqa(index, liveqa_messages("dev")[:limit], {})["counts"]
     print(f"LiveQA 2017 dev (evaluation only): type found {dev['type found']}/{dev['types n']} "
           f"{_percent(dev['type found'], dev['types n']).strip()}")
