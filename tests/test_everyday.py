@@ -22,6 +22,7 @@ def everyday():
     ("I keep throwing up", "I keep nausea and vomiting"),  # MedQuAD's name for it
     ("vomiting blood", "vomiting blood"),  # the emergency's words stay as written
     ("Speech therapy", "Speech therapy"),  # "pee" inside a word is not the word
+    ("my son still wets the bed", "my son still bedwetting"),
 ])
 def test_everyday_phrases_become_the_medical_words(everyday, message, medical):
     assert everyday.medical(message)[0] == medical

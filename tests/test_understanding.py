@@ -17,7 +17,7 @@ from gpt2chat.search import retrieval_eval
 from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_consumer, evaluate_followups,
                                             evaluate_liveqa, normalise_url, resolved_page)
 from gpt2chat.search.salience import FEATURES, FocusSalience
-from gpt2chat.search.understanding import split_questions
+from gpt2chat.search.understanding import _compound_parts, everyday_english, split_questions
 
 # Answered foci the tests ask about, plus their neighbours that compete for the same words.
 FOCI = {"gout", "glaucoma", "diabetes", "type 1 diabetes", "diabetes insipidus", "deep vein thrombosis",
@@ -592,6 +592,26 @@ def test_a_description_means_a_common_condition_before_a_rare_disease(index, mon
     monkeypatch.setattr(index, "description_scores", lambda text: scores)
     result = index.retrieve("it happens every night when i go to bed and it keeps getting worse")
     assert focus_key(result.passages(1)[0].focus) == "asthma"
+
+
+@pytest.mark.parametrize("word, parts", [("heartburn", ["heart", "burn"]), ("earache", ["ear", "ache"]),
+                                         ("abortion", None), ("pinkeye", None), ("gout", None)])
+def test_a_one_word_name_is_also_found_written_as_its_two_words(word, parts):
+    assert _compound_parts(word, everyday_english()) == parts
+
+
+def test_a_compound_name_written_apart_names_its_focus(index):
+    assert [m.key for m in index.understanding.recogniser.find("i get heart burn every night")] == ["heartburn"]
+
+
+def test_foci_named_in_passing_are_not_asked_about_next_to_the_message_condition(index):
+    """Acne's only page has no treatment section; the treatment pages of diseases containing "fever" (said in
+    passing) had outranked it."""
+    message = ("Acne. my son is 14 and his acne is really bad, he even gets a fever with it sometimes. "
+               "what are the treatments for teens?")
+    question = index.retrieve(message).questions[-1]
+    assert [focus_key(m.focus) for m in question.foci] == ["acne"]
+    assert focus_key(index.retrieve(message).passages(1)[0].focus) == "acne"
 
 
 def test_a_variant_the_question_does_not_name_is_no_further_page_to_cite(index):

@@ -69,6 +69,15 @@ def everyday_english() -> frozenset[str]:
     return frozenset(w for w, n in counts.items() if n >= EVERYDAY_ENGLISH_COUNT and w.isalpha())
 
 
+def _compound_parts(word: str, english: frozenset[str]) -> list[str] | None:
+    """The two everyday English words a one-word name is made of, written apart ("heartburn" -> heart, burn), the
+    second at least 4 letters so that no suffix counts as a word ("abortion" is no "abort ion"); else None."""
+    for cut in range(3, len(word) - 3):
+        if word[:cut] in english and word[cut:] in english:
+            return [word[:cut], word[cut:]]
+    return None
+
+
 # How people name a group of conditions: "heart problems", "kidney trouble", "a thyroid issue" for MedlinePlus's
 # "Heart Diseases", "Kidney Diseases", "Thyroid Diseases" (which had no answer, or a rare subtype's page, before).
 _CONDITION_HEADS = frozenset("disease diseases disorder disorders condition conditions problem problems".split())
@@ -193,6 +202,10 @@ class FocusRecogniser:
                 exact.setdefault(joined, target)
             surfaces[joined].add(target)
             said.add(joined)
+            compound = _compound_parts(words[0].lower(), english) if is_name and len(words) == 1 else None
+            if compound:  # "heart burn", "ear ache", "sun burn" for Heartburn, Earache, Sunburn
+                surfaces[" ".join(stems(compound))].add(target)
+                written_lower.add(" ".join(stems(compound)))
             (upper_only if all(w.isupper() for w in words) else written_lower).add(joined)
             # "Klinefelter syndrome" is also "klinefelter's", "Lyme disease" "lyme", "optic atrophy type 1"
             # "optic atrophy": the qualifier is dropped unless only common words remain ("Down syndrome").
