@@ -13,7 +13,7 @@ from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations, syno
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import RetrievalIndex
 from gpt2chat.search.question_types import consumer_type_rows, medquad_type, written_messages
-from gpt2chat.search import retrieval_eval
+from gpt2chat.search import ranking, retrieval_eval
 from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_consumer, evaluate_followups,
                                             evaluate_liveqa, normalise_url, resolved_page)
 from gpt2chat.search.salience import FEATURES, FocusSalience
@@ -602,6 +602,16 @@ def test_a_one_word_name_is_also_found_written_as_its_two_words(word, parts):
 
 def test_a_compound_name_written_apart_names_its_focus(index):
     assert [m.key for m in index.understanding.recogniser.find("i get heart burn every night")] == ["heartburn"]
+
+
+def test_a_symptom_of_a_named_condition_counts_less_than_the_condition(index):
+    """"croup ... the barking cough": croup's description says cough, so the cough is croup's, not the topic."""
+    recogniser = index.understanding.recogniser
+    message = "help please my 3 yr old has croup again, the barking cough at night scares me. what do i do"
+    assert ranking._symptoms_of_named(index, recogniser.find(message)) == {"cough"}
+    assert ranking._symptoms_of_named(index, recogniser.find("my 3 yr old has a barking cough, what do i do")) == set()
+    assert ranking._symptoms_of_named(index, recogniser.find("I have gout and a cough")) == set()  # not gout's
+    assert focus_key(index.retrieve(message).passages(1)[0].focus) == "croup"
 
 
 def test_foci_named_in_passing_are_not_asked_about_next_to_the_message_condition(index):
