@@ -582,6 +582,19 @@ def test_the_lay_evaluation_counts_focus_no_answer_and_type_per_kind(index):
     assert len(retrieval_eval.conversations(retrieval_eval.LAY_QUESTIONS)) == 70
 
 
+def test_the_written_evaluation_reports_each_half(index, monkeypatch, capsys):
+    rows = [{"id": f"w{i}", "subject": "", "message": text, "subquestions": [{"focus": focus, "type": "treatment"}]}
+            for i, (text, focus) in enumerate([("how is gout treated?", "gout"), ("how is gout treated?", "lupus"),
+                                               ("qwv zzkx plgh", "gout"), ("what helps glaucoma?", "glaucoma")])]
+    monkeypatch.setattr(retrieval_eval.RetrievalIndex, "load_or_build", lambda *args, **kwargs: index)
+    monkeypatch.setattr(retrieval_eval, "written_messages", lambda: rows)
+    assert retrieval_eval.run_written(None, None) == 0
+    out = capsys.readouterr().out
+    assert "odd (tried on)     1/2  50.0%  (no NIH answer on 0 of 2 messages)" in out  # rows w1 (miss), w3 (hit)
+    assert "even (checks)      1/2  50.0%  (no NIH answer on 1 of 2 messages)" in out  # w0 (hit), w2 (no answer)
+    assert "all                2/4  50.0%" in out
+
+
 def test_a_description_means_a_common_condition_before_a_rare_disease(index, monkeypatch):
     """A consumer rarely asks about a focus only GARD or GHR answer: a rare disease's description needs to score
     RARE_PRIOR more than a common condition's to be the one meant."""

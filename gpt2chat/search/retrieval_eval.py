@@ -24,6 +24,8 @@ retrieval command):
                 page's focus and type.
 * ``lay``       our own lay messages (gpt2chat/resources/lay_questions.jsonl): symptoms in everyday words, everyday
                 names, descriptions; first cited page about an expected focus, no-answer count, asked type.
+* ``written``   the consumer messages written for the project (gpt2chat/resources/written_consumer_messages.jsonl,
+                docs/written_messages.md): first cited page on the writer's focus, odd and even halves apart.
 * ``latency``   ``retrieve`` p50/p95 over every question above, one at a time.
 
 Pages are compared after normalising URLs (lower case, no scheme, no trailing slash); hit@5 and MRR count the
@@ -507,6 +509,23 @@ def run_lay(data_dir: str | None, limit: int | None) -> int:
     return 0
 
 
+def run_written(data_dir: str | None, limit: int | None) -> int:
+    """Focus found on the consumer messages written for the project (``written_messages``), the halves apart: the
+    odd-numbered ones are where retrieval changes were tried, the even-numbered ones check them."""
+    index = RetrievalIndex.load_or_build(data_dir, progress=True)
+    synonyms = synonym_sets(data.load_annotations(data_dir))
+    rows = written_messages()[:limit]
+    for row in rows:
+        row["text"] = message_text(row)
+    print(f"Consumer messages written for the project ({len(rows)}, docs/written_messages.md): first cited page's "
+          "focus (or a synonym) = the writer's focus, of the messages whose focus is an answered MedQuAD focus")
+    for name, half in (("odd (tried on)", rows[1::2]), ("even (checks)", rows[0::2]), ("all", rows)):
+        c = evaluate_liveqa(index, half, synonyms)["counts"]
+        print(f"  {name:<16}{c['focus found']:>4}/{c['focus n']} {_percent(c['focus found'], c['focus n'])}  "
+              f"(no NIH answer on {c['no answer']} of {c['messages']} messages)")
+    return 0
+
+
 def run_latency(data_dir: str | None, limit: int | None) -> int:
     from gpt2chat.corpus.splits import split_records
 
@@ -528,7 +547,7 @@ def run_latency(data_dir: str | None, limit: int | None) -> int:
 
 
 RUNNERS = {"medquad": run_medquad, "consumer": run_consumer, "types": run_types, "foci": run_foci, "rqe": run_rqe,
-           "followups": run_followups, "lay": run_lay, "latency": run_latency}
+           "followups": run_followups, "lay": run_lay, "written": run_written, "latency": run_latency}
 
 
 def main(argv: list[str] | None = None) -> int:
