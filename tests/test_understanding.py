@@ -627,6 +627,16 @@ def test_a_symptom_of_a_named_condition_counts_less_than_the_condition(index):
     assert focus_key(index.retrieve(message).passages(1)[0].focus) == "croup"
 
 
+def test_a_name_saying_syndrome_or_disease_is_a_condition_not_a_symptom(index):
+    """"Down syndrome"'s words are common apart ("down", "syndrome"): "any support groups for parents of kids with
+    Down syndrome?" had been read as symptoms describing another condition."""
+    find = index.understanding.recogniser.find
+    down = next(m for m in find("kids with Down syndrome") if m.key == "down syndrome")
+    assert index.described_share(down.focus) >= ranking.SYMPTOM_SHARE  # by its words alone, a symptom
+    assert not ranking._is_symptom(index, down)
+    assert ranking._is_symptom(index, next(m for m in find("a bad cough") if m.key == "cough"))
+
+
 def test_foci_named_in_passing_are_not_asked_about_next_to_the_message_condition(index):
     """Acne's only page has no treatment section; the treatment pages of diseases containing "fever" (said in
     passing) had outranked it."""

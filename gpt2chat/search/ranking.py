@@ -74,6 +74,7 @@ DESCRIBED_CONFIDENCE = 0.5
 # stay candidates at SYMPTOM_FACTOR of their confidence. A consumer rarely asks about a focus only GARD or GHR
 # (rare diseases) answer: 7 of the 57 answered foci annotated on LiveQA train, though they are 3,160 of 4,692.
 SYMPTOM_SHARE = 0.015
+_CONDITION_WORDS = frozenset("syndrome syndromes disease diseases disorder disorders".split())
 MIN_CONDITION = 7.0
 SYMPTOM_FACTOR = 0.5
 DESCRIBED_CANDIDATES = 5
@@ -404,7 +405,7 @@ def _described_condition(index: RetrievalIndex, text: str, whole: Sequence[Focus
     a barking seal and gets worse at night" (named: cough) is about croup. None when it names a condition, or when
     no description that says its symptoms fits well enough."""
     named = [m for m in whole if _strong(m)]
-    if len(text.split()) > MAX_CONDITION_WORDS or any(index.described_share(m.focus) < SYMPTOM_SHARE for m in named):
+    if len(text.split()) > MAX_CONDITION_WORDS or not all(_is_symptom(index, m) for m in named):
         return None
     # a description needs words beyond the names: "know more of congenital heart disease" describes nothing
     rest = text
@@ -436,12 +437,18 @@ def _symptoms_of_named(index: RetrievalIndex, whole: Sequence[FocusMatch]) -> se
     (odd half, where it was tried, +3; even half +1); LiveQA train, the lay set and conversations unchanged."""
     named = [m for m in whole if _strong(m)]
     position = {key: i for i, key in enumerate(index.description_keys)}
-    shares = {m.key: index.described_share(m.focus) for m in named}
-    conditions = [position[m.key] for m in named if shares[m.key] < SYMPTOM_SHARE and m.key in position]
+    symptoms = [m for m in named if _is_symptom(index, m)]
+    conditions = [position[m.key] for m in named if m not in symptoms and m.key in position]
     if not conditions:
         return set()
-    return {m.key for m in named if shares[m.key] >= SYMPTOM_SHARE
-            and index.descriptions_saying(m.focus)[conditions].any()}
+    return {m.key for m in symptoms if index.descriptions_saying(m.focus)[conditions].any()}
+
+
+def _is_symptom(index: RetrievalIndex, match: FocusMatch) -> bool:
+    """A focus many conditions' descriptions say ("pain", "cough"), and not named as a condition: "Down
+    syndrome"'s two common words are in a third of the descriptions, apart."""
+    name = raw_words(match.focus.lower())
+    return bool(name) and name[-1] not in _CONDITION_WORDS and index.described_share(match.focus) >= SYMPTOM_SHARE
 
 
 def _likeliest(index: RetrievalIndex, scores: np.ndarray, allowed: np.ndarray | None = None) -> tuple[float, str]:
