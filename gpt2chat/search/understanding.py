@@ -103,9 +103,8 @@ class FocusMatch:
     span: str  # the words of the message that named it (already PII-masked text)
     answered: bool  # whether MedQuAD has answered pairs for it (drugs and A.D.A.M. topics have none)
     generic: bool = False  # a one-word topic named by a word questions use anyway ("surgery", "test", "gene")
-    # named (a name, synonym or abbreviation), unordered (all its words, next to each other, any order), containing
-    # (its name contains a named focus), described (gpt2chat.search.ranking: its description matches), carried
-    # (from an earlier message)
+    # named (a name, synonym or abbreviation), unordered (all its words, any order), containing (its name contains
+    # a named focus), described (gpt2chat.search.ranking: its description matches), carried (from an earlier message)
     kind: str = "named"
 
 
@@ -266,8 +265,8 @@ class FocusRecogniser:
         """Foci named in ``text``, best confidence first.
 
         Three kinds of match: a surface form (name, synonym, abbreviation; longest first, without overlaps, with
-        spelling corrected), an answered focus whose name's words all occur next to each other in any order
-        ("Lewy body dementia" -> "Dementia With Lewy Bodies"), and answered foci whose name contains a match ("distal renal tubular
+        spelling corrected), an answered focus whose name's words all occur in any order ("Lewy body dementia"
+        -> "Dementia With Lewy Bodies"), and answered foci whose name contains a match ("distal renal tubular
         acidosis" -> "SLC4A1-associated distal renal tubular acidosis"), with confidence scaled by how much of
         the longer name the match covers. A focus whose words are all inside another matched focus is dropped
         ("Dementia" when "Dementia With Lewy Bodies" is named).
@@ -276,11 +275,9 @@ class FocusRecogniser:
         corrected, scores = self._correct(words)
         named = self._named(words, corrected, scores)
         message_stems = set(stems(corrected))
-        content = [s for s in stems(corrected) if s not in _FUNCTION_WORDS and not s.isdigit()]
         for key in set().union(*(self._foci_with_stem.get(s, set()) for s in message_stems)) if message_stems else ():
             focus_stems = self._focus_stems[key]
-            if len(focus_stems) >= 2 and focus_stems <= message_stems and key not in named and _together(
-                    content, focus_stems):
+            if len(focus_stems) >= 2 and focus_stems <= message_stems and key not in named:
                 named[key] = FocusMatch(self.names[key], key, ORDER_FREE_CONFIDENCE, self.names[key], True,
                                         kind="unordered")
         specific = {key: match for key, match in named.items()
@@ -417,13 +414,6 @@ class FocusRecogniser:
     @classmethod
     def from_json(cls, payload: dict) -> FocusRecogniser:
         return cls(**payload)
-
-
-def _together(content: Sequence[str], wanted: frozenset[str]) -> bool:
-    """Whether the words ``wanted`` are next to each other in ``content`` (a message's content stems), in any
-    order: "cancer of the breast", "lewy body dementia"; not "panic attacks like my heart is racing" (Heart
-    Attack). LiveQA train first cited 58 -> 59/62; MedQuAD test top-1 98.4 -> 98.3%."""
-    return any(wanted <= set(content[i:i + len(wanted)]) for i in range(max(len(content) - len(wanted) + 1, 1)))
 
 
 def content_stems(text: str) -> list[str]:
