@@ -16,6 +16,7 @@ from gpt2chat.search.question_types import consumer_type_rows, medquad_type, wri
 from gpt2chat.search import ranking, retrieval_eval
 from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_consumer, evaluate_followups,
                                             evaluate_liveqa, normalise_url, resolved_page)
+from gpt2chat.search import salience as salience_module
 from gpt2chat.search.salience import FEATURES, FocusSalience
 from gpt2chat.search.understanding import _compound_parts, everyday_english, split_questions
 
@@ -464,10 +465,11 @@ def test_focus_salience_learns_which_focus_annotators_chose(index):
                                        ("lupus", "croup"), ("croup", "lupus"), ("osteoporosis", "lupus")]]
     synonyms = synonym_sets([])  # names compared as written
     salience = FocusSalience.build(recogniser, index.pair_counts, messages, synonyms)
-    text = "Glaucoma. My mother has asthma as well. Is there a cure?"
+    text = "Glaucoma question. My mother has asthma as well. Is there a cure?"  # more than a name: no heading bonus
     matches = [m for m in recogniser.find(text) if m.key in {"glaucoma", "asthma"}]
     scores = salience.scores(text, matches, recogniser, index.pair_counts)
-    assert [m.key for m in matches] and matches[int(np.argmax(scores))].key == "glaucoma"
+    keys = [m.key for m in matches]
+    assert scores[keys.index("glaucoma")] > scores[keys.index("asthma")]
     assert FocusSalience.from_json(salience.to_json()).scores(text, matches, recogniser, index.pair_counts).tolist() \
         == scores.tolist()
     untrained = FocusSalience.build(recogniser, index.pair_counts, [], synonyms)
@@ -635,6 +637,22 @@ def test_a_name_saying_syndrome_or_disease_is_a_condition_not_a_symptom(index):
     assert index.described_share(down.focus) >= ranking.SYMPTOM_SHARE  # by its words alone, a symptom
     assert not ranking._is_symptom(index, down)
     assert ranking._is_symptom(index, next(m for m in find("a bad cough") if m.key == "cough"))
+
+
+def test_a_subject_line_naming_a_condition_makes_it_the_most_salient(index, monkeypatch):
+    """The story names conditions with more pages (stroke); the subject line is the pressure sores'."""
+    understanding = index.understanding
+    text = ("pressure sores. My wife is bedbound after a stroke and I'm taking care of her at home. The nurse "
+            "noticed a red area on her tailbone. How do I treat this and stop it from getting worse?")
+    matches = understanding.recogniser.find(text)
+
+    def most_salient() -> str:
+        scores = understanding.salience.scores(text, matches, understanding.recogniser, index.pair_counts)
+        return matches[int(np.argmax(scores))].key
+
+    assert most_salient() == "pressure sores"
+    monkeypatch.setattr(salience_module, "HEADING_NAME_BONUS", 0.0)
+    assert most_salient() != "pressure sores"  # the learnt weights alone follow the story
 
 
 def test_foci_named_in_passing_are_not_asked_about_next_to_the_message_condition(index):
