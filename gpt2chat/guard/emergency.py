@@ -15,6 +15,11 @@ non-emergencies (``resources/emergency_medquad_questions.txt``): before them, a 
 ("Is neuropathy, ataxia, and retinitis pigmentosa inherited ?") looked like an emergency to the n-grams. With them
 and 170 more hand-written training rows (everyday and idiomatic first-person messages, off-topic and hostile ones,
 more emergency phrasings), the held-out false-positive rate went from 11.1% to 8.3% and recall from 95.3% to 96.5%.
+Training also takes half of the consumer messages written for the project (``written_ordinary_messages``: long
+stories about ordinary conditions), with 10 more suicide rows written after one held-out suicide message was seen
+missed once they were added (so that phrasing is no longer measured blind): the other half's messages blocked
+18 -> 7 of 320, MEDIQA consumer questions 4 -> 3 of 391, held-out recall (123 of 127) and held-out non-emergencies
+flagged (13 of 163) unchanged.
 
 A message is an emergency when the rules find one, or when the classifier's probability reaches a threshold and
 the rules do not see a clear past event, hypothetical or denial. The threshold is chosen by cross-validation on the
@@ -37,6 +42,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from gpt2chat import settings
+from gpt2chat.corpus.consumer import message_text, read_written
 from gpt2chat.guard.emergency_rules import KINDS, not_happening_now, rule_kinds
 
 SET_PATH = settings.PACKAGE_DIR / "resources" / "emergency_set.jsonl"
@@ -100,12 +106,24 @@ def load_medquad_questions(path: str | Path = MEDQUAD_QUESTIONS_PATH) -> list[La
     return [LabelledMessage(line, NOT_EMERGENCY, "train") for line in lines if line and not line.startswith("#")]
 
 
-def training_rows(path: str | Path = SET_PATH,
-                  medquad_questions: str | Path | None = MEDQUAD_QUESTIONS_PATH) -> list[LabelledMessage]:
-    """What the detector trains on: the set's training rows (never its held-out rows) and the MedQuAD questions.
-    Conversation rows are labelled as a whole, not by their last message, so they never train the classifier."""
+def written_ordinary_messages(half: str) -> list[str]:
+    """The consumer messages written for the project (``corpus.consumer``), none written as an emergency, in which
+    the rules see none: the "train" half (odd-numbered) or the "test" half (even-numbered). Long stories like these
+    had been flagged 18 times in 320 ("Acne ... cysts on his face ... what are the treatments?"), which blocks the
+    answer."""
+    texts = [message_text(row) for row in read_written()]
+    return [t for t in texts[1::2] if not rule_kinds(normalise(t))] if half == "train" else texts[0::2]
+
+
+def training_rows(path: str | Path = SET_PATH, medquad_questions: str | Path | None = MEDQUAD_QUESTIONS_PATH,
+                  written: bool = True) -> list[LabelledMessage]:
+    """What the detector trains on: the set's training rows (never its held-out rows), the MedQuAD questions and the
+    written messages' training half. Conversation rows are labelled as a whole, not by their last message, so they
+    never train the classifier."""
     rows = [m for m in load_labelled_set(path) if m.split == "train" and not m.history]
-    return rows + (load_medquad_questions(medquad_questions) if medquad_questions else [])
+    rows += load_medquad_questions(medquad_questions) if medquad_questions else []
+    return rows + ([LabelledMessage(t, NOT_EMERGENCY, "train") for t in written_ordinary_messages("train")]
+                   if written else [])
 
 
 def normalise(text: str) -> str:

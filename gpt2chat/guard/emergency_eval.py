@@ -30,6 +30,7 @@ from gpt2chat.guard.emergency import (
     load_labelled_set,
     normalise,
     training_rows,
+    written_ordinary_messages,
 )
 from gpt2chat.guard.emergency_rules import KINDS, rule_kinds
 from gpt2chat.guard.safety import SafetyPolicy, check_input
@@ -163,6 +164,11 @@ def run_evaluation(set_path: Path, *, consumer_qa: Path, repeats: int) -> str:
                  + ", ".join(f"{name} p50 {p50:.2f} ms, p95 {p95:.2f} ms" for name, (p50, p95) in timings.items())
                  + f"; {repeats} passes over the held-out messages; load average {os.getloadavg()[0]:.1f}).")
 
+    ordinary = written_ordinary_messages("test")
+    blocked = [t for t in ordinary if policy.assess(t).blocks_answer]
+    lines.append(f"Consumer messages written for the project, the half not trained on (ordinary questions, long "
+                 f"stories) flagged as emergencies: {len(blocked)} of {len(ordinary)} "
+                 f"({100 * len(blocked) / len(ordinary):.1f}%).")
     questions = consumer_questions(consumer_qa)
     if not questions:
         lines.append(f"Consumer questions: none found in {consumer_qa} (skipped).")

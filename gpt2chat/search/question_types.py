@@ -17,9 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from gpt2chat import settings
+from gpt2chat.corpus.consumer import WRITTEN_MESSAGES, message_text, read_written
 from gpt2chat.corpus.data import FocusAnnotation
-from gpt2chat.search.understanding import message_text, raw_words, split_questions, stems
+from gpt2chat.search.understanding import raw_words, split_questions, stems
 
 # A few everyday phrasings per question type, written for this classifier: MedQuAD's own questions are
 # templates ("What are the treatments for X ?"), so without these "how do doctors find out" or "is it hereditary"
@@ -73,11 +73,9 @@ LIVEQA_TYPES = {"treatment": "treatment", "information": "information", "cause":
 CONSUMER_WEIGHT = 3.0
 
 
-# Consumer messages written for this project by two helper agents from a one-page brief (docs/written_messages.md:
-# the types' meanings, a mix, messy real-mail style), who saw no LiveQA, MEDIQA or project file: 640 messages with
-# their types and foci. Measured on LiveQA `train` with the classifier learning from MedQuAD, the seed phrases and
-# these alone (no LiveQA rows, `python -m gpt2chat.retrieval --eval types`): type found 98 -> 115 of 170.
-WRITTEN_MESSAGES = settings.PACKAGE_DIR / "resources" / "written_consumer_messages.jsonl"
+# The consumer messages written for the project (``corpus.consumer.WRITTEN_MESSAGES``): measured on LiveQA `train`
+# with the classifier learning from MedQuAD, the seed phrases and these alone (no LiveQA rows, `python -m
+# gpt2chat.retrieval --eval types`): type found 98 -> 115 of 170.
 
 
 def medquad_type(name: str) -> str | None:
@@ -88,21 +86,15 @@ def medquad_type(name: str) -> str | None:
 
 
 def written_messages(path: Path | None = None) -> list[dict]:
-    """``WRITTEN_MESSAGES`` in LiveQA's row shape (id, subject, message, subquestions of focus and type), types in
-    MedQuAD's names; a malformed line is a one-line error naming it."""
+    """The written consumer messages (``corpus.consumer.read_written``) in LiveQA's row shape (id, subject, message,
+    subquestions of focus and type), types in MedQuAD's names; a line with another type is a one-line error."""
     path = path or WRITTEN_MESSAGES
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                row = json.loads(line)
-                types, foci = list(row["types"]), list(row["focus"]) or [""]
-                if not types or any(medquad_type(t) != t for t in types):
-                    raise ValueError(f"unknown question type in {types}")
-                rows.append({"id": str(row["id"]), "subject": str(row["subject"]), "message": str(row["message"]),
-                             "subquestions": [{"focus": str(f), "type": t} for t in types for f in foci]})
-            except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}, line {number}: not a written message ({error})") from None
+    for number, row in enumerate(read_written(path), 1):
+        if not row["types"] or any(medquad_type(t) != t for t in row["types"]):
+            raise ValueError(f"{path}, line {number}: not a written message (unknown question type in {row['types']})")
+        rows.append({"id": row["id"], "subject": row["subject"], "message": row["message"],
+                     "subquestions": [{"focus": f, "type": t} for t in row["types"] for f in row["focus"] or [""]]})
     return rows
 
 

@@ -47,7 +47,7 @@ from gpt2chat.corpus import data
 from gpt2chat.search import ranking
 from gpt2chat.corpus.data import QAPair, focus_key
 from gpt2chat.search.entailment import liveqa_path, rqe_path
-from gpt2chat.search.question_types import WRITTEN_MESSAGES
+from gpt2chat.corpus.consumer import WRITTEN_MESSAGES
 from gpt2chat.search.ranking import Passage, RetrievalResult, Understanding
 
 log = logging.getLogger(__name__)

@@ -53,7 +53,7 @@ from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.question_types import TypeClassifier, consumer_type_rows, medquad_type, written_messages
 from gpt2chat.search.retrieval import RetrievalIndex
 from gpt2chat.search.salience import FocusSalience, labelled_messages
-from gpt2chat.search.understanding import message_text
+from gpt2chat.corpus.consumer import message_text
 
 QA_FILE = "mediqa2019_qa.jsonl"
 CONVERSATIONS = settings.PACKAGE_DIR / "resources" / "followup_conversations.jsonl"

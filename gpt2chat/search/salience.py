@@ -17,8 +17,9 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from gpt2chat.corpus.data import name_key
-from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, content_stems, everyday_english,
-                                            message_text, raw_words, sentences, split_questions, stems)
+from gpt2chat.corpus.consumer import message_text
+from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, content_stems, everyday_english, raw_words,
+                                            sentences, split_questions, stems)
 
 HEADING_WORDS = 6
 HEADING_NAME_BONUS = 1.0

@@ -482,13 +482,6 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
 
 
-def message_text(row: dict) -> str:
-    """An annotated consumer message (LiveQA row: subject, message) as its user sent it: the subject line, then the
-    message (the way ``mediqa2019_qa.jsonl`` joins them)."""
-    subject = row["subject"].strip()
-    return f"{subject}. {row['message']}" if subject else row["message"]
-
-
 def split_questions(message: str) -> list[str]:
     """The core questions of a message: question or request sentences, without a subject line or greetings.
 
