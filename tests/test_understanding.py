@@ -665,6 +665,14 @@ def test_foci_named_in_passing_are_not_asked_about_next_to_the_message_condition
     assert focus_key(index.retrieve(message).passages(1)[0].focus) == "acne"
 
 
+def test_a_further_page_to_cite_is_about_a_focus_of_the_question(index):
+    """Acne's only page answers it; pages only the words "treatments" and "teens" matched are no related pages."""
+    message = "Acne. my son is 14 and his acne is really bad. what are the treatments for teens, is accutane the only one?"
+    question = index.retrieve(message).questions[-1]
+    assert any(focus_key(p.focus) != "acne" for p in question.passages)  # ranked, not cited
+    assert [focus_key(p.focus) for p in index.retrieve(message).passages(3)] == ["acne"]
+
+
 def test_a_variant_the_question_does_not_name_is_no_further_page_to_cite(index):
     """"How can I prevent the flu?" cites the flu page, not H1N1 (swine) flu's pages after it."""
     question = index.retrieve("How can I prevent the flu?").questions[0]

@@ -154,6 +154,12 @@ class SubQuestion:
     answerable: bool  # an NIH (MedQuAD) passage answers it
     carried_over: bool = False  # the focus came from an earlier message
 
+    def related(self, passage: Passage) -> bool:
+        """Whether ``passage`` is a further page to cite for this question: about one of its foci, and not a
+        variant it did not name. A page only the words matched ("Heart Palpitations" for "Acne ... is accutane the
+        only thing that works?") is no related page."""
+        return focus_key(passage.focus) in {m.key for m in self.foci} and not self.unnamed_variant(passage)
+
     def unnamed_variant(self, passage: Passage) -> bool:
         """Whether ``passage`` is about a longer name containing one asked about, which the question did not name
         (recognised as such or not): after the flu page, "2009 H1N1 Flu" is no further page to cite for "How can I
@@ -180,14 +186,14 @@ class RetrievalResult:
 
     def passages(self, k: int = 3) -> list[Passage]:
         """The passages to cite, at most ``k``: every sub-question's best passage first (two questions answered
-        by one page give two passages of it), then the next best of each in turn from pages not cited yet, leaving
-        out the variants a question did not name."""
+        by one page give two passages of it), then the next best of each in turn from pages not cited yet that are
+        ``SubQuestion.related`` to it."""
         ranked = list({q.passages[0].pair_id: q.passages[0] for q in self.questions if q.passages}.values())
         pages = {p.url for p in ranked}
         for depth in range(1, max((len(q.passages) for q in self.questions), default=0)):
             for question in self.questions:
                 if (depth < len(question.passages) and question.passages[depth].url not in pages
-                        and not question.unnamed_variant(question.passages[depth])):
+                        and question.related(question.passages[depth])):
                     pages.add(question.passages[depth].url)
                     ranked.append(question.passages[depth])
         return ranked[:k]
