@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -10,6 +13,50 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import pytest
 
 from gpt2chat import settings
+
+# The whole collection's retrieval index in the run's cache (settings.cache_dir()), which the served app, the
+# comparison, deploy and test_retrieval read: built by a child process started as soon as the tests are collected,
+# when one of them needs it (``full_index_cache``). On a cold cache the build took 41 s on the 2-core machine and
+# the first test needing it (test_browser's app) waited for all of it; the child builds it on the second core while
+# the first modules run in this process. On a warm cache the child only loads it (3 s).
+_BUILD_FULL_INDEX = "import sys; from gpt2chat.search.retrieval import RetrievalIndex; RetrievalIndex.load_or_build(sys.argv[1])"
+_full_index_build: dict = {}
+
+
+def pytest_collection_finish(session):
+    if not any("full_index_cache" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    medquad = settings.medquad_dir()
+    if not medquad.is_dir():
+        return  # the medquad_dir fixture fails the tests that need it, naming the path
+    log = tempfile.TemporaryFile()
+    _full_index_build.update(log=log, process=subprocess.Popen(
+        [sys.executable, "-c", _BUILD_FULL_INDEX, str(medquad)], stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, settings.CACHE_ENV: str(settings.cache_dir())}))
+
+
+def pytest_sessionfinish(session):
+    process = _full_index_build.get("process")
+    if process is not None and process.poll() is None:  # the run stopped before a test needed the index
+        process.terminate()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def full_index_cache(medquad_dir):
+    """The cache folder holding the whole collection's retrieval index, once the child process started at collection
+    has built (or loaded) it; built here when no child was started."""
+    process = _full_index_build.get("process")
+    if process is None:
+        from gpt2chat.search.retrieval import RetrievalIndex
+
+        RetrievalIndex.load_or_build(medquad_dir)
+    elif process.wait() != 0:
+        log = _full_index_build["log"]
+        log.seek(0)
+        pytest.fail(f"building the retrieval index of {medquad_dir} failed:\n"
+                    + log.read().decode(errors="replace")[-3000:])
+    return settings.cache_dir()
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +183,7 @@ def tiny_engine(tiny_run, sample_index):
 
 
 @pytest.fixture(scope="session")
-def live_app(tiny_run, medquad_dir, tmp_path_factory):
+def live_app(tiny_run, medquad_dir, full_index_cache, tmp_path_factory):
     """The repository's app.py serving the tiny model, started once for test_browser and test_ui (a start took
     18-66 s on the shared 2 cores, and each module started its own)."""
     from tests.test_ui import REPO_ROOT, serve_app

@@ -18,7 +18,7 @@ TOKENIZER_BUILDS = []  # gpt2_tokenizer() calls made through the tokenizer modul
 
 
 @pytest.fixture(scope="module")
-def comparison(tiny_run, tiny_generic_run, medquad_dir, tmp_path_factory):
+def comparison(tiny_run, tiny_generic_run, medquad_dir, full_index_cache, tmp_path_factory):
     from gpt2chat.modeling import tokenizer
 
     run_dir, _ = tiny_run

@@ -242,8 +242,8 @@ def test_command_line(small_tree, private_cache, small_tree_cache, capsys):
     assert "top-1" in out and "p50" in out and "Index build" in out
 
 
-def test_full_collection_index(medquad_dir, monkeypatch):
-    """The real knowledge base, from the repository's cache (built here on first run, in about 60 s)."""
+def test_full_collection_index(medquad_dir, full_index_cache, monkeypatch):
+    """The real knowledge base, from the run's cache (on a cold cache conftest's full_index_cache builds it: 41 s)."""
     monkeypatch.undo()  # the full RQE train split, as the app builds it
     index = RetrievalIndex.load_or_build(medquad_dir)  # its build time: gpt2chat eval retrieval medquad
     assert len(index) > 16000  # 16,375 answered pairs at the time of writing
