@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
+import threading
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -14,48 +14,99 @@ import pytest
 
 from gpt2chat import settings
 
-# The whole collection's retrieval index in the run's cache (settings.cache_dir()), which the served app, the
-# comparison, deploy and test_retrieval read: built by a child process started as soon as the tests are collected,
-# when one of them needs it (``full_index_cache``). On a cold cache the build took 41 s on the 2-core machine and
-# the first test needing it (test_browser's app) waited for all of it; the child builds it on the second core while
-# the first modules run in this process. On a warm cache the child only loads it (3 s).
-_BUILD_FULL_INDEX = "import sys; from gpt2chat.search.retrieval import RetrievalIndex; RetrievalIndex.load_or_build(sys.argv[1])"
-_full_index_build: dict = {}
+# Child processes started once the tests are collected, for the fixtures (``early_child``) that the selected tests
+# use: work that is mostly one core's, which the first test needing it used to wait for, done on the second core while
+# the tests before it run in this process (the README's test command kept one of the 2 cores 92% busy: 900 s of CPU
+# in 974 s). One child at a time, in the order the tests need them, so that they take the second core only; a
+# fixture whose child has not started yet starts it at once.
+_EARLY: dict[str, tuple] = {}  # fixture name -> (command, environment, cwd)
+_CHILDREN: dict[str, "EarlyChild"] = {}
+
+
+def early_child(fixture: str, command, environment=dict, cwd: Path | None = None) -> None:
+    """Register the child of ``fixture``: ``command(folder)`` is its argv, given a new folder that it may write to,
+    run with ``environment()`` added to this process's environment (in ``cwd``, else this process's working
+    directory); the fixture waits for it with ``early_result``."""
+    _EARLY[fixture] = (command, environment, cwd)
+
+
+class EarlyChild:
+    def __init__(self, fixture: str, folder: Path, command, environment, cwd):
+        self.fixture, self.folder = fixture, folder
+        self.command, self.environment, self.cwd = command, environment, cwd
+        self.process: subprocess.Popen | None = None
+        self.closed = False
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        with self.lock:
+            if self.process is None and not self.closed:
+                with open(self.folder / "output.txt", "wb") as output:
+                    self.process = subprocess.Popen(
+                        self.command(self.folder), stdout=output, stderr=subprocess.STDOUT,
+                        env={**os.environ, **self.environment()}, cwd=self.cwd)
+
+    def result(self) -> str:
+        """Its output once it has ended; the calling test fails, with the end of that output, if it failed."""
+        self.start()
+        code = self.process.wait()
+        output = (self.folder / "output.txt").read_text(errors="replace")
+        if code != 0:
+            pytest.fail(f"the child process of {self.fixture} exited with {code}:\n{output[-3000:]}")
+        return output
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            if self.process is not None and self.process.poll() is None:  # the run stopped before a test needed it
+                self.process.kill()
+                self.process.wait()
+
+
+def early_result(fixture: str, tmp_path_factory) -> EarlyChild:
+    """The child of ``fixture``, ended (made now if it was not at collection, e.g. when only its tests were named)."""
+    if fixture not in _CHILDREN:
+        _CHILDREN[fixture] = EarlyChild(fixture, tmp_path_factory.mktemp(fixture), *_EARLY[fixture])
+    _CHILDREN[fixture].result()
+    return _CHILDREN[fixture]
 
 
 def pytest_collection_finish(session):
-    if not any("full_index_cache" in getattr(item, "fixturenames", ()) for item in session.items):
+    if session.config.option.collectonly:
         return
-    medquad = settings.medquad_dir()
-    if not medquad.is_dir():
-        return  # the medquad_dir fixture fails the tests that need it, naming the path
-    log = tempfile.TemporaryFile()
-    _full_index_build.update(log=log, process=subprocess.Popen(
-        [sys.executable, "-c", _BUILD_FULL_INDEX, str(medquad)], stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, settings.CACHE_ENV: str(settings.cache_dir())}))
+    needed = []  # in the order of the first test that uses each
+    for item in session.items:
+        needed += [name for name in getattr(item, "fixturenames", ()) if name in _EARLY and name not in needed]
+    for fixture in needed:
+        _CHILDREN[fixture] = EarlyChild(fixture, session.config._tmp_path_factory.mktemp(fixture), *_EARLY[fixture])
+
+    def one_at_a_time(children):
+        for child in children:
+            child.start()
+            if child.process is not None:
+                child.process.wait()
+
+    threading.Thread(target=one_at_a_time, args=([_CHILDREN[f] for f in needed],), daemon=True).start()
 
 
 def pytest_sessionfinish(session):
-    process = _full_index_build.get("process")
-    if process is not None and process.poll() is None:  # the run stopped before a test needed the index
-        process.terminate()
-        process.wait()
+    for child in _CHILDREN.values():
+        child.close()
+
+
+# The whole collection's retrieval index in the run's cache (settings.cache_dir()), which the served app, the
+# comparison, deploy and test_retrieval read. On a cold cache the build took 41 s on the 2-core machine, and the first
+# test needing it (test_browser's app) waited for all of it. On a warm cache the child only loads it (3 s).
+early_child("full_index_cache", lambda folder: [
+    sys.executable, "-c", "import sys; from gpt2chat.search.retrieval import RetrievalIndex; "
+                          "RetrievalIndex.load_or_build(sys.argv[1])", str(settings.medquad_dir())],
+    lambda: {settings.CACHE_ENV: str(settings.cache_dir())})
 
 
 @pytest.fixture(scope="session")
-def full_index_cache(medquad_dir):
-    """The cache folder holding the whole collection's retrieval index, once the child process started at collection
-    has built (or loaded) it; built here when no child was started."""
-    process = _full_index_build.get("process")
-    if process is None:
-        from gpt2chat.search.retrieval import RetrievalIndex
-
-        RetrievalIndex.load_or_build(medquad_dir)
-    elif process.wait() != 0:
-        log = _full_index_build["log"]
-        log.seek(0)
-        pytest.fail(f"building the retrieval index of {medquad_dir} failed:\n"
-                    + log.read().decode(errors="replace")[-3000:])
+def full_index_cache(medquad_dir, tmp_path_factory):
+    """The cache folder holding the whole collection's retrieval index, once its child has built (or loaded) it."""
+    early_result("full_index_cache", tmp_path_factory)
     return settings.cache_dir()
 
 
@@ -139,25 +190,36 @@ def tiny_run(tmp_path_factory, medquad_dir):
     return output, summary
 
 
+# The generic recipe at the tiny size on 300 synthetic WordNet lines, 10 steps (12 s of test_compare's setup on the
+# 2-core machine, trained in this process), trained by an early child into its folder's run/.
+_TINY_GENERIC_RUN = r"""
+import sys
+from pathlib import Path
+from gpt2chat.corpus import generic
+from gpt2chat.modeling.train import train
+from gpt2chat.modeling.training_config import TrainConfig
+
+root = Path(sys.argv[1])
+wordnet = root / "wordnet"
+wordnet.mkdir()
+for name in generic.DATA_FILES.values():
+    (wordnet / name).write_text("".join(
+        f"{i:08d} 03 n 01 thing{i} 0 000 | the {i}th thing that is {name}; \"a thing {i}\"  \n"
+        for i in range(300)), encoding="utf-8")
+train(TrainConfig.from_recipe("generic", output=str(root / "run"), data=str(wordnet), size="tiny",
+                              sequence_length=32, batch_size=4, steps=10, eval_interval=5, warmup_steps=2,
+                              eval_rows=8, learning_rate=0.003))
+"""
+early_child("tiny_generic_run", lambda folder: [sys.executable, "-c", _TINY_GENERIC_RUN, str(folder)])
+
+
 @pytest.fixture(scope="session")
 def tiny_generic_run(tmp_path_factory):
-    """The generic recipe at the tiny size on 300 synthetic WordNet lines, 10 steps."""
-    from gpt2chat.corpus import generic
-    from gpt2chat.modeling.train import train
-    from gpt2chat.modeling.training_config import TrainConfig
+    """(run directory, the summary its training returned, as saved in metrics.json)."""
+    import json
 
-    root = tmp_path_factory.mktemp("generic")
-    wordnet = root / "wordnet"
-    wordnet.mkdir()
-    for name in generic.DATA_FILES.values():
-        (wordnet / name).write_text("".join(
-            f"{i:08d} 03 n 01 thing{i} 0 000 | the {i}th thing that is {name}; \"a thing {i}\"  \n"
-            for i in range(300)), encoding="utf-8")
-    output = root / "run"
-    summary = train(TrainConfig.from_recipe("generic", output=str(output), data=str(wordnet), size="tiny",
-                                            sequence_length=32, batch_size=4, steps=10, eval_interval=5,
-                                            warmup_steps=2, eval_rows=8, learning_rate=0.003))
-    return output, summary
+    output = early_result("tiny_generic_run", tmp_path_factory).folder / "run"
+    return output, json.loads((output / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="session")
