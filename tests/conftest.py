@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -92,6 +93,7 @@ def pytest_collection_finish(session):
 def pytest_sessionfinish(session):
     for child in _CHILDREN.values():
         child.close()
+    _stop_live_app()  # booted for a test that the run stopped before
 
 
 # The whole collection's retrieval index in the run's cache (settings.cache_dir()), which the served app, the
@@ -180,13 +182,16 @@ def masker():
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, medquad_dir):
-    """A tiny model trained for 20 steps: its directory is a Keras-Hub preset plus the run's files."""
+def tiny_run(request, tmp_path_factory, medquad_dir):
+    """A tiny model trained for 20 steps: its directory is a Keras-Hub preset plus the run's files. When a selected
+    test uses ``live_app``, the app serving this model starts booting as soon as the model is saved."""
     from gpt2chat.modeling.train import train
     from gpt2chat.modeling.training_config import TrainConfig
 
     output = tmp_path_factory.mktemp("tiny_run")
     summary = train(TrainConfig.from_recipe("tiny", output=str(output), data=str(medquad_dir)))
+    if any("live_app" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        _boot_live_app(output, medquad_dir, tmp_path_factory)
     return output, summary
 
 
@@ -244,13 +249,45 @@ def tiny_engine(tiny_run, sample_index):
     return engine
 
 
-@pytest.fixture(scope="session")
-def live_app(tiny_run, medquad_dir, full_index_cache, tmp_path_factory):
-    """The repository's app.py serving the tiny model, started once for test_browser and test_ui (a start took
-    18-66 s on the shared 2 cores, and each module started its own)."""
+# The live app boots on a thread, as soon as tiny_run has saved the model it serves: its boot (the TensorFlow import,
+# the model, the masker, the index and the warm-up in a child process: 18-66 s on the shared 2 cores) then overlaps
+# the modules before test_browser, the first to use it, instead of being that module's setup.
+_LIVE_APP: dict = {}
+
+
+def _boot_live_app(preset, medquad_dir, tmp_path_factory) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     from tests.test_ui import REPO_ROOT, serve_app
 
-    preset, _ = tiny_run
+    stack = contextlib.ExitStack()
     log_path = tmp_path_factory.mktemp("live_app") / "app.log"
-    with serve_app(REPO_ROOT, log_path, GPT2CHAT_MODEL=str(preset), GPT2CHAT_MEDQUAD=str(medquad_dir)) as url:
-        yield url
+
+    def boot() -> str:
+        early_result("full_index_cache", tmp_path_factory)  # the app reads it from the cache
+        return stack.enter_context(serve_app(REPO_ROOT, log_path, GPT2CHAT_MODEL=str(preset),
+                                             GPT2CHAT_MEDQUAD=str(medquad_dir)))
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    _LIVE_APP.update(url=pool.submit(boot), stack=stack)
+    pool.shutdown(wait=False)
+
+
+def _stop_live_app() -> None:
+    if _LIVE_APP:
+        with contextlib.suppress(BaseException):
+            _LIVE_APP["url"].result()  # the boot's own thread must be done with the app before it is stopped
+        _LIVE_APP.pop("stack").close()
+        _LIVE_APP.clear()
+
+
+@pytest.fixture(scope="session")
+def live_app(tiny_run, medquad_dir, full_index_cache, tmp_path_factory):
+    """The repository's app.py serving the tiny model, started once for test_browser and test_ui (each module
+    started its own); its URL once it answers."""
+    if not _LIVE_APP:
+        _boot_live_app(tiny_run[0], medquad_dir, tmp_path_factory)
+    try:
+        yield _LIVE_APP["url"].result()  # fails the test, with the app's log, if it did not start
+    finally:
+        _stop_live_app()
