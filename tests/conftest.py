@@ -129,11 +129,14 @@ def full_medquad(medquad_dir):
     return load_records(medquad_dir)
 
 
+SAMPLE_FILES = 20  # files read from each MedQuAD subset for sample_records and sample_index
+
+
 @pytest.fixture(scope="session")
 def sample_records(medquad_dir):
     from gpt2chat.corpus.data import load_records
 
-    records, _ = load_records(medquad_dir, limit_files=20)
+    records, _ = load_records(medquad_dir, limit_files=SAMPLE_FILES)
     return records
 
 
@@ -227,13 +230,21 @@ def tiny_generic_run(tmp_path_factory):
     return output, json.loads((output / "metrics.json").read_text())
 
 
+# The retrieval index of the sample (``sample_records``), built by an early child and saved in its folder's index/:
+# in this process the build was 7-14 s of test_app's setup, after tiny_run's training. The saved index answers as the
+# built one: the same search and retrieve results for 160 questions (156 of the sample's and 4 others).
+early_child("sample_index", lambda folder: [sys.executable, "-c", (
+    "import sys; from gpt2chat.corpus.data import load_records; from gpt2chat.search.retrieval import RetrievalIndex; "
+    "RetrievalIndex.build(load_records(sys.argv[1], limit_files=int(sys.argv[2]))[0]).save(sys.argv[3])"),
+    str(settings.medquad_dir()), str(SAMPLE_FILES), str(folder / "index")])
+
+
 @pytest.fixture(scope="session")
-def sample_index(sample_records):
-    """The retrieval index of the sample, built once for the run (about 10 s on the shared 2 cores, measured as the
-    setup of each of three modules that built their own); no test changes it."""
+def sample_index(medquad_dir, tmp_path_factory):
+    """The retrieval index of the sample, built once for the run; no test changes it."""
     from gpt2chat.search.retrieval import RetrievalIndex
 
-    return RetrievalIndex.build(sample_records)
+    return RetrievalIndex.load(early_result("sample_index", tmp_path_factory).folder / "index")
 
 
 @pytest.fixture(scope="session")
