@@ -28,6 +28,7 @@ def early_child(fixture: str, command, environment=dict, cwd: Path | None = None
     """Register the child of ``fixture``: ``command(folder)`` is its argv, given a new folder that it may write to,
     run with ``environment()`` added to this process's environment (in ``cwd``, else this process's working
     directory); the fixture waits for it with ``early_result``."""
+    assert fixture not in _EARLY, f"two early children for {fixture}: fixture names are one namespace here"
     _EARLY[fixture] = (command, environment, cwd)
 
 
