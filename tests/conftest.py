@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -10,6 +14,103 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import pytest
 
 from gpt2chat import settings
+
+# Child processes started once the tests are collected, for the fixtures (``early_child``) that the selected tests
+# use: work that is mostly one core's, which the first test needing it used to wait for, done on the second core while
+# the tests before it run in this process (the README's test command kept one of the 2 cores 92% busy: 900 s of CPU
+# in 974 s). One child at a time, in the order the tests need them, so that they take the second core only; a
+# fixture whose child has not started yet starts it at once.
+_EARLY: dict[str, tuple] = {}  # fixture name -> (command, environment, cwd)
+_CHILDREN: dict[str, "EarlyChild"] = {}
+
+
+def early_child(fixture: str, command, environment=dict, cwd: Path | None = None) -> None:
+    """Register the child of ``fixture``: ``command(folder)`` is its argv, given a new folder that it may write to,
+    run with ``environment()`` added to this process's environment (in ``cwd``, else this process's working
+    directory); the fixture waits for it with ``early_result``."""
+    assert fixture not in _EARLY, f"two early children for {fixture}: fixture names are one namespace here"
+    _EARLY[fixture] = (command, environment, cwd)
+
+
+class EarlyChild:
+    def __init__(self, fixture: str, folder: Path, command, environment, cwd):
+        self.fixture, self.folder = fixture, folder
+        self.command, self.environment, self.cwd = command, environment, cwd
+        self.process: subprocess.Popen | None = None
+        self.closed = False
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        with self.lock:
+            if self.process is None and not self.closed:
+                with open(self.folder / "output.txt", "wb") as output:
+                    self.process = subprocess.Popen(
+                        self.command(self.folder), stdout=output, stderr=subprocess.STDOUT,
+                        env={**os.environ, **self.environment()}, cwd=self.cwd)
+
+    def result(self) -> str:
+        """Its output once it has ended; the calling test fails, with the end of that output, if it failed."""
+        self.start()
+        code = self.process.wait()
+        output = (self.folder / "output.txt").read_text(errors="replace")
+        if code != 0:
+            pytest.fail(f"the child process of {self.fixture} exited with {code}:\n{output[-3000:]}")
+        return output
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            if self.process is not None and self.process.poll() is None:  # the run stopped before a test needed it
+                self.process.kill()
+                self.process.wait()
+
+
+def early_result(fixture: str, tmp_path_factory) -> EarlyChild:
+    """The child of ``fixture``, ended (made now if it was not at collection, e.g. when only its tests were named)."""
+    if fixture not in _CHILDREN:
+        _CHILDREN[fixture] = EarlyChild(fixture, tmp_path_factory.mktemp(fixture), *_EARLY[fixture])
+    _CHILDREN[fixture].result()
+    return _CHILDREN[fixture]
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    needed = []  # in the order of the first test that uses each
+    for item in session.items:
+        needed += [name for name in getattr(item, "fixturenames", ()) if name in _EARLY and name not in needed]
+    for fixture in needed:
+        _CHILDREN[fixture] = EarlyChild(fixture, session.config._tmp_path_factory.mktemp(fixture), *_EARLY[fixture])
+
+    def one_at_a_time(children):
+        for child in children:
+            child.start()
+            if child.process is not None:
+                child.process.wait()
+
+    threading.Thread(target=one_at_a_time, args=([_CHILDREN[f] for f in needed],), daemon=True).start()
+
+
+def pytest_sessionfinish(session):
+    for child in _CHILDREN.values():
+        child.close()
+    _stop_live_app()  # booted for a test that the run stopped before
+
+
+# The whole collection's retrieval index in the run's cache (settings.cache_dir()), which the served app, the
+# comparison, deploy and test_retrieval read. On a cold cache the build took 41 s on the 2-core machine, and the first
+# test needing it (test_browser's app) waited for all of it. On a warm cache the child only loads it (3 s).
+early_child("full_index_cache", lambda folder: [
+    sys.executable, "-c", "import sys; from gpt2chat.search.retrieval import RetrievalIndex; "
+                          "RetrievalIndex.load_or_build(sys.argv[1])", str(settings.medquad_dir())],
+    lambda: {settings.CACHE_ENV: str(settings.cache_dir())})
+
+
+@pytest.fixture(scope="session")
+def full_index_cache(medquad_dir, tmp_path_factory):
+    """The cache folder holding the whole collection's retrieval index, once its child has built (or loaded) it."""
+    early_result("full_index_cache", tmp_path_factory)
+    return settings.cache_dir()
 
 
 @pytest.fixture(scope="session")
@@ -29,11 +130,14 @@ def full_medquad(medquad_dir):
     return load_records(medquad_dir)
 
 
+SAMPLE_FILES = 20  # files read from each MedQuAD subset for sample_records and sample_index
+
+
 @pytest.fixture(scope="session")
 def sample_records(medquad_dir):
     from gpt2chat.corpus.data import load_records
 
-    records, _ = load_records(medquad_dir, limit_files=20)
+    records, _ = load_records(medquad_dir, limit_files=SAMPLE_FILES)
     return records
 
 
@@ -82,44 +186,66 @@ def masker():
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, medquad_dir):
-    """A tiny model trained for 20 steps: its directory is a Keras-Hub preset plus the run's files."""
+def tiny_run(request, tmp_path_factory, medquad_dir):
+    """A tiny model trained for 20 steps: its directory is a Keras-Hub preset plus the run's files. When a selected
+    test uses ``live_app``, the app serving this model starts booting as soon as the model is saved."""
     from gpt2chat.modeling.train import train
     from gpt2chat.modeling.training_config import TrainConfig
 
     output = tmp_path_factory.mktemp("tiny_run")
     summary = train(TrainConfig.from_recipe("tiny", output=str(output), data=str(medquad_dir)))
+    if any("live_app" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        _boot_live_app(output, medquad_dir, tmp_path_factory)
     return output, summary
+
+
+# The generic recipe at the tiny size on 300 synthetic WordNet lines, 10 steps (12 s of test_compare's setup on the
+# 2-core machine, trained in this process), trained by an early child into its folder's run/.
+_TINY_GENERIC_RUN = r"""
+import sys
+from pathlib import Path
+from gpt2chat.corpus import generic
+from gpt2chat.modeling.train import train
+from gpt2chat.modeling.training_config import TrainConfig
+
+root = Path(sys.argv[1])
+wordnet = root / "wordnet"
+wordnet.mkdir()
+for name in generic.DATA_FILES.values():
+    (wordnet / name).write_text("".join(
+        f"{i:08d} 03 n 01 thing{i} 0 000 | the {i}th thing that is {name}; \"a thing {i}\"  \n"
+        for i in range(300)), encoding="utf-8")
+train(TrainConfig.from_recipe("generic", output=str(root / "run"), data=str(wordnet), size="tiny",
+                              sequence_length=32, batch_size=4, steps=10, eval_interval=5, warmup_steps=2,
+                              eval_rows=8, learning_rate=0.003))
+"""
+early_child("tiny_generic_run", lambda folder: [sys.executable, "-c", _TINY_GENERIC_RUN, str(folder)])
 
 
 @pytest.fixture(scope="session")
 def tiny_generic_run(tmp_path_factory):
-    """The generic recipe at the tiny size on 300 synthetic WordNet lines, 10 steps."""
-    from gpt2chat.corpus import generic
-    from gpt2chat.modeling.train import train
-    from gpt2chat.modeling.training_config import TrainConfig
+    """(run directory, the summary its training returned, as saved in metrics.json)."""
+    import json
 
-    root = tmp_path_factory.mktemp("generic")
-    wordnet = root / "wordnet"
-    wordnet.mkdir()
-    for name in generic.DATA_FILES.values():
-        (wordnet / name).write_text("".join(
-            f"{i:08d} 03 n 01 thing{i} 0 000 | the {i}th thing that is {name}; \"a thing {i}\"  \n"
-            for i in range(300)), encoding="utf-8")
-    output = root / "run"
-    summary = train(TrainConfig.from_recipe("generic", output=str(output), data=str(wordnet), size="tiny",
-                                            sequence_length=32, batch_size=4, steps=10, eval_interval=5,
-                                            warmup_steps=2, eval_rows=8, learning_rate=0.003))
-    return output, summary
+    output = early_result("tiny_generic_run", tmp_path_factory).folder / "run"
+    return output, json.loads((output / "metrics.json").read_text())
+
+
+# The retrieval index of the sample (``sample_records``), built by an early child and saved in its folder's index/:
+# in this process the build was 7-14 s of test_app's setup, after tiny_run's training. The saved index answers as the
+# built one: the same search and retrieve results for 160 questions (156 of the sample's and 4 others).
+early_child("sample_index", lambda folder: [sys.executable, "-c", (
+    "import sys; from gpt2chat.corpus.data import load_records; from gpt2chat.search.retrieval import RetrievalIndex; "
+    "RetrievalIndex.build(load_records(sys.argv[1], limit_files=int(sys.argv[2]))[0]).save(sys.argv[3])"),
+    str(settings.medquad_dir()), str(SAMPLE_FILES), str(folder / "index")])
 
 
 @pytest.fixture(scope="session")
-def sample_index(sample_records):
-    """The retrieval index of the sample, built once for the run (about 10 s on the shared 2 cores, measured as the
-    setup of each of three modules that built their own); no test changes it."""
+def sample_index(medquad_dir, tmp_path_factory):
+    """The retrieval index of the sample, built once for the run; no test changes it."""
     from gpt2chat.search.retrieval import RetrievalIndex
 
-    return RetrievalIndex.build(sample_records)
+    return RetrievalIndex.load(early_result("sample_index", tmp_path_factory).folder / "index")
 
 
 @pytest.fixture(scope="session")
@@ -135,13 +261,45 @@ def tiny_engine(tiny_run, sample_index):
     return engine
 
 
-@pytest.fixture(scope="session")
-def live_app(tiny_run, medquad_dir, tmp_path_factory):
-    """The repository's app.py serving the tiny model, started once for test_browser and test_ui (a start took
-    18-66 s on the shared 2 cores, and each module started its own)."""
+# The live app boots on a thread, as soon as tiny_run has saved the model it serves: its boot (the TensorFlow import,
+# the model, the masker, the index and the warm-up in a child process: 18-66 s on the shared 2 cores) then overlaps
+# the modules before test_browser, the first to use it, instead of being that module's setup.
+_LIVE_APP: dict = {}
+
+
+def _boot_live_app(preset, medquad_dir, tmp_path_factory) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     from tests.test_ui import REPO_ROOT, serve_app
 
-    preset, _ = tiny_run
+    stack = contextlib.ExitStack()
     log_path = tmp_path_factory.mktemp("live_app") / "app.log"
-    with serve_app(REPO_ROOT, log_path, GPT2CHAT_MODEL=str(preset), GPT2CHAT_MEDQUAD=str(medquad_dir)) as url:
-        yield url
+
+    def boot() -> str:
+        early_result("full_index_cache", tmp_path_factory)  # the app reads it from the cache
+        return stack.enter_context(serve_app(REPO_ROOT, log_path, GPT2CHAT_MODEL=str(preset),
+                                             GPT2CHAT_MEDQUAD=str(medquad_dir)))
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    _LIVE_APP.update(url=pool.submit(boot), stack=stack)
+    pool.shutdown(wait=False)
+
+
+def _stop_live_app() -> None:
+    if _LIVE_APP:
+        with contextlib.suppress(BaseException):
+            _LIVE_APP["url"].result()  # the boot's own thread must be done with the app before it is stopped
+        _LIVE_APP.pop("stack").close()
+        _LIVE_APP.clear()
+
+
+@pytest.fixture(scope="session")
+def live_app(tiny_run, medquad_dir, full_index_cache, tmp_path_factory):
+    """The repository's app.py serving the tiny model, started once for test_browser and test_ui (each module
+    started its own); its URL once it answers."""
+    if not _LIVE_APP:
+        _boot_live_app(tiny_run[0], medquad_dir, tmp_path_factory)
+    try:
+        yield _LIVE_APP["url"].result()  # fails the test, with the app's log, if it did not start
+    finally:
+        _stop_live_app()

@@ -215,7 +215,7 @@ def test_app_help_starts_nothing(capsys):
     assert exit_info.value.code == 0 and "--model" in capsys.readouterr().out
 
 
-def test_app_boots_from_the_dry_run_bundle(tiny_run, medquad_dir, sample_records, tmp_path):
+def test_app_boots_from_the_dry_run_bundle(tiny_run, medquad_dir, full_index_cache, sample_records, tmp_path):
     """What a Space does: the bundle's app.py, its model/ and its index/, then one question over the API."""
     from gradio_client import Client
 

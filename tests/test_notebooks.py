@@ -13,6 +13,7 @@ trained, which it finds finished (``train`` resumes a run of the same settings) 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -69,24 +70,63 @@ def test_every_notebook_is_checked():
 
 
 @pytest.fixture(scope="module")
-def notebook_out(tmp_path_factory, small_medquad_index_cache):
-    out = tmp_path_factory.mktemp("notebooks")
-    seed_index_cache(small_medquad_index_cache, out / "cache")  # the sample's index, built once for the run
-    return out
+def notebook_out(tmp_path_factory):
+    return tmp_path_factory.mktemp("notebooks")
+
+
+# A notebook that reads what another wrote runs after it, in its thread; the others run at the same time, in threads
+# of their own (each notebook is a kernel process, mostly one core's work: in sequence the three took 130 s of the
+# suite on the 2-core machine).
+AFTER = {"03_comparison.ipynb": "02_fine_tuning.ipynb"}
+NEEDS_THE_INDEX = {"02_fine_tuning.ipynb", "03_comparison.ipynb"}  # they answer questions
+
+
+@pytest.fixture(scope="module")
+def executed(request, small_medquad, notebook_out, tmp_path_factory):
+    """The selected notebooks, each executed by its own kernel (a child process with the environment below), started
+    together: {name: a future of the executed notebook}. Waiting for one raises CellExecutionError, with the failing
+    cell's traceback, if any of its cells failed."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    selected = [path for path in NOTEBOOKS
+                if any(item.module is request.module and getattr(item, "callspec", None)
+                       and item.callspec.params.get("path") == path for item in request.session.items)]
+    environment = {**os.environ, "GPT2CHAT_NOTEBOOK_SMALL": "1", "GPT2CHAT_NOTEBOOK_OUT": str(notebook_out),
+                   settings.HOME_ENV: str(CHECKOUT), settings.MEDQUAD_ENV: str(small_medquad),
+                   settings.CACHE_ENV: str(notebook_out / "cache")}
+    futures = {path.name: Future() for path in selected}
+
+    def execute_in_order(chain):
+        for path in chain:
+            futures[path.name].set_running_or_notify_cancel()
+            try:
+                notebook = nbformat.read(path, as_version=4)
+                nbclient.NotebookClient(notebook, kernel_name="python3", timeout=600, resources={
+                    "metadata": {"path": str(tmp_path_factory.mktemp("kernel"))}}).execute(env=environment)
+                futures[path.name].set_result(notebook)
+            except BaseException as error:  # re-raised by the test that waits for this notebook
+                futures[path.name].set_exception(error)
+
+    chains = []
+    for path in selected:  # in name order: a notebook comes after the one it reads
+        chain = next((chain for chain in chains if chain[-1].name == AFTER.get(path.name)), None)
+        if chain is None:
+            chains.append([path])
+        else:
+            chain.append(path)
+    with ThreadPoolExecutor(max_workers=len(chains) or 1) as pool:
+        # The notebooks that need no index start first; the others once the sample's index (built once for the run,
+        # 19 s) is in their cache.
+        for chain in sorted(chains, key=lambda chain: chain[0].name in NEEDS_THE_INDEX):
+            if chain[0].name in NEEDS_THE_INDEX and not (notebook_out / "cache" / "retrieval").exists():
+                seed_index_cache(request.getfixturevalue("small_medquad_index_cache"), notebook_out / "cache")
+            pool.submit(execute_in_order, chain)
+        yield futures
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path: Path, small_medquad, notebook_out, tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    # The kernel is a child process and inherits this environment.
-    monkeypatch.setenv("GPT2CHAT_NOTEBOOK_SMALL", "1")
-    monkeypatch.setenv("GPT2CHAT_NOTEBOOK_OUT", str(notebook_out))
-    monkeypatch.setenv(settings.HOME_ENV, str(CHECKOUT))
-    monkeypatch.setenv(settings.MEDQUAD_ENV, str(small_medquad))
-    monkeypatch.setenv(settings.CACHE_ENV, str(notebook_out / "cache"))
-    notebook = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=600,
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()  # raises CellExecutionError, with the failing cell's traceback, if any cell fails
+def test_notebook_runs(path: Path, executed, notebook_out):
+    notebook = executed[path.name].result()  # raises CellExecutionError if any cell failed
     CHECKS[path.name](notebook_out, text_outputs(notebook))

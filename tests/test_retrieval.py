@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import shutil
+import sys
 from unittest import mock
 
 import numpy as np
@@ -17,6 +18,7 @@ from gpt2chat.search import ranking, retrieval_eval
 from gpt2chat.corpus.data import load_records
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import IndexSettings, Passage, RetrievalIndex, cache_key
+from tests.conftest import early_child, early_result
 
 # Written for these tests in everyday wording, unlike MedQuAD's "What are the treatments for X ?" templates.
 PARAPHRASES = [
@@ -35,19 +37,38 @@ PARAPHRASES = [
 ]
 
 
+RECORD_FILES = 30  # files of every subset: ~1,600 pairs
+
+
 @pytest.fixture(scope="module")
 def records(medquad_dir):
-    records, _ = load_records(medquad_dir, limit_files=30)  # ~1,600 pairs from every subset
+    records, _ = load_records(medquad_dir, limit_files=RECORD_FILES)
     return records
 
 
 # A sample of the RQE train split keeps each small build at a few seconds; the app's index uses all of it.
 RQE_SAMPLE = 400
 
+# The module's index of ``records``, built by an early child (conftest) and saved: in this process the build was
+# 8.7 s of the module's setup on the 2-core machine.
+early_child("retrieval_index_dir", lambda folder: [sys.executable, "-c", (
+    "import sys; from gpt2chat.corpus.data import load_records; from gpt2chat.search.entailment import rqe_pairs; "
+    "from gpt2chat.search.retrieval import RetrievalIndex; "
+    "RetrievalIndex.build(load_records(sys.argv[1], limit_files=int(sys.argv[2]))[0], "
+    "rqe=rqe_pairs('train')[:int(sys.argv[3])]).save(sys.argv[4])"),
+    str(settings.medquad_dir()), str(RECORD_FILES), str(RQE_SAMPLE), str(folder / "index")])
+
 
 @pytest.fixture(scope="module")
-def index(records):
-    return RetrievalIndex.build(records, rqe=rqe_pairs("train")[:RQE_SAMPLE])
+def retrieval_index_dir(tmp_path_factory):
+    return early_result("retrieval_index_dir", tmp_path_factory).folder / "index"
+
+
+@pytest.fixture(scope="module")
+def index(records, retrieval_index_dir):
+    index = RetrievalIndex.load(retrieval_index_dir)
+    assert len(index) == len(records)  # of these records
+    return index
 
 
 @pytest.fixture(autouse=True)
@@ -242,8 +263,8 @@ def test_command_line(small_tree, private_cache, small_tree_cache, capsys):
     assert "top-1" in out and "p50" in out and "Index build" in out
 
 
-def test_full_collection_index(medquad_dir, monkeypatch):
-    """The real knowledge base, from the repository's cache (built here on first run, in about 60 s)."""
+def test_full_collection_index(medquad_dir, full_index_cache, monkeypatch):
+    """The real knowledge base, from the run's cache (on a cold cache conftest's full_index_cache builds it: 41 s)."""
     monkeypatch.undo()  # the full RQE train split, as the app builds it
     index = RetrievalIndex.load_or_build(medquad_dir)  # its build time: gpt2chat eval retrieval medquad
     assert len(index) > 16000  # 16,375 answered pairs at the time of writing

@@ -6,10 +6,12 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from gpt2chat import settings
 from gpt2chat.modeling.model import load_preset
 from gpt2chat.cli import run
 from gpt2chat.modeling.train import train
@@ -58,10 +60,11 @@ def test_lora_fine_tuning_of_a_local_preset(tmp_path, small_medquad):
     assert load_preset(tmp_path / "lora").backbone.num_layers == 2
 
 
-def kill_at_first_checkpoint(command: list[str], output: Path) -> dict:
-    """Start the training ``command`` (writing to ``output``), SIGKILL it once it has saved its first checkpoint, and
-    return that checkpoint's state."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def kill_at_first_checkpoint(command: list[str], output: Path, cache: Path | None = None) -> dict:
+    """Start the training ``command`` (writing to ``output``; its token cache in ``cache`` when given), SIGKILL it
+    once it has saved its first checkpoint, and return that checkpoint's state."""
+    environment = {**os.environ, settings.CACHE_ENV: str(cache)} if cache else None
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
     state = output / "checkpoints" / "state.json"
     # Generous: at a load average of 12 on the 2 shared cores, a 30-step tiny run took over 600 s.
     deadline = time.time() + 900
@@ -84,9 +87,14 @@ def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, small_medquad, 
         return [sys.executable, "-m", "gpt2chat.train", "--recipe", "tiny", "--output", str(output), "--data",
                 str(small_medquad), "--steps", "20", "--eval-rows", "8", "--max-records", "100", "--dropout", "0.1"]
 
-    assert run("train", command(tmp_path / "whole")[3:]) == 0
     output = tmp_path / "run"
-    saved_step = (kill_at_first_checkpoint(command(output), output)["epoch"] + 1) * 10
+    # The killed run trains in its own process while this one trains the uninterrupted run (each is mostly one
+    # core's work; in sequence they took 57 s of the suite on the 2-core machine). The child's token cache is its
+    # own: two processes tokenizing the same pairs at once would write the same cache file.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        killed = pool.submit(kill_at_first_checkpoint, command(output), output, tmp_path / "child_cache")
+        assert run("train", command(tmp_path / "whole")[3:]) == 0
+        saved_step = (killed.result()["epoch"] + 1) * 10
     assert saved_step < 20, "the run finished before it could be killed"
     capsys.readouterr()
     assert run("train", command(output)[3:]) == 0
@@ -206,6 +214,53 @@ def test_a_checkpoint_whose_random_state_does_not_fit_the_model_is_refused():
 # ------------------------------------------------------------------ several devices (gpt2chat.modeling.distribute)
 # TensorFlow fixes its devices when it starts, so every multi-device run is a new process with logical CPU devices.
 
+
+class Script:
+    """A Python script (``code``) run in a process of its own in ``folder``, which it is given as its argument; its
+    output goes to a file there."""
+
+    def __init__(self, code: str, folder: Path, environment: dict | None = None):
+        self.folder = folder
+        folder.mkdir(parents=True)
+        with open(folder / "output.txt", "wb") as output:
+            self.process = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=output,
+                                            stderr=subprocess.STDOUT, env=environment)
+
+    def wait(self, timeout: float = 600) -> tuple[int, str]:
+        """(exit code, output) once the script ends."""
+        try:
+            code = self.process.wait(timeout)
+        finally:
+            self.stop()
+        return code, (self.folder / "output.txt").read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def device_scripts(request, tmp_path_factory):
+    """The scripts of the two step tests below, started when this module starts (when those tests are selected) so
+    that they run while the module's other tests train in this process: in sequence they took 40 s and 23 s of the
+    suite on the 2-core machine, each mostly one core's work. Each test waits for its own script's result."""
+    import importlib.util
+
+    selected = {item.originalname for item in request.session.items if item.module is request.module}
+    root = tmp_path_factory.mktemp("device_scripts")
+    scripts = {}
+    if "test_a_step_on_two_devices_is_the_step_on_one" in selected:
+        scripts[STEPS_ON_ONE_AND_TWO_DEVICES] = Script(STEPS_ON_ONE_AND_TWO_DEVICES, root / "two_devices")
+    if ("test_lora_on_a_model_split_over_two_devices_takes_the_one_device_steps" in selected
+            and importlib.util.find_spec("jax") is not None):
+        scripts[LORA_STEPS_WITH_MODEL_PARALLELISM] = Script(
+            LORA_STEPS_WITH_MODEL_PARALLELISM, root / "lora_model_parallel",
+            {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    yield scripts
+    for script in scripts.values():
+        script.stop()
+
 STEPS_ON_ONE_AND_TWO_DEVICES = r"""
 import sys
 import numpy as np
@@ -235,22 +290,21 @@ for devices in (1, 2):
     after = np.concatenate([w.ravel() for w in model.get_weights()])
     results.update({f"before{devices}": before, f"after{devices}": after, f"loss{devices}": fitted.history["loss"],
                     f"answer_loss{devices}": fitted.history["answer_loss"]})
-np.savez(sys.argv[1], **results)
+np.savez(f"{sys.argv[1]}/steps.npz", **results)
 """
 
 
-def test_a_step_on_two_devices_is_the_step_on_one(tmp_path):
+def test_a_step_on_two_devices_is_the_step_on_one(device_scripts):
     """Three steps (the first at learning rate 0) on one batch whose two halves hold 59 and 3 answer tokens, with
     gradients over the clipping norm: two replicas move the weights as one device does, to 1% of the move (Adam's
     steps amplify float noise in near-zero gradients: 0.16% measured). Averaging the replicas' own means, or
     clipping each replica's gradient, as Keras alone does, put them 199% of the move away."""
     import numpy as np
 
-    out = tmp_path / "steps.npz"
-    done = subprocess.run([sys.executable, "-c", STEPS_ON_ONE_AND_TWO_DEVICES, str(out)], capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = np.load(out)
+    script = device_scripts[STEPS_ON_ONE_AND_TWO_DEVICES]
+    code, output = script.wait()
+    assert code == 0, output[-3000:]
+    result = np.load(script.folder / "steps.npz")
     assert result["loss2"] == pytest.approx(result["loss1"], rel=1e-5)
     assert result["answer_loss2"] == pytest.approx(result["answer_loss1"], rel=1e-5)
     assert np.array_equal(result["before1"], result["before2"])
@@ -267,11 +321,20 @@ def test_two_devices_follow_the_one_device_loss_curve_and_resume_mid_run(tmp_pat
         return [sys.executable, "-m", "gpt2chat.train", "--recipe", "tiny", "--output", str(output), "--data",
                 str(small_medquad), "--eval-rows", "6", "--max-records", "100", "--devices", str(devices)]
 
-    assert run("train", command(tmp_path / "one", 1)[3:]) == 0  # one device: this process's own
     output = tmp_path / "two"
-    state = kill_at_first_checkpoint(command(output, 2), output)
+
+    def killed_then_resumed():
+        state = kill_at_first_checkpoint(command(output, 2), output, tmp_path / "child_cache")
+        return state, subprocess.run(command(output, 2), capture_output=True, text=True, timeout=600,
+                                     env={**os.environ, settings.CACHE_ENV: str(tmp_path / "child_cache")})
+
+    # The two processes of 2 devices run while this one trains the 1-device run (in sequence: 90 s of the suite on
+    # the 2-core machine); their token cache is their own, as in the test above.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        two_devices = pool.submit(killed_then_resumed)
+        assert run("train", command(tmp_path / "one", 1)[3:]) == 0  # one device: this process's own
+        state, resumed = two_devices.result()
     assert state["epoch"] == 0, "the run finished before it could be killed"
-    resumed = subprocess.run(command(output, 2), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert "resuming from step 10" in resumed.stdout and "data-parallel over 2 replicas" in resumed.stdout
 
@@ -322,14 +385,14 @@ from gpt2chat.modeling.tokens import PackedTokens
 from gpt2chat.modeling.training_config import TrainConfig
 from gpt2chat.modeling.training_model import build_training_model
 
-build_causal_lm("tiny", 64).save_to_preset(sys.argv[1])
+build_causal_lm("tiny", 64).save_to_preset(f"{sys.argv[1]}/base")
 rows = np.random.default_rng(0).integers(0, 50000, size=(4, 65)).astype(np.int32)
 weights = (np.random.default_rng(1).random(rows.shape) < 0.3).astype(np.float32)
 x, y, w = PackedTokens(rows, weights).batch
 results = {}
 for devices in (1, 2):
-    config = TrainConfig.from_recipe("tiny", preset=sys.argv[1], lora_rank=4, learning_rate=0.05, warmup_steps=1,
-                                     devices=devices, model_parallel=devices)
+    config = TrainConfig.from_recipe("tiny", preset=f"{sys.argv[1]}/base", lora_rank=4, learning_rate=0.05,
+                                     warmup_steps=1, devices=devices, model_parallel=devices)
     distribute.setup(config.devices, config.model_parallel)  # 1 device: no distribution
     keras.utils.set_random_seed(0)
     _, model = build_training_model(config)
@@ -339,23 +402,21 @@ for devices in (1, 2):
     results.update({f"before{devices}": before, f"loss{devices}": fitted.history["loss"],
                     f"after{devices}": np.concatenate([np.asarray(v).ravel() for v in model.trainable_variables]),
                     f"query_shard{devices}": query.value.addressable_shards[0].data.shape})
-np.savez(sys.argv[2], **results)
+np.savez(f"{sys.argv[1]}/steps.npz", **results)
 """
 
 
-def test_lora_on_a_model_split_over_two_devices_takes_the_one_device_steps(tmp_path):
+def test_lora_on_a_model_split_over_two_devices_takes_the_one_device_steps(device_scripts):
     """JAX backend only (jax is not in requirements.txt; the test runs where it is installed): with
     --model-parallel 2 the query kernels hold half their head dimension per device, and three LoRA steps give the
     losses and trained weights of one device."""
     pytest.importorskip("jax")
     import numpy as np
 
-    environment = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    out = tmp_path / "steps.npz"
-    done = subprocess.run([sys.executable, "-c", LORA_STEPS_WITH_MODEL_PARALLELISM, str(tmp_path / "base"),
-                           str(out)], capture_output=True, text=True, timeout=600, env=environment)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = np.load(out)
+    script = device_scripts[LORA_STEPS_WITH_MODEL_PARALLELISM]
+    code, output = script.wait()
+    assert code == 0, output[-3000:]
+    result = np.load(script.folder / "steps.npz")
     assert tuple(result["query_shard1"]) == (64, 2, 32) and tuple(result["query_shard2"]) == (64, 2, 16)
     assert result["loss2"] == pytest.approx(result["loss1"], rel=1e-5)
     assert np.array_equal(result["before1"], result["before2"])

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import random
 import string
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gpt2chat import settings
 from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations, synonym_sets
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import RetrievalIndex
@@ -19,6 +22,9 @@ from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_cons
 from gpt2chat.search import salience as salience_module
 from gpt2chat.search.salience import FEATURES, FocusSalience
 from gpt2chat.search.understanding import _compound_parts, everyday_english, split_questions
+from tests.conftest import early_child, early_result
+
+CHECKOUT = Path(__file__).resolve().parent.parent  # the child imports tests.test_understanding from here
 
 # Answered foci the tests ask about, plus their neighbours that compete for the same words.
 FOCI = {"gout", "glaucoma", "diabetes", "type 1 diabetes", "diabetes insipidus", "deep vein thrombosis",
@@ -45,10 +51,36 @@ def annotations(medquad_dir):
             if focus_key(a.focus) in FOCI | UNANSWERED or a.subset == HEALTH_TOPICS]
 
 
+# The module's index of ``records`` and ``annotations``, built by an early child (conftest) and saved: in this process
+# the build was 9.5 s of the module's setup on the 2-core machine. A sample of the RQE train split keeps the build at
+# a few seconds; the full split is used by the app.
+INDEX_BUILD = """
+import sys
+from gpt2chat import settings
+from gpt2chat.corpus.data import focus_key, load_annotations, load_records
+from gpt2chat.search.entailment import rqe_pairs
+from gpt2chat.search.retrieval import RetrievalIndex
+from tests.test_understanding import FOCI, HEALTH_TOPICS, UNANSWERED
+
+records = [r for r in load_records(sys.argv[1])[0] if focus_key(r.focus) in FOCI or r.subset == HEALTH_TOPICS]
+annotations = [a for a in load_annotations(sys.argv[1])
+               if focus_key(a.focus) in FOCI | UNANSWERED or a.subset == HEALTH_TOPICS]
+RetrievalIndex.build(records, annotations=annotations, rqe=rqe_pairs("train")[:800]).save(sys.argv[2])
+"""
+early_child("understanding_index_dir", lambda folder: [
+    sys.executable, "-c", INDEX_BUILD, str(settings.medquad_dir()), str(folder / "index")], cwd=CHECKOUT)
+
+
 @pytest.fixture(scope="module")
-def index(records, annotations):
-    # A sample of the RQE train split keeps the build at a few seconds; the full split is used by the app.
-    return RetrievalIndex.build(records, annotations=annotations, rqe=rqe_pairs("train")[:800])
+def understanding_index_dir(tmp_path_factory):
+    return early_result("understanding_index_dir", tmp_path_factory).folder / "index"
+
+
+@pytest.fixture(scope="module")
+def index(records, understanding_index_dir):
+    index = RetrievalIndex.load(understanding_index_dir)
+    assert len(index) == len(records)  # of these records
+    return index
 
 
 def _foci(index, text):
