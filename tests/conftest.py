@@ -73,6 +73,15 @@ def early_result(fixture: str, tmp_path_factory) -> EarlyChild:
     return _CHILDREN[fixture]
 
 
+def saved_index(folder, records):
+    """The retrieval index an early child saved in ``folder``, checked to hold ``records`` (its module's)."""
+    from gpt2chat.search.retrieval import RetrievalIndex
+
+    index = RetrievalIndex.load(folder)
+    assert len(index) == len(records)
+    return index
+
+
 def pytest_collection_finish(session):
     if session.config.option.collectonly:
         return

@@ -18,7 +18,7 @@ from gpt2chat.search import ranking, retrieval_eval
 from gpt2chat.corpus.data import load_records
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.retrieval import IndexSettings, Passage, RetrievalIndex, cache_key
-from tests.conftest import early_child, early_result
+from tests.conftest import early_child, early_result, saved_index
 
 # Written for these tests in everyday wording, unlike MedQuAD's "What are the treatments for X ?" templates.
 PARAPHRASES = [
@@ -66,9 +66,7 @@ def retrieval_index_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def index(records, retrieval_index_dir):
-    index = RetrievalIndex.load(retrieval_index_dir)
-    assert len(index) == len(records)  # of these records
-    return index
+    return saved_index(retrieval_index_dir, records)
 
 
 @pytest.fixture(autouse=True)

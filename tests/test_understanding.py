@@ -22,7 +22,7 @@ from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_cons
 from gpt2chat.search import salience as salience_module
 from gpt2chat.search.salience import FEATURES, FocusSalience
 from gpt2chat.search.understanding import _compound_parts, everyday_english, split_questions
-from tests.conftest import early_child, early_result
+from tests.conftest import early_child, early_result, saved_index
 
 CHECKOUT = Path(__file__).resolve().parent.parent  # the child imports tests.test_understanding from here
 
@@ -78,9 +78,7 @@ def understanding_index_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def index(records, understanding_index_dir):
-    index = RetrievalIndex.load(understanding_index_dir)
-    assert len(index) == len(records)  # of these records
-    return index
+    return saved_index(understanding_index_dir, records)
 
 
 def _foci(index, text):
