@@ -65,12 +65,18 @@ class EarlyChild:
                 self.process.wait()
 
 
-def early_result(fixture: str, tmp_path_factory) -> EarlyChild:
-    """The child of ``fixture``, ended (made now if it was not at collection, e.g. when only its tests were named)."""
+def _child(fixture: str, tmp_path_factory) -> EarlyChild:
+    """The child of ``fixture``, made on first asking (at collection, or when only its tests were named)."""
     if fixture not in _CHILDREN:
         _CHILDREN[fixture] = EarlyChild(fixture, tmp_path_factory.mktemp(fixture), *_EARLY[fixture])
-    _CHILDREN[fixture].result()
     return _CHILDREN[fixture]
+
+
+def early_result(fixture: str, tmp_path_factory) -> EarlyChild:
+    """The child of ``fixture``, ended."""
+    child = _child(fixture, tmp_path_factory)
+    child.result()
+    return child
 
 
 def saved_index(folder, records):
@@ -88,8 +94,7 @@ def pytest_collection_finish(session):
     needed = []  # in the order of the first test that uses each
     for item in session.items:
         needed += [name for name in getattr(item, "fixturenames", ()) if name in _EARLY and name not in needed]
-    for fixture in needed:
-        _CHILDREN[fixture] = EarlyChild(fixture, session.config._tmp_path_factory.mktemp(fixture), *_EARLY[fixture])
+    children = [_child(fixture, session.config._tmp_path_factory) for fixture in needed]
 
     def one_at_a_time(children):
         for child in children:
@@ -97,7 +102,7 @@ def pytest_collection_finish(session):
             if child.process is not None:
                 child.process.wait()
 
-    threading.Thread(target=one_at_a_time, args=([_CHILDREN[f] for f in needed],), daemon=True).start()
+    threading.Thread(target=one_at_a_time, args=(children,), daemon=True).start()
 
 
 def pytest_sessionfinish(session):

@@ -155,21 +155,11 @@ class SubQuestion:
     carried_over: bool = False  # the focus came from an earlier message
 
     def related(self, passage: Passage) -> bool:
-        """Whether ``passage`` is a further page to cite for this question: about one of its foci, and not a
-        variant it did not name. A page only the words matched ("Heart Palpitations" for "Acne ... is accutane the
-        only thing that works?") is no related page."""
-        return focus_key(passage.focus) in {m.key for m in self.foci} and not self.unnamed_variant(passage)
-
-    def unnamed_variant(self, passage: Passage) -> bool:
-        """Whether ``passage`` is about a longer name containing one asked about, which the question did not name
-        (recognised as such or not): after the flu page, "2009 H1N1 Flu" is no further page to cite for "How can I
-        prevent the flu?"."""
-        key = focus_key(passage.focus)
-        named = [m for m in self.foci if m.kind != "containing"]
-        if any(m.key == key for m in named):
-            return False
-        words = set(raw_words(key))
-        return any(m.key == key for m in self.foci) or any(set(raw_words(m.key)) < words for m in named)
+        """Whether ``passage`` is a further page to cite for this question: about one of the foci it asks about,
+        not a page only its words matched ("Heart Palpitations" for "Acne ... is accutane the only thing that
+        works?") nor a longer name containing one it names ("2009 H1N1 Flu" after the flu page for "How can I
+        prevent the flu?")."""
+        return any(m.key == focus_key(passage.focus) and m.kind != "containing" for m in self.foci)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,12 +289,10 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
             # "cysts"). LiveQA train focus cross-validated 55 -> 58/62, the written messages 335 -> 341/406.
             foci = [m for m in foci if salience.get(m.key, 1.0) >= MIN_SALIENCE]
         if symptoms and condition is None:  # counted as the described condition's symptoms are
-            foci = [dataclasses.replace(m, confidence=round(m.confidence * SYMPTOM_FACTOR, 3)) if m.key in symptoms
-                    else m for m in foci]
+            foci = [_as_symptom(m) if m.key in symptoms else m for m in foci]
         if condition is not None:
             # "red itchy patches with silvery scales on my elbows": the condition described, then the symptoms named
-            foci = [condition, *(dataclasses.replace(m, confidence=round(m.confidence * SYMPTOM_FACTOR, 3))
-                                 for m in foci if m.key != condition.key)]
+            foci = [condition, *(_as_symptom(m) for m in foci if m.key != condition.key)]
         type_probs = _asked_of(index, foci, understanding.types.probabilities([_without_foci(sub, foci)])[0])
         types = understanding.types.top(type_probs)
         signature = (tuple(sorted(m.key for m in foci)), types[0][0] if types else "")
@@ -423,8 +411,8 @@ def _described_condition(index: RetrievalIndex, text: str, whole: Sequence[Focus
     scores = index.description_scores(text)
     if not len(scores):
         return None
-    position = {key: i for i, key in enumerate(index.description_keys)}
-    own = max((float(scores[position[m.key]]) for m in named if m.key in position), default=0.0)
+    own = max((float(scores[index.description_position(m.key)]) for m in named
+               if index.description_position(m.key) is not None), default=0.0)
     # the condition must be one whose description says the symptoms named: "kidney failure. what foods do I eat?"
     # is not about gas
     explains = np.ones(len(scores), dtype=bool)
@@ -442,12 +430,17 @@ def _symptoms_of_named(index: RetrievalIndex, whole: Sequence[FocusMatch]) -> se
     barking cough at night scares me" asks about croup, the cough is croup's. The written messages 341 -> 345/406
     (odd half, where it was tried, +3; even half +1); LiveQA train, the lay set and conversations unchanged."""
     named = [m for m in whole if _strong(m)]
-    position = {key: i for i, key in enumerate(index.description_keys)}
     symptoms = [m for m in named if _is_symptom(index, m)]
-    conditions = [position[m.key] for m in named if m not in symptoms and m.key in position]
+    conditions = [index.description_position(m.key) for m in named
+                  if m not in symptoms and index.description_position(m.key) is not None]
     if not conditions:
         return set()
     return {m.key for m in symptoms if index.descriptions_saying(m.focus)[conditions].any()}
+
+
+def _as_symptom(match: FocusMatch) -> FocusMatch:
+    """A focus named as a symptom of the condition the message is about: a candidate at SYMPTOM_FACTOR."""
+    return dataclasses.replace(match, confidence=round(match.confidence * SYMPTOM_FACTOR, 3))
 
 
 def _is_symptom(index: RetrievalIndex, match: FocusMatch) -> bool:

@@ -22,8 +22,8 @@ followed by the answer; a second, smaller BM25 over the focus name alone adds a 
 query names. Text is tokenised by bm25s with English stopwords and the Snowball stemmer (PyStemmer). Cached
 under ``settings.cache_dir()/retrieval/<key>``; the key hashes the MedQuAD XML contents, the RQE, LiveQA and
 written-message data, the source of the loader and of the learned parts, and the index settings, so any change to
-them builds a fresh index instead of serving a stale one. The manifest records a SHA-256 of every file: a cache whose files were
-damaged or edited (out-of-range arrays, emptied vocabularies) is rebuilt instead of trusted.
+them builds a fresh index instead of serving a stale one. The manifest records a SHA-256 of every file: a cache
+whose files were damaged or edited (out-of-range arrays, emptied vocabularies) is rebuilt instead of trusted.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ import Stemmer
 
 from gpt2chat import settings
 from gpt2chat.corpus import data
+from gpt2chat.corpus.consumer import WRITTEN_MESSAGES
 from gpt2chat.search import ranking
 from gpt2chat.corpus.data import QAPair, focus_key
 from gpt2chat.search.entailment import liveqa_path, rqe_path
-from gpt2chat.corpus.consumer import WRITTEN_MESSAGES
 from gpt2chat.search.ranking import Passage, RetrievalResult, Understanding
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,8 @@ class RetrievalIndex:
                  descriptions: tuple[bm25s.BM25, list[str]] | None = None):
         self._fields = fields  # _FIELDS name -> BM25 over that text, one document per passage
         self._descriptions = descriptions  # BM25 over focus descriptions, and the focus key of each document
+        self._description_position = {key: i for i, key in enumerate(descriptions[1] if descriptions else [])}
+        self._saying: dict[str, np.ndarray] = {}  # descriptions_saying per name: a name's words are asked again
         self._passages = passages
         self._config = config
         self.key = key  # the cache key it was built for ("" when built from records directly)
@@ -247,6 +249,10 @@ class RetrievalIndex:
     def description_keys(self) -> list[str]:
         return self._descriptions[1] if self._descriptions is not None else []
 
+    def description_position(self, key: str) -> int | None:
+        """Where focus ``key``'s description is in ``description_keys``; None when it has none."""
+        return self._description_position.get(key)
+
     def described_share(self, name: str) -> float:
         """The share of the focus descriptions that say every word of ``name``: high for a symptom many conditions
         have ("pain" 0.21, "cough" 0.03), low for a condition ("gout" 0.005)."""
@@ -254,15 +260,19 @@ class RetrievalIndex:
         return float(saying.mean()) if len(saying) else 0.0
 
     def descriptions_saying(self, name: str) -> np.ndarray:
-        """Whether each focus description (``description_keys`` order) says every word of ``name``."""
+        """Whether each focus description (``description_keys`` order) says every word of ``name`` (read-only:
+        kept for the next message naming it, as each word costs a pass over every description)."""
         if self._descriptions is None:
             return np.zeros(0, dtype=bool)
-        bm25, keys = self._descriptions
-        token_ids = bm25.get_tokens_ids(_tokenize([name], self._config.stopwords, self._stemmer)[0])
-        saying = np.full(len(keys), bool(token_ids))
-        for token_id in set(token_ids):
-            saying &= bm25.get_scores_from_ids([token_id]) > 0
-        return saying
+        if name not in self._saying:
+            bm25, keys = self._descriptions
+            token_ids = bm25.get_tokens_ids(_tokenize([name], self._config.stopwords, self._stemmer)[0])
+            saying = np.full(len(keys), bool(token_ids))
+            for token_id in set(token_ids):
+                saying &= bm25.get_scores_from_ids([token_id]) > 0
+            saying.setflags(write=False)
+            self._saying[name] = saying
+        return self._saying[name]
 
     def passage(self, i: int) -> dict:
         return self._passages[i]
