@@ -3,6 +3,7 @@ question types, long messages, follow-ups, lay descriptions, and messages MedQuA
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import string
 import sys
@@ -14,6 +15,7 @@ import pytest
 from gpt2chat import settings
 from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations, synonym_sets
 from gpt2chat.search.entailment import rqe_pairs
+from gpt2chat.search.ranking import SubQuestion
 from gpt2chat.search.retrieval import RetrievalIndex
 from gpt2chat.search.question_types import consumer_type_rows, medquad_type, written_messages
 from gpt2chat.search import ranking, retrieval_eval
@@ -701,6 +703,17 @@ def test_a_further_page_to_cite_is_about_a_focus_of_the_question(index):
     question = index.retrieve(message).questions[-1]
     assert any(focus_key(p.focus) != "acne" for p in question.passages)  # ranked, not cited
     assert [focus_key(p.focus) for p in index.retrieve(message).passages(3)] == ["acne"]
+
+
+def test_a_related_page_is_about_a_focus_asked_not_a_variant_containing_it(index):
+    find = index.understanding.recogniser.find
+    flu, gout = next(m for m in find("the flu") if m.key == "flu"), next(m for m in find("gout") if m.key == "gout")
+    h1n1 = dataclasses.replace(flu, focus="H1N1 Flu (Swine Flu)", key="h1n1 flu (swine flu)", kind="containing")
+    question = SubQuestion("How can I prevent the flu?", (flu, h1n1), (), (), True)
+    page = {key: index.passage_result(index.pairs_of_focus(key)[0], 1.0) for key in ("flu", "h1n1 flu (swine flu)",
+                                                                                     "gout")}
+    assert [question.related(page[key]) for key in ("flu", "h1n1 flu (swine flu)", "gout")] == [True, False, False]
+    assert SubQuestion("and gout?", (flu, gout), (), (), True).related(page["gout"])
 
 
 def test_a_variant_the_question_does_not_name_is_no_further_page_to_cite(index):
