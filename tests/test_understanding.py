@@ -23,7 +23,7 @@ from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_cons
                                             evaluate_liveqa, normalise_url, resolved_page)
 from gpt2chat.search import salience as salience_module
 from gpt2chat.search.salience import FEATURES, FocusSalience
-from gpt2chat.search.understanding import _compound_parts, everyday_english, split_questions
+from gpt2chat.search.understanding import FocusMatch, _compound_parts, everyday_english, split_questions
 from tests.conftest import early_child, early_result, saved_index
 
 CHECKOUT = Path(__file__).resolve().parent.parent  # the child imports tests.test_understanding from here
@@ -464,7 +464,6 @@ def test_a_question_word_that_names_a_topic_still_asks_the_type():
     """The classifier reads the sentence with its foci replaced by "it", except the question words among them
     ("gene" names the "Genes" topic): "what gene is involved?" must still ask for the genetic changes."""
     from gpt2chat.search.ranking import _without_foci
-    from gpt2chat.search.understanding import FocusMatch
 
     foci = [FocusMatch("Genes", "genes", 0.5, "gene", True, generic=True),
             FocusMatch("Hereditary angioedema", "hereditary angioedema", 1.0, "Hereditary angioedema", True)]
@@ -642,13 +641,29 @@ def test_a_description_means_a_common_condition_before_a_rare_disease(index, mon
 
 
 @pytest.mark.parametrize("word, parts", [("heartburn", ["heart", "burn"]), ("earache", ["ear", "ache"]),
-                                         ("abortion", None), ("pinkeye", None), ("gout", None)])
+                                         ("bedwetting", ["bed", "wetting"]),
+                                         ("farsightedness", ["far", "sightedness"]),
+                                         ("abortion", None), ("pinkeye", None), ("bunions", None), ("gout", None)])
 def test_a_one_word_name_is_also_found_written_as_its_two_words(word, parts):
     assert _compound_parts(word, everyday_english()) == parts
 
 
 def test_a_compound_name_written_apart_names_its_focus(index):
     assert [m.key for m in index.understanding.recogniser.find("i get heart burn every night")] == ["heartburn"]
+
+
+def test_salience_features_count_a_name_only_where_it_is_said_as_a_word(index):
+    """"diabetes" is not said in "prediabetes": the subject line names prediabetes alone, and diabetes is said once,
+    late in the message."""
+    text = "prediabetes. my A1C is 6.1, they say prediabetes. How can I keep from getting diabetes?"
+    matches = [FocusMatch("Prediabetes", "prediabetes", 1.0, "prediabetes", True),
+               FocusMatch("Diabetes", "diabetes", 1.0, "diabetes", True)]
+    rows = salience_module.features(text, matches, index.understanding.recogniser, {}, frozenset())
+    column = {name: rows[:, i].tolist() for i, name in enumerate(FEATURES)}
+    assert column["in a heading"] == [1.0, 0.0]
+    assert column["mentions (log)"] == pytest.approx([np.log1p(2), np.log1p(1)])
+    assert column["first position"] == pytest.approx([0.0, text.index("diabetes?") / len(text)])
+    assert column["in a question"] == [0.0, 1.0]
 
 
 def test_a_symptom_of_a_named_condition_counts_less_than_the_condition(index):

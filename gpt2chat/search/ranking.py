@@ -34,8 +34,8 @@ from gpt2chat.search.entailment import (EntailmentModel, liveqa_messages, liveqa
 from gpt2chat.search.question_types import (TypeClassifier, consumer_type_rows, is_cue_phrase,
                                             written_messages)
 from gpt2chat.search.salience import FocusSalience
-from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, content_stems, off_topic_request, raw_words,
-                                          split_questions)
+from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, as_word, content_stems, off_topic_request,
+                                          raw_words, split_questions)
 
 
 MEDLINEPLUS_SEARCH = "https://medlineplus.gov/search/?query="
@@ -331,7 +331,7 @@ def _without_foci(text: str, foci: Sequence[FocusMatch]) -> str:
     for match in foci:
         # "what gene is involved?" keeps its question word
         if match.span and not match.generic and not is_cue_phrase(match.span):
-            text = re.sub(r"\b" + re.escape(match.span) + r"\b", " it ", text, flags=re.IGNORECASE)
+            text = as_word(match.span).sub(" it ", text)
     return text
 
 
@@ -368,12 +368,16 @@ def _salience(index, text: str, whole: Sequence[FocusMatch]) -> dict[str, float]
 def _main_focus(whole: Sequence[FocusMatch], text: str, salience: dict[str, float]) -> FocusMatch | None:
     """The condition a message is about: of its strong foci, the most salient, then the one named most often,
     first named on ties (a subject line repeated in the body counts twice)."""
-    lowered = text.lower()
     strong = [m for m in whole if _strong(m) and m.span]
     if not strong:
         return None
-    return max(strong, key=lambda m: (salience.get(m.key, 1.0), lowered.count(m.span.lower()),
-                                      -lowered.find(m.span.lower())))
+
+    def said(match: FocusMatch) -> tuple[int, int]:
+        found = as_word(match.span).findall(text)
+        first = as_word(match.span).search(text)
+        return len(found), -(first.start() if first else len(text))
+
+    return max(strong, key=lambda m: (salience.get(m.key, 1.0), *said(m)))
 
 
 def conversation_topic(index: RetrievalIndex, history: Sequence[str]) -> list[FocusMatch]:
@@ -405,7 +409,7 @@ def _described_condition(index: RetrievalIndex, text: str, whole: Sequence[Focus
     rest = text
     for match in whole:
         if match.span:
-            rest = re.sub(r"\b" + re.escape(match.span) + r"\b", " ", rest, flags=re.IGNORECASE)
+            rest = as_word(match.span).sub(" ", rest)
     if len(set(content_stems(rest))) < MIN_DESCRIBING_WORDS:
         return None
     scores = index.description_scores(text)

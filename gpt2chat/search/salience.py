@@ -18,8 +18,8 @@ import numpy as np
 
 from gpt2chat.corpus.data import name_key
 from gpt2chat.corpus.consumer import message_text
-from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, content_stems, everyday_english, raw_words,
-                                            sentences, split_questions, stems)
+from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, as_word, content_stems, everyday_english,
+                                            raw_words, sentences, split_questions, stems)
 
 HEADING_WORDS = 6
 HEADING_NAME_BONUS = 1.0
@@ -46,17 +46,19 @@ def features(text: str, matches: Sequence[FocusMatch], recogniser: FocusRecognis
     rows = []
     for match in matches:
         span = (match.span or match.focus).lower()
-        at = lowered.find(span) if span else -1
+        said = as_word(span) if span else None
+        found = said.search(lowered) if said else None
+        at = found.start() if found else -1
         own = recogniser.stems_of(match.key)
         # "Hernia" when "Hiatal Hernia" is named too
         inside = any(other.key != match.key and own and own < recogniser.stems_of(other.key)
                      for other in matches if other.kind != "containing")
         span_stems = stems(raw_words(span))
         rows.append([
-            float(bool(span) and span in first),
-            math.log1p(lowered.count(span) if span else 0),
+            float(bool(said and said.search(first))),
+            math.log1p(len(said.findall(lowered)) if said else 0),
             at / max(len(lowered), 1) if at >= 0 else 1.0,
-            float(bool(span) and any(span in q for q in questions)),
+            float(bool(said) and any(said.search(q) for q in questions)),
             match.confidence,
             float(match.kind == "named"),
             float(match.kind == "containing"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import re
 from typing import Iterable, Sequence
 
@@ -71,10 +72,13 @@ def everyday_english() -> frozenset[str]:
 
 def _compound_parts(word: str, english: frozenset[str]) -> list[str] | None:
     """The two everyday English words a one-word name is made of, written apart ("heartburn" -> heart, burn), the
-    second at least 4 letters so that no suffix counts as a word ("abortion" is no "abort ion"); else None."""
+    second at least 4 letters so that no suffix counts as a word ("abortion" is no "abort ion"), or an inflection of
+    an everyday word of at least 6 ("bed wetting", "near sightedness"; shorter ones made "pin keye", "bun ions");
+    else None."""
     for cut in range(3, len(word) - 3):
-        if word[:cut] in english and word[cut:] in english:
-            return [word[:cut], word[cut:]]
+        rest = word[cut:]
+        if word[:cut] in english and (rest in english or len(rest) >= 6 and stems([rest])[0] in english):
+            return [word[:cut], rest]
     return None
 
 
@@ -83,6 +87,12 @@ def _compound_parts(word: str, english: frozenset[str]) -> list[str] | None:
 _CONDITION_HEADS = frozenset("disease diseases disorder disorders condition conditions problem problems".split())
 _LAY_HEADS = ("problem", "issue", "trouble", "condition", "disease", "disorder")
 _GENERIC_SUFFIXES = frozenset("syndrome disease disorder disorders type 1 2 3 4 i ii iii iv".split())
+
+
+@functools.lru_cache(maxsize=4096)
+def as_word(phrase: str) -> re.Pattern:
+    """``phrase`` written as a word or words of a text, any case: "diabetes" is not said in "prediabetes"."""
+    return re.compile(rf"(?<!\w){re.escape(phrase)}(?!\w)", re.IGNORECASE)
 
 
 def raw_words(text: str) -> list[str]:
