@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from gpt2chat import settings
+from gpt2chat.corpus.consumer import WRITTEN_CHECK_MESSAGES, message_text
 from gpt2chat.corpus.data import focus_key, is_link_list, load_annotations, synonym_sets
 from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.ranking import SubQuestion
@@ -355,6 +356,9 @@ def test_consumer_type_rows_learn_single_type_messages_without_their_focus():
 def test_written_messages_are_liveqa_shaped_rows_with_medquad_types(tmp_path):
     rows = written_messages()
     assert len(rows) == 640 and len({r["id"] for r in rows}) == 640
+    check = written_messages(WRITTEN_CHECK_MESSAGES)  # a set apart: none is a training message
+    assert len({r["id"] for r in check}) == 599 and not {r["id"] for r in check} & {r["id"] for r in rows}
+    assert not {message_text(r) for r in check} & {message_text(r) for r in rows}
     assert all(medquad_type(sub["type"]) == sub["type"] for r in rows for sub in r["subquestions"])
     first = rows[0]
     assert first["subject"] == "macular degeneration" and first["subquestions"] == [
@@ -395,6 +399,8 @@ def test_the_liveqa_evaluation_counts_focus_found_through_synonyms_and_types(ind
     counts = evaluate_liveqa(index, messages, synonyms)["counts"]
     assert counts["focus n"] == 2 and counts["focus found"] == 2  # "podagra" is a synonym of the cited gout
     assert counts["types n"] == 4 and counts["types mapped"] == 3 and counts["type found"] == 2
+    assert [(counts[f"type found: {t}"], counts[f"types n: {t}"]) for t in ("treatment", "causes", "information")] \
+        == [(1, 1), (1, 1), (0, 1)]
     assert counts["messages"] == 3 and counts["no answer"] == 1
 
 
@@ -620,12 +626,13 @@ def test_the_written_evaluation_reports_each_half(index, monkeypatch, capsys):
             for i, (text, focus) in enumerate([("how is gout treated?", "gout"), ("how is gout treated?", "lupus"),
                                                ("qwv zzkx plgh", "gout"), ("what helps glaucoma?", "glaucoma")])]
     monkeypatch.setattr(retrieval_eval.RetrievalIndex, "load_or_build", lambda *args, **kwargs: index)
-    monkeypatch.setattr(retrieval_eval, "written_messages", lambda: rows)
+    monkeypatch.setattr(retrieval_eval, "written_messages", lambda path=None: rows if path is None else rows[:1])
     assert retrieval_eval.run_written(None, None) == 0
     out = capsys.readouterr().out
     assert "odd (tried on)     1/2  50.0%  (no NIH answer on 0 of 2 messages)" in out  # rows w1 (miss), w3 (hit)
     assert "even (checks)      1/2  50.0%  (no NIH answer on 1 of 2 messages)" in out  # w0 (hit), w2 (no answer)
     assert "all                2/4  50.0%" in out
+    assert "check messages     1/1 100.0%  (no NIH answer on 0 of 1 messages)" in out
 
 
 def test_a_description_means_a_common_condition_before_a_rare_disease(index, monkeypatch):

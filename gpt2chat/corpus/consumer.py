@@ -4,6 +4,10 @@
 by two helper agents from a one-page brief (docs/written_messages.md) without seeing LiveQA, MEDIQA, RQE or any
 project file. The type classifier learns from all of them; the emergency detector learns from the odd-numbered ones
 as ordinary messages and is measured on the even-numbered ones.
+
+``written_check_messages.jsonl`` holds 599 more, written the same way from a brief asking for the question types
+consumers ask less often (causes, susceptibility, inheritance, a drug's uses...): nothing learns from them and no
+change was tried on them; ``python -m gpt2chat.retrieval --eval types|written`` measure on them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from gpt2chat import settings
 
 WRITTEN_MESSAGES = settings.PACKAGE_DIR / "resources" / "written_consumer_messages.jsonl"
+WRITTEN_CHECK_MESSAGES = WRITTEN_MESSAGES.with_name("written_check_messages.jsonl")
 
 
 def message_text(row: dict) -> str:

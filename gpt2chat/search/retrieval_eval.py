@@ -15,7 +15,8 @@ retrieval command):
                 page, whichever site); how often a cited page was judged incorrect (score 1). Once more with pages
                 resolved across site moves (``resolved_page``): 94 questions then have a judged-correct MedQuAD page.
 * ``types``     question types on consumer messages: LiveQA ``train`` 4-fold cross-validated (the type classifier
-                learns from ``train``, so each fold is measured with a classifier built without it) and ``dev``.
+                learns from ``train``, so each fold is measured with a classifier built without it), ``dev``, and
+                the written check messages (never learnt from) per type.
 * ``foci``      which recognised focus a consumer message is about: LiveQA ``train`` 4-fold cross-validated (the
                 focus salience learns from ``train``): the most salient focus, and the first cited page's focus.
 * ``rqe``       accuracy of the question-entailment model on the RQE validation and test splits.
@@ -25,7 +26,8 @@ retrieval command):
 * ``lay``       our own lay messages (gpt2chat/resources/lay_questions.jsonl): symptoms in everyday words, everyday
                 names, descriptions; first cited page about an expected focus, no-answer count, asked type.
 * ``written``   the consumer messages written for the project (gpt2chat/resources/written_consumer_messages.jsonl,
-                docs/written_messages.md): first cited page on the writer's focus, odd and even halves apart.
+                docs/written_messages.md): first cited page on the writer's focus, odd and even halves apart, and
+                on the written check messages (written_check_messages.jsonl), which no change was tried on.
 * ``latency``   ``retrieve`` p50/p95 over every question above, one at a time.
 
 Pages are compared after normalising URLs (lower case, no scheme, no trailing slash); hit@5 and MRR count the
@@ -53,7 +55,7 @@ from gpt2chat.search.entailment import rqe_pairs
 from gpt2chat.search.question_types import TypeClassifier, consumer_type_rows, medquad_type, written_messages
 from gpt2chat.search.retrieval import RetrievalIndex
 from gpt2chat.search.salience import FocusSalience, labelled_messages
-from gpt2chat.corpus.consumer import message_text
+from gpt2chat.corpus.consumer import WRITTEN_CHECK_MESSAGES, message_text
 
 QA_FILE = "mediqa2019_qa.jsonl"
 CONVERSATIONS = settings.PACKAGE_DIR / "resources" / "followup_conversations.jsonl"
@@ -159,7 +161,11 @@ def run_medquad(data_dir: str | None, limit: int | None) -> int:
 def liveqa_messages(split: str = "dev") -> list[dict]:
     """LiveQA messages of one split, each with ``text``: the subject line and the message as a user would send
     them (``message_text``)."""
-    rows = entailment.liveqa_messages(split)
+    return _as_sent(entailment.liveqa_messages(split))
+
+
+def _as_sent(rows: list[dict]) -> list[dict]:
+    """Annotated consumer messages, each with ``text`` as its user sent it (``message_text``)."""
     for row in rows:
         row["text"] = message_text(row)
     return rows
@@ -196,6 +202,8 @@ def evaluate_liveqa(index: RetrievalIndex, messages: list[dict], synonyms: dict[
             counts["types n"] += 1
             counts["types mapped"] += want is not None
             counts["type found"] += want in system_types
+            counts[f"types n: {want}"] += 1
+            counts[f"type found: {want}"] += want in system_types
     return {"counts": counts, "misses": misses}
 
 
@@ -362,6 +370,14 @@ def run_types(data_dir: str | None, limit: int | None) -> int:
     dev = evaluate_liveqa(index, liveqa_messages("dev")[:limit], {})["counts"]
     print(f"LiveQA 2017 dev (evaluation only): type found {dev['type found']}/{dev['types n']} "
           f"{_percent(dev['type found'], dev['types n']).strip()}")
+    check = evaluate_liveqa(index, _as_sent(written_messages(WRITTEN_CHECK_MESSAGES)[:limit]), {})["counts"]
+    print(f"Written check messages (never learnt from; a message with two foci counts each): type found "
+          f"{check['type found']}/{check['types n']} {_percent(check['type found'], check['types n']).strip()}")
+    asked = sorted((key.split(": ", 1)[1] for key in check if key.startswith("types n: ")),
+                   key=lambda name: -check[f"types n: {name}"])
+    for name in asked:
+        found, n = check[f"type found: {name}"], check[f"types n: {name}"]
+        print(f"  {name:<32}{found:>4}/{n:<4}{_percent(found, n)}")
     return 0
 
 
@@ -511,15 +527,16 @@ def run_lay(data_dir: str | None, limit: int | None) -> int:
 
 def run_written(data_dir: str | None, limit: int | None) -> int:
     """Focus found on the consumer messages written for the project (``written_messages``), the halves apart: the
-    odd-numbered ones are where retrieval changes were tried, the even-numbered ones check them."""
+    odd-numbered ones are where retrieval changes were tried, the even-numbered ones check them; and on the
+    written check messages, which no change was tried on."""
     index = RetrievalIndex.load_or_build(data_dir, progress=True)
     synonyms = synonym_sets(data.load_annotations(data_dir))
-    rows = written_messages()[:limit]
-    for row in rows:
-        row["text"] = message_text(row)
+    rows = _as_sent(written_messages()[:limit])
     print(f"Consumer messages written for the project ({len(rows)}, docs/written_messages.md): first cited page's "
           "focus (or a synonym) = the writer's focus, of the messages whose focus is an answered MedQuAD focus")
-    for name, half in (("odd (tried on)", rows[1::2]), ("even (checks)", rows[0::2]), ("all", rows)):
+    check = _as_sent(written_messages(WRITTEN_CHECK_MESSAGES)[:limit])
+    for name, half in (("odd (tried on)", rows[1::2]), ("even (checks)", rows[0::2]), ("all", rows),
+                       ("check messages", check)):
         c = evaluate_liveqa(index, half, synonyms)["counts"]
         print(f"  {name:<16}{c['focus found']:>4}/{c['focus n']} {_percent(c['focus found'], c['focus n'])}  "
               f"(no NIH answer on {c['no answer']} of {c['messages']} messages)")
