@@ -23,6 +23,9 @@ def everyday():
     ("vomiting blood", "vomiting blood"),  # the emergency's words stay as written
     ("Speech therapy", "Speech therapy"),  # "pee" inside a word is not the word
     ("my son still wets the bed", "my son still bedwetting"),
+    ("can you get an STD from kissing", "can you get an sexually transmitted diseases from kissing"),
+    ("is hep b contagious", "is hepatitis b contagious"),
+    ("my bp is high", "my bp is high"),  # only "high bp" is the name
 ])
 def test_everyday_phrases_become_the_medical_words(everyday, message, medical):
     assert everyday.medical(message)[0] == medical

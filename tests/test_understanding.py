@@ -24,7 +24,8 @@ from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_cons
                                             evaluate_liveqa, normalise_url, resolved_page)
 from gpt2chat.search import salience as salience_module
 from gpt2chat.search.salience import FEATURES, FocusSalience
-from gpt2chat.search.understanding import FocusMatch, _compound_parts, everyday_english, split_questions
+from gpt2chat.search.understanding import (FocusMatch, _american, _compound_parts, everyday_english, raw_words,
+                                            split_questions)
 from tests.conftest import early_child, early_result, saved_index
 
 CHECKOUT = Path(__file__).resolve().parent.parent  # the child imports tests.test_understanding from here
@@ -653,6 +654,20 @@ def test_a_description_means_a_common_condition_before_a_rare_disease(index, mon
                                          ("abortion", None), ("pinkeye", None), ("bunions", None), ("gout", None)])
 def test_a_one_word_name_is_also_found_written_as_its_two_words(word, parts):
     assert _compound_parts(word, everyday_english()) == parts
+
+
+@pytest.mark.parametrize("message, key", [("is haemophilia inherited?", "hemophilia"),
+                                          ("sickle cell anaemia", "sickle cell anemia"),
+                                          ("my son has chronic lymphocytic leukaemia", "chronic lymphocytic leukemia"),
+                                          ("what is oedema", "edema"), ("my dad has a brain tumour", "brain tumors")])
+def test_british_spellings_name_the_focus_as_american_ones_do(index, monkeypatch, message, key):
+    """A word MedQuAD or an English dictionary knows is never corrected, and both know "haemophilia": nothing was
+    named. Here every British spelling is made a known word, as in the full index."""
+    recogniser = index.understanding.recogniser
+    british = {w.lower() for w in raw_words(message) if _american(w.lower()) != w.lower()}
+    monkeypatch.setattr(recogniser, "known_words", recogniser.known_words | british)
+    assert key in [m.key for m in recogniser.find(message) if m.kind == "named"]
+    assert _american("shoe") == "she" and "shoe" not in [m.span for m in recogniser.find("my shoe hurts")]
 
 
 def test_a_compound_name_written_apart_names_its_focus(index):

@@ -70,6 +70,18 @@ def everyday_english() -> frozenset[str]:
     return frozenset(w for w, n in counts.items() if n >= EVERYDAY_ENGLISH_COUNT and w.isalpha())
 
 
+_BRITISH = ((re.compile(r"ae|oe"), "e"), (re.compile(r"our$"), "or"), (re.compile(r"([bt])re$"), r"\1er"))
+
+
+def _american(word: str) -> str:
+    """A lower-case word in American spelling ("anaemia", "oesophageal", "tumour", "fibre" -> "anemia",
+    "esophageal", "tumor", "fiber"), as MedQuAD's names are written; a word it does not fit comes out changed too
+    ("shoe" -> "she"), so callers keep a result only when a name uses it."""
+    for pattern, replacement in _BRITISH:
+        word = pattern.sub(replacement, word)
+    return word
+
+
 def _compound_parts(word: str, english: frozenset[str]) -> list[str] | None:
     """The two everyday English words a one-word name is made of, written apart ("heartburn" -> heart, burn), the
     second at least 4 letters so that no suffix counts as a word ("abortion" is no "abort ion"), or an inflection of
@@ -390,6 +402,11 @@ class FocusRecogniser:
         corrected, scores = [], []
         for word in words:
             lower = word.lower()
+            american = _american(lower)
+            if american != lower and american in self._spelling_set:  # English dictionaries know "anaemia"
+                corrected.append(american)
+                scores.append(1.0)
+                continue
             if (len(lower) < 5 or not lower.isalpha() or lower in self.known_words or lower in self._spelling_set
                     or not self.spelling_words or _STEMMER.stemWord(lower) in self._known_stems):
                 corrected.append(word)
