@@ -24,8 +24,8 @@ from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_cons
                                             evaluate_liveqa, normalise_url, resolved_page)
 from gpt2chat.search import salience as salience_module
 from gpt2chat.search.salience import FEATURES, FocusSalience
-from gpt2chat.search.understanding import (FocusMatch, _american, _compound_parts, everyday_english, raw_words,
-                                            split_questions)
+from gpt2chat.search.understanding import (FocusMatch, _american, _compound_parts, _stem_of_another_word, _words_by_stem,
+                                            everyday_english, raw_words, split_questions)
 from tests.conftest import early_child, early_result, saved_index
 
 CHECKOUT = Path(__file__).resolve().parent.parent  # the child imports tests.test_understanding from here
@@ -668,6 +668,13 @@ def test_british_spellings_name_the_focus_as_american_ones_do(index, monkeypatch
     monkeypatch.setattr(recogniser, "known_words", recogniser.known_words | british)
     assert key in [m.key for m in recogniser.find(message) if m.kind == "named"]
     assert _american("shoe") == "she" and "shoe" not in [m.span for m in recogniser.find("my shoe hurts")]
+
+
+@pytest.mark.parametrize("name, collides", [("Ribbing", True), ("Lowe", True), ("Paine", True), ("Eyelid", False),
+                                            ("Lyme", False), ("Klinefelter", False)])
+def test_an_eponym_that_stems_as_an_everyday_word_is_not_its_short_name(name, collides):
+    """"Ribbing disease" is not "ribbing" alone: it stems as "ribs" ("sucking in at the ribs" had cited it)."""
+    assert _stem_of_another_word(name, _words_by_stem(everyday_english())) == collides
 
 
 def test_a_compound_name_written_apart_names_its_focus(index):

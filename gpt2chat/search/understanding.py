@@ -70,6 +70,20 @@ def everyday_english() -> frozenset[str]:
     return frozenset(w for w, n in counts.items() if n >= EVERYDAY_ENGLISH_COUNT and w.isalpha())
 
 
+def _words_by_stem(words: Iterable[str]) -> dict[str, list[str]]:
+    by_stem: dict[str, list[str]] = collections.defaultdict(list)
+    for word in words:
+        by_stem[_STEMMER.stemWord(word)].append(word)
+    return by_stem
+
+
+def _stem_of_another_word(name: str, english_by_stem: dict[str, list[str]]) -> bool:
+    """An eponym whose stem is an everyday word's (``_words_by_stem`` of them): "Ribbing" stems as "ribs", "Lowe"
+    as "low", "Paine" as "pain" ("low iron" had named Lowe syndrome); "Eyelid" is a form of "eyelids"."""
+    lower = name.lower()
+    return not any(w.startswith(lower) for w in english_by_stem.get(_STEMMER.stemWord(lower), [lower]))
+
+
 _BRITISH = ((re.compile(r"ae|oe"), "e"), (re.compile(r"our$"), "or"), (re.compile(r"([bt])re$"), r"\1er"))
 
 
@@ -189,6 +203,7 @@ class FocusRecogniser:
             lower_counts.update(w for w in words if w.islower())
             document_frequency.update(set(stems(words)))
         english = everyday_english()
+        english_by_stem = _words_by_stem(english)
         known = {w for w, n in lower_counts.items() if n >= 3} | english
         lower = {w for w, n in lower_counts.items() if n >= LOWER_ACRONYM_MAX} | CHAT_ABBREVIATIONS
         # A one-word synonym used in over 1% of answers ("doctor", "sugar", "family") names no topic by itself
@@ -244,7 +259,8 @@ class FocusRecogniser:
                         lay_surfaces.add(lay)
             if stripped and stripped != words and not (set(stems(stripped)) <= common
                                                        and all(w.lower() in known for w in stripped)) and not (
-                    len(stripped) == 1 and stripped[0].lower() in english):
+                    len(stripped) == 1 and (stripped[0].lower() in english
+                                            or _stem_of_another_word(stripped[0], english_by_stem))):
                 surfaces[" ".join(stems(stripped))].add(target)
                 written_lower.add(" ".join(stems(stripped)))
 
