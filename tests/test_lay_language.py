@@ -22,7 +22,7 @@ def _pair(i: int, focus: str, answer: str, subset: str = "1_CancerGov_QA") -> QA
 
 @pytest.fixture(scope="module")
 def recogniser():
-    records = [_pair(i, f"Filler topic {i}", "Everyday words about health and the body are written here.")
+    records = [_pair(i, f"Filler topic {i}", "Everyday words about health and the body are written here to read.")
                for i in range(FILLERS)]
     for i in range(60):
         records[i] = _pair(i, f"Filler topic {i}", "Some people also have hypertension.")
@@ -52,6 +52,15 @@ def recogniser():
         _pair(9018, "Primary lateral sclerosis", "In primary lateral sclerosis (PLS) the nerves die slowly."),
         _pair(9019, "Spinocerebellar ataxia 3", "An ataxia that begins in adulthood.", subset="2_GARD_QA"),
         _pair(9020, "spinocerebellar ataxia type 3", "People with SCA3 lose coordination.", subset="3_GHR_QA"),
+        _pair(9021, "Trichohepatoenteric syndrome", "Babies with it have diarrhea.", subset="3_GHR_QA"),
+        _pair(9022, "Opitz G/BBB syndrome", "A condition of the body's midline.", subset="2_GARD_QA"),
+        _pair(9023, "Ataxia telangiectasia", "A condition of the nerves and the immune system.", subset="2_GARD_QA"),
+        _pair(9024, "ataxia-telangiectasia", "People with it have trouble walking.", subset="3_GHR_QA"),
+        _pair(9025, "Tracheobronchopathia osteoplastica", "Tracheobronchopathia osteoplastica (TO) is rare.",
+              subset="2_GARD_QA"),
+        _pair(9026, "Tracheobronchopathia osteoplastica", "In tracheobronchopathia osteoplastica (TO) nodules grow.",
+              subset="2_GARD_QA"),
+        _pair(9027, "Lung Cancer", "Lung cancer starts in the lungs."),
     ]
     annotations = [
         FocusAnnotation("4_MPlus_Health_Topics_QA", "", "High Blood Pressure", ("Hypertension",)),
@@ -64,6 +73,10 @@ def recogniser():
         FocusAnnotation("2_GARD_QA", "", "CARASIL", ("Maeda syndrome",)),
         FocusAnnotation("2_GARD_QA", "", "Spinocerebellar ataxia 3", ("SCA3",)),
         FocusAnnotation("3_GHR_QA", "", "spinocerebellar ataxia type 3", ("SCA3", "Machado-Joseph disease")),
+        FocusAnnotation("3_GHR_QA", "", "Trichohepatoenteric syndrome", ("THE syndrome",)),
+        FocusAnnotation("2_GARD_QA", "", "Opitz G/BBB syndrome", ("G syndrome",)),
+        FocusAnnotation("2_GARD_QA", "", "Ataxia telangiectasia", ("Louis-Bar syndrome",)),
+        FocusAnnotation("3_GHR_QA", "", "ataxia-telangiectasia", ("Louis-Bar syndrome",)),
     ]
     return FocusRecogniser.build(records, annotations)
 
@@ -188,3 +201,23 @@ def test_annotated_names_are_compared_without_possessives_and_bracketed_abbrevia
     assert name_key("Whipple's disease") == name_key("Whipple Disease") == "whipple disease"
     assert name_key("Rocky Mountain Spotted Fever (RMSF)") == "rocky mountain spotted fever"
     assert name_key("Liver (Hepatocellular) Cancer") == "liver cancer"
+
+
+def test_a_name_of_function_words_or_one_letter_names_nothing(recogniser):
+    """"THE syndrome" and "G syndrome" are names, but "the syndrome" or a lone "G" in a message name nothing."""
+    assert _keys(recogniser, "could my other children have the syndrome symptoms?") == []
+    assert _keys(recogniser, "i live in raigadh (c g) india") == []
+    assert _keys(recogniser, "is the G syndrome inherited?") == ["opitz g/bbb syndrome"]
+
+
+def test_one_name_written_two_ways_is_named_fully(recogniser):
+    """Two foci for one name (GARD's "Ataxia telangiectasia", GHR's "ataxia-telangiectasia") share a synonym without
+    halving its confidence, so the name stays a strong one."""
+    found = {m.key: m.confidence for m in recogniser.find("my brother died young from Louis-Bar syndrome")}
+    assert found == {"ataxia telangiectasia": 1.0, "ataxia-telangiectasia": 1.0}
+
+
+def test_a_message_in_capitals_has_no_abbreviations_in_its_everyday_words(recogniser):
+    """In a message written in capitals "TO" is the word, not tracheobronchopathia osteoplastica."""
+    assert _keys(recogniser, "WANT TO KNOW LATEST DEVELOPMENT IN LUNG CANCER TREATMENT") == ["lung cancer"]
+    assert "tracheobronchopathia osteoplastica" in _keys(recogniser, "my mother has TO, what is the treatment?")

@@ -21,7 +21,7 @@ import bm25s
 import Stemmer
 from rapidfuzz import fuzz, process
 
-from gpt2chat.corpus.data import FocusAnnotation, QAPair, focus_key
+from gpt2chat.corpus.data import FocusAnnotation, QAPair, focus_key, name_key
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _ACRONYM = re.compile(r"\s\(([A-Z][A-Za-z0-9]{1,7})\)")
@@ -84,6 +84,12 @@ def _stem_of_another_word(name: str, english_by_stem: dict[str, list[str]]) -> b
     return not any(w.startswith(lower) for w in english_by_stem.get(_STEMMER.stemWord(lower), [lower]))
 
 
+def _shouted(words: Sequence[str]) -> bool:
+    """Most words of the message are in capitals (at least four words of two letters or more)."""
+    long_words = [w for w in words if len(w) > 1]
+    return len(long_words) >= 4 and sum(w.isupper() for w in long_words) > 0.6 * len(long_words)
+
+
 _BRITISH = ((re.compile(r"ae|oe"), "e"), (re.compile(r"our$"), "or"), (re.compile(r"([bt])re$"), r"\1er"))
 
 
@@ -113,6 +119,7 @@ def _compound_parts(word: str, english: frozenset[str]) -> list[str] | None:
 _CONDITION_HEADS = frozenset("disease diseases disorder disorders condition conditions problem problems".split())
 _LAY_HEADS = ("problem", "issue", "trouble", "condition", "disease", "disorder")
 _GENERIC_SUFFIXES = frozenset("syndrome disease disorder disorders type 1 2 3 4 i ii iii iv".split())
+_SUFFIX_STEMS = frozenset(_STEMMER.stemWords(sorted(_GENERIC_SUFFIXES)))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -229,7 +236,9 @@ class FocusRecogniser:
         def add(surface: str, target: str, is_name: bool) -> None:
             words = raw_words(surface)
             key = stems(words)
-            if not key or len(key) > MAX_SURFACE_WORDS or all(s in _FUNCTION_WORDS or s.isdigit() for s in key):
+            # "the syndrome" (trichohepatoenteric syndrome is "THE syndrome") names nothing
+            if not key or len(key) > MAX_SURFACE_WORDS or all(
+                    s in _FUNCTION_WORDS or s.isdigit() or s in _SUFFIX_STEMS for s in key):
                 return
             joined = " ".join(key)
             if len(joined) < 3 or (len(key) == 1 and key[0] in common and not is_name
@@ -257,8 +266,9 @@ class FocusRecogniser:
                         surfaces[lay].add(target)
                         written_lower.add(lay)
                         lay_surfaces.add(lay)
-            if stripped and stripped != words and not (set(stems(stripped)) <= common
-                                                       and all(w.lower() in known for w in stripped)) and not (
+            # ("Opitz G/BBB syndrome" is no "G": a stripped name needs three letters as any surface does)
+            if stripped and stripped != words and len(" ".join(stems(stripped))) >= 3 and not (
+                    set(stems(stripped)) <= common and all(w.lower() in known for w in stripped)) and not (
                     len(stripped) == 1 and (stripped[0].lower() in english
                                             or _stem_of_another_word(stripped[0], english_by_stem))):
                 surfaces[" ".join(stems(stripped))].add(target)
@@ -311,7 +321,7 @@ class FocusRecogniser:
         """
         words = raw_words(text)
         corrected, scores = self._correct(words)
-        named = self._named(words, corrected, scores)
+        named = self._named(words, corrected, scores, _shouted(words))
         message_stems = set(stems(corrected))
         for key in set().union(*(self._foci_with_stem.get(s, set()) for s in message_stems)) if message_stems else ():
             focus_stems = self._focus_stems[key]
@@ -361,7 +371,8 @@ class FocusRecogniser:
     def stems_of(self, key: str) -> frozenset:
         return self._focus_stems.get(key) or frozenset(content_stems(self.names.get(key, key)))
 
-    def _named(self, words: list[str], corrected: list[str], scores: list[float]) -> dict[str, FocusMatch]:
+    def _named(self, words: list[str], corrected: list[str], scores: list[float],
+               shouted: bool = False) -> dict[str, FocusMatch]:
         keys = stems(corrected)
         candidates = []
         for start in range(len(keys)):
@@ -369,7 +380,7 @@ class FocusRecogniser:
                 joined = " ".join(keys[start:start + length])
                 targets = self.surfaces.get(joined)
                 if not targets and length == 1:
-                    targets = self._acronym(words[start])
+                    targets = self._acronym(words[start], shouted)
                     if targets:
                         candidates.append((length, start, targets, ACRONYM_CONFIDENCE))
                     continue
@@ -388,7 +399,8 @@ class FocusRecogniser:
             # Type 2" rather than "Diabetes" or "I Can Lower My Risk for Type 2 Diabetes: A Guide for American
             # Indians"); the others keep a smaller share.
             closest = self._closest(keys[start:start + length], targets)
-            share = confidence / len(closest)
+            # "Ataxia telangiectasia" and "ataxia-telangiectasia" are one name: "Louis Bar syndrome" names both fully
+            share = confidence / len({name_key(self.names.get(t, t)) for t in closest})
             # A follow-up "is surgery the only treatment?" is still about the conversation's cataract.
             generic = length == 1 and keys[start] in self.question_stems
             if generic:
@@ -439,11 +451,13 @@ class FocusRecogniser:
             scores.append(score)
         return corrected, scores
 
-    def _acronym(self, word: str) -> list[str]:
+    def _acronym(self, word: str, shouted: bool = False) -> list[str]:
         lower = word.lower()
         targets = self.acronyms.get(lower)
-        # "ALL" is leukaemia but "all" is a word: lower-case forms count only when MedQuAD never writes them so.
-        if targets and (word.isupper() or lower not in self.lower_words):
+        # "ALL" is leukaemia but "all" is a word: lower-case forms count only when MedQuAD never writes them so, and
+        # so do capitals in a message written in capitals ("... LUNG CANCER TREATMENT ... TO" had named
+        # Tracheobronchopathia osteoplastica).
+        if targets and ((word.isupper() and not shouted) or lower not in self.lower_words):
             return list(targets)
         return []
 
