@@ -61,6 +61,8 @@ def recogniser():
         _pair(9026, "Tracheobronchopathia osteoplastica", "In tracheobronchopathia osteoplastica (TO) nodules grow.",
               subset="2_GARD_QA"),
         _pair(9027, "Lung Cancer", "Lung cancer starts in the lungs."),
+        _pair(9028, "Dementia", "Dementia is a loss of thinking and memory."),
+        _pair(9029, "Dementia With Lewy Bodies", "Protein deposits build up in nerve cells.", subset="9_CDC_QA"),
     ]
     annotations = [
         FocusAnnotation("4_MPlus_Health_Topics_QA", "", "High Blood Pressure", ("Hypertension",)),
@@ -77,6 +79,7 @@ def recogniser():
         FocusAnnotation("2_GARD_QA", "", "Opitz G/BBB syndrome", ("G syndrome",)),
         FocusAnnotation("2_GARD_QA", "", "Ataxia telangiectasia", ("Louis-Bar syndrome",)),
         FocusAnnotation("3_GHR_QA", "", "ataxia-telangiectasia", ("Louis-Bar syndrome",)),
+        FocusAnnotation("4_MPlus_Health_Topics_QA", "", "Dementia", ("Lewy body dementia", "Senility")),
     ]
     return FocusRecogniser.build(records, annotations)
 
@@ -221,3 +224,9 @@ def test_a_message_in_capitals_has_no_abbreviations_in_its_everyday_words(recogn
     """In a message written in capitals "TO" is the word, not tracheobronchopathia osteoplastica."""
     assert _keys(recogniser, "WANT TO KNOW LATEST DEVELOPMENT IN LUNG CANCER TREATMENT") == ["lung cancer"]
     assert "tracheobronchopathia osteoplastica" in _keys(recogniser, "my mother has TO, what is the treatment?")
+
+
+def test_a_synonym_that_is_another_focus_name_reordered_names_that_focus(recogniser):
+    """MedlinePlus lists "Lewy body dementia" under Dementia; it is the name "Dementia With Lewy Bodies" reordered."""
+    assert _keys(recogniser, "my father has lewy body dementia") == ["dementia with lewy bodies"]
+    assert _keys(recogniser, "my father has senility")[0] == "dementia"  # other synonyms stay Dementia's
