@@ -7,7 +7,8 @@ as ordinary messages and is measured on the even-numbered ones.
 
 ``written_check_messages.jsonl`` holds 599 more, written the same way from a brief asking for the question types
 consumers ask less often (causes, susceptibility, inheritance, a drug's uses...): nothing learns from them and no
-change was tried on them; ``python -m gpt2chat.retrieval --eval types|written`` measure on them.
+kept change was tried on them (docs/written_messages.md); ``python -m gpt2chat.retrieval --eval types|written``
+measure on them.
 """
 
 from __future__ import annotations
