@@ -400,3 +400,12 @@ def test_the_extract_reads_the_asked_type_with_retrievals_cues():
     assert grounding.type_cues("will my eyelid droop go away?") == frozenset(grounding.ANSWER_WORDS["outlook"])
     assert "treatment" in grounding.type_cues("how do I get rid of it?")
     assert not grounding.has_type_cue("what is lupus?") and grounding.has_type_cue("is lupus inherited?")
+
+
+def test_the_extract_reads_a_british_spelling_as_the_pages_american_one():
+    """"anaemia" is no word of the NHLBI page: without it the extract chose by the cue words alone ("Chelation
+    (ke-LAY-shun) therapy for lead poisoning.") over the sentences about anemia."""
+    page = "Chelation therapy is a treatment for lead poisoning. Iron therapy is a treatment for most people with anemia."
+    for question in ("what is the treatment for my anaemia?", "what is the treatment for my anemia?"):
+        assert extractive_answer(question, [page], max_sentences=1).text == (
+            "Iron therapy is a treatment for most people with anemia.")

@@ -24,8 +24,8 @@ from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_cons
                                             evaluate_liveqa, normalise_url, resolved_page)
 from gpt2chat.search import salience as salience_module
 from gpt2chat.search.salience import FEATURES, FocusSalience
-from gpt2chat.search.understanding import (FocusMatch, _american, _compound_parts, _stem_of_another_word, _words_by_stem,
-                                            everyday_english, raw_words, split_questions)
+from gpt2chat.search.understanding import (FocusMatch, _compound_parts, _stem_of_another_word, _words_by_stem,
+                                            american_spelling, everyday_english, raw_words, split_questions)
 from tests.conftest import early_child, early_result, saved_index
 
 CHECKOUT = Path(__file__).resolve().parent.parent  # the child imports tests.test_understanding from here
@@ -664,10 +664,10 @@ def test_british_spellings_name_the_focus_as_american_ones_do(index, monkeypatch
     """A word MedQuAD or an English dictionary knows is never corrected, and both know "haemophilia": nothing was
     named. Here every British spelling is made a known word, as in the full index."""
     recogniser = index.understanding.recogniser
-    british = {w.lower() for w in raw_words(message) if _american(w.lower()) != w.lower()}
+    british = {w.lower() for w in raw_words(message) if american_spelling(w.lower()) != w.lower()}
     monkeypatch.setattr(recogniser, "known_words", recogniser.known_words | british)
     assert key in [m.key for m in recogniser.find(message) if m.kind == "named"]
-    assert _american("shoe") == "she" and "shoe" not in [m.span for m in recogniser.find("my shoe hurts")]
+    assert american_spelling("shoe") == "she" and "shoe" not in [m.span for m in recogniser.find("my shoe hurts")]
 
 
 @pytest.mark.parametrize("name, collides", [("Ribbing", True), ("Lowe", True), ("Paine", True), ("Eyelid", False),

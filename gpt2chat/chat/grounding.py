@@ -31,6 +31,7 @@ import numpy as np
 from gpt2chat.corpus.sentences import (NEGATIONS, answer_candidates, content_words, is_answer_sentence, is_question,
                                        split_sentences, stop_words, words)
 from gpt2chat.search.question_types import cue
+from gpt2chat.search.understanding import american_spelling
 
 __all__ = ["Extract", "ExtractConfig", "answer_candidates", "answer_openers", "choose_sentences", "Verification",
            "Vocabulary", "adds_to_previous", "extractive_answer",
@@ -410,6 +411,9 @@ def extractive_answer(
             stemmed[stem(term)] = max(weight, stemmed.get(stem(term), 0.0))
         terms = stemmed
         cues = frozenset(stem(c) for c in cues)
+    # "anaemia" asks about a page that says "anemia": a question word no sentence has, in American spelling
+    said = {t for sentence in tokens for t in sentence}
+    terms = {american_spelling(t) if t not in said and american_spelling(t) in said else t: w for t, w in terms.items()}
     relevance = bm25_scores(terms, tokens)
     uncued = np.asarray([bool(cues) and off_type[c[0]] and not cues.intersection(t)
                          for c, t in zip(candidates, tokens)]) if off_type else np.zeros(len(tokens), bool)

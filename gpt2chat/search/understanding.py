@@ -93,7 +93,7 @@ def _shouted(words: Sequence[str]) -> bool:
 _BRITISH = ((re.compile(r"ae|oe"), "e"), (re.compile(r"our$"), "or"), (re.compile(r"([bt])re$"), r"\1er"))
 
 
-def _american(word: str) -> str:
+def american_spelling(word: str) -> str:
     """A lower-case word in American spelling ("anaemia", "oesophageal", "tumour", "fibre" -> "anemia",
     "esophageal", "tumor", "fiber"), as MedQuAD's names are written; a word it does not fit comes out changed too
     ("shoe" -> "she"), so callers keep a result only when a name uses it."""
@@ -438,7 +438,7 @@ class FocusRecogniser:
         corrected, scores = [], []
         for word in words:
             lower = word.lower()
-            american = _american(lower)
+            american = american_spelling(lower)
             if american != lower and american in self._spelling_set:  # English dictionaries know "anaemia"
                 corrected.append(american)
                 scores.append(1.0)
