@@ -405,7 +405,8 @@ def test_the_extract_reads_the_asked_type_with_retrievals_cues():
 def test_the_extract_reads_a_british_spelling_as_the_pages_american_one():
     """"anaemia" is no word of the NHLBI page: without it the extract chose by the cue words alone ("Chelation
     (ke-LAY-shun) therapy for lead poisoning.") over the sentences about anemia."""
-    page = "Chelation therapy is a treatment for lead poisoning. Iron therapy is a treatment for most people with anemia."
+    page = ("Chelation therapy is a treatment for lead poisoning. "
+            "Iron therapy is a treatment for most people with anemia.")
     for question in ("what is the treatment for my anaemia?", "what is the treatment for my anemia?"):
         assert extractive_answer(question, [page], max_sentences=1).text == (
             "Iron therapy is a treatment for most people with anemia.")

@@ -413,7 +413,8 @@ def extractive_answer(
         cues = frozenset(stem(c) for c in cues)
     # "anaemia" asks about a page that says "anemia": a question word no sentence has, in American spelling
     said = {t for sentence in tokens for t in sentence}
-    terms = {american_spelling(t) if t not in said and american_spelling(t) in said else t: w for t, w in terms.items()}
+    terms = {american_spelling(t) if t not in said and american_spelling(t) in said else t: weight
+             for t, weight in terms.items()}
     relevance = bm25_scores(terms, tokens)
     uncued = np.asarray([bool(cues) and off_type[c[0]] and not cues.intersection(t)
                          for c, t in zip(candidates, tokens)]) if off_type else np.zeros(len(tokens), bool)
