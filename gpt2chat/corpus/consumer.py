@@ -30,8 +30,8 @@ def message_text(row: dict) -> str:
 
 
 def read_written(path: Path | None = None) -> list[dict]:
-    """The rows of ``WRITTEN_MESSAGES`` (id, subject, message, types, focus), in file order; a malformed line is a
-    ValueError naming it."""
+    """The rows of a written-messages file (default ``WRITTEN_MESSAGES``; also ``WRITTEN_CHECK_MESSAGES``): id,
+    subject, message, types, focus, in file order; a malformed line is a ValueError naming it."""
     path = path or WRITTEN_MESSAGES
     rows = []
     with open(path, encoding="utf-8") as handle:

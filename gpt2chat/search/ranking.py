@@ -373,9 +373,8 @@ def _main_focus(whole: Sequence[FocusMatch], text: str, salience: dict[str, floa
         return None
 
     def said(match: FocusMatch) -> tuple[int, int]:
-        found = as_word(match.span).findall(text)
-        first = as_word(match.span).search(text)
-        return len(found), -(first.start() if first else len(text))
+        starts = [found.start() for found in as_word(match.span).finditer(text)]
+        return len(starts), -(starts[0] if starts else len(text))
 
     return max(strong, key=lambda m: (salience.get(m.key, 1.0), *said(m)))
 
@@ -415,8 +414,8 @@ def _described_condition(index: RetrievalIndex, text: str, whole: Sequence[Focus
     scores = index.description_scores(text)
     if not len(scores):
         return None
-    own = max((float(scores[index.description_position(m.key)]) for m in named
-               if index.description_position(m.key) is not None), default=0.0)
+    positions = [p for m in named if (p := index.description_position(m.key)) is not None]
+    own = max((float(scores[p]) for p in positions), default=0.0)
     # the condition must be one whose description says the symptoms named: "kidney failure. what foods do I eat?"
     # is not about gas
     explains = np.ones(len(scores), dtype=bool)
@@ -435,8 +434,7 @@ def _symptoms_of_named(index: RetrievalIndex, whole: Sequence[FocusMatch]) -> se
     (odd half, where it was tried, +3; even half +1); LiveQA train, the lay set and conversations unchanged."""
     named = [m for m in whole if _strong(m)]
     symptoms = [m for m in named if _is_symptom(index, m)]
-    conditions = [index.description_position(m.key) for m in named
-                  if m not in symptoms and index.description_position(m.key) is not None]
+    conditions = [p for m in named if m not in symptoms and (p := index.description_position(m.key)) is not None]
     if not conditions:
         return set()
     return {m.key for m in symptoms if index.descriptions_saying(m.focus)[conditions].any()}

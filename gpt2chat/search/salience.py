@@ -47,8 +47,7 @@ def features(text: str, matches: Sequence[FocusMatch], recogniser: FocusRecognis
     for match in matches:
         span = (match.span or match.focus).lower()
         said = as_word(span) if span else None
-        found = said.search(lowered) if said else None
-        at = found.start() if found else -1
+        starts = [found.start() for found in said.finditer(lowered)] if said else []
         own = recogniser.stems_of(match.key)
         # "Hernia" when "Hiatal Hernia" is named too
         inside = any(other.key != match.key and own and own < recogniser.stems_of(other.key)
@@ -56,8 +55,8 @@ def features(text: str, matches: Sequence[FocusMatch], recogniser: FocusRecognis
         span_stems = stems(raw_words(span))
         rows.append([
             float(bool(said and said.search(first))),
-            math.log1p(len(said.findall(lowered)) if said else 0),
-            at / max(len(lowered), 1) if at >= 0 else 1.0,
+            math.log1p(len(starts)),
+            starts[0] / max(len(lowered), 1) if starts else 1.0,
             float(bool(said) and any(said.search(q) for q in questions)),
             match.confidence,
             float(match.kind == "named"),

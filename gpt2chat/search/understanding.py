@@ -295,14 +295,22 @@ class FocusRecogniser:
                 add(surface, target, is_name=False)
         # A synonym that is an answered focus's own name reordered names that focus: "Lewy body dementia", which
         # MedlinePlus lists for Dementia, is "Dementia With Lewy Bodies".
-        reordered = {}
-        for joined in exact:
-            if exact[joined] in answered:
-                reordered.setdefault(frozenset(joined.split()) - _FUNCTION_WORDS, exact[joined])
-        resolved = {joined: [exact[joined]] if joined in exact else
-                    [reordered[frozenset(joined.split()) - _FUNCTION_WORDS]]
-                    if len(joined.split()) > 1 and frozenset(joined.split()) - _FUNCTION_WORDS in reordered
-                    else sorted(targets) for joined, targets in surfaces.items()}
+        def content(joined: str) -> frozenset[str]:
+            return frozenset(joined.split()) - _FUNCTION_WORDS
+
+        reordered: dict[frozenset[str], str] = {}
+        for joined, target in exact.items():
+            if target in answered:
+                reordered.setdefault(content(joined), target)
+
+        def resolve(joined: str, targets: set[str]) -> list[str]:
+            if joined in exact:
+                return [exact[joined]]
+            if len(joined.split()) > 1 and content(joined) in reordered:
+                return [reordered[content(joined)]]
+            return sorted(targets)
+
+        resolved = {joined: resolve(joined, targets) for joined, targets in surfaces.items()}
         acronyms = {short: [target] for short, target in _mine_acronyms(records, names, resolved).items()}
         # A synonym written only in capitals names its foci as an abbreviation; one that several foci list (GARD's
         # and GHR's "SCA3") goes to the closest name when matched (125 were lost before, "SCA3" among them).
