@@ -186,6 +186,11 @@ def test_unanswered_medicines_are_told_from_encyclopedia_topics(recogniser):
     ("Also how can we determine whether it is muscle waste that is the issue?", "exams and tests"),
     ("we went to doctors gave us medicine but its all the same what could this be", "causes"),
     ("what is done for people who get air in but cant get it out", "treatment"),
+    # read in LiveQA dev misses (disclosed in the README)
+    ("Does this have anything to do with me not getting enough B 12 ?", "causes"),
+    ("I am looking for research on it and the link to PTSD.", "causes"),
+    ("Please find a way to research it and how to cure it with gene therapy.", "treatment"),
+    ("When is the best time of day to take it, AM or PM", "usage"),
 ])
 def test_a_sentence_names_its_question_type(sentence, qtype):
     assert cue(sentence) == qtype

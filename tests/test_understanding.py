@@ -25,7 +25,8 @@ from gpt2chat.search.retrieval_eval import (cross_validated_types, evaluate_cons
 from gpt2chat.search import salience as salience_module
 from gpt2chat.search.salience import FEATURES, FocusSalience
 from gpt2chat.search.understanding import (FocusMatch, _compound_parts, _stem_of_another_word, _words_by_stem,
-                                            american_spelling, everyday_english, raw_words, split_questions)
+                                            american_spelling, everyday_english, raw_words, sentences,
+                                            split_questions)
 from tests.conftest import early_child, early_result, saved_index
 
 CHECKOUT = Path(__file__).resolve().parent.parent  # the child imports tests.test_understanding from here
@@ -146,6 +147,26 @@ def test_splitting_keeps_the_questions_and_drops_the_subject_line():
     assert split_questions(message) == ["How can I get information on it?"]
     assert split_questions("lupus treatment") == ["lupus treatment"]
     assert len(split_questions("What is it? " * 10)) == 3
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a web address, a number and an abbreviation end no sentence
+    ("In your article [http://www.nlm.nih.gov/medlineplus/ency/article/000954.htm] it says so. I take 2.5 mg.",
+     ["In your article [http://www.nlm.nih.gov/medlineplus/ency/article/000954.htm] it says so.", "I take 2.5 mg."]),
+    ("is there a continuum, i.e. a milder form? Dr. Smith said no!!!",
+     ["is there a continuum, i.e. a milder form?", "Dr. Smith said no!!!"]),
+    # a period with no space after it still ends a sentence in words; punctuation alone is no sentence
+    ("I have had a shunt since 2007.How often do they need changing?..",
+     ["I have had a shunt since 2007.", "How often do they need changing?.."]),
+])
+def test_sentences_end_where_a_writer_ended_them(text, expected):
+    assert sentences(text) == expected
+
+
+def test_thanks_ask_nothing_and_my_question_asks():
+    message = ("Turner syndrome. My question is can she have normal children. "
+               "Thank you in advance for your help!!!")
+    assert split_questions(message) == ["My question is can she have normal children."]
 
 
 @pytest.mark.parametrize("first, followup, focus, qtype", [
@@ -766,3 +787,10 @@ def test_a_variant_the_question_does_not_name_is_no_further_page_to_cite(index):
     assert any(focus_key(p.focus) == "h1n1 flu (swine flu)" for p in question.passages)  # ranked, not cited
     cited = index.retrieve("How can I prevent the flu?").passages(3)
     assert focus_key(cited[0].focus) == "flu" and not any("h1n1" in focus_key(p.focus) for p in cited)
+
+
+def test_a_message_reads_as_its_user_sent_it():
+    # the NLM form's rows escape quotes; ";" of "&quot;" would end a sentence
+    row = {"subject": "hypothyroidism", "message": "Please send information on &quot;hypothyroidism&quot;."}
+    assert message_text(row) == 'hypothyroidism. Please send information on "hypothyroidism".'
+    assert message_text({"subject": "", "message": "what is gout?"}) == "what is gout?"

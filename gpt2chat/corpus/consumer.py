@@ -13,6 +13,7 @@ measure on them.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -25,8 +26,9 @@ WRITTEN_CHECK_MESSAGES = WRITTEN_MESSAGES.with_name("written_check_messages.json
 def message_text(row: dict) -> str:
     """An annotated consumer message (LiveQA or written row: subject, message) as its user sent it: the subject
     line, then the message (the way ``mediqa2019_qa.jsonl`` joins them)."""
-    subject = row["subject"].strip()
-    return f"{subject}. {row['message']}" if subject else row["message"]
+    subject = html.unescape(row["subject"].strip())
+    message = html.unescape(row["message"])  # the NLM form's rows escape quotes: "&quot;hypothyroidism&quot;"
+    return f"{subject}. {message}" if subject else message
 
 
 def read_written(path: Path | None = None) -> list[dict]:

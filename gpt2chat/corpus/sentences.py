@@ -9,7 +9,7 @@ import re
 from typing import Iterable, Sequence
 
 # Words that end with a period without ending a sentence ("e.g. aspirin", "Dr. Smith", "vs. placebo").
-_ABBREVIATIONS = frozenset(
+ABBREVIATIONS = frozenset(
     "e.g i.e vs cf dr mr mrs ms prof st no nos fig figs approx dept jr sr inc ltd co u.s u.k ph.d m.d al "
     "mt ft vol ed eds ca".split()
 )
@@ -26,7 +26,7 @@ def split_sentences(text: str) -> list[str]:
         last_word = before.rsplit(None, 1)[-1] if before.split() else ""
         stem = last_word.rstrip(".!?\"'”’)]").lstrip("(\"'“‘[").lower()
         if "\n" not in boundary.group() and before.endswith(".") and (
-            stem in _ABBREVIATIONS or (len(stem) == 1 and stem.isalpha())  # "J. Smith", "vitamin B. ..."
+            stem in ABBREVIATIONS or (len(stem) == 1 and stem.isalpha())  # "J. Smith", "vitamin B. ..."
         ):
             continue
         if before.strip():

@@ -22,6 +22,7 @@ import Stemmer
 from rapidfuzz import fuzz, process
 
 from gpt2chat.corpus.data import FocusAnnotation, QAPair, focus_key, name_key
+from gpt2chat.corpus.sentences import ABBREVIATIONS
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _ACRONYM = re.compile(r"\s\(([A-Z][A-Za-z0-9]{1,7})\)")
@@ -541,18 +542,44 @@ def _mine_also_called(records: Sequence[QAPair], surfaces: dict) -> list[tuple[s
     return mined
 
 
-_SENTENCE = re.compile(r"[^.?!;\n]+[.?!;]*")
+# A sentence ends at ? ! ; a line break, or a period, but not at a period inside a number ("2.5 mg"), a web or mail
+# address ("[http://www.nlm.nih.gov/medlineplus/ency/article/000954.htm]" had been read as four sentences) or after an
+# abbreviation ("i.e. is there", "Dr. Smith"). A period with no space after it still ends a sentence in a word
+# ("iron.I am anemic", "from2007.How often").
+_SENTENCE_END = re.compile(r"[.?!;]+|\n")
+_ADDRESS = re.compile(r"[/@]|www\.|\.(?:com|org|gov|net|edu|html?|pdf|jpe?g|png)\b", re.IGNORECASE)
 _QUESTION_START = frozenset(
     "what whats what's how why when where who which whom is are was were do does did can could should would will "
     "may might has have any".split())
 _REQUEST_CUES = re.compile(r"\b(know|information|info|learn|tell me|help|advice|looking for|send|explain|"
-                           r"treatments?|cure|article|find)\b", re.IGNORECASE)
+                           r"treatments?|cure|article|find|my question|wondering)\b", re.IGNORECASE)
+# "Thank you in advance for your help!!!" asks nothing, whatever its words.
+_THANKS = re.compile(r"^\W*(?:thanks|thank you|thank u|thx|many thanks)\b", re.IGNORECASE)
 MAX_SUB_QUESTIONS = 3
 
 
 def sentences(text: str) -> list[str]:
-    """The text's sentences (ending at . ? ! ; or a line break), stripped, empty ones left out."""
-    return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+    """The text's sentences (``_SENTENCE_END``), stripped, those without a letter or digit left out."""
+    found, start = [], 0
+    for end in _SENTENCE_END.finditer(text):
+        if end.group() == "." and not _ends_sentence(text[max(start, end.start() - 80): end.start()],
+                                                     text[end.end(): end.end() + 80]):
+            continue
+        found.append(text[start:end.end()].strip())
+        start = end.end()
+    found.append(text[start:].strip())
+    return [s for s in found if any(c.isalnum() for c in s)]
+
+
+def _ends_sentence(before: str, after: str) -> bool:
+    """Whether a single period between ``before`` and ``after`` ends a sentence."""
+    if before[-1:].isdigit() and after[:1].isdigit():
+        return False
+    token = re.search(r"\S*$", before).group() + "." + re.match(r"\S*", after).group()
+    if after[:1].strip() and _ADDRESS.search(token):
+        return False
+    word = re.search(r"[\w.]*$", before).group() + "." + re.match(r"[\w.]*", after).group()
+    return word.strip(".").lower() not in ABBREVIATIONS
 
 
 def split_questions(message: str) -> list[str]:
@@ -566,7 +593,7 @@ def split_questions(message: str) -> list[str]:
     for sentence in [s for s in sentences(message) if len(raw_words(s)) >= 2]:
         words = raw_words(sentence)
         asks = sentence.rstrip().endswith("?") or words[0].lower() in _QUESTION_START
-        if asks or _REQUEST_CUES.search(sentence):
+        if (asks or _REQUEST_CUES.search(sentence)) and not _THANKS.search(sentence):
             questions.append(sentence)
     return questions[:MAX_SUB_QUESTIONS] or [" ".join(message.split())]
 
