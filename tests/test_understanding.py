@@ -794,3 +794,16 @@ def test_a_message_reads_as_its_user_sent_it():
     row = {"subject": "hypothyroidism", "message": "Please send information on &quot;hypothyroidism&quot;."}
     assert message_text(row) == 'hypothyroidism. Please send information on "hypothyroidism".'
     assert message_text({"subject": "", "message": "what is gout?"}) == "what is gout?"
+
+
+def test_a_cause_the_message_names_is_not_a_symptom_describing_another_condition(index):
+    """Many descriptions say "smoking" (3% of them in the whole collection, a symptom's share), but as a cause: in
+    the whole collection, lung cancer's description had replaced the Smoking page "how does smoking tobacco affect
+    the lungs" names. A name only partly written ("always cold" for the Common Cold) can still be a symptom of what
+    the message describes: "im always cold and tired, gaining weight" is about hypothyroidism."""
+    find = index.understanding.recogniser.find
+    smoking = next(m for m in find("how does smoking tobacco affect the lungs") if m.key == "smoking")
+    assert index.described_share(smoking.focus) >= ranking.SYMPTOM_SHARE
+    assert not index.said_as_symptom("Smoking") and index.said_as_symptom("Cough")
+    assert not ranking._is_symptom(index, smoking)
+    assert ranking._is_symptom(index, dataclasses.replace(smoking, span="smoke"))  # only part of its name
