@@ -608,6 +608,11 @@ def test_a_condition_described_in_other_words_is_a_new_topic_that_is_answered(in
     ("i'm 52 and get hot flashes, night sweats and irregular periods", "menopause"),
     ("the joint of my big toe went hot, red and so painful overnight", "gout"),
     ("my son has been throwing up since last night", "nausea and vomiting"),  # no NIH answer before the rules
+    # the helper-written rules: colloquial names MedQuAD never uses
+    ("does lockjaw still happen", "tetanus"),
+    ("my toddler has a tummy bug", "gastroenteritis"),
+    ("can you die from blood poisoning", "sepsis"),
+    ("is hardening of the arteries reversible", "atherosclerosis"),
 ])
 def test_everyday_words_and_named_symptoms_reach_the_condition_described(index, message, focus):
     result = index.retrieve(message)
