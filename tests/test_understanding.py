@@ -812,3 +812,14 @@ def test_a_cause_the_message_names_is_not_a_symptom_describing_another_condition
     assert not index.said_as_symptom("Smoking") and index.said_as_symptom("Cough")
     assert not ranking._is_symptom(index, smoking)
     assert ranking._is_symptom(index, dataclasses.replace(smoking, span="smoke"))  # only part of its name
+
+
+def test_a_type_the_focus_pages_lack_is_answered_by_the_page_named_for_it(index):
+    """MedlinePlus's HIV/AIDS summary has no treatment section; its HIV/AIDS Medicines page is about exactly that,
+    and is cited first as the treatment answer (as Diabetes Complications is for diabetes' complications)."""
+    assert not any(index.passage(i)["question_type"] == "treatment" for i in index.pairs_of_focus("hiv/aids"))
+    question = index.retrieve("what medicines are there for hiv").questions[0]
+    assert question.types[0][0] == "treatment"
+    assert [focus_key(p.focus) for p in question.passages[:2]] == ["hiv/aids medicines", "hiv/aids"]
+    # a type the focus's own pages answer stays theirs
+    assert focus_key(index.retrieve("how is gout treated").passages(1)[0].focus) == "gout"

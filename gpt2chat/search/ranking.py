@@ -120,6 +120,12 @@ MIN_SALIENCE = 0.3
 # contains the focus's ("Tylosis with esophageal cancer" answered "what causes it?" after "cancer"; dev 53 -> 47).
 STAND_IN_TYPE = 0.5
 STAND_IN_FACTOR = 0.9
+# A page whose name is the focus's and the asked type's answers that type when the focus's own pages lack it: "what
+# are the complications of diabetes" is Diabetes Complications' summary, not Diabetes' (which has no complications
+# section). Its passages stand in as passages of the asked type. Every `--eval consumer|written|lay|followups` figure
+# is unchanged: they count the cited focus, and these pages are reached only for a type the focus's own pages lack.
+TYPE_PAGE_WORDS = {"complications": ("complications",), "treatment": ("medicines", "treatment"),
+                   "exams and tests": ("screening", "tests"), "prevention": ("prevention",)}
 MAX_HISTORY = 6  # earlier messages followed to find the conversation's topic
 CARRIED_FACTOR = 0.9
 STRONG_CONFIDENCE = 0.9  # "aeortic" corrected to "aortic" scores 0.92; an ambiguous surface splits its 1.0  # a carried focus is a little less certain than one the message names
@@ -541,6 +547,7 @@ def _answer(index, understanding: Understanding, text: str, foci: tuple[FocusMat
             candidates.add(i)
             confidence[i] = max(confidence.get(i, 0.0), match.confidence * weight)
     asked = types[0][0] if types and types[0][1] >= STAND_IN_TYPE else None
+    typed_as: dict[int, str] = {}  # pages named for the asked type, read as passages of it
     lead = max(answered, key=lambda m: m.confidence, default=None)
     if asked and lead is not None and not any(index.passage(i)["question_type"] == asked
                                               for i in index.pairs_of_focus(lead.key)):
@@ -551,13 +558,18 @@ def _answer(index, understanding: Understanding, text: str, foci: tuple[FocusMat
                 if index.passage(i)["question_type"] == asked:
                     candidates.add(i)
                     confidence[i] = max(confidence.get(i, 0.0), lead.confidence * STAND_IN_FACTOR)
+        for word in TYPE_PAGE_WORDS.get(asked, ()):
+            for i in index.pairs_of_focus(f"{lead.key} {word}"):
+                candidates.add(i)
+                confidence[i] = max(confidence.get(i, 0.0), lead.confidence * STAND_IN_FACTOR)
+                typed_as[i] = asked
     if not candidates:
         return SubQuestion(text, foci, types, (), False, carried)
     order = np.array(sorted(candidates))
     passages = [index.passage(i) for i in order]
     class_of = {c: j for j, c in enumerate(understanding.types.classes)}
-    type_score = np.array([type_probs[class_of[p["question_type"]]] if p["question_type"] in class_of else 0.0
-                           for p in passages])
+    kinds = [typed_as.get(int(i), p["question_type"]) for i, p in zip(order, passages)]
+    type_score = np.array([type_probs[class_of[kind]] if kind in class_of else 0.0 for kind in kinds])
     lexical = bm25[order] / (bm25[order].max() or 1.0)
     focus = np.array([confidence.get(i, 0.0) for i in order])
     preference = np.array([SOURCE_PREFERENCE.get(p["source"], 0.1) for p in passages])
