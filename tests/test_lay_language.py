@@ -191,6 +191,7 @@ def test_unanswered_medicines_are_told_from_encyclopedia_topics(recogniser):
     ("I am looking for research on it and the link to PTSD.", "causes"),
     ("Please find a way to research it and how to cure it with gene therapy.", "treatment"),
     ("When is the best time of day to take it, AM or PM", "usage"),
+    ("I'm looking for books about it. Can you suggest any?", "information"),
 ])
 def test_a_sentence_names_its_question_type(sentence, qtype):
     assert cue(sentence) == qtype
