@@ -143,6 +143,8 @@ def test_a_model_answer_opens_on_the_sentence_the_question_picks():
     assert answer_openers("How is glaucoma treated?", "Yes. It is treatable.") == frozenset()
     assert answer_openers("glaucoma", "Glaucoma (see below") == frozenset()
     assert not grounding.is_answer_sentence("(Watch the video to learn more about glaucoma.")  # half a parenthesis
+    # the credit line that ends MedlinePlus summaries
+    assert not grounding.is_answer_sentence("NIH: National Institute of Diabetes and Digestive and Kidney Diseases")
 
 def test_extract_follows_the_question_keeps_passage_order_and_never_cuts_a_sentence():
     siblings = [

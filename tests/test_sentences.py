@@ -26,3 +26,13 @@ def test_the_clean_up_drops_only_whole_repeated_sentences():
     # Splitting at every period made "It is rare, e.g." a repeat and dropped it: "... in Japan. in Europe."
     assert clean_answer(TEXT, finished=True) == " ".join(SENTENCES)
     assert clean_answer(f"{SENTENCES[1]} {SENTENCES[1]} It often", finished=True) == SENTENCES[1]
+
+
+def test_a_credit_line_is_a_sentence_of_its_own_that_is_never_shown():
+    """463 MedlinePlus summaries end with "NIH: <institute>", glued to a list item or after an initial."""
+    for text, last in (("Keep your glucose in range, if you have diabetes NIH: National Institute of Diabetes",
+                        "Keep your glucose in range, if you have diabetes"),
+                       ("Get enough calcium and vitamin D. NIH: National Institute on Aging",
+                        "Get enough calcium and vitamin D.")):
+        assert split_sentences(text) == [last, text[len(last):].strip()]
+        assert [c[2] for c in grounding.answer_candidates([text])] == [last]

@@ -14,8 +14,14 @@ ABBREVIATIONS = frozenset(
     "mt ft vol ed eds ca".split()
 )
 # A candidate boundary: terminal punctuation (plus closing quotes/brackets), spaces, then something that can start
-# a sentence. Periods inside numbers ("2.5") and words ("e.g.") are never followed by a space, so never split.
-_BOUNDARY = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+(?=["'“‘(\[]?[A-Z0-9])|\s*\n\s*""")
+# a sentence; a line break; the start of a credit line (below). Periods inside numbers ("2.5") and words ("e.g.") are never followed by a space, so never split.
+_BOUNDARY = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+(?=["'“‘(\[]?[A-Z0-9])|\s*\n\s*|\s+(?=NIH: )""")
+
+
+# The line that credits an institute at the end of 463 MedlinePlus summaries ("NIH: National Institute of Diabetes and
+# Digestive and Kidney Diseases"), glued to the last sentence or list item: a sentence of its own, never shown. The
+# extract had quoted it in 8 of 580 answers to the written check messages.
+_ATTRIBUTION = re.compile(r"NIH: ")  # matched at a sentence start
 
 
 def split_sentences(text: str) -> list[str]:
@@ -25,9 +31,9 @@ def split_sentences(text: str) -> list[str]:
         before = text[start: boundary.start()].rstrip()
         last_word = before.rsplit(None, 1)[-1] if before.split() else ""
         stem = last_word.rstrip(".!?\"'”’)]").lstrip("(\"'“‘[").lower()
-        if "\n" not in boundary.group() and before.endswith(".") and (
-            stem in ABBREVIATIONS or (len(stem) == 1 and stem.isalpha())  # "J. Smith", "vitamin B. ..."
-        ):
+        abbreviated = stem in ABBREVIATIONS or (len(stem) == 1 and stem.isalpha())  # "J. Smith", "vitamin B. ..."
+        if "\n" not in boundary.group() and before.endswith(".") and abbreviated \
+                and not _ATTRIBUTION.match(text, boundary.end()):
             continue
         if before.strip():
             sentences.append(before.strip())
@@ -71,16 +77,18 @@ def is_question(sentence: str) -> bool:
     return sentence.rstrip().endswith("?")
 
 
+
 def is_answer_sentence(sentence: str) -> bool:
     """Whether ``sentence``, copied verbatim, can be shown as an answer sentence: the support check accepts it
     against itself (at least ``MIN_ANSWER_WORDS`` words, ``MIN_CONTENT_WORDS`` content words), it is not a question
     and its brackets close. "Yes.", "Nutrition.", "What is glaucoma?" or "(Watch the video to learn more about
-    glaucoma." (half of a parenthesis the splitter cut) copied from a passage can only be dropped, so neither copy
-    decoding nor the extract nor the model's selection ever picks them."""
+    glaucoma." (half of a parenthesis the splitter cut) or a credit line ("NIH: National Cancer Institute") copied
+    from a passage can only be dropped, so neither copy decoding nor the extract nor the model's selection ever
+    picks them."""
     tokens = words(sentence)
     brackets_close = sentence.count("(") == sentence.count(")") and sentence.count("[") == sentence.count("]")
-    return (brackets_close and not is_question(sentence) and len(tokens) >= MIN_ANSWER_WORDS
-            and len(content_words(tokens)) >= MIN_CONTENT_WORDS)
+    return (brackets_close and not is_question(sentence) and not _ATTRIBUTION.match(sentence)
+            and len(tokens) >= MIN_ANSWER_WORDS and len(content_words(tokens)) >= MIN_CONTENT_WORDS)
 
 
 def answer_candidates(passages: Sequence[str], *, max_chars: int = 600,
