@@ -43,3 +43,17 @@ def test_a_malformed_rule_names_its_line(tmp_path, line, error):
     path.write_text("# comment\n\n" + line + "\n")
     with pytest.raises(ValueError, match=re.escape(f"rules.tsv:3: {error}")):
         EverydayWords.load(path)
+
+
+def test_the_helper_written_rules_fire_after_the_word_rules_and_not_in_another_sense():
+    """The rules run in order, and "pee", "poop", "tummy" are rewritten first: later rules are written in the words
+    those leave. A rule must not fire on an everyday sentence that only shares its words."""
+    everyday = EverydayWords.load()
+    for text, medical in (("i pee when i sneeze", "i stress urinary incontinence"),
+                          ("protein in his pee", "proteinuria"),
+                          ("what does a tummy tuck cost", "what does a plastic and cosmetic surgery cost"),
+                          ("i keep getting a charley horse", "i keep getting a muscle cramps")):
+        assert everyday.medical(text)[0] == medical
+    for text in ("i don't want to die, what is the survival rate?", "how do i lose the baby weight",
+                 "the hot flashes come too fast", "im an old timer with arthritis"):
+        assert everyday.medical(text)[0] == text

@@ -201,9 +201,12 @@ def test_a_sentence_names_its_question_type(sentence, qtype):
     "I am composing a research report on it for school",  # research mentioned, not asked for
     "Could a skin graft help with a stage 4 pressure sore",  # a stage named, not the stages asked
     "which foods should I avoid with it",  # avoiding with the condition: not preventing it
+    "Can you send me a link to information on its treatment?",  # a link to a page, no link between conditions
+    "how much time to take off work after it",  # time off, no time of day to take a drug
+    "are there any gene-therapy trials for it",  # gene therapy is no genetic change
 ])
 def test_a_word_a_question_type_uses_is_no_cue_in_another_sense(sentence):
-    assert cue(sentence) not in {"research", "stages", "prevention"}
+    assert cue(sentence) not in {"research", "stages", "prevention", "causes", "usage", "genetic changes"}
 
 
 def test_annotated_names_are_compared_without_possessives_and_bracketed_abbreviations():

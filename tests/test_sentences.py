@@ -29,10 +29,15 @@ def test_the_clean_up_drops_only_whole_repeated_sentences():
 
 
 def test_a_credit_line_is_a_sentence_of_its_own_that_is_never_shown():
-    """463 MedlinePlus summaries end with "NIH: <institute>", glued to a list item or after an initial."""
+    """MedlinePlus summaries end with "NIH: <institute>", glued to a list item or after an initial."""
     for text, last in (("Keep your glucose in range, if you have diabetes NIH: National Institute of Diabetes",
                         "Keep your glucose in range, if you have diabetes"),
                        ("Get enough calcium and vitamin D. NIH: National Institute on Aging",
                         "Get enough calcium and vitamin D.")):
         assert split_sentences(text) == [last, text[len(last):].strip()]
         assert [c[2] for c in grounding.answer_candidates([text])] == [last]
+    # other agencies' credit lines end a summary without a period, every word capitalised
+    text = "Get medical attention if necessary. Centers for Disease Control and Prevention"
+    assert [c[2] for c in grounding.answer_candidates([text])] == ["Get medical attention if necessary."]
+    assert not grounding.is_answer_sentence("Dept. of Health and Human Services Office on Women's Health")
+    assert grounding.is_answer_sentence("- Keep your blood glucose in the target range, if you have diabetes")

@@ -158,6 +158,11 @@ def test_splitting_keeps_the_questions_and_drops_the_subject_line():
     # a period with no space after it still ends a sentence in words; punctuation alone is no sentence
     ("I have had a shunt since 2007.How often do they need changing?..",
      ["I have had a shunt since 2007.", "How often do they need changing?.."]),
+    # an acronym or "no" before a period ends the sentence; a blood pressure is no address
+    ("I have MS. Can it be cured?", ["I have MS.", "Can it be cured?"]),
+    ("My doctor said no. What should I do?", ["My doctor said no.", "What should I do?"]),
+    ("I take .5 mg of xanax. Is that too much?", ["I take .5 mg of xanax.", "Is that too much?"]),
+    ("my bp is 140/90.Is that high?", ["my bp is 140/90.", "Is that high?"]),
 ])
 def test_sentences_end_where_a_writer_ended_them(text, expected):
     assert sentences(text) == expected
@@ -167,6 +172,8 @@ def test_thanks_ask_nothing_and_my_question_asks():
     message = ("Turner syndrome. My question is can she have normal children. "
                "Thank you in advance for your help!!!")
     assert split_questions(message) == ["My question is can she have normal children."]
+    asked = "Thanks, but what is the dose of metformin?"
+    assert split_questions(asked) == [asked]
 
 
 @pytest.mark.parametrize("first, followup, focus, qtype", [
@@ -815,11 +822,12 @@ def test_a_cause_the_message_names_is_not_a_symptom_describing_another_condition
 
 
 def test_a_type_the_focus_pages_lack_is_answered_by_the_page_named_for_it(index):
-    """MedlinePlus's HIV/AIDS summary has no treatment section; its HIV/AIDS Medicines page is about exactly that,
-    and is cited first as the treatment answer (as Diabetes Complications is for diabetes' complications)."""
-    assert not any(index.passage(i)["question_type"] == "treatment" for i in index.pairs_of_focus("hiv/aids"))
-    question = index.retrieve("what medicines are there for hiv").questions[0]
-    assert question.types[0][0] == "treatment"
-    assert [focus_key(p.focus) for p in question.passages[:2]] == ["hiv/aids medicines", "hiv/aids"]
+    """MedlinePlus's Cervical Cancer summary has no exams section; its Cervical Cancer Screening page is about exactly
+    that, and is cited first (as Diabetes Complications is for diabetes' complications)."""
+    assert not any(index.passage(i)["question_type"] == "exams and tests"
+                   for i in index.pairs_of_focus("cervical cancer"))
+    question = index.retrieve("is there a test for cervical cancer").questions[0]
+    assert question.types[0][0] == "exams and tests"
+    assert [focus_key(p.focus) for p in question.passages[:2]] == ["cervical cancer screening", "cervical cancer"]
     # a type the focus's own pages answer stays theirs
     assert focus_key(index.retrieve("how is gout treated").passages(1)[0].focus) == "gout"

@@ -14,14 +14,17 @@ ABBREVIATIONS = frozenset(
     "mt ft vol ed eds ca".split()
 )
 # A candidate boundary: terminal punctuation (plus closing quotes/brackets), spaces, then something that can start
-# a sentence; a line break; the start of a credit line (below). Periods inside numbers ("2.5") and words ("e.g.") are never followed by a space, so never split.
+# a sentence; a line break; the start of a credit line (below). Periods inside numbers ("2.5") and words ("e.g.")
+# are never followed by a space, so never split.
 _BOUNDARY = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+(?=["'“‘(\[]?[A-Z0-9])|\s*\n\s*|\s+(?=NIH: )""")
 
 
-# The line that credits an institute at the end of 463 MedlinePlus summaries ("NIH: National Institute of Diabetes and
-# Digestive and Kidney Diseases"), glued to the last sentence or list item: a sentence of its own, never shown. The
-# extract had quoted it in 8 of 580 answers to the written check messages.
+# The line that credits an agency at the end of 701 MedlinePlus summaries ("NIH: National Institute of Diabetes and
+# Digestive and Kidney Diseases", "Centers for Disease Control and Prevention"): never shown, and a sentence of its
+# own where it is glued to the last list item. The extract had quoted one in 8 of 580 answers to the written check
+# messages.
 _ATTRIBUTION = re.compile(r"NIH: ")  # matched at a sentence start
+_CREDIT_CAPITALS = 0.75  # "Dept. of Health and Human Services Office on Women's Health": 6 of its 7 content words
 
 
 def split_sentences(text: str) -> list[str]:
@@ -87,8 +90,19 @@ def is_answer_sentence(sentence: str) -> bool:
     picks them."""
     tokens = words(sentence)
     brackets_close = sentence.count("(") == sentence.count(")") and sentence.count("[") == sentence.count("]")
-    return (brackets_close and not is_question(sentence) and not _ATTRIBUTION.match(sentence)
+    return (brackets_close and not is_question(sentence) and not is_credit_line(sentence)
             and len(tokens) >= MIN_ANSWER_WORDS and len(content_words(tokens)) >= MIN_CONTENT_WORDS)
+
+
+def is_credit_line(sentence: str) -> bool:
+    """An agency credited for a page ("NIH: National Cancer Institute", "Food and Drug Administration"): no closing
+    punctuation, and (nearly) every content word capitalised."""
+    if _ATTRIBUTION.match(sentence):
+        return True
+    if sentence.rstrip()[-1:] in ".!?:;)\"'":
+        return False
+    content = [w for w in re.findall(r"[A-Za-z][\w'’.-]*", sentence) if w.lower() not in stop_words()]
+    return bool(content) and sum(w[0].isupper() for w in content) >= _CREDIT_CAPITALS * len(content)
 
 
 def answer_candidates(passages: Sequence[str], *, max_chars: int = 600,

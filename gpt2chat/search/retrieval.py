@@ -149,7 +149,7 @@ class RetrievalIndex:
         self._description_position = {key: i for i, key in enumerate(descriptions[1] if descriptions else [])}
         self._saying: dict[str, np.ndarray] = {}  # descriptions_saying per name: a name's words are asked again
         self._said_as_symptom: dict[str, bool] = {}
-        self._passage_kinds: np.ndarray | None = None  # each passage's question type, read on first use
+        self._symptom_and_cause_passages: list[np.ndarray] | None = None  # masks, made on first use
         self._passages = passages
         self._config = config
         self.key = key  # the cache key it was built for ("" when built from records directly)
@@ -287,10 +287,10 @@ class RetrievalIndex:
         said as a symptom, "smoking" (0.4% against 13.6%) and "diabetes" (5.6% against 14.1%) as causes."""
         if name not in self._said_as_symptom:
             saying = self._saying_all(self._fields["document"], name)
-            if self._passage_kinds is None:
-                self._passage_kinds = np.array([p["question_type"] for p in self._passages])
-            groups = [np.isin(self._passage_kinds, kinds) for kinds in (_SYMPTOM_TYPES, _CAUSE_TYPES)]
-            shares = [saying[group].mean() if group.any() else 0.0 for group in groups]
+            if self._symptom_and_cause_passages is None:
+                kinds = np.array([p["question_type"] for p in self._passages])
+                self._symptom_and_cause_passages = [np.isin(kinds, group) for group in (_SYMPTOM_TYPES, _CAUSE_TYPES)]
+            shares = [saying[group].mean() if group.any() else 0.0 for group in self._symptom_and_cause_passages]
             self._said_as_symptom[name] = bool(saying.any()) and shares[0] >= shares[1]
         return self._said_as_symptom[name]
 

@@ -547,13 +547,13 @@ def _mine_also_called(records: Sequence[QAPair], surfaces: dict) -> list[tuple[s
 # abbreviation ("i.e. is there", "Dr. Smith"). A period with no space after it still ends a sentence in a word
 # ("iron.I am anemic", "from2007.How often").
 _SENTENCE_END = re.compile(r"[.?!;]+|\n")
-_ADDRESS = re.compile(r"[/@]|www\.|\.(?:com|org|gov|net|edu|html?|pdf|jpe?g|png)\b", re.IGNORECASE)
+_ADDRESS = re.compile(r"https?://|www\.|\w@\w|\.(?:com|org|gov|net|edu|html?|pdf|jpe?g|png)\b", re.IGNORECASE)
 _QUESTION_START = frozenset(
     "what whats what's how why when where who which whom is are was were do does did can could should would will "
     "may might has have any".split())
 _REQUEST_CUES = re.compile(r"\b(know|information|info|learn|tell me|help|advice|looking for|send|explain|"
                            r"treatments?|cure|article|find|my question|wondering)\b", re.IGNORECASE)
-# "Thank you in advance for your help!!!" asks nothing, whatever its words.
+# "Thank you in advance for your help!!!" asks nothing, whatever its words ("Thanks, but what is the dose?" asks).
 _THANKS = re.compile(r"^\W*(?:thanks|thank you|thank u|thx|many thanks)\b", re.IGNORECASE)
 MAX_SUB_QUESTIONS = 3
 
@@ -573,13 +573,17 @@ def sentences(text: str) -> list[str]:
 
 def _ends_sentence(before: str, after: str) -> bool:
     """Whether a single period between ``before`` and ``after`` ends a sentence."""
-    if before[-1:].isdigit() and after[:1].isdigit():
+    if after[:1].isdigit() and not before[-1:].isalpha():  # "2.5 mg", "take .5 mg"
         return False
     token = re.search(r"\S*$", before).group() + "." + re.match(r"\S*", after).group()
     if after[:1].strip() and _ADDRESS.search(token):
         return False
-    word = re.search(r"[\w.]*$", before).group() + "." + re.match(r"[\w.]*", after).group()
-    return word.strip(".").lower() not in ABBREVIATIONS
+    word = (re.search(r"[\w.]*$", before).group() + "." + re.match(r"[\w.]*", after).group()).strip(".")
+    if word.isupper() and "." not in word:  # "I have MS. Can it be cured?": an acronym, not "Ms."
+        return True
+    if word.lower() == "no":  # "the doctor said no. What now?", not "No. 5"
+        return not after.lstrip()[:1].isdigit()
+    return word.lower() not in ABBREVIATIONS
 
 
 def split_questions(message: str) -> list[str]:
@@ -592,8 +596,9 @@ def split_questions(message: str) -> list[str]:
     questions = []
     for sentence in [s for s in sentences(message) if len(raw_words(s)) >= 2]:
         words = raw_words(sentence)
-        asks = sentence.rstrip().endswith("?") or words[0].lower() in _QUESTION_START
-        if (asks or _REQUEST_CUES.search(sentence)) and not _THANKS.search(sentence):
+        asked = sentence.rstrip().endswith("?")
+        asks = asked or words[0].lower() in _QUESTION_START
+        if (asks or _REQUEST_CUES.search(sentence)) and not (_THANKS.search(sentence) and not asked):
             questions.append(sentence)
     return questions[:MAX_SUB_QUESTIONS] or [" ".join(message.split())]
 
