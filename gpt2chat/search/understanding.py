@@ -562,6 +562,7 @@ def sentences(text: str) -> list[str]:
     """The text's sentences (``_SENTENCE_END``), stripped, those without a letter or digit left out."""
     found, start = [], 0
     for end in _SENTENCE_END.finditer(text):
+        # the word or address around a period is read within 80 characters of it, so a long message costs no more
         if end.group() == "." and not _ends_sentence(text[max(start, end.start() - 80): end.start()],
                                                      text[end.end(): end.end() + 80]):
             continue
