@@ -196,6 +196,14 @@ def test_a_typed_question_prefers_the_sentences_of_its_type_over_short_ones_nami
     plain = extractive_answer("How can I prevent the flu?", [page])
     assert on_type == plain and len(plain.sentences) == 3
     assert "upset stomach" in plain.text
+    # What relieves a condition answers what to do about it: MedlinePlus's muscle cramps summary, asked "what can i do
+    # about it?", had been answered with its three opening sentences, none saying what helps.
+    cramps = ("Muscle cramps are sudden, involuntary contractions or spasms in one or more of your muscles. They often "
+              "occur after exercise or at night, lasting a few seconds to several minutes. It is a very common muscle "
+              "problem. Cramps can be very painful. Stretching or gently massaging the muscle can relieve this pain.")
+    asked = extractive_answer("i keep getting muscle cramps in my calf at night, what can i do to treat it?", [cramps],
+                              passage_questions=["What is (are) Muscle Cramps ?"])
+    assert asked.text == "Stretching or gently massaging the muscle can relieve this pain."
 
 
 def test_a_continuation_is_taken_only_right_after_its_predecessor():

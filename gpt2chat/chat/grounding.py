@@ -263,8 +263,10 @@ def lead_words(passage: str, n: int) -> str:
 # --calibrate-extract 50.72 | 8.16 -> 50.76 | 8.06; every type a long message's cues name, 50.75 | 7.84, as its
 # story sentences add off-type words). Not "avoid": it opened "How can I prevent the flu?" with advice for the
 # sick ("... stay home and avoid contact with others"); without it, 50.75 | 8.15 -> 50.72 | 8.15.
+# "relieve": "Stretching or gently massaging the muscle can relieve this pain." answers what to do about cramps
+# (`answer_quality --calibrate-extract` 51.01 | 7.87 -> 51.05 | 7.86).
 _TREATMENT_WORDS = ("treatment treatments treated treat therapy therapies surgery medication medications medicines "
-                    "drugs managed management")
+                    "relieve drugs managed management")
 _INHERITANCE_WORDS = "inherited inheritance autosomal dominant recessive pattern gene mutations"
 ANSWER_WORDS = {qtype: tuple(words.split()) for qtype, words in {
     "treatment": _TREATMENT_WORDS,
