@@ -97,8 +97,6 @@ def is_answer_sentence(sentence: str) -> bool:
 def is_credit_line(sentence: str) -> bool:
     """An agency credited for a page ("NIH: National Cancer Institute", "Food and Drug Administration"): no closing
     punctuation, and (nearly) every content word capitalised."""
-    if _ATTRIBUTION.match(sentence):
-        return True
     if sentence.rstrip()[-1:] in ".!?:;)\"'":
         return False
     content = [w for w in re.findall(r"[A-Za-z][\w'’.-]*", sentence) if w.lower() not in stop_words()]

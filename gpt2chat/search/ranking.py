@@ -35,7 +35,7 @@ from gpt2chat.search.question_types import (TypeClassifier, consumer_type_rows, 
                                             written_messages)
 from gpt2chat.search.salience import FocusSalience
 from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, as_word, content_stems, off_topic_request,
-                                          raw_words, split_questions)
+                                          mentions, raw_words, split_questions)
 
 
 MEDLINEPLUS_SEARCH = "https://medlineplus.gov/search/?query="
@@ -380,7 +380,7 @@ def _main_focus(whole: Sequence[FocusMatch], text: str, salience: dict[str, floa
         return None
 
     def said(match: FocusMatch) -> tuple[int, int]:
-        starts = [found.start() for found in as_word(match.span).finditer(text)]
+        starts = mentions(match.span, text)
         return len(starts), -(starts[0] if starts else len(text))
 
     return max(strong, key=lambda m: (salience.get(m.key, 1.0), *said(m)))

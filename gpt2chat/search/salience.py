@@ -19,7 +19,7 @@ import numpy as np
 from gpt2chat.corpus.data import name_key
 from gpt2chat.corpus.consumer import message_text
 from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, as_word, content_stems, everyday_english,
-                                            raw_words, sentences, split_questions, stems)
+                                            mentions, raw_words, sentences, split_questions, stems)
 
 HEADING_WORDS = 6
 HEADING_NAME_BONUS = 1.0
@@ -47,7 +47,7 @@ def features(text: str, matches: Sequence[FocusMatch], recogniser: FocusRecognis
     for match in matches:
         span = (match.span or match.focus).lower()
         said = as_word(span) if span else None
-        starts = [found.start() for found in said.finditer(lowered)] if said else []
+        starts = mentions(span, lowered)
         own = recogniser.stems_of(match.key)
         # "Hernia" when "Hiatal Hernia" is named too
         inside = any(other.key != match.key and own and own < recogniser.stems_of(other.key)

@@ -129,6 +129,11 @@ def as_word(phrase: str) -> re.Pattern:
     return re.compile(rf"(?<!\w){re.escape(phrase)}(?!\w)", re.IGNORECASE)
 
 
+def mentions(phrase: str, text: str) -> list[int]:
+    """Where ``phrase`` is said as a word in ``text`` (``as_word``), first first."""
+    return [found.start() for found in as_word(phrase).finditer(text)] if phrase else []
+
+
 def raw_words(text: str) -> list[str]:
     """Words as written (case kept, so acronyms can be told from common words); possessives dropped."""
     return _WORD.findall(re.sub(r"['’]s\b", "", text))
@@ -599,7 +604,8 @@ def split_questions(message: str) -> list[str]:
         words = raw_words(sentence)
         asked = sentence.rstrip().endswith("?")
         asks = asked or words[0].lower() in _QUESTION_START
-        if (asks or _REQUEST_CUES.search(sentence)) and not (_THANKS.search(sentence) and not asked):
+        only_thanks = _THANKS.search(sentence) and not asked
+        if (asks or _REQUEST_CUES.search(sentence)) and not only_thanks:
             questions.append(sentence)
     return questions[:MAX_SUB_QUESTIONS] or [" ".join(message.split())]
 
