@@ -127,7 +127,10 @@ def test_unanswered_topics_are_recognised_as_such(index):
     ("is it hereditary", "inheritance"),
     ("how many people get it", "frequency"),
     ("what are the warning signs", "symptoms"),
-    ("How much tylenol can I take?", "usage"),
+    ("How much tylenol can I take?", "dose"),
+    ("when should I take it?", "usage"),
+    ("what is it used for?", "indication"),
+    ("can I take it if I have kidney disease?", "contraindication"),
 ])
 def test_question_type_classifier(index, message, qtype):
     assert index.understanding.types.types(message)[0][0] == qtype
@@ -333,6 +336,32 @@ def test_the_engine_carries_the_focus_of_a_follow_up(extract_engine):
 def test_the_engine_cites_one_page_per_core_question(extract_engine):
     reply = extract_engine.reply("What are the symptoms of gout? And how is glaucoma treated?")
     assert {"Gout", "Glaucoma"} <= {source.title for source in reply.sources}
+
+
+@pytest.mark.parametrize("message, asked, medicine", [
+    ("I take metformin for my diabetes. Could the pills be upsetting my stomach?", "side effects", "Metformin"),
+    ("I take metformin for my diabetes. Is my back pain from the pills?", "side effects", "Metformin"),
+    ("I take metformin for my diabetes. Can I take ibuprofen with it?", "interactions with medications", "Ibuprofen"),
+    ("what is metformin used for?", "indication", "Metformin"),
+])
+def test_a_medicines_question_is_about_the_medicine_the_message_names(index, message, asked, medicine):
+    """Not the condition's page: "Could the pills be upsetting my stomach?" had cited diabetes's treatment."""
+    result = index.retrieve(message)
+    assert not result.answerable and result.passages() == []
+    assert result.medicine_question[1] == asked and result.medicine_question[0][0] == medicine
+
+
+def test_a_medicines_type_without_a_medicine_is_answered_by_the_condition(index):
+    """'Dose' asked of no medicine is the classifier reading a condition's question: the condition's page answers."""
+    result = index.retrieve("what is the right dose of exercise for osteoporosis?")
+    assert result.answerable and result.passages()[0].focus == "Osteoporosis" and result.medicine_question is None
+
+
+def test_the_engine_says_why_a_medicines_question_has_no_nih_answer(extract_engine):
+    reply = extract_engine.reply("I take metformin for my diabetes. Could the pills be upsetting my stomach?")
+    assert reply.category == "no_answer" and not reply.sources
+    assert reply.answer.startswith("My NIH sources have no answer on the side effects of Metformin: ")
+    assert "Metformin" in reply.search_url
 
 
 def test_the_engine_says_there_is_no_nih_answer_instead_of_citing_a_loose_page(extract_engine):

@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import sys
 import threading
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from gpt2chat import settings
 from gpt2chat.chat.copybias import CopyBias, gpt2_opens_with
@@ -37,10 +37,17 @@ from gpt2chat.modeling.generation import GenerationStats, SamplingConfig, Stream
 from gpt2chat.modeling.prompt import answer_ends, build_prompt, clean_answer, reference_passage
 from gpt2chat.modeling.selection import SentenceScorer, section_starts
 
+if TYPE_CHECKING:
+    from gpt2chat.search.ranking import RetrievalResult
+
 log = logging.getLogger(__name__)
 
 EXTRACT_NOTICE = "Summary of the NIH page"
 NO_ANSWER_TEXT = "I could not find an NIH answer to that question. Please rephrase it, or search MedlinePlus."
+# What a question about medicines asks (``MEDICINE_TYPES``), in the reply's words.
+MEDICINE_QUESTIONS = {"side effects": "the side effects of {}", "dose": "the dose of {}", "usage": "how to take {}",
+                      "indication": "what {} is used for", "contraindication": "who should not take {}",
+                      "interactions with medications": "what {} can be taken with"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,8 +322,9 @@ class ChatEngine:
         log.info("quality gate: %s", result.detail)
         return self.status
 
-    def _passages(self, masked_question: str, masked_history: Sequence[str] = ()) -> tuple[list, str | None]:
-        """The passages to cite for a masked message, and a MedlinePlus search for it. Each core question of the
+    def _passages(self, masked_question: str,
+                  masked_history: Sequence[str] = ()) -> tuple[list, RetrievalResult | None]:
+        """The passages to cite for a masked message, and what retrieval made of it. Each core question of the
         message gets its own passage first (so a reply may cite several pages; ``Passage.question_best`` marks
         them), then the next best of each in turn; none at all when MedQuAD has no answer
         (dosing, a drug, another language), rather than a loosely related page. ``masked_history`` is the user's
@@ -326,7 +334,7 @@ class ChatEngine:
         result = self.index.retrieve(masked_question, masked_history, k=self.config.retrieval_k)
         best = {q.passages[0].pair_id for q in result.questions if q.passages}
         passages = result.passages(self.config.retrieval_k)
-        return [dataclasses.replace(p, question_best=p.pair_id in best) for p in passages], result.medlineplus_url
+        return [dataclasses.replace(p, question_best=p.pair_id in best) for p in passages], result
 
     def _history(self, history: Sequence[Turn | tuple[str, str]]) -> list[tuple[str, str]]:
         """The recent turns the prompt may use, masked. Oversized or rejected messages are dropped before any
@@ -388,9 +396,11 @@ class ChatEngine:
         if verdict.category:
             reply_fields.update(category=Category.BOUNDARY, notice=verdict.reply)
         turns = self._history(history)
-        passages, reply_fields["search_url"] = self._passages(masked.text, [question for question, _ in turns])
+        passages, result = self._passages(masked.text, [question for question, _ in turns])
+        reply_fields["search_url"] = result.medlineplus_url if result else None
         served = self.model if self.status.trusted else None
-        yield from self._answer_stream(masked.text, passages, turns, grounded, sampling, served, **reply_fields)
+        yield from self._answer_stream(masked.text, passages, turns, grounded, sampling, served,
+                                       no_answer=no_answer_text(result), **reply_fields)
 
     def _final(self, question: str, passages: list, model: AnswerModel | None) -> ChatReply:
         """The finished reply to a masked question over its passages: ``model``'s answer, or the extract (None)."""
@@ -423,13 +433,13 @@ class ChatEngine:
 
     def _answer_stream(self, question: str, passages: list, history: list, grounded: bool,
                        sampling: SamplingConfig, model: AnswerModel | None, pages: list[list] | None = None,
-                       **reply_fields) -> Iterator[ChatReply]:
+                       no_answer: str = NO_ANSWER_TEXT, **reply_fields) -> Iterator[ChatReply]:
         """Growing replies to a masked question over its retrieved passages: ``model``'s answer (None: the
         extract), drawn from every sentence of the cited pages (``pages``: given instead of the passages' own)."""
         reply = ChatReply(**reply_fields)
         if not passages:
             reply.category = Category.NO_ANSWER if reply.category == Category.ANSWER else reply.category
-            reply.answer, reply.finished = NO_ANSWER_TEXT, True
+            reply.answer, reply.finished = no_answer, True
             yield reply
             return
         reply.sources = _sources(passages)
@@ -635,3 +645,16 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def no_answer_text(result: RetrievalResult | None) -> str:
+    """The reply when no NIH page answers: for a medicine's question, why (MedQuAD publishes its medicine pages
+    without answers) and who can answer, rather than "rephrase it", which cannot help."""
+    asked = result.medicine_question if result else None
+    if asked is None:
+        return NO_ANSWER_TEXT
+    medicines, question_type = asked
+    names = " and ".join(medicines[:3])
+    return (f"My NIH sources have no answer on {MEDICINE_QUESTIONS[question_type].format(names)}: the medicine "
+            f"pages they come from are published without answers. MedlinePlus's drug pages cover it (search "
+            f"below), and a pharmacist can check it against your other medicines and conditions.")

@@ -31,7 +31,8 @@ from gpt2chat.corpus.data import FocusAnnotation, QAPair, focus_key, is_link_lis
 from gpt2chat.search.everyday import EverydayWords
 from gpt2chat.search.entailment import (EntailmentModel, liveqa_messages, liveqa_path, rqe_pairs, rqe_path,
                                         type_contrast_pairs)
-from gpt2chat.search.question_types import (TypeClassifier, consumer_type_rows, is_cue_phrase,
+from gpt2chat.search.question_types import (MEDICINE_TYPES, TypeClassifier, consumer_type_rows, cue, is_cue_phrase,
+                                            says_medicine,
                                             written_messages)
 from gpt2chat.search.salience import FocusSalience
 from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, as_word, content_stems, off_topic_request,
@@ -160,6 +161,7 @@ class SubQuestion:
     passages: tuple[Passage, ...]  # ranked NIH passages; empty when not answerable
     answerable: bool  # an NIH (MedQuAD) passage answers it
     carried_over: bool = False  # the focus came from an earlier message
+    medicines: tuple[str, ...] = ()  # the medicines among its foci (MedQuAD publishes them without answers)
 
     def related(self, passage: Passage) -> bool:
         """Whether ``passage`` is a further page to cite for this question: about one of the foci it asks about,
@@ -180,6 +182,13 @@ class RetrievalResult:
     @property
     def answerable(self) -> bool:
         return any(q.answerable for q in self.questions)
+
+    @property
+    def medicine_question(self) -> tuple[tuple[str, ...], str] | None:
+        """(medicines, type) of the first unanswered question that asks about a medicine ("is this from the new
+        pill?": side effects of amlodipine), which MedQuAD publishes without answers; None if there is none."""
+        return next(((q.medicines, q.types[0][0]) for q in self.questions if not q.answerable and q.medicines
+                     and q.types and q.types[0][0] in MEDICINE_TYPES), None)
 
     def passages(self, k: int = 3) -> list[Passage]:
         """The passages to cite, at most ``k``: every sub-question's best passage first (two questions answered
@@ -300,15 +309,24 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
         if condition is not None:
             # "red itchy patches with silvery scales on my elbows": the condition described, then the symptoms named
             foci = [condition, *(_as_symptom(m) for m in foci if m.key != condition.key)]
-        type_probs = _asked_of(index, foci, understanding.types.probabilities([_without_foci(sub, foci)])[0])
+        asked = _without_foci(sub, foci)
+        cued = cue(asked)
+        if cued in MEDICINE_TYPES and not any(m.key in recogniser.medicines for m in foci):
+            # "Is this from the drops?" asks about the medicine the message names ("I use latanoprost drops"), the
+            # sentence's own first ("Can I take ibuprofen with it?")
+            named = {name_key(m.focus): m for m in [*own, *whole] if m.key in recogniser.medicines
+                     and m.kind == "named" and not m.generic and m.confidence >= STRONG_CONFIDENCE}
+            foci = [*named.values(), *foci]
+        type_probs = _asked_of(index, foci, understanding.types.probabilities([asked])[0], asked, cued)
         types = understanding.types.top(type_probs)
         signature = (tuple(sorted(m.key for m in foci)), types[0][0] if types else "")
         if signature in seen:
             continue  # "What is it? Tell me about it." asks one thing twice
         seen.add(signature)
         carried_over = bool(carried) and foci[:1] == carried[:1]
-        questions.append(_answer(index, understanding, sub, tuple(foci), tuple(types), type_probs, carried_over, k,
-                                 salience))
+        answer = _answer(index, understanding, sub, tuple(foci), tuple(types), type_probs, carried_over, k, salience)
+        medicines = tuple(dict.fromkeys(m.focus for m in answer.foci if m.key in recogniser.medicines))
+        questions.append(dataclasses.replace(answer, medicines=medicines))
     all_foci = [m for q in questions for m in q.foci if m.span]
     return RetrievalResult(tuple(questions), medlineplus_search_url(all_foci[:3], text))
 
@@ -339,7 +357,7 @@ def _without_foci(text: str, foci: Sequence[FocusMatch]) -> str:
         # "what gene is involved?" keeps its question word
         if match.span and not match.generic and not is_cue_phrase(match.span):
             text = as_word(match.span).sub(" it ", text)
-    return text
+    return " ".join(text.split())  # the cues' patterns read single spaces ("what is it used for")
 
 
 def _strong(match: FocusMatch) -> bool:
@@ -502,15 +520,26 @@ def _looks_answerable_text(text: str, recogniser: FocusRecogniser, foci: Sequenc
     return known / len(words) >= MIN_KNOWN_WORDS and not (foreign >= 2 and foreign > english)
 
 
-def _asked_of(index, foci: Sequence[FocusMatch], type_probs: np.ndarray) -> np.ndarray:
+def _asked_of(index, foci: Sequence[FocusMatch], type_probs: np.ndarray, text: str, cued: str | None) -> np.ndarray:
     """The type probabilities of a question about ``foci``: the types MedQuAD publishes without answers are a
     drug's (dose, usage, side effects), so asked of an answered condition and no medicine they are the classifier
     misreading the question ("how do I stop diarrhea" as stopping a drug) and the answered types share their
-    weight. Not when the lead focus has no answer ("how much tylenol": acetaminophen dosing for children)."""
+    weight. Not when the lead focus has no answer ("how much tylenol": acetaminophen dosing for children), nor when
+    the sentence (``text``) asks a medicine's question (``cued``) of a medicine it names ("is this from the new
+    pill?"), unlike "what dose of vitamin D should I take", which the Vitamin D page answers."""
     medicines = index.understanding.recogniser.medicines
-    if not foci or not foci[0].answered or any(m.key in medicines for m in foci):
+    classes = index.understanding.types.classes
+    if foci and foci[0].key in medicines and "side effects" in classes:
+        # "does prednisone cause weight gain?": what a medicine causes is its side effects
+        caused = np.array([c in ("causes", "complications") for c in classes])
+        moved = type_probs.copy()
+        moved[classes.index("side effects")] += moved[caused].sum()
+        moved[caused] = 0.0
+        return moved
+    if not foci or not foci[0].answered or any(m.key in medicines for m in foci) or (
+            cued in MEDICINE_TYPES and says_medicine(text)):
         return type_probs
-    answered = np.array([c in index.answered_types for c in index.understanding.types.classes])
+    answered = np.array([c in index.answered_types for c in classes])
     kept = np.where(answered, type_probs, 0.0)
     return kept / kept.sum() if kept.sum() > 0 else type_probs
 
@@ -519,9 +548,11 @@ def _answer(index, understanding: Understanding, text: str, foci: tuple[FocusMat
             types: tuple[tuple[str, float], ...], type_probs: np.ndarray, carried: bool, k: int,
             salience: dict[str, float] | None = None) -> SubQuestion:
     answered = [m for m in foci if m.answered]
-    unanswered_type = types and types[0][0] not in index.answered_types and types[0][1] >= 0.5
-    if foci and not answered and not unanswered_type and not any(m.key in index.understanding.recogniser.medicines
-                                                                  for m in foci):
+    medicine = any(m.key in index.understanding.recogniser.medicines for m in foci)
+    # A type MedQuAD publishes without answers, when sure or asked of a medicine ("Could the pills be upsetting my
+    # stomach?" after "I take metformin for my diabetes": side effects, not diabetes's page)
+    unanswered_type = types and types[0][0] not in index.answered_types and (types[0][1] >= 0.5 or medicine)
+    if foci and not answered and not unanswered_type and not medicine:
         # A topic MedQuAD publishes without answers (an encyclopedia article such as "Foot, leg, and ankle
         # swelling", not a medicine): answered from the focus whose description matches it and the question.
         answered = _described(index, " ".join([text, *(m.focus for m in foci)]))

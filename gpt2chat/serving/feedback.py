@@ -398,7 +398,9 @@ class AnswerLedger:
     client writes except the reason reaches the database, and sources are the ones the engine cited. Memory is
     bounded: each entry is cut to LIMITS (about 10 KB at most), 2,000 of them about 20 MB."""
 
-    REFERENCE = re.compile(r"\bref-[A-Za-z0-9_-]{16}\b")
+    # Not \b: a token may end with "-" (one in 64), and "-<" has no word boundary, which had left those answers
+    # unratable.
+    REFERENCE = re.compile(r"(?<![A-Za-z0-9_-])ref-[A-Za-z0-9_-]{16}(?![A-Za-z0-9_-])")
 
     def __init__(self, capacity: int = 2000):
         self.capacity = capacity
