@@ -338,29 +338,37 @@ def test_the_engine_cites_one_page_per_core_question(extract_engine):
     assert {"Gout", "Glaucoma"} <= {source.title for source in reply.sources}
 
 
-@pytest.mark.parametrize("message, asked, medicine", [
-    ("I take metformin for my diabetes. Could the pills be upsetting my stomach?", "side effects", "Metformin"),
-    ("I take metformin for my diabetes. Is my back pain from the pills?", "side effects", "Metformin"),
-    ("I take metformin for my diabetes. Can I take ibuprofen with it?", "interactions with medications", "Ibuprofen"),
-    ("what is metformin used for?", "indication", "Metformin"),
+@pytest.mark.parametrize("message, asked, medicines", [
+    ("I take metformin for my diabetes. Could the pills be upsetting my stomach?", "side effects", ("Metformin",)),
+    ("I take metformin for my diabetes. Is my back pain from the pills?", "side effects", ("Metformin",)),
+    # what goes with the medicine the sentence names: the message's other medicines too
+    ("I take metformin for my diabetes. Can I take ibuprofen with it?", "interactions with medications",
+     ("Ibuprofen", "Metformin")),
+    ("what is metformin used for?", "indication", ("Metformin",)),
 ])
-def test_a_medicines_question_is_about_the_medicine_the_message_names(index, message, asked, medicine):
+def test_a_medicines_question_is_about_the_medicine_the_message_names(index, message, asked, medicines):
     """Not the condition's page: "Could the pills be upsetting my stomach?" had cited diabetes's treatment."""
     result = index.retrieve(message)
     assert not result.answerable and result.passages() == []
-    assert result.medicine_question[1] == asked and result.medicine_question[0][0] == medicine
+    assert result.medicine_question == (medicines, asked)
 
 
-def test_a_medicines_type_without_a_medicine_is_answered_by_the_condition(index):
-    """'Dose' asked of no medicine is the classifier reading a condition's question: the condition's page answers."""
-    result = index.retrieve("what is the right dose of exercise for osteoporosis?")
-    assert result.answerable and result.passages()[0].focus == "Osteoporosis" and result.medicine_question is None
+@pytest.mark.parametrize("message, focus", [
+    ("I take metformin for my diabetes. How do I take care of my feet?", "Diabetes"),  # no "how to take" question
+    ("What is the right dose of exercise for osteoporosis?", "Osteoporosis"),  # no medicine named: the condition's
+    ("Which drugs can cause osteoporosis?", "Osteoporosis"),
+])
+def test_a_conditions_question_is_no_medicines_question(index, message, focus):
+    result = index.retrieve(message)
+    assert result.medicine_question is None and result.passages()[0].focus == focus
 
 
 def test_the_engine_says_why_a_medicines_question_has_no_nih_answer(extract_engine):
     reply = extract_engine.reply("I take metformin for my diabetes. Could the pills be upsetting my stomach?")
     assert reply.category == "no_answer" and not reply.sources
-    assert reply.answer.startswith("My NIH sources have no answer on the side effects of Metformin: ")
+    assert reply.answer == ("My NIH sources have no answer on the side effects of Metformin: the medicine pages "
+                            "they come from are published without answers. MedlinePlus has a page on each medicine: "
+                            "https://medlineplus.gov/druginformation.html")
     assert "Metformin" in reply.search_url
 
 
@@ -438,7 +446,8 @@ def test_a_drug_type_asked_of_a_condition_gets_the_condition_answered(index, mon
     index.type_probabilities(np.arange(1))  # the passages' own types are cached before the stand-in
     classes = index.understanding.types.classes
     usage = np.array([{"usage": 0.8, "treatment": 0.15}.get(c, 0.05 / len(classes)) for c in classes])
-    monkeypatch.setattr(index.understanding.types, "probabilities", lambda texts: np.tile(usage, (len(texts), 1)))
+    monkeypatch.setattr(index.understanding.types, "probabilities",
+                        lambda texts, cues=None: np.tile(usage, (len(texts), 1)))
     result = index.retrieve("how do i stop my gout")
     assert result.answerable and result.questions[0].types[0][0] == "treatment"
     assert focus_key(result.passages(1)[0].focus) == "gout"
@@ -860,3 +869,15 @@ def test_a_type_the_focus_pages_lack_is_answered_by_the_page_named_for_it(index)
     assert [focus_key(p.focus) for p in question.passages[:2]] == ["cervical cancer screening", "cervical cancer"]
     # a type the focus's own pages answer stays theirs
     assert focus_key(index.retrieve("how is gout treated").passages(1)[0].focus) == "gout"
+
+
+@pytest.mark.parametrize("sentence, with_a_medicine, without", [
+    ("which drugs can cause it", "side effects", "causes"),
+    ("can i drink coffee with it", "interactions with medications", None),
+    ("what is it used for", "indication", "information"),
+])
+def test_a_medicines_cue_needs_a_medicine_named(sentence, with_a_medicine, without):
+    """Without a medicine in the message, the next cue speaks: "which drugs can cause hair loss" asks for causes."""
+    from gpt2chat.search.question_types import cue
+
+    assert (cue(sentence, medicine=True), cue(sentence, medicine=False)) == (with_a_medicine, without)

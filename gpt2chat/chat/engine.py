@@ -44,10 +44,24 @@ log = logging.getLogger(__name__)
 
 EXTRACT_NOTICE = "Summary of the NIH page"
 NO_ANSWER_TEXT = "I could not find an NIH answer to that question. Please rephrase it, or search MedlinePlus."
-# What a question about medicines asks (``MEDICINE_TYPES``), in the reply's words.
+# What a question about medicines asks (``MEDICINE_TYPES``), in the reply's words; names are joined by "or".
 MEDICINE_QUESTIONS = {"side effects": "the side effects of {}", "dose": "the dose of {}", "usage": "how to take {}",
-                      "indication": "what {} is used for", "contraindication": "who should not take {}",
-                      "interactions with medications": "what {} can be taken with"}
+                      "indication": "the uses of {}", "contraindication": "who should not take {}",
+                      "interactions with medications": "what can be taken with {}"}
+MEDLINEPLUS_DRUGS = "https://medlineplus.gov/druginformation.html"
+
+
+def no_answer_text(result: RetrievalResult | None) -> str:
+    """The reply when no NIH page answers: for a medicine's question, why (MedQuAD publishes its medicine pages
+    without answers) and where to read, rather than "rephrase it", which cannot help."""
+    asked = result.medicine_question if result else None
+    if asked is None:
+        return NO_ANSWER_TEXT
+    medicines, question_type = asked
+    names = " or ".join(medicines[:3]) + (" (and others)" if len(medicines) > 3 else "")
+    question = MEDICINE_QUESTIONS.get(question_type, "questions about {}").format(names)
+    return (f"My NIH sources have no answer on {question}: the medicine pages they come from are published without "
+            f"answers. MedlinePlus has a page on each medicine: {MEDLINEPLUS_DRUGS}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -646,15 +660,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def no_answer_text(result: RetrievalResult | None) -> str:
-    """The reply when no NIH page answers: for a medicine's question, why (MedQuAD publishes its medicine pages
-    without answers) and who can answer, rather than "rephrase it", which cannot help."""
-    asked = result.medicine_question if result else None
-    if asked is None:
-        return NO_ANSWER_TEXT
-    medicines, question_type = asked
-    names = " and ".join(medicines[:3])
-    return (f"My NIH sources have no answer on {MEDICINE_QUESTIONS[question_type].format(names)}: the medicine "
-            f"pages they come from are published without answers. MedlinePlus's drug pages cover it (search "
-            f"below), and a pharmacist can check it against your other medicines and conditions.")

@@ -146,41 +146,50 @@ _DRUG_WORDS = (r"(?:pills?|medicines?|medications?|meds|drugs?|drops|shots?|vacc
 # can we determine whether", "what could this be", "what is done for"): train 115 -> 123 of 170 (4 fold seeds
 # 0-3: 451 -> 483 of 680); dev unchanged at 82 of 145 again, so these too are mostly the train messages' own words.
 CUES: tuple[tuple[str, re.Pattern], ...] = tuple((name, re.compile(pattern, re.IGNORECASE)) for name, pattern in (
-    # A medicine's questions (MedQuAD publishes them without answers: the reply says so and links MedlinePlus, rather
-    # than quoting the condition's treatment page): a drug taken while pregnant or nursing (second round, above),
-    # then wordings read in the misses of the written messages the classifier learns from, where most of these
-    # types had been taken for treatment (a third round: "is this from the new pill?", "can I take X if I have Y",
-    # "what is it for?", "how many puffs a day", "can it cause eye problems?"). The written check messages, never
-    # read: type found 457 -> 480 of 681 (side effects 4 -> 10/18, dose 1 -> 6/11, indication 1 -> 7/11,
-    # complications 7 -> 13/31, interactions 3 -> 4/15, contraindication 0 -> 1/11, usage 7 -> 5/14); LiveQA dev
-    # 90 -> 92 of 145; LiveQA train cross-validated 120/170 unchanged (`python -m gpt2chat.retrieval --eval types`).
+    # A medicine's questions, read only when the message names a medicine (``cue(medicine=...)``; MedQuAD publishes
+    # them without answers: the reply says so, rather than quoting the condition's treatment page): a drug taken
+    # while pregnant or nursing (second round, above), then wordings read in the misses of the written messages the
+    # classifier learns from, where most of these types had been taken for treatment ("is this from the new pill?",
+    # "can I take it if I have ...", "what is it for?", "how many puffs a day"), narrowed by a review's 300 written
+    # sentences ("how do I take care of him", "can I take a bath with it" ask no medicine's question). Figures in
+    # the README, (39).
     ("interactions with medications", r"\binteract|\b(?:used|taken?) together\b|"
-                                      r"\b(?:take|taking|use|using|mix|mixing|combine|combining)\b[^.?!]{0,40}"
-                                      r"\b(?:together|both)\b|"
-                                      rf"\b(?:safe|ok|okay)\b[^.?!]{{0,30}}\bwith (?:my |her |his |the |other )?"
-                                      rf"(?:\w+ ){{0,3}}{_DRUG_WORDS}|"
-                                      rf"{_DRUG_WORDS}[^.?!]{{0,20}}\bwith (?:it|them|this|that)\b|"
-                                      r"\bcan (?:i|you|s?he|we|they) (?:take|use) (?:\w+ ){1,3}with (?:it|them|this|"
-                                      r"that)\b|"
-                                      r"\b(?:drink|drinks|drinking|alcohol|coffee|caffeine|grapefruit|beer|wine)\b"
-                                      rf"[^.?!]{{0,20}}\b(?:with|on|while (?:on|taking)) (?:(?:it|them)\b|"
-                                      rf"(?:my |her |his )?(?:\w+ )?{_DRUG_WORDS})|"
-                                      r"\bif (?:i|she|he|you|we|they)(?:'m| am| is| are|'re) (?:on|taking)\b|"
-                                      r"\b(?:i'?m|i am|s?he'?s|s?he is) (?:on|taking) [^.?!]{0,40}\bcan (?:i|s?he) "
-                                      r"(?:take|have|get)\b"),
+                                      r"\b(?:take|taking|mix|mixing|combine|combining) (?:it|them|these|those|both)\b"
+                                      r"[^.?!]{0,30}\b(?:together|at the same time)\b|"
+                                      r"\btake (?:them |these |those )?both\b(?! of my| my)|"
+                                      rf"\b(?:safe|ok|okay)\b[^.?!]{{0,30}}\bwith (?:my |her |his |the |other |any )?"
+                                      rf"(?:\w+ ){{0,2}}{_DRUG_WORDS}|"
+                                      rf"\b(?:take|taking|use|using) (?:it|them|(?:my |her |his |the |a |an |any )?"
+                                      rf"(?:\w+ )?{_DRUG_WORDS})[^.?!]{{0,20}}\b(?:with|while (?:on|taking)) "
+                                      r"(?:it|them|this|that|my \w+|her \w+|his \w+)\b|"
+                                      r"\b(?:alcohol|coffee|caffeine|grapefruit|beer|wine|liquor|energy drinks?)\b"
+                                      r"[^.?!]{0,20}\b(?:with|on|while (?:on|taking)) "
+                                      rf"(?:it|them|(?:my |her |his )?(?:\w+ )?{_DRUG_WORDS})|"
+                                      rf"\bif (?:i|she|he|you|we|they)(?:'m| am| is| are|'re) (?:on|taking) "
+                                      rf"(?:it\b|them\b|{_DRUG_WORDS})|"
+                                      rf"\b(?:i'?m|i am|s?he'?s|s?he is) (?:on|taking) (?:it\b|them\b|{_DRUG_WORDS})"
+                                      r"[^.?!]{0,40}\bcan (?:i|s?he) (?:take|have|get)\b"),
     ("contraindication", r"\b(?:if|while|when) (?:i'?m|im|i am|she'?s|she is|you'?re|you are) "
-                         r"(?:pregnant|breast-?feeding|nursing)\b|"
-                         r"\bcan (?:i|she|he|you|we|they) (?:still )?(?:take|use)\b[^.?!]{0,40}"
-                         r"\bif (?:i|she|he|you|we|they) (?:have|has|am|is|are)\b(?! on\b)|"
-                         r"\b(?:safe|ok|okay)\b[^.?!]{0,30}\b(?:for (?:someone|people|a person|me|her|him|them) with|"
-                         r"with (?:\w+ )?(?:kidney|liver|heart|lung)|(?:during|before|after|while|with) "
-                         r"(?:pregnan|breast-?feeding|nursing|getting pregnant))|"
-                         r"\bshould (?:i|she|he|we|they) (?:be )?(?:taking|take|using|use)\b[^.?!]{0,30}\bwith\b"),
+                         r"(?:pregnant|breast-?feeding|nursing)\b|\b(?:while|during|when) (?:breast-?feeding|nursing|"
+                         r"pregnan)|\bsafe to (?:get|become) pregnant\b|"
+                         rf"\bcan (?:i|she|he|you|we|they) (?:still )?(?:take|use) (?:it\b|them\b|(?:\w+ )?"
+                         rf"{_DRUG_WORDS})[^.?!]{{0,30}}\bif (?:i|she|he|you|we|they) (?:have|has|am|is|are)\b"
+                         r"(?! on\b)|"
+                         rf"\b(?:it|they|{_DRUG_WORDS}) (?:is |are )?(?:safe|ok|okay) (?:to take |to use )?"
+                         r"(?:for (?:someone|people|a person|me|her|him|them|kids|children) with|with "
+                         r"(?:my |her |his )?(?:\w+ )?(?:kidney|liver|heart|lung)|during|while|before|after|"
+                         r"if (?:i|you|s?he|we|they) (?:have|has|am|is|are)\b(?! on\b))\b|"
+                         r"\bwho (?:should|can)(?: not|not|n'?t) (?:take|use)\b|"
+                         rf"\bshould (?:i|she|he|we|they) (?:be )?(?:taking|take|using|use) (?:it|that|this|them|"
+                         rf"{_DRUG_WORDS})[^.?!]{{0,10}}\bwith (?:my |her |his )?(?:\w+ )?(?:kidney|liver|heart|"
+                         r"lung|disease|condition)"),
     ("indication", r"\bbenefits? (?:of|from) (?:taking|using)\b|\bwhy (?:am i|is s?he|was i|were you) "
                    r"(?:prescribed|given)\b|\bwhat (?:is|are|was) (?:it|this|that|they|these) "
                    r"(?:used |prescribed |given |taken )?for\b|"
                    r"\bwhat (?:is|are) (?:\w+ ){1,2}(?:used|prescribed|given) for\b|"
-                   r"\bwhy (?:would|does|did|do) (?:a |the |my |her |his )?doctors? (?:give|prescribe|put)\b"),
+                   r"\b(?:is|are|can) (?:it|they|this) (?:be )?used (?:for|to treat)\b|"
+                   r"\bwhy (?:would|does|did|do) (?:a |the |my |her |his )?doctors? (?:give|prescribe|put "
+                   rf"(?:me|her|him|us|them) on) (?:it\b|this\b|that\b|them\b|(?:\w+ )?{_DRUG_WORDS})"),
     ("side effects", r"side[- ]?effects?|reactions? to|"
                      r"\b(?:from|due to|because of|caused by) (?:the |my |her |his |this |that |these |those )?"
                      rf"(?:new )?{_DRUG_WORDS}|"
@@ -188,20 +197,24 @@ CUES: tuple[tuple[str, re.Pattern], ...] = tuple((name, re.compile(pattern, re.I
                      r"(?:causing|doing|cause|causes|make|makes|made|give|gives)\b|"
                      rf"\bis (?:it|this|that) (?:the |my |her |his )?{_DRUG_WORDS}"),
     # "How much", "what dose", "too much" ask for a dose; how and when to take one, stopping it, its usage.
-    ("dose", r"\bhow (?:much|many)\b[^.?!]*\b(?:take(?! off\b)|mg|mcg|dose|pills?|tablets?|puffs?|shots?|units?|"
-             r"safe|too much)\b|\bmg\b|\bmcg\b|\bmaximum\b|"
+    ("dose", r"\bhow (?:much|many)\b[^.?!]*\b(?:take(?! off\b)|mg|mcg|doses?|pills?|tablets?|puffs?|units?|safe|"
+             r"too much)\b|\bmg\b|\bmcg\b|\bmax(?:imum)? (?:daily )?(?:dose|amount)\b|\bwhat(?:'s| is) the "
+             r"max(?:imum)?\b|"
              r"\b(?:what|which|right|correct|normal|usual|starting|lowest|highest|max|low|lower|high|higher|safe|my|"
-             r"her|his|the|a|this|that) (?:\w+ )?dos(?:es?|ages?|ing)\b|"
+             r"her|his|the|a|this|that) (?:(?!first |second |last |next |missed |booster )\w+ )?"
+             r"dos(?:es?|ages?|ing)\b|"
              r"\b(?:using|taking|use|take) (?:it |them |this |that )?too much\b|\btoo much (?:medicine|medication)"),
     ("usage", r"\bhow often\b.*\b(?:take(?! off\b)|pills?|tablets?)\b|\bstop taking|\btaper|\bwean|"
               r"\b(?:decreasing|reducing|lowering) (?:the )?dos|"
               r"\b(?:best|right|what) time (?:of (?:the )?day )?to take\b|\btime of (?:the )?day to take\b|"
-              r"\bhow (?:do|should|can|does) (?:i|you|we|he|she) (?:take|use)\b"),
+              rf"\bhow (?:do|should|can|does) (?:i|you|we|he|she) (?:take|use) (?:it\b|them\b|(?:my |her |his |the )?"
+              rf"(?:\w+ )?{_DRUG_WORDS})|\bon an empty stomach\b|\bcut (?:it|them|the \w+) in half\b|"
+              r"\bhow long (?:should|can|do|does|will) (?:i|you|s?he|we) (?:take|stay on|be on) (?:it|them)\b"),
     # A condition as the subject of what it causes asks for its complications ("Can Graves disease cause eye
     # problems?" once its name is "it"); as the object, for causes ("can stress cause high blood pressure").
     ("complications", r"\b(?:can|could|does|do|will|would|might) (?:it|they) (?:\w+ )?(?:(?:cause|lead to)"
-                      r"(?: \w+){0,3} (?:problems?|damage|complications?|issues|cancer|blindness)\b|turn into|damage|"
-                      r"harm)\b"),
+                      r"(?: \w+){0,3} (?:problems?|damage|complications?|issues|cancer|blindness|strokes?|heart "
+                      r"attacks?|dementia|infertility|death)\b|turn into|damage|harm)\b"),
     # A link asked about, even in research asked for ("research on IBS and the link to PTSD"). This cue, "gene therapy"
     # as no genetic-changes cue, "time of day to take" and books or resources asked for (information) were read in
     # LiveQA dev misses: dev type 86 -> 90 of 145 (`python -m gpt2chat.retrieval --eval types`); LiveQA train
@@ -249,14 +262,22 @@ CUES: tuple[tuple[str, re.Pattern], ...] = tuple((name, re.compile(pattern, re.I
 CUE_WEIGHT = 0.5
 
 
-def cue(text: str) -> str | None:
-    """The type a sentence's own words ask for (``CUES``), or None."""
-    return next((name for name, pattern in CUES if pattern.search(text)), None)
+def cue(text: str, medicine: bool = True) -> str | None:
+    """The type a sentence's own words ask for (``CUES``), or None; without ``medicine`` (the message names none), not
+    a medicine's type: "how do I take care of him", "which drugs can cause hair loss" ask of a condition."""
+    return next((name for name, pattern in CUES if (medicine or name not in MEDICINE_TYPES) and pattern.search(text)),
+                None)
 
 
 def says_medicine(text: str) -> bool:
     """The text speaks of a medicine in everyday words ("the new pill", "her blood thinner", "the drops")."""
     return bool(re.search(rf"\b{_DRUG_WORDS}", text, re.IGNORECASE))
+
+
+def is_drug_word(phrase: str) -> bool:
+    """The phrase is nothing but an everyday word for a medicine ("the vaccine", "her blood thinner", "statins"),
+    which a cue reads even where it names a topic."""
+    return bool(re.fullmatch(rf"(?:the |my |her |his )?{_DRUG_WORDS}", phrase.strip(), re.IGNORECASE))
 
 
 def is_cue_phrase(phrase: str) -> bool:
@@ -306,11 +327,11 @@ class TypeClassifier:
         return cls(vectoriser.vocabulary_, vectoriser.idf_.astype(np.float32), model.coef_.astype(np.float32),
                    model.intercept_.astype(np.float32), [str(c) for c in model.classes_], question_stems)
 
-    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+    def probabilities(self, texts: Sequence[str], cues: Sequence[str | None] | None = None) -> np.ndarray:
         """(len(texts), len(classes)) class probabilities: the fitted TfidfVectorizer's sublinear, l2-normalised
         features times the regression's weights, computed directly (12 ms -> well under 1 ms for one question,
         measured under load, against scikit-learn's transform and input checks), mixed with the type a ``cue``
-        names."""
+        names (``cues``: each text's, when already read)."""
         logits = np.tile(self.intercept, (len(texts), 1))
         for row, text in enumerate(texts):
             counts = collections.Counter(self.vocabulary[f] for f in _type_features(text) if f in self.vocabulary)
@@ -323,7 +344,7 @@ class TypeClassifier:
         probabilities = logits / logits.sum(axis=1, keepdims=True)
         class_of = {name: i for i, name in enumerate(self.classes)}
         for row, text in enumerate(texts):
-            asked = class_of.get(cue(text))
+            asked = class_of.get(cue(text) if cues is None else cues[row])
             if asked is not None:
                 probabilities[row] *= 1 - CUE_WEIGHT
                 probabilities[row, asked] += CUE_WEIGHT

@@ -32,7 +32,7 @@ from gpt2chat.search.everyday import EverydayWords
 from gpt2chat.search.entailment import (EntailmentModel, liveqa_messages, liveqa_path, rqe_pairs, rqe_path,
                                         type_contrast_pairs)
 from gpt2chat.search.question_types import (MEDICINE_TYPES, TypeClassifier, consumer_type_rows, cue, is_cue_phrase,
-                                            says_medicine,
+                                            is_drug_word, says_medicine,
                                             written_messages)
 from gpt2chat.search.salience import FocusSalience
 from gpt2chat.search.understanding import (FocusMatch, FocusRecogniser, as_word, content_stems, off_topic_request,
@@ -292,8 +292,10 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
     # names only the rest of the message says (a subject line, the story) can make a question's name precise
     said = {m.key for _, own in subs for m in own if m.kind != "containing"}
     elsewhere = [m for m in whole if _strong(m) and m.key not in said]
-    for sub, own in subs:
-        own = _specific(recogniser, own, elsewhere) or whole
+    medicines = {name_key(m.focus): m for m in whole if m.key in recogniser.medicines and m.kind == "named"
+                 and not m.generic and m.confidence >= STRONG_CONFIDENCE}
+    for sub, named_here in subs:
+        own = _specific(recogniser, named_here, elsewhere) or whole
         foci = [*carried, *own] if carried and all(m.generic for m in own) else own
         if main and not any(_strong(m) and salience.get(m.key, 1.0) >= MIN_SALIENCE for m in foci):
             # "Is there anything that can be done to improve her health?" is about the subject line's condition,
@@ -309,24 +311,27 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
         if condition is not None:
             # "red itchy patches with silvery scales on my elbows": the condition described, then the symptoms named
             foci = [condition, *(_as_symptom(m) for m in foci if m.key != condition.key)]
-        asked = _without_foci(sub, foci)
-        cued = cue(asked)
-        if cued in MEDICINE_TYPES and not any(m.key in recogniser.medicines for m in foci):
-            # "Is this from the drops?" asks about the medicine the message names ("I use latanoprost drops"), the
-            # sentence's own first ("Can I take ibuprofen with it?")
-            named = {name_key(m.focus): m for m in [*own, *whole] if m.key in recogniser.medicines
-                     and m.kind == "named" and not m.generic and m.confidence >= STRONG_CONFIDENCE}
-            foci = [*named.values(), *foci]
-        type_probs = _asked_of(index, foci, understanding.types.probabilities([asked])[0], asked, cued)
+        here = [m for m in medicines.values() if any(n.key == m.key for n in named_here)]
+        asked = _without_foci(sub, [*foci, *here])
+        # A medicine's question needs a medicine: "how do I take care of him" or "which drugs can cause hair loss"
+        # ask of a condition.
+        cued = cue(asked, medicine=bool(medicines))
+        if cued in MEDICINE_TYPES:
+            # "Is this from the new pill?" asks about the medicines the message names ("I take lisinopril ... added
+            # amlodipine"); the sentence's own when it names one, and the others too when it asks what goes with it
+            joined = here if here and cued != "interactions with medications" else [*here, *medicines.values()]
+            foci = list({m.key: m for m in [*joined, *foci]}.values())
+        type_probs = _asked_of(index, foci, understanding.types.probabilities([asked], [cued])[0])
         types = understanding.types.top(type_probs)
         signature = (tuple(sorted(m.key for m in foci)), types[0][0] if types else "")
         if signature in seen:
             continue  # "What is it? Tell me about it." asks one thing twice
         seen.add(signature)
         carried_over = bool(carried) and foci[:1] == carried[:1]
-        answer = _answer(index, understanding, sub, tuple(foci), tuple(types), type_probs, carried_over, k, salience)
-        medicines = tuple(dict.fromkeys(m.focus for m in answer.foci if m.key in recogniser.medicines))
-        questions.append(dataclasses.replace(answer, medicines=medicines))
+        answer = _answer(index, understanding, sub, tuple(foci), tuple(types), type_probs, carried_over, k, salience,
+                         medicine_asked=cued in MEDICINE_TYPES or bool(here) or says_medicine(sub))
+        asked_of = tuple(dict.fromkeys(m.focus for m in answer.foci if m.key in recogniser.medicines))
+        questions.append(dataclasses.replace(answer, medicines=asked_of))
     all_foci = [m for q in questions for m in q.foci if m.span]
     return RetrievalResult(tuple(questions), medlineplus_search_url(all_foci[:3], text))
 
@@ -352,10 +357,11 @@ def _in_medical_words(recogniser: FocusRecogniser, everyday: EverydayWords,
 def _without_foci(text: str, foci: Sequence[FocusMatch]) -> str:
     """The sentence with the foci it names replaced by "it", as the type classifier learnt MedQuAD's questions:
     "Hereditary angioedema" or "gene therapy" name no question type. A focus named by a type's own words keeps
-    them: "what side effects ..." names Drug Reactions and still asks for side effects."""
+    them: "what side effects ..." names Drug Reactions and still asks for side effects, "is this from the statin?"
+    names Statins and still says a medicine."""
     for match in foci:
         # "what gene is involved?" keeps its question word
-        if match.span and not match.generic and not is_cue_phrase(match.span):
+        if match.span and not match.generic and not is_cue_phrase(match.span) and not is_drug_word(match.span):
             text = as_word(match.span).sub(" it ", text)
     return " ".join(text.split())  # the cues' patterns read single spaces ("what is it used for")
 
@@ -520,13 +526,13 @@ def _looks_answerable_text(text: str, recogniser: FocusRecogniser, foci: Sequenc
     return known / len(words) >= MIN_KNOWN_WORDS and not (foreign >= 2 and foreign > english)
 
 
-def _asked_of(index, foci: Sequence[FocusMatch], type_probs: np.ndarray, text: str, cued: str | None) -> np.ndarray:
+def _asked_of(index, foci: Sequence[FocusMatch], type_probs: np.ndarray) -> np.ndarray:
     """The type probabilities of a question about ``foci``: the types MedQuAD publishes without answers are a
     drug's (dose, usage, side effects), so asked of an answered condition and no medicine they are the classifier
     misreading the question ("how do I stop diarrhea" as stopping a drug) and the answered types share their
-    weight. Not when the lead focus has no answer ("how much tylenol": acetaminophen dosing for children), nor when
-    the sentence (``text``) asks a medicine's question (``cued``) of a medicine it names ("is this from the new
-    pill?"), unlike "what dose of vitamin D should I take", which the Vitamin D page answers."""
+    weight. Not when the lead focus has no answer ("how much tylenol": acetaminophen dosing for children) or a
+    medicine is asked about ("is this from the new pill?" after "I take lisinopril"); "what dose of vitamin D should
+    I take", naming none, is answered by the Vitamin D page."""
     medicines = index.understanding.recogniser.medicines
     classes = index.understanding.types.classes
     if foci and foci[0].key in medicines and "side effects" in classes:
@@ -536,8 +542,7 @@ def _asked_of(index, foci: Sequence[FocusMatch], type_probs: np.ndarray, text: s
         moved[classes.index("side effects")] += moved[caused].sum()
         moved[caused] = 0.0
         return moved
-    if not foci or not foci[0].answered or any(m.key in medicines for m in foci) or (
-            cued in MEDICINE_TYPES and says_medicine(text)):
+    if not foci or not foci[0].answered or any(m.key in medicines for m in foci):
         return type_probs
     answered = np.array([c in index.answered_types for c in classes])
     kept = np.where(answered, type_probs, 0.0)
@@ -546,12 +551,15 @@ def _asked_of(index, foci: Sequence[FocusMatch], type_probs: np.ndarray, text: s
 
 def _answer(index, understanding: Understanding, text: str, foci: tuple[FocusMatch, ...],
             types: tuple[tuple[str, float], ...], type_probs: np.ndarray, carried: bool, k: int,
-            salience: dict[str, float] | None = None) -> SubQuestion:
+            salience: dict[str, float] | None = None, medicine_asked: bool = False) -> SubQuestion:
+    """``medicine_asked``: the sentence's own words speak of a medicine (names one, says "the pills", or a cue)."""
     answered = [m for m in foci if m.answered]
     medicine = any(m.key in index.understanding.recogniser.medicines for m in foci)
-    # A type MedQuAD publishes without answers, when sure or asked of a medicine ("Could the pills be upsetting my
-    # stomach?" after "I take metformin for my diabetes": side effects, not diabetes's page)
-    unanswered_type = types and types[0][0] not in index.answered_types and (types[0][1] >= 0.5 or medicine)
+    # A type MedQuAD publishes without answers, when sure, or a medicine's question the sentence asks of a medicine
+    # ("Could the pills be upsetting my stomach?" after "I take metformin for my diabetes": side effects, not
+    # diabetes's page; but "How do I take care of my feet?" there, which the classifier reads as usage, is diabetes's)
+    unanswered_type = types and types[0][0] not in index.answered_types and (
+        types[0][1] >= 0.5 or (medicine and medicine_asked and types[0][0] in MEDICINE_TYPES))
     if foci and not answered and not unanswered_type and not medicine:
         # A topic MedQuAD publishes without answers (an encyclopedia article such as "Foot, leg, and ankle
         # swelling", not a medicine): answered from the focus whose description matches it and the question.
