@@ -42,7 +42,7 @@ FOCI = {"gout", "glaucoma", "diabetes", "type 1 diabetes", "diabetes insipidus",
 HEALTH_TOPICS = "4_MPlus_Health_Topics_QA"
 # Topics MedQuAD publishes without answers (drugs, encyclopedia articles): recognised, never answered.
 UNANSWERED = {"acetaminophen", "ibuprofen", "metformin", "acetaminophen dosing for children", "aortic stenosis",
-              "foot, leg, and ankle swelling"}
+              "foot, leg, and ankle swelling", "latanoprost ophthalmic"}
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,15 @@ def test_abbreviations_are_recognised(index, message, focus):
 def test_an_abbreviation_that_is_an_everyday_word_needs_capitals(index):
     assert not any("lymphoblastic" in key for key in _foci(index, "all of my family has it"))
     assert any("lymphoblastic" in key for key in _foci(index, "my son has ALL"))
+
+
+def test_a_medicine_is_named_without_its_route(index):
+    """MedQuAD's "Latanoprost Ophthalmic" is the user's "latanoprost", so "Is this from the drops?" asks about it."""
+    recogniser = index.understanding.recogniser
+    assert [m.key for m in recogniser.find("I use latanoprost drops at night")] == ["latanoprost ophthalmic"]
+    assert "latanoprost ophthalmic" in recogniser.medicines
+    result = index.retrieve("I use latanoprost drops for my glaucoma. My eyelashes grew long. Is this from the drops?")
+    assert result.medicine_question == (("Latanoprost Ophthalmic",), "side effects")
 
 
 def test_unanswered_topics_are_recognised_as_such(index):

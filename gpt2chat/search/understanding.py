@@ -121,6 +121,10 @@ _CONDITION_HEADS = frozenset("disease diseases disorder disorders condition cond
 _LAY_HEADS = ("problem", "issue", "trouble", "condition", "disease", "disorder")
 _GENERIC_SUFFIXES = frozenset("syndrome disease disorder disorders type 1 2 3 4 i ii iii iv".split())
 _SUFFIX_STEMS = frozenset(_STEMMER.stemWords(sorted(_GENERIC_SUFFIXES)))
+# How MedQuAD's medicine names end ("Latanoprost Ophthalmic", "Heparin Injection", "Nicotine Transdermal Patch"):
+# people name the drug alone ("I use latanoprost drops").
+_ROUTES = frozenset("injection topical ophthalmic inhalation oral spray nasal patch transdermal rectal otic implant "
+                    "vaginal".split())
 
 
 @functools.lru_cache(maxsize=4096)
@@ -296,6 +300,14 @@ class FocusRecogniser:
             for surface in (note.focus, *note.synonyms):
                 for target in targets:
                     add(surface, target, is_name=surface == note.focus and target == own)
+        for own in sorted(medicines):
+            words = names[own].split()
+            while len(words) > 1 and words[-1].lower() in _ROUTES:
+                words = words[:-1]
+            plain = " ".join(stems(raw_words(" ".join(words))))
+            # unless the drug's name alone is already another topic's
+            if words != names[own].split() and surfaces.get(plain, set()) <= medicines:
+                add(" ".join(words), own, is_name=False)
         for surface, target in _mine_also_called(records, surfaces):
             if target in answered and " ".join(stems(raw_words(surface))) not in surfaces:
                 add(surface, target, is_name=False)
