@@ -42,7 +42,7 @@ FOCI = {"gout", "glaucoma", "diabetes", "type 1 diabetes", "diabetes insipidus",
 HEALTH_TOPICS = "4_MPlus_Health_Topics_QA"
 # Topics MedQuAD publishes without answers (drugs, encyclopedia articles): recognised, never answered.
 UNANSWERED = {"acetaminophen", "ibuprofen", "metformin", "acetaminophen dosing for children", "aortic stenosis",
-              "foot, leg, and ankle swelling", "latanoprost ophthalmic"}
+              "foot, leg, and ankle swelling", "latanoprost ophthalmic", "insulin glargine (rdna origin) injection"}
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,7 @@ def test_a_medicine_is_named_without_its_route(index):
     """MedQuAD's "Latanoprost Ophthalmic" is the user's "latanoprost", so "Is this from the drops?" asks about it."""
     recogniser = index.understanding.recogniser
     assert [m.key for m in recogniser.find("I use latanoprost drops at night")] == ["latanoprost ophthalmic"]
+    assert [m.key for m in recogniser.find("my insulin glargine pen")] == ["insulin glargine (rdna origin) injection"]
     assert "latanoprost ophthalmic" in recogniser.medicines
     result = index.retrieve("I use latanoprost drops for my glaucoma. My eyelashes grew long. Is this from the drops?")
     assert result.medicine_question == (("Latanoprost Ophthalmic",), "side effects")
@@ -884,9 +885,32 @@ def test_a_type_the_focus_pages_lack_is_answered_by_the_page_named_for_it(index)
     ("which drugs can cause it", "side effects", "causes"),
     ("can i drink coffee with it", "interactions with medications", None),
     ("what is it used for", "indication", "information"),
+    ("i forgot to take it this morning", "forget a dose", None),
+    ("how should i store it", "storage and disposal", None),
 ])
 def test_a_medicines_cue_needs_a_medicine_named(sentence, with_a_medicine, without):
     """Without a medicine in the message, the next cue speaks: "which drugs can cause hair loss" asks for causes."""
     from gpt2chat.search.question_types import cue
 
     assert (cue(sentence, medicine=True), cue(sentence, medicine=False)) == (with_a_medicine, without)
+
+
+@pytest.mark.parametrize("medicines, question_type, asked", [
+    (("Metformin",), "forget a dose", "what to do after a missed dose of Metformin"),
+    (("Lisinopril", "Amlodipine"), "side effects", "the side effects of Lisinopril or Amlodipine"),
+    (("Metformin",), "", "questions about Metformin"),  # no type understood
+])
+def test_the_no_answer_reply_names_what_was_asked_of_which_medicines(medicines, question_type, asked):
+    from gpt2chat.chat.engine import no_answer_text
+    from gpt2chat.search.ranking import RetrievalResult, SubQuestion
+
+    question = SubQuestion("?", (), ((question_type, 0.9),) if question_type else (), (), False, medicines=medicines)
+    assert no_answer_text(RetrievalResult((question,), "https://medlineplus.gov/search/?query=x")) == (
+        f"My NIH sources have no answer on {asked}: the medicine pages they come from are published without answers. "
+        "MedlinePlus has a page on each medicine: https://medlineplus.gov/druginformation.html")
+
+
+def test_a_question_about_an_unanswered_medicine_gets_the_medicines_reply(extract_engine):
+    reply = extract_engine.reply("what is metformin?")
+    assert reply.category == "no_answer" and reply.answer.startswith("My NIH sources have no answer on what Metformin "
+                                                                     "is: ")

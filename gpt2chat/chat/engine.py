@@ -44,10 +44,20 @@ log = logging.getLogger(__name__)
 
 EXTRACT_NOTICE = "Summary of the NIH page"
 NO_ANSWER_TEXT = "I could not find an NIH answer to that question. Please rephrase it, or search MedlinePlus."
-# What a question about medicines asks (``MEDICINE_TYPES``), in the reply's words; names are joined by "or".
-MEDICINE_QUESTIONS = {"side effects": "the side effects of {}", "dose": "the dose of {}", "usage": "how to take {}",
-                      "indication": "the uses of {}", "contraindication": "who should not take {}",
-                      "interactions with medications": "what can be taken with {}"}
+# What a question about medicines asks (LiveQA's types and MedQuAD's medicine types), in the reply's words; names are
+# joined by "or"; any other type is "questions about" them.
+MEDICINE_QUESTIONS = {
+    "information": "what {} is", "side effects": "the side effects of {}", "dose": "the dose of {}",
+    "usage": "how to take {}", "indication": "the uses of {}", "contraindication": "who should not take {}",
+    "interactions with medications": "what can be taken with {}",
+    "forget a dose": "what to do after a missed dose of {}",
+    "storage and disposal": "how to store or throw away {}", "precautions": "the precautions to take with {}",
+    "dietary": "what to eat or drink with {}", "interactions with foods": "what to eat or drink with {}",
+    "interactions with herbs and supplements": "which supplements can be taken with {}",
+    "brand names": "the brand names of {}", "brand names of combination products": "the brand names of {}",
+    "emergency or overdose": "an overdose of {}", "how effective is it": "how well {} works",
+    "how does it work": "how {} works", "important warning": "the warnings about {}",
+    "severe reaction": "severe reactions to {}", "why get vaccinated": "why to get {}"}
 MEDLINEPLUS_DRUGS = "https://medlineplus.gov/druginformation.html"
 
 

@@ -128,7 +128,7 @@ def consumer_type_rows(messages: Sequence[dict]) -> list[tuple[str, str]]:
 
 # The types of a question about a medicine, which its own words can ask whatever the message's condition.
 MEDICINE_TYPES = frozenset({"interactions with medications", "contraindication", "indication", "side effects", "dose",
-                            "usage"})
+                            "usage", "forget a dose", "storage and disposal"})
 _DRUG_WORDS = (r"(?:pills?|medicines?|medications?|meds|drugs?|drops|shots?|vaccines?|statins?|inhalers?|"
                r"antibiotics?|injections?|supplements?|vitamins?|blood thinners?)\b")
 
@@ -196,6 +196,12 @@ CUES: tuple[tuple[str, re.Pattern], ...] = tuple((name, re.compile(pattern, re.I
                      rf"{_DRUG_WORDS} (?:can |could |might |may |does |do |would |will )?(?:be )?"
                      r"(?:causing|doing|cause|causes|make|makes|made|give|gives)\b|"
                      rf"\bis (?:it|this|that) (?:the |my |her |his )?{_DRUG_WORDS}"),
+    ("forget a dose", r"\b(?:forgot|forget|forgotten|missed|miss|skipped|skip) (?:to take )?(?:a |my |her |his |one )?"
+                      rf"(?:dose|it\b|them\b|{_DRUG_WORDS})"),
+    ("storage and disposal", rf"\b(?:store|storing) (?:it\b|them\b|(?:my |her |his |the )?(?:\w+ )?{_DRUG_WORDS})|"
+                             rf"\b(?:keep|keeping) (?:my |her |his |the )?(?:\w+ )?{_DRUG_WORDS}|\b(?:dispose of|"
+                             rf"throw away) (?:old |expired |unused )?(?:it\b|them\b|(?:my |her |his |the )?(?:\w+ )?"
+                             rf"{_DRUG_WORDS})|\bexpired\b"),
     # "How much", "what dose", "too much" ask for a dose; how and when to take one, stopping it, its usage.
     ("dose", r"\bhow (?:much|many)\b[^.?!]*\b(?:take(?! off\b)|mg|mcg|doses?|pills?|tablets?|puffs?|units?|safe|"
              r"too much)\b|\bmg\b|\bmcg\b|\bmax(?:imum)? (?:daily )?(?:dose|amount)\b|\bwhat(?:'s| is) the "

@@ -185,10 +185,11 @@ class RetrievalResult:
 
     @property
     def medicine_question(self) -> tuple[tuple[str, ...], str] | None:
-        """(medicines, type) of the first unanswered question that asks about a medicine ("is this from the new
-        pill?": side effects of amlodipine), which MedQuAD publishes without answers; None if there is none."""
-        return next(((q.medicines, q.types[0][0]) for q in self.questions if not q.answerable and q.medicines
-                     and q.types and q.types[0][0] in MEDICINE_TYPES), None)
+        """(medicines, type) of the first unanswered question about a medicine, which MedQuAD publishes without
+        answers ("is this from the new pill?": side effects of amlodipine; "what is metformin?": information); the
+        type is "" when none was understood; None if there is no such question."""
+        return next(((q.medicines, q.types[0][0] if q.types else "") for q in self.questions
+                     if not q.answerable and q.medicines), None)
 
     def passages(self, k: int = 3) -> list[Passage]:
         """The passages to cite, at most ``k``: every sub-question's best passage first (two questions answered

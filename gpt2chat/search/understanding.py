@@ -301,12 +301,13 @@ class FocusRecogniser:
                 for target in targets:
                     add(surface, target, is_name=surface == note.focus and target == own)
         for own in sorted(medicines):
-            words = names[own].split()
+            named = re.sub(r"\([^)]*\)", " ", names[own]).split()  # "Insulin Glargine (rDNA origin) Injection"
+            words = named
             while len(words) > 1 and words[-1].lower() in _ROUTES:
                 words = words[:-1]
             plain = " ".join(stems(raw_words(" ".join(words))))
             # unless the drug's name alone is already another topic's
-            if words != names[own].split() and surfaces.get(plain, set()) <= medicines:
+            if len(words) < len(named) and surfaces.get(plain, set()) <= medicines:
                 add(" ".join(words), own, is_name=False)
         for surface, target in _mine_also_called(records, surfaces):
             if target in answered and " ".join(stems(raw_words(surface))) not in surfaces:
