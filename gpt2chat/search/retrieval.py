@@ -47,7 +47,9 @@ from gpt2chat.corpus import data
 from gpt2chat.corpus.consumer import WRITTEN_MESSAGES
 from gpt2chat.search import ranking
 from gpt2chat.corpus.data import QAPair, focus_key
+from gpt2chat.search.encoder import SentenceEncoder, load_encoder
 from gpt2chat.search.entailment import liveqa_path, rqe_path
+from gpt2chat.search.question_types import without_focus
 from gpt2chat.search.ranking import Passage, RetrievalResult, Understanding
 
 log = logging.getLogger(__name__)
@@ -55,13 +57,14 @@ log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 # Bump when the on-disk layout or the document text changes in a way the settings below do not capture.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 _MANIFEST = "manifest.json"
 _PASSAGES = "passages.jsonl"
 _UNDERSTANDING = "understanding"
 _FIELDS = ("document", "focus")
 _DESCRIPTION = "description"  # BM25 over each focus's own description, one document per answered focus
 _DESCRIPTION_KEYS = "description_foci.json"
+_TYPE_PROBABILITIES = "type_probabilities.npy"  # each passage question's types: 16k encoder calls, ~30 s, at build
 # What a focus "is" in its own answers: a description written the way people describe a condition.
 _DESCRIPTION_TYPES = ("information", "symptoms", "causes")
 _SYMPTOM_TYPES, _CAUSE_TYPES = ("symptoms",), ("causes", "susceptibility")
@@ -120,8 +123,8 @@ def document_text(record: QAPair, config: IndexSettings) -> str:
 def cache_key(data_dir: str | os.PathLike | None = None, config: IndexSettings = IndexSettings()) -> str:
     """Hash of everything the index depends on: XML file names and bytes, the loader's code, the settings."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"format": CACHE_FORMAT, "bm25s": bm25s.__version__, **dataclasses.asdict(config)},
-                             sort_keys=True).encode())
+    digest.update(json.dumps({"format": CACHE_FORMAT, "bm25s": bm25s.__version__, **dataclasses.asdict(config),
+                              "encoder": settings.encoder_preset()}, sort_keys=True).encode())
     # The loader decides which pairs are kept (answered, de-duplicated), so its code is part of the data.
     digest.update(Path(data.__file__).read_bytes())
     for name in _LEARNED_SOURCES:
@@ -143,7 +146,8 @@ class RetrievalIndex:
 
     def __init__(self, fields: dict[str, bm25s.BM25], passages: list[dict], config: IndexSettings, key: str = "",
                  understanding: Understanding | None = None,
-                 descriptions: tuple[bm25s.BM25, list[str]] | None = None):
+                 descriptions: tuple[bm25s.BM25, list[str]] | None = None,
+                 type_probabilities: np.ndarray | None = None):
         self._fields = fields  # _FIELDS name -> BM25 over that text, one document per passage
         self._descriptions = descriptions  # BM25 over focus descriptions, and the focus key of each document
         self._description_position = {key: i for i, key in enumerate(descriptions[1] if descriptions else [])}
@@ -167,15 +171,16 @@ class RetrievalIndex:
             sites[focus_key(passage["focus"])].add(passage["source"])
         # foci only the rare-disease sites answer
         self.rare_foci = frozenset(key for key, names in sites.items() if names <= RARE_DISEASE_SITES)
-        self._type_probabilities: np.ndarray | None = None
+        self._type_probabilities = type_probabilities
 
     @classmethod
     def build(cls, records: Sequence[QAPair], config: IndexSettings = IndexSettings(), progress: bool = False,
               annotations: Sequence[data.FocusAnnotation] | None = None,
-              rqe: Sequence[tuple[str, str, bool]] | None = None, understand: bool = True) -> RetrievalIndex:
-        """BM25 fields plus the learned parts (see ``ranking.Understanding.build`` for the defaults). Without
-        ``understand`` only ``search`` works (``retrieve`` refuses): what training's references need, 13.9 of the
-        14.0 s a small build took being the learned parts."""
+              rqe: Sequence[tuple[str, str, bool]] | None = None, understand: bool = True,
+              encoder: SentenceEncoder | None = None) -> RetrievalIndex:
+        """BM25 fields plus the learned parts (see ``ranking.Understanding.build`` for the defaults; ``encoder``
+        defaults to ``load_encoder()``). Without ``understand`` only ``search`` works (``retrieve`` refuses): what
+        training's references need, 13.9 of the 14.0 s a small build took being the learned parts."""
         if not records:
             raise ValueError("cannot build a retrieval index from no records")
         stemmer = _stemmer(config)
@@ -196,9 +201,14 @@ class RetrievalIndex:
             description_bm25.index(_tokenize([" ".join(described[k]) for k in keys], config.stopwords, stemmer),
                                    show_progress=False)
             descriptions = (description_bm25, keys)
-        return cls(fields, passages, config,
-                   understanding=Understanding.build(records, annotations, rqe) if understand else None,
-                   descriptions=descriptions)
+        understanding = type_probabilities = None
+        if understand:
+            understanding = Understanding.build(records, annotations, rqe, encoder or load_encoder())
+            # Read as the classifier learnt MedQuAD's questions, without their focus: 85 wordings to encode, not 16k.
+            type_probabilities = understanding.types.probabilities([without_focus(p["question"], p["focus"])
+                                                                    for p in passages])
+        return cls(fields, passages, config, understanding=understanding, descriptions=descriptions,
+                   type_probabilities=type_probabilities)
 
     def __len__(self) -> int:
         return len(self._passages)
@@ -308,10 +318,13 @@ class RetrievalIndex:
         """Indexes of the passages about one focus (``data.focus_key``)."""
         return self._by_focus.get(key, [])
 
+    def warm_up(self) -> None:
+        """Make the first messages as fast as the rest (the app calls it while starting)."""
+        if self.understanding is not None and self.understanding.types.encoder is not None:
+            self.understanding.types.encoder.warm_up()
+
     def type_probabilities(self, indexes: np.ndarray) -> np.ndarray:
-        """Question-type probabilities of these passages' questions, computed for all passages on first use."""
-        if self._type_probabilities is None:
-            self._type_probabilities = self.understanding.types.probabilities([p["question"] for p in self._passages])
+        """Question-type probabilities of these passages' questions (computed for all of them at build)."""
         return self._type_probabilities[indexes]
 
     def save(self, directory: str | os.PathLike) -> None:
@@ -328,6 +341,7 @@ class RetrievalIndex:
                     handle.write(json.dumps(passage, ensure_ascii=False) + "\n")
             if self.understanding is not None:
                 self.understanding.save(staging / _UNDERSTANDING)
+                np.save(staging / _TYPE_PROBABILITIES, self._type_probabilities)
             if self._descriptions is not None:
                 self._descriptions[0].save(staging / _DESCRIPTION, show_progress=False)
                 (staging / _DESCRIPTION_KEYS).write_text(json.dumps(self._descriptions[1]))
@@ -341,8 +355,10 @@ class RetrievalIndex:
             shutil.rmtree(staging, ignore_errors=True)  # only left over when something above failed
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, key: str | None = None) -> RetrievalIndex:
-        """Load a saved index; raises ValueError (or OSError) when it is incomplete, inconsistent or for another key."""
+    def load(cls, directory: str | os.PathLike, key: str | None = None,
+             encoder: SentenceEncoder | None = None) -> RetrievalIndex:
+        """Load a saved index; raises ValueError (or OSError) when it is incomplete, inconsistent, for another key or
+        built with another sentence encoder than ``encoder`` (default ``load_encoder()``)."""
         directory = Path(directory)
         manifest = json.loads((directory / _MANIFEST).read_text())
         if key is not None and manifest.get("key") != key:
@@ -360,28 +376,33 @@ class RetrievalIndex:
             raise ValueError(f"index at {directory} is inconsistent: document counts {sorted(sizes)}")
         if any(set(p) != set(_PASSAGE_FIELDS) for p in passages):
             raise ValueError(f"index at {directory} has malformed passages")
-        understanding = Understanding.load(directory / _UNDERSTANDING)
+        understanding = Understanding.load(directory / _UNDERSTANDING, encoder or load_encoder())
+        type_probabilities = np.load(directory / _TYPE_PROBABILITIES, allow_pickle=False)
+        if type_probabilities.shape != (len(passages), len(understanding.types.classes)):
+            raise ValueError(f"index at {directory} has passage types that do not match its passages")
         description_keys = json.loads((directory / _DESCRIPTION_KEYS).read_text())
         description_bm25 = bm25s.BM25.load(directory / _DESCRIPTION, show_progress=False, verbosity=0)
         if description_bm25.scores["num_docs"] != len(description_keys):
             raise ValueError(f"index at {directory} has focus descriptions that do not match their foci")
         return cls(fields, passages, config, manifest.get("key", ""), understanding,
-                   (description_bm25, description_keys))
+                   (description_bm25, description_keys), type_probabilities)
 
     @classmethod
     def load_or_build(cls, data_dir: str | os.PathLike | None = None, progress: bool = False,
-                      config: IndexSettings = IndexSettings()) -> RetrievalIndex:
+                      config: IndexSettings = IndexSettings(),
+                      encoder: SentenceEncoder | None = None) -> RetrievalIndex:
         """The cached index for this MedQuAD tree and settings, built (and cached) on first use."""
         key = cache_key(data_dir, config)
         directory = settings.cache_dir() / "retrieval" / key
+        encoder = encoder or load_encoder()
         if directory.exists():
             try:
-                return cls.load(directory, key)
+                return cls.load(directory, key, encoder)
             except Exception as error:  # any damage (truncated JSON, missing array, bad dtype) means rebuild
                 log.warning("retrieval cache at %s is unreadable (%s); rebuilding it", directory, error)
         records, _ = data.load_records(data_dir, progress=progress)
         index = cls.build(records, config, progress=progress,
-                          annotations=data.load_annotations(data_dir, progress=progress))
+                          annotations=data.load_annotations(data_dir, progress=progress), encoder=encoder)
         index.key = key
         try:
             index.save(directory)

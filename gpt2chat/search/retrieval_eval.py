@@ -329,17 +329,17 @@ def cross_validated_types(index: RetrievalIndex, annotations, messages: list[dic
     messages of one fold at a time (seeded split), then measured on that fold through the full ``retrieve``."""
     shuffled = sorted(messages, key=lambda m: m["id"])
     random.Random(seed).shuffle(shuffled)
+    # The passages' own type probabilities (computed at build) stay the built classifier's: only the messages' types
+    # are measured.
     built = index.understanding.types
-    # The passages' own type probabilities (cached on first use) stay the built classifier's: only the messages'
-    # types are measured, and a fold's classifier must not be left behind in the cache.
-    index.type_probabilities(np.arange(1))
     written = consumer_type_rows(written_messages())
     counts: collections.Counter = collections.Counter()
     try:
         for fold in range(folds):
             held_out = shuffled[fold::folds]
             kept = [m for m in shuffled if m not in held_out]
-            fold = TypeClassifier.build(annotations, consumer_rows=consumer_type_rows(kept) + written)
+            fold = TypeClassifier.build(annotations, consumer_rows=consumer_type_rows(kept) + written,
+                                        encoder=built.encoder)
             index.understanding.types = fold.with_classes(built.classes)
             counts.update(evaluate_liveqa(index, held_out, {})["counts"])
     finally:
@@ -359,8 +359,8 @@ def run_types(data_dir: str | None, limit: int | None) -> int:
     try:
         for name, rows in (("MedQuAD and the seed phrases", []),
                            ("those and the written messages", consumer_type_rows(written_messages()))):
-            index.understanding.types = TypeClassifier.build(annotations, consumer_rows=rows).with_classes(
-                built.classes)
+            index.understanding.types = TypeClassifier.build(annotations, consumer_rows=rows,
+                                                             encoder=built.encoder).with_classes(built.classes)
             unseen = evaluate_liveqa(index, train, {})["counts"]
             found, n = unseen["type found"], unseen["types n"]
             print(f"LiveQA 2017 train, all unseen (learnt from {name} only): type found {found}/{n} "
@@ -551,6 +551,7 @@ def run_latency(data_dir: str | None, limit: int | None) -> int:
     texts = [q["question"] for q in consumer_questions()] + [r.question for r in split_records(records)["test"]]
     talks = [(t["turns"][-1], t["turns"][:-1]) for t in conversations()]
     queries = [(text, []) for text in texts[:limit]] + talks
+    index.warm_up()  # as the app does while starting
     index.retrieve("warm up", k=3)
     latencies = []
     for text, history in queries:
