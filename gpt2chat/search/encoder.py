@@ -21,9 +21,10 @@ import numpy as np
 
 from gpt2chat import settings
 
-# Token lengths a message is padded to: each is one compiled graph per batch size (1 and BATCH). One question is
-# 9 ms on 2 cores compiled against 100 ms eager (measured on "what helps with a hangover", 32 tokens).
-_LENGTHS = (16, 32, 64, 128)
+# One graph for every shape (a traced tf.function with free batch and length): tracing it costs about 1 s where
+# XLA-compiling each of 8 padded shapes cost 4-8 s in every process that encodes; 4 ms a text in batches padded to
+# their longest (6 in XLA's padded shapes); one question takes 13 ms against XLA's 7 (and 100 eager).
+MAX_TOKENS = 128
 BATCH = 64
 
 
@@ -55,7 +56,7 @@ class SentenceEncoder:
         self.memory = memory
         self._kept: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
 
-        @tf.function(jit_compile=True, reduce_retracing=True)
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.bool)])
         def pooled(token_ids, padding_mask):
             hidden = backbone({"token_ids": token_ids, "segment_ids": tf.zeros_like(token_ids),
                                "padding_mask": padding_mask})["sequence_output"]
@@ -78,7 +79,7 @@ class SentenceEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) float32 unit vectors."""
         wanted = [t for t in dict.fromkeys(texts) if t not in self._kept]
-        tokens = [list(ids)[:_LENGTHS[-1] - 2] for ids in self.tokenizer(wanted)] if wanted else []
+        tokens = [list(ids)[:MAX_TOKENS - 2] for ids in self.tokenizer(wanted)] if wanted else []
         # Similar lengths batched together pad least: the index build's 60k texts 2x faster than in their order.
         order = sorted(range(len(wanted)), key=lambda i: len(tokens[i]))
         for start in range(0, len(order), BATCH):
@@ -94,14 +95,12 @@ class SentenceEncoder:
         return out
 
     def warm_up(self) -> None:
-        """Compile the one-text graph of every length now: each costs about a second on its first message."""
-        for length in _LENGTHS:
-            self._encode([[self.tokenizer.cls_token_id] * (length - 2)])
+        """Trace the graph now rather than on the first message (about a second)."""
+        self._encode([[self.tokenizer.cls_token_id]])
 
     def _encode(self, ids: list[list[int]]) -> np.ndarray:
-        """Vectors of up to BATCH tokenised texts, padded to one of the compiled shapes."""
-        length = next(n for n in _LENGTHS if n >= max(len(i) for i in ids) + 2)
-        token_ids = np.zeros((1 if len(ids) == 1 else BATCH, length), dtype=np.int32)
+        """Vectors of up to BATCH tokenised texts, padded to the longest."""
+        token_ids = np.zeros((len(ids), max(len(i) for i in ids) + 2), dtype=np.int32)
         for row, tokens in enumerate(ids):
             token_ids[row, :len(tokens) + 2] = [self.tokenizer.cls_token_id, *tokens, self.tokenizer.sep_token_id]
-        return np.asarray(self._pooled(token_ids, token_ids != 0))[:len(ids)]
+        return np.asarray(self._pooled(token_ids, token_ids != 0))
