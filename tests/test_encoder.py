@@ -42,6 +42,33 @@ def test_the_encoder_keeps_only_its_most_recent_texts(encoder):
     assert list(small._kept) == ["one", "three"]
 
 
+def test_request_threads_encode_one_at_a_time(encoder, monkeypatch):
+    """The app's request threads share one encoder and its memory of recent texts (an OrderedDict)."""
+    import threading
+    import time
+
+    shared = SentenceEncoder(encoder.backbone, encoder.tokenizer)
+    inside, most = [0], [0]
+    real = shared._encode_texts
+
+    def counted(texts):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        try:
+            return real(texts)
+        finally:
+            inside[0] -= 1
+
+    monkeypatch.setattr(shared, "_encode_texts", counted)
+    threads = [threading.Thread(target=shared.encode, args=([f"question {i}"],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1 and len(shared._kept) == 4
+
+
 def test_a_process_loads_each_encoder_once(encoder):
     assert load_encoder() is encoder and load_encoder(settings.encoder_preset()) is encoder
 
