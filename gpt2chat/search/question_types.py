@@ -304,6 +304,8 @@ class TypeClassifier:
                  encoder=None):
         self.vocabulary = vocabulary
         # Weights over the sentence encoder's vector (``search.encoder``), learnt with the words' in one regression.
+        if sentence_coef is not None and encoder is None:
+            raise ValueError("a type classifier that reads sentence vectors needs its sentence encoder")
         self.sentence_coef, self.encoder = sentence_coef, encoder
         # Stems of the wording of questions rather than their topic: in 1% of MedQuAD's typed questions once the
         # focus is removed ("treatment", "test", "risk"), or in the everyday phrasings below.
@@ -424,7 +426,8 @@ class TypeClassifier:
         if sentence_coef is not None:
             if encoder is None or sentence_coef.shape != (len(coef), encoder.dim):
                 raise ValueError("type classifier was built with a sentence encoder that is not given")
-            if not np.allclose(encoder.encode([_PROBE])[0], probe, atol=1e-3):
+            # Another model's vector is far off; the same model on other hardware is within 1e-3.
+            if not np.allclose(encoder.encode([_PROBE])[0], probe, atol=1e-2):
                 raise ValueError("type classifier was built with another sentence encoder")
         return cls(payload["vocabulary"], idf, coef, intercept, payload["classes"], payload["question_stems"],
                    sentence_coef, encoder if sentence_coef is not None else None)

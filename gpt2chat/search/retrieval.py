@@ -64,14 +64,15 @@ _UNDERSTANDING = "understanding"
 _FIELDS = ("document", "focus")
 _DESCRIPTION = "description"  # BM25 over each focus's own description, one document per answered focus
 _DESCRIPTION_KEYS = "description_foci.json"
-_TYPE_PROBABILITIES = "type_probabilities.npy"  # each passage question's types: 16k encoder calls, ~30 s, at build
+_TYPE_PROBABILITIES = "type_probabilities.npy"  # each passage question's types, computed at build
 # What a focus "is" in its own answers: a description written the way people describe a condition.
 _DESCRIPTION_TYPES = ("information", "symptoms", "causes")
 _SYMPTOM_TYPES, _CAUSE_TYPES = ("symptoms",), ("causes", "susceptibility")
 RARE_DISEASE_SITES = frozenset({"GARD", "GHR"})
 _PASSAGE_FIELDS = ("pair_id", "question", "answer", "focus", "source", "url", "question_type")
 # The code that builds the learned parts is part of what the cached index depends on.
-_LEARNED_SOURCES = ("understanding.py", "question_types.py", "entailment.py", "ranking.py", "salience.py")
+_LEARNED_SOURCES = ("understanding.py", "question_types.py", "entailment.py", "ranking.py", "salience.py",
+                    "encoder.py")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,11 +121,13 @@ def document_text(record: QAPair, config: IndexSettings) -> str:
     return " ".join([*topic, record.answer])
 
 
-def cache_key(data_dir: str | os.PathLike | None = None, config: IndexSettings = IndexSettings()) -> str:
-    """Hash of everything the index depends on: XML file names and bytes, the loader's code, the settings."""
+def cache_key(data_dir: str | os.PathLike | None = None, config: IndexSettings = IndexSettings(),
+              encoder: str | None = None) -> str:
+    """Hash of everything the index depends on: XML file names and bytes, the loader's code, the settings, where
+    the sentence encoder comes from (``encoder``, default ``settings.encoder_preset()``)."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"format": CACHE_FORMAT, "bm25s": bm25s.__version__, **dataclasses.asdict(config),
-                              "encoder": settings.encoder_preset()}, sort_keys=True).encode())
+                              "encoder": encoder or settings.encoder_preset()}, sort_keys=True).encode())
     # The loader decides which pairs are kept (answered, de-duplicated), so its code is part of the data.
     digest.update(Path(data.__file__).read_bytes())
     for name in _LEARNED_SOURCES:
@@ -171,6 +174,8 @@ class RetrievalIndex:
             sites[focus_key(passage["focus"])].add(passage["source"])
         # foci only the rare-disease sites answer
         self.rare_foci = frozenset(key for key, names in sites.items() if names <= RARE_DISEASE_SITES)
+        if understanding is not None and type_probabilities is None:
+            raise ValueError("an index that retrieves needs its passages' question types")
         self._type_probabilities = type_probabilities
 
     @classmethod
@@ -392,9 +397,9 @@ class RetrievalIndex:
                       config: IndexSettings = IndexSettings(),
                       encoder: SentenceEncoder | None = None) -> RetrievalIndex:
         """The cached index for this MedQuAD tree and settings, built (and cached) on first use."""
-        key = cache_key(data_dir, config)
-        directory = settings.cache_dir() / "retrieval" / key
         encoder = encoder or load_encoder()
+        key = cache_key(data_dir, config, encoder.preset)
+        directory = settings.cache_dir() / "retrieval" / key
         if directory.exists():
             try:
                 return cls.load(directory, key, encoder)
