@@ -256,11 +256,8 @@ class ChatEngine:
             if index is not None:
                 return loaded_masker, loaded_safety, index
             if config.index_dir:
-                loaded_index = RetrievalIndex.load(config.index_dir)
-            else:
-                loaded_index = RetrievalIndex.load_or_build(config.data)
-            loaded_index.warm_up()
-            return loaded_masker, loaded_safety, loaded_index
+                return loaded_masker, loaded_safety, RetrievalIndex.load(config.index_dir)
+            return loaded_masker, loaded_safety, RetrievalIndex.load_or_build(config.data)
 
         generator = None
         with ThreadPoolExecutor(max_workers=1) as pool:

@@ -111,10 +111,6 @@ class SentenceEncoder:
             self._kept.popitem(last=False)
         return out
 
-    def warm_up(self) -> None:
-        """Trace the graph now rather than on the first message (about a second)."""
-        self._encode([[self.tokenizer.cls_token_id]])
-
     def _encode(self, ids: list[list[int]]) -> np.ndarray:
         """Vectors of up to BATCH tokenised texts, padded to the longest."""
         token_ids = np.zeros((len(ids), max(len(i) for i in ids) + 2), dtype=np.int32)

@@ -323,11 +323,6 @@ class RetrievalIndex:
         """Indexes of the passages about one focus (``data.focus_key``)."""
         return self._by_focus.get(key, [])
 
-    def warm_up(self) -> None:
-        """Make the first messages as fast as the rest (the app calls it while starting)."""
-        if self.understanding is not None and self.understanding.types.encoder is not None:
-            self.understanding.types.encoder.warm_up()
-
     def type_probabilities(self, indexes: np.ndarray) -> np.ndarray:
         """Question-type probabilities of these passages' questions (computed for all of them at build)."""
         return self._type_probabilities[indexes]
