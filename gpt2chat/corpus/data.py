@@ -108,6 +108,12 @@ _GLUED_HEADING = re.compile(
     rf"(?=(?:{_OPENERS}) [a-z]|- [A-Z])")  # or its list: CancerGov's "Key Points - There are different types…"
 # A heading asked as a question ("What Is Cancer Prevention?"): every word capitalised, as a sentence of its own.
 _QUESTION_HEADING = re.compile(r"(?:(?<=^)|(?<=[.!?] ))(?:[A-Z][\w'’-]* ){2,}?(?:[A-Z][\w'’-]*)\? (?=[A-Z])")
+# A heading the crawl left inline before its section's first sentence, told by two spaces or by its last word named
+# again in the sentence's first three: "... surgery. Medications  Medications for glaucoma may be ...", "... with
+# glaucoma. Surgery Laser surgery is another treatment ..." (NIHSeniorHealth, NIDDK, NHLBI, CancerGov).
+_INLINE_HEADING = re.compile(
+    rf"(?:(?<=^)|(?<=[a-z0-9)][.!?] ))\s*([A-Z][\w'’()/&-]*(?: (?:[A-Z0-9][\w'’()/&-]*|"
+    rf"{'|'.join(sorted(_HEADING_SMALL_WORDS))}))*)( +)(?=[A-Z](?:[a-z][\w'’-]*)? [a-z(])")
 # Sentence and list-item boundaries, for finding repeats only (the chat stage has the full sentence splitter).
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“(]?[A-Z0-9])|\s+(?=- [\"“(]?[A-Z0-9])")
 
@@ -125,12 +131,29 @@ def _starts_sentence(line: str) -> bool:
             and line.endswith((".", "!", "?", ":")))
 
 
+def _without_inline_headings(line: str) -> str:
+    def heading(match: re.Match) -> bool:
+        words = match.group(1).split()
+        if not _is_heading(match.group(1)) or words[-1].lower() in _HEADING_SMALL_WORDS:  # "As CKD progresses, a"
+            return False
+        return len(match.group(2)) >= 2 or _singular(words[-1]) in map(_singular, line[match.end():].split()[:3])
+
+    return _INLINE_HEADING.sub(lambda m: "" if heading(m) else m.group(), line)
+
+
+def _singular(word: str) -> str:
+    word = word.strip(",.;:()").lower()
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
 def clean_answer(raw: str) -> str:
     """An answer's XML text as one clean line: navigation leftovers and section headings dropped ("Treatment With
-    Replacement Therapy" no longer glued to "The main treatment…"), lists of short lines kept as "- item" lists
-    closed by a period, and a sentence repeated within the answer kept once (284 answers repeat one, e.g. every
-    CancerGov treatment answer's "Patients may want to think about taking part in a clinical trial.")."""
-    lines = [line for line in map(normalise, (raw or "").splitlines()) if line and line not in NAVIGATION_LEFTOVERS]
+    Replacement Therapy" no longer glued to "The main treatment…", nor "Surgery" to "Laser surgery is…"), lists of
+    short lines kept as "- item" lists closed by a period, and a sentence repeated within the answer kept once (284
+    answers repeat one, e.g. every CancerGov treatment answer's "Patients may want to think about taking part in a
+    clinical trial.")."""
+    lines = [line for line in map(normalise, map(_without_inline_headings, (raw or "").splitlines()))
+             if line and line not in NAVIGATION_LEFTOVERS]
     kept: list[str] = []
     for position, line in enumerate(lines):
         following = lines[position + 1] if position + 1 < len(lines) else ""
