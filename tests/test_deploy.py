@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import gradio
 import pytest
@@ -176,6 +177,54 @@ def test_hub_errors_during_upload_become_one_line(monkeypatch, tmp_path, capsys)
     assert run("deploy", ["--space-id", "me/gpt2chat", "--no-index", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: upload failed")
+
+
+class _RecordingHub:
+    """An HfApi stand-in holding each repo's files in memory; ``upload_folder`` is huggingface_hub's own deletion and
+    addition planning (``_prepare_folder_deletions``, its folder walk) applied to them instead of a commit."""
+
+    def __init__(self, token=None, repos=None):
+        self.repos = repos if repos is not None else {}
+
+    def create_repo(self, repo_id, **kwargs):
+        self.repos.setdefault(repo_id, {".gitattributes"})
+
+    def add_space_variable(self, *args, **kwargs):
+        pass
+
+    def list_repo_files(self, repo_id, **kwargs):
+        return sorted(self.repos[repo_id])
+
+    def upload_folder(self, *, repo_id, folder_path, repo_type=None, ignore_patterns=None, delete_patterns=None,
+                      commit_message=None):
+        from huggingface_hub.hf_api import HfApi  # the real class: the test replaces huggingface_hub.HfApi
+        from huggingface_hub.utils import filter_repo_objects
+
+        deleted = {op.path_in_repo for op in HfApi._prepare_folder_deletions(
+            self, repo_id=repo_id, repo_type=repo_type, revision=None, path_in_repo="",
+            delete_patterns=delete_patterns)}
+        files = [str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file()]
+        added = set(filter_repo_objects(files, ignore_patterns=ignore_patterns))
+        self.repos[repo_id] = (self.repos[repo_id] - deleted) | added
+
+
+def test_a_deploy_replaces_what_an_earlier_deploy_left(tiny_run, tmp_path, monkeypatch, capsys):
+    """An older index/ left on the Space would be loaded by app.py after a deploy with --no-index; an earlier
+    OpenVINO export left in the model repo would be downloaded by every start after one with --no-export."""
+    import huggingface_hub
+
+    preset, _ = tiny_run
+    repos = {"me/gpt2chat": {".gitattributes", "app.py", "index/manifest.json", "index/passages.jsonl"},
+             "me/gpt2chat-medquad": {".gitattributes", "config.json", "openvino/openvino_model.xml"}}
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: _RecordingHub(token, repos))
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.setattr(deploy, "hub_unreachable", lambda endpoint: None)
+    assert run("deploy", ["--space-id", "me/gpt2chat", "--no-index", "--model-dir", str(preset), "--model-repo",
+                          "me/gpt2chat-medquad", "--no-export", "--out", str(tmp_path / "bundle")]) == 0
+    space, model = repos["me/gpt2chat"], repos["me/gpt2chat-medquad"]
+    assert {".gitattributes", "app.py", "README.md", "requirements.txt", "gpt2chat/settings.py"} <= space
+    assert not any(name.startswith("index/") for name in space)
+    assert {".gitattributes", "config.json", "README.md"} <= model and not any("openvino" in n for n in model)
 
 
 # --- app.py -------------------------------------------------------------------------------------------------------

@@ -273,8 +273,15 @@ def hub_unreachable(endpoint: str, timeout: float = 5.0) -> str | None:
     return None
 
 
+# Each repo is made to hold exactly what is uploaded (its .gitattributes excepted). A file left by an earlier deploy
+# is read or downloaded by the Space: the index/ of an older format after a deploy with --no-index stops app.py; the
+# OpenVINO export of earlier weights after one with --no-export is downloaded on every start for nothing (its
+# fingerprint no longer matches, so it is not served).
+_REPLACE_EVERYTHING = ["*"]
+
+
 def upload(config: DeployConfig, bundle: Path, token: str) -> str:
-    """Create or update the repos and upload; returns the Space's URL."""
+    """Create or update the repos and upload, replacing what they held; returns the Space's URL."""
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
@@ -285,14 +292,14 @@ def upload(config: DeployConfig, bundle: Path, token: str) -> str:
             (Path(staging) / "model" / "README.md").write_text(model_card(model_dir, config.model_repo))
             api.create_repo(config.model_repo, repo_type="model", private=config.private, exist_ok=True)
             api.upload_folder(repo_id=config.model_repo, repo_type="model", folder_path=Path(staging) / "model",
-                              commit_message="Upload gpt2chat model")
+                              delete_patterns=_REPLACE_EVERYTHING, commit_message="Upload gpt2chat model")
         print(f"model uploaded: https://huggingface.co/{config.model_repo}", flush=True)
     api.create_repo(config.space_id, repo_type="space", space_sdk="gradio", private=config.private, exist_ok=True)
     if config.model_repo:
         api.add_space_variable(config.space_id, settings.MODEL_ENV, config.model_repo,
                                description="Hub model repo the app serves")
-    api.upload_folder(repo_id=config.space_id, repo_type="space", folder_path=bundle,
-                      ignore_patterns=[BUNDLE_MARKER], commit_message="Deploy gpt2chat")
+    api.upload_folder(repo_id=config.space_id, repo_type="space", folder_path=bundle, ignore_patterns=[BUNDLE_MARKER],
+                      delete_patterns=_REPLACE_EVERYTHING, commit_message="Deploy gpt2chat")
     return f"https://huggingface.co/spaces/{config.space_id}"
 
 
@@ -333,7 +340,8 @@ def parse_args(argv: list[str] | None = None) -> DeployConfig:
     parser = argparse.ArgumentParser(prog="python -m gpt2chat.deploy", description=__doc__.split("\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="write the bundle, upload nothing")
     parser.add_argument("--out", help="bundle directory (default: space_bundle with --dry-run, else temporary)")
-    parser.add_argument("--space-id", help="the Space, as owner/name (needed to upload)")
+    parser.add_argument("--space-id", help="the Space, as owner/name (needed to upload; the upload replaces the "
+                                           "files it held)")
     parser.add_argument("--model-dir", help="trained preset directory: shipped in the bundle's model/, or "
                                             "uploaded to --model-repo")
     parser.add_argument("--model-repo", help="Hub model repo (owner/name) the Space downloads the model from")
