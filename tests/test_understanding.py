@@ -355,6 +355,8 @@ def test_the_engine_cites_one_page_per_core_question(extract_engine):
     ("I take metformin for my diabetes. Can I take ibuprofen with it?", "interactions with medications",
      ("Ibuprofen", "Metformin")),
     ("what is metformin used for?", "indication", ("Metformin",)),
+    # "while breastfeeding" asks it though Breastfeeding is a focus the sentence names
+    ("Can I use latanoprost while breastfeeding?", "contraindication", ("Latanoprost Ophthalmic",)),
 ])
 def test_a_medicines_question_is_about_the_medicine_the_message_names(index, message, asked, medicines):
     """Not the condition's page: "Could the pills be upsetting my stomach?" had cited diabetes's treatment."""
@@ -892,6 +894,14 @@ def test_a_medicines_cue_needs_a_medicine_named(sentence, with_a_medicine, witho
     from gpt2chat.search.question_types import cue
 
     assert (cue(sentence, medicine=True), cue(sentence, medicine=False)) == (with_a_medicine, without)
+
+
+def test_words_inside_a_name_are_no_cue():
+    from gpt2chat.search.question_types import cue
+
+    assert cue("how is hereditary angioedema treated", names=["hereditary angioedema"]) == "treatment"
+    assert cue("how is hereditary angioedema treated") == "inheritance"
+    assert cue("can i use it while breastfeeding", names=["breastfeeding"]) == "contraindication"
 
 
 @pytest.mark.parametrize("medicines, question_type, asked", [

@@ -19,7 +19,7 @@ import numpy as np
 
 from gpt2chat.corpus.consumer import WRITTEN_MESSAGES, message_text, read_written
 from gpt2chat.corpus.data import FocusAnnotation
-from gpt2chat.search.understanding import raw_words, split_questions, stems
+from gpt2chat.search.understanding import as_word, raw_words, split_questions, stems
 
 # A few everyday phrasings per question type, written for this classifier: MedQuAD's own questions are
 # templates ("What are the treatments for X ?"), so without these "how do doctors find out" or "is it hereditary"
@@ -268,11 +268,15 @@ CUES: tuple[tuple[str, re.Pattern], ...] = tuple((name, re.compile(pattern, re.I
 CUE_WEIGHT = 0.5
 
 
-def cue(text: str, medicine: bool = True) -> str | None:
+def cue(text: str, medicine: bool = True, names: Sequence[str] = ()) -> str | None:
     """The type a sentence's own words ask for (``CUES``), or None; without ``medicine`` (the message names none), not
-    a medicine's type: "how do I take care of him", "which drugs can cause hair loss" ask of a condition."""
-    return next((name for name, pattern in CUES if (medicine or name not in MEDICINE_TYPES) and pattern.search(text)),
-                None)
+    a medicine's type: "how do I take care of him", "which drugs can cause hair loss" ask of a condition. Words
+    wholly inside one of ``names`` (foci the sentence names) ask nothing: "Hereditary angioedema" is no inheritance
+    question, "while breastfeeding" still asks a contraindication with Breastfeeding a focus."""
+    inside = [(m.start(), m.end()) for name in names if name for m in as_word(name).finditer(text)]
+    return next((name for name, pattern in CUES if (medicine or name not in MEDICINE_TYPES)
+                 and any(not any(a <= hit.start() and hit.end() <= b for a, b in inside)
+                         for hit in pattern.finditer(text))), None)
 
 
 def says_medicine(text: str) -> bool:

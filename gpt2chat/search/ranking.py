@@ -318,8 +318,10 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
         here = [m for m in medicines.values() if any(n.key == m.key for n in named_here)]
         asked = _without_foci(sub, [*foci, *here])
         # A medicine's question needs a medicine: "how do I take care of him" or "which drugs can cause hair loss"
-        # ask of a condition.
-        cued = cue(asked, medicine=bool(medicines))
+        # ask of a condition. Cue words a focus name took part in are read in the sentence as written: "Can I use
+        # latanoprost while breastfeeding?" became "Can I use it while it?" with Breastfeeding a focus.
+        cued = cue(asked, medicine=bool(medicines)) or cue(" ".join(sub.split()), medicine=bool(medicines),
+                                                            names=[m.span for m in [*foci, *here]])
         if cued in MEDICINE_TYPES:
             # "Is this from the new pill?" asks about the medicines the message names ("I take lisinopril ... added
             # amlodipine"); the sentence's own when it names one, and the others too when it asks what goes with it
