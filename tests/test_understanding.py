@@ -369,6 +369,8 @@ def test_a_medicines_question_is_about_the_medicine_the_message_names(index, mes
     ("I take metformin for my diabetes. How do I take care of my feet?", "Diabetes"),  # no "how to take" question
     ("What is the right dose of exercise for osteoporosis?", "Osteoporosis"),  # no medicine named: the condition's
     ("Which drugs can cause osteoporosis?", "Osteoporosis"),
+    # a medicine's cue read through a focus name ("while breastfeeding") needs the sentence to name the medicine
+    ("I take metformin. Can postpartum depression happen while breastfeeding?", "Postpartum Depression"),
 ])
 def test_a_conditions_question_is_no_medicines_question(index, message, focus):
     result = index.retrieve(message)
@@ -902,6 +904,7 @@ def test_words_inside_a_name_are_no_cue():
     assert cue("how is hereditary angioedema treated", names=["hereditary angioedema"]) == "treatment"
     assert cue("how is hereditary angioedema treated") == "inheritance"
     assert cue("can i use it while breastfeeding", names=["breastfeeding"]) == "contraindication"
+    assert cue("how long after a liver transplant can i drive") is None  # "liver" is not "live"
 
 
 @pytest.mark.parametrize("medicines, question_type, asked", [

@@ -108,12 +108,13 @@ _GLUED_HEADING = re.compile(
     rf"(?=(?:{_OPENERS}) [a-z]|- [A-Z])")  # or its list: CancerGov's "Key Points - There are different types…"
 # A heading asked as a question ("What Is Cancer Prevention?"): every word capitalised, as a sentence of its own.
 _QUESTION_HEADING = re.compile(r"(?:(?<=^)|(?<=[.!?] ))(?:[A-Z][\w'’-]* ){2,}?(?:[A-Z][\w'’-]*)\? (?=[A-Z])")
-# A heading the crawl left inline before its section's first sentence, told by two spaces or by its last word named
-# again in the sentence's first three: "... surgery. Medications  Medications for glaucoma may be ...", "... with
-# glaucoma. Surgery Laser surgery is another treatment ..." (NIHSeniorHealth, NIDDK, NHLBI, CancerGov).
+# A heading the crawl left inline before its section's first sentence, followed by two spaces or named again in the
+# sentence's first three words: "... surgery. Medications  Medications for glaucoma may be ...", "... with glaucoma.
+# Surgery Laser surgery is another treatment ..." (NIHSeniorHealth, NIDDK, CancerGov). The next words open a
+# sentence: "Hepatitis A (HAV)" or "An Institutional Review Board (IRB) reviews" are names.
 _INLINE_HEADING = re.compile(
     rf"(?:(?<=^)|(?<=[a-z0-9)][.!?] ))\s*([A-Z][\w'’()/&-]*(?: (?:[A-Z0-9][\w'’()/&-]*|"
-    rf"{'|'.join(sorted(_HEADING_SMALL_WORDS))}))*)( +)(?=[A-Z](?:[a-z][\w'’-]*)? [a-z(])")
+    rf"{'|'.join(sorted(_HEADING_SMALL_WORDS))}))*)( +)(?=[A-Z](?:[a-z][\w'’-]*)? (?:[a-z]|\([a-z]))")
 # Sentence and list-item boundaries, for finding repeats only (the chat stage has the full sentence splitter).
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“(]?[A-Z0-9])|\s+(?=- [\"“(]?[A-Z0-9])")
 
@@ -132,13 +133,18 @@ def _starts_sentence(line: str) -> bool:
 
 
 def _without_inline_headings(line: str) -> str:
-    def heading(match: re.Match) -> bool:
+    """A section's sentence that names its heading again loses the heading; one that does not keeps it as a label
+    ("Group I: Cancer was found only ...", "Location: Dialysis center."), which is all that says which group or which
+    row the sentence is about."""
+    def unglued(match: re.Match) -> str:
         words = match.group(1).split()
         if not _is_heading(match.group(1)) or words[-1].lower() in _HEADING_SMALL_WORDS:  # "As CKD progresses, a"
-            return False
-        return len(match.group(2)) >= 2 or _singular(words[-1]) in map(_singular, line[match.end():].split()[:3])
+            return match.group()
+        if _singular(words[-1]) in map(_singular, line[match.end():].split()[:3]):
+            return ""
+        return f"{match.group(1)}: " if len(match.group(2)) >= 2 else match.group()
 
-    return _INLINE_HEADING.sub(lambda m: "" if heading(m) else m.group(), line)
+    return _INLINE_HEADING.sub(unglued, line)
 
 
 def _singular(word: str) -> str:

@@ -233,7 +233,7 @@ CUES: tuple[tuple[str, re.Pattern], ...] = tuple((name, re.compile(pattern, re.I
     ("support groups", r"\bsupport groups?\b|\bfind support\b"),
     ("susceptibility", r"\bat risk\b|\brisk (?:of|for)\b|who (?:gets|can get)|susceptib|\bcontagious|\bcatch\b|"
                        r"\bget pregnant"),
-    ("outlook", r"\boutlook|prognos|life expectancy|surviv|\bhow long\b.*\b(?:live|last)|\bgo away\b|\bcurable\b|"
+    ("outlook", r"\boutlook|prognos|life expectancy|surviv|\bhow long\b.*\b(?:live|last)\b|\bgo away\b|\bcurable\b|"
                 r"\bfatal\b|\brecover|\bget better\b|\bgrow out of\b|"
                 r"\bwhat (?:happens |will happen |would happen )?if\b[^?!]{0,60}\b(?:not|don'?t|never|untreated)\b"),
     ("frequency", r"how many people|how common|prevalen|frequen"),

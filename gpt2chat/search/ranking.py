@@ -318,10 +318,8 @@ def retrieve(index, message: str, history: Sequence[str] = (), k: int = 3) -> Re
         here = [m for m in medicines.values() if any(n.key == m.key for n in named_here)]
         asked = _without_foci(sub, [*foci, *here])
         # A medicine's question needs a medicine: "how do I take care of him" or "which drugs can cause hair loss"
-        # ask of a condition. Cue words a focus name took part in are read in the sentence as written: "Can I use
-        # latanoprost while breastfeeding?" became "Can I use it while it?" with Breastfeeding a focus.
-        cued = cue(asked, medicine=bool(medicines)) or cue(" ".join(sub.split()), medicine=bool(medicines),
-                                                            names=[m.span for m in [*foci, *here]])
+        # ask of a condition.
+        cued = cue(asked, medicine=bool(medicines)) or _medicine_cue_with_a_focus(sub, [*foci, *here], here)
         if cued in MEDICINE_TYPES:
             # "Is this from the new pill?" asks about the medicines the message names ("I take lisinopril ... added
             # amlodipine"); the sentence's own when it names one, and the others too when it asks what goes with it
@@ -358,6 +356,18 @@ def _in_medical_words(recogniser: FocusRecogniser, everyday: EverydayWords,
 
     user_named = any(_strong(m) and not made(m) for m in recogniser.find(text))
     return text, lambda words: [m for m in recogniser.find(words) if not (user_named and made(m))]
+
+
+def _medicine_cue_with_a_focus(sentence: str, foci: Sequence[FocusMatch],
+                               medicines: Sequence[FocusMatch]) -> str | None:
+    """A medicine's question whose cue words a focus name took part in, read in the sentence as written when the
+    sentence names the medicine: "Can I use latanoprost while breastfeeding?" became "Can I use it while it?" with
+    Breastfeeding a focus. Words wholly inside a name ask nothing; a condition's question is not read this way
+    ("how long after a liver transplant ...")."""
+    if not medicines:
+        return None
+    found = cue(" ".join(sentence.split()), medicine=True, names=[m.span for m in foci])
+    return found if found in MEDICINE_TYPES else None
 
 
 def _without_foci(text: str, foci: Sequence[FocusMatch]) -> str:
