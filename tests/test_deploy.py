@@ -180,8 +180,8 @@ def test_hub_errors_during_upload_become_one_line(monkeypatch, tmp_path, capsys)
 
 
 class _RecordingHub:
-    """An HfApi stand-in holding each repo's files in memory; ``upload_folder`` is huggingface_hub's own deletion and
-    addition planning (``_prepare_folder_deletions``, its folder walk) applied to them instead of a commit."""
+    """An HfApi stand-in holding each repo's files in memory; ``upload_folder`` applies huggingface_hub's own deletion
+    planning (``_prepare_folder_deletions``) and pattern filter to them instead of making a commit."""
 
     def __init__(self, token=None, repos=None):
         self.repos = repos if repos is not None else {}
