@@ -109,11 +109,12 @@ BEFORE_TOP_FOCI = [("Alzheimer's Disease", 25), ("Age-related Macular Degenerati
                    ("Alcohol Use and Older Adults", 11), ("Alzheimer's Caregiving", 11),
                    ("Adult Acute Myeloid Leukemia", 8)]
 # Measured on the cleaned answers (issue 24: headings, navigation leftovers and repeated sentences dropped where
-# MedQuAD is read), which shortened them; the move to pandas itself changed nothing.
-BEFORE_ANSWER_LENGTHS = {"count": 278, "mean": 335.58992805755395, "median": 201.5, "p90": 779.9000000000001,
-                         "p99": 1745.69, "max": 2578}
+# MedQuAD is read, and since issue 22's eleventh round headings left inline), which shortened them; the move to
+# pandas itself changed nothing.
+BEFORE_ANSWER_LENGTHS = {"count": 278, "mean": 335.39208633093523, "median": 201.5, "p90": 779.9000000000001,
+                         "p99": 1743.46, "max": 2578}
 BEFORE_CONTEXTS = [(256, 110, 39.568345323741006, 158), (512, 55, 19.784172661870503, 220),
-                   (1024, 17, 6.115107913669065, 260)]
+                   (1024, 17, 6.115107913669065, 261)]
 
 
 def test_headline_numbers_unchanged_by_the_move_to_pandas(result):
