@@ -131,25 +131,28 @@ def test_navigation_leftovers_and_headings_are_cleaned_from_real_answers(medquad
     assert prevention.startswith("Cancer prevention is action taken to lower the chance of getting cancer.")
 
 
-def test_inline_headings_are_dropped_or_set_apart_and_names_kept(medquad_dir):
-    """The crawl kept some headings inline before their section's first sentence: dropped where the sentence names
-    them again ("Surgery Laser surgery is ..."), a label where it does not ("Group I: Cancer was found only ...")."""
-    glaucoma = _answer(medquad_dir, "7_SeniorHealth_QA/0000027.xml", 4)
-    assert "surgery. Medications for glaucoma may be either" in glaucoma and "Surgery Laser" not in glaucoma
-    assert "glaucoma. Laser surgery is another treatment for glaucoma." in glaucoma
-    groups = _answer(medquad_dir, "1_CancerGov_QA/0000003_4.xml", 5)
-    assert "removed by surgery: Group I: Cancer was found only in the place where it started" in groups
-    diet = _answer(medquad_dir, "5_NIDDK_QA/0000157.xml", 5)
-    assert "Talk With a Dietitian: Even though you are on hemodialysis" in diet
-    # Sentences whose first words look like a heading: a small word named again, a capitalised second word, a name
-    swedish = _answer(medquad_dir, "2_GARD_QA/0000776.xml", 3)
-    assert "isolated case. In the Swedish family, the syndrome was inherited" in swedish
-    bones = _answer(medquad_dir, "2_GARD_QA/0001788.xml", 1)
-    assert "break easily. Type II and type III: usually occur" in bones
-    hepatitis = _answer(medquad_dir, "1_CancerGov_QA/0000007_4.xml", 2)
-    assert "hepatitis virus. Hepatitis A (HAV), hepatitis B (HBV)" in hepatitis
-    trials = _answer(medquad_dir, "4_MPlus_Health_Topics_QA/0000207.xml", 1)
-    assert "just women. An Institutional Review Board (IRB) reviews" in trials
+# (answer, text it keeps, text it no longer has). The crawl kept some headings inline before their section's first
+# sentence: dropped where the sentence names them again ("Surgery Laser surgery is ..."), a label where it does not
+# ("Group I: Cancer was found only ..."); the last four are sentences whose first words look like a heading.
+INLINE_HEADINGS = [
+    ("7_SeniorHealth_QA/0000027.xml", 4, ["surgery. Medications for glaucoma may be either",
+                                          "glaucoma. Laser surgery is another treatment for glaucoma."],
+     ["Surgery Laser"]),
+    ("1_CancerGov_QA/0000003_4.xml", 5,
+     ["removed by surgery: Group I: Cancer was found only in the place where it started"], []),
+    ("5_NIDDK_QA/0000157.xml", 5, ["Talk With a Dietitian: Even though you are on hemodialysis"], []),
+    ("2_GARD_QA/0000776.xml", 3, ["isolated case. In the Swedish family, the syndrome was inherited"], []),  # "the"
+    ("2_GARD_QA/0001788.xml", 1, ["break easily. Type II and type III: usually occur"], []),  # capitalised "II"
+    ("1_CancerGov_QA/0000007_4.xml", 2, ["hepatitis virus. Hepatitis A (HAV), hepatitis B (HBV)"], []),  # names
+    ("4_MPlus_Health_Topics_QA/0000207.xml", 1, ["just women. An Institutional Review Board (IRB) reviews"], []),
+]
+
+
+@pytest.mark.parametrize("file, pid, kept, dropped", INLINE_HEADINGS)
+def test_inline_headings_are_dropped_or_set_apart_and_names_kept(medquad_dir, file, pid, kept, dropped):
+    answer = _answer(medquad_dir, file, pid)
+    assert all(text in answer for text in kept)
+    assert not any(text in answer for text in dropped)
 
 
 def test_lists_stay_lists_and_end_before_the_next_paragraph(medquad_dir):
